@@ -1,0 +1,1 @@
+"""pytest fixtures for this emulator (filled in with the emulator)."""
