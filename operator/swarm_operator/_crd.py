@@ -1,0 +1,187 @@
+"""Generate the SwarmSandbox CRD from the pydantic models in :mod:`swarm_operator.model`.
+
+Pydantic's JSON Schema is close to what Kubernetes wants, but not a *structural* schema: it uses
+``$ref``/``$defs``, ``anyOf: [X, null]`` for optionals, ``title`` everywhere, ``additionalProperties:
+false`` for closed models and ``default: null``. :func:`structural` rewrites it: refs inlined, null
+unions collapsed to the non-null branch (Kubernetes' "absent" is our ``None``), titles dropped,
+field-level keywords (description, defaults, CEL rules) laid over the referenced model's.
+
+Run ``python -m swarm_operator._crd`` to rewrite ``crds/swarmsandbox.yaml`` and the package copy;
+``--check`` exits non-zero when they are stale (CI and a unit test both check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Final
+
+import yaml
+
+from swarm_operator import model
+
+__all__ = ["GROUP", "KIND", "PLURAL", "VERSION", "crd", "package_path", "render", "structural"]
+
+GROUP: Final = "claudeswarm.io"
+VERSION: Final = "v1alpha1"
+KIND: Final = "SwarmSandbox"
+PLURAL: Final = "swarmsandboxes"
+SINGULAR: Final = "swarmsandbox"
+
+# Keywords that carry over from pydantic's output unchanged; anything else is a bug to look at.
+_KEPT: Final = frozenset({
+    "type", "format", "description", "default", "enum", "properties", "required", "items",
+    "additionalProperties", "minimum", "maximum", "minLength", "maxLength", "pattern", "minItems",
+    "maxItems", "x-kubernetes-validations", "x-kubernetes-list-type", "x-kubernetes-list-map-keys",
+})
+
+
+def structural(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Rewrite one pydantic JSON Schema node (and below) as a Kubernetes structural schema node."""
+    defs = schema.get("$defs", {}) if defs is None else defs
+    node = dict(schema)
+    node.pop("$defs", None)
+    if "$ref" in node:
+        target = defs[node.pop("$ref").rsplit("/", 1)[1]]
+        node = {**target, **node}  # the field's own description/default/rules win over the model's.
+    if "anyOf" in node:
+        branches = [b for b in node.pop("anyOf") if b.get("type") != "null"]
+        if len(branches) != 1:
+            raise ValueError(f"cannot express a union in a structural schema: {branches}")
+        node = {**structural(branches[0], defs), **node}
+        if node.get("default", ...) is None:
+            del node["default"]
+    if "allOf" in node:
+        (only,) = node.pop("allOf")
+        node = {**structural(only, defs), **node}
+    for key in ("title", "$defs"):
+        node.pop(key, None)
+    if node.get("additionalProperties") is False:
+        del node["additionalProperties"]  # Kubernetes prunes unknown fields instead, and forbids `false`.
+    if node.get("required") == []:
+        del node["required"]
+    if "properties" in node:
+        node["properties"] = {k: structural(v, defs) for k, v in node["properties"].items()}
+    if isinstance(node.get("additionalProperties"), dict):
+        node["additionalProperties"] = structural(node["additionalProperties"], defs)
+    if "items" in node:
+        node["items"] = structural(node["items"], defs)
+    if "enum" in node and "type" not in node:
+        node["type"] = "string"
+    unknown = set(node) - _KEPT
+    if unknown:
+        raise ValueError(f"keywords with no structural-schema meaning: {sorted(unknown)}")
+    return {k: node[k] for k in sorted(node, key=_key_order)}
+
+
+def _key_order(key: str) -> tuple[int, str]:
+    # A stable, readable order: what the field is first, then its bounds, then its children.
+    order = ["description", "type", "format", "default", "enum", "minimum", "maximum", "minLength",
+             "maxLength", "pattern", "minItems", "maxItems", "x-kubernetes-list-type",
+             "x-kubernetes-list-map-keys", "required", "properties", "additionalProperties", "items",
+             "x-kubernetes-validations"]
+    return (order.index(key), key) if key in order else (len(order), key)
+
+
+def _model_schema(cls: type[Any]) -> dict[str, Any]:
+    return structural(cls.model_json_schema(by_alias=True, mode="validation"))
+
+
+def crd() -> dict[str, Any]:
+    """The CustomResourceDefinition as a dict."""
+    spec = _model_schema(model.SwarmSandboxSpec)
+    spec["description"] = "Desired state: how many agents, what they run, and where."
+    spec["default"] = {}
+    spec = {k: spec[k] for k in sorted(spec, key=_key_order)}
+    status = _model_schema(model.SwarmSandboxStatus)
+    status["description"] = "Observed state, written by the operator only."
+    schema = {
+        "description": "A swarm of coding agents (tmux panes running Claude Code) in one E2B sandbox.",
+        "type": "object",
+        "properties": {
+            "apiVersion": {"description": "Versioned schema of this representation of an object.",
+                           "type": "string"},
+            "kind": {"description": "REST resource this object represents.", "type": "string"},
+            "metadata": {"type": "object"},
+            "spec": spec,
+            "status": status,
+        },
+    }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{PLURAL}.{GROUP}"},
+        "spec": {
+            "group": GROUP,
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": SINGULAR,
+                "shortNames": ["swarm"],
+                "categories": ["claudeswarm"],
+            },
+            "scope": "Namespaced",
+            "versions": [{
+                "name": VERSION,
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": [
+                    {"name": "Phase", "type": "string", "jsonPath": ".status.phase",
+                     "description": "Lifecycle phase, derived from the conditions."},
+                    # One "ready/desired" column like Deployment's READY; the operator writes the string
+                    # (status.agents.summary) because printer columns cannot compute.
+                    {"name": "Agents", "type": "string", "jsonPath": ".status.agents.summary",
+                     "description": "Agents ready/desired."},
+                    {"name": "Sandbox", "type": "string", "jsonPath": ".status.sandbox.id",
+                     "description": "E2B sandbox id."},
+                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                    {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1,
+                     "description": "Why the resource is in its phase."},
+                ],
+                "schema": {"openAPIV3Schema": schema},
+            }],
+        },
+    }
+
+
+def render() -> str:
+    """The CRD as the YAML text committed to the repository."""
+    header = "# Generated from swarm_operator/model.py by `python -m swarm_operator._crd`. Do not edit.\n"
+    return header + yaml.safe_dump(crd(), sort_keys=False, width=100, allow_unicode=True)
+
+
+def package_path() -> Path:
+    """The CRD shipped inside the package (the Kubernetes emulator loads it from there)."""
+    return Path(__file__).parent / "crds" / "swarmsandbox.yaml"
+
+
+def _repo_path() -> Path:
+    return Path(__file__).resolve().parents[2] / "crds" / "swarmsandbox.yaml"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m swarm_operator._crd", description=__doc__)
+    parser.add_argument("--check", action="store_true", help="fail if the files are not up to date")
+    parser.add_argument("--stdout", action="store_true", help="print the CRD instead of writing it")
+    args = parser.parse_args(argv)
+    text = render()
+    if args.stdout:
+        sys.stdout.write(text)
+        return 0
+    stale = 0
+    for path in (_repo_path(), package_path()):
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                print(f"stale: {path}", file=sys.stderr)
+                stale = 1
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    return stale
+
+
+if __name__ == "__main__":
+    sys.exit(main())

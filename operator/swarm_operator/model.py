@@ -1,0 +1,555 @@
+"""The SwarmSandbox resource as pydantic models: the one place a field is defined.
+
+Every spec and status field lives here once, with its description, bounds and defaults. The CRD's
+``openAPIV3Schema`` is generated from these models (``python -m swarm_operator._crd``), so ``kubectl
+explain``, the API server's validation and the operator's own validation cannot drift apart.
+
+Two layers refuse bad specs, on purpose:
+
+- The API server (schema + CEL rules) refuses what is malformed — wrong types, out-of-range numbers,
+  reserved env names — with a 422, before anything is stored.
+- The operator re-validates every spec with :class:`SwarmSandboxSpec`, which refuses everything the
+  schema refuses *and* a few things the schema deliberately lets through. The chief one is an unpinned
+  ``coordinator.install``: the schema only bounds its length, so such a resource is stored and the
+  operator reports ``Ready=False, reason=InvalidSpec`` naming the field. A 422 would be invisible to
+  anyone reading the resource later (GitOps tools retry it silently); a condition is not.
+
+Spec models are strict (no "4" for 4, no 1 for true) and forbid unknown keys, because the schema does.
+Status models are lenient readers (the operator wrote what they read) and strict writers.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from datetime import datetime, timezone
+from typing import Annotated, Any, Final, Literal
+
+import pydantic
+from pydantic.alias_generators import to_camel
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator, model_validator
+
+__all__ = [
+    "RESERVED_ENV_NAMES",
+    "RESERVED_ENV_PREFIXES",
+    "AgentItem",
+    "AgentSpec",
+    "AgentsStatus",
+    "Condition",
+    "CoordinatorSpec",
+    "E2BSpec",
+    "EnvVar",
+    "EnvVarSource",
+    "HealthCheckSpec",
+    "HealthStatus",
+    "InvalidSpecError",
+    "MetricsStatus",
+    "Phase",
+    "SandboxStatus",
+    "SecretKeySelector",
+    "SecretRef",
+    "SwarmSandboxSpec",
+    "SwarmSandboxStatus",
+    "format_validation_error",
+    "is_pinned_install",
+]
+
+# --------------------------------------------------------------------------------------------------
+# Shared vocabulary: patterns and reserved names. Patterns are written in the common subset of the
+# three regex engines that apply them (Go's RE2 in the API server, Rust's regex in pydantic-core,
+# Python's re in jsonschema): no lookarounds, no backreferences, no possessive quantifiers.
+# --------------------------------------------------------------------------------------------------
+
+#: A Kubernetes object name (RFC 1123 subdomain), as Secrets are named.
+DNS_SUBDOMAIN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+#: A key inside a Secret's data, as Kubernetes allows it.
+SECRET_KEY: Final = r"^[-._a-zA-Z0-9]+$"
+#: A POSIX-portable environment variable name (stricter than Kubernetes' C_IDENTIFIER-ish rule,
+#: because these end up in a shell environment inside the sandbox).
+ENV_NAME: Final = r"^[A-Za-z_][A-Za-z0-9_]*$"
+#: E2B template ids and aliases (``base``, ``my-team/claude-swarm:v3``): no shell metacharacters,
+#: no whitespace, nothing that could be read as an option.
+TEMPLATE: Final = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
+#: A program name or path: one word; arguments go to ``args`` (exec semantics, like a container's).
+COMMAND: Final = r"^\S+$"
+#: The schema's deliberately loose check of ``coordinator.install``; pinning is the operator's job.
+INSTALL_LOOSE: Final = r"^\S+$"
+
+#: Environment names the operator or the sandbox owns. An agent env entry shadowing one of these
+#: could break the tmux orchestration (TMUX*), the E2B agent (E2B_*), or hijack every process
+#: started in the pane (PATH, LD_PRELOAD, ...).
+RESERVED_ENV_NAMES: Final = ("PATH", "LD_PRELOAD", "LD_LIBRARY_PATH", "HOME", "SHELL", "USER")
+RESERVED_ENV_PREFIXES: Final = ("TMUX", "E2B_")
+_RESERVED_ENV_TEXT: Final = "PATH, LD_PRELOAD, LD_LIBRARY_PATH, HOME, SHELL, USER, TMUX* or E2B_*"
+
+_PINNED_NAME_VERSION: Final = re.compile(
+    # PEP 508 name, optional extras, then exactly "==" and a literal version (no wildcard: "==1.*"
+    # is a range). "===" (arbitrary equality) is refused too: it is an escape hatch, not a pin.
+    r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?(\[[A-Za-z0-9._,-]+\])?==[A-Za-z0-9][A-Za-z0-9.+!_-]*$"
+)
+_PINNED_GIT: Final = re.compile(
+    r"^git\+https://[A-Za-z0-9.-]+(:[0-9]+)?/[A-Za-z0-9._~/-]+@[0-9a-f]{40}"
+    r"(#(egg|subdirectory)=[A-Za-z0-9._/-]+(&(egg|subdirectory)=[A-Za-z0-9._/-]+)?)?$"
+)
+PREINSTALLED: Final = "preinstalled"
+
+# Plain words for a pattern mismatch: "should match pattern '^[a-z0-9]([-a-z0-9]*...'" helps no one.
+_PATTERN_HINTS: Final = {
+    DNS_SUBDOMAIN: "must be a Kubernetes object name: lowercase letters, digits, '-' and '.', "
+    "starting and ending with a letter or digit",
+    SECRET_KEY: "must be a Secret key: letters, digits, '-', '_' and '.'",
+    ENV_NAME: "must be letters, digits and '_', not starting with a digit",
+    TEMPLATE: "must be an E2B template id or alias: letters, digits and '.', '_', ':', '/', '-', "
+    "starting with a letter or digit",
+    COMMAND: "must be one word without whitespace (arguments go to args)",
+}
+
+
+def _cel_reserved_env_rule() -> str:
+    names = ", ".join(f"'{n}'" for n in RESERVED_ENV_NAMES)
+    prefixes = " && ".join(f"!self.name.startsWith('{p}')" for p in RESERVED_ENV_PREFIXES)
+    return f"!(self.name in [{names}]) && {prefixes}"
+
+
+def is_pinned_install(install: str) -> bool:
+    """Whether ``coordinator.install`` names exactly one build of the coordinator."""
+    return install == PREINSTALLED or bool(_PINNED_NAME_VERSION.match(install) or _PINNED_GIT.match(install))
+
+
+def _explain_unpinned(install: str) -> str:
+    """A message that says what is wrong with this particular install string, not just that it is."""
+    hint = f"use 'name==X.Y.Z', 'git+https://host/repo@<40-hex commit SHA>', or '{PREINSTALLED}'"
+    if install.startswith("git+"):
+        if not install.startswith("git+https://"):
+            return f"{install!r} is not allowed: only git+https:// URLs are accepted; {hint}"
+        ref = install.rsplit("@", 1)[1].split("#", 1)[0] if "@" in install[len("git+https://"):] else ""
+        if not ref:
+            return f"{install!r} is not pinned: the git URL has no @<commit SHA>; {hint}"
+        return f"{install!r} is not pinned: git ref {ref!r} is not a full 40-hex commit SHA; {hint}"
+    if any(op in install for op in (">", "<", "~=", "!=", "*", "===")):
+        return f"{install!r} is not pinned: version ranges and wildcards are refused; {hint}"
+    return f"{install!r} is not pinned: {hint}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Timestamps: Kubernetes' metav1.Time is RFC 3339 with whole seconds, always UTC.
+# --------------------------------------------------------------------------------------------------
+
+
+def _utc(value: datetime) -> datetime:
+    # Naive times are taken as UTC: the operator only ever produces UTC, and a timestamp read back from
+    # the API server carries "Z".
+    value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).replace(microsecond=0)
+
+
+def _rfc3339(value: datetime) -> str:
+    return _utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+Timestamp = Annotated[
+    datetime,
+    pydantic.AfterValidator(_utc),
+    PlainSerializer(_rfc3339, return_type=str, when_used="json"),
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------------
+
+
+class InvalidSpecError(ValueError):
+    """The spec cannot be acted on. ``str(err)`` is fit for a condition message; ``problems`` lists
+    each one as ``"spec.path: what is wrong"``."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def format_validation_error(exc: pydantic.ValidationError, prefix: str = "spec") -> list[str]:
+    """Turn pydantic's errors into ``"spec.agent.env[2].name: ..."`` lines a user can act on."""
+    problems: list[str] = []
+    for err in exc.errors(include_url=False):
+        path = prefix
+        for part in err["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else f".{part}"
+        if err["type"] == "value_error" and "error" in err.get("ctx", {}):
+            msg = str(err["ctx"]["error"])  # our own message, without pydantic's "Value error, ".
+        elif err["type"] == "string_pattern_mismatch":
+            msg = _PATTERN_HINTS.get(err["ctx"]["pattern"], err["msg"]) + f", got {err['input']!r}"
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        else:
+            msg = err["msg"]
+        problems.append(f"{path}: {msg}")
+    return problems
+
+
+# --------------------------------------------------------------------------------------------------
+# Spec
+# --------------------------------------------------------------------------------------------------
+
+
+class _Spec(BaseModel):
+    # Strict and closed, like the schema: the model must refuse everything the API server refuses.
+    model_config = ConfigDict(
+        strict=True,
+        extra="forbid",
+        populate_by_name=True,
+        alias_generator=to_camel,
+        frozen=True,
+    )
+
+
+class SecretRef(_Spec):
+    """A key in a Secret in the resource's own namespace."""
+
+    name: str = Field(
+        min_length=1, max_length=253, pattern=DNS_SUBDOMAIN,
+        description="Name of the Secret, in the same namespace as the SwarmSandbox.",
+    )
+    key: str = Field(
+        min_length=1, max_length=253, pattern=SECRET_KEY,
+        description="Key within the Secret's data.",
+    )
+
+
+class SecretKeySelector(SecretRef):
+    """Like Kubernetes' SecretKeySelector: a Secret key, optionally tolerated missing."""
+
+    optional: bool = Field(
+        default=False,
+        description="If true, a missing Secret or key leaves the variable unset instead of "
+        "failing with SecretNotFound.",
+    )
+
+
+class EnvVarSource(_Spec):
+    """Where an env value comes from when it is not written inline."""
+
+    secret_key_ref: SecretKeySelector = Field(
+        description="Take the value from a key of a Secret in the resource's namespace. The value "
+        "reaches the sandbox as an environment variable, never on a command line.",
+    )
+
+
+class EnvVar(_Spec):
+    """One agent environment variable: exactly one of value or valueFrom."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.value) != has(self.valueFrom)",
+                    "message": "exactly one of value or valueFrom must be set",
+                },
+                {
+                    "rule": _cel_reserved_env_rule(),
+                    "messageExpression": "'env name ' + self.name + ' is reserved: names that shadow "
+                    + _RESERVED_ENV_TEXT + " are refused'",
+                    "message": f"env names that shadow {_RESERVED_ENV_TEXT} are refused",
+                },
+            ]
+        }
+    )
+
+    name: str = Field(
+        min_length=1, max_length=256, pattern=ENV_NAME,
+        description="Variable name: letters, digits and underscores, not starting with a digit. Names "
+        f"that shadow {_RESERVED_ENV_TEXT} are refused: the operator and the sandbox own them.",
+    )
+    value: str | None = Field(
+        default=None, max_length=32768,
+        description="Literal value. Use valueFrom for anything secret.",
+    )
+    value_from: EnvVarSource | None = Field(
+        default=None,
+        description="Source of the value, instead of a literal one.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str) -> str:
+        if name in RESERVED_ENV_NAMES or name.startswith(RESERVED_ENV_PREFIXES):
+            raise ValueError(f"env name {name} is reserved: names that shadow {_RESERVED_ENV_TEXT} are refused")
+        return name
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> EnvVar:
+        if (self.value is None) == (self.value_from is None):
+            raise ValueError(f"env {self.name}: exactly one of value or valueFrom must be set")
+        return self
+
+
+class AgentSpec(_Spec):
+    """What runs in each tmux pane."""
+
+    command: str = Field(
+        default="claude", min_length=1, max_length=1024, pattern=COMMAND,
+        description="Program started in every agent pane: a name on the sandbox's PATH or an absolute "
+        "path, one word (arguments go to args).",
+    )
+    args: list[Annotated[str, Field(max_length=4096)]] = Field(
+        default_factory=list, max_length=64,
+        description="Arguments passed to the command, each quoted as one word.",
+    )
+    env: list[EnvVar] = Field(
+        default_factory=list, max_length=128,
+        description="Environment of every agent, as in a container spec. Values reach the sandbox "
+        "as environment variables (never on a command line). Names must be unique.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+
+    @field_validator("env")
+    @classmethod
+    def _unique_names(cls, env: list[EnvVar]) -> list[EnvVar]:
+        seen: set[str] = set()
+        dupes = [e.name for e in env if e.name in seen or seen.add(e.name)]  # type: ignore[func-returns-value]
+        if dupes:
+            raise ValueError(f"duplicate env names: {', '.join(sorted(set(dupes)))}")
+        return env
+
+
+class E2BSpec(_Spec):
+    """E2B account settings for this resource."""
+
+    api_key_secret_ref: SecretRef | None = Field(
+        default=None,
+        description="Secret key holding the E2B API key. Unset: the operator-wide default Secret.",
+    )
+
+
+class CoordinatorSpec(_Spec):
+    """The claudeswarm coordinator that lets agents find and message each other."""
+
+    enabled: bool = Field(default=True, description="Start the coordinator in the sandbox.")
+    install: str = Field(
+        default=PREINSTALLED, min_length=1, max_length=512, pattern=INSTALL_LOOSE,
+        description="How to get the coordinator: a pinned pip requirement 'name==X.Y.Z', a "
+        "'git+https://host/repo@<40-hex commit SHA>' URL, or 'preinstalled' (the template has it). "
+        "Anything unpinned is refused by the operator with Ready=False, reason InvalidSpec.",
+    )
+
+    @field_validator("install")
+    @classmethod
+    def _pinned(cls, install: str) -> str:
+        # Not in the schema on purpose: see the module docstring.
+        if not is_pinned_install(install):
+            raise ValueError(_explain_unpinned(install))
+        return install
+
+
+class HealthCheckSpec(_Spec):
+    """How the operator watches the agents once they run."""
+
+    interval_seconds: int = Field(
+        default=30, ge=5, le=3600,
+        description="Seconds between health probes of the sandbox and its agent panes.",
+    )
+    restart_dead_agents: bool = Field(
+        default=True, description="Restart an agent whose pane process has exited.",
+    )
+    max_restarts: int = Field(
+        default=3, ge=0, le=100,
+        description="Restarts allowed per agent before it is left dead and the resource Degraded.",
+    )
+
+
+class SwarmSandboxSpec(_Spec):
+    """Desired state of a SwarmSandbox."""
+
+    agents: int = Field(
+        default=4, ge=1, le=100,
+        description="Number of agents (tmux panes). Changing it scales the panes in place.",
+    )
+    agent: AgentSpec = Field(
+        default_factory=AgentSpec,
+        description="What every agent runs.",
+        json_schema_extra={"default": {}},
+    )
+    template: str | None = Field(
+        default=None, min_length=1, max_length=128, pattern=TEMPLATE,
+        description="E2B template id or alias. Unset: the operator's default template.",
+    )
+    ttl_seconds: int | None = Field(
+        default=None, ge=60, le=86400,
+        description="Hard cap on the sandbox's lifetime, in seconds. When reached the sandbox is killed "
+        "and the resource is Failed with reason SandboxExpired. Unset: no cap beyond E2B's own.",
+    )
+    e2b: E2BSpec | None = Field(default=None, alias="e2b", description="E2B account settings.")
+    coordinator: CoordinatorSpec = Field(
+        default_factory=CoordinatorSpec,
+        description="The agent coordinator.",
+        json_schema_extra={"default": {}},
+    )
+    deletion_policy: Literal["Delete", "Orphan"] = Field(
+        default="Delete",
+        description="What happens to the sandbox when the resource is deleted: Delete kills it; Orphan "
+        "leaves it running and stops tracking it.",
+    )
+    health_check: HealthCheckSpec = Field(
+        default_factory=HealthCheckSpec,
+        description="Health probing and agent restarts.",
+        json_schema_extra={"default": {}},
+    )
+    suspend: bool = Field(
+        default=False,
+        description="Pause the sandbox (E2B pause) while true; resume it when set back to false.",
+    )
+
+    @classmethod
+    def from_body(cls, spec: Any) -> SwarmSandboxSpec:
+        """Validate a resource's ``spec`` as the API server hands it over.
+
+        Raises :class:`InvalidSpecError` whose message names every offending field, ready for an
+        ``InvalidSpec`` condition.
+        """
+        try:
+            return cls.model_validate({} if spec is None else spec)
+        except pydantic.ValidationError as exc:
+            raise InvalidSpecError(format_validation_error(exc)) from None
+
+
+# --------------------------------------------------------------------------------------------------
+# Status
+# --------------------------------------------------------------------------------------------------
+
+
+class Phase(str, enum.Enum):
+    """The one-word summary in ``kubectl get``; derived from conditions (see conditions.py)."""
+
+    PENDING = "Pending"
+    CREATING = "Creating"
+    INITIALIZING = "Initializing"
+    READY = "Ready"
+    DEGRADED = "Degraded"
+    SUSPENDED = "Suspended"
+    FAILED = "Failed"
+    TERMINATING = "Terminating"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class _Status(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+        populate_by_name=True,
+        alias_generator=to_camel,
+        validate_assignment=True,
+    )
+
+
+class Condition(_Status):
+    """A metav1.Condition."""
+
+    model_config = ConfigDict(frozen=True, validate_assignment=False)
+
+    type: str = Field(
+        min_length=1, max_length=316,
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
+        description="Type of condition: SandboxCreated, AgentsReady, Ready, Synced or Suspended.",
+    )
+    status: Literal["True", "False", "Unknown"] = Field(description="Status of the condition.")
+    reason: str = Field(
+        min_length=1, max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+        description="Machine-readable CamelCase reason for the last transition.",
+    )
+    message: str = Field(default="", max_length=32768, description="Human-readable details.")
+    last_transition_time: Timestamp = Field(
+        description="When the status last changed (not when the condition was last written).",
+    )
+    observed_generation: int | None = Field(
+        default=None, ge=0,
+        description="The .metadata.generation the condition was computed from.",
+        json_schema_extra={"format": "int64"},
+    )
+
+
+class SandboxStatus(_Status):
+    """The E2B sandbox backing the resource."""
+
+    id: str | None = Field(default=None, max_length=256, description="E2B sandbox id.")
+    template: str | None = Field(default=None, max_length=128, description="Template the sandbox runs.")
+    started_at: Timestamp | None = Field(default=None, description="When the sandbox was created or adopted.")
+    expires_at: Timestamp | None = Field(
+        default=None, description="When E2B will kill the sandbox unless the operator renews its lease.",
+    )
+
+
+class AgentItem(_Status):
+    """One agent pane."""
+
+    id: int = Field(ge=0, le=99, description="Agent index, 0-based.")
+    pane: str | None = Field(default=None, max_length=256, description="tmux pane id (e.g. %3).")
+    state: Literal["Starting", "Running", "Dead", "Restarting", "Unknown"] = Field(
+        default="Unknown", description="Last observed state of the agent process.",
+    )
+    restarts: int = Field(default=0, ge=0, description="Times the operator restarted this agent.")
+
+
+class AgentsStatus(_Status):
+    """Agents wanted and running. ``summary`` is kept in step with the counts for ``kubectl get``."""
+
+    desired: int = Field(default=0, ge=0, description="Agents the spec asks for.")
+    ready: int = Field(default=0, ge=0, description="Agents observed running.")
+    summary: str = Field(default="0/0", max_length=16, description="ready/desired, for kubectl get.")
+    items: list[AgentItem] = Field(
+        default_factory=list, max_length=100, description="Per-agent state.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["id"]},
+    )
+
+    @model_validator(mode="after")
+    def _summarise(self) -> AgentsStatus:
+        # Written only here, so the printer column can never disagree with the counts.
+        summary = f"{self.ready}/{self.desired}"
+        if self.summary != summary:
+            object.__setattr__(self, "summary", summary)
+        return self
+
+
+class HealthStatus(_Status):
+    """The last health probe."""
+
+    status: Literal["Healthy", "Unhealthy", "Unknown"] = Field(default="Unknown", description="Verdict.")
+    last_probe_time: Timestamp | None = Field(default=None, description="When the last probe finished.")
+    reason: str | None = Field(default=None, max_length=1024, description="Why, when not Healthy.")
+    consecutive_failures: int = Field(default=0, ge=0, description="Failed probes in a row.")
+
+
+class MetricsStatus(_Status):
+    """Counters of what the operator did for this resource."""
+
+    step_seconds: dict[str, float] = Field(
+        default_factory=dict, description="Seconds spent in each lifecycle step (create, upload, init, ...).",
+    )
+    commands_executed: int = Field(default=0, ge=0, description="Commands run in the sandbox.")
+    commands_failed: int = Field(default=0, ge=0, description="Commands that failed or timed out.")
+    restarts: int = Field(default=0, ge=0, description="Agent restarts, all agents together.")
+
+
+class SwarmSandboxStatus(_Status):
+    """Observed state of a SwarmSandbox, written by the operator only."""
+
+    phase: Phase | None = Field(default=None, description="One-word summary, derived from the conditions.")
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The .metadata.generation last acted on.",
+        json_schema_extra={"format": "int64"},
+    )
+    message: str | None = Field(default=None, max_length=32768, description="Human-readable summary.")
+    conditions: list[Condition] = Field(
+        default_factory=list, max_length=16,
+        description="Latest observations: SandboxCreated, AgentsReady, Ready (overall), Synced "
+        "(last reconcile succeeded), Suspended.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    sandbox: SandboxStatus | None = Field(default=None, description="The backing E2B sandbox.")
+    agents: AgentsStatus | None = Field(default=None, description="Agent panes.")
+    health: HealthStatus | None = Field(default=None, description="Last health probe.")
+    metrics: MetricsStatus | None = Field(default=None, description="Operator activity counters.")
+
+    def to_patch(self) -> dict[str, Any]:
+        """The JSON-ready dict for a ``status`` merge patch: camelCase, unset fields left out."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
