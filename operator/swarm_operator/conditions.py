@@ -1,0 +1,206 @@
+"""Conditions and the phase derived from them. Plain functions over :class:`model.Condition` lists.
+
+Conditions are the truth; ``status.phase`` is a one-word summary computed from them by
+:func:`derive_phase` and never set on its own, so the two cannot disagree. The operator records what it
+observed in the component conditions (``SandboxCreated``, ``AgentsReady``, ``Synced``, ``Suspended``),
+then calls :func:`refresh_ready` to recompute the overall ``Ready`` that ``kubectl wait
+--for=condition=Ready`` waits on.
+
+Phase table (first matching row wins)::
+
+    deleting (deletionTimestamp set)                          -> Terminating
+    Ready=False with a terminal reason (TERMINAL_REASONS)     -> Failed
+    Suspended=True                                            -> Suspended
+    Ready=True                                                -> Ready
+    (Ready as ready_condition() computes it, not as stored.)
+    SandboxCreated=True, AgentsReady reason Initializing/none -> Initializing
+    SandboxCreated=True, AgentsReady not True otherwise       -> Degraded
+    SandboxCreated=False reason Creating                      -> Creating
+    anything else (no conditions; waiting on a Secret, quota,
+    rate limit or an unavailable backend before a sandbox)    -> Pending
+
+Terminal reasons need a person (fix the spec, the key, the template) or mark an intended end (ttl);
+every other failure is retried by the operator, so it does not make the resource Failed.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from typing import Final, Literal
+
+from swarm_operator.model import Condition, Phase
+
+__all__ = [
+    "TERMINAL_REASONS",
+    "ConditionType",
+    "Reason",
+    "derive_phase",
+    "find",
+    "is_true",
+    "ready_condition",
+    "refresh_ready",
+    "set_condition",
+]
+
+Status = Literal["True", "False", "Unknown"]
+
+
+class ConditionType(str, enum.Enum):
+    """The condition types this operator writes."""
+
+    SANDBOX_CREATED = "SandboxCreated"  # an E2B sandbox exists for the resource and is tracked.
+    AGENTS_READY = "AgentsReady"  # every desired agent pane runs.
+    READY = "Ready"  # overall: computed by ready_condition(), never written directly.
+    SYNCED = "Synced"  # the last reconcile succeeded; False carries the error's reason.
+    SUSPENDED = "Suspended"  # the sandbox is paused because spec.suspend is true.
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Reason(str, enum.Enum):
+    """Stable, machine-readable reasons. Adding one is fine; renaming one breaks users' alerts."""
+
+    CREATING = "Creating"
+    INITIALIZING = "Initializing"
+    AVAILABLE = "Available"
+    AGENTS_DEGRADED = "AgentsDegraded"
+    RECONCILED = "Reconciled"
+    AUTHENTICATION_FAILED = "AuthenticationFailed"
+    QUOTA_EXCEEDED = "QuotaExceeded"
+    RATE_LIMITED = "RateLimited"
+    INVALID_SPEC = "InvalidSpec"
+    SECRET_NOT_FOUND = "SecretNotFound"
+    TEMPLATE_NOT_FOUND = "TemplateNotFound"
+    SANDBOX_NOT_FOUND = "SandboxNotFound"
+    SANDBOX_EXPIRED = "SandboxExpired"
+    BACKEND_UNAVAILABLE = "BackendUnavailable"
+    INIT_FAILED = "InitFailed"
+    DELETING = "Deleting"
+    SUSPENDED = "Suspended"
+    RESUMED = "Resumed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: Reasons that make the resource Failed: retrying alone will not fix them.
+TERMINAL_REASONS: Final = frozenset({
+    Reason.INVALID_SPEC,
+    Reason.AUTHENTICATION_FAILED,
+    Reason.TEMPLATE_NOT_FOUND,
+    Reason.INIT_FAILED,
+    Reason.SANDBOX_EXPIRED,
+})
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def find(conditions: Iterable[Condition], type_: str) -> Condition | None:
+    """The condition of this type, if any."""
+    return next((c for c in conditions if c.type == str(type_)), None)
+
+
+def is_true(conditions: Iterable[Condition], type_: str) -> bool:
+    """Whether the condition of this type exists and is True."""
+    cond = find(conditions, type_)
+    return cond is not None and cond.status == "True"
+
+
+def set_condition(
+    conditions: Sequence[Condition],
+    type_: str,
+    status: Status,
+    reason: str,
+    message: str = "",
+    *,
+    observed_generation: int | None,
+    now: datetime | None = None,
+) -> list[Condition]:
+    """A new list with the condition of ``type_`` set, the others untouched and in order.
+
+    ``lastTransitionTime`` moves only when ``status`` changes: a reason or message update is not a
+    transition (metav1.Condition's contract, which ``kubectl wait`` and alerting rely on).
+    """
+    old = find(conditions, type_)
+    transitioned = old is None or old.status != status
+    new = Condition(
+        type=str(type_),
+        status=status,
+        reason=str(reason),
+        message=message,
+        last_transition_time=(now or _now()) if transitioned or old is None else old.last_transition_time,
+        observed_generation=observed_generation,
+    )
+    if old is None:
+        return [*conditions, new]
+    return [new if c.type == new.type else c for c in conditions]
+
+
+def ready_condition(conditions: Sequence[Condition]) -> tuple[Status, Reason | str, str]:
+    """The overall Ready verdict ``(status, reason, message)`` computed from the other conditions.
+
+    Order of precedence: a terminal Synced failure; suspension; no sandbox yet (with the reason that
+    blocks it); the agents' state. A transient Synced failure (rate limited, backend unavailable) does
+    not take a running swarm out of Ready: the agents are still working.
+    """
+    synced = find(conditions, ConditionType.SYNCED)
+    if synced is not None and synced.status == "False" and synced.reason in TERMINAL_REASONS:
+        return "False", synced.reason, synced.message
+    if is_true(conditions, ConditionType.SUSPENDED):
+        return "False", Reason.SUSPENDED, "the sandbox is paused (spec.suspend is true)"
+    created = find(conditions, ConditionType.SANDBOX_CREATED)
+    if created is None or created.status != "True":
+        if synced is not None and synced.status == "False":
+            return "False", synced.reason, synced.message
+        if created is not None:
+            return "False", created.reason, created.message
+        return "False", Reason.CREATING, "waiting for a sandbox"
+    agents = find(conditions, ConditionType.AGENTS_READY)
+    if agents is None:
+        return "False", Reason.INITIALIZING, "waiting for the agents to start"
+    if agents.status == "True":
+        return "True", Reason.AVAILABLE, agents.message or "all agents are running"
+    return "False", agents.reason, agents.message
+
+
+def refresh_ready(
+    conditions: Sequence[Condition],
+    *,
+    observed_generation: int | None,
+    now: datetime | None = None,
+) -> list[Condition]:
+    """``conditions`` with Ready recomputed by :func:`ready_condition` and merged in."""
+    status, reason, message = ready_condition(conditions)
+    return set_condition(
+        conditions, ConditionType.READY, status, reason, message,
+        observed_generation=observed_generation, now=now,
+    )
+
+
+def derive_phase(conditions: Sequence[Condition], deleting: bool = False) -> Phase:
+    """The phase for these conditions; see the table in the module docstring."""
+    if deleting:
+        return Phase.TERMINATING
+    # Computed afresh rather than read from the stored Ready, so a caller that forgot refresh_ready()
+    # still gets a phase consistent with the component conditions.
+    ready, reason, _ = ready_condition(conditions)
+    if ready == "False" and reason in TERMINAL_REASONS:
+        return Phase.FAILED
+    if is_true(conditions, ConditionType.SUSPENDED):
+        return Phase.SUSPENDED
+    if ready == "True":
+        return Phase.READY
+    created = find(conditions, ConditionType.SANDBOX_CREATED)
+    if created is not None and created.status == "True":
+        agents = find(conditions, ConditionType.AGENTS_READY)
+        if agents is None or agents.reason == Reason.INITIALIZING:
+            return Phase.INITIALIZING
+        return Phase.DEGRADED
+    if created is not None and created.status == "False" and created.reason == Reason.CREATING:
+        return Phase.CREATING
+    return Phase.PENDING
