@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import pytest
+
+from swarm_operator.config import Settings, SettingsError
+
+
+def test_defaults_are_production_sane() -> None:
+    settings = Settings.from_env({})
+    assert settings.lease_seconds == 600
+    assert settings.lease_renew_seconds < settings.lease_seconds
+    assert settings.default_template == "base"
+
+
+def test_environment_overrides_and_coerces() -> None:
+    settings = Settings.from_env({"SWARM_LEASE_SECONDS": "120", "SWARM_LOG_FORMAT": "text",
+                                  "PATH": "/bin"})
+    assert settings.lease_seconds == 120
+    assert settings.log_format == "text"
+
+
+def test_unknown_setting_is_refused_by_name() -> None:
+    with pytest.raises(SettingsError, match="SWARM_LEASE_SECOND"):
+        Settings.from_env({"SWARM_LEASE_SECOND": "60"})
+
+
+def test_invalid_value_names_the_variable() -> None:
+    with pytest.raises(SettingsError, match="SWARM_LEASE_SECONDS"):
+        Settings.from_env({"SWARM_LEASE_SECONDS": "5"})
