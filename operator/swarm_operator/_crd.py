@@ -15,13 +15,17 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Final
 
 import yaml
 
 from swarm_operator import model
 
-__all__ = ["GROUP", "KIND", "PLURAL", "VERSION", "crd", "package_path", "render", "structural"]
+__all__ = [
+    "CEL_MIRRORS", "GROUP", "KIND", "PLURAL", "VERSION",
+    "crd", "extension_violations", "package_path", "render", "structural",
+]
 
 GROUP: Final = "claudeswarm.io"
 VERSION: Final = "v1alpha1"
@@ -145,6 +149,46 @@ def crd() -> dict[str, Any]:
             }],
         },
     }
+
+
+#: Python equivalents of every CEL rule in the schema, keyed by the rule's text. The API server
+#: evaluates CEL; emulators and tests cannot, so they evaluate these instead. A unit test checks that
+#: every rule the CRD carries has one here.
+CEL_MIRRORS: Final[dict[str, Callable[[dict[str, Any]], bool]]] = {
+    "has(self.value) != has(self.valueFrom)": lambda env: ("value" in env) != ("valueFrom" in env),
+    model._cel_reserved_env_rule(): lambda env: not (
+        env.get("name") in model.RESERVED_ENV_NAMES
+        or str(env.get("name", "")).startswith(model.RESERVED_ENV_PREFIXES)
+    ),
+}
+
+
+def extension_violations(schema: dict[str, Any], value: Any, path: str = "") -> list[str]:
+    """What the API server would refuse beyond plain JSON Schema: CEL rules (via :data:`CEL_MIRRORS`)
+    and ``x-kubernetes-list-type: map`` key uniqueness. ``value`` should already be defaulted."""
+    problems: list[str] = []
+    if isinstance(value, dict):
+        for rule in schema.get("x-kubernetes-validations", ()):
+            if not CEL_MIRRORS[rule["rule"]](value):
+                problems.append(f"{path or '<root>'}: {rule['message']}")
+        for key, sub in schema.get("properties", {}).items():
+            if key in value:
+                problems += extension_violations(sub, value[key], f"{path}.{key}")
+        if isinstance(schema.get("additionalProperties"), dict):
+            for key, item in value.items():
+                problems += extension_violations(schema["additionalProperties"], item, f"{path}.{key}")
+    elif isinstance(value, list) and "items" in schema:
+        if schema.get("x-kubernetes-list-type") == "map":
+            keys = schema["x-kubernetes-list-map-keys"]
+            seen: set[tuple[Any, ...]] = set()
+            for item in value:
+                ident = tuple(item.get(k) for k in keys) if isinstance(item, dict) else (item,)
+                if ident in seen:
+                    problems.append(f"{path}: Duplicate value: {dict(zip(keys, ident))}")
+                seen.add(ident)
+        for i, item in enumerate(value):
+            problems += extension_violations(schema["items"], item, f"{path}[{i}]")
+    return problems
 
 
 def render() -> str:

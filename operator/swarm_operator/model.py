@@ -513,7 +513,7 @@ class AgentsStatus(_Status):
 class HealthStatus(_Status):
     """The last health probe."""
 
-    status: Literal["Healthy", "Unhealthy", "Unknown"] = Field(default="Unknown", description="Verdict.")
+    status: Literal["Healthy", "Unhealthy", "Unknown"] = Field(default="Unknown", description="Verdict of the last probe.")
     last_probe_time: Timestamp | None = Field(default=None, description="When the last probe finished.")
     reason: str | None = Field(default=None, max_length=1024, description="Why, when not Healthy.")
     consecutive_failures: int = Field(default=0, ge=0, description="Failed probes in a row.")
