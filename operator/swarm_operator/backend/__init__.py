@@ -1,0 +1,63 @@
+"""The sandbox backend: one seam (:class:`SandboxBackend`) and its E2B implementation.
+
+Typical use::
+
+    pool = BackendPool(observer=metrics.on_e2b_call)
+    backend = pool.for_key(api_key)            # one backend per key, reused
+    info = await backend.create("base", {"swarm-uid": uid}, envs=secret_envs, timeout_s=600)
+    result = await backend.run(info.id, script, envs=secret_envs, timeout_s=120)
+
+Every method raises only :class:`BackendError` subclasses, each with a stable ``reason`` (a
+condition reason), an actionable ``message``, ``transient`` and ``retry_after_s``.
+"""
+
+from ._e2b import BackendPool, E2BBackend, key_fingerprint
+from ._errors import (
+    AuthenticationFailed,
+    BackendError,
+    BackendUnavailable,
+    CommandTimeout,
+    InvalidRequest,
+    QuotaExceeded,
+    RateLimited,
+    SandboxNotFound,
+    TemplateNotFound,
+    classify,
+)
+from ._protocol import (
+    BackendTimeouts,
+    CallObserver,
+    CommandResult,
+    SandboxBackend,
+    SandboxInfo,
+    SandboxState,
+    StateFilter,
+)
+from ._retry import NO_RETRY, RetryPolicy, backoff_delay, call_with_retry
+
+__all__ = [
+    "NO_RETRY",
+    "AuthenticationFailed",
+    "BackendError",
+    "BackendPool",
+    "BackendTimeouts",
+    "BackendUnavailable",
+    "CallObserver",
+    "CommandResult",
+    "CommandTimeout",
+    "E2BBackend",
+    "InvalidRequest",
+    "QuotaExceeded",
+    "RateLimited",
+    "RetryPolicy",
+    "SandboxBackend",
+    "SandboxInfo",
+    "SandboxNotFound",
+    "SandboxState",
+    "StateFilter",
+    "TemplateNotFound",
+    "backoff_delay",
+    "call_with_retry",
+    "classify",
+    "key_fingerprint",
+]

@@ -1,0 +1,532 @@
+"""The E2B implementation of :class:`SandboxBackend`, over the official async SDK.
+
+One :class:`E2BBackend` per API key, shared by every resource using that key (see
+:class:`BackendPool`). It keeps one SDK sandbox object per sandbox id: that object carries the envd
+access token a ``create`` or ``connect`` returned, so a ``run`` right after ``create`` goes straight
+to envd — one round trip — and later runs skip the ``connect`` the SDK would otherwise need.
+
+Every SDK call goes through :meth:`E2BBackend._call`, which bounds it in time, retries it per the
+:class:`RetryPolicy`, reports it to the observer, logs it (sandbox id and operation, never a secret)
+and turns whatever the SDK raised into a :class:`BackendError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import hashlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+from e2b import AsyncSandbox, SandboxQuery
+from e2b import SandboxState as _SdkState
+from e2b.exceptions import AuthenticationException
+from e2b.sandbox.commands.command_handle import CommandExitException
+
+from ._errors import (
+    PROGRAMMING_ERRORS,
+    BackendError,
+    BackendUnavailable,
+    CommandTimeout,
+    SandboxNotFound,
+    classify,
+)
+from ._protocol import BackendTimeouts, CallObserver, CommandResult, SandboxInfo, StateFilter
+from ._retry import RetryPolicy, call_with_retry
+
+__all__ = ["BackendPool", "E2BBackend", "key_fingerprint"]
+
+logger = logging.getLogger("swarm_operator.backend")
+
+T = TypeVar("T")
+
+_PAGE_SIZE = 100  # E2B's maximum page size for listing sandboxes.
+_SAFETY_MARGIN_S = 2.0  # asyncio's bound on an attempt, past the SDK's own request timeout.
+
+_STATES: dict[str, list[_SdkState] | None] = {
+    "running": [_SdkState.RUNNING],
+    "paused": [_SdkState.PAUSED],
+    "both": [_SdkState.RUNNING, _SdkState.PAUSED],
+}
+
+
+def key_fingerprint(api_key: str) -> str:
+    """A short, stable, non-reversible name for an API key: safe in logs, reprs and dict keys."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:12]
+
+
+class _ApiKey:
+    """Holds the key so that no repr, log line or traceback local shows it."""
+
+    __slots__ = ("_value", "fingerprint")
+
+    def __init__(self, value: str) -> None:
+        if not value:
+            raise ValueError("an E2B API key is required")
+        self._value = value
+        self.fingerprint = key_fingerprint(value)
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"<E2B API key {self.fingerprint}>"
+
+    __str__ = __repr__
+
+
+class E2BBackend:
+    """Sandboxes of one E2B API key. Create through :meth:`BackendPool.for_key` to share it.
+
+    ``api_url``/``sandbox_url`` default to the SDK's environment (``E2B_API_URL``,
+    ``E2B_SANDBOX_URL``, else E2B's cloud).
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        api_url: str | None = None,
+        sandbox_url: str | None = None,
+        timeouts: BackendTimeouts | None = None,
+        retry: RetryPolicy | None = None,
+        observer: CallObserver | None = None,
+        max_cached_connections: int = 2048,
+    ) -> None:
+        self._key = _ApiKey(api_key)
+        self._api_url = api_url
+        self._sandbox_url = sandbox_url
+        self.timeouts = timeouts or BackendTimeouts()
+        self.retry = retry or RetryPolicy()
+        self._observer = observer
+        self._max_cached = max_cached_connections
+        # sandbox id -> SDK object holding that sandbox's envd access token (LRU-bounded).
+        self._sandboxes: OrderedDict[str, AsyncSandbox] = OrderedDict()
+
+    def __repr__(self) -> str:
+        return f"<E2BBackend key={self._key.fingerprint} api_url={self._api_url or '(env)'}>"
+
+    @property
+    def key_fingerprint(self) -> str:
+        return self._key.fingerprint
+
+    # ----------------------------------------------------------------- operations
+
+    async def create(
+        self,
+        template: str,
+        metadata: Mapping[str, str],
+        envs: Mapping[str, str] | None = None,
+        *,
+        timeout_s: int,
+        idempotency_key: str | None = None,
+        call_timeout_s: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> SandboxInfo:
+        async def attempt(budget: float) -> AsyncSandbox:
+            return await AsyncSandbox.create(
+                template=template,
+                timeout=timeout_s,
+                metadata=dict(metadata),
+                envs=dict(envs) if envs else None,
+                idempotency_key=idempotency_key,
+                **self._opts(budget),
+            )
+
+        # Only clean refusals are repeated: an ambiguous failure may have started a sandbox,
+        # which the caller's adopt-by-metadata finds; a second create would leak one.
+        sandbox = await self._call(
+            "create",
+            None,
+            attempt,
+            call_timeout_s or self.timeouts.create_s,
+            retry,
+            should_retry=lambda err: not err.ambiguous,
+        )
+        self._remember(sandbox)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        logger.info(
+            "created sandbox %s from template %s",
+            sandbox.sandbox_id,
+            template,
+            extra={"operation": "create", "sandbox_id": sandbox.sandbox_id},
+        )
+        return SandboxInfo(
+            id=sandbox.sandbox_id,
+            template=template,
+            metadata=dict(metadata),
+            started_at=now,
+            end_at=now + datetime.timedelta(seconds=timeout_s),
+            state="running",
+        )
+
+    async def list(
+        self,
+        metadata: Mapping[str, str],
+        state: StateFilter = "both",
+        *,
+        call_timeout_s: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> list[SandboxInfo]:
+        if state not in _STATES:
+            raise ValueError(f"state must be one of {sorted(_STATES)}, not {state!r}")
+        paginator = AsyncSandbox.list(
+            query=SandboxQuery(metadata=dict(metadata) or None, state=_STATES[state]),
+            limit=_PAGE_SIZE,
+            **self._opts(call_timeout_s or self.timeouts.control_s),
+        )
+        found: dict[str, SandboxInfo] = {}
+        seen_tokens: set[str] = set()
+        while paginator.has_next:
+            # A failed page leaves the paginator's cursor where it was: retrying it is safe.
+            page = await self._call(
+                "list",
+                None,
+                lambda budget: paginator.next_items(request_timeout=budget),
+                call_timeout_s or self.timeouts.control_s,
+                retry,
+            )
+            for item in page:
+                found[item.sandbox_id] = _info(item)  # a sandbox may move between pages
+            token = paginator.next_token
+            if token is not None:
+                if token in seen_tokens:
+                    raise BackendUnavailable(
+                        "E2B returned the same list cursor twice; giving up on this listing",
+                        operation="list",
+                    )
+                seen_tokens.add(token)
+        return list(found.values())
+
+    async def get(
+        self,
+        sandbox_id: str,
+        *,
+        call_timeout_s: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> SandboxInfo:
+        info = await self._call(
+            "get",
+            sandbox_id,
+            lambda budget: AsyncSandbox.get_info(sandbox_id, **self._opts(budget)),
+            call_timeout_s or self.timeouts.control_s,
+            retry,
+        )
+        return _info(info)
+
+    async def kill(
+        self,
+        sandbox_id: str,
+        *,
+        call_timeout_s: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> bool:
+        self._forget(sandbox_id)
+        killed: bool = await self._call(
+            "kill",
+            sandbox_id,
+            lambda budget: AsyncSandbox.kill(sandbox_id, **self._opts(budget)),
+            call_timeout_s or self.timeouts.control_s,
+            retry,
+        )
+        logger.info(
+            "killed sandbox %s" if killed else "sandbox %s was already gone",
+            sandbox_id,
+            extra={"operation": "kill", "sandbox_id": sandbox_id},
+        )
+        return killed
+
+    async def set_timeout(
+        self,
+        sandbox_id: str,
+        timeout_s: int,
+        *,
+        call_timeout_s: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        await self._call(
+            "set_timeout",
+            sandbox_id,
+            lambda budget: AsyncSandbox.set_timeout(sandbox_id, timeout_s, **self._opts(budget)),
+            call_timeout_s or self.timeouts.control_s,
+            retry,
+        )
+
+    async def run(
+        self,
+        sandbox_id: str,
+        script: str,
+        envs: Mapping[str, str] | None = None,
+        *,
+        timeout_s: float | None = None,
+        cwd: str | None = None,
+        user: str | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> CommandResult:
+        command_s = self.timeouts.command_s if timeout_s is None else timeout_s
+        start_s = self.timeouts.command_start_s
+
+        async def attempt(budget: float) -> CommandResult:
+            sandbox = await self._connected(sandbox_id, min(budget, self.timeouts.control_s))
+            try:
+                result = await sandbox.commands.run(
+                    script,
+                    envs=dict(envs) if envs else None,
+                    cwd=cwd,
+                    user=user,
+                    timeout=command_s,
+                    request_timeout=start_s,
+                )
+            except CommandExitException as exit_:
+                return CommandResult(exit_.exit_code, exit_.stdout or "", exit_.stderr or "")
+            except AuthenticationException:
+                self._forget(sandbox_id)  # envd refused our token: reconnect on the next try
+                raise
+            return CommandResult(result.exit_code, result.stdout or "", result.stderr or "")
+
+        # The script's own run time comes on top of the policy's budget for retries and waits.
+        policy = retry or self.retry
+        policy = dataclasses.replace(policy, deadline_s=policy.deadline_s + command_s + start_s)
+        try:
+            return await self._call("run", sandbox_id, attempt, command_s + start_s, policy)
+        except SandboxNotFound:
+            self._forget(sandbox_id)
+            raise
+
+    async def pause(
+        self,
+        sandbox_id: str,
+        *,
+        call_timeout_s: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> bool:
+        # A paused sandbox's next resume hands out a new access token: drop the old one now.
+        self._forget(sandbox_id)
+        paused: bool = await self._call(
+            "pause",
+            sandbox_id,
+            lambda budget: AsyncSandbox.pause(sandbox_id, **self._opts(budget)),
+            call_timeout_s or self.timeouts.resume_s,
+            retry,
+        )
+        return paused
+
+    async def resume(
+        self,
+        sandbox_id: str,
+        timeout_s: int,
+        *,
+        call_timeout_s: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self._forget(sandbox_id)
+        sandbox = await self._call(
+            "resume",
+            sandbox_id,
+            lambda budget: AsyncSandbox.connect(sandbox_id, timeout=timeout_s, **self._opts(budget)),
+            call_timeout_s or self.timeouts.resume_s,
+            retry,
+        )
+        self._remember(sandbox)
+
+    async def aclose(self) -> None:
+        # The SDK's transports are process-wide pools; the per-sandbox objects hold no sockets.
+        self._sandboxes.clear()
+
+    # ----------------------------------------------------------------- machinery
+
+    def _opts(self, request_timeout: float) -> dict[str, Any]:
+        """Connection options for one SDK call. ``retries=0``: retrying is ours to decide."""
+        opts: dict[str, Any] = {
+            "api_key": self._key.reveal(),
+            "request_timeout": request_timeout,
+            "retries": 0,
+        }
+        if self._api_url:
+            opts["api_url"] = self._api_url
+        if self._sandbox_url:
+            opts["sandbox_url"] = self._sandbox_url
+        return opts
+
+    async def _connected(self, sandbox_id: str, budget: float) -> AsyncSandbox:
+        """The cached SDK object for this sandbox, or a fresh one from ``connect``.
+
+        ``connect`` is sent without a timeout so it never lengthens the lease the lifecycle
+        manages (the service only ever extends a running sandbox's timeout on connect).
+        """
+        cached = self._sandboxes.get(sandbox_id)
+        if cached is not None:
+            self._sandboxes.move_to_end(sandbox_id)
+            return cached
+        started = time.monotonic()
+        try:
+            sandbox = await AsyncSandbox.connect(sandbox_id, **self._opts(budget))
+        except PROGRAMMING_ERRORS:
+            raise
+        except Exception as exc:
+            err = classify(exc, "connect", sandbox_id)
+            self._observe("connect", err.reason, time.monotonic() - started)
+            raise err from exc
+        self._observe("connect", "ok", time.monotonic() - started)
+        self._remember(sandbox)
+        return sandbox
+
+    def _remember(self, sandbox: AsyncSandbox) -> None:
+        self._sandboxes[sandbox.sandbox_id] = sandbox
+        self._sandboxes.move_to_end(sandbox.sandbox_id)
+        while len(self._sandboxes) > self._max_cached:
+            self._sandboxes.popitem(last=False)
+
+    def _forget(self, sandbox_id: str) -> None:
+        self._sandboxes.pop(sandbox_id, None)
+
+    async def _call(
+        self,
+        operation: str,
+        sandbox_id: str | None,
+        fn: Callable[[float], Awaitable[T]],
+        timeout_s: float,
+        retry: RetryPolicy | None,
+        *,
+        should_retry: Callable[[BackendError], bool] = lambda err: True,
+    ) -> T:
+        async def attempt(budget: float) -> T:
+            started = time.monotonic()
+            try:
+                async with asyncio.timeout(budget + _SAFETY_MARGIN_S):
+                    result = await fn(budget)
+            except PROGRAMMING_ERRORS:
+                raise
+            except Exception as exc:
+                err = classify(exc, operation, sandbox_id)
+                if isinstance(exc, TimeoutError) and operation == "run":
+                    err = CommandTimeout(
+                        f"the command in sandbox {sandbox_id} did not finish within its timeout",
+                        operation=operation,
+                        sandbox_id=sandbox_id,
+                    )
+                if err.operation == operation:  # a failed connect was observed as such already
+                    self._observe(operation, err.reason, time.monotonic() - started)
+                raise err from exc
+            self._observe(operation, "ok", time.monotonic() - started)
+            return result
+
+        def on_retry(err: BackendError, attempt_no: int, delay: float) -> None:
+            logger.warning(
+                "%s on sandbox %s failed (%s), retry %d in %.2fs: %s",
+                operation,
+                sandbox_id or "-",
+                err.reason,
+                attempt_no,
+                delay,
+                err.message,
+                extra={"operation": operation, "sandbox_id": sandbox_id, "reason": err.reason},
+            )
+
+        try:
+            return await call_with_retry(
+                attempt,
+                policy=retry or self.retry,
+                attempt_timeout_s=timeout_s,
+                should_retry=should_retry,
+                on_retry=on_retry,
+            )
+        except BackendError as err:
+            logger.warning(
+                "%s on sandbox %s failed: %s: %s",
+                operation,
+                sandbox_id or "-",
+                err.reason,
+                err.message,
+                extra={"operation": operation, "sandbox_id": sandbox_id, "reason": err.reason},
+            )
+            raise
+
+    def _observe(self, operation: str, outcome: str, seconds: float) -> None:
+        logger.debug(
+            "e2b %s -> %s in %.3fs",
+            operation,
+            outcome,
+            seconds,
+            extra={"operation": operation, "outcome": outcome, "seconds": seconds},
+        )
+        if self._observer is None:
+            return
+        try:
+            self._observer(operation, outcome, seconds)
+        except Exception:  # a broken metrics hook must never break a sandbox call
+            logger.exception("the backend call observer failed")
+
+
+def _info(sdk_info: Any) -> SandboxInfo:
+    state = getattr(sdk_info.state, "value", sdk_info.state)
+    return SandboxInfo(
+        id=sdk_info.sandbox_id,
+        template=sdk_info.name or sdk_info.template_id,
+        metadata=dict(sdk_info.metadata or {}),
+        started_at=sdk_info.started_at,
+        end_at=sdk_info.end_at,
+        state="paused" if str(state) == "paused" else "running",
+    )
+
+
+class BackendPool:
+    """One :class:`E2BBackend` per API key, created on first use and reused.
+
+    Backends are cached under the key's fingerprint (a hash), never the key itself, so neither a
+    repr nor a debugger's view of the cache shows a key.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_url: str | None = None,
+        sandbox_url: str | None = None,
+        timeouts: BackendTimeouts | None = None,
+        retry: RetryPolicy | None = None,
+        observer: CallObserver | None = None,
+        factory: Callable[..., E2BBackend] = E2BBackend,
+    ) -> None:
+        self._api_url = api_url
+        self._sandbox_url = sandbox_url
+        self._timeouts = timeouts
+        self._retry = retry
+        self._observer = observer
+        self._factory = factory
+        self._backends: dict[str, E2BBackend] = {}
+
+    def __repr__(self) -> str:
+        return f"<BackendPool keys={sorted(self._backends)}>"
+
+    def __len__(self) -> int:
+        return len(self._backends)
+
+    def for_key(self, api_key: str) -> E2BBackend:
+        fingerprint = key_fingerprint(api_key)
+        backend = self._backends.get(fingerprint)
+        if backend is None:
+            backend = self._factory(
+                api_key,
+                api_url=self._api_url,
+                sandbox_url=self._sandbox_url,
+                timeouts=self._timeouts,
+                retry=self._retry,
+                observer=self._observer,
+            )
+            self._backends[fingerprint] = backend
+        return backend
+
+    async def forget(self, api_key: str) -> None:
+        """Drop the backend of a key that is no longer used (e.g. rotated out)."""
+        backend = self._backends.pop(key_fingerprint(api_key), None)
+        if backend is not None:
+            await backend.aclose()
+
+    async def aclose(self) -> None:
+        backends, self._backends = list(self._backends.values()), {}
+        for backend in backends:
+            await backend.aclose()

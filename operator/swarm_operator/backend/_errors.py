@@ -1,0 +1,362 @@
+"""The backend's error vocabulary, and the one place SDK exceptions are translated into it.
+
+Everything above the backend (lifecycle, conditions, metrics) reasons about failures through
+three questions only — *which condition reason is this*, *will trying again help*, and *how long
+should I wait* — so each :class:`BackendError` answers exactly those: ``reason`` (a stable
+condition-reason string), ``transient`` and ``retry_after_s``, plus a ``message`` a human can act
+on. A fourth flag, ``ambiguous``, says whether the failed call may nevertheless have taken effect
+on the server (a timeout, a dropped connection, a 502): that is what decides whether a call that is
+not idempotent — ``create`` — may be repeated.
+
+:func:`classify` maps *every* exception the E2B SDK (and the HTTP stacks beneath it: httpx, pyqwest,
+connectrpc) can raise. It reads types and status codes first and falls back to the message text
+only where the SDK leaves no other trace (a 429 for the concurrency cap versus the request rate).
+Messages never include an API key or an envd token: they are built here, not copied from headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar
+
+__all__ = [
+    "AuthenticationFailed",
+    "BackendError",
+    "BackendUnavailable",
+    "CommandTimeout",
+    "InvalidRequest",
+    "QuotaExceeded",
+    "RateLimited",
+    "SandboxNotFound",
+    "TemplateNotFound",
+    "classify",
+]
+
+
+class BackendError(Exception):
+    """A failed backend call, classified.
+
+    Class attributes hold each kind's defaults; an instance may override ``transient``,
+    ``retry_after_s`` and ``ambiguous`` where the particular failure says more.
+    """
+
+    reason: ClassVar[str] = "BackendError"
+    default_transient: ClassVar[bool] = False
+    default_retry_after_s: ClassVar[float | None] = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        operation: str | None = None,
+        sandbox_id: str | None = None,
+        transient: bool | None = None,
+        retry_after_s: float | None = None,
+        ambiguous: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.operation = operation
+        self.sandbox_id = sandbox_id
+        self.transient = self.default_transient if transient is None else transient
+        self.retry_after_s = self.default_retry_after_s if retry_after_s is None else retry_after_s
+        self.ambiguous = ambiguous
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(reason={self.reason!r}, operation={self.operation!r}, "
+            f"sandbox_id={self.sandbox_id!r}, transient={self.transient}, "
+            f"retry_after_s={self.retry_after_s}, message={self.message!r})"
+        )
+
+
+class AuthenticationFailed(BackendError):
+    """401/403: the API key is wrong, revoked or lacks access. Retrying cannot help."""
+
+    reason = "AuthenticationFailed"
+
+
+class QuotaExceeded(BackendError):
+    """429 because the team runs as many sandboxes as its plan allows.
+
+    Transient in the sense that it clears when sandboxes end, but not within one call: the long
+    ``retry_after_s`` is beyond any per-call retry budget, so the caller backs off at its own level.
+    """
+
+    reason = "QuotaExceeded"
+    default_transient = True
+    default_retry_after_s = 60.0
+
+
+class RateLimited(BackendError):
+    """429 for the request rate (creation per second, management API per 30 s)."""
+
+    reason = "RateLimited"
+    default_transient = True
+
+
+class TemplateNotFound(BackendError):
+    """``create`` named a template that does not exist (or this key cannot see)."""
+
+    reason = "TemplateNotFound"
+
+
+class SandboxNotFound(BackendError):
+    """The sandbox is gone: killed, expired, or never existed under this key."""
+
+    reason = "SandboxNotFound"
+
+
+class BackendUnavailable(BackendError):
+    """The service could not be reached or failed on its side (5xx, timeouts, resets)."""
+
+    reason = "BackendUnavailable"
+    default_transient = True
+
+
+class InvalidRequest(BackendError):
+    """The service refused the request as malformed; the same request will fail again."""
+
+    reason = "InvalidRequest"
+
+
+class CommandTimeout(BackendError):
+    """A command ran past its timeout. The same script would most likely do so again."""
+
+    reason = "CommandTimeout"
+
+
+# Exceptions that are programming errors in our own code, never answers from the service:
+# the backend re-raises them untouched instead of hiding them behind a retry.
+PROGRAMMING_ERRORS: tuple[type[BaseException], ...] = (
+    TypeError,
+    AttributeError,
+    NameError,
+    AssertionError,
+    NotImplementedError,
+)
+
+# Fragments of the E2B API's 429 message when the cap is on concurrently running sandboxes
+# (e.g. "You have reached the maximum number of concurrent E2B sandboxes (20)").
+_QUOTA_HINTS = ("concurrent", "maximum number of", "quota")
+
+
+def classify(exc: BaseException, operation: str, sandbox_id: str | None = None) -> BackendError:
+    """Translate any exception raised by an SDK call into a :class:`BackendError`.
+
+    ``operation`` is the backend method (``create``, ``list``, ``get``, ``kill``, ``set_timeout``,
+    ``run``, ``connect``, ``pause``, ``resume``): the same status means different things in
+    different places (a 404 on ``create`` is a missing template, elsewhere a missing sandbox).
+    A :class:`BackendError` passes through unchanged.
+    """
+    if isinstance(exc, BackendError):
+        return exc
+    return _classify(exc, operation, sandbox_id)
+
+
+def _classify(exc: BaseException, op: str, sid: str | None) -> BackendError:
+    # Imported here so that importing the error vocabulary costs nothing and never fails
+    # because of the SDK's heavy imports; classify() is only ever called after an SDK call.
+    import httpx
+    from connectrpc.code import Code
+    from connectrpc.errors import ConnectError
+    from e2b import exceptions as ex
+    from e2b.sandbox.commands.command_handle import CommandExitException
+    from pyqwest import ReadError, RemoteProtocolError, WriteError
+
+    kw: dict[str, Any] = {"operation": op, "sandbox_id": sid}
+    detail = _detail(exc)
+    target = f"sandbox {sid}" if sid else "the E2B API"
+
+    # --- order matters: the SDK's hierarchy nests (SandboxNotRunning < Timeout < Sandbox) ---
+    if isinstance(exc, CommandExitException):
+        # Only reached if a caller asked the SDK to raise on non-zero exits; a result, really.
+        return InvalidRequest(f"{op}: command exited with code {exc.exit_code}", **kw)
+    if isinstance(exc, ex.AuthenticationException):
+        return _auth(op, kw)
+    if isinstance(exc, ex.RateLimitException):
+        return _rate(op, detail, kw)
+    if isinstance(exc, ex.ServiceBusyException):
+        # Documented by the SDK: a 503 changed nothing, so even create may be repeated.
+        return BackendUnavailable(
+            f"E2B is temporarily busy (503) during {op}; retrying. ({detail})", **kw
+        )
+    if isinstance(exc, ex.GuestUnresponsiveException):
+        return InvalidRequest(
+            f"{target} was paused while its guest agent was unresponsive and cannot be "
+            "resumed with its memory; delete and recreate it (or resume with reboot).",
+            **kw,
+        )
+    if isinstance(exc, ex.SandboxNotRunningException):
+        return SandboxNotFound(
+            f"{target} is not running anymore (killed, paused or past its timeout). ({detail})",
+            **kw,
+        )
+    if isinstance(exc, ex.SandboxUnreachableException):
+        return BackendUnavailable(
+            f"{target} could not be reached; its state is unknown. ({detail})", ambiguous=True, **kw
+        )
+    if isinstance(exc, ex.TimeoutException):
+        if op == "run" and _is_command_deadline(exc):
+            return CommandTimeout(
+                f"the command in {target} ran past its timeout; raise the timeout or make the "
+                "script finish sooner",
+                **kw,
+            )
+        return BackendUnavailable(
+            f"{op} on {target} timed out; retrying. ({detail})", ambiguous=True, **kw
+        )
+    if isinstance(exc, ex.TemplateException):
+        return InvalidRequest(
+            "the template's envd is too old for this SDK; rebuild the template with a current "
+            "E2B template builder",
+            **kw,
+        )
+    if isinstance(exc, ex.NotEnoughSpaceException):
+        return InvalidRequest(
+            f"{target} ran out of disk space; use a template with a larger disk", **kw
+        )
+    if isinstance(exc, ex.InvalidArgumentException):
+        return InvalidRequest(f"E2B refused the {op} request as invalid: {detail}", **kw)
+    if isinstance(exc, ex.NotFoundException):
+        return _not_found(op, sid, detail, kw)
+    if isinstance(exc, ex.SandboxException):
+        return _by_status(exc.status_code, op, sid, detail, kw)
+    if isinstance(exc, ConnectError):
+        return _by_connect_code(exc, Code, op, sid, detail, kw)
+
+    # --- transport level: the request may or may not have reached the server ---
+    if isinstance(exc, httpx.TimeoutException | TimeoutError | asyncio.TimeoutError):
+        return BackendUnavailable(
+            f"{op} on {target} timed out; retrying. ({detail})", ambiguous=True, **kw
+        )
+    if isinstance(exc, httpx.ConnectError | ConnectionRefusedError):
+        # Nothing was sent: connecting failed.
+        return BackendUnavailable(f"cannot connect to E2B during {op}: {detail}", **kw)
+    if isinstance(
+        exc,
+        httpx.TransportError | ReadError | WriteError | RemoteProtocolError | OSError,
+    ):
+        return BackendUnavailable(
+            f"connection to E2B failed during {op}: {detail}", ambiguous=True, **kw
+        )
+    if isinstance(exc, httpx.HTTPStatusError):
+        return _by_status(exc.response.status_code, op, sid, detail, kw)
+
+    # The SDK raises bare Exception for malformed answers ("Body of the request is None",
+    # "Command ended without an end event"); anything else unknown lands here too.
+    return BackendUnavailable(
+        f"unexpected failure during {op} on {target}: {type(exc).__name__}: {detail}",
+        ambiguous=True,
+        **kw,
+    )
+
+
+def _by_status(
+    status: int | None, op: str, sid: str | None, detail: str, kw: dict[str, Any]
+) -> BackendError:
+    target = f"sandbox {sid}" if sid else "the E2B API"
+    if status in (401, 403):
+        return _auth(op, kw)
+    if status == 404:
+        return _not_found(op, sid, detail, kw)
+    if status == 429:
+        return _rate(op, detail, kw)
+    if status in (400, 422):
+        if op == "create" and "template" in detail.lower():
+            return TemplateNotFound(
+                f"E2B does not know the requested template: {detail}. Check spec.template.", **kw
+            )
+        return InvalidRequest(f"E2B refused the {op} request ({status}): {detail}", **kw)
+    if status == 409:
+        return InvalidRequest(
+            f"E2B refused {op} on {target}: it conflicts with the sandbox's state ({detail})", **kw
+        )
+    if status == 503:
+        return BackendUnavailable(f"E2B is busy (503) during {op}; retrying. ({detail})", **kw)
+    if status is not None and status >= 500:
+        return BackendUnavailable(
+            f"E2B failed during {op} ({status}); retrying. ({detail})", ambiguous=True, **kw
+        )
+    return BackendUnavailable(
+        f"E2B answered {op} unexpectedly ({status}): {detail}", ambiguous=True, **kw
+    )
+
+
+def _not_found(op: str, sid: str | None, detail: str, kw: dict[str, Any]) -> BackendError:
+    if op == "create":
+        return TemplateNotFound(
+            f"E2B does not know the requested template: {detail}. Check spec.template.", **kw
+        )
+    return SandboxNotFound(f"sandbox {sid} does not exist (killed or expired). ({detail})", **kw)
+
+
+def _by_connect_code(
+    exc: Any, code_cls: Any, op: str, sid: str | None, detail: str, kw: dict[str, Any]
+) -> BackendError:
+    """A raw connectrpc error (the SDK normally maps these itself; this is the safety net)."""
+    code = exc.code
+    if code is code_cls.UNAUTHENTICATED or code is code_cls.PERMISSION_DENIED:
+        return _auth(op, kw)
+    if code is code_cls.NOT_FOUND:
+        return _not_found(op, sid, detail, kw)
+    if code is code_cls.RESOURCE_EXHAUSTED:
+        return RateLimited(f"envd rate limit hit during {op}. ({detail})", **kw)
+    if code is code_cls.DEADLINE_EXCEEDED and op == "run":
+        return CommandTimeout(f"the command in sandbox {sid} ran past its timeout", **kw)
+    if code is code_cls.INVALID_ARGUMENT:
+        return InvalidRequest(f"envd refused the {op} request as invalid: {detail}", **kw)
+    return BackendUnavailable(f"envd failed during {op} ({code}): {detail}", ambiguous=True, **kw)
+
+
+def _rate(op: str, detail: str, kw: dict[str, Any]) -> BackendError:
+    # E2B answers 429 both for the request rate and, on create, for the concurrent-sandbox cap;
+    # only the message tells them apart, and they need very different backoffs.
+    if op == "create" and any(h in detail.lower() for h in _QUOTA_HINTS):
+        return QuotaExceeded(
+            "E2B refused to start another sandbox: the team is at its concurrent-sandbox "
+            "limit. Delete or suspend SwarmSandboxes, or raise the limit with E2B; "
+            f"the operator retries later. ({detail})",
+            **kw,
+        )
+    return RateLimited(f"E2B rate limit hit during {op}; backing off and retrying. ({detail})", **kw)
+
+
+def _auth(op: str, kw: dict[str, Any]) -> BackendError:
+    # On `run` the refusal comes from envd, about the sandbox's access token, not the API key:
+    # the cached connection is stale (e.g. the sandbox was resumed elsewhere); reconnecting fixes it.
+    if op == "run":
+        return BackendUnavailable(
+            "the sandbox refused the cached access token; the backend reconnects and retries", **kw
+        )
+    return AuthenticationFailed(
+        "E2B rejected the API key (401/403). Check that the Secret referenced by "
+        "spec.e2b.apiKeySecretRef holds a valid, unrevoked key for this team.",
+        **kw,
+    )
+
+
+def _is_command_deadline(exc: BaseException) -> bool:
+    """Whether a TimeoutException came from a command's own deadline (connectrpc's
+    DEADLINE_EXCEEDED), as opposed to a request timeout or a server-side cancel.
+
+    The SDK raises its mapped exception inside the ``except`` block that caught the
+    ConnectError, so the original survives as ``__context__``/``__cause__``.
+    """
+    from connectrpc.code import Code
+    from connectrpc.errors import ConnectError
+
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, ConnectError):
+            return cur.code is Code.DEADLINE_EXCEEDED
+        cur = cur.__cause__ or cur.__context__
+    return "exceeding 'timeout'" in str(exc)
+
+
+def _detail(exc: BaseException) -> str:
+    """The exception's own text, shortened; never contains request headers (keys, tokens)."""
+    text = str(exc).strip() or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
