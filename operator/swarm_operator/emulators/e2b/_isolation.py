@@ -1,0 +1,170 @@
+"""How an emulated sandbox's commands get a private ``/home/user`` and ``/tmp``, and how they all die.
+
+A real E2B sandbox is a VM: its own home, its own ``/tmp``, nothing shared with its neighbours. Here
+each command runs under ``unshare --mount`` (root) or ``unshare --user --map-root-user --mount``
+(unprivileged) with the sandbox's directories bind-mounted over ``/home/user`` and ``/tmp``, so two
+sandboxes' tmux servers (whose sockets live in ``$TMUX_TMPDIR=/tmp``) can never meet. Where private
+mounts are impossible the sandbox falls back to directories passed as ``HOME``/``TMPDIR``/
+``TMUX_TMPDIR`` — weaker (absolute paths leak onto the host) but still separate.
+
+Processes are found for killing by a marker in their environment, not by process group: a tmux
+server (like any daemon) leaves the group it was spawned in but keeps its environment.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+SANDBOX_HOME = "/home/user"
+SANDBOX_TMP = "/tmp"
+MARKER_VAR = "E2B_EMULATOR_SANDBOX"
+
+# Runs inside the fresh mount namespace: bind the sandbox's directories, enter the working directory,
+# then become the requested command (``exec`` keeps the pid the SDK was told about).
+_WRAPPER = (
+    'mount --bind "$1" /home/user && mount --bind "$2" /tmp || exit 125\n'
+    'cd -- "$3" || exit 1\n'
+    'shift 3\n'
+    'exec "$@"\n'
+)
+
+
+class Isolation(enum.Enum):
+    """How sandboxes are kept apart on this machine."""
+
+    MOUNT_NAMESPACE = "mount-namespace"  # root: plain ``unshare --mount``
+    USER_NAMESPACE = "user-namespace"  # unprivileged: ``unshare --user --map-root-user --mount``
+    DIRECTORIES = "directories"  # fallback: HOME/TMPDIR/TMUX_TMPDIR point at private directories
+
+
+def detect_isolation(scratch: Path) -> Isolation:
+    """Probe, once, which kind of isolation really works here (not which one ought to)."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return Isolation.DIRECTORIES
+    try:
+        os.makedirs(SANDBOX_HOME, exist_ok=True)
+    except OSError:
+        return Isolation.DIRECTORIES
+    probe_home = scratch / "probe-home"
+    probe_tmp = scratch / "probe-tmp"
+    probe_home.mkdir(parents=True, exist_ok=True)
+    probe_tmp.mkdir(parents=True, exist_ok=True)
+    (probe_home / "marker").write_text("ok")
+    try:
+        candidates = [
+            (Isolation.MOUNT_NAMESPACE, [unshare, "--mount", "--propagation", "private"]),
+            (Isolation.USER_NAMESPACE, [unshare, "--user", "--map-root-user", "--mount",
+                                        "--propagation", "private"]),
+        ]
+        for kind, prefix in candidates:
+            if kind is Isolation.MOUNT_NAMESPACE and os.geteuid() != 0:
+                continue
+            argv = [*prefix, "/bin/sh", "-c", _WRAPPER, "sh", str(probe_home), str(probe_tmp),
+                    "/", "/bin/cat", f"{SANDBOX_HOME}/marker"]
+            try:
+                done = subprocess.run(argv, capture_output=True, timeout=10, check=False)
+            except (OSError, subprocess.TimeoutExpired):
+                continue
+            if done.returncode == 0 and done.stdout == b"ok":
+                return kind
+        return Isolation.DIRECTORIES
+    finally:
+        shutil.rmtree(probe_home, ignore_errors=True)
+        shutil.rmtree(probe_tmp, ignore_errors=True)
+
+
+class SandboxFS:
+    """The on-host directories behind one sandbox, and the mapping of its paths onto them."""
+
+    def __init__(self, root: Path, isolation: Isolation) -> None:
+        self.root = root
+        self.isolation = isolation
+        self.home = root / "home"
+        self.tmp = root / "tmp"
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.tmp, 0o1777)
+
+    def resolve(self, path: str) -> str:
+        """The sandbox-side absolute path for what a client sent (relative paths are from home)."""
+        if not path.startswith("/"):
+            path = f"{SANDBOX_HOME}/{path}"
+        return os.path.normpath(path).replace("//", "/")
+
+    def host_path(self, path: str) -> Path:
+        """Where a sandbox path lives on the host; paths outside home and /tmp are the host's own."""
+        sandbox_path = self.resolve(path)
+        for prefix, local in ((SANDBOX_HOME, self.home), (SANDBOX_TMP, self.tmp)):
+            if sandbox_path == prefix:
+                return local
+            if sandbox_path.startswith(prefix + "/"):
+                return local / sandbox_path[len(prefix) + 1:]
+        return Path(sandbox_path)
+
+    def command_argv(self, cmd: str, args: list[str], cwd: str) -> tuple[list[str], str]:
+        """The argv that runs ``cmd args`` inside this sandbox, and the host cwd to start it in."""
+        if self.isolation is Isolation.DIRECTORIES:
+            return [cmd, *args], str(self.host_path(cwd))
+        unshare = shutil.which("unshare") or "/usr/bin/unshare"
+        prefix = [unshare, "--mount", "--propagation", "private"]
+        if self.isolation is Isolation.USER_NAMESPACE:
+            prefix = [unshare, "--user", "--map-root-user", "--mount", "--propagation", "private"]
+        argv = [*prefix, "/bin/sh", "-c", _WRAPPER, "sh", str(self.home), str(self.tmp), cwd, cmd, *args]
+        return argv, "/"
+
+    def base_env(self) -> dict[str, str]:
+        """Variables that place home and temp files inside the sandbox, whatever the isolation."""
+        if self.isolation is Isolation.DIRECTORIES:
+            return {"HOME": str(self.home), "TMPDIR": str(self.tmp), "TMUX_TMPDIR": str(self.tmp)}
+        return {"HOME": SANDBOX_HOME, "TMUX_TMPDIR": SANDBOX_TMP}
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def find_marked(token: str) -> list[int]:
+    """Pids of live processes whose environment carries this sandbox's marker."""
+    needle = f"{MARKER_VAR}={token}".encode()
+    found: list[int] = []
+    me = os.getpid()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as f:
+                environ = f.read()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+def signal_marked(token: str, sig: signal.Signals) -> int:
+    """Send ``sig`` to every process of the sandbox; returns how many were signalled."""
+    count = 0
+    for pid in find_marked(token):
+        try:
+            os.kill(pid, sig)
+            count += 1
+        except OSError:
+            pass
+    return count
+
+
+def kill_marked(token: str, rounds: int = 20) -> None:
+    """SIGKILL every process of the sandbox, repeating while forks race the sweep.
+
+    Stopped (paused) processes die on SIGKILL too, so pause needs no special case here.
+    """
+    for _ in range(rounds):
+        if signal_marked(token, signal.SIGKILL) == 0:
+            return
+        time.sleep(0.01)  # a killed process lingers in /proc for a moment; let it go

@@ -1,0 +1,282 @@
+"""One emulated sandbox: its record (what the control plane reports) and its live processes.
+
+Commands are real local processes, so a test exercises real shells, real exit codes and a real tmux.
+Every process of a sandbox carries a marker variable in its environment; killing the sandbox kills
+whatever carries it, daemons included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import os
+import secrets
+import signal
+import string
+from dataclasses import dataclass, field
+from typing import Any
+
+from swarm_operator.emulators.e2b._connect import RPCError
+from swarm_operator.emulators.e2b._isolation import (
+    MARKER_VAR,
+    SANDBOX_HOME,
+    SandboxFS,
+    kill_marked,
+    signal_marked,
+)
+
+ENVD_VERSION = "0.6.4"
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+_READ_CHUNK = 64 * 1024
+# After the main process exits, how long to let its pipes drain: a daemon it left behind may hold
+# them open forever (envd likewise reports the exit, not the pipes' end).
+_DRAIN_GRACE = 0.2
+
+
+def new_id(length: int = 20) -> str:
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def rfc3339(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+GONE = object()  # queued to stream subscribers when the sandbox dies under them
+
+
+@dataclass
+class Process:
+    """A command started through ``process.Process/Start``, and who is listening to it."""
+
+    pid: int
+    config: dict[str, Any]
+    tag: str | None
+    child: asyncio.subprocess.Process
+    subscribers: set[asyncio.Queue[Any]] = field(default_factory=set)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    end: dict[str, Any] | None = None
+
+    def publish(self, event: Any) -> None:
+        for queue in list(self.subscribers):
+            queue.put_nowait(event)
+
+    def info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"config": self.config, "pid": self.pid}
+        if self.tag is not None:
+            info["tag"] = self.tag
+        return info
+
+
+@dataclass
+class Sandbox:
+    """What E2B knows about a sandbox, plus the emulator's handles on its processes."""
+
+    sandbox_id: str
+    template_id: str
+    alias: str | None
+    metadata: dict[str, str]
+    env_vars: dict[str, str]
+    create_request: dict[str, Any]
+    started_at: datetime.datetime
+    end_at: datetime.datetime
+    fs: SandboxFS
+    auto_pause: bool = False
+    identity: str | None = None  # the E2B_SANDBOX_ID its processes see (differs only on purpose)
+    state: str = "running"
+    envd_access_token: str = field(default_factory=lambda: secrets.token_hex(16))
+    client_id: str = "6532622b"
+    cpu_count: int = 2
+    memory_mb: int = 1024
+    disk_size_mb: int = 10240
+    token: str = field(default_factory=lambda: secrets.token_hex(12))
+    processes: dict[int, Process] = field(default_factory=dict)
+    commands: list[dict[str, Any]] = field(default_factory=list)
+    ended: str | None = None  # "killed" or "expired" once gone
+
+    # ----- control-plane views -------------------------------------------------------------------
+    def _common(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "templateID": self.template_id,
+            "sandboxID": self.sandbox_id,
+            "clientID": self.client_id,
+            "envdVersion": ENVD_VERSION,
+        }
+        if self.alias:
+            data["alias"] = self.alias
+        return data
+
+    def created_view(self) -> dict[str, Any]:
+        """The ``Sandbox`` model answered by create and connect."""
+        return {**self._common(), "envdAccessToken": self.envd_access_token,
+                "trafficAccessToken": None, "domain": None}
+
+    def listed_view(self) -> dict[str, Any]:
+        return {
+            **self._common(),
+            "startedAt": rfc3339(self.started_at),
+            "endAt": rfc3339(self.end_at),
+            "cpuCount": self.cpu_count,
+            "memoryMB": self.memory_mb,
+            "diskSizeMB": self.disk_size_mb,
+            "state": self.state,
+            "metadata": dict(self.metadata),
+        }
+
+    def detail_view(self) -> dict[str, Any]:
+        detail = self.listed_view()
+        detail["envdAccessToken"] = self.envd_access_token
+        detail["domain"] = None
+        detail["lifecycle"] = {"autoResume": False, "onTimeout": "pause" if self.auto_pause else "kill"}
+        if "allow_internet_access" in self.create_request:
+            detail["allowInternetAccess"] = self.create_request["allow_internet_access"]
+        if isinstance(self.create_request.get("network"), dict):
+            detail["network"] = self.create_request["network"]
+        return detail
+
+    def inspection_view(self) -> dict[str, Any]:
+        """Everything a test may want to assert on, secrets included (it is a test double)."""
+        return {
+            "sandboxID": self.sandbox_id,
+            "templateID": self.template_id,
+            "state": self.ended or self.state,
+            "alive": self.ended is None,
+            "metadata": dict(self.metadata),
+            "envVarKeys": sorted(self.env_vars),
+            "envVars": dict(self.env_vars),
+            "createRequest": self.create_request,
+            "commands": list(self.commands),
+            "runningPids": sorted(p.pid for p in self.processes.values() if not p.done.is_set()),
+            "startedAt": rfc3339(self.started_at),
+            "endAt": rfc3339(self.end_at),
+            "home": str(self.fs.home),
+            "isolation": self.fs.isolation.value,
+        }
+
+    # ----- processes -----------------------------------------------------------------------------
+    def _environment(self, envs: dict[str, str]) -> dict[str, str]:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+            "LANG": "C.UTF-8",
+            "USER": "user",
+            "LOGNAME": "user",
+            "SHELL": "/bin/bash",
+            "E2B_SANDBOX": "true",
+            "E2B_SANDBOX_ID": self.identity or self.sandbox_id,
+            "E2B_TEMPLATE_ID": self.template_id,
+            **self.fs.base_env(),
+            **self.env_vars,
+            **envs,
+        }
+        env[MARKER_VAR] = self.token  # last, so no envVar can shadow the kill switch
+        return env
+
+    async def start(self, config: dict[str, Any], tag: str | None, stdin: bool) -> Process:
+        """Start a command as a real local process inside this sandbox's private space."""
+        cmd = config.get("cmd") or ""
+        args = [str(a) for a in config.get("args") or []]
+        envs = {str(k): str(v) for k, v in (config.get("envs") or {}).items()}
+        cwd = self.fs.resolve(config.get("cwd") or SANDBOX_HOME)
+        if not cmd:
+            raise RPCError("invalid_argument", "process.cmd is required")
+        if not self.fs.host_path(cwd).is_dir():
+            raise RPCError("invalid_argument", f"cwd '{cwd}' does not exist")
+        argv, host_cwd = self.fs.command_argv(cmd, args, cwd)
+        self.commands.append({"argv": [cmd, *args], "cwd": cwd, "envs": dict(envs), "tag": tag})
+        try:
+            child = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=host_cwd,
+                env=self._environment(envs),
+                stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise RPCError("internal", f"failed to start process: {exc}") from None
+        echo = dict(config)
+        echo["cwd"] = cwd
+        process = Process(pid=child.pid, config=echo, tag=tag, child=child)
+        self.commands[-1]["pid"] = child.pid
+        self.processes[child.pid] = process
+        return process
+
+    def follow(self, process: Process) -> asyncio.Task[None]:
+        """Pump the process's output to its subscribers, then its end. Subscribe before calling."""
+        return asyncio.create_task(self._pump(process), name=f"e2b-emulator-pump-{process.pid}")
+
+    async def _pump(self, process: Process) -> None:
+        child = process.child
+
+        async def read(stream: asyncio.StreamReader | None, name: str) -> None:
+            if stream is None:
+                return
+            while chunk := await stream.read(_READ_CHUNK):
+                process.publish({"data": {name: base64.b64encode(chunk).decode()}})
+
+        readers = [asyncio.create_task(read(child.stdout, "stdout")),
+                   asyncio.create_task(read(child.stderr, "stderr"))]
+        code = await child.wait()
+        _, pending = await asyncio.wait(readers, timeout=_DRAIN_GRACE)
+        for task in pending:
+            task.cancel()
+        if code >= 0:
+            end = {"exitCode": code, "exited": True, "status": f"exit status {code}"}
+        else:
+            name = {signal.SIGKILL: "killed", signal.SIGTERM: "terminated",
+                    signal.SIGINT: "interrupt"}.get(signal.Signals(-code), signal.Signals(-code).name)
+            end = {"exitCode": -1, "exited": False, "status": f"signal: {name}"}
+        process.end = end
+        process.done.set()
+        process.publish({"end": end})
+
+    def find(self, selector: dict[str, Any] | None) -> Process:
+        selector = selector or {}
+        if "pid" in selector:
+            process = self.processes.get(int(selector["pid"]))
+        elif "tag" in selector:
+            process = next((p for p in self.processes.values() if p.tag == selector["tag"]), None)
+        else:
+            raise RPCError("invalid_argument", "process selector needs pid or tag")
+        if process is None or process.done.is_set():
+            raise RPCError("not_found", f"process with {selector} not found")
+        return process
+
+    def signal_process(self, process: Process, sig: signal.Signals) -> None:
+        try:
+            os.killpg(process.pid, sig)
+        except OSError:
+            try:
+                os.kill(process.pid, sig)
+            except OSError:
+                raise RPCError("not_found", f"process {process.pid} not found") from None
+
+    # ----- whole-sandbox life cycle -------------------------------------------------------------
+    async def pause(self) -> None:
+        self.state = "paused"
+        await asyncio.to_thread(signal_marked, self.token, signal.SIGSTOP)
+
+    async def resume(self) -> None:
+        self.state = "running"
+        await asyncio.to_thread(signal_marked, self.token, signal.SIGCONT)
+
+    async def destroy(self, why: str) -> None:
+        """Kill every process the sandbox started (daemons too) and drop its files."""
+        self.ended = why
+        for process in self.processes.values():
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        await asyncio.to_thread(kill_marked, self.token)
+        for process in self.processes.values():
+            process.publish(GONE)
+        waits = [p.done.wait() for p in self.processes.values() if not p.done.is_set()]
+        if waits:
+            await asyncio.wait([asyncio.ensure_future(w) for w in waits], timeout=5)
+        await asyncio.to_thread(self.fs.remove)

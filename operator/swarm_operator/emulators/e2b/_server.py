@@ -1,0 +1,433 @@
+"""The emulator itself: one aiohttp server on one port for the control plane, envd and inspection.
+
+Point the unmodified SDK at it with ``E2B_API_URL`` and ``E2B_SANDBOX_URL`` both set to ``url``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import functools
+import json
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from swarm_operator.emulators.e2b import _envd
+from swarm_operator.emulators.e2b._connect import (
+    RPCError,
+    decode_request,
+    end_stream,
+    is_streaming,
+    open_stream,
+    unary_error,
+    unary_response,
+)
+from swarm_operator.emulators.e2b._control import ControlPlane, api_error
+from swarm_operator.emulators.e2b._isolation import Isolation, SandboxFS, detect_isolation
+from swarm_operator.emulators.e2b._knobs import FAULT_KINDS, Knobs, Stats, as_operations
+from swarm_operator.emulators.e2b._sandbox import Sandbox, new_id, utcnow
+
+API_KEY_SHAPE = re.compile(r"^e2b_[0-9a-f]{40}$")
+_REAP_INTERVAL = 0.1
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class E2BEmulator:
+    """An E2B-compatible control plane and envd, serving real local processes as sandboxes.
+
+    Use as an async context manager (``async with E2BEmulator() as emu: emu.url``); leaving it kills
+    every sandbox. Sync code and other processes use :meth:`start_in_thread`.
+
+    Knobs (all off by default): ``latency_ms`` added to every call; ``fault_rate`` share of calls
+    that fail, drawn from a ``seed``-ed generator among ``fault_kinds`` (429, 500, 502, timeout, drop),
+    optionally only for ``fault_operations``; ``quota`` of concurrently running sandboxes (over it:
+    429); ``identity_mismatch`` makes ``E2B_SANDBOX_ID`` inside a sandbox name another sandbox.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        api_key: str | None = None,
+        latency_ms: float = 0.0,
+        fault_rate: float = 0.0,
+        seed: int | None = None,
+        quota: int | None = None,
+        fault_kinds: Iterable[str] = FAULT_KINDS,
+        fault_operations: Iterable[str] | None = None,
+        fault_hang_seconds: float = 30.0,
+        max_timeout: int = 86_400,
+        default_timeout: int = 15,
+        identity_mismatch: bool = False,
+        isolation: Isolation | str | None = None,
+        workdir: str | Path | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.api_key = api_key
+        self.knobs = Knobs(
+            latency_ms=latency_ms, fault_rate=fault_rate, seed=seed, quota=quota,
+            fault_kinds=tuple(fault_kinds), fault_operations=as_operations(fault_operations),
+            fault_hang_seconds=fault_hang_seconds, max_timeout=max_timeout,
+            default_timeout=default_timeout, identity_mismatch=identity_mismatch,
+        )
+        self.stats = Stats()
+        self.sandboxes: dict[str, Sandbox] = {}
+        self.isolation: Isolation | None = Isolation(isolation) if isolation is not None else None
+        self._workdir_parent = Path(workdir) if workdir is not None else None
+        self._workdir: Path | None = None
+        self._runner: web.AppRunner | None = None
+        self._reaper: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
+        self.url = ""
+
+    # ----- life cycle ----------------------------------------------------------------------------
+    async def __aenter__(self) -> E2BEmulator:
+        self._closing = asyncio.Event()
+        self._workdir = Path(tempfile.mkdtemp(prefix="e2b-emulator-", dir=self._workdir_parent))
+        if self.isolation is None:
+            self.isolation = await asyncio.to_thread(detect_isolation, self._workdir)
+        self._runner = web.AppRunner(self._build_app(), handle_signals=False, access_log=None,
+                                     shutdown_timeout=2.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        server = site._server  # aiohttp exposes the bound port only through the asyncio server
+        assert server is not None and server.sockets
+        self.port = server.sockets[0].getsockname()[1]
+        self.url = f"http://{self.host}:{self.port}"
+        self._reaper = asyncio.create_task(self._reap(), name="e2b-emulator-reaper")
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        self._closing.set()
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
+        await self.kill_all()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+
+    @classmethod
+    def start_in_thread(cls, **kwargs: Any) -> EmulatorThread:
+        """Run an emulator on its own event loop in a daemon thread; ``.stop()`` ends it."""
+        return EmulatorThread(cls(**kwargs))
+
+    # ----- sandboxes -----------------------------------------------------------------------------
+    def running_count(self) -> int:
+        return sum(1 for s in self.sandboxes.values() if s.ended is None and s.state == "running")
+
+    def new_sandbox(self, *, template: str, timeout: int, metadata: dict[str, str],
+                    env_vars: dict[str, str], create_request: dict[str, Any],
+                    auto_pause: bool = False) -> Sandbox:
+        assert self._workdir is not None and self.isolation is not None, "emulator not started"
+        sandbox_id = new_id()
+        now = utcnow()
+        identity = None
+        if self.knobs.identity_mismatch:
+            identity = new_id()
+        sandbox = Sandbox(
+            sandbox_id=sandbox_id,
+            template_id=template,
+            alias=template if not re.fullmatch(r"[a-z0-9]{20}", template) else None,
+            metadata=metadata,
+            env_vars=env_vars,
+            create_request=create_request,
+            started_at=now,
+            end_at=now + datetime.timedelta(seconds=timeout),
+            fs=SandboxFS(self._workdir / sandbox_id, self.isolation),
+            auto_pause=auto_pause,
+            identity=identity,
+        )
+        self.sandboxes[sandbox_id] = sandbox
+        return sandbox
+
+    async def destroy(self, sandbox: Sandbox, why: str) -> None:
+        if sandbox.ended is None:
+            await sandbox.destroy(why)
+
+    async def kill_all(self) -> None:
+        live = [s for s in self.sandboxes.values() if s.ended is None]
+        await asyncio.gather(*(self.destroy(s, "killed") for s in live))
+
+    async def reset(self) -> None:
+        """Kill every sandbox and forget them, zero the counters (not the knobs)."""
+        await self.kill_all()
+        self.sandboxes.clear()
+        self.stats.reset()
+
+    def inspect(self, include_dead: bool = False) -> list[dict[str, Any]]:
+        return [s.inspection_view() for s in self.sandboxes.values() if include_dead or s.ended is None]
+
+    async def _reap(self) -> None:
+        """Expire sandboxes whose timeout passed: killed, or paused when they asked for auto-pause."""
+        while True:
+            await asyncio.sleep(_REAP_INTERVAL)
+            now = utcnow()
+            for sandbox in list(self.sandboxes.values()):
+                if sandbox.ended is None and sandbox.state == "running" and sandbox.end_at <= now:
+                    try:
+                        if sandbox.auto_pause:
+                            await sandbox.pause()
+                        else:
+                            await self.destroy(sandbox, "expired")
+                    except Exception:  # a reaper that dies leaks every later sandbox: keep going
+                        continue
+
+    # ----- HTTP ----------------------------------------------------------------------------------
+    def _build_app(self) -> web.Application:
+        app = web.Application(client_max_size=1024 ** 3)
+        control = ControlPlane(self)
+        c = self._control_route
+        app.router.add_post("/v2/sandboxes", c("sandbox.create", control.create))
+        app.router.add_post("/sandboxes", c("sandbox.create", control.create))
+        app.router.add_get("/v2/sandboxes", c("sandbox.list", control.list))
+        app.router.add_get("/sandboxes", c("sandbox.list", control.list_v1))
+        app.router.add_get("/sandboxes/{sandbox_id}", c("sandbox.get", control.get))
+        app.router.add_delete("/sandboxes/{sandbox_id}", c("sandbox.kill", control.kill))
+        app.router.add_post("/sandboxes/{sandbox_id}/timeout", c("sandbox.timeout", control.set_timeout))
+        app.router.add_post("/sandboxes/{sandbox_id}/refreshes", c("sandbox.refresh", control.refresh))
+        app.router.add_post("/v2/sandboxes/{sandbox_id}/connect", c("sandbox.connect", control.connect))
+        app.router.add_post("/sandboxes/{sandbox_id}/connect", c("sandbox.connect", control.connect))
+        app.router.add_post("/sandboxes/{sandbox_id}/resume", c("sandbox.resume", control.resume))
+        app.router.add_post("/sandboxes/{sandbox_id}/pause", c("sandbox.pause", control.pause))
+        app.router.add_get("/sandboxes/{sandbox_id}/metrics", c("sandbox.metrics", control.metrics))
+
+        app.router.add_get("/health", self._envd_route("envd.health", _envd.health))
+        app.router.add_get("/files", self._envd_route("files.read", _envd.read_file))
+        app.router.add_post("/files", self._envd_route("files.write", _envd.write_file))
+        rpcs: Mapping[str, tuple[str, Callable[..., Awaitable[Any]]]] = {
+            "/process.Process/Start": ("process.start", _envd.process_start),
+            "/process.Process/Connect": ("process.connect", _envd.process_connect),
+            "/process.Process/List": ("process.list", _envd.process_list),
+            "/process.Process/SendInput": ("process.send_input", _envd.process_send_input),
+            "/process.Process/SendSignal": ("process.send_signal", _envd.process_send_signal),
+            "/process.Process/CloseStdin": ("process.close_stdin", _envd.process_close_stdin),
+            "/process.Process/Update": ("process.update", _envd.process_update),
+            "/filesystem.Filesystem/Stat": ("filesystem.stat", _envd.fs_stat),
+            "/filesystem.Filesystem/ListDir": ("filesystem.list_dir", _envd.fs_list_dir),
+            "/filesystem.Filesystem/MakeDir": ("filesystem.make_dir", _envd.fs_make_dir),
+            "/filesystem.Filesystem/Remove": ("filesystem.remove", _envd.fs_remove),
+            "/filesystem.Filesystem/Move": ("filesystem.move", _envd.fs_move),
+            "/filesystem.Filesystem/WatchDir": ("filesystem.watch_dir", _envd.unimplemented),
+            "/filesystem.Filesystem/CreateWatcher": ("filesystem.create_watcher", _envd.unimplemented),
+            "/filesystem.Filesystem/GetWatcherEvents": ("filesystem.get_watcher_events", _envd.unimplemented),
+            "/filesystem.Filesystem/RemoveWatcher": ("filesystem.remove_watcher", _envd.unimplemented),
+        }
+        for path, (operation, handler) in rpcs.items():
+            app.router.add_post(path, self._rpc_route(operation, handler))
+        app.router.add_post("/process.Process/StreamInput",
+                            self._rpc_route("process.stream_input", _envd.process_stream_input, raw=True))
+
+        app.router.add_get("/_emulator/stats", self._stats)
+        app.router.add_get("/_emulator/sandboxes", self._inspect_all)
+        app.router.add_get("/_emulator/sandboxes/{sandbox_id}", self._inspect_one)
+        app.router.add_post("/_emulator/reset", self._reset)
+        app.router.add_get("/_emulator/config", self._config)
+        app.router.add_post("/_emulator/config", self._config)
+        return app
+
+    async def _misbehave(self, request: web.Request, operation: str) -> web.StreamResponse | None:
+        """Apply the latency knob, then maybe a fault; returns the faulty answer if one was drawn."""
+        if self.knobs.latency_ms > 0:
+            await asyncio.sleep(self.knobs.latency_ms / 1000)
+        kind = self.knobs.draw_fault(operation)
+        if kind is None:
+            return None
+        self.stats.fault(kind)
+        if kind == "timeout":
+            try:
+                await asyncio.wait_for(self._closing.wait(), timeout=self.knobs.fault_hang_seconds)
+            except asyncio.TimeoutError:
+                pass
+            return api_error(504, "emulated fault: upstream timed out")
+        if kind == "drop":
+            if request.transport is not None:
+                request.transport.abort()
+            raise asyncio.CancelledError()  # nothing is written; aiohttp ends the request quietly
+        messages = {"429": "emulated fault: rate limit exceeded",
+                    "500": "emulated fault: internal server error",
+                    "502": "emulated fault: bad gateway"}
+        return api_error(int(kind), messages[kind])
+
+    def _authorised(self, key: str | None) -> bool:
+        if key is None:
+            return False
+        if self.api_key is not None:
+            return key == self.api_key
+        return bool(API_KEY_SHAPE.match(key))
+
+    def _control_route(self, operation: str, handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def call(request: web.Request) -> web.StreamResponse:
+            self.stats.count(operation)
+            await request.read()  # the whole body before any answer (aiohttp pitfall)
+            faulty = await self._misbehave(request, operation)
+            if faulty is not None:
+                return faulty
+            if not self._authorised(request.headers.get("X-API-KEY")):
+                return api_error(401, "Invalid API key, please visit https://e2b.dev/docs/api-key "
+                                      "to get your API key.")
+            return await handler(request)
+        return call
+
+    def _envd_sandbox(self, request: web.Request) -> Sandbox | web.Response:
+        sandbox_id = request.headers.get("E2b-Sandbox-Id", "")
+        sandbox = self.sandboxes.get(sandbox_id)
+        if sandbox is None or sandbox.ended is not None or sandbox.state != "running":
+            return _envd.sandbox_not_found(sandbox_id or "<missing E2b-Sandbox-Id>")
+        if request.headers.get("X-Access-Token") != sandbox.envd_access_token:
+            return _envd.http_error(401, "unauthorized access, please provide a valid access token")
+        return sandbox
+
+    def _envd_route(self, operation: str,
+                    handler: Callable[[web.Request, Sandbox], Awaitable[web.StreamResponse]]) -> Handler:
+        async def call(request: web.Request) -> web.StreamResponse:
+            self.stats.count(operation)
+            if not request.content_type.startswith("multipart/"):
+                await request.read()
+            faulty = await self._misbehave(request, operation)
+            if faulty is not None:
+                return faulty
+            sandbox = self._envd_sandbox(request)
+            if isinstance(sandbox, web.Response):
+                return sandbox
+            return await handler(request, sandbox)
+        return call
+
+    def _rpc_route(self, operation: str, handler: Callable[..., Awaitable[Any]], raw: bool = False) -> Handler:
+        async def call(request: web.Request) -> web.StreamResponse:
+            self.stats.count(operation)
+            body = await request.read()
+            streaming = is_streaming(request)
+            faulty = await self._misbehave(request, operation)
+            if faulty is not None:
+                return faulty
+            sandbox = self._envd_sandbox(request)
+            if isinstance(sandbox, web.Response):
+                return sandbox
+            try:
+                if raw:
+                    return await handler(request, sandbox, body)
+                result = await handler(request, sandbox, decode_request(body, streaming))
+            except RPCError as error:
+                if not streaming:
+                    return unary_error(error)
+                response = await open_stream(request)
+                await response.write(end_stream(error))
+                return response
+            if isinstance(result, web.StreamResponse):
+                return result
+            return unary_response(result)
+        return call
+
+    # ----- inspection (never counted, never faulted) ---------------------------------------------
+    async def _stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats.snapshot())
+
+    async def _inspect_all(self, request: web.Request) -> web.Response:
+        include_dead = request.query.get("all", "").lower() in ("1", "true", "yes")
+        return web.json_response(self.inspect(include_dead=include_dead))
+
+    async def _inspect_one(self, request: web.Request) -> web.Response:
+        sandbox = self.sandboxes.get(request.match_info["sandbox_id"])
+        if sandbox is None:
+            return web.json_response({"message": "unknown sandbox"}, status=404)
+        return web.json_response(sandbox.inspection_view())
+
+    async def _reset(self, request: web.Request) -> web.Response:
+        await self.reset()
+        return web.Response(status=204)
+
+    async def _config(self, request: web.Request) -> web.Response:
+        if request.method == "POST":
+            try:
+                changes = json.loads(await request.read() or b"{}")
+                if "fault_operations" in changes:
+                    as_operations(changes["fault_operations"])
+                self.knobs.update(changes)
+            except (ValueError, TypeError) as exc:
+                return web.json_response({"message": str(exc)}, status=400)
+        return web.json_response(self.knobs.as_json())
+
+
+class EmulatorThread:
+    """An :class:`E2BEmulator` running on its own event loop in a daemon thread.
+
+    For sync tests and for processes that must talk to the emulator while doing blocking work.
+    ``url`` and ``emulator`` are valid once the constructor returns; ``stop()`` kills every sandbox.
+    """
+
+    def __init__(self, emulator: E2BEmulator, start_timeout: float = 30.0) -> None:
+        self.emulator = emulator
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._stopped: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="e2b-emulator", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(start_timeout):
+            raise TimeoutError("the E2B emulator did not start in time")
+        if self._error is not None:
+            raise self._error
+
+    @property
+    def url(self) -> str:
+        return self.emulator.url
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self._serve())
+        finally:
+            self.loop.close()
+
+    async def _serve(self) -> None:
+        self._stopped = asyncio.Event()
+        try:
+            async with self.emulator:
+                self._ready.set()
+                await self._stopped.wait()
+        except BaseException as exc:  # surface start-up failures in the caller's thread
+            self._error = exc
+            self._ready.set()
+
+    def call(self, factory: Callable[[], Awaitable[Any]], timeout: float = 30.0) -> Any:
+        """Run a coroutine on the emulator's loop from another thread and return its result."""
+        async def run() -> Any:
+            return await factory()
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout)
+
+    def reset(self) -> None:
+        self.call(self.emulator.reset)
+
+    def inspect(self, include_dead: bool = False) -> list[dict[str, Any]]:
+        async def read() -> list[dict[str, Any]]:
+            return self.emulator.inspect(include_dead)
+        return self.call(read)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if not self._thread.is_alive():
+            return
+        if self._stopped is not None:
+            self.loop.call_soon_threadsafe(self._stopped.set)
+        self._thread.join(timeout)
+
+    def __enter__(self) -> EmulatorThread:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
