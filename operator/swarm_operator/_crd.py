@@ -13,6 +13,7 @@ Run ``python -m swarm_operator._crd`` to rewrite ``crds/swarmsandbox.yaml`` and 
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from pathlib import Path
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from swarm_operator import model
 
 __all__ = [
     "CEL_MIRRORS", "GROUP", "KIND", "PLURAL", "VERSION",
-    "crd", "extension_violations", "package_path", "render", "structural",
+    "apply_defaults", "crd", "extension_violations", "package_path", "render", "structural",
 ]
 
 GROUP: Final = "claudeswarm.io"
@@ -161,6 +162,23 @@ CEL_MIRRORS: Final[dict[str, Callable[[dict[str, Any]], bool]]] = {
         or str(env.get("name", "")).startswith(model.RESERVED_ENV_PREFIXES)
     ),
 }
+
+
+def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
+    """Structural defaulting as the API server does it: top-down, so a defaulted ``{}`` then gets its
+    own properties' defaults. Mutates and returns ``value``."""
+    if isinstance(value, dict):
+        for key, sub in schema.get("properties", {}).items():
+            if key not in value and "default" in sub:
+                value[key] = copy.deepcopy(sub["default"])
+            if key in value:
+                value[key] = apply_defaults(sub, value[key])
+        if isinstance(schema.get("additionalProperties"), dict):
+            for key in value:
+                value[key] = apply_defaults(schema["additionalProperties"], value[key])
+    elif isinstance(value, list) and "items" in schema:
+        value[:] = [apply_defaults(schema["items"], v) for v in value]
+    return value
 
 
 def extension_violations(schema: dict[str, Any], value: Any, path: str = "") -> list[str]:

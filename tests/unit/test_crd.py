@@ -111,7 +111,7 @@ def test_every_field_is_described(path: str, node: dict[str, Any]) -> None:
 )
 def test_defaults_pass_their_own_schema(path: str, node: dict[str, Any]) -> None:
     # The API server refuses a CRD whose defaults (after nested defaulting) do not validate.
-    defaulted = apply_defaults(node, copy.deepcopy(node["default"]))
+    defaulted = _crd.apply_defaults(node, copy.deepcopy(node["default"]))
     jsonschema.Draft7Validator(node).validate(defaulted)
     assert not _crd.extension_violations(node, defaulted)
 
@@ -135,42 +135,6 @@ def test_status_schema_preserves_no_unknown_fields() -> None:
     assert not any("x-kubernetes-preserve-unknown-fields" in n for _, n in _walk(_schema()))
 
 
-# ------------------------------------------------------------------------------------------------
-# Helpers shared with test_model.py: what the API server does with a spec, in Python.
-# ------------------------------------------------------------------------------------------------
-
-
-def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
-    """Structural defaulting as the API server does it: top-down, a defaulted object gets its own
-    properties' defaults too."""
-    if isinstance(value, dict):
-        for key, sub in schema.get("properties", {}).items():
-            if key not in value and "default" in sub:
-                value[key] = copy.deepcopy(sub["default"])
-            if key in value:
-                value[key] = apply_defaults(sub, value[key])
-    elif isinstance(value, list) and "items" in schema:
-        value = [apply_defaults(schema["items"], v) for v in value]
-    return value
-
-
-def schema_problems(spec: Any) -> list[str]:
-    """Everything the API server would refuse in this spec (schema, list-map keys, CEL)."""
-    node = _schema()["properties"]["spec"]
-    defaulted = apply_defaults(node, copy.deepcopy(spec))
-    problems = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
-                for e in jsonschema.Draft7Validator(node).iter_errors(defaulted)]
-    return problems + _crd.extension_violations(node, defaulted, "spec")
-
-
-def spec_schema() -> dict[str, Any]:
-    return _schema()["properties"]["spec"]
-
-
-def status_schema() -> dict[str, Any]:
-    return _schema()["properties"]["status"]
-
-
 def test_structural_rewrite_refuses_real_unions() -> None:
     with pytest.raises(ValueError, match="union"):
         _crd.structural({"anyOf": [{"type": "string"}, {"type": "integer"}]})
@@ -182,7 +146,7 @@ def test_structural_rewrite_refuses_unknown_keywords() -> None:
 
 
 def test_model_is_the_source_of_field_names() -> None:
-    spec = spec_schema()["properties"]
+    spec = _schema()["properties"]["spec"]["properties"]
     assert set(spec) == {f.alias for f in model.SwarmSandboxSpec.model_fields.values()}
     assert set(spec) == {"agents", "agent", "template", "ttlSeconds", "e2b", "coordinator",
                          "deletionPolicy", "healthCheck", "suspend"}

@@ -1,0 +1,400 @@
+"""Spec and status models: they agree with the CRD, refuse what it refuses, and say why."""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from swarm_operator import _crd, model
+from swarm_operator._crd import apply_defaults
+from swarm_operator.model import InvalidSpecError, SwarmSandboxSpec, SwarmSandboxStatus
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _schema() -> dict[str, Any]:
+    return _crd.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+
+_SPEC_SCHEMA = _schema()["properties"]["spec"]
+_STATUS_SCHEMA = _schema()["properties"]["status"]
+
+
+def spec_schema() -> dict[str, Any]:
+    return _SPEC_SCHEMA
+
+
+def status_schema() -> dict[str, Any]:
+    return _STATUS_SCHEMA
+
+
+def schema_problems(spec: Any) -> list[str]:
+    """Everything the API server would refuse in this spec: JSON Schema after defaulting, list-map
+    keys, and the CEL rules (through their Python mirrors)."""
+    defaulted = apply_defaults(_SPEC_SCHEMA, copy.deepcopy(spec))
+    problems = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
+                for e in jsonschema.Draft7Validator(_SPEC_SCHEMA).iter_errors(defaulted)]
+    return problems + _crd.extension_violations(_SPEC_SCHEMA, defaulted, "spec")
+
+
+def _model_problems(spec: Any) -> list[str]:
+    try:
+        SwarmSandboxSpec.from_body(spec)
+    except InvalidSpecError as exc:
+        assert exc.problems and str(exc)
+        return exc.problems
+    return []
+
+
+def _swarm_docs() -> list[tuple[str, dict[str, Any]]]:
+    docs = []
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") == "SwarmSandbox":
+                docs.append((f"{path.name}:{doc['metadata']['name']}", doc))
+    return docs
+
+
+def test_examples_exist() -> None:
+    assert {p.name for p in EXAMPLES.glob("*.yaml")} >= {"minimal.yaml", "full.yaml", "secrets.yaml"}
+    assert len(_swarm_docs()) >= 2
+
+
+@pytest.mark.parametrize(("name", "doc"), _swarm_docs(), ids=lambda v: v if isinstance(v, str) else "")
+def test_examples_are_valid_for_schema_and_model(name: str, doc: dict[str, Any]) -> None:
+    assert doc["apiVersion"] == "claudeswarm.io/v1alpha1"
+    assert schema_problems(doc.get("spec", {})) == []
+    assert _model_problems(doc.get("spec", {})) == []
+    # And after the API server's defaulting too (the operator sees the defaulted body).
+    defaulted = apply_defaults(spec_schema(), copy.deepcopy(doc.get("spec", {})))
+    assert _model_problems(defaulted) == []
+
+
+def test_full_example_sets_every_spec_field() -> None:
+    (full,) = [d for n, d in _swarm_docs() if n.startswith("full.yaml")]
+    assert set(full["spec"]) == set(spec_schema()["properties"])
+
+
+def test_secrets_example_provides_what_full_example_references() -> None:
+    secrets = {d["metadata"]["name"]: d for d in yaml.safe_load_all((EXAMPLES / "secrets.yaml").read_text())}
+    (full,) = [d for n, d in _swarm_docs() if n.startswith("full.yaml")]
+    spec = SwarmSandboxSpec.from_body(full["spec"])
+    refs = [spec.e2b.api_key_secret_ref] if spec.e2b and spec.e2b.api_key_secret_ref else []
+    refs += [e.value_from.secret_key_ref for e in spec.agent.env if e.value_from]
+    assert refs
+    for ref in refs:
+        assert ref.key in secrets[ref.name]["stringData"]
+
+
+def test_model_defaults_equal_crd_defaults() -> None:
+    defaulted = apply_defaults(spec_schema(), {})
+    from_model = SwarmSandboxSpec().model_dump(by_alias=True, exclude_none=True, mode="json")
+
+    def same(crd: Any, mdl: Any, path: str) -> None:
+        if isinstance(crd, dict):
+            for key, value in crd.items():
+                same(value, mdl[key], f"{path}.{key}")
+        else:
+            assert crd == mdl, path
+
+    same(defaulted, from_model, "spec")
+    # What the CRD leaves out must be "empty" in the model (absent lists, unset optionals).
+    for key, value in from_model.items():
+        if key not in defaulted:
+            assert value in ([], {}, None), key
+    for key in ("args", "env"):
+        assert from_model["agent"][key] == [] and key not in defaulted["agent"]
+    assert SwarmSandboxSpec.from_body(defaulted) == SwarmSandboxSpec.from_body({}) == SwarmSandboxSpec()
+
+
+def test_documented_defaults() -> None:
+    spec = SwarmSandboxSpec.from_body(None)
+    assert spec.agents == 4 and spec.agent.command == "claude"
+    assert spec.coordinator.enabled and spec.coordinator.install == "preinstalled"
+    assert spec.deletion_policy == "Delete" and spec.suspend is False
+    assert (spec.health_check.interval_seconds, spec.health_check.restart_dead_agents,
+            spec.health_check.max_restarts) == (30, True, 3)
+    assert spec.template is None and spec.ttl_seconds is None and spec.e2b is None
+
+
+def _env(**kw: Any) -> dict[str, Any]:
+    return {"agent": {"env": [kw]}}
+
+
+_REF = {"secretKeyRef": {"name": "s", "key": "k"}}
+
+# Each is refused by the API server (schema or CEL) and by the model.
+INVALID: dict[str, Any] = {
+    "agents 0": {"agents": 0},
+    "agents 101": {"agents": 101},
+    "agents string": {"agents": "4"},
+    "agents float": {"agents": 4.5},
+    "agents bool": {"agents": True},
+    "deletionPolicy enum": {"deletionPolicy": "Retain"},
+    "deletionPolicy case": {"deletionPolicy": "delete"},
+    "env name with dash": _env(name="MY-VAR", value="x"),
+    "env name leading digit": _env(name="1ABC", value="x"),
+    "env name empty": _env(name="", value="x"),
+    "env PATH": _env(name="PATH", value="/tmp"),
+    "env LD_PRELOAD": _env(name="LD_PRELOAD", value="/x.so"),
+    "env LD_LIBRARY_PATH": _env(name="LD_LIBRARY_PATH", value="/x"),
+    "env HOME": _env(name="HOME", value="/"),
+    "env SHELL": _env(name="SHELL", value="/bin/sh"),
+    "env USER": _env(name="USER", value="root"),
+    "env TMUX": _env(name="TMUX", value="x"),
+    "env TMUX_TMPDIR": _env(name="TMUX_TMPDIR", value="x"),
+    "env E2B_API_KEY": _env(name="E2B_API_KEY", value="x"),
+    "env value and valueFrom": _env(name="A", value="x", valueFrom=_REF),
+    "env neither": _env(name="A"),
+    "env duplicate": {"agent": {"env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]}},
+    "env secret bad name": _env(name="A", valueFrom={"secretKeyRef": {"name": "Bad_Name", "key": "k"}}),
+    "env secret bad key": _env(name="A", valueFrom={"secretKeyRef": {"name": "s", "key": "a/b"}}),
+    "env secret no key": _env(name="A", valueFrom={"secretKeyRef": {"name": "s"}}),
+    "env valueFrom empty": _env(name="A", valueFrom={}),
+    "env value not string": _env(name="A", value=1),
+    "command with space": {"agent": {"command": "claude --yolo"}},
+    "command empty": {"agent": {"command": ""}},
+    "args not strings": {"agent": {"args": [1]}},
+    "args too many": {"agent": {"args": ["x"] * 65}},
+    "template semicolon": {"template": "base;rm -rf /"},
+    "template dollar": {"template": "$(id)"},
+    "template backtick": {"template": "`id`"},
+    "template space": {"template": "my template"},
+    "template leading dash": {"template": "-rf"},
+    "template empty": {"template": ""},
+    "template too long": {"template": "a" * 129},
+    "ttl too small": {"ttlSeconds": 59},
+    "ttl too large": {"ttlSeconds": 86401},
+    "e2b ref missing key": {"e2b": {"apiKeySecretRef": {"name": "e2b"}}},
+    "e2b ref bad name": {"e2b": {"apiKeySecretRef": {"name": "E2B", "key": "k"}}},
+    "coordinator install with space": {"coordinator": {"install": "claudeswarm == 1.0"}},
+    "coordinator install empty": {"coordinator": {"install": ""}},
+    "coordinator install too long": {"coordinator": {"install": "a==" + "1" * 600}},
+    "coordinator enabled string": {"coordinator": {"enabled": "yes"}},
+    "interval too small": {"healthCheck": {"intervalSeconds": 4}},
+    "interval too large": {"healthCheck": {"intervalSeconds": 3601}},
+    "maxRestarts negative": {"healthCheck": {"maxRestarts": -1}},
+    "maxRestarts too large": {"healthCheck": {"maxRestarts": 101}},
+    "suspend string": {"suspend": "true"},
+    "agent not object": {"agent": "claude"},
+}
+
+
+@pytest.mark.parametrize("case", list(INVALID))
+def test_invalid_specs_are_refused_by_schema_and_model(case: str) -> None:
+    spec = INVALID[case]
+    assert schema_problems(spec), f"the API server would accept {spec}"
+    problems = _model_problems(spec)
+    assert problems, f"the operator would accept {spec}"
+    assert all(p.startswith("spec.") for p in problems), problems
+
+
+@pytest.mark.parametrize("name", ["PATH", "E2B_ACCESS_TOKEN", "TMUX_PANE"])
+def test_reserved_env_message_names_the_variable(name: str) -> None:
+    (problem,) = _model_problems(_env(name=name, value="x"))
+    assert problem.startswith("spec.agent.env[0].name:") and name in problem
+    assert "PATH, LD_PRELOAD, LD_LIBRARY_PATH, HOME, SHELL, USER, TMUX* or E2B_*" in problem
+
+
+def test_duplicate_env_message_names_the_variable() -> None:
+    problems = _model_problems(INVALID["env duplicate"])
+    assert problems == ["spec.agent.env: duplicate env names: A"]
+
+
+def test_pattern_messages_are_plain_words() -> None:
+    (problem,) = _model_problems(INVALID["template semicolon"])
+    assert problem.startswith("spec.template: must be an E2B template id") and "'base;rm -rf /'" in problem
+    assert "^" not in problem
+
+
+def test_unknown_fields_are_refused_by_name() -> None:
+    assert _model_problems({"agnets": 3}) == ["spec.agnets: unknown field"]
+
+
+UNPINNED = [
+    "claudeswarm",
+    "claudeswarm>=1",
+    "claudeswarm>=1.0,<2",
+    "claudeswarm~=1.2",
+    "claudeswarm==1.*",
+    "claudeswarm===1.0",
+    "claudeswarm!=1.0",
+    "git+https://github.com/org/claudeswarm",
+    "git+https://github.com/org/claudeswarm@main",
+    "git+https://github.com/org/claudeswarm@v1.2.3",
+    "git+https://github.com/org/claudeswarm@0123456",  # a short SHA can become ambiguous
+    f"git+http://github.com/org/claudeswarm@{SHA}",
+    f"git+ssh://git@github.com/org/claudeswarm@{SHA}",
+    "https://example.com/claudeswarm-1.0.tar.gz",
+    "./claudeswarm",
+]
+
+
+@pytest.mark.parametrize("install", UNPINNED)
+def test_unpinned_install_is_left_to_the_operator(install: str) -> None:
+    spec = {"coordinator": {"install": install}}
+    # The API server stores it (so the refusal is visible on the resource as a condition) ...
+    assert schema_problems(spec) == []
+    # ... and the operator refuses it, naming the field and the fix.
+    (problem,) = _model_problems(spec)
+    assert problem.startswith("spec.coordinator.install: ")
+    assert repr(install) in problem
+    assert "name==X.Y.Z" in problem and "preinstalled" in problem
+
+
+def test_unpinned_git_message_names_the_ref() -> None:
+    (problem,) = _model_problems({"coordinator": {"install": "git+https://github.com/o/r@main"}})
+    assert "git ref 'main' is not a full 40-hex commit SHA" in problem
+
+
+@pytest.mark.parametrize("install", [
+    "preinstalled",
+    "claudeswarm==0.4.2",
+    "claude-swarm==1.0.0rc1",
+    "claudeswarm[mcp,extra]==2.1.0",
+    "claudeswarm==1.0+local.1",
+    f"git+https://github.com/org/claudeswarm@{SHA}",
+    f"git+https://github.com/org/claudeswarm.git@{SHA}",
+    f"git+https://git.example.com:8443/org/claudeswarm@{SHA}#egg=claudeswarm",
+    f"git+https://github.com/org/mono@{SHA}#subdirectory=py/claudeswarm",
+])
+def test_pinned_installs_are_accepted_by_both(install: str) -> None:
+    spec = {"coordinator": {"install": install}}
+    assert schema_problems(spec) == [] and _model_problems(spec) == []
+    assert model.is_pinned_install(install)
+
+
+def test_disabled_coordinator_still_needs_a_pinned_install() -> None:
+    # An unpinned value would bite the day someone flips enabled: refuse it now.
+    assert _model_problems({"coordinator": {"enabled": False, "install": "claudeswarm"}})
+
+
+def test_spec_is_immutable_and_populates_by_python_name() -> None:
+    spec = SwarmSandboxSpec(ttl_seconds=600, deletion_policy="Orphan")
+    assert spec.model_dump(by_alias=True)["ttlSeconds"] == 600
+    with pytest.raises(Exception):
+        spec.agents = 5  # type: ignore[misc]
+
+
+# ------------------------------------------------------------------------------------------------
+# Property tests: where the schema and the model each judge a field, they judge it the same.
+# ------------------------------------------------------------------------------------------------
+
+_NAMEISH = st.one_of(
+    st.text(max_size=12),
+    st.from_regex(r"\A[A-Za-z_][A-Za-z0-9_]{0,10}\Z"),
+    st.sampled_from(["TMUX", "TMUXX", "E2B", "E2B_", "E2BX", "PATHX", "XPATH", "path", "Home", "_"]),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(name=_NAMEISH)
+def test_env_name_verdicts_agree(name: str) -> None:
+    spec = _env(name=name, value="v")
+    assert bool(schema_problems(spec)) == bool(_model_problems(spec))
+
+
+@settings(max_examples=200, deadline=None)
+@given(template=st.one_of(st.text(max_size=20), st.from_regex(r"\A[a-z0-9][a-z0-9._:/-]{0,20}\Z")))
+def test_template_verdicts_agree(template: str) -> None:
+    spec = {"template": template}
+    assert bool(schema_problems(spec)) == bool(_model_problems(spec))
+
+
+@settings(max_examples=100, deadline=None)
+@given(agents=st.integers(-5, 110), interval=st.integers(0, 4000), ttl=st.integers(0, 90000))
+def test_integer_bounds_agree(agents: int, interval: int, ttl: int) -> None:
+    for spec in ({"agents": agents}, {"healthCheck": {"intervalSeconds": interval}}, {"ttlSeconds": ttl}):
+        assert bool(schema_problems(spec)) == bool(_model_problems(spec))
+
+
+@settings(max_examples=200, deadline=None)
+@given(install=st.one_of(
+    st.text(max_size=30),
+    st.from_regex(r"\A[a-z]{1,8}(==|>=|~=|@)[0-9a-z.]{0,10}\Z"),
+    st.builds(lambda r: f"git+https://h.io/o/r@{r}", st.from_regex(r"\A[0-9a-f]{38,42}\Z")),
+))
+def test_model_refuses_at_least_what_the_schema_refuses_for_install(install: str) -> None:
+    spec = {"coordinator": {"install": install}}
+    if not _model_problems(spec):
+        assert not schema_problems(spec)
+        assert model.is_pinned_install(install)
+
+
+# ------------------------------------------------------------------------------------------------
+# Status
+# ------------------------------------------------------------------------------------------------
+
+T0 = datetime(2026, 11, 5, 12, 0, 0, tzinfo=timezone.utc)
+
+
+def _full_status() -> SwarmSandboxStatus:
+    return SwarmSandboxStatus(
+        phase=model.Phase.READY,
+        observed_generation=3,
+        message="all agents are running",
+        conditions=[model.Condition(type="Ready", status="True", reason="Available",
+                                    last_transition_time=T0, observed_generation=3)],
+        sandbox=model.SandboxStatus(id="isb-123", template="base", started_at=T0,
+                                    expires_at=T0 + timedelta(minutes=10)),
+        agents=model.AgentsStatus(desired=2, ready=2, items=[
+            model.AgentItem(id=0, pane="%1", state="Running"),
+            model.AgentItem(id=1, pane="%2", state="Running", restarts=1),
+        ]),
+        health=model.HealthStatus(status="Healthy", last_probe_time=T0, consecutive_failures=0),
+        metrics=model.MetricsStatus(step_seconds={"create": 0.44, "init": 1.5}, commands_executed=7,
+                                    commands_failed=1, restarts=1),
+    )
+
+
+def test_status_patch_validates_against_the_status_schema() -> None:
+    patch = _full_status().to_patch()
+    jsonschema.Draft7Validator(status_schema()).validate(patch)
+    assert patch["sandbox"]["startedAt"] == "2026-11-05T12:00:00Z"
+    assert patch["conditions"][0]["lastTransitionTime"] == "2026-11-05T12:00:00Z"
+    assert patch["agents"]["summary"] == "2/2"
+    assert patch["phase"] == "Ready"
+
+
+def test_status_round_trips_through_its_patch() -> None:
+    status = _full_status()
+    assert SwarmSandboxStatus.model_validate(status.to_patch()) == status
+
+
+def test_empty_status_patch_leaves_everything_unset() -> None:
+    assert SwarmSandboxStatus().to_patch() == {"conditions": []}
+
+
+def test_agents_summary_follows_the_counts() -> None:
+    agents = model.AgentsStatus(desired=4, ready=1)
+    assert agents.summary == "1/4"
+    agents.ready = 3
+    assert agents.summary == "3/4"
+    assert model.AgentsStatus.model_validate({"desired": 4, "ready": 4, "summary": "stale"}).summary == "4/4"
+
+
+def test_timestamps_are_utc_whole_seconds() -> None:
+    local = datetime(2026, 11, 5, 13, 0, 0, 987654, tzinfo=timezone(timedelta(hours=1)))
+    sandbox = model.SandboxStatus(started_at=local, expires_at=datetime(2026, 1, 1))
+    dumped = sandbox.model_dump(by_alias=True, mode="json", exclude_none=True)
+    assert dumped == {"startedAt": "2026-11-05T12:00:00Z", "expiresAt": "2026-01-01T00:00:00Z"}
+
+
+def test_status_reader_tolerates_fields_it_does_not_know() -> None:
+    # An older operator reading status written by a newer one must not crash.
+    status = SwarmSandboxStatus.model_validate({"phase": "Ready", "someFutureField": {"x": 1}})
+    assert status.phase is model.Phase.READY
+
+
+def test_status_refuses_an_unknown_phase() -> None:
+    with pytest.raises(Exception):
+        SwarmSandboxStatus.model_validate({"phase": "Running"})
