@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Annotated, Any, Final, Literal
 
@@ -185,6 +186,16 @@ def format_validation_error(exc: pydantic.ValidationError, prefix: str = "spec")
             msg = err["msg"]
         problems.append(f"{path}: {msg}")
     return problems
+
+
+def _plain(value: Any) -> Any:
+    """Mappings as dicts, all the way down. kopf hands over read-only Mapping views (``kopf.Spec``),
+    and a strict model takes only real dicts; tuples would pass a strict list check no better."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 # --------------------------------------------------------------------------------------------------
@@ -407,7 +418,7 @@ class SwarmSandboxSpec(_Spec):
         ``InvalidSpec`` condition.
         """
         try:
-            return cls.model_validate({} if spec is None else spec)
+            return cls.model_validate(_plain({} if spec is None else spec))
         except pydantic.ValidationError as exc:
             raise InvalidSpecError(format_validation_error(exc)) from None
 
@@ -550,6 +561,18 @@ class SwarmSandboxStatus(_Status):
     health: HealthStatus | None = Field(default=None, description="Last health probe.")
     metrics: MetricsStatus | None = Field(default=None, description="Operator activity counters.")
 
+    @classmethod
+    def from_body(cls, status: Any) -> SwarmSandboxStatus:
+        """Read ``status`` as stored on the resource (a kopf Mapping view, a dict, or None)."""
+        return cls.model_validate(_plain({} if status is None else status))
+
     def to_patch(self) -> dict[str, Any]:
-        """The JSON-ready dict for a ``status`` merge patch: camelCase, unset fields left out."""
-        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+        """The JSON-ready dict for a ``status`` merge patch: camelCase, ``None`` left out.
+
+        Only the top-level fields that were set (given, read, or assigned) are included, so a fresh
+        ``SwarmSandboxStatus(phase=...)`` patches the phase and cannot wipe the stored conditions with
+        the default ``[]``. A top-level field that is included is written whole.
+        """
+        dumped = self.model_dump(by_alias=True, exclude_none=True, mode="json")
+        keep = {type(self).model_fields[name].alias or name for name in self.model_fields_set}
+        return {key: value for key, value in dumped.items() if key in keep}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import jsonschema
@@ -278,6 +279,15 @@ def test_disabled_coordinator_still_needs_a_pinned_install() -> None:
     assert _model_problems({"coordinator": {"enabled": False, "install": "claudeswarm"}})
 
 
+def test_from_body_takes_kopfs_mapping_views() -> None:
+    import kopf
+
+    body = {"spec": {"agents": 2, "agent": {"env": [{"name": "A", "value": "1"}]}}}
+    spec = SwarmSandboxSpec.from_body(kopf.Spec(body))
+    assert spec.agents == 2 and spec.agent.env[0].name == "A"
+    assert SwarmSandboxSpec.from_body(MappingProxyType({"agents": 3})).agents == 3
+
+
 def test_spec_is_immutable_and_populates_by_python_name() -> None:
     spec = SwarmSandboxSpec(ttl_seconds=600, deletion_policy="Orphan")
     assert spec.model_dump(by_alias=True)["ttlSeconds"] == 600
@@ -370,8 +380,20 @@ def test_status_round_trips_through_its_patch() -> None:
     assert SwarmSandboxStatus.model_validate(status.to_patch()) == status
 
 
-def test_empty_status_patch_leaves_everything_unset() -> None:
-    assert SwarmSandboxStatus().to_patch() == {"conditions": []}
+def test_status_patch_holds_only_what_was_set() -> None:
+    assert SwarmSandboxStatus().to_patch() == {}
+    assert SwarmSandboxStatus(phase=model.Phase.CREATING).to_patch() == {"phase": "Creating"}
+    status = SwarmSandboxStatus.from_body({"phase": "Ready", "conditions": []})
+    status.message = "hello"
+    assert status.to_patch() == {"phase": "Ready", "conditions": [], "message": "hello"}
+
+
+def test_status_from_kopf_view() -> None:
+    import kopf
+
+    status = SwarmSandboxStatus.from_body(kopf.Status({"status": {"agents": {"desired": 2, "ready": 1}}}))
+    assert status.agents is not None and status.agents.summary == "1/2"
+    assert SwarmSandboxStatus.from_body(None) == SwarmSandboxStatus()
 
 
 def test_agents_summary_follows_the_counts() -> None:
