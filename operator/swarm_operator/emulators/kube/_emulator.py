@@ -294,10 +294,21 @@ class KubeEmulator(kmock.KubernetesEmulator):
             return await self._render_error(exc)
 
     async def _serve_version(self, request: kmock.Request) -> Any:
-        """kmock's resource list, with the core group's groupVersion spelt ``v1`` (not ``/v1``)."""
+        """kmock's resource list, spelt as the API server spells it.
+
+        The core group's groupVersion is ``v1`` (kmock says ``/v1``), and subresources carry no short
+        names or categories (kmock copies them, and kubectl then warns on every ``kubectl get wg``
+        that ``wg`` "could also match lower priority resource widgets/status").
+        """
         payload = await super()._serve_version(request)
-        if isinstance(payload, dict) and payload.get("groupVersion", "").startswith("/"):
-            payload["groupVersion"] = payload["groupVersion"][1:]
+        if isinstance(payload, dict):
+            if payload.get("groupVersion", "").startswith("/"):
+                payload["groupVersion"] = payload["groupVersion"][1:]
+            for entry in payload.get("resources", []):
+                if "/" in entry.get("name", ""):
+                    entry["shortNames"] = []
+                    entry["categories"] = []
+                    entry["verbs"] = ["get", "patch", "update"]
         return payload
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:  # type: ignore[override]
