@@ -42,6 +42,20 @@ def _build_parser() -> argparse.ArgumentParser:
     version = sub.add_parser("version", help="print the version and exit")
     version.set_defaults(handler=_cmd_version)
 
+    run = sub.add_parser("run", help="run the operator against the current kubeconfig or cluster")
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", action="append", default=[], metavar="NS",
+                       help="watch this namespace (repeatable; glob patterns allowed)")
+    scope.add_argument("-A", "--all-namespaces", action="store_true",
+                       help="watch every namespace (the default when no --namespace is given)")
+    run.add_argument("--standalone", action="store_true",
+                     help="no peering: do not coordinate with other operator instances")
+    run.add_argument("--peering", default=None, metavar="NAME",
+                     help="kopf peering object name, for one active instance among replicas")
+    run.add_argument("--liveness", default=None, metavar="URL",
+                     help="serve kopf's liveness probe, e.g. http://0.0.0.0:8081/healthz")
+    run.set_defaults(handler=_cmd_run)
+
     emulate = sub.add_parser("emulate", help="run an offline emulator (E2B or the Kubernetes API)")
     emulate_sub = emulate.add_subparsers(metavar="TARGET")
 
@@ -66,6 +80,44 @@ def _build_parser() -> argparse.ArgumentParser:
 def _cmd_version(args: argparse.Namespace) -> int:
     print(f"swarm-operator {__version__}")
     return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from swarm_operator import logs
+    from swarm_operator.config import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"swarm-operator: bad setting: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_format, settings.log_level)
+
+    import kopf
+
+    from swarm_operator import handlers  # noqa: F401  (registers the handlers with kopf)
+
+    memo = kopf.Memo()
+    memo.settings = settings
+    status = 0
+    try:
+        kopf.run(
+            clusterwide=not args.namespace,
+            namespaces=args.namespace,
+            standalone=args.standalone or args.peering is None,
+            peering_name=args.peering,
+            liveness_endpoint=args.liveness,
+            memo=memo,
+        )
+    except KeyboardInterrupt:
+        status = 130
+    except Exception as exc:  # a start-up failure (no kubeconfig, API unreachable) in one line
+        print(f"swarm-operator: {type(exc).__name__}: {exc}", file=sys.stderr)
+        status = 1
+    # See run_async: the E2B SDK's HTTP engine can abort a normal interpreter exit.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def _cmd_emulate_e2b(args: argparse.Namespace) -> int:

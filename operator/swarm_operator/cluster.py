@@ -1,0 +1,54 @@
+"""The operator's own Kubernetes API calls, through the official (synchronous) kubernetes client.
+
+kopf watches and patches through its own async client; what it does not do for us — reading
+Secrets and writing status mid-handler (the sandbox id must be on record before initialising) — goes
+through here. Every call runs in a worker thread, so the event loop that serves every other resource
+never waits on the API server, and every call carries a request timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import kubernetes
+
+from swarm_operator.lifecycle import GROUP, PLURAL, VERSION, ResourceRef
+
+
+def api_client() -> kubernetes.client.ApiClient:
+    """A client for the cluster the operator runs in, or else the current kubeconfig context.
+
+    The configuration is built explicitly (not loaded into the client's global default) so the
+    operator's client can never be switched by another library loading a different kubeconfig.
+    """
+    configuration = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_incluster_config(client_configuration=configuration)
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config(client_configuration=configuration)
+    # Never log request or response bodies: they carry Secrets.
+    configuration.debug = False
+    return kubernetes.client.ApiClient(configuration)
+
+
+class KubeStatusWriter:
+    """Writes status merge patches to the ``status`` subresource."""
+
+    def __init__(self, client: kubernetes.client.ApiClient, *, timeout_s: float) -> None:
+        self._api = kubernetes.client.CustomObjectsApi(client)
+        self._timeout_s = timeout_s
+
+    async def patch_status(self, ref: ResourceRef, patch: Mapping[str, Any]) -> None:
+        await asyncio.to_thread(
+            self._api.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            ref.namespace,
+            PLURAL,
+            ref.name,
+            {"status": dict(patch)},
+            _request_timeout=self._timeout_s,
+            _content_type="application/merge-patch+json",
+        )

@@ -1,0 +1,127 @@
+"""kopf registrations, and nothing else: each handler delegates to :mod:`swarm_operator.lifecycle`
+at once and translates its outcome into kopf's vocabulary (temporary / permanent errors).
+
+Importing this module registers the handlers with kopf's default registry; ``swarm-operator run``
+does so before starting kopf.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Any
+
+import kopf
+
+from swarm_operator import lifecycle
+from swarm_operator.backend import BackendError, BackendPool, BackendTimeouts, SandboxNotFound
+from swarm_operator.cluster import KubeStatusWriter, api_client
+from swarm_operator.config import Settings
+from swarm_operator.lifecycle import GROUP, PLURAL, VERSION, GiveUp, ResourceRef, RetryLater, Runtime
+from swarm_operator.secrets import SecretReader
+
+logger = logging.getLogger("swarm_operator.handlers")
+
+FINALIZER = "claudeswarm.io/finalizer"
+
+
+class _KopfEvents:
+    """Posts Events through kopf's own queue (batched, retried, off the handler's path)."""
+
+    def record(self, ref: ResourceRef, type_: str, reason: str, message: str) -> None:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "SwarmSandbox",
+            "metadata": {"namespace": ref.namespace, "name": ref.name, "uid": ref.uid},
+        }
+        try:
+            kopf.event(body, type=type_, reason=reason, message=message)
+        except LookupError:  # outside kopf's context (no posting queue): the log line suffices
+            pass
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    config: Settings = getattr(memo, "settings", None) or Settings.from_env()
+    # Our own names for kopf's bookkeeping, and annotations only: status is ours and schema-pruned.
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration",
+    )
+    settings.networking.request_timeout = config.kube_timeout_seconds * 4
+    settings.networking.connect_timeout = config.kube_timeout_seconds
+    settings.watching.server_timeout = 300
+    settings.posting.level = logging.INFO
+    client = api_client()
+    memo.runtime = Runtime(
+        settings=config,
+        backends=BackendPool(
+            timeouts=BackendTimeouts(
+                control_s=config.control_timeout_seconds,
+                command_s=config.command_timeout_seconds,
+            ),
+        ),
+        secrets=SecretReader(
+            _core_api(client), timeout_s=config.kube_timeout_seconds,
+        ),
+        status=KubeStatusWriter(client, timeout_s=config.kube_timeout_seconds),
+        events=_KopfEvents(),
+    )
+    logger.info("operator %s started", config.operator_id)
+
+
+def _core_api(client: Any) -> Any:
+    import kubernetes
+
+    return kubernetes.client.CoreV1Api(client)
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+async def reconcile(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
+    await _translated(lifecycle.reconcile(
+        ResourceRef.from_body(body), body.get("spec"), body.get("status"), memo.runtime, retry=retry,
+    ))
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+async def delete(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
+    await _translated(lifecycle.delete(
+        ResourceRef.from_body(body), body.get("spec"), body.get("status"), memo.runtime, retry=retry,
+    ))
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0)
+async def lease(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Renews the sandbox's lease while the resource exists; recreates a sandbox found gone."""
+    runtime: Runtime = memo.runtime
+    period = runtime.settings.lease_renew_seconds
+    while not stopped:
+        await stopped.wait(period * random.uniform(0.9, 1.1))
+        if stopped or body.get("metadata", {}).get("deletionTimestamp"):
+            return
+        ref = ResourceRef.from_body(body)
+        try:
+            await lifecycle.renew_lease(ref, body.get("spec"), body.get("status"), runtime)
+        except SandboxNotFound:
+            try:
+                await lifecycle.reconcile(ref, body.get("spec"), body.get("status"), runtime)
+            except (RetryLater, GiveUp) as exc:
+                logger.info("recreate deferred: %s", exc, extra=ref.log_extra)
+        except BackendError as exc:
+            logger.warning("lease renewal failed (%s: %s)", exc.reason, exc.message,
+                           extra=ref.log_extra)
+
+
+async def _translated(work: Any) -> None:
+    try:
+        await work
+    except RetryLater as exc:
+        raise kopf.TemporaryError(str(exc), delay=exc.delay) from None
+    except GiveUp as exc:
+        raise kopf.PermanentError(str(exc)) from None
+    except asyncio.CancelledError:
+        raise

@@ -1,0 +1,708 @@
+"""The SwarmSandbox lifecycle as plain async functions: reconcile (create, adopt, initialise, scale)
+and delete. Nothing here imports kopf: the handlers translate :class:`RetryLater` and
+:class:`GiveUp` into kopf's temporary and permanent errors, and hand in a :class:`Runtime` holding
+every outside dependency, so the whole lifecycle runs in tests against fakes or the emulators.
+
+The rules this module keeps (see ARCHITECTURE.md):
+
+* **Never two sandboxes for one resource.** Every sandbox carries tags (uid, namespace, name,
+  operator id). Before creating, the operator lists sandboxes by the uid tag and adopts what it
+  finds; extras are killed. A create whose outcome is unknown (timeout, dropped connection) is never
+  repeated blindly: the next attempt lists first and adopts what that create made.
+* **Never an untracked sandbox.** The sandbox id is written to status right after create, before
+  initialising, so even a crash mid-initialisation leaves the id on record.
+* **Never hang.** Every remote call is bounded by the backend's timeouts; initialisation polls the
+  in-sandbox report with a deadline; retries are bounded and back off.
+* **Never a leak on failure.** Initialisation is retried on the same sandbox; when the budget is
+  spent the sandbox is killed before the resource is marked Failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Protocol
+
+from swarm_operator import bootstrap
+from swarm_operator.backend import (
+    NO_RETRY,
+    AuthenticationFailed,
+    BackendError,
+    QuotaExceeded,
+    RateLimited,
+    SandboxBackend,
+    SandboxInfo,
+    SandboxNotFound,
+)
+from swarm_operator.conditions import (
+    TERMINAL_REASONS,
+    ConditionType,
+    Reason,
+    derive_phase,
+    refresh_ready,
+    set_condition,
+)
+from swarm_operator.config import Settings
+from swarm_operator.model import (
+    AgentItem,
+    AgentsStatus,
+    InvalidSpecError,
+    MetricsStatus,
+    SandboxStatus,
+    SwarmSandboxSpec,
+    SwarmSandboxStatus,
+)
+from swarm_operator.secrets import SecretKeyRef, SecretNotFound, SecretReader
+
+logger = logging.getLogger("swarm_operator.lifecycle")
+
+GROUP = "claudeswarm.io"
+VERSION = "v1alpha1"
+PLURAL = "swarmsandboxes"
+
+#: Metadata tags written on every sandbox. The uid tag is what adopt-or-create searches by.
+TAG_UID = "claudeswarm.io/uid"
+TAG_NAMESPACE = "claudeswarm.io/namespace"
+TAG_NAME = "claudeswarm.io/name"
+TAG_OPERATOR = "claudeswarm.io/operator"
+
+# Condition reasons for the SandboxCreated condition's own story (not errors).
+CREATED = "Created"
+ADOPTED = "Adopted"
+
+
+# --------------------------------------------------------------------------------------------------
+# What the lifecycle needs from outside
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResourceRef:
+    """The identity of one SwarmSandbox, as of the event being handled."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int | None = None
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> ResourceRef:
+        meta = body.get("metadata", {})
+        return cls(
+            namespace=meta["namespace"],
+            name=meta["name"],
+            uid=meta["uid"],
+            generation=meta.get("generation"),
+        )
+
+    @property
+    def log_extra(self) -> dict[str, Any]:
+        return {"k8s_ref": {"namespace": self.namespace, "name": self.name, "uid": self.uid}}
+
+
+class StatusWriter(Protocol):
+    """Writes a merge patch to the resource's ``status`` subresource."""
+
+    async def patch_status(self, ref: ResourceRef, patch: Mapping[str, Any]) -> None: ...
+
+
+class EventRecorder(Protocol):
+    """Posts a Kubernetes Event about the resource. Must not raise or block."""
+
+    def record(self, ref: ResourceRef, type_: str, reason: str, message: str) -> None: ...
+
+
+class BackendProvider(Protocol):
+    """One backend per API key, reused (``backend.BackendPool`` is the production one)."""
+
+    def for_key(self, api_key: str) -> SandboxBackend: ...
+
+
+@dataclass
+class Runtime:
+    """Everything the lifecycle talks to. Built once at operator start-up."""
+
+    settings: Settings
+    backends: BackendProvider
+    secrets: SecretReader
+    status: StatusWriter
+    events: EventRecorder
+    #: The last API key used per resource uid, so a delete still works after its Secret is gone
+    #: (a namespace deletion removes Secrets and resources at the same time). Memory only.
+    keys: dict[str, str] = field(default_factory=dict, repr=False)
+    #: One lock per resource uid: kopf serialises handlers per object, but the lease daemon runs
+    #: beside them, and two concurrent adopt-or-create passes could each create a sandbox.
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
+
+    def lock(self, uid: str) -> asyncio.Lock:
+        return self.locks.setdefault(uid, asyncio.Lock())
+
+
+class RetryLater(Exception):
+    """The reconcile did not finish and should run again after ``delay`` seconds."""
+
+    def __init__(self, message: str, *, delay: float, reason: str) -> None:
+        super().__init__(message)
+        self.delay = delay
+        self.reason = reason
+
+
+class GiveUp(Exception):
+    """The reconcile cannot succeed until the spec (or a referenced object) changes."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+# --------------------------------------------------------------------------------------------------
+# Status bookkeeping
+# --------------------------------------------------------------------------------------------------
+
+
+class _StatusBook:
+    """The resource's status as the operator is changing it, written only when it differs.
+
+    Skipping identical writes keeps the API server's write load (and kopf's own reaction to our
+    writes) at what a reconcile really changed; a Kubernetes Event is posted on every phase change.
+    """
+
+    def __init__(
+        self, ref: ResourceRef, status_body: Mapping[str, Any] | None, runtime: Runtime
+    ) -> None:
+        self.ref = ref
+        self.runtime = runtime
+        self.status = SwarmSandboxStatus.model_validate(dict(status_body or {}))
+        self._written = self.status.to_patch()
+        self._phase = self.status.phase
+
+    def set(self, type_: ConditionType, status: str, reason: str, message: str = "") -> None:
+        self.status.conditions = set_condition(
+            self.status.conditions, type_, status, reason, message,  # type: ignore[arg-type]
+            observed_generation=self.ref.generation,
+        )
+
+    def step(self, name: str, seconds: float) -> None:
+        metrics = self.status.metrics or MetricsStatus()
+        metrics.step_seconds = {**metrics.step_seconds, name: round(seconds, 3)}
+        self.status.metrics = metrics
+
+    async def commit(self, *, deleting: bool = False) -> None:
+        conditions = refresh_ready(self.status.conditions, observed_generation=self.ref.generation)
+        self.status.conditions = conditions
+        self.status.phase = derive_phase(conditions, deleting=deleting)
+        ready = next(c for c in conditions if c.type == ConditionType.READY)
+        self.status.message = ready.message or None
+        self.status.observed_generation = self.ref.generation
+        patch = self.status.to_patch()
+        if patch == self._written:
+            return
+        # A merge patch only sets keys; a key we dropped must be sent as null to be removed.
+        removed = {key: None for key in self._written if key not in patch}
+        await self.runtime.status.patch_status(self.ref, {**removed, **patch})
+        self._written = patch
+        if self.status.phase != self._phase:
+            kind = "Warning" if ready.status == "False" and ready.reason in _WARNING_REASONS else "Normal"
+            self.runtime.events.record(
+                self.ref, kind, ready.reason,
+                f"Phase {self._phase or 'None'} -> {self.status.phase}: {ready.message}"[:1024],
+            )
+            logger.info(
+                "phase %s -> %s (%s)", self._phase, self.status.phase, ready.reason,
+                extra=self.ref.log_extra,
+            )
+            self._phase = self.status.phase
+
+
+_WARNING_REASONS = frozenset(TERMINAL_REASONS) | {
+    Reason.SECRET_NOT_FOUND, Reason.QUOTA_EXCEEDED, Reason.RATE_LIMITED,
+    Reason.BACKEND_UNAVAILABLE, Reason.SANDBOX_NOT_FOUND, Reason.AGENTS_DEGRADED,
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Reconcile: create or adopt, then initialise (which also scales in place)
+# --------------------------------------------------------------------------------------------------
+
+
+async def reconcile(
+    ref: ResourceRef,
+    spec_body: Mapping[str, Any] | None,
+    status_body: Mapping[str, Any] | None,
+    runtime: Runtime,
+    *,
+    retry: int = 0,
+) -> SwarmSandboxStatus:
+    """Bring the resource's sandbox to the spec: create or adopt it, then run the setup script.
+
+    Returns the status written. Raises :class:`RetryLater` or :class:`GiveUp` after recording why
+    in the status (``Synced=False`` with a stable reason and a message a person can act on).
+    """
+    async with runtime.lock(ref.uid):
+        return await _reconcile(ref, spec_body, status_body, runtime, retry)
+
+
+async def _reconcile(
+    ref: ResourceRef,
+    spec_body: Mapping[str, Any] | None,
+    status_body: Mapping[str, Any] | None,
+    runtime: Runtime,
+    retry: int,
+) -> SwarmSandboxStatus:
+    book = _StatusBook(ref, status_body, runtime)
+    try:
+        spec = SwarmSandboxSpec.from_body(spec_body)
+    except InvalidSpecError as exc:
+        return await _give_up(book, Reason.INVALID_SPEC, f"invalid spec: {exc}")
+
+    try:
+        api_key, envs = await _read_secrets(ref, spec, runtime)
+    except SecretNotFound as exc:
+        book.set(ConditionType.SYNCED, "False", Reason.SECRET_NOT_FOUND,
+                 f"{exc}; the operator retries until it exists")
+        await book.commit()
+        raise RetryLater(str(exc), delay=_backoff(runtime.settings, retry),
+                         reason=Reason.SECRET_NOT_FOUND) from None
+    runtime.keys[ref.uid] = api_key
+    backend = runtime.backends.for_key(api_key)
+
+    try:
+        sandbox = await _ensure_sandbox(book, spec, backend)
+        await _initialise(book, spec, backend, sandbox, envs)
+    except BackendError as exc:
+        return await _backend_failed(book, exc, retry)
+    book.set(ConditionType.SYNCED, "True", Reason.RECONCILED, "")
+    await book.commit()
+    return book.status
+
+
+async def _give_up(book: _StatusBook, reason: str, message: str) -> SwarmSandboxStatus:
+    book.set(ConditionType.SYNCED, "False", reason, message)
+    await book.commit()
+    logger.warning("%s: %s", reason, message, extra=book.ref.log_extra)
+    raise GiveUp(message, reason=reason)
+
+
+async def _backend_failed(book: _StatusBook, exc: BackendError, retry: int) -> SwarmSandboxStatus:
+    """Record a backend failure and decide how soon (if ever) to try again."""
+    settings = book.runtime.settings
+    message = exc.message
+    if isinstance(exc, AuthenticationFailed):
+        # Hammering E2B with a revoked key helps nobody; a Secret change is what fixes it.
+        delay = settings.max_retry_delay_seconds
+        message = f"{message} (retrying every {delay:.0f}s until the key is fixed)"
+    elif isinstance(exc, QuotaExceeded):
+        delay = max(exc.retry_after_s or 0.0, 60.0, _backoff(settings, retry))
+    elif isinstance(exc, RateLimited):
+        delay = max(exc.retry_after_s or 0.0, _backoff(settings, retry))
+    elif exc.reason in TERMINAL_REASONS and not exc.transient:
+        return await _give_up(book, exc.reason, message)
+    else:
+        delay = max(exc.retry_after_s or 0.0, _backoff(settings, retry))
+    book.set(ConditionType.SYNCED, "False", exc.reason, message)
+    await book.commit()
+    logger.warning("%s: %s; retrying in %.1fs", exc.reason, message, delay,
+                   extra=book.ref.log_extra)
+    raise RetryLater(message, delay=delay, reason=exc.reason)
+
+
+def _backoff(settings: Settings, retry: int) -> float:
+    """Exponential backoff with jitter, capped: the reconcile-level retry delay."""
+    base = settings.retry_delay_seconds * (2 ** min(retry, 16))
+    return min(settings.max_retry_delay_seconds, base) * random.uniform(0.8, 1.2)
+
+
+async def _read_secrets(
+    ref: ResourceRef, spec: SwarmSandboxSpec, runtime: Runtime
+) -> tuple[str, dict[str, str]]:
+    """The E2B API key and the agents' environment, with every secretKeyRef resolved."""
+    settings = runtime.settings
+    if spec.e2b is not None and spec.e2b.api_key_secret_ref is not None:
+        key_ref = SecretKeyRef(ref.namespace, spec.e2b.api_key_secret_ref.name,
+                               spec.e2b.api_key_secret_ref.key)
+    else:
+        key_ref = SecretKeyRef(settings.namespace, settings.default_api_key_secret,
+                               settings.default_api_key_secret_key)
+    env_refs: dict[str, SecretKeyRef] = {}
+    envs: dict[str, str] = {}
+    for var in spec.agent.env:
+        if var.value_from is not None:
+            selector = var.value_from.secret_key_ref
+            env_refs[var.name] = SecretKeyRef(ref.namespace, selector.name, selector.key)
+        else:
+            envs[var.name] = var.value or ""
+    values = await runtime.secrets.read_many([key_ref, *env_refs.values()])
+    envs.update({name: values[sref] for name, sref in env_refs.items()})
+    return values[key_ref], envs
+
+
+def _tags(ref: ResourceRef, settings: Settings) -> dict[str, str]:
+    return {
+        TAG_UID: ref.uid,
+        TAG_NAMESPACE: ref.namespace,
+        TAG_NAME: ref.name,
+        TAG_OPERATOR: settings.operator_id,
+    }
+
+
+def _lease_seconds(spec: SwarmSandboxSpec, settings: Settings, started_at: datetime,
+                   now: datetime) -> int:
+    """The E2B timeout to ask for now: one lease, never past the resource's ttlSeconds."""
+    lease = settings.lease_seconds
+    if spec.ttl_seconds is not None:
+        left = (started_at + timedelta(seconds=spec.ttl_seconds) - now).total_seconds()
+        lease = min(lease, max(int(left), 1))
+    return lease
+
+
+async def _ensure_sandbox(
+    book: _StatusBook, spec: SwarmSandboxSpec, backend: SandboxBackend
+) -> SandboxInfo:
+    """Adopt the resource's sandbox or create one; its id is in status when this returns."""
+    ref, settings = book.ref, book.runtime.settings
+    known_id = book.status.sandbox.id if book.status.sandbox else None
+    started = time.monotonic()
+    tagged = await backend.list({TAG_UID: ref.uid})
+    keep: SandboxInfo | None = None
+    if tagged:
+        keep = next((s for s in tagged if s.id == known_id), None)
+        keep = keep or min(tagged, key=lambda s: (s.started_at, s.id))
+        for extra in tagged:
+            if extra.id != keep.id:
+                # Two tagged sandboxes means a create raced a crash: keep one, bill for one.
+                logger.warning("killing duplicate sandbox %s", extra.id,
+                               extra={**ref.log_extra, "sandbox_id": extra.id})
+                await backend.kill(extra.id)
+    if known_id and (keep is None or keep.id != known_id):
+        book.runtime.events.record(
+            ref, "Warning", Reason.SANDBOX_NOT_FOUND,
+            f"sandbox {known_id} is gone; {'adopting ' + keep.id if keep else 'creating a new one'}",
+        )
+    if keep is not None:
+        if keep.state == "paused":
+            now = datetime.now(timezone.utc)
+            await backend.resume(keep.id, _lease_seconds(spec, settings, keep.started_at, now))
+        how = CREATED if keep.id == known_id else ADOPTED
+        sandbox = keep
+    else:
+        template = spec.template or settings.default_template
+        book.set(ConditionType.SANDBOX_CREATED, "False", Reason.CREATING,
+                 f"creating a sandbox from template {template}")
+        now = datetime.now(timezone.utc)
+        sandbox = await backend.create(
+            template, _tags(ref, settings), timeout_s=_lease_seconds(spec, settings, now, now),
+        )
+        how = CREATED
+        logger.info("created sandbox %s", sandbox.id,
+                    extra={**ref.log_extra, "sandbox_id": sandbox.id, "step": "create",
+                           "duration": round(time.monotonic() - started, 3)})
+    if how == ADOPTED:
+        logger.info("adopted sandbox %s", sandbox.id, extra={**ref.log_extra, "sandbox_id": sandbox.id})
+    book.step("create", time.monotonic() - started)
+    previous = book.status.sandbox
+    book.status.sandbox = SandboxStatus(
+        id=sandbox.id,
+        template=sandbox.template,
+        started_at=previous.started_at if previous and previous.id == sandbox.id and previous.started_at
+        else sandbox.started_at,
+        expires_at=sandbox.end_at,
+    )
+    book.set(ConditionType.SANDBOX_CREATED, "True", how,
+             f"sandbox {sandbox.id} ({'adopted' if how == ADOPTED else 'running'})")
+    if ConditionType.AGENTS_READY not in {c.type for c in book.status.conditions} or \
+            book.status.agents is None or book.status.agents.desired != spec.agents:
+        book.set(ConditionType.AGENTS_READY, "False", Reason.INITIALIZING,
+                 f"starting {spec.agents} agents")
+    await book.commit()  # the id is on record before any initialisation happens
+    return sandbox
+
+
+def _plan(ref: ResourceRef, spec: SwarmSandboxSpec, envs: Mapping[str, str],
+          settings: Settings) -> bootstrap.BootstrapPlan:
+    return bootstrap.BootstrapPlan(
+        session=bootstrap.session_name(ref.namespace, ref.name, ref.uid),
+        socket=bootstrap.socket_name(ref.namespace, ref.name, ref.uid),
+        agents=spec.agents,
+        command=spec.agent.command,
+        args=list(spec.agent.args),
+        env_names=sorted(envs),
+        coordinator_enabled=spec.coordinator.enabled,
+        coordinator_install=spec.coordinator.install,
+        ready_timeout_s=settings.ready_timeout_seconds,
+        restart_dead=spec.health_check.restart_dead_agents,
+    )
+
+
+def _teardown_plan(ref: ResourceRef) -> bootstrap.BootstrapPlan:
+    """Enough of a plan to find the resource's tmux server: teardown needs no spec at all."""
+    return bootstrap.BootstrapPlan(
+        session=bootstrap.session_name(ref.namespace, ref.name, ref.uid),
+        socket=bootstrap.socket_name(ref.namespace, ref.name, ref.uid),
+        agents=1,
+        command="true",
+    )
+
+
+async def _initialise(
+    book: _StatusBook,
+    spec: SwarmSandboxSpec,
+    backend: SandboxBackend,
+    sandbox: SandboxInfo,
+    envs: Mapping[str, str],
+) -> None:
+    """Run the setup script until every agent runs, retrying on the same sandbox with backoff.
+
+    The script is idempotent (a rerun keeps healthy agents, restarts dead ones, and converges the
+    pane count), so the same call serves first start, retries, adoption after a crash and scaling.
+    When the attempts are spent the sandbox is killed: a half-initialised sandbox must not bill.
+    """
+    ref, settings = book.ref, book.runtime.settings
+    plan = _plan(ref, spec, envs, settings)
+    script = bootstrap.render_setup(plan)
+    cause = ""
+    for attempt in range(1, settings.init_attempts + 1):
+        started = time.monotonic()
+        try:
+            result = await backend.run(
+                sandbox.id, script, envs=envs,
+                timeout_s=settings.ready_timeout_seconds + settings.command_timeout_seconds,
+            )
+            metrics = book.status.metrics or MetricsStatus()
+            metrics.commands_executed += 1
+            if not result.ok:
+                metrics.commands_failed += 1
+            book.status.metrics = metrics
+            report = bootstrap.parse_report(result.stdout)
+        except (AuthenticationFailed, SandboxNotFound):
+            raise
+        except BackendError as exc:
+            if not exc.transient:
+                raise
+            cause = f"step init: {exc.reason}: {exc.message}"
+        except ValueError as exc:  # no parsable report: the script could not do its job
+            cause = f"step init: setup script failed (exit {result.exit_code}): {exc}; " \
+                    f"stderr: {result.stderr.strip()[-500:]}"
+        else:
+            book.step("init", time.monotonic() - started)
+            for name, seconds in report.steps.items():
+                book.step(f"init.{name}", seconds)
+            _record_agents(book, spec, report)
+            ready = report.agents.ready
+            if report.ready and ready >= spec.agents:
+                book.set(ConditionType.AGENTS_READY, "True", Reason.AVAILABLE,
+                         f"{ready}/{spec.agents} agents running")
+                logger.info("%d/%d agents running", ready, spec.agents,
+                            extra={**ref.log_extra, "sandbox_id": sandbox.id, "step": "init",
+                                   "duration": round(time.monotonic() - started, 3)})
+                return
+            cause = f"step init: {ready}/{spec.agents} agents running"
+            if report.errors:
+                cause += ": " + "; ".join(
+                    f"{e.step}{'' if e.agent is None else f' agent {e.agent}'}: {e.message}"
+                    for e in report.errors
+                )[:2000]
+        if attempt < settings.init_attempts:
+            book.set(ConditionType.AGENTS_READY, "False", Reason.INITIALIZING,
+                     f"attempt {attempt}/{settings.init_attempts} failed, retrying: {cause}")
+            await book.commit()
+            await asyncio.sleep(settings.init_backoff_seconds * 2 ** (attempt - 1))
+    # Budget spent: kill first, then report, so a crash in between still leaves no leak behind
+    # (the next reconcile sees the id gone and the resource Failed with the same cause).
+    await backend.kill(sandbox.id)
+    book.status.sandbox = None
+    book.set(ConditionType.SANDBOX_CREATED, "False", Reason.INIT_FAILED,
+             f"sandbox {sandbox.id} killed after {settings.init_attempts} failed initialisations")
+    book.set(ConditionType.AGENTS_READY, "False", Reason.INIT_FAILED, cause)
+    await _give_up(book, Reason.INIT_FAILED,
+                   f"initialisation failed {settings.init_attempts} times, last: {cause}; "
+                   f"the sandbox was killed; change the spec to try again")
+
+
+def _record_agents(book: _StatusBook, spec: SwarmSandboxSpec, report: bootstrap.BootstrapReport) -> None:
+    previous = {item.id: item for item in (book.status.agents.items if book.status.agents else [])}
+    restarted = set(report.restarted)
+    items = []
+    for pane in sorted(report.panes, key=lambda p: p.index)[: spec.agents]:
+        old = previous.get(pane.index)
+        items.append(AgentItem(
+            id=pane.index,
+            pane=pane.pane_id,
+            state="Running" if pane.alive else "Dead",
+            restarts=max(pane.restarts, (old.restarts if old else 0) + (pane.index in restarted)),
+        ))
+    book.status.agents = AgentsStatus(desired=spec.agents, ready=report.agents.ready, items=items)
+    if restarted:
+        metrics = book.status.metrics or MetricsStatus()
+        metrics.restarts += len(restarted)
+        book.status.metrics = metrics
+
+
+# --------------------------------------------------------------------------------------------------
+# Delete
+# --------------------------------------------------------------------------------------------------
+
+
+async def delete(
+    ref: ResourceRef,
+    spec_body: Mapping[str, Any] | None,
+    status_body: Mapping[str, Any] | None,
+    runtime: Runtime,
+    *,
+    retry: int = 0,
+) -> None:
+    """Tear the sandbox down (Ctrl-C to the agents, a bounded grace, kill), or release it (Orphan).
+
+    Every sandbox tagged with the resource's uid is killed, not only the one in status, so a
+    sandbox created just before a crash cannot outlive its resource. A sandbox already gone is
+    success. Raises :class:`RetryLater` while the backend cannot be reached; the lease bounds what
+    a sandbox costs meanwhile.
+    """
+    async with runtime.lock(ref.uid):
+        await _delete(ref, spec_body, status_body, runtime, retry)
+    runtime.locks.pop(ref.uid, None)
+
+
+async def _delete(
+    ref: ResourceRef,
+    spec_body: Mapping[str, Any] | None,
+    status_body: Mapping[str, Any] | None,
+    runtime: Runtime,
+    retry: int,
+) -> None:
+    policy = (spec_body or {}).get("deletionPolicy", "Delete")
+    known_id = ((status_body or {}).get("sandbox") or {}).get("id")
+    if policy == "Orphan":
+        runtime.events.record(ref, "Normal", "Orphaned",
+                              f"sandbox {known_id} left running (deletionPolicy: Orphan)")
+        logger.info("released sandbox %s (deletionPolicy Orphan)", known_id,
+                    extra={**ref.log_extra, "sandbox_id": known_id})
+        runtime.keys.pop(ref.uid, None)
+        return
+    api_key = await _key_for_delete(ref, spec_body, runtime, retry)
+    if api_key is None:
+        return
+    backend = runtime.backends.for_key(api_key)
+    started = time.monotonic()
+    try:
+        tagged = await backend.list({TAG_UID: ref.uid})
+        ids = sorted({s.id for s in tagged} | ({known_id} if known_id else set()))
+        await asyncio.gather(*(_teardown(ref, backend, sid, runtime.settings) for sid in ids))
+    except BackendError as exc:
+        delay = max(exc.retry_after_s or 0.0, _backoff(runtime.settings, retry))
+        logger.warning("teardown failed (%s: %s); retrying in %.1fs", exc.reason, exc.message, delay,
+                       extra=ref.log_extra)
+        raise RetryLater(exc.message, delay=delay, reason=exc.reason) from None
+    runtime.keys.pop(ref.uid, None)
+    logger.info("deleted %d sandbox(es)", len(ids),
+                extra={**ref.log_extra, "step": "delete", "duration": round(time.monotonic() - started, 3)})
+
+
+async def _key_for_delete(
+    ref: ResourceRef, spec_body: Mapping[str, Any] | None, runtime: Runtime, retry: int
+) -> str | None:
+    """The API key to delete with: the Secret's, else the one last used, else give up after a while.
+
+    Giving up is safe only because of the lease: the sandbox dies by itself within one lease.
+    """
+    try:
+        spec = SwarmSandboxSpec.from_body(spec_body)
+        key, _ = await _read_secrets(ref, spec.model_copy(update={"agent": spec.agent.model_copy(
+            update={"env": []})}), runtime)
+        return key
+    except (InvalidSpecError, SecretNotFound) as exc:
+        cached = runtime.keys.get(ref.uid)
+        if cached is not None:
+            return cached
+        if retry < 3:
+            raise RetryLater(f"cannot delete the sandbox yet: {exc}", delay=_backoff(runtime.settings, retry),
+                             reason=Reason.SECRET_NOT_FOUND) from None
+        runtime.events.record(
+            ref, "Warning", Reason.SECRET_NOT_FOUND,
+            f"no API key to kill the sandbox with ({exc}); it stops by itself when its lease "
+            f"expires (at most {runtime.settings.lease_seconds}s)",
+        )
+        return None
+
+
+async def _teardown(ref: ResourceRef, backend: SandboxBackend, sandbox_id: str, settings: Settings) -> None:
+    """Ctrl-C to every pane and a bounded grace, then kill. Only the kill must succeed."""
+    if settings.delete_grace_seconds > 0:
+        try:
+            await backend.run(
+                sandbox_id,
+                bootstrap.render_teardown(_teardown_plan(ref), grace_s=settings.delete_grace_seconds),
+                timeout_s=settings.delete_grace_seconds + 10,
+                retry=NO_RETRY,
+            )
+        except BackendError as exc:
+            if isinstance(exc, AuthenticationFailed):
+                raise
+            logger.info("graceful stop skipped (%s)", exc.reason,
+                        extra={**ref.log_extra, "sandbox_id": sandbox_id})
+    await backend.kill(sandbox_id)
+
+
+# --------------------------------------------------------------------------------------------------
+# Lease: the dead-man's switch
+# --------------------------------------------------------------------------------------------------
+
+
+async def renew_lease(
+    ref: ResourceRef,
+    spec_body: Mapping[str, Any] | None,
+    status_body: Mapping[str, Any] | None,
+    runtime: Runtime,
+) -> None:
+    """Extend the sandbox's E2B timeout by one lease, never past ``ttlSeconds``.
+
+    Sandboxes are created with a short timeout, so if the operator is gone for good each one costs
+    at most one lease. When the ttl is reached the sandbox is killed and the resource is Failed
+    with reason SandboxExpired. A sandbox found gone is recorded (SandboxNotFound) and the resource
+    reconciled again, which creates a replacement.
+    """
+    async with runtime.lock(ref.uid):
+        book = _StatusBook(ref, status_body, runtime)
+        sandbox = book.status.sandbox
+        api_key = runtime.keys.get(ref.uid)
+        if sandbox is None or sandbox.id is None or api_key is None:
+            return  # nothing running yet, or not reconciled by this process yet
+        try:
+            spec = SwarmSandboxSpec.from_body(spec_body)
+        except InvalidSpecError:
+            return
+        if spec.suspend:
+            return
+        backend = runtime.backends.for_key(api_key)
+        now = datetime.now(timezone.utc)
+        started_at = sandbox.started_at or now
+        if spec.ttl_seconds is not None and now >= started_at + timedelta(seconds=spec.ttl_seconds):
+            await backend.kill(sandbox.id)
+            book.status.sandbox = None
+            book.set(ConditionType.SANDBOX_CREATED, "False", Reason.SANDBOX_EXPIRED,
+                     f"sandbox {sandbox.id} reached ttlSeconds={spec.ttl_seconds} and was killed")
+            book.set(ConditionType.SYNCED, "False", Reason.SANDBOX_EXPIRED,
+                     f"the sandbox lived its ttlSeconds ({spec.ttl_seconds}s); "
+                     f"change the spec to start a new one")
+            await book.commit()
+            return
+        lease = _lease_seconds(spec, runtime.settings, started_at, now)
+        try:
+            await backend.set_timeout(sandbox.id, lease)
+        except SandboxNotFound:
+            book.set(ConditionType.SANDBOX_CREATED, "False", Reason.SANDBOX_NOT_FOUND,
+                     f"sandbox {sandbox.id} is gone; a new one will be created")
+            book.set(ConditionType.AGENTS_READY, "False", Reason.SANDBOX_NOT_FOUND,
+                     "the sandbox running the agents is gone")
+            book.status.agents = None
+            await book.commit()
+            raise
+        expires = now + timedelta(seconds=lease)
+        # Written only when it moved noticeably: a renewal is not worth an API write every time.
+        if sandbox.expires_at is None or abs((sandbox.expires_at - expires).total_seconds()) > 60:
+            book.status.sandbox = sandbox.model_copy(update={"expires_at": expires})
+            await book.commit()
