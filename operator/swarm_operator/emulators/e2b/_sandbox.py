@@ -269,13 +269,13 @@ class Sandbox:
         """Kill every process the sandbox started (daemons too) and drop its files."""
         self.ended = why
         for process in self.processes.values():
+            process.publish(GONE)  # before the kill: streams end as "sandbox gone", not "exit -1"
+        for process in self.processes.values():
             try:
                 os.killpg(process.pid, signal.SIGKILL)
             except OSError:
                 pass
         await asyncio.to_thread(kill_marked, self.token)
-        for process in self.processes.values():
-            process.publish(GONE)
         waits = [p.done.wait() for p in self.processes.values() if not p.done.is_set()]
         if waits:
             await asyncio.wait([asyncio.ensure_future(w) for w in waits], timeout=5)
