@@ -1,0 +1,46 @@
+"""The in-sandbox scripts: one idempotent setup (also scale and self-heal), a probe, a teardown.
+
+Each script is rendered from a :class:`BootstrapPlan`, run in one ``commands.run`` call, and answers
+with one JSON report that the matching parser turns into a typed model::
+
+    script = render_setup(plan)
+    result = await sandbox.commands.run(script, envs=secret_values, timeout=...)
+    report = parse_report(result.stdout)
+"""
+
+from swarm_operator.bootstrap._plan import BootstrapPlan, session_name, socket_name
+from swarm_operator.bootstrap._render import MAX_SCRIPT_BYTES, render_probe, render_setup, render_teardown
+from swarm_operator.bootstrap._report import (
+    BootstrapReport,
+    BootstrapReportError,
+    CoordinatorReport,
+    HealthReport,
+    PaneReport,
+    RegistryReport,
+    StepError,
+    TeardownReport,
+    parse_health,
+    parse_report,
+    parse_teardown,
+)
+
+__all__ = [
+    "MAX_SCRIPT_BYTES",
+    "BootstrapPlan",
+    "BootstrapReport",
+    "BootstrapReportError",
+    "CoordinatorReport",
+    "HealthReport",
+    "PaneReport",
+    "RegistryReport",
+    "StepError",
+    "TeardownReport",
+    "parse_health",
+    "parse_report",
+    "parse_teardown",
+    "render_probe",
+    "render_setup",
+    "render_teardown",
+    "session_name",
+    "socket_name",
+]

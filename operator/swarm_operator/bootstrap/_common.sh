@@ -1,0 +1,113 @@
+# ---- shared helpers (constant text: no user value is ever interpolated below this line) ----
+# Every user value arrives above as a shell-quoted assignment. Helpers write into REPLY instead of
+# printing, so building a report of 100 panes forks no subshell per field.
+
+_sw_now_ms() {
+    # $EPOCHREALTIME's decimal separator follows the locale: keep the digits only.
+    local t=${EPOCHREALTIME//[!0-9]/}
+    REPLY=$(( 10#$t / 1000 ))
+}
+
+_sw_abs() {
+    # Relative paths are relative to $HOME, so "$HOME/..." needs no expansion of user text.
+    case $1 in
+        /*) REPLY=$1 ;;
+        '') REPLY=$HOME ;;
+        *) REPLY=$HOME/$1 ;;
+    esac
+}
+
+_sw_json() {
+    # JSON string literal of $1 into REPLY (RFC 8259 escaping; other bytes pass through).
+    local s=$1 out='' c i
+    s=${s//\\/\\\\}
+    s=${s//\"/\\\"}
+    s=${s//$'\n'/\\n}
+    s=${s//$'\r'/\\r}
+    s=${s//$'\t'/\\t}
+    if [[ $s == *[[:cntrl:]]* ]]; then
+        for (( i = 0; i < ${#s}; i++ )); do
+            c=${s:i:1}
+            if [[ $c == [[:cntrl:]] ]]; then
+                printf -v c '\\u%04x' "'$c"
+            fi
+            out+=$c
+        done
+        s=$out
+    fi
+    REPLY="\"$s\""
+}
+
+_sw_tmux() {
+    # -f: our own constant config (never the user's ~/.tmux.conf); -L: the resource's private socket.
+    # 9>&-: a server started here must not inherit (and hold forever) setup's lock descriptor.
+    tmux -f "$SWARM_TMUX_CONF" -L "$SWARM_SOCKET" "$@" 9>&-
+}
+
+_sw_errors=()
+_sw_error() {
+    # _sw_error STEP AGENT_INDEX_OR_EMPTY MESSAGE -- recorded, reported, never fatal.
+    local step agent msg
+    _sw_json "$1"; step=$REPLY
+    if [[ -n $2 ]]; then agent=$2; else agent=null; fi
+    _sw_json "${3:0:500}"; msg=$REPLY
+    _sw_errors+=("{\"step\":$step,\"agent\":$agent,\"message\":$msg}")
+}
+
+_sw_join() {
+    # _sw_join ITEMS... -> REPLY="item,item,..."
+    local IFS=,
+    REPLY="$*"
+}
+
+_sw_booting() {
+    # True while pid $1 is still our boot shell (it has not exec'd the agent yet). /proc is the
+    # truth on Linux; pane_current_command is a weaker fallback (an agent may itself be "bash").
+    local pid=$1 cmd=$2 a
+    local -a argv=()
+    if [[ -r /proc/$pid/cmdline ]]; then
+        mapfile -d '' -t argv < "/proc/$pid/cmdline" 2>/dev/null || return 1
+        for a in "${argv[@]}"; do
+            [[ $a == "$SWARM_BOOT_TAG" ]] && return 0
+        done
+        return 1
+    fi
+    [[ $cmd == bash ]]
+}
+
+# Pane table, indexed by agent index (the pane user option @swarm_agent set when the pane was made).
+_sw_list_panes() {
+    P_ID=() P_PID=() P_DEAD=() P_STATUS=() P_TARGET=() P_RESTARTS=() P_CMD=()
+    EXTRA_IDS=()
+    local out a id pid dead st target rs cmd
+    out=$(_sw_tmux list-panes -s -t "=$SWARM_SESSION:" -F \
+        '#{@swarm_agent}|#{pane_id}|#{pane_pid}|#{pane_dead}|#{pane_dead_status}|#{session_name}:#{window_index}.#{pane_index}|#{@swarm_restarts}|#{pane_current_command}' \
+        2>/dev/null) || return 1
+    while IFS='|' read -r a id pid dead st target rs cmd; do
+        [[ -n $id ]] || continue
+        if [[ ! $a =~ ^[0-9]+$ ]] || [[ -n ${P_ID[$a]+x} ]]; then
+            EXTRA_IDS+=("$id")   # untagged (e.g. split by a human) or a duplicate
+            continue
+        fi
+        P_ID[$a]=$id P_PID[$a]=$pid P_DEAD[$a]=${dead:-0} P_STATUS[$a]=$st
+        P_TARGET[$a]=$target P_RESTARTS[$a]=${rs:-0} P_CMD[$a]=$cmd
+    done <<< "$out"
+    return 0
+}
+
+_sw_last_output() {
+    # Last non-empty line a pane printed (e.g. "command not found"), to explain a dead agent.
+    local out line last=''
+    out=$(_sw_tmux capture-pane -p -J -t "$1" -S -20 2>/dev/null) || { REPLY=''; return 0; }
+    while IFS= read -r line; do
+        [[ -n ${line//[[:space:]]/} ]] && last=$line
+    done <<< "$out"
+    REPLY=${last:0:200}
+}
+
+_sw_emit() {
+    # The one machine-read output: a JSON object between markers, on lines of its own.
+    printf '\n%s\n%s\n%s\n' "$SWARM_MARK_BEGIN" "$1" "$SWARM_MARK_END"
+}
+P_ID=() P_PID=() P_DEAD=() P_STATUS=() P_TARGET=() P_RESTARTS=() P_CMD=() EXTRA_IDS=()
+# ---- end of shared helpers ----

@@ -1,0 +1,108 @@
+"""Rendering: a constant script body behind a block of shell-quoted assignments.
+
+The only place user text enters a script is :func:`_assign`, and it always goes through
+:func:`shlex.quote`. The bodies (``*.sh`` next to this module) are constant: they read the values
+from variables and pass them on as argv, so no value is ever parsed as shell code — not by bash, not
+by tmux (commands with several arguments are executed without a shell), not by pip (``--``).
+Secret values are never rendered at all: only their *names* are, and the script reads the values
+from its own environment (the SDK's ``envs=``).
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from collections.abc import Iterable
+from importlib import resources
+
+from swarm_operator.bootstrap._plan import BootstrapPlan
+from swarm_operator.bootstrap._report import MARK_BEGIN, MARK_END
+
+__all__ = ["MAX_SCRIPT_BYTES", "render_probe", "render_setup", "render_teardown"]
+
+# The SDK runs a command as `bash -l -c SCRIPT`: the script is one argv string, which Linux caps at
+# 128 KiB (MAX_ARG_STRLEN). Refuse early and clearly rather than fail as E2BIG inside the sandbox.
+MAX_SCRIPT_BYTES = 120_000
+
+_HEADER = """\
+#!/bin/bash
+# swarm-operator bootstrap ({kind}); rendered, do not edit. Exit 0 means a report was printed.
+set -euo pipefail
+umask 077
+"""
+
+
+def _body(name: str) -> str:
+    return (resources.files(__package__) / name).read_text(encoding="utf-8")
+
+
+def _assign(name: str, value: str | int | bool | Iterable[str]) -> str:
+    if isinstance(value, bool):
+        return f"{name}={int(value)}"
+    if isinstance(value, int):
+        return f"{name}={value}"
+    if isinstance(value, str):
+        return f"{name}={shlex.quote(value)}"
+    return f"{name}=(" + " ".join(shlex.quote(v) for v in value) + ")"
+
+
+def _seconds(value: float) -> str:
+    # `sleep` takes decimals; keep a fixed, locale-free format.
+    return f"{value:.3f}"
+
+
+def _render(kind: str, plan: BootstrapPlan, extra: dict[str, str | int | bool | Iterable[str]]) -> str:
+    common: dict[str, str | int | bool | Iterable[str]] = {
+        "SWARM_SESSION": plan.session,
+        "SWARM_SOCKET": plan.socket,
+        "SWARM_AGENTS": plan.agents,
+        "SWARM_WORKDIR": plan.workdir,
+        "SWARM_STATE_DIR": plan.state_dir,
+        "SWARM_COORD_ENABLED": plan.coordinator_enabled,
+        "SWARM_POLL_INTERVAL_S": _seconds(plan.poll_interval_s),
+        "SWARM_BOOT_TAG": f"swarm-boot:{plan.session}",
+        "SWARM_MARK_BEGIN": MARK_BEGIN,
+        "SWARM_MARK_END": MARK_END,
+    }
+    lines = [_HEADER.format(kind=kind)]
+    lines += [_assign(k, v) for k, v in {**common, **extra}.items()]
+    script = "\n".join(lines) + "\n" + _body("_common.sh") + _body(f"{kind}.sh")
+    size = len(script.encode("utf-8"))
+    if size > MAX_SCRIPT_BYTES:
+        raise ValueError(f"the rendered {kind} script is {size} bytes; at most {MAX_SCRIPT_BYTES} "
+                         "fit in one command (are the agent args huge?)")
+    return script
+
+
+def render_setup(plan: BootstrapPlan) -> str:
+    """The idempotent setup script: create, rerun, scale to ``plan.agents``, restart dead agents.
+
+    Run it with the agent env values in its environment (``envs=`` holding ``plan.env_names``);
+    parse its stdout with :func:`parse_report`.
+    """
+    return _render("setup", plan, {
+        "SWARM_COMMAND": plan.command,
+        "SWARM_ARGS": plan.args,
+        "SWARM_ENV_NAMES": plan.env_names,
+        "SWARM_COORD_INSTALL": plan.coordinator_install,
+        "SWARM_PYTHON": plan.python,
+        "SWARM_READY_TIMEOUT_MS": math.ceil(plan.ready_timeout_s * 1000),
+        "SWARM_INSTALL_TIMEOUT_S": plan.install_timeout_s,
+        "SWARM_DISCOVER_TIMEOUT_S": plan.discover_timeout_s,
+        "SWARM_LOCK_TIMEOUT_S": plan.lock_timeout_s,
+        "SWARM_RESTART_DEAD": plan.restart_dead,
+        "SWARM_WIDTH": plan.window_width,
+        "SWARM_HEIGHT": plan.window_height,
+    })
+
+
+def render_probe(plan: BootstrapPlan) -> str:
+    """A read-only health probe (panes alive/dead, commands, coordinator registry); see :func:`parse_health`."""
+    return _render("probe", plan, {})
+
+
+def render_teardown(plan: BootstrapPlan, *, grace_s: float = 10.0) -> str:
+    """Ctrl-C every agent, wait up to ``grace_s`` for them to end, kill the tmux server, drop the env file."""
+    if not 0 <= grace_s <= 3600:
+        raise ValueError("grace_s must be within 0..3600 seconds")
+    return _render("teardown", plan, {"SWARM_GRACE_MS": math.ceil(grace_s * 1000)})

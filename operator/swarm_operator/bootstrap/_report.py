@@ -1,0 +1,172 @@
+"""The scripts' one machine-read output, as typed models.
+
+A script prints many things (a login shell's profile, pip, the agents' tmux noise never does, but a
+sandbox image might); the report is the JSON object between the last pair of markers. Anything else
+on stdout is ignored, and a missing, unterminated or malformed report is a clear
+:class:`BootstrapReportError`, never a half-parsed status.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Literal, TypeVar
+
+import pydantic
+
+__all__ = [
+    "BootstrapReport", "BootstrapReportError", "CoordinatorReport", "HealthReport", "PaneReport",
+    "RegistryReport", "StepError", "TeardownReport", "parse_health", "parse_report", "parse_teardown",
+]
+
+MARK_BEGIN = "---SWARM-REPORT-BEGIN---"
+MARK_END = "---SWARM-REPORT-END---"
+
+
+class BootstrapReportError(ValueError):
+    """The output holds no valid report: the script failed before reporting, or is not ours."""
+
+
+class _Model(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(frozen=True, extra="ignore")
+
+
+class PaneReport(_Model):
+    """One agent's pane. ``alive``: the agent process runs (exec'd, pane not dead)."""
+
+    index: int
+    target: str | None  # "session:window.pane" — what a human or claudeswarm addresses
+    pane_id: str | None  # tmux's stable "%N"
+    pid: int | None
+    alive: bool
+    dead: bool
+    exit_status: int | None
+    command: str | None
+    restarts: int = 0
+
+
+class AgentCounts(_Model):
+    desired: int
+    ready: int
+    failed: int
+
+
+class CoordinatorReport(_Model):
+    enabled: bool
+    installed: bool
+    discovered: int | None  # agents claudeswarm registered; None when discovery did not run
+    error: str | None
+
+
+class StepError(_Model):
+    """A failure the script counted and carried on after (per agent when ``agent`` is set)."""
+
+    step: str
+    agent: int | None
+    message: str
+
+
+class BootstrapReport(_Model):
+    """The result of one setup run (create, rerun, scale, or self-heal: it is the same script)."""
+
+    kind: Literal["setup"]
+    version: int
+    session: str
+    socket: str
+    state_dir: str
+    server: bool
+    agents: AgentCounts
+    panes: list[PaneReport]
+    created: list[int]
+    removed: list[int]
+    restarted: list[int]
+    env_missing: list[str]
+    timed_out: bool
+    coordinator: CoordinatorReport
+    steps: dict[str, float]  # seconds per step: prepare, env, tmux, coordinator_install, ready, discover
+    errors: list[StepError]
+
+    @property
+    def ready(self) -> bool:
+        """All desired agents run and nothing failed; the operator may still decide otherwise."""
+        return self.agents.ready == self.agents.desired and not self.errors
+
+
+class ProbeCounts(_Model):
+    desired: int
+    alive: int
+    dead: int
+
+
+class RegistryReport(_Model):
+    path: str
+    agents: int | None
+    mtime: int | None
+
+
+class HealthReport(_Model):
+    kind: Literal["probe"]
+    version: int
+    session: str
+    server: bool
+    agents: ProbeCounts
+    missing: list[int]
+    extra: int
+    panes: list[PaneReport]
+    registry: RegistryReport | None
+
+    @property
+    def healthy(self) -> bool:
+        return self.server and self.agents.alive == self.agents.desired and not self.extra
+
+
+class TeardownReport(_Model):
+    kind: Literal["teardown"]
+    version: int
+    session: str
+    server: bool  # a server was running when teardown began
+    signalled: int
+    graceful: bool  # every agent ended within the grace period after Ctrl-C
+    killed: bool
+    gone: bool
+
+
+_M = TypeVar("_M", bound=_Model)
+
+
+def _extract(stdout: str) -> str:
+    end = stdout.rfind(MARK_END)
+    if end < 0:
+        raise BootstrapReportError(
+            f"no report in the script's output (no {MARK_END!r} marker); output ends with: "
+            f"{stdout[-300:]!r}")
+    begin = stdout.rfind(MARK_BEGIN, 0, end)
+    if begin < 0:
+        raise BootstrapReportError(f"report end marker without a begin marker: {stdout[-300:]!r}")
+    return stdout[begin + len(MARK_BEGIN):end].strip()
+
+
+def _parse(stdout: str, model: type[_M]) -> _M:
+    body = _extract(stdout)
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError as e:
+        raise BootstrapReportError(f"the report is not valid JSON ({e}): {body[:300]!r}") from None
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as e:
+        raise BootstrapReportError(f"the report does not match {model.__name__}: {e}") from None
+
+
+def parse_report(stdout: str) -> BootstrapReport:
+    """The setup script's report from its whole stdout."""
+    return _parse(stdout, BootstrapReport)
+
+
+def parse_health(stdout: str) -> HealthReport:
+    """The probe script's report from its whole stdout."""
+    return _parse(stdout, HealthReport)
+
+
+def parse_teardown(stdout: str) -> TeardownReport:
+    """The teardown script's report from its whole stdout."""
+    return _parse(stdout, TeardownReport)
