@@ -272,20 +272,47 @@ class E2BBackend:
 
         async def attempt(budget: float) -> CommandResult:
             sandbox = await self._connected(sandbox_id, min(budget, self.timeouts.control_s))
+            # envd enforces the command's timeout on its side; this bound holds even if it doesn't.
+            bound = asyncio.timeout(command_s + _SAFETY_MARGIN_S)
+            started = time.monotonic()
             try:
-                result = await sandbox.commands.run(
-                    script,
-                    envs=dict(envs) if envs else None,
-                    cwd=cwd,
-                    user=user,
-                    timeout=command_s,
-                    request_timeout=start_s,
-                )
+                async with bound:
+                    result = await sandbox.commands.run(
+                        script,
+                        envs=dict(envs) if envs else None,
+                        cwd=cwd,
+                        user=user,
+                        timeout=command_s,
+                        request_timeout=start_s,
+                    )
+            except TimeoutError as exc:
+                if not bound.expired():
+                    raise
+                raise CommandTimeout(
+                    f"the command in sandbox {sandbox_id} did not finish within {command_s:g}s; "
+                    "raise the timeout or make the script finish sooner",
+                    operation="run",
+                    sandbox_id=sandbox_id,
+                ) from exc
             except CommandExitException as exit_:
                 return CommandResult(exit_.exit_code, exit_.stdout or "", exit_.stderr or "")
             except AuthenticationException:
                 self._forget(sandbox_id)  # envd refused our token: reconnect on the next try
                 raise
+            except PROGRAMMING_ERRORS:
+                raise
+            except Exception as exc:
+                err = classify(exc, "run", sandbox_id)
+                # A gateway's 504 reaches the SDK as the same DEADLINE_EXCEEDED as the command's
+                # own deadline; a command cannot have outrun its timeout before the timeout passed.
+                if isinstance(err, CommandTimeout) and time.monotonic() - started < 0.9 * command_s:
+                    err = BackendUnavailable(
+                        f"a gateway in front of sandbox {sandbox_id} timed out; retrying",
+                        operation="run",
+                        sandbox_id=sandbox_id,
+                        ambiguous=True,
+                    )
+                raise err from exc
             return CommandResult(result.exit_code, result.stdout or "", result.stderr or "")
 
         # The script's own run time comes on top of the policy's budget for retries and waits.
@@ -403,12 +430,6 @@ class E2BBackend:
                 raise
             except Exception as exc:
                 err = classify(exc, operation, sandbox_id)
-                if isinstance(exc, TimeoutError) and operation == "run":
-                    err = CommandTimeout(
-                        f"the command in sandbox {sandbox_id} did not finish within its timeout",
-                        operation=operation,
-                        sandbox_id=sandbox_id,
-                    )
                 if err.operation == operation:  # a failed connect was observed as such already
                     self._observe(operation, err.reason, time.monotonic() - started)
                 raise err from exc
