@@ -275,3 +275,26 @@ async def test_errors_never_escape_unclassified(emulator: EmulatorThread, e2b_ap
         with pytest.raises(BackendError) as info:
             await call
         assert isinstance(info.value, SandboxNotFound), repr(info.value)
+
+
+async def test_gateway_timeout_is_not_mistaken_for_a_command_timeout(
+    e2b_emulator_factory: Callable[..., EmulatorThread], e2b_api_key: str
+) -> None:
+    """A 504 in front of envd reaches the SDK as DEADLINE_EXCEEDED, like a command's own deadline."""
+    emulator = e2b_emulator_factory(
+        api_key=e2b_api_key,
+        fault_rate=1.0,
+        fault_kinds=["timeout"],
+        fault_operations=["process.start"],
+        fault_hang_seconds=0.1,
+    )
+    calls = Calls()
+    backend = backend_for(
+        emulator, e2b_api_key, observer=calls, retry=RetryPolicy(attempts=2, base_delay_s=0.01)
+    )
+    info = await backend.create("base", {"uid": "g"}, timeout_s=60)
+    with pytest.raises(BackendUnavailable) as raised:
+        await backend.run(info.id, "echo never", timeout_s=30)
+    assert raised.value.transient
+    assert calls.count(("run", "BackendUnavailable")) == 2
+    await backend.kill(info.id)
