@@ -325,3 +325,16 @@ def test_counters_and_a_bounded_request_log(kube_emulator: ThreadedKubeEmulator,
     assert counter.writes(resource) == 17
     assert counter.count("get", resource) == 500
     assert len(kube_emulator.emulator._requests) <= 2 * kube_emulator.emulator.request_log_limit
+
+
+def test_watch_initial_events_end_with_a_bookmark(api: k8s.ApiClient, custom: k8s.CustomObjectsApi) -> None:
+    create(custom, widget("w1"))
+    method, url, headers, _, _ = api.param_serialize(
+        "GET", f"/apis/{GROUP}/{VERSION}/namespaces/default/{PLURAL}",
+        query_params=[("watch", "true"), ("sendInitialEvents", "true"), ("allowWatchBookmarks", "true"),
+                      ("resourceVersionMatch", "NotOlderThan"), ("timeoutSeconds", "1")],
+        auth_settings=["BearerToken"])
+    response = api.call_api(method, url, header_params=headers, _request_timeout=10)
+    events = [json.loads(line) for line in response.read().splitlines() if line.strip()]
+    assert [event["type"] for event in events[:2]] == ["ADDED", "BOOKMARK"]
+    assert events[1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
