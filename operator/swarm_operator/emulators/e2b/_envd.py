@@ -117,6 +117,11 @@ async def _pump_stream(request: web.Request, sandbox: Sandbox, process: Process,
                 await response.write(envelope({"event": {"keepalive": {}}}))
                 continue
             if event is GONE:
+                # A dying VM takes its connections with it: drop ours, so the SDK probes health,
+                # learns the sandbox is gone and says so (SandboxNotRunningException).
+                if request.transport is not None:
+                    request.transport.abort()
+                    return response
                 await response.write(end_stream(RPCError(
                     "unavailable", f"The sandbox {sandbox.sandbox_id} was not found")))
                 return response
@@ -284,7 +289,10 @@ async def fs_make_dir(request: web.Request, sandbox: Sandbox, message: dict[str,
 
 
 async def fs_remove(request: web.Request, sandbox: Sandbox, message: dict[str, Any]) -> dict[str, Any]:
-    _, local = _existing(sandbox, message.get("path"))
+    path = message.get("path")
+    if path and not sandbox.fs.host_path(path).exists() and not sandbox.fs.host_path(path).is_symlink():
+        return {}  # envd removes like ``rm -f``: a missing path is not an error
+    _, local = _existing(sandbox, path)
     if local.is_dir() and not local.is_symlink():
         await asyncio.to_thread(shutil.rmtree, local)
     else:
