@@ -77,29 +77,48 @@ _sw_booting() {
 
 # Pane table, indexed by agent index (the pane user option @swarm_agent set when the pane was made).
 _sw_list_panes() {
-    P_ID=() P_PID=() P_DEAD=() P_STATUS=() P_TARGET=() P_RESTARTS=() P_CMD=()
+    P_ID=() P_PID=() P_DEAD=() P_STATUS=() P_SIGNAL=() P_TARGET=() P_RESTARTS=() P_CMD=()
     EXTRA_IDS=()
-    local out a id pid dead st target rs cmd
+    local out a id pid dead st sig target rs cmd
     out=$(_sw_tmux list-panes -s -t "=$SWARM_SESSION:" -F \
-        '#{@swarm_agent}|#{pane_id}|#{pane_pid}|#{pane_dead}|#{pane_dead_status}|#{session_name}:#{window_index}.#{pane_index}|#{@swarm_restarts}|#{pane_current_command}' \
+        '#{@swarm_agent}|#{pane_id}|#{pane_pid}|#{pane_dead}|#{pane_dead_status}|#{pane_dead_signal}|#{session_name}:#{window_index}.#{pane_index}|#{@swarm_restarts}|#{pane_current_command}' \
         2>/dev/null) || return 1
-    while IFS='|' read -r a id pid dead st target rs cmd; do
+    while IFS='|' read -r a id pid dead st sig target rs cmd; do
         [[ -n $id ]] || continue
         if [[ ! $a =~ ^[0-9]+$ ]] || [[ -n ${P_ID[$a]+x} ]]; then
             EXTRA_IDS+=("$id")   # untagged (e.g. split by a human) or a duplicate
             continue
         fi
-        P_ID[$a]=$id P_PID[$a]=$pid P_DEAD[$a]=${dead:-0} P_STATUS[$a]=$st
+        P_ID[$a]=$id P_PID[$a]=$pid P_DEAD[$a]=${dead:-0} P_STATUS[$a]=$st P_SIGNAL[$a]=$sig
         P_TARGET[$a]=$target P_RESTARTS[$a]=${rs:-0} P_CMD[$a]=$cmd
     done <<< "$out"
     return 0
 }
 
+_sw_settled_dead() {
+    # Dead, and tmux has collected how it ended (the pty can close before the exit is reaped).
+    [[ ${P_DEAD[$1]} == 1 && -n ${P_STATUS[$1]}${P_SIGNAL[$1]} ]]
+}
+
+_sw_pane_json() {
+    # _sw_pane_json INDEX ALIVE -> REPLY: one pane's report object.
+    local i=$1 t p c st sg dead=false
+    _sw_json "${P_TARGET[$i]}"; t=$REPLY
+    _sw_json "${P_ID[$i]}"; p=$REPLY
+    _sw_json "${P_CMD[$i]}"; c=$REPLY
+    st=${P_STATUS[$i]}; [[ $st =~ ^[0-9]+$ ]] || st=null
+    sg=${P_SIGNAL[$i]}; [[ $sg =~ ^[0-9]+$ ]] || sg=null
+    [[ ${P_DEAD[$i]} == 1 ]] && dead=true
+    REPLY="{\"index\":$i,\"target\":$t,\"pane_id\":$p,\"pid\":${P_PID[$i]:-null},\"alive\":$2,\"dead\":$dead,\"exit_status\":$st,\"exit_signal\":$sg,\"command\":$c,\"restarts\":${P_RESTARTS[$i]:-0}}"
+}
+
 _sw_last_output() {
     # Last non-empty line a pane printed (e.g. "command not found"), to explain a dead agent.
+    # -S -400: a relayout may have pushed it (and a screenful of blank lines) into history.
     local out line last=''
-    out=$(_sw_tmux capture-pane -p -J -t "$1" -S -20 2>/dev/null) || { REPLY=''; return 0; }
+    out=$(_sw_tmux capture-pane -p -J -t "$1" -S -400 2>/dev/null) || { REPLY=''; return 0; }
     while IFS= read -r line; do
+        [[ $line == 'Pane is dead'* ]] && continue   # tmux's own remain-on-exit notice
         [[ -n ${line//[[:space:]]/} ]] && last=$line
     done <<< "$out"
     REPLY=${last:0:200}
@@ -109,5 +128,5 @@ _sw_emit() {
     # The one machine-read output: a JSON object between markers, on lines of its own.
     printf '\n%s\n%s\n%s\n' "$SWARM_MARK_BEGIN" "$1" "$SWARM_MARK_END"
 }
-P_ID=() P_PID=() P_DEAD=() P_STATUS=() P_TARGET=() P_RESTARTS=() P_CMD=() EXTRA_IDS=()
+P_ID=() P_PID=() P_DEAD=() P_STATUS=() P_SIGNAL=() P_TARGET=() P_RESTARTS=() P_CMD=() EXTRA_IDS=()
 # ---- end of shared helpers ----

@@ -40,6 +40,7 @@ class PaneReport(_Model):
     alive: bool
     dead: bool
     exit_status: int | None
+    exit_signal: int | None = None
     command: str | None
     restarts: int = 0
 

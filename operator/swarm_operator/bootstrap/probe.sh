@@ -18,11 +18,8 @@ for (( _sw_i = 0; _sw_i < SWARM_AGENTS; _sw_i++ )); do
     elif ! _sw_booting "${P_PID[$_sw_i]}" "${P_CMD[$_sw_i]}"; then
         _sw_a=true; _sw_alive=$(( _sw_alive + 1 ))
     fi
-    _sw_json "${P_TARGET[$_sw_i]}"; _sw_t=$REPLY
-    _sw_json "${P_ID[$_sw_i]}"; _sw_p=$REPLY
-    _sw_json "${P_CMD[$_sw_i]}"; _sw_c=$REPLY
-    _sw_st=${P_STATUS[$_sw_i]}; [[ $_sw_st =~ ^[0-9]+$ ]] || _sw_st=null
-    _sw_panes+=("{\"index\":$_sw_i,\"target\":$_sw_t,\"pane_id\":$_sw_p,\"pid\":${P_PID[$_sw_i]:-null},\"alive\":$_sw_a,\"dead\":$_sw_d,\"exit_status\":$_sw_st,\"command\":$_sw_c,\"restarts\":${P_RESTARTS[$_sw_i]:-0}}")
+    _sw_pane_json "$_sw_i" "$_sw_a"
+    _sw_panes+=("$REPLY")
 done
 # Panes beyond the desired count (a scale-down not yet applied) are reported as extra.
 _sw_extra=$(( ${#EXTRA_IDS[@]} ))

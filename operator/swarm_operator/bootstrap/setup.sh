@@ -96,6 +96,7 @@ if [[ $_sw_server == true ]] && _sw_list_panes; then
     for (( _sw_i = 0; _sw_i < SWARM_AGENTS; _sw_i++ )); do
         [[ -n ${P_ID[$_sw_i]+x} && ${P_DEAD[$_sw_i]} == 1 ]] || continue
         [[ $SWARM_RESTART_DEAD == 1 ]] || continue
+        [[ " ${_sw_created[*]-} " == *" $_sw_i "* ]] && continue   # born and died in this run: report it
         _sw_launch "$_sw_i"
         if _sw_out=$(_sw_tmux respawn-pane -k -t "${P_ID[$_sw_i]}" -c "$SWARM_WORKDIR" -- "${REPLY_ARGV[@]}" 2>&1); then
             _sw_tag "${P_ID[$_sw_i]}" "$_sw_i" $(( ${P_RESTARTS[$_sw_i]:-0} + 1 )) || true
@@ -178,23 +179,26 @@ if [[ $SWARM_COORD_ENABLED == 1 ]]; then
 fi
 _sw_step_end coordinator_install
 
-# -- ready: poll (bounded) until every agent is alive (exec'd, pane not dead) or dead --
+# -- ready: poll (bounded) until every agent is alive (exec'd, pane not dead, for settle time) or dead --
+# An agent counts as alive once it has run for SWARM_SETTLE_MS since first seen exec'd: an agent
+# that crashes at once (bad args, missing key) is then reported dead rather than ready.
 _sw_step_begin
 _sw_now_ms; _sw_deadline=$(( REPLY + SWARM_READY_TIMEOUT_MS ))
-declare -A _sw_alive=()
+declare -A _sw_alive=() _sw_seen=()
 while [[ $_sw_server == true ]]; do
     _sw_alive=()
     _sw_pending=0
     if _sw_list_panes; then
+        _sw_now_ms; _sw_now=$REPLY
         for (( _sw_i = 0; _sw_i < SWARM_AGENTS; _sw_i++ )); do
-            if [[ -z ${P_ID[$_sw_i]+x} ]]; then
+            if [[ -z ${P_ID[$_sw_i]+x} ]] || _sw_settled_dead "$_sw_i"; then
                 continue
-            elif [[ ${P_DEAD[$_sw_i]} == 1 ]]; then
-                continue
-            elif _sw_booting "${P_PID[$_sw_i]}" "${P_CMD[$_sw_i]}"; then
+            elif [[ ${P_DEAD[$_sw_i]} == 1 ]] || _sw_booting "${P_PID[$_sw_i]}" "${P_CMD[$_sw_i]}"; then
                 _sw_pending=$(( _sw_pending + 1 ))
-            else
+            elif (( _sw_now - ${_sw_seen[$_sw_i]:=$_sw_now} >= SWARM_SETTLE_MS )); then
                 _sw_alive[$_sw_i]=1
+            else
+                _sw_pending=$(( _sw_pending + 1 ))
             fi
         done
     else
@@ -239,7 +243,7 @@ _sw_panes=() _sw_ready=0 _sw_failed=0
 for (( _sw_i = 0; _sw_i < SWARM_AGENTS; _sw_i++ )); do
     if [[ -z ${P_ID[$_sw_i]+x} ]]; then
         _sw_failed=$(( _sw_failed + 1 ))
-        _sw_panes+=("{\"index\":$_sw_i,\"target\":null,\"pane_id\":null,\"pid\":null,\"alive\":false,\"dead\":false,\"exit_status\":null,\"command\":null,\"restarts\":0}")
+        _sw_panes+=("{\"index\":$_sw_i,\"target\":null,\"pane_id\":null,\"pid\":null,\"alive\":false,\"dead\":false,\"exit_status\":null,\"exit_signal\":null,\"command\":null,\"restarts\":0}")
         continue
     fi
     _sw_alive_i=false
@@ -250,17 +254,19 @@ for (( _sw_i = 0; _sw_i < SWARM_AGENTS; _sw_i++ )); do
         _sw_failed=$(( _sw_failed + 1 ))
         if [[ ${P_DEAD[$_sw_i]} == 1 ]]; then
             _sw_last_output "${P_ID[$_sw_i]}"
-            _sw_error agent "$_sw_i" "agent exited (status ${P_STATUS[$_sw_i]:-unknown}): $REPLY"
+            if [[ -z $REPLY ]]; then
+                # tmux may reap the agent before it has read the agent's last output: look again once.
+                sleep "$SWARM_POLL_INTERVAL_S"
+                _sw_last_output "${P_ID[$_sw_i]}"
+            fi
+            if [[ -n ${P_SIGNAL[$_sw_i]} ]]; then _sw_how="signal ${P_SIGNAL[$_sw_i]}"; else _sw_how="status ${P_STATUS[$_sw_i]:-unknown}"; fi
+            _sw_error agent "$_sw_i" "agent exited ($_sw_how): $REPLY"
         else
             _sw_error agent "$_sw_i" "agent did not start within the ready timeout"
         fi
     fi
-    _sw_json "${P_TARGET[$_sw_i]}"; _sw_t=$REPLY
-    _sw_json "${P_ID[$_sw_i]}"; _sw_pid_j=$REPLY
-    _sw_json "${P_CMD[$_sw_i]}"; _sw_c=$REPLY
-    _sw_st=${P_STATUS[$_sw_i]}; [[ $_sw_st =~ ^[0-9]+$ ]] || _sw_st=null
-    _sw_dead=false; [[ ${P_DEAD[$_sw_i]} == 1 ]] && _sw_dead=true
-    _sw_panes+=("{\"index\":$_sw_i,\"target\":$_sw_t,\"pane_id\":$_sw_pid_j,\"pid\":${P_PID[$_sw_i]:-null},\"alive\":$_sw_alive_i,\"dead\":$_sw_dead,\"exit_status\":$_sw_st,\"command\":$_sw_c,\"restarts\":${P_RESTARTS[$_sw_i]:-0}}")
+    _sw_pane_json "$_sw_i" "$_sw_alive_i"
+    _sw_panes+=("$REPLY")
 done
 _sw_json "$SWARM_SESSION"; _sw_s=$REPLY
 _sw_json "$SWARM_SOCKET"; _sw_k=$REPLY

@@ -1,0 +1,270 @@
+"""The rendered scripts run for real: bash, real tmux on a private socket, a fake agent.
+
+Every test gets its own short-lived HOME and TMUX_TMPDIR (short: a unix socket path is capped at
+108 bytes), so no test ever meets the user's tmux; the fixture kills every tmux server found there
+and checks that none of their processes survive.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from swarm_operator.bootstrap import (
+    BootstrapPlan,
+    BootstrapReport,
+    parse_health,
+    parse_report,
+    parse_teardown,
+    render_probe,
+    render_setup,
+    render_teardown,
+)
+
+FIXTURE_BIN = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "bin"
+SECRET_TOKEN = "tok3n-9f1c2e7a"
+SECRET = f"it's \"{SECRET_TOKEN}\" $(touch /nope) `x`\nline2 ünï"
+
+
+@dataclass
+class Box:
+    """A pretend sandbox: a private HOME and tmux directory, and a way to run a script in it."""
+
+    home: pathlib.Path
+    tmux_dir: pathlib.Path
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            "HOME": str(self.home), "TMUX_TMPDIR": str(self.tmux_dir), "LANG": "C.UTF-8",
+            "PATH": f"{FIXTURE_BIN}:{os.environ['PATH']}", **extra,
+        }
+
+    def run(self, script: str, *, login: bool = True, timeout: float = 60,
+            **extra: str) -> subprocess.CompletedProcess[str]:
+        # The SDK's way: the whole script as one `bash -l -c` argument. A login shell takes PATH
+        # from /etc/profile, so tests that need the test doubles on PATH run without -l.
+        argv = ["/bin/bash", "-l", "-c", script] if login else ["/bin/bash", "-c", script]
+        return subprocess.run(argv, env=self.env(**extra), cwd=self.home,
+                              capture_output=True, text=True, timeout=timeout)
+
+    def sockets(self) -> list[pathlib.Path]:
+        return [p for p in self.tmux_dir.glob("tmux-*/*") if p.is_socket()]
+
+    def tmux(self, plan: BootstrapPlan, *args: str) -> str:
+        return subprocess.run(["tmux", "-L", plan.socket, *args], env=self.env(), capture_output=True,
+                              text=True, timeout=10, check=True).stdout
+
+
+def _server_pids(box: Box) -> list[int]:
+    pids = []
+    for sock in box.sockets():
+        r = subprocess.run(["tmux", "-S", str(sock), "display-message", "-p", "#{pid}"],
+                           capture_output=True, text=True, timeout=10)
+        if r.returncode == 0 and r.stdout.strip().isdigit():
+            pids.append(int(r.stdout))
+    return pids
+
+
+@pytest.fixture
+def box() -> Iterator[Box]:
+    root = pathlib.Path(tempfile.mkdtemp(prefix="swb", dir="/tmp"))
+    b = Box(home=root / "h", tmux_dir=root / "t")
+    b.home.mkdir()
+    b.tmux_dir.mkdir()
+    try:
+        yield b
+    finally:
+        for pid in _server_pids(b):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for sock in b.sockets():
+            subprocess.run(["tmux", "-S", str(sock), "kill-server"], capture_output=True, timeout=10)
+        leftovers = subprocess.run(["pgrep", "-f", str(root)], capture_output=True, text=True).stdout.split()
+        for pid in leftovers:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(root, ignore_errors=True)
+        assert not leftovers, f"processes outlived the test: {leftovers}"
+
+
+def make_plan(**kw: object) -> BootstrapPlan:
+    base: dict[str, object] = dict(
+        session="swt", socket="swt", agents=3, command=str(FIXTURE_BIN / "fake-agent"), env_names=["SECRET_KEY"],
+        coordinator_enabled=False, ready_timeout_s=15, poll_interval_s=0.05, settle_s=0.3)
+    return BootstrapPlan(**{**base, **kw})
+
+
+def setup(box: Box, plan: BootstrapPlan, *, login: bool = True, **env: str) -> BootstrapReport:
+    r = box.run(render_setup(plan), login=login, SECRET_KEY=SECRET, **env)
+    assert r.returncode == 0, r.stderr
+    return parse_report(r.stdout)
+
+
+def pids(report: BootstrapReport) -> dict[int, int | None]:
+    return {p.index: p.pid for p in report.panes}
+
+
+def test_three_agents_start_with_their_secret_only_in_the_env_file(box: Box) -> None:
+    plan = make_plan()
+    report = setup(box, plan, FAKE_AGENT_ENV_OUT=str(box.home / "ident"))
+    assert report.agents.desired == 3 and report.agents.ready == 3 and report.ready
+    assert [p.index for p in report.panes] == [0, 1, 2]
+    assert all(p.alive and not p.dead and p.command == "fake-agent" for p in report.panes)
+    assert [p.target for p in report.panes] == ["swt:0.0", "swt:0.1", "swt:0.2"]
+    assert set(report.steps) >= {"prepare", "env", "tmux", "ready"}
+    listed = box.tmux(plan, "list-panes", "-s", "-t", "=swt:", "-F", "#{pane_dead}").split()
+    assert listed == ["0", "0", "0"]
+
+    # Each agent knows who it is and received the secret intact (quotes, newline, unicode).
+    for pane in report.panes:
+        ident = (box.home / f"ident.{pane.index}").read_text().split("\n")
+        assert ident[:4] == [f"agent-{pane.index}", str(pane.index), pane.pane_id, "swt"]
+        environ = pathlib.Path(f"/proc/{pane.pid}/environ").read_bytes().split(b"\0")
+        assert f"SECRET_KEY={SECRET}".encode() in environ
+
+    env_file = pathlib.Path(report.state_dir) / "agent.env"
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    assert pathlib.Path(report.state_dir).stat().st_mode & 0o777 == 0o700
+    # Not in any argv, not in any other file, not in the tmux server's environment.
+    assert SECRET_TOKEN not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    holders = subprocess.run(["grep", "-rl", SECRET_TOKEN, str(box.home), str(box.tmux_dir)],
+                             capture_output=True, text=True).stdout.split()
+    assert holders == [str(env_file)]
+    assert SECRET_TOKEN not in box.tmux(plan, "show-environment", "-g")
+    server_pid = _server_pids(box)[0]
+    assert SECRET_TOKEN.encode() not in pathlib.Path(f"/proc/{server_pid}/environ").read_bytes()
+
+
+def test_rerun_keeps_healthy_agents_and_scaling_follows_n(box: Box) -> None:
+    first = setup(box, make_plan())
+    again = setup(box, make_plan())
+    assert pids(again) == pids(first)
+    assert again.created == again.removed == again.restarted == []
+
+    up = setup(box, make_plan(agents=5))
+    assert up.agents.ready == 5 and up.created == [3, 4]
+    assert {i: up.panes[i].pid for i in range(3)} == pids(first)
+    assert [p.target for p in up.panes] == [f"swt:0.{i}" for i in range(5)]
+
+    down = setup(box, make_plan(agents=2))
+    assert down.agents.ready == 2 and sorted(down.removed) == [2, 3, 4]
+    assert pids(down) == {0: pids(first)[0], 1: pids(first)[1]}
+    plan2 = make_plan(agents=2)
+    assert len(box.tmux(plan2, "list-panes", "-s", "-t", "=swt:", "-F", "#{pane_id}").split()) == 2
+
+    health = parse_health(box.run(render_probe(plan2)).stdout)
+    assert health.healthy and health.agents.alive == 2 and health.missing == [] and health.extra == 0
+
+
+def test_an_agent_that_exits_at_once_is_reported_dead_then_restarted_on_rerun(box: Box) -> None:
+    plan = make_plan(agents=2, args=["--exit", "3"])
+    report = setup(box, plan)
+    assert report.agents.ready == 0 and report.agents.failed == 2 and not report.ready
+    assert all(p.dead and not p.alive and p.exit_status == 3 for p in report.panes)
+    agent_errors = {e.agent: e.message for e in report.errors if e.step == "agent"}
+    assert set(agent_errors) == {0, 1}
+    assert "status 3" in agent_errors[0] and "exiting with status 3" in agent_errors[0]
+
+    probe = parse_health(box.run(render_probe(plan)).stdout)
+    assert probe.agents.dead == 2 and not probe.healthy
+
+    # Self-heal: the rerun restarts the dead agents in their panes and counts it.
+    healed = setup(box, make_plan(agents=2))
+    assert healed.restarted == [0, 1] and healed.agents.ready == 2
+    assert [p.restarts for p in healed.panes] == [1, 1]
+    assert [p.pane_id for p in healed.panes] == [p.pane_id for p in report.panes]
+
+
+def test_a_missing_command_is_a_dead_agent_not_a_failed_script(box: Box) -> None:
+    report = setup(box, make_plan(agents=1, command="no-such-agent-binary"))
+    assert report.panes[0].dead and report.panes[0].exit_status == 127
+    assert "no-such-agent-binary" in report.errors[0].message
+
+
+def test_missing_env_values_are_reported(box: Box) -> None:
+    r = box.run(render_setup(make_plan(agents=1, env_names=["SECRET_KEY", "OTHER"])), SECRET_KEY="v")
+    report = parse_report(r.stdout)
+    assert report.env_missing == ["OTHER"]
+    assert any(e.step == "env" and "OTHER" in e.message for e in report.errors)
+
+
+def test_coordinator_discovers_the_agents(box: Box) -> None:
+    log = box.home / "claudeswarm.log"
+    plan = make_plan(coordinator_enabled=True, coordinator_install="preinstalled", workdir="work")
+    report = setup(box, plan, login=False, CLAUDESWARM_DOUBLE_LOG=str(log))
+    assert report.coordinator.enabled and report.coordinator.installed
+    assert report.coordinator.discovered == 3 and report.coordinator.error is None
+    assert log.read_text().split("\n")[0] == "discover-agents --json"
+    assert (box.home / "work" / "ACTIVE_AGENTS.json").is_file()
+    health = parse_health(box.run(render_probe(plan)).stdout)
+    assert health.registry is not None and health.registry.agents == 3
+
+    # Scale: the rerun re-runs discovery.
+    assert setup(box, make_plan(coordinator_enabled=True, workdir="work", agents=4),
+                 login=False, CLAUDESWARM_DOUBLE_LOG=str(log)).coordinator.discovered == 4
+
+
+def test_preinstalled_coordinator_missing_from_path_is_an_error(box: Box) -> None:
+    plan = make_plan(agents=1, coordinator_enabled=True, command="sleep", args=["1000"])
+    env = box.env()
+    env["PATH"] = "/usr/bin:/bin"
+    r = subprocess.run(["/bin/bash", "-c", render_setup(plan)], env={**env, "SECRET_KEY": "x"},
+                       capture_output=True, text=True, timeout=60)
+    report = parse_report(r.stdout)
+    assert report.agents.ready == 1
+    assert not report.coordinator.installed and "not on PATH" in (report.coordinator.error or "")
+
+
+def test_installed_requirement_is_not_installed_again(box: Box) -> None:
+    # A previous run installed exactly this requirement: the marker and the CLI say so, no pip runs
+    # (the stand-in python would fail loudly if it were called).
+    plan = make_plan(agents=1, coordinator_enabled=True, coordinator_install="claude-swarm==0.1.0",
+                     python="/bin/false")
+    venv_bin = box.home / ".swarm" / "swt" / "coordinator" / "bin"
+    venv_bin.mkdir(parents=True)
+    shutil.copy(FIXTURE_BIN / "claudeswarm", venv_bin / "claudeswarm")
+    (venv_bin.parent / ".swarm-requirement").write_text("claude-swarm==0.1.0")
+    assert setup(box, plan).coordinator.installed
+    # A different pin means a reinstall, which here fails and is reported, not swallowed.
+    report = setup(box, make_plan(agents=1, coordinator_enabled=True, coordinator_install="claude-swarm==0.2.0",
+                                  python="/bin/false"))
+    assert not report.coordinator.installed and "installing the coordinator failed" in report.coordinator.error
+    assert report.agents.ready == 1
+
+
+def test_teardown_stops_agents_and_the_server(box: Box) -> None:
+    plan = make_plan()
+    report = setup(box, plan)
+    r = box.run(render_teardown(plan, grace_s=5))
+    down = parse_teardown(r.stdout)
+    assert down.server and down.signalled == 3 and down.graceful and down.killed and down.gone
+    assert _server_pids(box) == []
+    for pane in report.panes:
+        assert not pathlib.Path(f"/proc/{pane.pid}").exists()
+    assert not (pathlib.Path(report.state_dir) / "agent.env").exists()
+    again = parse_teardown(box.run(render_teardown(plan)).stdout)
+    assert not again.server and again.gone
+    assert not parse_health(box.run(render_probe(plan)).stdout).server
+
+
+def test_a_hundred_agents(box: Box) -> None:
+    plan = make_plan(agents=100, command="sleep", args=["1000"], ready_timeout_s=60)
+    started = time.monotonic()
+    report = setup(box, plan)
+    assert report.agents.ready == 100, report.errors[:3]
+    assert len({p.pane_id for p in report.panes}) == 100
+    assert time.monotonic() - started < 60
+    assert parse_teardown(box.run(render_teardown(plan, grace_s=5)).stdout).gone
