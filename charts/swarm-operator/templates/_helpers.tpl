@@ -1,0 +1,77 @@
+{{/* Names and labels shared by every template. */}}
+
+{{- define "swarm-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "swarm-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "swarm-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "swarm-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "swarm-operator.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "swarm-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: swarm-operator
+{{- end }}
+
+{{- define "swarm-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "swarm-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding the default E2B key: the user's, or the one this chart creates. */}}
+{{- define "swarm-operator.apiKeySecret" -}}
+{{- if .Values.e2b.apiKey.existingSecret }}
+{{- .Values.e2b.apiKey.existingSecret }}
+{{- else }}
+{{- printf "%s-e2b" (include "swarm-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{- define "swarm-operator.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* Peering (one active pod among standbys) is on exactly when there are standbys. */}}
+{{- define "swarm-operator.peering" -}}
+{{- if gt (int .Values.replicaCount) 1 }}
+{{- default (include "swarm-operator.fullname" .) .Values.peering.name }}
+{{- end }}
+{{- end }}
+
+{{/* Namespaces this release serves ("" list in cluster mode). */}}
+{{- define "swarm-operator.clusterwide" -}}
+{{- if eq .Values.watch.mode "cluster" }}true{{ end }}
+{{- end }}
+
+{{- define "swarm-operator.validate" -}}
+{{- if and (eq .Values.watch.mode "namespaces") (not .Values.watch.namespaces) }}
+{{- fail "watch.mode=namespaces needs at least one namespace in watch.namespaces" }}
+{{- end }}
+{{- if and .Values.e2b.apiKey.existingSecret .Values.e2b.apiKey.value }}
+{{- fail "set e2b.apiKey.existingSecret or e2b.apiKey.value, not both" }}
+{{- end }}
+{{- end }}

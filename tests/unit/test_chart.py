@@ -1,0 +1,322 @@
+"""The Helm chart: lint, schema strictness, every install mode rendered and validated offline, restricted
+Pod Security in every mode, settings the operator accepts, options its CLI parses, and the CRD and
+examples applied with kubectl to the Kubernetes emulator."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from test_chart_tools import CHART, ROOT, find, helm, kubectl, render
+
+from swarm_operator import cli
+from swarm_operator.config import Settings
+
+#: Values for each supported way of installing; every test below runs against all of them.
+MODES: dict[str, dict[str, Any]] = {
+    "cluster": {},
+    "namespaces": {"watch": {"mode": "namespaces", "namespaces": ["team-a", "team-b"]}},
+    "cluster-standby": {"replicaCount": 2},
+    "namespaces-standby": {
+        "replicaCount": 3, "watch": {"mode": "namespaces", "namespaces": ["team-a", "swarm-system"]},
+    },
+    "shard-by-label": {"sharding": {"labelSelector": "claudeswarm.io/shard=a"}},
+    "everything": {
+        "e2b": {"apiKey": {"value": "e2b_" + "0" * 40}, "apiUrl": "https://api.e2b.example",
+                "sandboxUrl": "https://sandbox.e2b.example", "domain": "e2b.example"},
+        "metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
+        "networkPolicy": {"enabled": True, "apiServer": {"cidrs": ["10.0.0.1/32"]},
+                          "metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]},
+        "crds": {"templated": True},
+        "image": {"digest": "sha256:" + "a" * 64},
+        "settings": {"defaultTemplate": "claude-swarm", "leaseSeconds": 900, "leaseRenewSeconds": 1000000,
+                     "orphanTimeoutSeconds": 7200, "sweepIntervalSeconds": 60, "sweepGraceSeconds": 0.5,
+                     "readyTimeoutSeconds": 90.5, "initAttempts": 5, "initBackoffSeconds": 1,
+                     "deleteGraceSeconds": 10, "deleteTimeoutSeconds": 120, "controlTimeoutSeconds": 30,
+                     "commandTimeoutSeconds": 600, "kubeTimeoutSeconds": 20, "retryDelaySeconds": 2,
+                     "maxRetryDelaySeconds": 600, "logFormat": "text", "logLevel": "DEBUG"},
+        "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
+    },
+}
+#: Kinds served by CRDs (no offline schema in kubernetes-validate); checked by hand below.
+CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule", "ClusterKopfPeering", "KopfPeering"}
+K8S_VERSION = "1.33.0"
+
+mode = pytest.mark.parametrize("values", MODES.values(), ids=list(MODES))
+
+
+def _write(tmp_path: Path, values: dict[str, Any]) -> Path:
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def _operator_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    (deployment,) = find(objects, "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def test_chart_crd_is_byte_identical_to_the_generated_one() -> None:
+    assert (CHART / "crds" / "swarmsandbox.yaml").read_bytes() == (ROOT / "crds" / "swarmsandbox.yaml").read_bytes()
+    assert [p.name for p in (CHART / "crds").iterdir()] == ["swarmsandbox.yaml"]
+
+
+@mode
+def test_helm_lint_is_clean(values: dict[str, Any], tmp_path: Path) -> None:
+    result = helm("lint", str(CHART), "--strict", "-f", str(_write(tmp_path, values)), check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("typo", [
+    {"replicas": 2},  # top level: replicaCount
+    {"metrics": {"serviceMonitor": {"enbled": True}}},
+    {"settings": {"leaseSecond": 60}},  # would become an unknown SWARM_* name
+    {"settings": {"leaseSeconds": 5}},  # below the operator's own minimum
+    {"watch": {"mode": "namespace"}},
+    {"watch": {"mode": "namespaces", "namespaces": []}},
+    {"extraEnv": [{"name": "SWARM_LEASE_SECONDS", "value": "60"}]},
+    {"image": {"digest": "latest"}},
+])
+def test_values_typo_fails_lint(typo: dict[str, Any], tmp_path: Path) -> None:
+    result = helm("lint", str(CHART), "--strict", "-f", str(_write(tmp_path, typo)), check=False)
+    assert result.returncode != 0, result.stdout
+
+
+def test_schema_is_closed_everywhere() -> None:
+    """Every object in values.schema.json with fixed properties forbids others, so typos cannot hide."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    open_ = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            if "properties" in node and path.split(".")[-1] != "extraEnv[]":
+                if node.get("additionalProperties") is not False:
+                    open_.append(path or "<root>")
+            for key, value in node.get("properties", {}).items():
+                walk(value, f"{path}.{key}".lstrip("."))
+            if "items" in node:
+                walk(node["items"], f"{path}[]")
+
+    walk(schema, "")
+    assert open_ == []
+
+
+def test_schema_settings_are_exactly_the_operator_settings() -> None:
+    """The chart's ``settings`` map onto SWARM_* names; those it sets itself are not user settings."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    chart_owned = {"namespace", "operator_id", "default_api_key_secret", "default_api_key_secret_key",
+                   "metrics_port"}
+    snake = {"".join("_" + c.lower() if c.isupper() else c for c in name)
+             for name in schema["properties"]["settings"]["properties"]}
+    assert snake == set(Settings.model_fields) - chart_owned
+
+
+@mode
+def test_rendered_manifests_validate_strictly(values: dict[str, Any]) -> None:
+    objects = render(values, include_crds=True)
+    problems = []
+    for obj in objects:
+        if obj["kind"] in CUSTOM_KINDS:
+            continue
+        try:
+            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            problems.append(f"{obj['kind']}/{obj['metadata']['name']}: {exc.message} at {list(exc.path)}")
+    assert problems == []
+    assert {o["kind"] for o in objects} >= {"CustomResourceDefinition", "Deployment", "ServiceAccount", "Service"}
+
+
+@mode
+def test_restricted_pod_security(values: dict[str, Any]) -> None:
+    objects = render(values)
+    (deployment,) = find(objects, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    for container in pod["containers"] + pod.get("initContainers", []):
+        sc = container["securityContext"]
+        assert sc["runAsNonRoot"] is True and sc["runAsUser"] != 0
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+        assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert "add" not in sc["capabilities"]
+    assert not any(pod.get(k) for k in ("hostNetwork", "hostPID", "hostIPC"))
+    assert all("hostPath" not in v for v in pod.get("volumes", []))
+
+
+@mode
+def test_deployment_shape(values: dict[str, Any]) -> None:
+    objects = render(values)
+    (deployment,) = find(objects, "Deployment")
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    container = _operator_container(objects)
+    probe = container["livenessProbe"]["httpGet"]
+    assert probe["path"] == "/healthz"
+    liveness = next(a for a in container["args"] if a.startswith("--liveness="))
+    port = {p["name"]: p["containerPort"] for p in container["ports"]}[probe["port"]]
+    assert liveness == f"--liveness=http://0.0.0.0:{port}/healthz"
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    peering = [a for a in container["args"] if a.startswith("--peering=")]
+    assert bool(peering) == (values.get("replicaCount", 1) > 1)
+    assert ("--standalone" in container["args"]) != bool(peering)
+
+
+@mode
+def test_every_swarm_variable_is_accepted_by_the_operator(values: dict[str, Any]) -> None:
+    """The operator refuses to start on an unknown or malformed SWARM_* variable: render, then parse."""
+    env = {}
+    for item in _operator_container(render(values))["env"]:
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        elif item["name"] == "SWARM_NAMESPACE":
+            assert item["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+            env[item["name"]] = "swarm-system"
+    settings = Settings.from_env(env)
+    for key, value in values.get("settings", {}).items():
+        field = "".join("_" + c.lower() if c.isupper() else c for c in key)
+        assert getattr(settings, field) == value, key
+    assert settings.namespace == "swarm-system"
+
+
+def _cli_accepts(flag: str) -> bool:
+    run = next(a for a in cli._build_parser()._subparsers._group_actions[0].choices.items() if a[0] == "run")[1]
+    return flag in run._option_string_actions
+
+
+@pytest.mark.parametrize("values", [
+    pytest.param(v, id=k, marks=pytest.mark.xfail(
+        k == "shard-by-label" and not _cli_accepts("--selector"), strict=True,
+        reason="swarm-operator run has no --selector yet (requested from the lead)"))
+    for k, v in MODES.items()
+])
+def test_rendered_arguments_parse_with_the_operator_cli(values: dict[str, Any]) -> None:
+    container = _operator_container(render(values))
+    assert "command" not in container  # the image's entrypoint is `swarm-operator run`
+    parser = cli._build_parser()
+    try:
+        args = parser.parse_args(["run", *container["args"]])
+    except SystemExit as exc:
+        raise AssertionError(f"rejected: {shlex.join(container['args'])}") from exc
+    watch = values.get("watch", {})
+    if watch.get("mode") == "namespaces":
+        assert args.namespace == watch["namespaces"] and not args.all_namespaces
+    else:
+        assert args.all_namespaces and not args.namespace
+
+
+def test_namespaces_mode_grants_no_cluster_roles() -> None:
+    objects = render(MODES["namespaces"])
+    assert not find(objects, "ClusterRole") and not find(objects, "ClusterRoleBinding")
+    roles = {(r["metadata"]["namespace"], r["metadata"]["name"]) for r in find(objects, "Role")}
+    assert roles == {("team-a", "swarm-swarm-operator"), ("team-b", "swarm-swarm-operator"),
+                     ("swarm-system", "swarm-swarm-operator-own")}
+    (own,) = [r for r in find(objects, "Role") if r["metadata"]["name"].endswith("-own")]
+    assert own["rules"] == [{"apiGroups": [""], "resources": ["secrets"],
+                             "resourceNames": ["swarm-swarm-operator-e2b"], "verbs": ["get"]}]
+
+
+def test_default_key_secret_existing_or_created() -> None:
+    created = render({"e2b": {"apiKey": {"value": "e2b_x", "secretKey": "k"}}})
+    (secret,) = find(created, "Secret")
+    env = {e["name"]: e.get("value") for e in _operator_container(created)["env"]}
+    assert env["SWARM_DEFAULT_API_KEY_SECRET"] == secret["metadata"]["name"]
+    assert env["SWARM_DEFAULT_API_KEY_SECRET_KEY"] == "k" and set(secret["data"]) == {"k"}
+
+    existing = render({"e2b": {"apiKey": {"existingSecret": "mine"}}})
+    assert not find(existing, "Secret")
+    env = {e["name"]: e.get("value") for e in _operator_container(existing)["env"]}
+    assert env["SWARM_DEFAULT_API_KEY_SECRET"] == "mine"
+    both = helm("template", "x", str(CHART), "--set", "e2b.apiKey.existingSecret=a",
+                "--set", "e2b.apiKey.value=b", check=False)
+    assert both.returncode != 0 and "not both" in both.stderr
+
+
+def test_templated_crd_is_the_same_crd_kept_on_uninstall() -> None:
+    objects = render({"crds": {"templated": True}})
+    (crd,) = find(objects, "CustomResourceDefinition")
+    shipped = yaml.safe_load((CHART / "crds" / "swarmsandbox.yaml").read_text())
+    assert crd["spec"] == shipped["spec"]
+    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert int(crd["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]) < 0
+    assert not find(render({}), "CustomResourceDefinition")  # crds/ is not part of the templates
+
+
+def test_peering_objects_exist_for_every_served_scope() -> None:
+    cluster = render(MODES["cluster-standby"])
+    assert [o["metadata"]["name"] for o in find(cluster, "ClusterKopfPeering")] == ["swarm-swarm-operator"]
+    assert [o["metadata"]["name"] for o in find(cluster, "CustomResourceDefinition")] == [
+        "clusterkopfpeerings.kopf.dev"]
+    namespaced = render(MODES["namespaces-standby"])
+    assert {o["metadata"]["namespace"] for o in find(namespaced, "KopfPeering")} == {"team-a", "swarm-system"}
+    assert not find(render({}), "ClusterKopfPeering") and not find(render({}), "KopfPeering")
+
+
+def test_side_by_side_shards_do_not_collide() -> None:
+    """Two releases in one namespace: distinct names for every object, peering and operator id."""
+    a = render({"watch": {"mode": "namespaces", "namespaces": ["team-a"]}, "replicaCount": 2}, release="shard-a")
+    b = render({"watch": {"mode": "namespaces", "namespaces": ["team-b"]}, "replicaCount": 2}, release="shard-b")
+    key = lambda o: (o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"])  # noqa: E731
+    shared = {key(o) for o in a} & {key(o) for o in b}
+    # Only kopf's peering CRD is shared: identical in both, kept on uninstall.
+    assert shared == {("CustomResourceDefinition", None, "kopfpeerings.kopf.dev")}
+    ids = [next(e["value"] for e in _operator_container(x)["env"] if e["name"] == "SWARM_OPERATOR_ID")
+           for x in (a, b)]
+    assert ids[0] != ids[1]
+
+
+def test_monitoring_objects() -> None:
+    objects = render(MODES["everything"])
+    (service,) = find(objects, "Service")
+    (monitor,) = find(objects, "ServiceMonitor")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
+    (rule,) = find(objects, "PrometheusRule")
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert set(alerts) == {"SwarmOperatorDown", "SwarmSandboxFailed", "SwarmSandboxDegraded",
+                           "SwarmReconcileErrorsHigh", "SwarmOrphanSandboxesKilled"}
+    job = service["metadata"]["name"]
+    assert all(f'job="{job}"' in r["expr"] for r in alerts.values())
+
+
+def test_network_policy_allows_only_what_the_operator_needs() -> None:
+    objects = render(MODES["everything"])
+    (policy,) = find(objects, "NetworkPolicy")
+    spec = policy["spec"]
+    assert set(spec["policyTypes"]) == {"Ingress", "Egress"}
+    assert [p["port"] for r in spec["ingress"] for p in r["ports"]] == ["metrics"]
+    egress_ports = sorted({p["port"] for r in spec["egress"] for p in r["ports"]})
+    assert egress_ports == [53, 443, 6443]
+    cidrs = [t["ipBlock"]["cidr"] for r in spec["egress"] for t in r.get("to", []) if "ipBlock" in t]
+    assert "10.0.0.1/32" in cidrs
+
+
+# ---- the rendered CRD and the examples, applied with kubectl to the Kubernetes emulator ----
+
+@pytest.fixture()
+def kube_emulator_crd_dirs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Serve the CRD exactly as ``helm template --include-crds`` renders it."""
+    folder = tmp_path_factory.mktemp("rendered-crds")
+    crds = [o for o in render(include_crds=True) if o["kind"] == "CustomResourceDefinition"]
+    assert len(crds) == 1
+    (folder / "crd.yaml").write_text(yaml.safe_dump(crds[0]))
+    return [folder]
+
+
+def test_examples_apply_to_the_emulator(kube_emulator: Any) -> None:
+    for name in ("secrets.yaml", "minimal.yaml", "full.yaml"):
+        docs = [d for d in yaml.safe_load_all((ROOT / "examples" / name).read_text()) if d]
+        for doc in docs:
+            kubectl(kube_emulator.kubeconfig, "apply", "--validate=false", "-f", "-", input=json.dumps(doc))
+    listed = json.loads(kubectl(kube_emulator.kubeconfig, "get", "swarmsandboxes", "-o", "json"))
+    assert {i["metadata"]["name"] for i in listed["items"]} == {"hello-swarm", "full-swarm"}
+    # The API server defaulted what the minimal example left out.
+    (minimal,) = [i for i in listed["items"] if i["metadata"]["name"] == "hello-swarm"]
+    assert minimal["spec"]["agents"] == 4 and "deletionPolicy" in minimal["spec"]
