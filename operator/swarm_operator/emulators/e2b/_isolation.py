@@ -83,12 +83,14 @@ def detect_isolation(scratch: Path) -> Isolation:
 class SandboxFS:
     """The on-host directories behind one sandbox, and the mapping of its paths onto them."""
 
-    def __init__(self, root: Path, isolation: Isolation) -> None:
+    def __init__(self, root: Path, isolation: Isolation, home_template: Path | None = None) -> None:
         self.root = root
         self.isolation = isolation
         self.home = root / "home"
         self.tmp = root / "tmp"
         self.home.mkdir(parents=True, exist_ok=True)
+        if home_template is not None:
+            shutil.copytree(home_template, self.home, symlinks=True, dirs_exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
         os.chmod(self.tmp, 0o1777)
 

@@ -51,6 +51,10 @@ class E2BEmulator:
     that fail, drawn from a ``seed``-ed generator among ``fault_kinds`` (429, 500, 502, timeout, drop),
     optionally only for ``fault_operations``; ``quota`` of concurrently running sandboxes (over it:
     429); ``identity_mismatch`` makes ``E2B_SANDBOX_ID`` inside a sandbox name another sandbox.
+    ``home_template`` is a directory copied into every new sandbox's home, the way a real E2B
+    template's image provides ``/home/user`` (e.g. a ``.profile`` and tools in ``.local/bin``):
+    commands run under ``bash -l``, whose profile resets PATH, so this is how a test or the
+    playground gives sandboxes programs of their own.
     """
 
     def __init__(
@@ -71,6 +75,7 @@ class E2BEmulator:
         identity_mismatch: bool = False,
         isolation: Isolation | str | None = None,
         workdir: str | Path | None = None,
+        home_template: str | Path | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -85,6 +90,7 @@ class E2BEmulator:
         self.sandboxes: dict[str, Sandbox] = {}
         self.isolation: Isolation | None = Isolation(isolation) if isolation is not None else None
         self._workdir_parent = Path(workdir) if workdir is not None else None
+        self.home_template = Path(home_template) if home_template is not None else None
         self._workdir: Path | None = None
         self._runner: web.AppRunner | None = None
         self._reaper: asyncio.Task[None] | None = None
@@ -148,7 +154,7 @@ class E2BEmulator:
             create_request=create_request,
             started_at=now,
             end_at=now + datetime.timedelta(seconds=timeout),
-            fs=SandboxFS(self._workdir / sandbox_id, self.isolation),
+            fs=SandboxFS(self._workdir / sandbox_id, self.isolation, home_template=self.home_template),
             auto_pause=auto_pause,
             identity=identity,
         )
