@@ -1,0 +1,480 @@
+"""What a person at a terminal asks of one swarm: ``status``, ``logs`` and ``attach``.
+
+Everything here goes through the user's own kubeconfig (the resource, its Events, the Secret holding
+its E2B key) and then straight to the sandbox through the E2B SDK, never through the operator: the
+commands work while the operator is down, which is when people reach for them.
+
+Every failure a user can cause or meet (no kubeconfig, cluster down, no such resource, no Secret, no
+sandbox yet, E2B refusing the key) is raised as :class:`ConsoleError` with one line that says what to do;
+the CLI prints it and exits non-zero. Anything else is a bug and is allowed to show its traceback.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import select
+import shlex
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import IO, Any
+
+import kubernetes
+import urllib3
+
+from swarm_operator import bootstrap
+from swarm_operator.lifecycle import GROUP, PLURAL, VERSION
+
+__all__ = [
+    "DETACH_KEY",
+    "ConsoleError",
+    "Swarm",
+    "attach",
+    "format_status",
+    "load_swarm",
+    "logs",
+]
+
+#: Ctrl-] — telnet's and ``docker attach``'s escape: tmux (prefix Ctrl-b) and Claude Code leave it alone.
+DETACH_KEY = b"\x1d"
+_KUBE_TIMEOUT = (5, 15)  # (connect, read) seconds for every Kubernetes call
+
+
+class ConsoleError(Exception):
+    """A failure the user can act on; ``str()`` is the one line to print."""
+
+
+@dataclass(frozen=True)
+class Swarm:
+    """One SwarmSandbox as read from the cluster, with the client that read it."""
+
+    api: kubernetes.client.ApiClient
+    body: dict[str, Any]
+
+    @property
+    def namespace(self) -> str:
+        return str(self.body["metadata"]["namespace"])
+
+    @property
+    def name(self) -> str:
+        return str(self.body["metadata"]["name"])
+
+    @property
+    def uid(self) -> str:
+        return str(self.body["metadata"]["uid"])
+
+    @property
+    def status(self) -> dict[str, Any]:
+        return dict(self.body.get("status") or {})
+
+    @property
+    def session(self) -> str:
+        return bootstrap.session_name(self.namespace, self.name, self.uid)
+
+    @property
+    def socket(self) -> str:
+        return bootstrap.socket_name(self.namespace, self.name, self.uid)
+
+    @property
+    def sandbox_id(self) -> str:
+        sandbox_id = (self.status.get("sandbox") or {}).get("id")
+        if not sandbox_id:
+            phase = self.status.get("phase") or "Pending"
+            raise ConsoleError(f"swarm {self.namespace}/{self.name} has no sandbox yet (phase {phase}); "
+                               f"wait for it: kubectl wait --for=condition=Ready swarm/{self.name} "
+                               f"-n {self.namespace}")
+        return str(sandbox_id)
+
+
+# ----- Kubernetes side ----------------------------------------------------------------------------
+def kube_client(kubeconfig: str | None = None, context: str | None = None) -> kubernetes.client.ApiClient:
+    """A client for the user's current (or named) kubeconfig context, in-cluster config as a fallback."""
+    configuration = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_kube_config(config_file=kubeconfig, context=context,
+                                           client_configuration=configuration)
+    except (kubernetes.config.ConfigException, FileNotFoundError, OSError) as exc:
+        try:
+            kubernetes.config.load_incluster_config(client_configuration=configuration)
+        except kubernetes.config.ConfigException:
+            where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+            raise ConsoleError(f"no usable kubeconfig at {where} ({_first_line(exc)}); set KUBECONFIG "
+                               "or pass --kubeconfig (the playground prints its path)") from None
+    configuration.debug = False
+    configuration.retries = 1  # a cluster that is down should say so at once, not after a retry loop
+    return kubernetes.client.ApiClient(configuration)
+
+
+@contextlib.contextmanager
+def _kube_errors(api: kubernetes.client.ApiClient, what: str) -> Iterator[None]:
+    """Turn transport and authorisation failures of ``what`` into one actionable line."""
+    try:
+        yield
+    except kubernetes.client.ApiException as exc:
+        if exc.status in (401, 403):
+            raise ConsoleError(f"the cluster refused to let you read {what} (HTTP {exc.status}); "
+                               "check your kubeconfig's user and its RBAC") from None
+        if exc.status == 0 or exc.status is None:
+            raise ConsoleError(f"cannot reach the cluster at {api.configuration.host}: {exc.reason}")
+        raise
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise ConsoleError(f"cannot reach the cluster at {api.configuration.host} "
+                           f"({_first_line(exc)}); is it (or `swarm-operator dev`) running?") from None
+
+
+def load_swarm(name: str, namespace: str, *, kubeconfig: str | None = None) -> Swarm:
+    """Read the resource ``namespace/name``; a missing one is a :class:`ConsoleError`."""
+    api = kube_client(kubeconfig)
+    custom = kubernetes.client.CustomObjectsApi(api)
+    with _kube_errors(api, f"swarm {namespace}/{name}"):
+        try:
+            body = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name,
+                                                       _request_timeout=_KUBE_TIMEOUT)
+        except kubernetes.client.ApiException as exc:
+            if exc.status != 404:
+                raise
+            raise ConsoleError(f"swarm {namespace}/{name} not found; list them with "
+                               f"`kubectl get swarm -n {namespace}` (or -A)") from None
+    return Swarm(api=api, body=body)
+
+
+def events(swarm: Swarm, limit: int = 8) -> list[dict[str, Any]]:
+    """The resource's most recent Events, oldest first (as ``kubectl describe`` shows them)."""
+    core = kubernetes.client.CoreV1Api(swarm.api)
+    with _kube_errors(swarm.api, f"the Events of {swarm.namespace}/{swarm.name}"):
+        found = core.list_namespaced_event(
+            swarm.namespace, field_selector=f"involvedObject.name={swarm.name}",
+            _request_timeout=_KUBE_TIMEOUT,
+        ).items
+    mine = [e for e in found if e.involved_object is not None and e.involved_object.name == swarm.name
+            and e.involved_object.uid in (None, swarm.uid)]
+    mine.sort(key=lambda e: _event_time(e) or datetime.min.replace(tzinfo=timezone.utc))
+    return [{"time": _event_time(e), "type": e.type or "", "reason": e.reason or "",
+             "message": (e.message or "").strip(), "count": e.count or 1} for e in mine[-limit:]]
+
+
+def _event_time(event: Any) -> datetime | None:
+    for value in (event.last_timestamp, event.event_time, event.first_timestamp,
+                  event.metadata.creation_timestamp if event.metadata else None):
+        if isinstance(value, datetime):
+            return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return None
+
+
+def api_key(swarm: Swarm) -> str:
+    """The E2B API key the operator uses for this resource: its own Secret ref, or the default one.
+
+    The default Secret's place comes from the same ``SWARM_*`` settings the operator reads, so a
+    user who configured the operator differently can point this command at it the same way.
+    """
+    from swarm_operator.config import Settings, SettingsError
+
+    ref = ((swarm.body.get("spec") or {}).get("e2b") or {}).get("apiKeySecretRef")
+    if ref:
+        namespace, name, key = swarm.namespace, str(ref["name"]), str(ref.get("key") or "api-key")
+    else:
+        try:
+            settings = Settings.from_env()
+        except SettingsError as exc:
+            raise ConsoleError(f"bad setting: {exc}") from None
+        namespace, name, key = (settings.namespace, settings.default_api_key_secret,
+                                settings.default_api_key_secret_key)
+    core = kubernetes.client.CoreV1Api(swarm.api)
+    with _kube_errors(swarm.api, f"Secret {namespace}/{name}"):
+        try:
+            secret = core.read_namespaced_secret(name, namespace, _request_timeout=_KUBE_TIMEOUT)
+        except kubernetes.client.ApiException as exc:
+            if exc.status != 404:
+                raise
+            raise ConsoleError(
+                f"Secret {namespace}/{name} with the E2B API key not found; create it: kubectl create "
+                f"secret generic {name} -n {namespace} --from-literal={key}=<your E2B API key>") from None
+    raw = (secret.data or {}).get(key)
+    if raw is None:
+        raise ConsoleError(f"Secret {namespace}/{name} has no key {key!r}; add the E2B API key under it")
+    return base64.b64decode(raw).decode().strip()
+
+
+# ----- status -------------------------------------------------------------------------------------
+def format_status(swarm: Swarm, recent: Sequence[Mapping[str, Any]], now: datetime | None = None) -> str:
+    """A ``kubectl describe``-like page: summary, sandbox, health, agents, conditions, steps, Events."""
+    now = now or datetime.now(timezone.utc)
+    status = swarm.status
+    agents = status.get("agents") or {}
+    sandbox = status.get("sandbox") or {}
+    health = status.get("health") or {}
+    steps = (status.get("metrics") or {}).get("stepSeconds") or {}
+    lines = [
+        f"Name:       {swarm.namespace}/{swarm.name}",
+        f"Phase:      {status.get('phase') or 'Pending'}"
+        + (f" — {status['message']}" if status.get("message") else ""),
+        f"Agents:     {agents.get('ready', 0)}/{agents.get('desired', 0)} ready",
+        f"Sandbox:    {sandbox.get('id') or '-'}"
+        + (f"  (template {sandbox['template']})" if sandbox.get("template") else ""),
+        f"Started:    {_when(sandbox.get('startedAt'), now)}",
+        f"Expires:    {_when(sandbox.get('expiresAt'), now)}",
+        f"Health:     {health.get('status', 'Unknown')}"
+        + (f", last probe {_when(health.get('lastProbeTime'), now)}" if health.get("lastProbeTime") else "")
+        + (f", {health['consecutiveFailures']} failures in a row" if health.get("consecutiveFailures") else "")
+        + (f" — {health['reason']}" if health.get("reason") else ""),
+        "",
+    ]
+    items = agents.get("items") or []
+    lines += _table(["AGENT", "PANE", "STATE", "RESTARTS"],
+                    [[f"agent-{i.get('id')}", i.get("pane") or "-", i.get("state") or "Unknown",
+                      str(i.get("restarts", 0))] for i in items]) if items else ["Agents: none reported yet"]
+    lines.append("")
+    conditions = status.get("conditions") or []
+    if conditions:
+        lines += _table(["CONDITION", "STATUS", "REASON", "SINCE", "MESSAGE"],
+                        [[c.get("type", ""), c.get("status", ""), c.get("reason", ""),
+                          _ago(c.get("lastTransitionTime"), now), c.get("message", "")] for c in conditions])
+        lines.append("")
+    lines.append("Steps:      " + (", ".join(f"{k} {float(v):.2f}s" for k, v in steps.items()) or "-"))
+    lines.append("")
+    if recent:
+        lines += _table(["AGE", "TYPE", "REASON", "MESSAGE"],
+                        [[_ago(e["time"], now), e["type"], e["reason"],
+                          e["message"] + (f" (x{e['count']})" if e["count"] > 1 else "")] for e in recent])
+    else:
+        lines.append("Events: none")
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    return ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)) for row in [header, *rows]]
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _span(seconds: float) -> str:
+    seconds = int(abs(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _ago(value: Any, now: datetime) -> str:
+    moment = _parse_time(value)
+    return "-" if moment is None else _span((now - moment).total_seconds())
+
+
+def _when(value: Any, now: datetime) -> str:
+    moment = _parse_time(value)
+    if moment is None:
+        return "-"
+    delta = (moment - now).total_seconds()
+    relative = f"in {_span(delta)}" if delta >= 0 else f"{_span(delta)} ago"
+    return f"{moment.strftime('%Y-%m-%dT%H:%M:%SZ')} ({relative})"
+
+
+# ----- the sandbox side ---------------------------------------------------------------------------
+def connect(swarm: Swarm) -> Any:
+    """The swarm's sandbox through the (synchronous) E2B SDK, with E2B failures as one line."""
+    from e2b import Sandbox
+
+    sandbox_id, key = swarm.sandbox_id, api_key(swarm)
+    with _e2b_errors(sandbox_id):
+        return Sandbox.connect(sandbox_id, api_key=key)
+
+
+@contextlib.contextmanager
+def _e2b_errors(sandbox_id: str) -> Iterator[None]:
+    from e2b import exceptions
+
+    try:
+        yield
+    except exceptions.AuthenticationException:
+        raise ConsoleError("E2B refused the API key from the swarm's Secret; put a valid key in it") from None
+    except exceptions.NotFoundException:
+        raise ConsoleError(f"sandbox {sandbox_id} no longer exists; the operator will replace or "
+                           "report it (see `swarm-operator status`)") from None
+    except exceptions.SandboxException as exc:
+        raise ConsoleError(f"E2B: {_first_line(exc)}") from None
+    except OSError as exc:
+        url = os.environ.get("E2B_API_URL", "https://api.e2b.app")
+        raise ConsoleError(f"cannot reach E2B at {url} ({_first_line(exc)})") from None
+
+
+def _logs_script(swarm: Swarm, follow: bool, lines: int) -> str:
+    """Find claudeswarm's ``agent_messages.log`` and print (or follow) it.
+
+    claudeswarm keeps the log in its project root: ``$CLAUDESWARM_ROOT``, else the directory the
+    agents work in (where discovery ran). Before the first message there is no log; then the panes'
+    recent output is shown instead, and ``follow`` waits for the log to appear (``tail -F``).
+    """
+    s, t = shlex.quote(swarm.socket), shlex.quote("=" + swarm.session)
+    show_log = f'exec tail -n {lines} -F "$log"' if follow else f'tail -n {lines} "$log"; exit 0'
+    then = f'exec tail -n {lines} -F "$log" 2>/dev/null' if follow else "exit 0"
+    return f"""
+dir=$(tmux -L {s} display-message -p -t {t}: '#{{pane_current_path}}' 2>/dev/null) || dir=
+log=${{CLAUDESWARM_ROOT:-${{dir:-$HOME}}}}/agent_messages.log
+if [ -f "$log" ]; then {show_log}; fi
+echo "(no coordinator messages yet in $log; the agents' panes show:)"
+for p in $(tmux -L {s} list-panes -s -t {t} -F '#{{pane_id}}' 2>/dev/null); do
+    echo "==> pane $p <=="
+    tmux -L {s} capture-pane -p -J -t "$p" -S -{lines} | grep -v '^$' || true
+done
+{then}
+"""
+
+
+def logs(swarm: Swarm, *, follow: bool = False, lines: int = 200,
+         out: Callable[[str], None] | None = None) -> int:
+    """Print the coordinator's message log; with ``follow`` keep printing until Ctrl-C (exit 0)."""
+    write = out or _write_stdout
+    sandbox = connect(swarm)
+    with _e2b_errors(swarm.sandbox_id):
+        if not follow:
+            result = sandbox.commands.run(_logs_script(swarm, False, lines), timeout=60)
+            write(result.stdout)
+            return 0
+        handle = sandbox.commands.run(_logs_script(swarm, True, lines), background=True, timeout=0,
+                                      on_stdout=write, on_stderr=write)
+        try:
+            handle.wait()
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            with contextlib.suppress(Exception):
+                handle.kill()
+    return 0
+
+
+def _write_stdout(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def attach(swarm: Swarm, *, stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None,
+           detach_key: bytes = DETACH_KEY) -> int:
+    """Join the swarm's tmux session through an E2B PTY until the detach key or the session ends.
+
+    The local terminal is put in raw mode so every key (Ctrl-C, the tmux prefix, arrows) reaches the
+    panes; the window size follows SIGWINCH. Returns 0 on detach, else the remote client's exit code.
+    """
+    from e2b.sandbox.commands.command_handle import PtySize
+    from e2b.exceptions import SandboxException
+    from e2b.sandbox.commands.command_handle import CommandExitException
+
+    stdin = stdin or sys.stdin.buffer
+    stdout = stdout or sys.stdout.buffer
+    in_fd, out_fd = stdin.fileno(), stdout.fileno()
+    sandbox = connect(swarm)
+
+    def size() -> Any:
+        try:
+            cols, rows = os.get_terminal_size(out_fd)
+        except OSError:
+            cols, rows = 80, 24
+        return PtySize(rows=rows, cols=cols)
+
+    with _e2b_errors(swarm.sandbox_id):
+        try:
+            handle = sandbox.pty.create(size(), timeout=0, envs={"TERM": os.environ.get("TERM", "xterm-256color")})
+        except SandboxException as exc:
+            if "unimplemented" in str(exc).lower() or "not emulated" in str(exc).lower():
+                raise ConsoleError(f"this E2B endpoint does not offer terminals (PTY): {_first_line(exc)}") from None
+            raise
+    # ``exec``: when tmux leaves (detach, session gone) the PTY ends with tmux's exit status.
+    attach_cmd = (f"exec tmux -L {shlex.quote(swarm.socket)} attach-session "
+                  f"-t {shlex.quote('=' + swarm.session)}\n")
+    sandbox.pty.send_stdin(handle.pid, attach_cmd.encode())
+
+    ended = threading.Event()
+    result: dict[str, int] = {}
+
+    def show(chunk: bytes) -> None:
+        stdout.write(chunk)
+        stdout.flush()
+
+    def pump() -> None:
+        try:
+            handle.wait(on_pty=show)
+            result["exit"] = 0
+        except CommandExitException as exc:
+            result["exit"] = exc.exit_code or 1
+        except Exception:  # the stream broke (sandbox gone, network): report failure, not a hang
+            result["exit"] = 1
+        finally:
+            ended.set()
+
+    resized = threading.Event()
+    previous_winch = signal.signal(signal.SIGWINCH, lambda *_: resized.set()) \
+        if threading.current_thread() is threading.main_thread() else None
+    reader = threading.Thread(target=pump, name="swarm-attach-output", daemon=True)
+    reader.start()
+    status = 0
+    with _raw_terminal(in_fd):
+        try:
+            while not ended.is_set():
+                if resized.is_set():
+                    resized.clear()
+                    with contextlib.suppress(Exception):
+                        sandbox.pty.resize(handle.pid, size())
+                ready, _, _ = select.select([in_fd], [], [], 0.1)
+                if not ready:
+                    continue
+                data = os.read(in_fd, 4096)
+                if not data:  # our stdin closed: behave as a detach
+                    break
+                head, key, _ = data.partition(detach_key)
+                if head:
+                    sandbox.pty.send_stdin(handle.pid, head)
+                if key:
+                    break
+            else:
+                status = result.get("exit", 0)
+        finally:
+            if previous_winch is not None:
+                signal.signal(signal.SIGWINCH, previous_winch)
+            if not ended.is_set():
+                with contextlib.suppress(Exception):
+                    handle.kill()  # ends only our tmux client: the session and its agents carry on
+    stdout.write(b"\r\n")
+    stdout.flush()
+    return status
+
+
+@contextlib.contextmanager
+def _raw_terminal(fd: int) -> Iterator[None]:
+    """Raw mode for the duration, restored however we leave (so a crash never leaves a dead tty)."""
+    if not os.isatty(fd):
+        yield
+        return
+    import termios
+    import tty
+
+    saved = termios.tcgetattr(fd)
+    try:
+        tty.setraw(fd)
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+def status_json(swarm: Swarm) -> str:
+    return json.dumps(swarm.status, indent=2, sort_keys=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
