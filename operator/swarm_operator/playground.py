@@ -1,0 +1,431 @@
+"""``swarm-operator dev``: the whole system on one laptop, in one command, gone again on Ctrl-C.
+
+Three child processes, each started the way a user would start it — ``swarm-operator emulate kube``,
+``swarm-operator emulate e2b`` (skipped with real E2B) and ``swarm-operator run`` — then the
+operator's namespace and default API-key Secret, then the manifests; then a live table of every
+SwarmSandbox until Ctrl-C.
+
+Clean-up is the point of the design, so it is layered:
+
+- children run in their own sessions, so the terminal's Ctrl-C reaches only us and we can stop them in
+  order: resources deleted first (the operator's finalizers kill the sandboxes), then the operator,
+  then the emulators (the E2B emulator kills whatever sandbox process is left);
+- each child asks the kernel for SIGTERM if we die without cleaning up (``PR_SET_PDEATHSIG``);
+- everything lives under one temp directory whose path is in every child's environment (and, through
+  ``PATH``, in every emulated sandbox process's), so a final sweep finds any straggler — a tmux server
+  included, which leaves its process group but not its environment — and the directory is removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import re
+import secrets
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+__all__ = ["MARKER_VAR", "Playground", "PlaygroundError", "default_manifests", "stragglers"]
+
+GROUP, VERSION, PLURAL = "claudeswarm.io", "v1alpha1", "swarmsandboxes"
+OPERATOR_NAMESPACE = "swarm-system"
+#: Set in every child's environment to the playground's temp dir; not ``SWARM_*``, which the operator
+#: reserves for its settings (and refuses when unknown).
+MARKER_VAR = "SWARMOP_PLAYGROUND"
+_STARTUP_TIMEOUT = 30.0
+_DELETE_TIMEOUT = 40.0
+_STOP_TIMEOUT = 15.0
+
+
+class PlaygroundError(Exception):
+    """The playground could not start; ``str()`` is one line for the user."""
+
+
+class _Stop(Exception):
+    """Raised by SIGTERM/SIGHUP handlers: leave the watch loop and clean up, as on Ctrl-C."""
+
+
+def default_manifests() -> list[Path]:
+    """``examples/*.yaml`` of the checkout we run from (or the working directory), Secrets first."""
+    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        examples = root / "examples"
+        if examples.is_dir() and any(examples.glob("*.yaml")):
+            return sorted(examples.glob("*.yaml"), key=lambda p: (p.name != "secrets.yaml", p.name))
+    raise PlaygroundError("no examples/ directory here; pass manifests with -f FILE")
+
+
+def stragglers(marker: str) -> list[int]:
+    """Pids (not ours) of live processes whose environment mentions ``marker`` anywhere."""
+    needle, found = marker.encode(), []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as f:
+                if needle in f.read():
+                    with open(f"/proc/{entry.name}/stat", "rb") as s:
+                        if s.read().rsplit(b")", 1)[-1].split()[0] != b"Z":
+                            found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: SIGTERM this child when the playground process dies, however it dies."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class _Child:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+@dataclass
+class Playground:
+    """One ``dev`` session. :meth:`run` blocks until Ctrl-C and always cleans up."""
+
+    manifests: Sequence[Path]
+    e2b: str = "emulator"  # or "real"
+    keep_temp: bool = False
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    interval: float = 0.5
+
+    _dir: Path = field(init=False)
+    _children: list[_Child] = field(init=False, default_factory=list)
+    _api: Any = field(init=False, default=None)
+
+    def run(self) -> int:
+        """Start, show progress until Ctrl-C (or SIGTERM/SIGHUP), tear down; returns the exit code."""
+        if self.e2b == "real" and not os.environ.get("E2B_API_KEY"):
+            raise PlaygroundError("--e2b real needs E2B_API_KEY set to your E2B API key")
+        documents = self._load(self.manifests)
+        self._dir = Path(tempfile.mkdtemp(prefix="swarm-dev-"))
+        previous = {sig: signal.signal(sig, self._raise_stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+        status = 0
+        try:
+            self._start(documents)
+            status = self._watch()
+        except (KeyboardInterrupt, _Stop):
+            status = 0
+        except PlaygroundError as exc:
+            self._say(f"swarm-operator dev: {exc}")
+            status = 1
+        finally:
+            signal.signal(signal.SIGINT, self._hurry)
+            try:
+                self._teardown()
+            finally:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+        return status
+
+    # ----- start-up -------------------------------------------------------------------------------
+    @staticmethod
+    def _load(paths: Sequence[Path]) -> list[dict[str, Any]]:
+        documents: list[dict[str, Any]] = []
+        for path in paths:
+            try:
+                documents += [d for d in yaml.safe_load_all(Path(path).read_text()) if d]
+            except (OSError, yaml.YAMLError) as exc:
+                raise PlaygroundError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+        if not documents:
+            raise PlaygroundError("the manifests hold no objects")
+        return documents
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env[MARKER_VAR] = str(self._dir)
+        env["TMPDIR"] = str(self._dir / "tmp")  # emulator sandboxes' homes land inside our dir too
+        return env
+
+    def _spawn(self, name: str, args: Sequence[str], env: Mapping[str, str]) -> _Child:
+        log = self._dir / f"{name}.log"
+        with log.open("wb") as sink:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "swarm_operator", *args], env=dict(env), cwd=self._dir,
+                stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
+                start_new_session=True, preexec_fn=_die_with_parent,
+            )
+        child = _Child(name, proc, log)
+        self._children.append(child)
+        return child
+
+    def _await_line(self, child: _Child, pattern: str) -> re.Match[str]:
+        deadline = time.monotonic() + _STARTUP_TIMEOUT
+        while time.monotonic() < deadline:
+            match = re.search(pattern, child.log.read_text(errors="replace"))
+            if match:
+                return match
+            if child.proc.poll() is not None:
+                raise PlaygroundError(f"the {child.name} exited at start:\n{child.tail()}")
+            time.sleep(0.05)
+        raise PlaygroundError(f"the {child.name} did not start within {_STARTUP_TIMEOUT:.0f}s:\n{child.tail()}")
+
+    def _start(self, documents: list[dict[str, Any]]) -> None:
+        (self._dir / "tmp").mkdir()
+        home = self._sandbox_home()
+        kubeconfig = self._dir / "kubeconfig"
+        self._say(f"swarm-operator playground in {self._dir}")
+
+        kube = self._spawn("kubernetes-emulator", ["emulate", "kube", "--kubeconfig", str(kubeconfig)], self._env())
+        kube_url = self._await_line(kube, r"listening on (\S+)").group(1)
+        self._say(f"  Kubernetes API emulator  {kube_url}")
+
+        exports = {"KUBECONFIG": str(kubeconfig)}
+        if self.e2b == "real":
+            api_key = os.environ["E2B_API_KEY"]
+            self._say("  E2B                      the real service (E2B_API_KEY)")
+        else:
+            api_key = "e2b_" + secrets.token_hex(20)
+            e2b = self._spawn("e2b-emulator", ["emulate", "e2b", "--home-template", str(home)], self._env())
+            e2b_url = self._await_line(e2b, r"listening on (\S+)").group(1)
+            exports.update(E2B_API_URL=e2b_url, E2B_SANDBOX_URL=e2b_url)
+            self._say(f"  E2B emulator             {e2b_url}  (sandboxes are local processes;"
+                      " `claude` is a demo stand-in)")
+
+        self._api = self._client(kubeconfig)
+        self._ensure_namespace(OPERATOR_NAMESPACE)
+        self._apply({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                     "metadata": {"name": "e2b-api-key", "namespace": OPERATOR_NAMESPACE},
+                     "stringData": {"api-key": api_key}})
+
+        env = {k: v for k, v in self._env().items() if not k.startswith("SWARM_") or k == MARKER_VAR}
+        env.update(exports)
+        env.update(SWARM_NAMESPACE=OPERATOR_NAMESPACE, SWARM_OPERATOR_ID="playground",
+                   SWARM_LOG_FORMAT="json", SWARM_METRICS_PORT="0", SWARM_DELETE_GRACE_SECONDS="1")
+        operator = self._spawn("operator", ["run", "--standalone", "--all-namespaces"], env)
+        self._await_line(operator, r"operator \S+ started")
+        self._say(f"  operator                 log: {operator.log}")
+
+        env_file = self._dir / "env"
+        env_file.write_text("".join(f"export {k}={v}\n" for k, v in exports.items()))
+        for document in documents:
+            self._apply(document)
+        self._say("")
+        self._say(f"kubeconfig: {kubeconfig}")
+        self._say(f"In another terminal:  source {env_file}   (sets KUBECONFIG"
+                  + (", E2B_API_URL, E2B_SANDBOX_URL)" if self.e2b != "real" else ")"))
+        self._say("  kubectl get swarm -A  ·  swarm-operator status NAME  ·  swarm-operator logs NAME -f"
+                  "  ·  swarm-operator attach NAME   (Ctrl-] detaches)")
+        self._say("Ctrl-C stops everything and removes the temp directory.")
+        self._say("")
+
+    def _sandbox_home(self) -> Path:
+        """What every emulated sandbox's home starts as, like a template image: the demo ``claude``
+        and ``claudeswarm`` in ``~/.local/bin`` and a ``.profile`` that puts them on PATH (commands
+        run under ``bash -l``) and carries our marker into every sandbox process, for the sweep."""
+        home = self._dir / "sandbox-home"
+        bin_dir = home / ".local" / "bin"
+        bin_dir.mkdir(parents=True)
+        for asset in resources.files("swarm_operator.emulators").joinpath("playground", "bin").iterdir():
+            target = bin_dir / asset.name
+            target.write_bytes(asset.read_bytes())
+            target.chmod(0o755)
+        (home / ".profile").write_text(
+            'PATH="$HOME/.local/bin:$PATH"\n'
+            f"export {MARKER_VAR}={shlex.quote(str(self._dir))}\n"
+        )
+        return home
+
+    @staticmethod
+    def _client(kubeconfig: Path) -> Any:
+        import kubernetes
+
+        configuration = kubernetes.client.Configuration()
+        kubernetes.config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
+        return kubernetes.client.ApiClient(configuration)
+
+    def _ensure_namespace(self, name: str) -> None:
+        import kubernetes
+
+        try:
+            kubernetes.client.CoreV1Api(self._api).create_namespace({"metadata": {"name": name}},
+                                                                     _request_timeout=10)
+        except kubernetes.client.ApiException as exc:
+            if exc.status != 409:
+                raise PlaygroundError(f"cannot create namespace {name}: {exc.reason}") from None
+
+    def _apply(self, document: dict[str, Any]) -> None:
+        """Create the object, or merge-patch it when it exists: ``kubectl apply`` for our purposes."""
+        import kubernetes
+        from kubernetes.dynamic import DynamicClient
+        from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
+
+        kind, meta = document.get("kind"), document.get("metadata") or {}
+        what = f"{kind} {meta.get('name')}"
+        try:
+            resource = DynamicClient(self._api).resources.get(api_version=document.get("apiVersion"), kind=kind)
+        except ResourceNotFoundError:
+            raise PlaygroundError(f"the cluster does not know {document.get('apiVersion')} {kind}") from None
+        namespace = None
+        if resource.namespaced:
+            namespace = meta.get("namespace") or "default"
+            self._ensure_namespace(namespace)
+        try:
+            resource.create(body=document, namespace=namespace)
+        except DynamicApiError as exc:
+            if exc.status != 409:
+                raise PlaygroundError(f"cannot create {what}: {exc.summary()}") from None
+            resource.patch(body=document, name=meta.get("name"), namespace=namespace,
+                           content_type="application/merge-patch+json")
+        except kubernetes.client.ApiException as exc:
+            raise PlaygroundError(f"cannot create {what}: {exc.reason}") from None
+
+    # ----- progress -------------------------------------------------------------------------------
+    def _swarms(self) -> list[dict[str, Any]]:
+        import kubernetes
+
+        listed = kubernetes.client.CustomObjectsApi(self._api).list_cluster_custom_object(
+            GROUP, VERSION, PLURAL, _request_timeout=10)
+        return sorted(listed.get("items") or [],
+                      key=lambda b: (b["metadata"].get("namespace", ""), b["metadata"]["name"]))
+
+    def _watch(self) -> int:
+        tty = self.out.isatty()
+        drawn = 0
+        last: dict[str, str] = {}
+        while True:
+            for child in self._children:
+                if child.proc.poll() is not None:
+                    raise PlaygroundError(f"the {child.name} exited ({child.proc.returncode}):\n{child.tail()}")
+            rows = [progress_row(body) for body in self._swarms()]
+            if tty:
+                table = render_table(rows)
+                self.out.write((f"\x1b[{drawn}F\x1b[J" if drawn else "") + "\n".join(table) + "\n")
+                self.out.flush()
+                drawn = len(table)
+            else:
+                for row in rows:
+                    line = (f"{row['resource']}: phase {row['phase']}, agents {row['agents']}, "
+                            f"sandbox {row['sandbox']}, steps {row['steps']}")
+                    if last.get(row["resource"]) != line:
+                        last[row["resource"]] = line
+                        self._say(line)
+            time.sleep(self.interval)
+
+    # ----- teardown -------------------------------------------------------------------------------
+    _hurried: bool = field(init=False, default=False)
+
+    def _hurry(self, signum: int, frame: Any) -> None:
+        self._hurried = True
+        self._say("(hurrying: skipping the graceful waits)")
+
+    @staticmethod
+    def _raise_stop(signum: int, frame: Any) -> None:
+        raise _Stop()
+
+    def _teardown(self) -> None:
+        self._say("")
+        self._say("stopping: deleting the resources (the operator's finalizers kill their sandboxes)...")
+        operator = next((c for c in self._children if c.name == "operator"), None)
+        if self._api is not None and operator is not None and operator.proc.poll() is None:
+            with contextlib.suppress(Exception):
+                self._delete_all()
+        for name in ("operator", "e2b-emulator", "kubernetes-emulator"):
+            for child in self._children:
+                if child.name == name:
+                    child.stop(1.0 if self._hurried else _STOP_TIMEOUT)
+        if self._api is not None:
+            with contextlib.suppress(Exception):
+                self._api.close()
+        if getattr(self, "_dir", None) is None:
+            return
+        left = stragglers(str(self._dir))
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if left:
+            self._say(f"killed {len(left)} leftover process(es)")
+        deadline = time.monotonic() + 5
+        while stragglers(str(self._dir)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.keep_temp:
+            self._say(f"kept {self._dir}")
+        else:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._say("stopped; nothing left behind.")
+
+    def _delete_all(self) -> None:
+        import kubernetes
+
+        custom = kubernetes.client.CustomObjectsApi(self._api)
+        for body in self._swarms():
+            meta = body["metadata"]
+            with contextlib.suppress(kubernetes.client.ApiException):
+                custom.delete_namespaced_custom_object(GROUP, VERSION, meta["namespace"], PLURAL,
+                                                       meta["name"], _request_timeout=10)
+        deadline = time.monotonic() + _DELETE_TIMEOUT
+        while time.monotonic() < deadline and not self._hurried:
+            remaining = self._swarms()
+            if not remaining:
+                return
+            time.sleep(0.2)
+        remaining = [f"{b['metadata']['namespace']}/{b['metadata']['name']}" for b in self._swarms()]
+        if remaining:
+            self._say(f"gave up waiting for {', '.join(remaining)}"
+                      + ("; their E2B leases will expire on their own" if self.e2b == "real" else ""))
+
+    def _say(self, line: str) -> None:
+        self.out.write(line + "\n")
+        self.out.flush()
+
+
+def progress_row(body: Mapping[str, Any]) -> dict[str, str]:
+    """One resource's line of the progress display."""
+    meta, status = body.get("metadata") or {}, body.get("status") or {}
+    agents = status.get("agents") or {}
+    steps = (status.get("metrics") or {}).get("stepSeconds") or {}
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    note = "" if ready.get("status") == "True" else (ready.get("message") or status.get("message") or "")
+    return {
+        "resource": f"{meta.get('namespace', 'default')}/{meta.get('name')}",
+        "phase": str(status.get("phase") or "Pending"),
+        "agents": f"{agents.get('ready', 0)}/{agents.get('desired', (body.get('spec') or {}).get('agents', '?'))}",
+        "sandbox": str((status.get("sandbox") or {}).get("id") or "-"),
+        "steps": " ".join(f"{k} {float(v):.2f}s" for k, v in steps.items() if "." not in k) or "-",
+        "note": note[:60],
+    }
+
+
+def render_table(rows: Sequence[Mapping[str, str]]) -> list[str]:
+    """The progress table, column-aligned; a placeholder line while nothing exists."""
+    columns = ["resource", "phase", "agents", "sandbox", "steps", "note"]
+    if not rows:
+        return ["(no SwarmSandbox resources yet)"]
+    table = [[c.upper() for c in columns]] + [[row[c] for c in columns] for row in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in table]
