@@ -37,7 +37,7 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="swarm-operator",
         description="Kubernetes operator running swarms of coding agents in E2B sandboxes.",
     )
-    sub = parser.add_subparsers(metavar="COMMAND")
+    sub = parser.add_subparsers(metavar="COMMAND", dest="command")
 
     version = sub.add_parser("version", help="print the version and exit")
     version.set_defaults(handler=_cmd_version)
@@ -67,6 +67,8 @@ def _build_parser() -> argparse.ArgumentParser:
     e2b.add_argument("--fault-rate", type=float, default=0.0, help="share of calls that fail (0..1)")
     e2b.add_argument("--seed", type=int, default=None, help="seed for the fault injector")
     e2b.add_argument("--quota", type=int, default=None, help="most sandboxes alive at once")
+    e2b.add_argument("--home-template", type=Path, default=None, metavar="DIR",
+                     help="copied into every sandbox's home, like a template image (.profile, tools)")
     e2b.set_defaults(handler=_cmd_emulate_e2b)
 
     kube = emulate_sub.add_parser("kube", help="a Kubernetes API emulator with our CRD loaded")
@@ -74,6 +76,33 @@ def _build_parser() -> argparse.ArgumentParser:
     kube.add_argument("--port", type=int, default=0, help="0 picks a free port")
     kube.add_argument("--kubeconfig", type=Path, required=True, help="where to write its kubeconfig")
     kube.set_defaults(handler=_cmd_emulate_kube)
+
+    dev = sub.add_parser("dev", help="the playground: emulators, operator and examples, live, in one command")
+    dev.add_argument("-f", "--filename", dest="files", action="append", type=Path, default=[],
+                     metavar="FILE", help="manifests to apply (repeatable; default: examples/*.yaml)")
+    dev.add_argument("--e2b", choices=("emulator", "real"), default="emulator",
+                     help="E2B emulator (default) or the real service (needs E2B_API_KEY)")
+    dev.add_argument("--keep-temp", action="store_true", help="keep the temp directory (logs) at exit")
+    dev.set_defaults(handler=_cmd_dev)
+
+    def swarm_command(name: str, help: str) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help)
+        command.add_argument("name", metavar="NAME", help="the SwarmSandbox")
+        command.add_argument("-n", "--namespace", default=None,
+                             help="its namespace (default: the kubeconfig context's, else default)")
+        command.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG)")
+        return command
+
+    attach = swarm_command("attach", "attach this terminal to the swarm's tmux session (Ctrl-] detaches)")
+    attach.set_defaults(handler=_cmd_attach)
+    status = swarm_command("status", "agents, health, sandbox, expiry, recent Events and step timings")
+    status.add_argument("-o", "--output", choices=("table", "json"), default="table",
+                        help="json: the resource's status, for scripts")
+    status.set_defaults(handler=_cmd_status)
+    logs = swarm_command("logs", "the coordinator's message log from inside the sandbox")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new messages")
+    logs.add_argument("--tail", type=int, default=200, metavar="N", help="lines to show (default 200)")
+    logs.set_defaults(handler=_cmd_logs)
     return parser
 
 
@@ -99,6 +128,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     memo = kopf.Memo()
     memo.settings = settings
+    memo.namespaces = list(args.namespace) or None
     status = 0
     try:
         kopf.run(
@@ -132,6 +162,7 @@ def _cmd_emulate_e2b(args: argparse.Namespace) -> int:
             fault_rate=args.fault_rate,
             seed=args.seed,
             quota=args.quota,
+            home_template=args.home_template,
         ) as emulator:
             print(f"E2B emulator listening on {emulator.url}", flush=True)
             await _until_signalled()
@@ -150,6 +181,84 @@ def _cmd_emulate_kube(args: argparse.Namespace) -> int:
             await _until_signalled()
 
     return run_async(serve)
+
+
+def _cmd_dev(args: argparse.Namespace) -> int:
+    from swarm_operator.playground import Playground, PlaygroundError, default_manifests
+
+    try:
+        manifests = args.files or default_manifests()
+        return Playground(manifests, e2b=args.e2b, keep_temp=args.keep_temp).run()
+    except PlaygroundError as exc:
+        print(f"swarm-operator dev: {exc}", file=sys.stderr)
+        return 1
+
+
+def _console(args: argparse.Namespace, action: Callable[[Any], int], *, uses_e2b: bool) -> int:
+    """Load the swarm and run ``action`` on it; a :class:`ConsoleError` is one line and exit 1.
+
+    Commands that used the E2B SDK leave through ``os._exit`` (see :func:`run_async`).
+    """
+    from swarm_operator import console
+
+    status = 1
+    try:
+        namespace = args.namespace or _context_namespace(args.kubeconfig)
+        status = action(console.load_swarm(args.name, namespace, kubeconfig=args.kubeconfig))
+    except console.ConsoleError as exc:
+        print(f"swarm-operator {args.command}: {exc}", file=sys.stderr)
+        status = 1
+    except KeyboardInterrupt:
+        status = 130
+    if not uses_e2b:
+        return status
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
+def _context_namespace(kubeconfig: str | None) -> str:
+    """The current context's namespace, as kubectl picks it; ``default`` when unset or unreadable."""
+    import kubernetes
+
+    try:
+        _, context = kubernetes.config.list_kube_config_contexts(config_file=kubeconfig)
+    except Exception:  # no kubeconfig: load_swarm reports that properly
+        return "default"
+    return str((context or {}).get("context", {}).get("namespace") or "default")
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from swarm_operator import console
+
+    def show(swarm: Any) -> int:
+        if args.output == "json":
+            print(console.status_json(swarm))
+        else:
+            print(console.format_status(swarm, console.events(swarm)))
+        return 0
+
+    return _console(args, show, uses_e2b=False)
+
+
+def _cmd_logs(args: argparse.Namespace) -> int:
+    from swarm_operator import console
+
+    return _console(args, lambda swarm: console.logs(swarm, follow=args.follow, lines=args.tail),
+                    uses_e2b=True)
+
+
+def _cmd_attach(args: argparse.Namespace) -> int:
+    from swarm_operator import console
+
+    def attach(swarm: Any) -> int:
+        if not sys.stdin.isatty():
+            raise console.ConsoleError("attach needs a terminal (stdin is not a tty)")
+        print(f"attaching to {swarm.namespace}/{swarm.name} (sandbox {swarm.sandbox_id}); "
+              "Ctrl-] detaches", flush=True)
+        return console.attach(swarm)
+
+    return _console(args, attach, uses_e2b=True)
 
 
 async def _until_signalled() -> None:
