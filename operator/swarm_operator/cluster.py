@@ -9,7 +9,7 @@ never waits on the API server, and every call carries a request timeout.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import kubernetes
@@ -52,3 +52,26 @@ class KubeStatusWriter:
             _request_timeout=self._timeout_s,
             _content_type="application/merge-patch+json",
         )
+
+
+class KubeResourceLister:
+    """Lists the uids of every SwarmSandbox the operator may own (for the orphan sweeper)."""
+
+    def __init__(self, client: kubernetes.client.ApiClient, *, namespaces: Sequence[str] | None,
+                 timeout_s: float) -> None:
+        self._api = kubernetes.client.CustomObjectsApi(client)
+        self._namespaces = list(namespaces) if namespaces else None
+        self._timeout_s = timeout_s
+
+    async def uids(self) -> set[str]:
+        return await asyncio.to_thread(self._uids)
+
+    def _uids(self) -> set[str]:
+        if self._namespaces is None:
+            pages = [self._api.list_cluster_custom_object(
+                GROUP, VERSION, PLURAL, _request_timeout=self._timeout_s)]
+        else:
+            pages = [self._api.list_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, _request_timeout=self._timeout_s)
+                for namespace in self._namespaces]
+        return {item["metadata"]["uid"] for page in pages for item in page.get("items", [])}

@@ -44,7 +44,7 @@ class Settings(BaseModel):
     )
     lease_seconds: int = Field(
         default=600,
-        ge=30,
+        ge=5,
         le=86_400,
         description=(
             "E2B timeout given to each sandbox and renewed while its resource exists: the dead-man's"
@@ -52,7 +52,24 @@ class Settings(BaseModel):
         ),
     )
     lease_renew_seconds: int = Field(
-        default=120, ge=5, description="How often leases are renewed (well under lease_seconds)."
+        default=120, ge=1, description="How often leases are renewed (well under lease_seconds)."
+    )
+    orphan_timeout_seconds: int = Field(
+        default=3600,
+        ge=30,
+        le=86_400,
+        description=(
+            "E2B timeout given to a sandbox released by deletionPolicy: Orphan (no one renews its"
+            " lease any more). E2B caps it at 1 h on Hobby and 24 h on Pro plans."
+        ),
+    )
+    sweep_interval_seconds: float = Field(
+        default=300.0, ge=1, description="How often the orphan sweeper looks for orphaned sandboxes."
+    )
+    sweep_grace_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="How long a sandbox must stay orphaned before the sweeper kills it.",
     )
     ready_timeout_seconds: float = Field(
         default=120.0,

@@ -16,10 +16,11 @@ import kopf
 
 from swarm_operator import lifecycle
 from swarm_operator.backend import BackendError, BackendPool, BackendTimeouts, SandboxNotFound
-from swarm_operator.cluster import KubeStatusWriter, api_client
+from swarm_operator.cluster import KubeResourceLister, KubeStatusWriter, api_client
 from swarm_operator.config import Settings
 from swarm_operator.lifecycle import GROUP, PLURAL, VERSION, GiveUp, ResourceRef, RetryLater, Runtime
-from swarm_operator.secrets import SecretReader
+from swarm_operator.secrets import SecretKeyRef, SecretNotFound, SecretReader
+from swarm_operator.sweeper import Sweeper
 
 logger = logging.getLogger("swarm_operator.handlers")
 
@@ -69,7 +70,43 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         status=KubeStatusWriter(client, timeout_s=config.kube_timeout_seconds),
         events=_KopfEvents(),
     )
+    lister = KubeResourceLister(client, namespaces=getattr(memo, "namespaces", None),
+                                timeout_s=config.kube_timeout_seconds)
+    memo.sweeper_task = asyncio.create_task(_sweep_forever(memo.runtime, lister))
     logger.info("operator %s started", config.operator_id)
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    task: asyncio.Task[None] | None = getattr(memo, "sweeper_task", None)
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    logger.info("operator stopped")
+
+
+async def _sweep_forever(runtime: Runtime, lister: KubeResourceLister) -> None:
+    """The orphan sweeper's loop: one pass per interval, over every API key in use."""
+    settings = runtime.settings
+    sweeper = Sweeper(operator_id=settings.operator_id, grace_s=settings.sweep_grace_seconds)
+    default_ref = SecretKeyRef(settings.namespace, settings.default_api_key_secret,
+                               settings.default_api_key_secret_key)
+    while True:
+        await asyncio.sleep(settings.sweep_interval_seconds * random.uniform(0.9, 1.1))
+        keys = set(runtime.keys.values())
+        try:
+            keys.add(await runtime.secrets.read(default_ref))
+        except SecretNotFound:
+            pass
+        except Exception as exc:  # the API server being away must not end the loop
+            logger.warning("sweep: cannot read the default API key (%s)", exc)
+        try:
+            report = await sweeper.sweep([runtime.backends.for_key(k) for k in keys], lister.uids)
+        except Exception as exc:
+            logger.warning("sweep failed: %s", exc)
+            continue
+        if report.killed:
+            logger.warning("sweep killed %d orphaned sandbox(es)", len(report.killed))
 
 
 def _core_api(client: Any) -> Any:

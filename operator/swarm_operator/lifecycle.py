@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import shlex
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -70,6 +71,10 @@ TAG_UID = "claudeswarm.io/uid"
 TAG_NAMESPACE = "claudeswarm.io/namespace"
 TAG_NAME = "claudeswarm.io/name"
 TAG_OPERATOR = "claudeswarm.io/operator"
+
+#: Written inside a sandbox released by ``deletionPolicy: Orphan`` (E2B metadata is immutable after
+#: create, so the mark lives in the sandbox): the orphan sweeper never kills a sandbox that has it.
+RELEASED_MARKER = "$HOME/.swarm-released"
 
 # Condition reasons for the SandboxCreated condition's own story (not errors).
 CREATED = "Created"
@@ -305,6 +310,10 @@ async def _backend_failed(book: _StatusBook, exc: BackendError, retry: int) -> S
     else:
         delay = max(exc.retry_after_s or 0.0, _backoff(settings, retry))
     book.set(ConditionType.SYNCED, "False", exc.reason, message)
+    created = next((c for c in book.status.conditions if c.type == ConditionType.SANDBOX_CREATED), None)
+    if created is not None and created.status != "True":
+        # Not "Creating" any more: waiting on what the error says (quota, rate limit, outage).
+        book.set(ConditionType.SANDBOX_CREATED, "False", exc.reason, message)
     await book.commit()
     logger.warning("%s: %s; retrying in %.1fs", exc.reason, message, delay,
                    extra=book.ref.log_extra)
@@ -576,17 +585,13 @@ async def _delete(
 ) -> None:
     policy = (spec_body or {}).get("deletionPolicy", "Delete")
     known_id = ((status_body or {}).get("sandbox") or {}).get("id")
-    if policy == "Orphan":
-        runtime.events.record(ref, "Normal", "Orphaned",
-                              f"sandbox {known_id} left running (deletionPolicy: Orphan)")
-        logger.info("released sandbox %s (deletionPolicy Orphan)", known_id,
-                    extra={**ref.log_extra, "sandbox_id": known_id})
-        runtime.keys.pop(ref.uid, None)
-        return
     api_key = await _key_for_delete(ref, spec_body, runtime, retry)
     if api_key is None:
         return
     backend = runtime.backends.for_key(api_key)
+    if policy == "Orphan":
+        await _release(ref, backend, known_id, runtime)
+        return
     started = time.monotonic()
     try:
         tagged = await backend.list({TAG_UID: ref.uid})
@@ -600,6 +605,31 @@ async def _delete(
     runtime.keys.pop(ref.uid, None)
     logger.info("deleted %d sandbox(es)", len(ids),
                 extra={**ref.log_extra, "step": "delete", "duration": round(time.monotonic() - started, 3)})
+
+
+async def _release(
+    ref: ResourceRef, backend: SandboxBackend, sandbox_id: str | None, runtime: Runtime
+) -> None:
+    """Leave the sandbox running, untracked: mark it released and give it a long timeout.
+
+    Without a new timeout the short lease (the dead-man's switch) would kill a sandbox the user
+    asked to keep. The mark tells the orphan sweeper to leave it alone.
+    """
+    if sandbox_id:
+        try:
+            await backend.run(sandbox_id, f"printf '%s\\n' {shlex.quote(ref.uid)} > {RELEASED_MARKER}",
+                              timeout_s=30)
+            await backend.set_timeout(sandbox_id, runtime.settings.orphan_timeout_seconds)
+        except SandboxNotFound:
+            pass
+        except BackendError as exc:
+            raise RetryLater(f"cannot release sandbox {sandbox_id} yet: {exc.message}",
+                             delay=_backoff(runtime.settings, 0), reason=exc.reason) from None
+    runtime.events.record(ref, "Normal", "Orphaned",
+                          f"sandbox {sandbox_id} left running (deletionPolicy: Orphan)")
+    logger.info("released sandbox %s (deletionPolicy Orphan)", sandbox_id,
+                extra={**ref.log_extra, "sandbox_id": sandbox_id})
+    runtime.keys.pop(ref.uid, None)
 
 
 async def _key_for_delete(

@@ -155,10 +155,22 @@ def cluster(kube_emulator: Any) -> Iterator[Cluster]:
 
 
 @pytest.fixture()
-def e2b(e2b_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The E2B emulator; its sandboxes find the test doubles (e.g. ``claudeswarm``) on PATH."""
-    monkeypatch.setenv("PATH", f"{FIXTURE_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    return e2b_emulator
+def sandbox_home(tmp_path: Path) -> Path:
+    """What every emulated sandbox's home starts as: the test doubles (``claudeswarm``) on PATH,
+    the way a prebuilt E2B template ships its tools."""
+    home = tmp_path / "sandbox-home"
+    bin_dir = home / ".local" / "bin"
+    bin_dir.mkdir(parents=True)
+    (home / ".profile").write_text('PATH="$HOME/.local/bin:$PATH"\n')
+    for tool in FIXTURE_BIN.iterdir():
+        (bin_dir / tool.name).symlink_to(tool.resolve())
+    return home
+
+
+@pytest.fixture()
+def e2b(e2b_emulator_factory: Any, sandbox_home: Path) -> Any:
+    """The E2B emulator the operator talks to."""
+    return e2b_emulator_factory(home_template=sandbox_home)
 
 
 @pytest.fixture()
