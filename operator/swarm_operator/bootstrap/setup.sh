@@ -66,7 +66,7 @@ _sw_boot='export SWARM_AGENT_INDEX=$1 SWARM_AGENT_ID=agent-$1 SWARM_SESSION=$3 S
 [ -n "$4" ] && PATH=$4:$PATH
 set -a; . "$2" || exit 97; set +a
 shift 4
-exec "$@"'
+exec -- "$@"'
 _sw_launch() {
     # argv for agent $1: a command tmux executes directly (several arguments: no shell in between).
     REPLY_ARGV=("$BASH" --noprofile --norc -c "$_sw_boot" "$SWARM_BOOT_TAG"
@@ -184,7 +184,7 @@ _sw_step_end coordinator_install
 # that crashes at once (bad args, missing key) is then reported dead rather than ready.
 _sw_step_begin
 _sw_now_ms; _sw_deadline=$(( REPLY + SWARM_READY_TIMEOUT_MS ))
-declare -A _sw_alive=() _sw_seen=()
+declare -A _sw_alive=() _sw_seen=() _sw_dead_seen=()
 while [[ $_sw_server == true ]]; do
     _sw_alive=()
     _sw_pending=0
@@ -193,7 +193,11 @@ while [[ $_sw_server == true ]]; do
         for (( _sw_i = 0; _sw_i < SWARM_AGENTS; _sw_i++ )); do
             if [[ -z ${P_ID[$_sw_i]+x} ]] || _sw_settled_dead "$_sw_i"; then
                 continue
-            elif [[ ${P_DEAD[$_sw_i]} == 1 ]] || _sw_booting "${P_PID[$_sw_i]}" "${P_CMD[$_sw_i]}"; then
+            elif [[ ${P_DEAD[$_sw_i]} == 1 ]]; then
+                # tmux sometimes never learns the exit status of a process that ended at once:
+                # dead for half a second is dead enough.
+                (( _sw_now - ${_sw_dead_seen[$_sw_i]:=$_sw_now} >= 500 )) || _sw_pending=$(( _sw_pending + 1 ))
+            elif _sw_booting "${P_PID[$_sw_i]}" "${P_CMD[$_sw_i]}"; then
                 _sw_pending=$(( _sw_pending + 1 ))
             elif (( _sw_now - ${_sw_seen[$_sw_i]:=$_sw_now} >= SWARM_SETTLE_MS )); then
                 _sw_alive[$_sw_i]=1
