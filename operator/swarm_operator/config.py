@@ -106,6 +106,15 @@ class Settings(BaseModel):
     max_retry_delay_seconds: float = Field(
         default=300.0, gt=0, description="Cap for the growing delay between reconcile retries."
     )
+    creations_per_minute: float | None = Field(
+        default=30.0, gt=0, description="Operator-wide sandbox creations per minute; unset = no limit."
+    )
+    creations_per_hour: float | None = Field(
+        default=None, gt=0, description="Operator-wide sandbox creations per hour; unset = no limit."
+    )
+    max_sandboxes_per_namespace: int | None = Field(
+        default=None, ge=0, description="Live sandboxes allowed per namespace; unset = no limit."
+    )
     metrics_port: int = Field(default=8080, ge=0, le=65535, description="Prometheus port; 0 = off.")
     log_format: str = Field(
         default="json", pattern="^(json|text)$", description="json (one object a line) or text."

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from typing import Any
 
 import kopf
@@ -19,6 +20,8 @@ from swarm_operator.backend import BackendError, BackendPool, BackendTimeouts, S
 from swarm_operator.cluster import KubeResourceLister, KubeStatusWriter, api_client
 from swarm_operator.config import Settings
 from swarm_operator.lifecycle import GROUP, PLURAL, VERSION, GiveUp, ResourceRef, RetryLater, Runtime
+from swarm_operator.metrics import Metrics, new_registry, start_server
+from swarm_operator.ratelimit import CreationLimiter
 from swarm_operator.secrets import SecretKeyRef, SecretNotFound, SecretReader
 from swarm_operator.sweeper import Sweeper
 
@@ -56,6 +59,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.server_timeout = 300
     settings.posting.level = logging.INFO
     client = api_client()
+    metrics = Metrics(new_registry())
+    memo.metrics_close = start_server(config.metrics_port, metrics.registry)
     memo.runtime = Runtime(
         settings=config,
         backends=BackendPool(
@@ -63,12 +68,16 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
                 control_s=config.control_timeout_seconds,
                 command_s=config.command_timeout_seconds,
             ),
+            observer=metrics.e2b_observer,
         ),
         secrets=SecretReader(
             _core_api(client), timeout_s=config.kube_timeout_seconds,
         ),
         status=KubeStatusWriter(client, timeout_s=config.kube_timeout_seconds),
         events=_KopfEvents(),
+        metrics=metrics,
+        limiter=CreationLimiter(config.creations_per_minute, config.creations_per_hour,
+                                config.max_sandboxes_per_namespace),
     )
     lister = KubeResourceLister(client, namespaces=getattr(memo, "namespaces", None),
                                 timeout_s=config.kube_timeout_seconds)
@@ -82,6 +91,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     if task is not None:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+    getattr(memo, "metrics_close", lambda: None)()
     logger.info("operator stopped")
 
 
@@ -106,6 +116,7 @@ async def _sweep_forever(runtime: Runtime, lister: KubeResourceLister) -> None:
             logger.warning("sweep failed: %s", exc)
             continue
         if report.killed:
+            runtime.metrics.orphan_killed(len(report.killed))
             logger.warning("sweep killed %d orphaned sandbox(es)", len(report.killed))
 
 
@@ -119,14 +130,14 @@ def _core_api(client: Any) -> Any:
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 async def reconcile(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
-    await _translated(lifecycle.reconcile(
+    await _translated(memo.runtime, "reconcile", lifecycle.reconcile(
         ResourceRef.from_body(body), body.get("spec"), body.get("status"), memo.runtime, retry=retry,
     ))
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
 async def delete(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
-    await _translated(lifecycle.delete(
+    await _translated(memo.runtime, "delete", lifecycle.delete(
         ResourceRef.from_body(body), body.get("spec"), body.get("status"), memo.runtime, retry=retry,
     ))
 
@@ -153,12 +164,17 @@ async def lease(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, *
                            extra=ref.log_extra)
 
 
-async def _translated(work: Any) -> None:
+async def _translated(runtime: Runtime, handler: str, work: Any) -> None:
+    """Await the lifecycle call, count it, and speak kopf's language about how it ended."""
+    started = time.monotonic()
+    result = "error"
     try:
         await work
+        result = "success"
     except RetryLater as exc:
+        result = "requeue"
         raise kopf.TemporaryError(str(exc), delay=exc.delay) from None
     except GiveUp as exc:
         raise kopf.PermanentError(str(exc)) from None
-    except asyncio.CancelledError:
-        raise
+    finally:
+        runtime.metrics.reconciled(handler, result, time.monotonic() - started)

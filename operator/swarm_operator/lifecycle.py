@@ -49,6 +49,7 @@ from swarm_operator.conditions import (
     set_condition,
 )
 from swarm_operator.config import Settings
+from swarm_operator.metrics import Metrics, new_registry
 from swarm_operator.model import (
     AgentItem,
     AgentsStatus,
@@ -58,6 +59,7 @@ from swarm_operator.model import (
     SwarmSandboxSpec,
     SwarmSandboxStatus,
 )
+from swarm_operator.ratelimit import CreationLimiter
 from swarm_operator.secrets import SecretKeyRef, SecretNotFound, SecretReader
 
 logger = logging.getLogger("swarm_operator.lifecycle")
@@ -143,6 +145,10 @@ class Runtime:
     #: One lock per resource uid: kopf serialises handlers per object, but the lease daemon runs
     #: beside them, and two concurrent adopt-or-create passes could each create a sandbox.
     locks: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
+    metrics: Metrics = field(default_factory=lambda: Metrics(new_registry()), repr=False)
+    limiter: CreationLimiter = field(
+        default_factory=lambda: CreationLimiter(None, None, None), repr=False
+    )
 
     def lock(self, uid: str) -> asyncio.Lock:
         return self.locks.setdefault(uid, asyncio.Lock())
@@ -196,6 +202,7 @@ class _StatusBook:
         metrics = self.status.metrics or MetricsStatus()
         metrics.step_seconds = {**metrics.step_seconds, name: round(seconds, 3)}
         self.status.metrics = metrics
+        self.runtime.metrics.step(name, seconds)
 
     async def commit(self, *, deleting: bool = False) -> None:
         conditions = refresh_ready(self.status.conditions, observed_generation=self.ref.generation)
@@ -204,6 +211,7 @@ class _StatusBook:
         ready = next(c for c in conditions if c.type == ConditionType.READY)
         self.status.message = ready.message or None
         self.status.observed_generation = self.ref.generation
+        self.runtime.metrics.observe_phase(self.ref.uid, self.ref.namespace, self.status.phase)
         patch = self.status.to_patch()
         if patch == self._written:
             return
@@ -387,6 +395,7 @@ async def _ensure_sandbox(
                 logger.warning("killing duplicate sandbox %s", extra.id,
                                extra={**ref.log_extra, "sandbox_id": extra.id})
                 await backend.kill(extra.id)
+                book.runtime.metrics.duplicate_killed()
     if known_id and (keep is None or keep.id != known_id):
         book.runtime.events.record(
             ref, "Warning", Reason.SANDBOX_NOT_FOUND,
@@ -398,7 +407,19 @@ async def _ensure_sandbox(
             await backend.resume(keep.id, _lease_seconds(spec, settings, keep.started_at, now))
         how = CREATED if keep.id == known_id else ADOPTED
         sandbox = keep
+        book.runtime.limiter.track(ref.uid, ref.namespace)
+        if how == ADOPTED:
+            book.runtime.metrics.adopted()
     else:
+        admission = book.runtime.limiter.try_acquire(ref.uid, ref.namespace)
+        if not admission:
+            # Throttled: the limiter keeps this resource's place in line for when capacity returns.
+            book.runtime.metrics.throttled(admission.scope)
+            book.set(ConditionType.SANDBOX_CREATED, "False", Reason.RATE_LIMITED, admission.message)
+            book.set(ConditionType.SYNCED, "False", Reason.RATE_LIMITED, admission.message)
+            await book.commit()
+            raise RetryLater(admission.message, delay=max(admission.retry_after_s, 0.1),
+                             reason=Reason.RATE_LIMITED)
         template = spec.template or settings.default_template
         book.set(ConditionType.SANDBOX_CREATED, "False", Reason.CREATING,
                  f"creating a sandbox from template {template}")
@@ -407,6 +428,7 @@ async def _ensure_sandbox(
             template, _tags(ref, settings), timeout_s=_lease_seconds(spec, settings, now, now),
         )
         how = CREATED
+        book.runtime.metrics.sandbox_created(time.monotonic() - started)
         logger.info("created sandbox %s", sandbox.id,
                     extra={**ref.log_extra, "sandbox_id": sandbox.id, "step": "create",
                            "duration": round(time.monotonic() - started, 3)})
@@ -498,6 +520,7 @@ async def _initialise(
                     f"stderr: {result.stderr.strip()[-500:]}"
         else:
             book.step("init", time.monotonic() - started)
+            book.runtime.metrics.sandbox_initialised(time.monotonic() - started)
             for name, seconds in report.steps.items():
                 book.step(f"init.{name}", seconds)
             _record_agents(book, spec, report)
@@ -523,6 +546,7 @@ async def _initialise(
     # Budget spent: kill first, then report, so a crash in between still leaves no leak behind
     # (the next reconcile sees the id gone and the resource Failed with the same cause).
     await backend.kill(sandbox.id)
+    book.runtime.limiter.release(ref.uid)
     book.status.sandbox = None
     book.set(ConditionType.SANDBOX_CREATED, "False", Reason.INIT_FAILED,
              f"sandbox {sandbox.id} killed after {settings.init_attempts} failed initialisations")
@@ -546,6 +570,7 @@ def _record_agents(book: _StatusBook, spec: SwarmSandboxSpec, report: bootstrap.
         ))
     book.status.agents = AgentsStatus(desired=spec.agents, ready=report.agents.ready, items=items)
     if restarted:
+        book.runtime.metrics.agents_restarted(len(restarted))
         metrics = book.status.metrics or MetricsStatus()
         metrics.restarts += len(restarted)
         book.status.metrics = metrics
@@ -574,6 +599,8 @@ async def delete(
     async with runtime.lock(ref.uid):
         await _delete(ref, spec_body, status_body, runtime, retry)
     runtime.locks.pop(ref.uid, None)
+    runtime.limiter.release(ref.uid)
+    runtime.metrics.forget(ref.uid)
 
 
 async def _delete(
@@ -712,6 +739,7 @@ async def renew_lease(
         started_at = sandbox.started_at or now
         if spec.ttl_seconds is not None and now >= started_at + timedelta(seconds=spec.ttl_seconds):
             await backend.kill(sandbox.id)
+            runtime.limiter.release(ref.uid)
             book.status.sandbox = None
             book.set(ConditionType.SANDBOX_CREATED, "False", Reason.SANDBOX_EXPIRED,
                      f"sandbox {sandbox.id} reached ttlSeconds={spec.ttl_seconds} and was killed")

@@ -1,0 +1,255 @@
+"""The lifecycle as plain functions, without kopf: a scripted fake backend, recorded status writes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from swarm_operator import lifecycle
+from swarm_operator.backend import (
+    AuthenticationFailed,
+    BackendUnavailable,
+    CommandResult,
+    SandboxInfo,
+    SandboxNotFound,
+)
+from swarm_operator.bootstrap._report import MARK_BEGIN, MARK_END
+from swarm_operator.config import Settings
+from swarm_operator.lifecycle import GiveUp, ResourceRef, RetryLater, Runtime
+from swarm_operator.ratelimit import CreationLimiter
+from swarm_operator.secrets import SecretReader
+
+REF = ResourceRef(namespace="ns", name="swarm", uid="uid-1", generation=1)
+KEY = "e2b_" + "a" * 40
+
+
+def _report(desired: int, ready: int) -> str:
+    panes = [{"index": i, "target": f"s:0.{i}", "pane_id": f"%{i}", "pid": 100 + i, "alive": i < ready,
+              "dead": i >= ready, "exit_status": None if i < ready else 1, "command": "sleep",
+              "restarts": 0} for i in range(desired)]
+    body = {
+        "kind": "setup", "version": 1, "session": "s", "socket": "s", "state_dir": ".swarm/s",
+        "server": True, "agents": {"desired": desired, "ready": ready, "failed": desired - ready},
+        "panes": panes, "created": [], "removed": [], "restarted": [], "env_missing": [],
+        "timed_out": ready < desired,
+        "coordinator": {"enabled": False, "installed": False, "discovered": None, "error": None},
+        "steps": {"tmux": 0.01},
+        "errors": [{"step": "ready", "agent": i, "message": "agent exited"} for i in range(ready, desired)],
+    }
+    return f"{MARK_BEGIN}\n{json.dumps(body)}\n{MARK_END}\n"
+
+
+@dataclass
+class FakeBackend:
+    """Scripted in memory: ``ready_per_run`` says how many agents each setup run brings up."""
+
+    ready_per_run: list[int] = field(default_factory=list)
+    sandboxes: dict[str, SandboxInfo] = field(default_factory=dict)
+    killed: list[str] = field(default_factory=list)
+    timeouts: list[tuple[str, int]] = field(default_factory=list)
+    list_error: Exception | None = None
+    counter: int = 0
+
+    def add(self, uid: str, started_at: datetime | None = None) -> str:
+        self.counter += 1
+        sid = f"sbx-{self.counter}"
+        now = started_at or datetime.now(timezone.utc)
+        self.sandboxes[sid] = SandboxInfo(sid, "base", {lifecycle.TAG_UID: uid}, now,
+                                          now + timedelta(seconds=600), "running")
+        return sid
+
+    async def create(self, template: str, metadata: Mapping[str, str], envs: Any = None, *,
+                     timeout_s: int, **_: Any) -> SandboxInfo:
+        return self.sandboxes[self.add(metadata[lifecycle.TAG_UID])]
+
+    async def list(self, metadata: Mapping[str, str], state: str = "both", **_: Any) -> list[SandboxInfo]:
+        if self.list_error is not None:
+            raise self.list_error
+        return [s for s in self.sandboxes.values()
+                if all(s.metadata.get(k) == v for k, v in metadata.items())]
+
+    async def kill(self, sandbox_id: str, **_: Any) -> bool:
+        self.killed.append(sandbox_id)
+        return self.sandboxes.pop(sandbox_id, None) is not None
+
+    async def set_timeout(self, sandbox_id: str, timeout_s: int, **_: Any) -> None:
+        if sandbox_id not in self.sandboxes:
+            raise SandboxNotFound(f"sandbox {sandbox_id} is gone", sandbox_id=sandbox_id)
+        self.timeouts.append((sandbox_id, timeout_s))
+
+    async def run(self, sandbox_id: str, script: str, envs: Any = None, **_: Any) -> CommandResult:
+        ready = self.ready_per_run.pop(0) if self.ready_per_run else 2
+        return CommandResult(0, _report(2, ready))
+
+    async def resume(self, sandbox_id: str, timeout_s: int, **_: Any) -> None: ...
+
+
+class FakeSecrets:
+    def read_namespaced_secret(self, name: str, namespace: str, **_: Any) -> Any:
+        import base64
+        from types import SimpleNamespace
+
+        return SimpleNamespace(data={"api-key": base64.b64encode(KEY.encode()).decode()})
+
+
+@dataclass
+class Recorder:
+    patches: list[dict[str, Any]] = field(default_factory=list)
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+
+    async def patch_status(self, ref: ResourceRef, patch: Mapping[str, Any]) -> None:
+        self.patches.append(dict(patch))
+
+    def record(self, ref: ResourceRef, type_: str, reason: str, message: str) -> None:
+        self.events.append((type_, reason, message))
+
+    def status(self) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for patch in self.patches:
+            merged.update({k: v for k, v in patch.items() if v is not None})
+        return merged
+
+
+class Pool:
+    def __init__(self, backend: FakeBackend) -> None:
+        self.backend = backend
+
+    def for_key(self, api_key: str) -> FakeBackend:
+        assert api_key == KEY
+        return self.backend
+
+
+def _runtime(backend: FakeBackend, recorder: Recorder, **settings: Any) -> Runtime:
+    return Runtime(
+        settings=Settings.from_env({"SWARM_INIT_BACKOFF_SECONDS": "0", **settings}),
+        backends=Pool(backend), secrets=SecretReader(FakeSecrets()),
+        status=recorder, events=recorder,
+    )
+
+
+SPEC = {"agents": 2, "agent": {"command": "sleep"}, "coordinator": {"enabled": False}}
+
+
+def _conditions(status: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in status["conditions"]}
+
+
+async def test_create_records_sandbox_id_before_initialising_then_ready() -> None:
+    backend, recorder = FakeBackend(), Recorder()
+    await lifecycle.reconcile(REF, SPEC, None, _runtime(backend, recorder))
+    first = recorder.patches[0]
+    assert first["sandbox"]["id"] == "sbx-1" and first["phase"] == "Initializing"
+    status = recorder.status()
+    assert status["phase"] == "Ready" and status["agents"]["summary"] == "2/2"
+    assert [e[1] for e in recorder.events] == ["Initializing", "Available"]
+
+
+async def test_failed_initialisation_kills_the_sandbox_then_fails_with_the_cause() -> None:
+    backend, recorder = FakeBackend(ready_per_run=[1, 1, 1]), Recorder()
+    with pytest.raises(GiveUp) as info:
+        await lifecycle.reconcile(REF, SPEC, None, _runtime(backend, recorder))
+    assert info.value.reason == "InitFailed"
+    assert backend.killed == ["sbx-1"] and not backend.sandboxes
+    status = recorder.status()
+    assert status["phase"] == "Failed"
+    assert "sandbox" not in recorder.patches[-1] or recorder.patches[-1]["sandbox"] is None
+    ready = _conditions(status)["Ready"]
+    assert ready["reason"] == "InitFailed" and "1/2 agents running" in ready["message"]
+    assert "agent 1: agent exited" in ready["message"]
+
+
+async def test_retry_on_same_sandbox_recovers_within_budget() -> None:
+    backend, recorder = FakeBackend(ready_per_run=[0, 2]), Recorder()
+    await lifecycle.reconcile(REF, SPEC, None, _runtime(backend, recorder))
+    assert not backend.killed and recorder.status()["phase"] == "Ready"
+    assert any("attempt 1/3 failed" in (c.get("message") or "")
+               for p in recorder.patches for c in p.get("conditions", []))
+
+
+async def test_duplicates_are_killed_keeping_the_tracked_one() -> None:
+    backend, recorder = FakeBackend(), Recorder()
+    early = backend.add(REF.uid, datetime.now(timezone.utc) - timedelta(minutes=5))
+    tracked = backend.add(REF.uid)
+    status = {"sandbox": {"id": tracked}}
+    await lifecycle.reconcile(REF, SPEC, status, _runtime(backend, recorder))
+    assert backend.killed == [early]
+    assert recorder.status()["sandbox"]["id"] == tracked
+
+
+async def test_adopts_an_untracked_tagged_sandbox_instead_of_creating() -> None:
+    backend, recorder = FakeBackend(), Recorder()
+    orphan = backend.add(REF.uid)
+    await lifecycle.reconcile(REF, SPEC, None, _runtime(backend, recorder))
+    assert list(backend.sandboxes) == [orphan]
+    assert _conditions(recorder.status())["SandboxCreated"]["reason"] == "Adopted"
+
+
+async def test_backend_outage_is_retried_later_and_reported() -> None:
+    backend, recorder = FakeBackend(list_error=BackendUnavailable("E2B answered 502")), Recorder()
+    with pytest.raises(RetryLater) as info:
+        await lifecycle.reconcile(REF, SPEC, None, _runtime(backend, recorder))
+    assert info.value.reason == "BackendUnavailable" and info.value.delay > 0
+    assert recorder.status()["phase"] == "Pending"
+
+
+async def test_authentication_failure_waits_long() -> None:
+    backend = FakeBackend(list_error=AuthenticationFailed("the API key was rejected"))
+    recorder = Recorder()
+    with pytest.raises(RetryLater) as info:
+        await lifecycle.reconcile(REF, SPEC, None, _runtime(backend, recorder))
+    assert info.value.delay == Settings().max_retry_delay_seconds
+    assert recorder.status()["phase"] == "Failed"
+
+
+async def test_creation_throttled_by_the_limiter_keeps_its_place() -> None:
+    backend, recorder = FakeBackend(), Recorder()
+    runtime = _runtime(backend, recorder)
+    clock = [0.0]
+    runtime.limiter = CreationLimiter(1, None, None, clock=lambda: clock[0])
+    other = ResourceRef("ns", "other", "uid-2", 1)
+    await lifecycle.reconcile(other, SPEC, None, runtime)  # takes the only token
+    with pytest.raises(RetryLater) as info:
+        await lifecycle.reconcile(REF, SPEC, None, runtime)
+    assert info.value.reason == "RateLimited" and info.value.delay > 0
+    assert _conditions(recorder.status())["SandboxCreated"]["reason"] == "RateLimited"
+    clock[0] += info.value.delay
+    await lifecycle.reconcile(REF, SPEC, None, runtime)
+    assert len(backend.sandboxes) == 2
+
+
+async def test_ttl_reached_kills_the_sandbox_and_fails_as_expired() -> None:
+    backend, recorder = FakeBackend(), Recorder()
+    runtime = _runtime(backend, recorder)
+    runtime.keys[REF.uid] = KEY
+    started = datetime.now(timezone.utc) - timedelta(seconds=120)
+    sid = backend.add(REF.uid, started)
+    status = {"sandbox": {"id": sid, "startedAt": started.isoformat()}}
+    await lifecycle.renew_lease(REF, {**SPEC, "ttlSeconds": 60}, status, runtime)
+    assert backend.killed == [sid]
+    assert recorder.status()["phase"] == "Failed"
+    assert _conditions(recorder.status())["Ready"]["reason"] == "SandboxExpired"
+
+
+async def test_lease_renewal_never_goes_past_the_ttl() -> None:
+    backend, recorder = FakeBackend(), Recorder()
+    runtime = _runtime(backend, recorder)
+    runtime.keys[REF.uid] = KEY
+    started = datetime.now(timezone.utc) - timedelta(seconds=30)
+    sid = backend.add(REF.uid, started)
+    status = {"sandbox": {"id": sid, "startedAt": started.isoformat()}}
+    await lifecycle.renew_lease(REF, {**SPEC, "ttlSeconds": 100}, status, runtime)
+    [(renewed, seconds)] = backend.timeouts
+    assert renewed == sid and 60 <= seconds <= 70
+
+
+async def test_delete_kills_every_tagged_sandbox_and_tolerates_gone_ones() -> None:
+    backend, recorder = FakeBackend(), Recorder()
+    a, b = backend.add(REF.uid), backend.add(REF.uid)
+    await lifecycle.delete(REF, SPEC, {"sandbox": {"id": "sbx-already-gone"}}, _runtime(backend, recorder))
+    assert sorted(backend.killed) == sorted([a, b, "sbx-already-gone"])
+    assert not backend.sandboxes
