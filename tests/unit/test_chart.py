@@ -39,7 +39,8 @@ MODES: dict[str, dict[str, Any]] = {
                      "readyTimeoutSeconds": 90.5, "initAttempts": 5, "initBackoffSeconds": 1,
                      "deleteGraceSeconds": 10, "deleteTimeoutSeconds": 120, "controlTimeoutSeconds": 30,
                      "commandTimeoutSeconds": 600, "kubeTimeoutSeconds": 20, "retryDelaySeconds": 2,
-                     "maxRetryDelaySeconds": 600, "logFormat": "text", "logLevel": "DEBUG"},
+                     "maxRetryDelaySeconds": 600, "creationsPerMinute": 5, "creationsPerHour": 100,
+                     "maxSandboxesPerNamespace": 20, "logFormat": "text", "logLevel": "DEBUG"},
         "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
     },
 }
