@@ -5,6 +5,7 @@ examples applied with kubectl to the Kubernetes emulator."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -321,3 +322,13 @@ def test_examples_apply_to_the_emulator(kube_emulator: Any) -> None:
     # The API server defaulted what the minimal example left out.
     (minimal,) = [i for i in listed["items"] if i["metadata"]["name"] == "hello-swarm"]
     assert minimal["spec"]["agents"] == 4 and "deletionPolicy" in minimal["spec"]
+
+
+def test_alerts_use_metrics_the_operator_exports() -> None:
+    """Every series an alert reads is defined in swarm_operator.metrics (or is Prometheus's own ``up``)."""
+    source = (ROOT / "operator" / "swarm_operator" / "metrics.py").read_text()
+    exported = set(re.findall(r'"((?:swarm|controller_runtime)_[a-z_]+)"', source))
+    (rule,) = find(render(MODES["everything"]), "PrometheusRule")
+    used = {name for g in rule["spec"]["groups"] for r in g["rules"]
+            for name in re.findall(r"\b((?:swarm|controller_runtime)_[a-z_]+)\{", r["expr"])}
+    assert used and used <= exported, used - exported
