@@ -164,6 +164,33 @@ async def lease(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, *
                            extra=ref.log_extra)
 
 
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0)
+async def health(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Probes the agents every ``healthCheck.intervalSeconds`` (jittered so probes spread out)."""
+    runtime: Runtime = memo.runtime
+    while not stopped:
+        interval = float(((body.get("spec") or {}).get("healthCheck") or {}).get("intervalSeconds", 30))
+        await stopped.wait(interval * random.uniform(0.85, 1.0))
+        if stopped or body.get("metadata", {}).get("deletionTimestamp"):
+            return
+        ref = ResourceRef.from_body(body)
+        started = time.monotonic()
+        result = "success"
+        try:
+            await lifecycle.check_health(ref, body.get("spec"), body.get("status"), runtime)
+        except SandboxNotFound:
+            result = "requeue"
+            try:
+                await lifecycle.reconcile(ref, body.get("spec"), body.get("status"), runtime)
+            except (RetryLater, GiveUp) as exc:
+                logger.info("recreate deferred: %s", exc, extra=ref.log_extra)
+        except Exception as exc:  # one bad probe must not end the daemon
+            result = "error"
+            logger.warning("health check failed: %s", exc, extra=ref.log_extra)
+        finally:
+            runtime.metrics.reconciled("health", result, time.monotonic() - started)
+
+
 async def _translated(runtime: Runtime, handler: str, work: Any) -> None:
     """Await the lifecycle call, count it, and speak kopf's language about how it ended."""
     started = time.monotonic()

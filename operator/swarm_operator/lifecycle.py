@@ -53,8 +53,10 @@ from swarm_operator.metrics import Metrics, new_registry
 from swarm_operator.model import (
     AgentItem,
     AgentsStatus,
+    HealthStatus,
     InvalidSpecError,
     MetricsStatus,
+    Phase,
     SandboxStatus,
     SwarmSandboxSpec,
     SwarmSandboxStatus,
@@ -204,6 +206,20 @@ class _StatusBook:
         self.status.metrics = metrics
         self.runtime.metrics.step(name, seconds)
 
+    def changed(self) -> bool:
+        """Whether the status differs from what was last written (conditions refreshed first)."""
+        conditions = refresh_ready(self.status.conditions, observed_generation=self.ref.generation)
+        probe = self.status.model_copy(update={
+            "conditions": conditions,
+            "phase": derive_phase(conditions),
+        })
+        patch = probe.to_patch()
+        patch.pop("message", None)
+        written = {k: v for k, v in self._written.items() if k != "message"}
+        written.pop("observedGeneration", None)
+        patch.pop("observedGeneration", None)
+        return patch != written
+
     async def commit(self, *, deleting: bool = False) -> None:
         conditions = refresh_ready(self.status.conditions, observed_generation=self.ref.generation)
         self.status.conditions = conditions
@@ -285,13 +301,37 @@ async def _reconcile(
     backend = runtime.backends.for_key(api_key)
 
     try:
-        sandbox = await _ensure_sandbox(book, spec, backend)
-        await _initialise(book, spec, backend, sandbox, envs)
+        if spec.suspend:
+            await _suspend(book, backend)
+        else:
+            sandbox = await _ensure_sandbox(book, spec, backend)
+            await _initialise(book, spec, backend, sandbox, envs)
+            if any(c.type == ConditionType.SUSPENDED for c in book.status.conditions):
+                book.set(ConditionType.SUSPENDED, "False", Reason.RESUMED,
+                         f"sandbox {sandbox.id} resumed and its agents verified")
     except BackendError as exc:
         return await _backend_failed(book, exc, retry)
     book.set(ConditionType.SYNCED, "True", Reason.RECONCILED, "")
     await book.commit()
     return book.status
+
+
+async def _suspend(book: _StatusBook, backend: SandboxBackend) -> None:
+    """Pause the sandbox (E2B keeps its memory and files; it stops billing compute)."""
+    sandbox = book.status.sandbox
+    if sandbox is not None and sandbox.id:
+        started = time.monotonic()
+        try:
+            await backend.pause(sandbox.id)
+        except SandboxNotFound:
+            book.status.sandbox = None
+            book.set(ConditionType.SANDBOX_CREATED, "False", Reason.SANDBOX_NOT_FOUND,
+                     f"sandbox {sandbox.id} is gone; a new one is created on resume")
+        book.step("pause", time.monotonic() - started)
+        message = f"sandbox {sandbox.id} is paused (spec.suspend is true)"
+    else:
+        message = "no sandbox is created while spec.suspend is true"
+    book.set(ConditionType.SUSPENDED, "True", Reason.SUSPENDED, message)
 
 
 async def _give_up(book: _StatusBook, reason: str, message: str) -> SwarmSandboxStatus:
@@ -466,6 +506,7 @@ def _plan(ref: ResourceRef, spec: SwarmSandboxSpec, envs: Mapping[str, str],
         coordinator_install=spec.coordinator.install,
         ready_timeout_s=settings.ready_timeout_seconds,
         restart_dead=spec.health_check.restart_dead_agents,
+        max_restarts=spec.health_check.max_restarts,
     )
 
 
@@ -764,3 +805,140 @@ async def renew_lease(
         if sandbox.expires_at is None or abs((sandbox.expires_at - expires).total_seconds()) > 60:
             book.status.sandbox = sandbox.model_copy(update={"expires_at": expires})
             await book.commit()
+
+
+# --------------------------------------------------------------------------------------------------
+# Health: probe, report, self-heal
+# --------------------------------------------------------------------------------------------------
+
+
+async def check_health(
+    ref: ResourceRef,
+    spec_body: Mapping[str, Any] | None,
+    status_body: Mapping[str, Any] | None,
+    runtime: Runtime,
+) -> None:
+    """One health probe: one call into the sandbox returns its panes (and coordinator registry).
+
+    Status is written only when something a person would care about changed (health verdict,
+    agent states, restart counts): a quiet tick costs the API server nothing. Dead agents are
+    restarted in place when ``healthCheck.restartDeadAgents`` is on, up to ``maxRestarts`` each, by
+    re-running the idempotent setup script; past that the resource stays Degraded with the counts.
+    Raises :class:`SandboxNotFound` when the sandbox is gone, so the caller can reconcile.
+    """
+    async with runtime.lock(ref.uid):
+        book = _StatusBook(ref, status_body, runtime)
+        sandbox = book.status.sandbox
+        api_key = runtime.keys.get(ref.uid)
+        if sandbox is None or sandbox.id is None or api_key is None:
+            return
+        try:
+            spec = SwarmSandboxSpec.from_body(spec_body)
+        except InvalidSpecError:
+            return
+        if spec.suspend or book.status.phase in (Phase.FAILED, Phase.INITIALIZING, Phase.CREATING):
+            return
+        backend = runtime.backends.for_key(api_key)
+        plan = _plan(ref, spec, {}, runtime.settings)
+        previous = book.status.health or HealthStatus()
+        try:
+            result = await backend.run(sandbox.id, bootstrap.render_probe(plan), timeout_s=60)
+            report = bootstrap.parse_health(result.stdout)
+        except SandboxNotFound:
+            book.set(ConditionType.SANDBOX_CREATED, "False", Reason.SANDBOX_NOT_FOUND,
+                     f"sandbox {sandbox.id} is gone; a new one will be created")
+            book.set(ConditionType.AGENTS_READY, "False", Reason.SANDBOX_NOT_FOUND,
+                     "the sandbox running the agents is gone")
+            book.status.health = HealthStatus(
+                status="Unhealthy", reason=Reason.SANDBOX_NOT_FOUND,
+                consecutive_failures=previous.consecutive_failures + 1,
+                last_probe_time=datetime.now(timezone.utc))
+            await book.commit()
+            raise
+        except (BackendError, ValueError) as exc:
+            reason = exc.reason if isinstance(exc, BackendError) else "ProbeFailed"
+            book.status.health = HealthStatus(
+                status="Unhealthy", reason=f"{reason}: {exc}"[:1024],
+                consecutive_failures=previous.consecutive_failures + 1,
+                last_probe_time=datetime.now(timezone.utc))
+            await book.commit()
+            return
+        if report.healthy:
+            verdict = HealthStatus(status="Healthy", consecutive_failures=0)
+            _record_probe(book, spec, report.panes, report.agents.alive)
+            book.set(ConditionType.AGENTS_READY, "True", Reason.AVAILABLE,
+                     f"{report.agents.alive}/{spec.agents} agents running")
+        else:
+            dead = [p for p in report.panes if not p.alive]
+            healable = [p for p in dead if p.restarts < spec.health_check.max_restarts]
+            if spec.health_check.restart_dead_agents and (healable or report.missing or not report.server):
+                await _heal(book, spec, backend, sandbox.id, plan, runtime)
+                return
+            _record_probe(book, spec, report.panes, report.agents.alive)
+            detail = "; ".join(
+                f"agent {p.index} dead (restarts {p.restarts}/{spec.health_check.max_restarts})"
+                for p in dead) or f"{len(report.missing)} agent pane(s) missing"
+            message = f"{report.agents.alive}/{spec.agents} agents running: {detail}"
+            verdict = HealthStatus(status="Unhealthy", reason=Reason.AGENTS_DEGRADED,
+                                   consecutive_failures=previous.consecutive_failures + 1)
+            book.set(ConditionType.AGENTS_READY, "False", Reason.AGENTS_DEGRADED, message)
+        # Compare without the probe time: a quiet tick must not write.
+        verdict = verdict.model_copy(update={"last_probe_time": previous.last_probe_time})
+        book.status.health = verdict
+        if book.changed():
+            book.status.health = verdict.model_copy(
+                update={"last_probe_time": datetime.now(timezone.utc)})
+            await book.commit()
+
+
+async def _heal(
+    book: _StatusBook,
+    spec: SwarmSandboxSpec,
+    backend: SandboxBackend,
+    sandbox_id: str,
+    plan: bootstrap.BootstrapPlan,
+    runtime: Runtime,
+) -> None:
+    """Re-run the setup script: it restarts dead agents in place (within their budget)."""
+    ref = book.ref
+    _, envs = await _read_secrets(ref, spec, runtime)
+    plan = _plan(ref, spec, envs, runtime.settings)
+    try:
+        result = await backend.run(sandbox_id, bootstrap.render_setup(plan), envs=envs,
+                                   timeout_s=runtime.settings.ready_timeout_seconds
+                                   + runtime.settings.command_timeout_seconds)
+        report = bootstrap.parse_report(result.stdout)
+    except (BackendError, ValueError) as exc:
+        logger.warning("self-heal failed: %s", exc, extra={**ref.log_extra, "sandbox_id": sandbox_id})
+        return
+    _record_agents(book, spec, report)
+    ready = report.agents.ready
+    if report.restarted:
+        book.runtime.events.record(
+            ref, "Normal", "AgentRestarted",
+            f"restarted agent(s) {', '.join(map(str, report.restarted))} in place")
+    if report.ready and ready >= spec.agents:
+        book.set(ConditionType.AGENTS_READY, "True", Reason.AVAILABLE,
+                 f"{ready}/{spec.agents} agents running")
+        book.status.health = HealthStatus(status="Healthy", consecutive_failures=0,
+                                          last_probe_time=datetime.now(timezone.utc))
+    else:
+        book.set(ConditionType.AGENTS_READY, "False", Reason.AGENTS_DEGRADED,
+                 f"{ready}/{spec.agents} agents running after restarts")
+        previous = book.status.health or HealthStatus()
+        book.status.health = HealthStatus(
+            status="Unhealthy", reason=Reason.AGENTS_DEGRADED,
+            consecutive_failures=previous.consecutive_failures + 1,
+            last_probe_time=datetime.now(timezone.utc))
+    await book.commit()
+
+
+def _record_probe(book: _StatusBook, spec: SwarmSandboxSpec,
+                  panes: list[bootstrap.PaneReport], alive: int) -> None:
+    previous = {item.id: item for item in (book.status.agents.items if book.status.agents else [])}
+    items = [
+        AgentItem(id=p.index, pane=p.pane_id, state="Running" if p.alive else "Dead",
+                  restarts=max(p.restarts, previous[p.index].restarts if p.index in previous else 0))
+        for p in sorted(panes, key=lambda p: p.index)[: spec.agents]
+    ]
+    book.status.agents = AgentsStatus(desired=spec.agents, ready=alive, items=items)

@@ -68,6 +68,8 @@ class BootstrapPlan(pydantic.BaseModel):
     discover_timeout_s: Annotated[int, pydantic.Field(ge=1, le=600)] = 60
     lock_timeout_s: Annotated[int, pydantic.Field(ge=1, le=3600)] = 120
     restart_dead: bool = True
+    #: Restarts allowed per agent (counted on its pane); None = no limit.
+    max_restarts: Annotated[int, pydantic.Field(ge=0, le=1000)] | None = None
     python: Annotated[_Text, pydantic.Field(min_length=1)] = "python3"
     # Big enough that tiled 100 panes stay >= 40x20 cells; more panes than fit go to new windows.
     window_width: Annotated[int, pydantic.Field(ge=10, le=10000)] = 400

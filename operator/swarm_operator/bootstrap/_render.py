@@ -92,6 +92,7 @@ def render_setup(plan: BootstrapPlan) -> str:
         "SWARM_DISCOVER_TIMEOUT_S": plan.discover_timeout_s,
         "SWARM_LOCK_TIMEOUT_S": plan.lock_timeout_s,
         "SWARM_RESTART_DEAD": plan.restart_dead,
+        "SWARM_MAX_RESTARTS": -1 if plan.max_restarts is None else plan.max_restarts,
         "SWARM_WIDTH": plan.window_width,
         "SWARM_HEIGHT": plan.window_height,
     })

@@ -96,6 +96,8 @@ if [[ $_sw_server == true ]] && _sw_list_panes; then
     for (( _sw_i = 0; _sw_i < SWARM_AGENTS; _sw_i++ )); do
         [[ -n ${P_ID[$_sw_i]+x} && ${P_DEAD[$_sw_i]} == 1 ]] || continue
         [[ $SWARM_RESTART_DEAD == 1 ]] || continue
+        # Past its restart budget an agent stays dead (and reported), never restarted in a loop.
+        (( SWARM_MAX_RESTARTS < 0 || ${P_RESTARTS[$_sw_i]:-0} < SWARM_MAX_RESTARTS )) || continue
         [[ " ${_sw_created[*]-} " == *" $_sw_i "* ]] && continue   # born and died in this run: report it
         _sw_launch "$_sw_i"
         if _sw_out=$(_sw_tmux respawn-pane -k -t "${P_ID[$_sw_i]}" -c "$SWARM_WORKDIR" -- "${REPLY_ARGV[@]}" 2>&1); then
