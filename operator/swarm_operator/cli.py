@@ -52,6 +52,9 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="no peering: do not coordinate with other operator instances")
     run.add_argument("--peering", default=None, metavar="NAME",
                      help="kopf peering object name, for one active instance among replicas")
+    run.add_argument("--selector", default=None, metavar="SELECTOR",
+                     help="only SwarmSandboxes matching this label selector (server-side); for "
+                          "sharding resources across several operator releases")
     run.add_argument("--liveness", default=None, metavar="URL",
                      help="serve kopf's liveness probe, e.g. http://0.0.0.0:8081/healthz")
     run.set_defaults(handler=_cmd_run)
@@ -129,6 +132,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     memo = kopf.Memo()
     memo.settings = settings
     memo.namespaces = list(args.namespace) or None
+    memo.selector = args.selector
     status = 0
     try:
         kopf.run(
@@ -252,9 +256,10 @@ def _cmd_attach(args: argparse.Namespace) -> int:
     from swarm_operator import console
 
     def attach(swarm: Any) -> int:
+        sandbox_id = swarm.sandbox_id  # "no sandbox yet" matters more than "no terminal"
         if not sys.stdin.isatty():
             raise console.ConsoleError("attach needs a terminal (stdin is not a tty)")
-        print(f"attaching to {swarm.namespace}/{swarm.name} (sandbox {swarm.sandbox_id}); "
+        print(f"attaching to {swarm.namespace}/{swarm.name} (sandbox {sandbox_id}); "
               "Ctrl-] detaches", flush=True)
         return console.attach(swarm)
 

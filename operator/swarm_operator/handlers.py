@@ -58,6 +58,13 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.networking.connect_timeout = config.kube_timeout_seconds
     settings.watching.server_timeout = 300
     settings.posting.level = logging.INFO
+    selector = getattr(memo, "selector", None)
+    if selector:
+        # Server-side filtering: this instance never even sees another shard's resources.
+        settings.watching.label_selectors[GROUP, VERSION, PLURAL] = selector
+    if getattr(memo, "namespaces", None):
+        # Namespaced RBAC cannot list namespaces or CRDs cluster-wide: don't try (and warn).
+        settings.scanning.disabled = True
     client = api_client()
     metrics = Metrics(new_registry())
     memo.metrics_close = start_server(config.metrics_port, metrics.registry)
