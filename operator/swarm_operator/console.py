@@ -347,15 +347,25 @@ def logs(swarm: Swarm, *, follow: bool = False, lines: int = 200,
             result = sandbox.commands.run(_logs_script(swarm, False, lines), timeout=60)
             write(result.stdout)
             return 0
-        handle = sandbox.commands.run(_logs_script(swarm, True, lines), background=True, timeout=0,
-                                      on_stdout=write, on_stderr=write)
-        try:
-            handle.wait()
-        except KeyboardInterrupt:
-            return 0
-        finally:
-            with contextlib.suppress(Exception):
-                handle.kill()
+        handle = sandbox.commands.run(_logs_script(swarm, True, lines), background=True, timeout=0)
+    # The SDK blocks in native code between chunks, where Ctrl-C cannot reach Python: wait for the
+    # stream in a thread, and for the end (or Ctrl-C) here.
+    ended = threading.Event()
+
+    def pump() -> None:
+        with contextlib.suppress(Exception):
+            handle.wait(on_stdout=write, on_stderr=write)  # the sync SDK calls back only from wait()
+        ended.set()
+
+    threading.Thread(target=pump, name="swarm-logs", daemon=True).start()
+    try:
+        while not ended.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            handle.kill()
     return 0
 
 

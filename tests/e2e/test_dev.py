@@ -28,7 +28,7 @@ class Terminal:
         self.env = {**os.environ, "TMUX_TMPDIR": str(root), **(env or {})}
         self.env.pop("TMUX", None)
         # The command's status stays on screen; the pane lives until the server is killed.
-        wrapped = f"{command}; echo; echo EXIT=$?; sleep 600"
+        wrapped = f"{command}; printf '\\nEXIT=%s\\n' $?; sleep 600"
         self._tmux("new-session", "-d", "-x", "220", "-y", "50", "-s", "t", wrapped)
 
     def _tmux(self, *args: str) -> str:
@@ -42,8 +42,11 @@ class Terminal:
         self._tmux("send-keys", "-t", "t", *keys)
 
     def wait(self, pattern: str, timeout: float = 60) -> re.Match[str]:
-        return wait_for(lambda: re.search(pattern, self.screen()), timeout, interval=0.1,
-                        message=f"{pattern!r} on screen")
+        try:
+            return wait_for(lambda: re.search(pattern, self.screen()), timeout, interval=0.1,
+                            message=f"{pattern!r} on screen")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- screen ---\n{self.screen()}") from None
 
     def close(self) -> None:
         subprocess.run(["tmux", "-L", "test", "kill-server"], env=self.env, capture_output=True, timeout=10)
