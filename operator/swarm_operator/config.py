@@ -115,6 +115,11 @@ class Settings(BaseModel):
     max_sandboxes_per_namespace: int | None = Field(
         default=None, ge=0, description="Live sandboxes allowed per namespace; unset = no limit."
     )
+    quota_retry_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Least wait before retrying a create refused for E2B's concurrent-sandbox quota.",
+    )
     metrics_port: int = Field(default=8080, ge=0, le=65535, description="Prometheus port; 0 = off.")
     log_format: str = Field(
         default="json", pattern="^(json|text)$", description="json (one object a line) or text."

@@ -350,7 +350,8 @@ async def _backend_failed(book: _StatusBook, exc: BackendError, retry: int) -> S
         delay = settings.max_retry_delay_seconds
         message = f"{message} (retrying every {delay:.0f}s until the key is fixed)"
     elif isinstance(exc, QuotaExceeded):
-        delay = max(exc.retry_after_s or 0.0, 60.0, _backoff(settings, retry))
+        # The quota frees only when another sandbox ends: check back slowly.
+        delay = max(settings.quota_retry_seconds, _backoff(settings, retry))
     elif isinstance(exc, RateLimited):
         delay = max(exc.retry_after_s or 0.0, _backoff(settings, retry))
     elif exc.reason in TERMINAL_REASONS and not exc.transient:

@@ -94,7 +94,7 @@ def test_wrong_api_key_is_authentication_failed_without_hot_loop(
 def test_quota_exceeded_is_reported_and_recovers_when_capacity_returns(
         cluster: Cluster, e2b_emulator_factory: Any, start_operator: Any) -> None:
     limited = e2b_emulator_factory(quota=1)
-    start_operator(E2B_API_URL=limited.url, E2B_SANDBOX_URL=limited.url)
+    start_operator(E2B_API_URL=limited.url, E2B_SANDBOX_URL=limited.url, SWARM_QUOTA_RETRY_SECONDS="2")
     cluster.apply(swarm("first", agents=1))
     cluster.wait_condition("default", "first", "Ready")
     cluster.apply(swarm("second", agents=1))

@@ -26,4 +26,4 @@ def test_unknown_setting_is_refused_by_name() -> None:
 
 def test_invalid_value_names_the_variable() -> None:
     with pytest.raises(SettingsError, match="SWARM_LEASE_SECONDS"):
-        Settings.from_env({"SWARM_LEASE_SECONDS": "5"})
+        Settings.from_env({"SWARM_LEASE_SECONDS": "2"})
