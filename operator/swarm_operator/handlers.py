@@ -102,6 +102,20 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     logger.info("operator stopped")
 
 
+@kopf.on.probe(id="operator")
+async def probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
+    """Liveness detail: kopf answering proves the event loop runs; this proves our own loops do.
+
+    A sweeper task that died (it never ends on its own) fails the probe, so the kubelet restarts
+    the pod rather than leave an operator that no longer cleans up after itself.
+    """
+    task: asyncio.Task[None] | None = getattr(memo, "sweeper_task", None)
+    if task is not None and task.done():
+        raise RuntimeError("the orphan sweeper stopped")
+    runtime: Runtime = memo.runtime
+    return {"e2bClients": len(runtime.backends), "resourcesTracked": len(runtime.keys)}
+
+
 async def _sweep_forever(runtime: Runtime, lister: KubeResourceLister) -> None:
     """The orphan sweeper's loop: one pass per interval, over every API key in use."""
     settings = runtime.settings

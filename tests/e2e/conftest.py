@@ -180,7 +180,7 @@ def start_operator(cluster: Cluster, e2b: Any, e2b_api_key: str, tmp_path: Path
     cluster.secret(OPERATOR_NAMESPACE, "e2b-api-key", {"api-key": e2b_api_key})
     started: list[OperatorProcess] = []
 
-    def start(**settings: str) -> OperatorProcess:
+    def start(*args: str, **settings: str) -> OperatorProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SWARM_", "E2B_"))}
         env.update({
             "KUBECONFIG": str(cluster.kubeconfig),
@@ -201,7 +201,8 @@ def start_operator(cluster: Cluster, e2b: Any, e2b_api_key: str, tmp_path: Path
         log_path = tmp_path / f"operator-{len(started)}.log"
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "swarm_operator", "run", "--standalone", "--all-namespaces"],
+                [sys.executable, "-m", "swarm_operator", "run", "--standalone",
+                 *(args or ("--all-namespaces",))],
                 env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
             )
         operator = OperatorProcess(proc=proc, log_path=log_path, env=env)

@@ -163,3 +163,35 @@ def test_events_show_the_phase_transitions(cluster: Cluster, e2b: Any, start_ope
     messages = [e.message for e in cluster.events("default", "storied")]
     assert any("-> Initializing" in m for m in messages)
     assert any("Initializing -> Ready" in m for m in messages)
+
+
+def test_liveness_probe_answers_with_the_operators_own_checks(
+        cluster: Cluster, e2b: Any, start_operator: Any) -> None:
+    port = _free_port()
+    start_operator("--all-namespaces", "--liveness", f"http://127.0.0.1:{port}/healthz")
+    cluster.apply(swarm("alive", agents=1))
+    cluster.wait_condition("default", "alive", "Ready")
+    answer = wait_for(lambda: _get_or_none(f"http://127.0.0.1:{port}/healthz"), 15,
+                      message="liveness endpoint")
+    assert answer.status_code == 200
+    assert answer.json()["operator"] == {"e2bClients": 1, "resourcesTracked": 1}
+
+
+def _get_or_none(url: str) -> httpx.Response | None:
+    try:
+        return httpx.get(url, timeout=5)
+    except httpx.HTTPError:
+        return None
+
+
+def test_label_selector_shards_resources_between_operators(
+        cluster: Cluster, e2b: Any, start_operator: Any) -> None:
+    start_operator("--all-namespaces", "--selector", "shard=a")
+    mine, theirs = swarm("mine", agents=1), swarm("theirs", agents=1)
+    mine["metadata"]["labels"] = {"shard": "a"}
+    theirs["metadata"]["labels"] = {"shard": "b"}
+    cluster.apply(mine, theirs)
+    cluster.wait_condition("default", "mine", "Ready")
+    time.sleep(2)
+    assert cluster.status("default", "theirs") == {}
+    assert len([s for s in e2b.inspect() if s["alive"]]) == 1
