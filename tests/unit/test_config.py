@@ -27,3 +27,12 @@ def test_unknown_setting_is_refused_by_name() -> None:
 def test_invalid_value_names_the_variable() -> None:
     with pytest.raises(SettingsError, match="SWARM_LEASE_SECONDS"):
         Settings.from_env({"SWARM_LEASE_SECONDS": "2"})
+
+
+def test_env_example_documents_every_setting_and_nothing_else() -> None:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
+    named = set(re.findall(r"^# (SWARM_[A-Z_]+)=", text, flags=re.M))
+    assert named == {f"SWARM_{name.upper()}" for name in Settings.model_fields}
