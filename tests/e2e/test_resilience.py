@@ -160,3 +160,34 @@ def test_chaos_operator_killed_at_random_moments_converges_to_one_sandbox_each(
     wait_for(converged, 60, message="one sandbox per live resource and no other")
     tracked = {cluster.status("default", n)["sandbox"]["id"] for n in survivors}
     assert tracked == {s["sandboxID"] for s in _alive(e2b)}
+
+
+def test_unknown_template_is_template_not_found_and_creates_nothing(
+        cluster: Cluster, e2b_emulator_factory: Any, sandbox_home: Any, start_operator: Any) -> None:
+    strict = e2b_emulator_factory(templates={"base"}, home_template=sandbox_home)
+    start_operator(E2B_API_URL=strict.url, E2B_SANDBOX_URL=strict.url)
+    cluster.apply(swarm("typo", agents=1, template="bsae"))
+    cond = cluster.wait_condition("default", "typo", "Ready", "False", reason="TemplateNotFound")
+    assert "bsae" in cond["message"] and "spec.template" in cond["message"]
+    assert cluster.status("default", "typo")["phase"] == "Failed"
+    creates = _stats(strict)["operations"].get("sandbox.create", 0)
+    time.sleep(3)
+    assert _stats(strict)["operations"].get("sandbox.create", 0) == creates, "permanent: no retries"
+    assert not [s for s in strict.inspect() if s["alive"]]
+
+
+def test_creation_rate_limit_throttles_then_proceeds_in_order(
+        cluster: Cluster, e2b: Any, start_operator: Any) -> None:
+    start_operator(SWARM_CREATIONS_PER_MINUTE="6")  # a burst of 6, then one every 10 s
+    names = [f"queued-{i}" for i in range(7)]
+    cluster.apply(*(swarm(n, agents=1) for n in names))
+    throttled = wait_for(
+        lambda: [n for n in names
+                 if (cluster.condition("default", n, "SandboxCreated") or {}).get("reason") == "RateLimited"],
+        30, message="one resource throttled")
+    assert len(throttled) == 1
+    message = cluster.condition("default", throttled[0], "SandboxCreated")["message"]
+    assert "6/min" in message
+    for name in names:
+        cluster.wait_condition("default", name, "Ready", timeout=40)
+    assert len([s for s in e2b.inspect() if s["alive"]]) == 7

@@ -80,6 +80,9 @@ class ControlPlane:
         template = body.get("templateID")
         if not isinstance(template, str) or not template:
             return api_error(400, "templateID is required")
+        known = self.emulator.templates
+        if known is not None and template not in known:
+            return api_error(404, f"template '{template}' not found")
         timeout = self._timeout(body.get("timeout"))
         if isinstance(timeout, web.Response):
             return timeout

@@ -76,6 +76,7 @@ class E2BEmulator:
         isolation: Isolation | str | None = None,
         workdir: str | Path | None = None,
         home_template: str | Path | None = None,
+        templates: Iterable[str] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -91,6 +92,9 @@ class E2BEmulator:
         self.isolation: Isolation | None = Isolation(isolation) if isolation is not None else None
         self._workdir_parent = Path(workdir) if workdir is not None else None
         self.home_template = Path(home_template) if home_template is not None else None
+        #: Template ids/aliases that exist; None: any name is accepted (creating from an unknown
+        #: one is a 404, as on E2B).
+        self.templates: frozenset[str] | None = frozenset(templates) if templates is not None else None
         self._workdir: Path | None = None
         self._runner: web.AppRunner | None = None
         self._reaper: asyncio.Task[None] | None = None
