@@ -176,7 +176,7 @@ def test_unknown_template_is_template_not_found_and_creates_nothing(
     assert not [s for s in strict.inspect() if s["alive"]]
 
 
-def test_creation_rate_limit_throttles_then_proceeds_in_order(
+def test_creation_rate_limit_throttles_then_proceeds(
         cluster: Cluster, e2b: Any, start_operator: Any) -> None:
     start_operator(SWARM_CREATIONS_PER_MINUTE="6")  # a burst of 6, then one every 10 s
     names = [f"queued-{i}" for i in range(7)]
