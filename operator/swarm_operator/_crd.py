@@ -6,7 +6,7 @@ false`` for closed models and ``default: null``. :func:`structural` rewrites it:
 unions collapsed to the non-null branch (Kubernetes' "absent" is our ``None``), titles dropped,
 field-level keywords (description, defaults, CEL rules) laid over the referenced model's.
 
-Run ``python -m swarm_operator._crd`` to rewrite ``crds/swarmsandbox.yaml`` and the package copy;
+Run ``python -m swarm_operator._crd`` to rewrite ``crds/swarmsandbox.yaml``, the package and chart copies;
 ``--check`` exits non-zero when they are stale (CI and a unit test both check).
 """
 
@@ -224,6 +224,11 @@ def _repo_path() -> Path:
     return Path(__file__).resolve().parents[2] / "crds" / "swarmsandbox.yaml"
 
 
+def _chart_path() -> Path:
+    """The chart's copy: Helm installs charts/<chart>/crds/ verbatim, so it must be the same bytes."""
+    return Path(__file__).resolve().parents[2] / "charts" / "swarm-operator" / "crds" / "swarmsandbox.yaml"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m swarm_operator._crd", description=__doc__)
     parser.add_argument("--check", action="store_true", help="fail if the files are not up to date")
@@ -234,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(text)
         return 0
     stale = 0
-    for path in (_repo_path(), package_path()):
+    for path in (_repo_path(), package_path(), _chart_path()):
         if args.check:
             if not path.exists() or path.read_text() != text:
                 print(f"stale: {path}", file=sys.stderr)

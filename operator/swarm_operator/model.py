@@ -34,6 +34,7 @@ __all__ = [
     "RESERVED_ENV_NAMES",
     "RESERVED_ENV_PREFIXES",
     "AgentItem",
+    "AgentConfigSpec",
     "AgentSpec",
     "AgentsStatus",
     "Condition",
@@ -44,6 +45,9 @@ __all__ = [
     "HealthCheckSpec",
     "HealthStatus",
     "InvalidSpecError",
+    "McpField",
+    "McpServerSpec",
+    "McpServerStatus",
     "MetricsStatus",
     "Phase",
     "SandboxStatus",
@@ -51,6 +55,8 @@ __all__ = [
     "SecretRef",
     "SwarmSandboxSpec",
     "SwarmSandboxStatus",
+    "WorkspaceSpec",
+    "WorkspaceStatus",
     "format_validation_error",
     "is_pinned_install",
 ]
@@ -93,6 +99,25 @@ _PINNED_GIT: Final = re.compile(
     r"(#(egg|subdirectory)=[A-Za-z0-9._/-]+(&(egg|subdirectory)=[A-Za-z0-9._/-]+)?)?$"
 )
 PREINSTALLED: Final = "preinstalled"
+#: Where agent.apiKeySecretRef puts the key: the variable Claude Code reads.
+ANTHROPIC_API_KEY: Final = "ANTHROPIC_API_KEY"
+
+#: A workspace repository: https only, a host (name or IPv4) and optional port, a path of safe
+#: characters. No userinfo (credentials in a URL end up in .git/config, logs and process lists), no
+#: query or fragment, nothing a shell or git would read as syntax or an option.
+GIT_REPO_URL: Final = r"^https://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?(/[A-Za-z0-9._~+-]+)+/?$"
+#: A workspace ref as the schema lets it through: a full commit SHA, a refs/... name or a bare name.
+#: Which bare names are tags is decided in the sandbox (``git ls-remote``): see WorkspaceSpec.
+GIT_REF: Final = r"^[A-Za-z0-9][A-Za-z0-9._/+-]*$"
+_FULL_SHA: Final = re.compile(r"^[0-9a-f]{40}$")
+#: A path inside the sandbox: relative to the home directory, or absolute. One alphabet, no spaces.
+SANDBOX_PATH: Final = r"^[A-Za-z0-9._/+-]+$"
+#: An MCP entry's name (also its key in status.mcp): a DNS label.
+MCP_NAME: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+#: A server key in E2B's MCP catalog (``notion``, ``duckduckgo``, ``github/owner/repo``).
+MCP_SERVER: Final = r"^[A-Za-z][A-Za-z0-9]*(/[A-Za-z0-9._-]+/[A-Za-z0-9._-]+)?$"
+#: A ConfigMap key (Kubernetes' own rule for data keys).
+CONFIGMAP_KEY: Final = r"^[-._a-zA-Z0-9]+$"
 
 # Plain words for a pattern mismatch: "should match pattern '^[a-z0-9]([-a-z0-9]*...'" helps no one.
 _PATTERN_HINTS: Final = {
@@ -103,6 +128,12 @@ _PATTERN_HINTS: Final = {
     TEMPLATE: "must be an E2B template id or alias: letters, digits and '.', '_', ':', '/', '-', "
     "starting with a letter or digit",
     COMMAND: "must be one word without whitespace (arguments go to args)",
+    GIT_REPO_URL: "must be an https:// git URL with no credentials, query or shell metacharacters "
+    "(private repositories: workspace.credentialsSecretRef)",
+    GIT_REF: "must be a 40-hex commit SHA, refs/tags/NAME or a tag name",
+    SANDBOX_PATH: "must be a path of letters, digits and '.', '_', '/', '+', '-'",
+    MCP_NAME: "must be a DNS label: lowercase letters, digits and '-'",
+    MCP_SERVER: "must be a server key of E2B's MCP catalog, e.g. 'notion' or 'github/owner/repo'",
 }
 
 
@@ -294,6 +325,28 @@ class EnvVar(_Spec):
         return self
 
 
+class AgentConfigSpec(_Spec):
+    """Per-resource agent configuration files, from a ConfigMap in the resource's namespace.
+
+    For Claude Code the key ``claude.json`` is deep-merged into ``~/.claude.json`` and
+    ``settings.json`` into ``~/.claude/settings.json`` (objects merge, anything else replaces the
+    operator's value), so a resource can add permissions or hooks without losing the onboarding,
+    gateway and coordinator entries the operator writes. Every other key is written verbatim to
+    ``~/.claude/<key>`` (``CLAUDE.md``, ...). Configuration is not secret: keep keys in Secrets.
+    """
+
+    config_map_name: str = Field(
+        min_length=1, max_length=253, pattern=DNS_SUBDOMAIN,
+        description="Name of a ConfigMap in the resource's namespace whose keys are agent "
+        "configuration files (claude.json and settings.json are merged, other keys written to "
+        "~/.claude/<key>).",
+    )
+    optional: bool = Field(
+        default=False,
+        description="If true, a missing ConfigMap is ignored instead of failing with ConfigMapNotFound.",
+    )
+
+
 class AgentSpec(_Spec):
     """What runs in each tmux pane."""
 
@@ -312,6 +365,27 @@ class AgentSpec(_Spec):
         "as environment variables (never on a command line). Names must be unique.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
+    api_key_secret_ref: SecretRef | None = Field(
+        default=None,
+        description="Secret key holding the agents' Anthropic API key. It reaches the agents as "
+        "ANTHROPIC_API_KEY in their environment only: never a file, a command line or status.",
+    )
+    config: AgentConfigSpec | None = Field(
+        default=None,
+        description="Agent configuration files overriding the operator's defaults.",
+    )
+
+    @model_validator(mode="after")
+    def _api_key_not_twice(self) -> AgentSpec:
+        if self.api_key_secret_ref is not None and any(e.name == ANTHROPIC_API_KEY for e in self.env):
+            raise ValueError(f"set the API key either with apiKeySecretRef or with env "
+                             f"{ANTHROPIC_API_KEY}, not both")
+        return self
+
+    @property
+    def is_claude_code(self) -> bool:
+        """Whether the agent is Claude Code, whose configuration files the operator writes."""
+        return self.command.rsplit("/", 1)[-1] == "claude"
 
     @field_validator("env")
     @classmethod
@@ -350,6 +424,156 @@ class CoordinatorSpec(_Spec):
         if not is_pinned_install(install):
             raise ValueError(_explain_unpinned(install))
         return install
+
+
+class WorkspaceSpec(_Spec):
+    """The repository the agents work on, cloned into the sandbox by the setup script.
+
+    Pinning: ``ref`` must name one commit for good. A 40-hex SHA does; a tag does by convention.
+    A bare name (``v1.2.0``) cannot be told from a branch by its spelling, so the setup script
+    resolves it with ``git ls-remote`` inside the sandbox and refuses it (InvalidSpec) unless it
+    exists under ``refs/tags/``. ``refs/tags/NAME`` is accepted as written, ``refs/heads/NAME`` and
+    every other ``refs/`` namespace are refused here, before any sandbox work. ``allowFloatingRef``
+    lifts both refusals for those who want a branch tip (the commit is still reported in status).
+    These are product rules, so (like coordinator pinning) they are the operator's, not the
+    schema's: a refused ref is a stored resource with ``Ready=False, reason=InvalidSpec``.
+    """
+
+    repo: str = Field(
+        min_length=9, max_length=2048, pattern=GIT_REPO_URL,
+        description="https:// URL of the git repository. No credentials in the URL: use "
+        "credentialsSecretRef.",
+    )
+    ref: str = Field(
+        min_length=1, max_length=255, pattern=GIT_REF,
+        description="What to check out: a full 40-hex commit SHA, refs/tags/NAME, or a tag name "
+        "(verified to be a tag inside the sandbox). Branches are refused with InvalidSpec unless "
+        "allowFloatingRef is true.",
+    )
+    path: str | None = Field(
+        default=None, min_length=1, max_length=255, pattern=SANDBOX_PATH,
+        description="Where to clone it, relative to the sandbox user's home or absolute. The "
+        "agents start in this directory. Unset: 'workspace'.",
+    )
+    credentials_secret_ref: SecretRef | None = Field(
+        default=None,
+        description="Secret key holding a token or password for a private repository. Git gets it "
+        "from a credential helper reading the setup script's environment: it is never in the URL, "
+        "a command line, .git/config or any file left in the sandbox.",
+    )
+    username: str = Field(
+        default="x-access-token", min_length=1, max_length=256, pattern=r"^[A-Za-z0-9._@+-]+$",
+        description="User name sent with the credentials (GitHub tokens accept 'x-access-token').",
+    )
+    allow_floating_ref: bool = Field(
+        default=False,
+        description="Accept a branch as ref. The workspace then follows whatever the branch pointed "
+        "at when the setup script ran.",
+    )
+
+    @field_validator("ref")
+    @classmethod
+    def _sane_ref(cls, ref: str) -> str:
+        # git check-ref-format's rules that the pattern cannot say.
+        if ".." in ref or "//" in ref or ref.endswith((".lock", "/", ".")) or "/." in ref:
+            raise ValueError(f"{ref!r} is not a valid git ref name")
+        return ref
+
+    @field_validator("path")
+    @classmethod
+    def _no_parent(cls, path: str | None) -> str | None:
+        if path is not None and ".." in path.split("/"):
+            raise ValueError("must not contain '..' components")
+        return path
+
+    @model_validator(mode="after")
+    def _pinned_ref(self) -> WorkspaceSpec:
+        if self.allow_floating_ref or _FULL_SHA.match(self.ref) or self.ref.startswith("refs/tags/"):
+            return self
+        if self.ref.startswith("refs/heads/"):
+            raise ValueError(f"ref {self.ref!r} is a branch, which floats: pin a commit SHA or a tag, "
+                             "or set allowFloatingRef")
+        if self.ref.startswith("refs/"):
+            raise ValueError(f"ref {self.ref!r} is neither a tag nor a commit SHA")
+        return self
+
+    @property
+    def is_sha(self) -> bool:
+        return bool(_FULL_SHA.match(self.ref))
+
+
+class McpField(_Spec):
+    """One setting of a custom MCP server: a literal value or a Secret key."""
+
+    name: str = Field(
+        min_length=1, max_length=128, pattern=r"^[A-Za-z][A-Za-z0-9_]*$",
+        description="The setting's key in the server's gateway configuration (e.g. apiKey).",
+    )
+    value: str | None = Field(default=None, max_length=4096, description="Literal value (not secret).")
+    value_from: EnvVarSource | None = Field(default=None, description="Take the value from a Secret key.")
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> McpField:
+        if (self.value is None) == (self.value_from is None):
+            raise ValueError(f"field {self.name}: exactly one of value or valueFrom must be set")
+        return self
+
+
+#: MCP entry types and the E2B gateway server key and token field each one configures.
+MCP_TOKEN_FIELDS: Final = {
+    "github": ("github", "personalAccessToken"),
+    "exa": ("exa", "apiKey"),
+    "perplexity": ("perplexityAsk", "perplexityApiKey"),
+}
+
+
+class McpServerSpec(_Spec):
+    """One MCP server the agents can use, run by E2B's MCP gateway inside the sandbox."""
+
+    name: str = Field(
+        min_length=1, max_length=63, pattern=MCP_NAME,
+        description="Name of the entry; reported in status.mcp.",
+    )
+    type: Literal["github", "exa", "perplexity", "filesystem", "custom"] = Field(
+        description="github, exa and perplexity need tokenSecretRef; filesystem serves the "
+        "workspace directory only; custom configures any server of E2B's MCP catalog by key.",
+    )
+    token_secret_ref: SecretRef | None = Field(
+        default=None,
+        description="Secret key holding the service token (github, exa, perplexity).",
+    )
+    server: str | None = Field(
+        default=None, min_length=1, max_length=256, pattern=MCP_SERVER,
+        description="custom only: the server's key in E2B's MCP catalog (e.g. 'notion').",
+    )
+    fields: list[McpField] = Field(
+        default_factory=list, max_length=32,
+        description="custom only: the server's settings, literal or from Secrets.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+
+    @model_validator(mode="after")
+    def _shape(self) -> McpServerSpec:
+        needs_token = self.type in MCP_TOKEN_FIELDS
+        if needs_token and self.token_secret_ref is None:
+            raise ValueError(f"mcp {self.name}: type {self.type} needs tokenSecretRef")
+        if not needs_token and self.token_secret_ref is not None:
+            raise ValueError(f"mcp {self.name}: tokenSecretRef is for github, exa and perplexity; "
+                             "custom servers take fields")
+        if (self.type == "custom") != (self.server is not None):
+            raise ValueError(f"mcp {self.name}: server is required for type custom and only for it")
+        if self.type != "custom" and self.fields:
+            raise ValueError(f"mcp {self.name}: fields are for type custom only")
+        if len({f.name for f in self.fields}) != len(self.fields):
+            raise ValueError(f"mcp {self.name}: duplicate field names")
+        return self
+
+    @property
+    def server_key(self) -> str:
+        """The key of this server in the gateway configuration."""
+        if self.type in MCP_TOKEN_FIELDS:
+            return MCP_TOKEN_FIELDS[self.type][0]
+        return self.server or self.type
 
 
 class HealthCheckSpec(_Spec):
@@ -409,6 +633,29 @@ class SwarmSandboxSpec(_Spec):
         default=False,
         description="Pause the sandbox (E2B pause) while true; resume it when set back to false.",
     )
+    workspace: WorkspaceSpec | None = Field(
+        default=None,
+        description="A git repository cloned into the sandbox at a pinned commit; the agents work in it.",
+    )
+    mcp: list[McpServerSpec] = Field(
+        default_factory=list, max_length=16,
+        description="MCP servers for the agents, run by E2B's MCP gateway in the sandbox; the "
+        "agents' configuration points at the gateway. Secrets come from Secret keys.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+
+    @field_validator("mcp")
+    @classmethod
+    def _one_entry_per_server(cls, mcp: list[McpServerSpec]) -> list[McpServerSpec]:
+        seen: dict[str, str] = {}
+        for entry in mcp:
+            if entry.name in seen.values():
+                raise ValueError(f"duplicate mcp name {entry.name}")
+            if entry.server_key in seen:
+                raise ValueError(f"mcp {entry.name} and {seen[entry.server_key]} both configure "
+                                 f"server {entry.server_key}: the gateway runs each server once")
+            seen[entry.server_key] = entry.name
+        return mcp
 
     @classmethod
     def from_body(cls, spec: Any) -> SwarmSandboxSpec:
@@ -541,6 +788,25 @@ class MetricsStatus(_Status):
     restarts: int = Field(default=0, ge=0, description="Agent restarts, all agents together.")
 
 
+class WorkspaceStatus(_Status):
+    """What the workspace was cloned from and is checked out at."""
+
+    repo: str | None = Field(default=None, max_length=2048, description="Repository URL.")
+    ref: str | None = Field(default=None, max_length=255, description="The ref asked for.")
+    commit: str | None = Field(default=None, max_length=64, description="Commit checked out (full SHA).")
+    path: str | None = Field(default=None, max_length=4096, description="Where it is in the sandbox.")
+
+
+class McpServerStatus(_Status):
+    """One MCP entry as seen through the gateway."""
+
+    name: str = Field(max_length=63, description="The spec.mcp entry's name.")
+    state: Literal["Ready", "Failed", "Unknown"] = Field(
+        default="Unknown", description="Ready when the gateway reports the server healthy.",
+    )
+    message: str = Field(default="", max_length=1024, description="Why, when not Ready.")
+
+
 class SwarmSandboxStatus(_Status):
     """Observed state of a SwarmSandbox, written by the operator only."""
 
@@ -560,6 +826,11 @@ class SwarmSandboxStatus(_Status):
     agents: AgentsStatus | None = Field(default=None, description="Agent panes.")
     health: HealthStatus | None = Field(default=None, description="Last health probe.")
     metrics: MetricsStatus | None = Field(default=None, description="Operator activity counters.")
+    workspace: WorkspaceStatus | None = Field(default=None, description="The cloned workspace.")
+    mcp: list[McpServerStatus] | None = Field(
+        default=None, max_length=16, description="MCP servers, as checked through the gateway.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
 
     @classmethod
     def from_body(cls, status: Any) -> SwarmSandboxStatus:
