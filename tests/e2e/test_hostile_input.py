@@ -1,0 +1,138 @@
+"""Hostile input everywhere it enters: every case is refused by the schema (422), refused by the
+operator (InvalidSpec), or passed through quoted and proved harmless — never executed, never a crash.
+
+One canary path: a file that only an injected command could create. After every case has settled,
+the canary does not exist, the operator is still running, and its log holds no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import pytest
+
+from tests.e2e.conftest import Cluster, wait_for
+
+pytestmark = pytest.mark.e2e
+
+CANARY_DIR = Path("/var/tmp")
+
+
+def _payloads(canary: Path) -> list[tuple[str, str]]:
+    c = str(canary)
+    return [
+        ("command substitution", f"$(touch {c})"),
+        ("backticks", f"`touch {c}`"),
+        ("semicolon", f"x; touch {c}"),
+        ("and", f"x && touch {c}"),
+        ("pipe", f"x | touch {c}"),
+        ("newline", f"x\ntouch {c}\n"),
+        ("single quote", f"x' ; touch {c} ; '"),
+        ("double quote", f'x" ; touch {c} ; "'),
+        ("ifs", f"$(touch${{IFS}}{c})"),
+        ("process substitution", f"<(touch {c})"),
+        ("unicode", f"ünï©ødé 🐝 $(touch {c})"),
+        ("nul", f"x\u0000$(touch {c})"),
+        ("printf escape", f"%q\\n$(touch {c})"),
+        ("glob", f"/*/../$(touch {c})"),
+    ]
+
+
+def _swarm(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    base: dict[str, Any] = {"agents": 1, "agent": {"command": "fake-agent"},
+                            "coordinator": {"enabled": False}}
+    for key, value in spec.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = {**base[key], **value}
+        else:
+            base[key] = value
+    return {"apiVersion": "claudeswarm.io/v1alpha1", "kind": "SwarmSandbox",
+            "metadata": {"name": name, "namespace": "default"}, "spec": base}
+
+
+def _cases(canary: Path) -> list[tuple[str, dict[str, Any]]]:
+    cases: list[tuple[str, dict[str, Any]]] = []
+    for label, payload in _payloads(canary):
+        cases += [
+            (f"agent.command {label}", {"agent": {"command": payload}}),
+            (f"agent.args {label}", {"agent": {"args": ["--flag", payload]}}),
+            (f"agent.env value {label}", {"agent": {"env": [{"name": "HOSTILE", "value": payload}]}}),
+            (f"template {label}", {"template": payload}),
+            (f"coordinator.install {label}", {"coordinator": {"enabled": True, "install": payload}}),
+        ]
+    cases += [
+        ("env name PATH", {"agent": {"env": [{"name": "PATH", "value": "/tmp"}]}}),
+        ("env name LD_PRELOAD", {"agent": {"env": [{"name": "LD_PRELOAD", "value": "/tmp/x.so"}]}}),
+        ("env name HOME", {"agent": {"env": [{"name": "HOME", "value": "/"}]}}),
+        ("env name with $()", {"agent": {"env": [{"name": f"X$(touch {canary})", "value": "v"}]}}),
+        ("env name with newline", {"agent": {"env": [{"name": "X\nY", "value": "v"}]}}),
+        ("secret ref name hostile", {"agent": {"env": [{"name": "K", "valueFrom": {
+            "secretKeyRef": {"name": f"$(touch {canary})", "key": "k"}}}]}}),
+        ("secret ref key hostile", {"agent": {"env": [{"name": "K", "valueFrom": {
+            "secretKeyRef": {"name": "s", "key": f"k;touch {canary}"}}}]}}),
+        ("api key secret hostile", {"e2b": {"apiKeySecretRef": {"name": "`reboot`", "key": "k"}}}),
+        ("huge env list", {"agent": {"env": [{"name": f"VAR_{i}", "value": "x" * 1024}
+                                             for i in range(100)]}}),
+        ("too many env entries", {"agent": {"env": [{"name": f"VAR_{i}", "value": "v"}
+                                                    for i in range(1000)]}}),
+        ("huge arg", {"agent": {"args": ["y" * 200_000]}}),
+        ("deletionPolicy injection", {"deletionPolicy": f"Delete; touch {canary}"}),
+        ("agents as string", {"agents": "4; touch"}),
+        ("agents negative", {"agents": -1}),
+        ("unknown field", {"evil": f"$(touch {canary})"}),
+    ]
+    return cases
+
+
+def test_hostile_input_is_refused_or_harmless(cluster: Cluster, e2b: Any, start_operator: Any) -> None:
+    canary = CANARY_DIR / f"swarm-canary-{uuid.uuid4().hex}"
+    operator = start_operator()
+    api = cluster.custom
+    cases = _cases(canary)
+    assert len(cases) >= 60
+    outcomes: dict[str, str] = {}
+    created: list[str] = []
+    for index, (label, spec) in enumerate(cases):
+        name = f"hostile-{index:03d}"
+        try:
+            api.create_namespaced_custom_object("claudeswarm.io", "v1alpha1", "default",
+                                                "swarmsandboxes", _swarm(name, spec))
+        except kubernetes.client.ApiException as exc:
+            assert exc.status == 422, f"{label}: {exc.status} {exc.body}"
+            assert "spec" in json.loads(exc.body)["message"], label
+            outcomes[label] = "422"
+        else:
+            created.append(name)
+            outcomes[label] = name
+
+    def settled(name: str) -> str | None:
+        ready = cluster.condition("default", name, "Ready")
+        if ready is None:
+            return None
+        if ready["status"] == "True":
+            return "Ready"
+        if ready["reason"] in ("InvalidSpec", "InitFailed", "TemplateNotFound"):
+            return ready["reason"]
+        return None
+
+    verdicts = {name: wait_for(lambda n=name: settled(n), 120, message=f"{name} settled")
+                for name in created}
+    for label, outcome in outcomes.items():
+        if outcome != "422":
+            outcomes[label] = verdicts[outcome]
+            if outcomes[label] == "InvalidSpec":
+                message = cluster.condition("default", outcome, "Ready")["message"]
+                assert "spec." in message, f"{label}: InvalidSpec must name the field: {message}"
+    assert not canary.exists(), f"an injection ran: {canary}"
+    assert operator.proc.poll() is None, "the operator survived every case"
+    assert "Traceback" not in operator.log()
+    # What each kind of field did, so a regression in the verdict shows up as a diff.
+    assert outcomes["env name PATH"] == "422" and outcomes["env name LD_PRELOAD"] == "422"
+    assert outcomes["huge env list"] == "Ready"
+    assert all(v in ("422", "InvalidSpec", "Ready", "InitFailed", "TemplateNotFound")
+               for v in outcomes.values()), outcomes
+    print(json.dumps(outcomes, indent=1, ensure_ascii=False))
