@@ -137,10 +137,10 @@ async def _pump_stream(request: web.Request, sandbox: Sandbox, process: Process,
 
 
 async def process_start(request: web.Request, sandbox: Sandbox, message: dict[str, Any]) -> web.StreamResponse:
-    if message.get("pty"):
-        raise RPCError("unimplemented", "PTY processes are not emulated")
+    pty = message.get("pty")
     tag = message.get("tag")
-    process = await sandbox.start(message.get("process") or {}, tag, bool(message.get("stdin", False)))
+    process = await sandbox.start(message.get("process") or {}, tag, bool(message.get("stdin", False)),
+                                  _pty_size(pty) if pty is not None else None)
     queue: asyncio.Queue[Any] = asyncio.Queue()
     process.subscribers.add(queue)
     sandbox.follow(process)
@@ -158,6 +158,25 @@ async def process_list(request: web.Request, sandbox: Sandbox, message: dict[str
     return {"processes": [p.info() for p in sandbox.processes.values() if not p.done.is_set()]}
 
 
+def _pty_size(pty: Any) -> tuple[int, int]:
+    """(rows, cols) of a ``PTY`` message; proto3 JSON leaves zeros out, so absent means 0."""
+    size = pty.get("size") if isinstance(pty, dict) else None
+    size = size if isinstance(size, dict) else {}
+    try:
+        return int(size.get("rows") or 0), int(size.get("cols") or 0)
+    except (TypeError, ValueError):
+        raise RPCError("invalid_argument", f"bad pty size {size!r}") from None
+
+
+async def _write_input(sandbox: Sandbox, process: Process, process_input: dict[str, Any] | None) -> None:
+    """A ``ProcessInput``: ``stdin`` goes to the stdin pipe, ``pty`` to the terminal."""
+    process_input = process_input or {}
+    if process_input.get("pty") is not None:
+        await sandbox.write_pty(process, base64.b64decode(process_input["pty"]))
+    elif process_input.get("stdin") is not None:
+        await _write_stdin(process, base64.b64decode(process_input["stdin"]))
+
+
 async def _write_stdin(process: Process, data: bytes) -> None:
     stdin = process.child.stdin
     if stdin is None or stdin.is_closing():
@@ -171,10 +190,7 @@ async def _write_stdin(process: Process, data: bytes) -> None:
 
 async def process_send_input(request: web.Request, sandbox: Sandbox, message: dict[str, Any]) -> dict[str, Any]:
     process = sandbox.find(message.get("process"))
-    data = (message.get("input") or {}).get("stdin")
-    if data is None:
-        raise RPCError("unimplemented", "only stdin input is emulated (no PTY)")
-    await _write_stdin(process, base64.b64decode(data))
+    await _write_input(sandbox, process, message.get("input"))
     return {}
 
 
@@ -191,9 +207,7 @@ async def process_stream_input(request: web.Request, sandbox: Sandbox, body: byt
         elif "data" in message:
             if process is None:
                 raise RPCError("failed_precondition", "data sent before start")
-            data = (message["data"].get("input") or {}).get("stdin")
-            if data is not None:
-                await _write_stdin(process, base64.b64decode(data))
+            await _write_input(sandbox, process, message["data"].get("input"))
     response = await open_stream(request)
     await response.write(envelope({}))
     await response.write(end_stream())
@@ -217,8 +231,11 @@ async def process_send_signal(request: web.Request, sandbox: Sandbox, message: d
 
 
 async def process_update(request: web.Request, sandbox: Sandbox, message: dict[str, Any]) -> dict[str, Any]:
-    sandbox.find(message.get("process"))
-    return {}  # only a PTY resize can be updated, and PTYs are not emulated: nothing to change
+    process = sandbox.find(message.get("process"))
+    pty = message.get("pty")
+    if pty is not None:
+        sandbox.resize(process, *_pty_size(pty))
+    return {}
 
 
 # ----- filesystem.Filesystem ----------------------------------------------------------------------

@@ -10,10 +10,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
+import fcntl
 import os
 import secrets
+import shutil
 import signal
 import string
+import struct
+import termios
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +36,10 @@ _READ_CHUNK = 64 * 1024
 # After the main process exits, how long to let its pipes drain: a daemon it left behind may hold
 # them open forever (envd likewise reports the exit, not the pipes' end).
 _DRAIN_GRACE = 0.2
+# Makes the pty the child's controlling terminal (TIOCSCTTY on fd 0) in a new session, then execs:
+# the pid the SDK is told about stays the shell's. It must not be a process-group leader, or
+# ``setsid`` forks (and the pid we know would exit at once): start it in the emulator's group.
+_SETSID = shutil.which("setsid")
 
 
 def new_id(length: int = 20) -> str:
@@ -60,6 +68,7 @@ class Process:
     subscribers: set[asyncio.Queue[Any]] = field(default_factory=set)
     done: asyncio.Event = field(default_factory=asyncio.Event)
     end: dict[str, Any] | None = None
+    pty: int | None = None  # the master side of its pseudo-terminal, when started with one
 
     def publish(self, event: Any) -> None:
         for queue in list(self.subscribers):
@@ -175,8 +184,13 @@ class Sandbox:
         env[MARKER_VAR] = self.token  # last, so no envVar can shadow the kill switch
         return env
 
-    async def start(self, config: dict[str, Any], tag: str | None, stdin: bool) -> Process:
-        """Start a command as a real local process inside this sandbox's private space."""
+    async def start(self, config: dict[str, Any], tag: str | None, stdin: bool,
+                    pty_size: tuple[int, int] | None = None) -> Process:
+        """Start a command as a real local process inside this sandbox's private space.
+
+        With ``pty_size`` (rows, cols) the process runs on a fresh pseudo-terminal that is its
+        controlling terminal (stdin, stdout and stderr all on it), as envd does for ``pty`` starts.
+        """
         cmd = config.get("cmd") or ""
         args = [str(a) for a in config.get("args") or []]
         envs = {str(k): str(v) for k, v in (config.get("envs") or {}).items()}
@@ -186,25 +200,87 @@ class Sandbox:
         if not self.fs.host_path(cwd).is_dir():
             raise RPCError("invalid_argument", f"cwd '{cwd}' does not exist")
         argv, host_cwd = self.fs.command_argv(cmd, args, cwd)
-        self.commands.append({"argv": [cmd, *args], "cwd": cwd, "envs": dict(envs), "tag": tag})
+        self.commands.append({"argv": [cmd, *args], "cwd": cwd, "envs": dict(envs), "tag": tag,
+                              "pty": pty_size is not None})
+        master: int | None = None
         try:
-            child = await asyncio.create_subprocess_exec(
-                *argv,
-                cwd=host_cwd,
-                env=self._environment(envs),
-                stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
-            )
+            if pty_size is None:
+                child = await asyncio.create_subprocess_exec(
+                    *argv,
+                    cwd=host_cwd,
+                    env=self._environment(envs),
+                    stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    start_new_session=True,
+                )
+            else:
+                master, child = await self._start_on_pty(argv, host_cwd, self._environment(envs), pty_size)
         except OSError as exc:
             raise RPCError("internal", f"failed to start process: {exc}") from None
         echo = dict(config)
         echo["cwd"] = cwd
-        process = Process(pid=child.pid, config=echo, tag=tag, child=child)
+        process = Process(pid=child.pid, config=echo, tag=tag, child=child, pty=master)
         self.commands[-1]["pid"] = child.pid
         self.processes[child.pid] = process
         return process
+
+    @staticmethod
+    async def _start_on_pty(argv: list[str], cwd: str, env: dict[str, str],
+                            size: tuple[int, int]) -> tuple[int, asyncio.subprocess.Process]:
+        master, slave = os.openpty()
+        try:
+            set_window_size(slave, *size)
+            if _SETSID is not None:
+                argv, preexec, new_session = [_SETSID, "--ctty", *argv], None, False
+            else:  # no util-linux: do setsid's work in the child
+                argv, preexec, new_session = argv, _become_tty_session_leader, False
+            child = await asyncio.create_subprocess_exec(
+                *argv, cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave,
+                start_new_session=new_session, preexec_fn=preexec,
+            )
+        except BaseException:
+            os.close(master)
+            raise
+        finally:
+            os.close(slave)  # the child has its own copies; ours would keep the master from EOF
+        os.set_blocking(master, False)
+        return master, child
+
+    def resize(self, process: Process, rows: int, cols: int) -> None:
+        """TIOCSWINSZ on the master; the kernel sends SIGWINCH to the terminal's foreground group."""
+        if process.pty is None:
+            raise RPCError("failed_precondition", f"process {process.pid} has no pty")
+        try:
+            set_window_size(process.pty, rows, cols)
+        except OSError as exc:
+            raise RPCError("failed_precondition", f"pty of process {process.pid}: {exc}") from None
+
+    async def write_pty(self, process: Process, data: bytes) -> None:
+        """Type ``data`` into the process's terminal (waits while the terminal's buffer is full)."""
+        fd = process.pty
+        if fd is None:
+            raise RPCError("failed_precondition", f"process {process.pid} has no pty")
+        loop = asyncio.get_running_loop()
+        view = memoryview(data)
+        while view:
+            if process.pty is None:
+                raise RPCError("failed_precondition", f"pty of process {process.pid} is closed")
+            try:
+                view = view[os.write(fd, view):]
+                continue
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError as exc:
+                raise RPCError("failed_precondition", f"pty of process {process.pid}: {exc}") from None
+            writable = loop.create_future()
+            loop.add_writer(fd, lambda: writable.done() or writable.set_result(None))
+            try:
+                await asyncio.wait_for(writable, timeout=1.0)
+            except asyncio.TimeoutError:
+                pass  # re-check: the process may have gone meanwhile
+            finally:
+                loop.remove_writer(fd)
 
     def follow(self, process: Process) -> asyncio.Task[None]:
         """Pump the process's output to its subscribers, then its end. Subscribe before calling."""
@@ -219,12 +295,18 @@ class Sandbox:
             while chunk := await stream.read(_READ_CHUNK):
                 process.publish({"data": {name: base64.b64encode(chunk).decode()}})
 
-        readers = [asyncio.create_task(read(child.stdout, "stdout")),
-                   asyncio.create_task(read(child.stderr, "stderr"))]
+        readers: list[asyncio.Future[Any]] = [asyncio.create_task(read(child.stdout, "stdout")),
+                                              asyncio.create_task(read(child.stderr, "stderr"))]
+        if process.pty is not None:
+            readers.append(_read_pty(process))
         code = await child.wait()
         _, pending = await asyncio.wait(readers, timeout=_DRAIN_GRACE)
         for task in pending:
             task.cancel()
+        if process.pty is not None:
+            asyncio.get_running_loop().remove_reader(process.pty)
+            os.close(process.pty)
+            process.pty = None
         if code >= 0:
             end = {"exitCode": code, "exited": True, "status": f"exit status {code}"}
         else:
@@ -280,3 +362,39 @@ class Sandbox:
         if waits:
             await asyncio.wait([asyncio.ensure_future(w) for w in waits], timeout=5)
         await asyncio.to_thread(self.fs.remove)
+
+
+# ----- pseudo-terminals ---------------------------------------------------------------------------
+def set_window_size(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def _become_tty_session_leader() -> None:  # pragma: no cover - runs in the child, without setsid(1)
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def _read_pty(process: Process) -> asyncio.Future[None]:
+    """Publish whatever the terminal shows as ``data.pty`` events; resolves when every slave end
+    is closed (the master then reads EIO) — or is cancelled by the pump after the drain grace."""
+    loop = asyncio.get_running_loop()
+    finished: asyncio.Future[None] = loop.create_future()
+    fd = process.pty
+    assert fd is not None
+
+    def ready() -> None:
+        try:
+            chunk = os.read(fd, _READ_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:  # EIO: the last process holding the terminal has closed it
+            chunk = b""
+        if chunk:
+            process.publish({"data": {"pty": base64.b64encode(chunk).decode()}})
+            return
+        loop.remove_reader(fd)
+        if not finished.done():
+            finished.set_result(None)
+
+    loop.add_reader(fd, ready)
+    return finished
