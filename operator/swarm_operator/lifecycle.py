@@ -20,14 +20,17 @@ The rules this module keeps (see ARCHITECTURE.md):
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import shlex
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
+
+import pydantic
 
 from swarm_operator import bootstrap
 from swarm_operator.backend import (
@@ -51,15 +54,19 @@ from swarm_operator.conditions import (
 from swarm_operator.config import Settings
 from swarm_operator.metrics import Metrics, new_registry
 from swarm_operator.model import (
+    ANTHROPIC_API_KEY,
+    MCP_TOKEN_FIELDS,
     AgentItem,
     AgentsStatus,
     HealthStatus,
     InvalidSpecError,
+    McpServerStatus,
     MetricsStatus,
     Phase,
     SandboxStatus,
     SwarmSandboxSpec,
     SwarmSandboxStatus,
+    WorkspaceStatus,
 )
 from swarm_operator.ratelimit import CreationLimiter
 from swarm_operator.secrets import SecretKeyRef, SecretNotFound, SecretReader
@@ -291,12 +298,18 @@ async def _reconcile(
 
     try:
         api_key, envs = await _read_secrets(ref, spec, runtime)
+        files = await _agent_files(ref, spec, runtime)
     except SecretNotFound as exc:
         book.set(ConditionType.SYNCED, "False", Reason.SECRET_NOT_FOUND,
                  f"{exc}; the operator retries until it exists")
         await book.commit()
         raise RetryLater(str(exc), delay=_backoff(runtime.settings, retry),
                          reason=Reason.SECRET_NOT_FOUND) from None
+    # Everything the sandbox will be given is checked before a sandbox exists, so a spec the
+    # setup script cannot take never leaves a half-made sandbox behind.
+    problems = _unusable(lambda: _plan(ref, spec, envs, runtime.settings, files), envs)
+    if problems:
+        return await _give_up(book, Reason.INVALID_SPEC, f"invalid spec: {'; '.join(problems)}")
     runtime.keys[ref.uid] = api_key
     backend = runtime.backends.for_key(api_key)
 
@@ -305,7 +318,7 @@ async def _reconcile(
             await _suspend(book, backend)
         else:
             sandbox = await _ensure_sandbox(book, spec, backend)
-            await _initialise(book, spec, backend, sandbox, envs)
+            await _initialise(book, spec, backend, sandbox, envs, files)
             if any(c.type == ConditionType.SUSPENDED for c in book.status.conditions):
                 book.set(ConditionType.SUSPENDED, "False", Reason.RESUMED,
                          f"sandbox {sandbox.id} resumed and its agents verified")
@@ -314,6 +327,34 @@ async def _reconcile(
     book.set(ConditionType.SYNCED, "True", Reason.RECONCILED, "")
     await book.commit()
     return book.status
+
+
+def _unusable(build_plan: Callable[[], bootstrap.BootstrapPlan], envs: Mapping[str, str]) -> list[str]:
+    """What the schema let through but no process can take: NUL bytes, names the script reserves.
+
+    A NUL cannot travel in an environment variable or an argument; the setup script's own names
+    (``SWARM_*``) would be shadowed. Each problem names the field, never a secret value.
+    """
+    problems = [f"spec.agent.env[{name}]: the value holds a NUL byte, which no environment "
+                f"variable can carry" for name, value in envs.items() if "\x00" in value]
+    if problems:
+        return problems
+    try:
+        build_plan()
+    except pydantic.ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            field = _PLAN_FIELDS.get(str(err["loc"][0]) if err["loc"] else "", "spec")
+            where = "".join(f"[{p}]" for p in err["loc"][1:])
+            message = str(err.get("ctx", {}).get("error") or err["msg"])
+            problems.append(f"{field}{where}: {message}")
+    return problems
+
+
+# Which spec field feeds each plan field, so a plan refusal names what the user wrote.
+_PLAN_FIELDS = {
+    "command": "spec.agent.command", "args": "spec.agent.args", "env_names": "spec.agent.env",
+    "coordinator_install": "spec.coordinator.install", "agents": "spec.agents",
+}
 
 
 async def _suspend(book: _StatusBook, backend: SandboxBackend) -> None:
@@ -376,9 +417,14 @@ def _backoff(settings: Settings, retry: int) -> float:
 
 
 async def _read_secrets(
-    ref: ResourceRef, spec: SwarmSandboxSpec, runtime: Runtime
+    ref: ResourceRef, spec: SwarmSandboxSpec, runtime: Runtime, *, key_only: bool = False
 ) -> tuple[str, dict[str, str]]:
-    """The E2B API key and the agents' environment, with every secretKeyRef resolved."""
+    """The E2B API key and the setup script's environment, with every secretKeyRef resolved.
+
+    The environment holds the agents' variables (``agent.env``, ``ANTHROPIC_API_KEY`` from
+    ``agent.apiKeySecretRef``) and the script-only ``SWARM_SECRET_*`` values (workspace password,
+    MCP tokens), which the script uses and unsets before any agent starts.
+    """
     settings = runtime.settings
     if spec.e2b is not None and spec.e2b.api_key_secret_ref is not None:
         key_ref = SecretKeyRef(ref.namespace, spec.e2b.api_key_secret_ref.name,
@@ -394,9 +440,128 @@ async def _read_secrets(
             env_refs[var.name] = SecretKeyRef(ref.namespace, selector.name, selector.key)
         else:
             envs[var.name] = var.value or ""
+    if key_only:
+        env_refs.clear()
+        envs.clear()
+    else:
+        env_refs.update(_tool_secret_refs(ref, spec))
     values = await runtime.secrets.read_many([key_ref, *env_refs.values()])
     envs.update({name: values[sref] for name, sref in env_refs.items()})
     return values[key_ref], envs
+
+
+def _tool_secret_refs(ref: ResourceRef, spec: SwarmSandboxSpec) -> dict[str, SecretKeyRef]:
+    """Secret refs beyond agent.env, by the variable the setup script reads each one from."""
+    refs: dict[str, SecretKeyRef] = {}
+    if spec.agent.api_key_secret_ref is not None:
+        key = spec.agent.api_key_secret_ref
+        refs[ANTHROPIC_API_KEY] = SecretKeyRef(ref.namespace, key.name, key.key)
+    if spec.workspace is not None and spec.workspace.credentials_secret_ref is not None:
+        cred = spec.workspace.credentials_secret_ref
+        refs[bootstrap.GIT_PASSWORD_ENV] = SecretKeyRef(ref.namespace, cred.name, cred.key)
+    for index, entry in enumerate(spec.mcp):
+        if entry.token_secret_ref is not None:
+            refs[bootstrap.secret_env_name("MCP", str(index), "TOKEN")] = SecretKeyRef(
+                ref.namespace, entry.token_secret_ref.name, entry.token_secret_ref.key)
+        for field_ in entry.fields:
+            if field_.value_from is not None:
+                sel = field_.value_from.secret_key_ref
+                refs[bootstrap.secret_env_name("MCP", str(index), field_.name)] = SecretKeyRef(
+                    ref.namespace, sel.name, sel.key)
+    return refs
+
+
+class ConfigMapNotFound(SecretNotFound):
+    """A referenced ConfigMap does not exist (or is unreadable); retried like a missing Secret."""
+
+
+async def _agent_files(ref: ResourceRef, spec: SwarmSandboxSpec, runtime: Runtime) -> dict[str, str]:
+    """The agent.config ConfigMap's files (key -> text); read in a thread, the client is blocking."""
+    config = spec.agent.config
+    if config is None:
+        return {}
+    api = getattr(runtime.secrets, "_api", None)
+    try:
+        body = await asyncio.to_thread(api.read_namespaced_config_map,  # type: ignore[union-attr]
+                                       config.config_map_name, ref.namespace, _request_timeout=15)
+    except Exception as exc:
+        if getattr(exc, "status", None) == 404 and config.optional:
+            return {}
+        where = SecretKeyRef(ref.namespace, config.config_map_name, "*")
+        detail = {404: "does not exist: create it in that namespace",
+                  403: "is not readable by the operator: check its RBAC"}.get(
+                      getattr(exc, "status", None), f"cannot be read: {exc}")
+        err = ConfigMapNotFound(where, detail)
+        err.args = (f"ConfigMap {ref.namespace}/{config.config_map_name} {detail}",)
+        raise err from None
+    return {str(k): str(v) for k, v in (getattr(body, "data", None) or {}).items()}
+
+
+#: The coordinator's commands agents may run without asking, and the hook that shows them new
+#: messages before every prompt (claudeswarm's own message check).
+COORDINATOR_PERMISSIONS = ("Bash(claudeswarm:*)",)
+COORDINATOR_HOOK = "claudeswarm check-messages --new-only --quiet"
+
+
+def _merge(base: Any, over: Any) -> Any:
+    if isinstance(base, dict) and isinstance(over, dict):
+        return {**base, **{k: _merge(base.get(k), v) for k, v in over.items()}}
+    return over
+
+
+def _agent_config_json(spec: SwarmSandboxSpec, files: Mapping[str, str]) -> str:
+    """What the setup script writes for Claude Code: defaults, then the ConfigMap's files over them.
+
+    ``claude.json`` and ``settings.json`` are merged (objects key by key), other keys are written as
+    they are. Nothing here is secret: the API key stays in the agents' environment and the gateway
+    token is read inside the sandbox.
+    """
+    if not spec.agent.is_claude_code:
+        return ""
+    settings: dict[str, Any] = {}
+    if spec.coordinator.enabled:
+        settings = {
+            "permissions": {"allow": list(COORDINATOR_PERMISSIONS)},
+            "hooks": {"UserPromptSubmit": [{"hooks": [{"type": "command", "command": COORDINATOR_HOOK}]}]},
+        }
+    if spec.mcp:
+        settings["enableAllProjectMcpServers"] = True
+    extra = dict(files)
+    user_claude, user_settings = {}, {}
+    try:
+        if "claude.json" in extra:
+            user_claude = json.loads(extra.pop("claude.json"))
+        if "settings.json" in extra:
+            user_settings = json.loads(extra.pop("settings.json"))
+    except ValueError as exc:
+        raise InvalidSpecError([f"spec.agent.config: claude.json/settings.json is not JSON: {exc}"]) from None
+    if not isinstance(user_claude, dict) or not isinstance(user_settings, dict):
+        raise InvalidSpecError(["spec.agent.config: claude.json and settings.json must be JSON objects"])
+    return json.dumps({"claude_json": user_claude, "settings": _merge(settings, user_settings),
+                       "files": extra}, sort_keys=True)
+
+
+def _mcp_json(spec: SwarmSandboxSpec) -> str:
+    """The gateway configuration without secret values: those are named, read in the sandbox."""
+    if not spec.mcp:
+        return ""
+    config: dict[str, dict[str, Any]] = {}
+    secrets: list[list[str]] = []
+    workspace: list[str] = []
+    for index, entry in enumerate(spec.mcp):
+        server = entry.server_key
+        config[server] = {}
+        if entry.type in MCP_TOKEN_FIELDS:
+            secrets.append([server, MCP_TOKEN_FIELDS[entry.type][1],
+                            bootstrap.secret_env_name("MCP", str(index), "TOKEN")])
+        elif entry.type == "filesystem":
+            workspace.append(server)
+        for field_ in entry.fields:
+            if field_.value_from is not None:
+                secrets.append([server, field_.name, bootstrap.secret_env_name("MCP", str(index), field_.name)])
+            else:
+                config[server][field_.name] = field_.value
+    return json.dumps({"config": config, "secrets": secrets, "workspace": workspace}, sort_keys=True)
 
 
 def _tags(ref: ResourceRef, settings: Settings) -> dict[str, str]:
@@ -494,20 +659,32 @@ async def _ensure_sandbox(
     return sandbox
 
 
+#: Where the workspace goes when spec.workspace.path is unset (relative to the home directory).
+DEFAULT_WORKSPACE_PATH = "workspace"
+
+
 def _plan(ref: ResourceRef, spec: SwarmSandboxSpec, envs: Mapping[str, str],
-          settings: Settings) -> bootstrap.BootstrapPlan:
+          settings: Settings, files: Mapping[str, str] | None = None) -> bootstrap.BootstrapPlan:
+    workspace = spec.workspace
     return bootstrap.BootstrapPlan(
         session=bootstrap.session_name(ref.namespace, ref.name, ref.uid),
         socket=bootstrap.socket_name(ref.namespace, ref.name, ref.uid),
         agents=spec.agents,
         command=spec.agent.command,
         args=list(spec.agent.args),
-        env_names=sorted(envs),
+        env_names=sorted(n for n in envs if not n.startswith(bootstrap.SECRET_ENV_PREFIX)),
         coordinator_enabled=spec.coordinator.enabled,
         coordinator_install=spec.coordinator.install,
         ready_timeout_s=settings.ready_timeout_seconds,
         restart_dead=spec.health_check.restart_dead_agents,
         max_restarts=spec.health_check.max_restarts,
+        workdir=(workspace.path or DEFAULT_WORKSPACE_PATH) if workspace else "",
+        workspace_repo=workspace.repo if workspace else "",
+        workspace_ref=workspace.ref if workspace else "",
+        workspace_username=workspace.username if workspace else "x-access-token",
+        workspace_allow_floating=workspace.allow_floating_ref if workspace else False,
+        agent_config=_agent_config_json(spec, files or {}),
+        mcp=_mcp_json(spec),
     )
 
 
@@ -527,6 +704,7 @@ async def _initialise(
     backend: SandboxBackend,
     sandbox: SandboxInfo,
     envs: Mapping[str, str],
+    files: Mapping[str, str] | None = None,
 ) -> None:
     """Run the setup script until every agent runs, retrying on the same sandbox with backoff.
 
@@ -535,7 +713,10 @@ async def _initialise(
     When the attempts are spent the sandbox is killed: a half-initialised sandbox must not bill.
     """
     ref, settings = book.ref, book.runtime.settings
-    plan = _plan(ref, spec, envs, settings)
+    try:
+        plan = _plan(ref, spec, envs, settings, files)
+    except InvalidSpecError as exc:
+        await _give_up(book, Reason.INVALID_SPEC, f"invalid spec: {exc}")
     script = bootstrap.render_setup(plan)
     cause = ""
     for attempt in range(1, settings.init_attempts + 1):
@@ -566,6 +747,17 @@ async def _initialise(
             for name, seconds in report.steps.items():
                 book.step(f"init.{name}", seconds)
             _record_agents(book, spec, report)
+            _record_tools(book, spec, report)
+            if report.workspace is not None and report.workspace.floating:
+                # A branch where a pin is required: the spec must change; the sandbox holds no agents.
+                await backend.kill(sandbox.id)
+                book.runtime.limiter.release(ref.uid)
+                book.status.sandbox = None
+                book.set(ConditionType.SANDBOX_CREATED, "False", Reason.INVALID_SPEC,
+                         f"sandbox {sandbox.id} killed: the workspace ref floats")
+                book.set(ConditionType.AGENTS_READY, "False", Reason.INVALID_SPEC, report.workspace.error or "")
+                await _give_up(book, Reason.INVALID_SPEC,
+                               f"invalid spec: spec.workspace.ref: {report.workspace.error}")
             ready = report.agents.ready
             if report.ready and ready >= spec.agents:
                 book.set(ConditionType.AGENTS_READY, "True", Reason.AVAILABLE,
@@ -596,6 +788,35 @@ async def _initialise(
     await _give_up(book, Reason.INIT_FAILED,
                    f"initialisation failed {settings.init_attempts} times, last: {cause}; "
                    f"the sandbox was killed; change the spec to try again")
+
+
+def _record_tools(book: _StatusBook, spec: SwarmSandboxSpec, report: bootstrap.BootstrapReport) -> None:
+    """status.workspace and status.mcp from the setup report (what the sandbox really has)."""
+    if spec.workspace is None:
+        book.status.workspace = None
+    elif report.workspace is not None:
+        book.status.workspace = WorkspaceStatus(repo=report.workspace.repo, ref=report.workspace.ref,
+                                                commit=report.workspace.commit, path=report.workspace.path)
+    if not spec.mcp:
+        book.status.mcp = None
+        return
+    gateway = report.mcp
+    items = []
+    for entry in spec.mcp:
+        server = gateway.servers.get(entry.server_key) if gateway is not None else None
+        if gateway is None:
+            items.append(McpServerStatus(name=entry.name, state="Unknown",
+                                         message="the gateway was not checked (see the Ready condition)"))
+        elif not gateway.gateway:
+            items.append(McpServerStatus(name=entry.name, state="Failed",
+                                         message=(gateway.error or "the MCP gateway is not running")[:1024]))
+        elif server is None:
+            items.append(McpServerStatus(name=entry.name, state="Failed",
+                                         message=f"the gateway does not report server {entry.server_key}"))
+        else:
+            items.append(McpServerStatus(name=entry.name, state="Ready" if server.ok else "Failed",
+                                         message=server.message[:1024]))
+    book.status.mcp = items
 
 
 def _record_agents(book: _StatusBook, spec: SwarmSandboxSpec, report: bootstrap.BootstrapReport) -> None:
@@ -710,8 +931,7 @@ async def _key_for_delete(
     """
     try:
         spec = SwarmSandboxSpec.from_body(spec_body)
-        key, _ = await _read_secrets(ref, spec.model_copy(update={"agent": spec.agent.model_copy(
-            update={"env": []})}), runtime)
+        key, _ = await _read_secrets(ref, spec, runtime, key_only=True)
         return key
     except (InvalidSpecError, SecretNotFound) as exc:
         cached = runtime.keys.get(ref.uid)
@@ -903,7 +1123,7 @@ async def _heal(
     """Re-run the setup script: it restarts dead agents in place (within their budget)."""
     ref = book.ref
     _, envs = await _read_secrets(ref, spec, runtime)
-    plan = _plan(ref, spec, envs, runtime.settings)
+    plan = _plan(ref, spec, envs, runtime.settings, await _agent_files(ref, spec, runtime))
     try:
         result = await backend.run(sandbox_id, bootstrap.render_setup(plan), envs=envs,
                                    timeout_s=runtime.settings.ready_timeout_seconds

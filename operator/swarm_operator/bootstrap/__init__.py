@@ -8,17 +8,27 @@ with one JSON report that the matching parser turns into a typed model::
     report = parse_report(result.stdout)
 """
 
-from swarm_operator.bootstrap._plan import BootstrapPlan, session_name, socket_name
+from swarm_operator.bootstrap._plan import (
+    GIT_PASSWORD_ENV,
+    SECRET_ENV_PREFIX,
+    MCP_GATEWAY_PORT,
+    BootstrapPlan,
+    secret_env_name,
+    session_name,
+    socket_name,
+)
 from swarm_operator.bootstrap._render import MAX_SCRIPT_BYTES, render_probe, render_setup, render_teardown
 from swarm_operator.bootstrap._report import (
     BootstrapReport,
     BootstrapReportError,
     CoordinatorReport,
     HealthReport,
+    McpReport,
     PaneReport,
     RegistryReport,
     StepError,
     TeardownReport,
+    WorkspaceReport,
     parse_health,
     parse_report,
     parse_teardown,
@@ -30,6 +40,11 @@ __all__ = [
     "BootstrapReport",
     "BootstrapReportError",
     "CoordinatorReport",
+    "GIT_PASSWORD_ENV",
+    "SECRET_ENV_PREFIX",
+    "MCP_GATEWAY_PORT",
+    "McpReport",
+    "WorkspaceReport",
     "HealthReport",
     "PaneReport",
     "RegistryReport",
@@ -41,6 +56,7 @@ __all__ = [
     "render_probe",
     "render_setup",
     "render_teardown",
+    "secret_env_name",
     "session_name",
     "socket_name",
 ]

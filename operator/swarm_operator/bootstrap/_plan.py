@@ -10,12 +10,33 @@ NUL is refused everywhere because no shell string or argv element can carry it.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
-from typing import Annotated
+from typing import Annotated, Final
 
 import pydantic
 
-__all__ = ["BootstrapPlan", "session_name", "socket_name"]
+__all__ = ["GIT_PASSWORD_ENV", "MCP_GATEWAY_PORT", "BootstrapPlan", "secret_env_name", "session_name",
+           "socket_name"]
+
+#: Script-only secrets (workspace credentials, MCP tokens) arrive in the setup script's environment
+#: under this prefix; the script unsets every one of them before it starts any long-lived process,
+#: so neither the tmux server nor an agent ever inherits them.
+SECRET_ENV_PREFIX: Final = "SWARM_SECRET_"
+#: The workspace token or password, read by the credential helper only.
+GIT_PASSWORD_ENV: Final = SECRET_ENV_PREFIX + "GIT_PASSWORD"
+#: The port E2B's SDK expects the MCP gateway on (``Sandbox.mcp_port``).
+MCP_GATEWAY_PORT: Final = 50005
+_SECRET_ENV = re.compile(r"SWARM_SECRET_[A-Z0-9_]{1,64}")
+_HTTPS_URL = re.compile(r"https://[^\s\x00-\x1f]+")
+
+
+def secret_env_name(*parts: str) -> str:
+    """A script-only secret's variable name, built from safe parts (``MCP``, ``3``, ``apiKey``)."""
+    name = SECRET_ENV_PREFIX + "_".join(re.sub(r"[^A-Za-z0-9]+", "_", p).upper() for p in parts)
+    if not _SECRET_ENV.fullmatch(name):
+        raise ValueError(f"cannot build a secret variable name from {parts!r}")
+    return name
 
 # tmux silently rewrites ':' and '.' in session names and uses both as target separators; '|' is our
 # list-panes field separator. This alphabet needs no quoting anywhere.
@@ -74,6 +95,23 @@ class BootstrapPlan(pydantic.BaseModel):
     # Big enough that tiled 100 panes stay >= 40x20 cells; more panes than fit go to new windows.
     window_width: Annotated[int, pydantic.Field(ge=10, le=10000)] = 400
     window_height: Annotated[int, pydantic.Field(ge=10, le=10000)] = 200
+    #: The workspace: cloned into ``workdir`` when ``workspace_repo`` is set. ``workspace_ref`` is a
+    #: full SHA, ``refs/...`` or a bare name the script resolves with ``git ls-remote``; the
+    #: password (if any) is read from :data:`GIT_PASSWORD_ENV`.
+    workspace_repo: _Text = ""
+    workspace_ref: _Text = ""
+    workspace_username: _Text = "x-access-token"
+    workspace_allow_floating: bool = False
+    #: JSON for the agent-config step (Claude Code): ``{"claude_json": {...}, "settings": {...},
+    #: "files": {"NAME": "text"}}``; empty: write no agent configuration.
+    agent_config: _Text = ""
+    #: JSON for the MCP gateway: ``{"config": {server: {field: value}}, "secrets": [[server, field,
+    #: ENV]], "workspace": [server, ...]}``: secret values come from the named variables, servers in
+    #: "workspace" get the workspace directory as their only path. Empty: no gateway.
+    mcp: _Text = ""
+    mcp_gateway: Annotated[_Text, pydantic.Field(min_length=1)] = "mcp-gateway"
+    mcp_port: Annotated[int, pydantic.Field(ge=1, le=65535)] = MCP_GATEWAY_PORT
+    mcp_start_timeout_s: Annotated[int, pydantic.Field(ge=1, le=600)] = 20
 
     @pydantic.field_validator("session", "socket")
     @classmethod
@@ -93,6 +131,35 @@ class BootstrapPlan(pydantic.BaseModel):
         if len(set(names)) != len(names):
             raise ValueError("environment variable names must be unique")
         return names
+
+    @pydantic.field_validator("workspace_repo")
+    @classmethod
+    def _https_repo(cls, repo: str) -> str:
+        # The model validates the URL properly; this guards the script: never an option, never
+        # a local path or another transport git would accept.
+        if repo and not _HTTPS_URL.fullmatch(repo):
+            raise ValueError("the workspace repository must be an https:// URL")
+        return repo
+
+    @pydantic.field_validator("agent_config")
+    @classmethod
+    def _agent_config_json(cls, text: str) -> str:
+        if text and not isinstance(json.loads(text), dict):
+            raise ValueError("agent_config must be a JSON object")
+        return text
+
+    @pydantic.field_validator("mcp")
+    @classmethod
+    def _mcp_json(cls, text: str) -> str:
+        if not text:
+            return text
+        data = json.loads(text)
+        if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
+            raise ValueError("mcp must be a JSON object with a config object")
+        for entry in data.get("secrets", []):
+            if len(entry) != 3 or not _SECRET_ENV.fullmatch(entry[2]):
+                raise ValueError(f"mcp secret {entry!r} must be [server, field, SWARM_SECRET_*]")
+        return text
 
     @pydantic.model_validator(mode="after")
     def _default_state_dir(self) -> BootstrapPlan:

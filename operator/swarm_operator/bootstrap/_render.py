@@ -77,8 +77,9 @@ def _render(kind: str, plan: BootstrapPlan, extra: dict[str, str | int | bool | 
 def render_setup(plan: BootstrapPlan) -> str:
     """The idempotent setup script: create, rerun, scale to ``plan.agents``, restart dead agents.
 
-    Run it with the agent env values in its environment (``envs=`` holding ``plan.env_names``);
-    parse its stdout with :func:`parse_report`.
+    Run it with the agent env values in its environment (``envs=`` holding ``plan.env_names``, and
+    the script-only ``SWARM_SECRET_*`` values: workspace password, MCP tokens); parse its stdout
+    with :func:`parse_report`.
     """
     return _render("setup", plan, {
         "SWARM_COMMAND": plan.command,
@@ -95,6 +96,15 @@ def render_setup(plan: BootstrapPlan) -> str:
         "SWARM_MAX_RESTARTS": -1 if plan.max_restarts is None else plan.max_restarts,
         "SWARM_WIDTH": plan.window_width,
         "SWARM_HEIGHT": plan.window_height,
+        "SWARM_WS_REPO": plan.workspace_repo,
+        "SWARM_WS_REF": plan.workspace_ref,
+        "SWARM_WS_USERNAME": plan.workspace_username,
+        "SWARM_WS_FLOATING_OK": plan.workspace_allow_floating,
+        "SWARM_AGENT_CONFIG": plan.agent_config,
+        "SWARM_MCP": plan.mcp,
+        "SWARM_MCP_GATEWAY": plan.mcp_gateway,
+        "SWARM_MCP_PORT": plan.mcp_port,
+        "SWARM_MCP_START_TIMEOUT_S": plan.mcp_start_timeout_s,
     })
 
 

@@ -15,7 +15,7 @@ import pydantic
 
 __all__ = [
     "BootstrapReport", "BootstrapReportError", "CoordinatorReport", "HealthReport", "PaneReport",
-    "RegistryReport", "StepError", "TeardownReport", "parse_health", "parse_report", "parse_teardown",
+    "McpReport", "McpServerReport", "RegistryReport", "StepError", "WorkspaceReport", "TeardownReport", "parse_health", "parse_report", "parse_teardown",
 ]
 
 MARK_BEGIN = "---SWARM-REPORT-BEGIN---"
@@ -58,6 +58,31 @@ class CoordinatorReport(_Model):
     error: str | None
 
 
+class WorkspaceReport(_Model):
+    """The workspace clone. ``floating``: the ref named a branch, which the spec did not allow."""
+
+    repo: str
+    ref: str
+    path: str
+    commit: str | None
+    floating: bool = False
+    error: str | None = None
+
+
+class McpServerReport(_Model):
+    ok: bool
+    message: str = ""
+
+
+class McpReport(_Model):
+    """The MCP gateway as the script left it, and each server's health as the gateway reports it."""
+
+    gateway: bool  # the gateway answered its health request
+    started: bool = False  # started (or restarted with a new configuration) by this run
+    servers: dict[str, McpServerReport] = {}
+    error: str | None = None
+
+
 class StepError(_Model):
     """A failure the script counted and carried on after (per agent when ``agent`` is set)."""
 
@@ -83,8 +108,14 @@ class BootstrapReport(_Model):
     env_missing: list[str]
     timed_out: bool
     coordinator: CoordinatorReport
-    steps: dict[str, float]  # seconds per step: prepare, env, tmux, coordinator_install, ready, discover
+    steps: dict[str, float]  # seconds per step: prepare, env, workspace, mcp, agent_config, tmux, ...
     errors: list[StepError]
+    workspace: WorkspaceReport | None = None
+    mcp: McpReport | None = None
+    #: What this run installed (e.g. "coordinator"); empty when the template had everything.
+    installed: list[str] = []
+    #: Agent configuration files written, relative to the home directory.
+    agent_config: list[str] = []
 
     @property
     def ready(self) -> bool:

@@ -8,7 +8,7 @@ declare -A _sw_step=()
 _sw_step_begin() { _sw_now_ms; _sw_t0=$REPLY; }
 _sw_step_end() { _sw_now_ms; _sw_step[$1]=$(( REPLY - _sw_t0 )); }
 
-_sw_created=() _sw_removed=() _sw_restarted=() _sw_env_missing=()
+_sw_created=() _sw_removed=() _sw_restarted=() _sw_env_missing=() _sw_installed=()
 _sw_coord_installed=false _sw_coord_discovered=null _sw_coord_error=null
 _sw_timed_out=false _sw_server=false
 
@@ -58,6 +58,233 @@ for _sw_n in ${SWARM_ENV_NAMES[@]+"${SWARM_ENV_NAMES[@]}"}; do
 done
 _sw_step_end env
 
+# -- workspace: clone the repository at the pinned commit (idempotent: a rerun at that commit is a no-op) --
+# Credentials: git asks a helper that prints $SWARM_SECRET_GIT_PASSWORD from this script's
+# environment. The helper's text (on git's command line) holds variable names only; nothing is
+# written to .git/config or any credential store (-c credential.helper= clears configured helpers).
+_sw_step_begin
+_sw_blocked=false _sw_ws_commit='' _sw_ws_error='' _sw_ws_floating=false
+_sw_cred_helper='!f() { test "$1" = get || exit 0; test -n "${SWARM_SECRET_GIT_PASSWORD-}" || exit 0; printf "username=%s\npassword=%s\n" "$_SW_GIT_USER" "$SWARM_SECRET_GIT_PASSWORD"; }; f'
+_sw_git() {
+    GIT_TERMINAL_PROMPT=0 GIT_ASKPASS=/bin/false SSH_ASKPASS=/bin/false _SW_GIT_USER=$SWARM_WS_USERNAME \
+        git -c credential.helper= -c "credential.helper=$_sw_cred_helper" -c core.hooksPath=/dev/null "$@" 9>&-
+}
+_sw_ws_fail() { _sw_ws_error=$1; _sw_blocked=true; _sw_error workspace '' "$1"; }
+_sw_workspace() {
+    local dir=$SWARM_WORKDIR want='' out sha name tag_sha='' head_sha='' exact_sha='' origin current
+    if ! command -v git >/dev/null 2>&1; then
+        _sw_ws_fail "git is not installed in the sandbox (use a template that has it: swarm-operator template)"
+        return 0
+    fi
+    if [[ $SWARM_WS_REF =~ ^[0-9a-f]{40}$ ]]; then
+        want=$SWARM_WS_REF
+    elif [[ -d $dir/.git && -f $SWARM_STATE_DIR/workspace.resolved \
+            && "$(< "$SWARM_STATE_DIR/workspace.resolved")" == "$SWARM_WS_REPO $SWARM_WS_REF "* ]]; then
+        # Resolved (and verified to be a tag) by an earlier run: a tag does not move, so no network.
+        want=$(< "$SWARM_STATE_DIR/workspace.resolved"); want=${want##* }
+    else
+        if ! out=$(_sw_git ls-remote "$SWARM_WS_REPO" 2>&1); then
+            _sw_ws_fail "git ls-remote $SWARM_WS_REPO failed: ${out:$(( ${#out} > 300 ? ${#out} - 300 : 0 ))}"
+            return 0
+        fi
+        while read -r sha name; do
+            case $name in
+                "refs/tags/$SWARM_WS_REF^{}"|"$SWARM_WS_REF^{}") tag_sha=$sha ;;   # peeled annotated tag
+                "refs/tags/$SWARM_WS_REF"|"$SWARM_WS_REF")
+                    [[ $name == refs/tags/* ]] && tag_sha=${tag_sha:-$sha}
+                    [[ $name == "$SWARM_WS_REF" ]] && exact_sha=$sha ;;
+                "refs/heads/$SWARM_WS_REF") head_sha=$sha ;;
+            esac
+        done <<< "$out"
+        if [[ -n $tag_sha ]]; then
+            want=$tag_sha
+        elif [[ $SWARM_WS_FLOATING_OK == 1 && -n $head_sha$exact_sha ]]; then
+            want=${exact_sha:-$head_sha}
+        elif [[ -n $head_sha$exact_sha ]]; then
+            _sw_ws_floating=true
+            _sw_ws_fail "ref $SWARM_WS_REF is a branch of $SWARM_WS_REPO, not a tag: branches float; pin a tag or a commit SHA, or set allowFloatingRef"
+            return 0
+        else
+            _sw_ws_fail "ref $SWARM_WS_REF is not a tag of $SWARM_WS_REPO (use a tag or a full 40-hex commit SHA)"
+            return 0
+        fi
+    fi
+    if [[ -d $dir/.git ]]; then
+        origin=$(git -C "$dir" config --get remote.origin.url 2>/dev/null || true)
+        if [[ $origin != "$SWARM_WS_REPO" ]]; then
+            _sw_ws_fail "$dir is a clone of ${origin:-an unknown remote}, not $SWARM_WS_REPO"
+            return 0
+        fi
+        current=$(git -C "$dir" rev-parse -q --verify 'HEAD^{commit}' 2>/dev/null || true)
+        sha=$(git -C "$dir" rev-parse -q --verify "$want^{commit}" 2>/dev/null || true)
+        if [[ -n $current && ( $current == "$want" || $current == "$sha" ) ]]; then
+            _sw_ws_commit=$current
+            return 0
+        fi
+    elif [[ -e $dir && -n "$(ls -A -- "$dir" 2>/dev/null)" ]]; then
+        _sw_ws_fail "$dir exists, is not empty and is not a git clone: choose another workspace.path"
+        return 0
+    else
+        mkdir -p -- "$dir"
+        if ! out=$(git init -q -- "$dir" 2>&1 && git -C "$dir" remote add origin "$SWARM_WS_REPO" 2>&1); then
+            _sw_ws_fail "git init failed: ${out:$(( ${#out} > 300 ? ${#out} - 300 : 0 ))}"
+            return 0
+        fi
+    fi
+    # The commit alone where the server allows it (GitHub does), else every branch and tag.
+    if ! _sw_git -C "$dir" fetch -q origin "$want" >/dev/null 2>&1 \
+        && ! out=$(_sw_git -C "$dir" fetch -q --tags origin '+refs/heads/*:refs/remotes/origin/*' 2>&1); then
+        _sw_ws_fail "git fetch from $SWARM_WS_REPO failed: ${out:$(( ${#out} > 300 ? ${#out} - 300 : 0 ))}"
+        return 0
+    fi
+    if ! out=$(git -C "$dir" -c advice.detachedHead=false checkout -q --detach "$want^{commit}" -- 2>&1); then
+        _sw_ws_fail "cannot check out $SWARM_WS_REF ($want): ${out:$(( ${#out} > 300 ? ${#out} - 300 : 0 ))}"
+        return 0
+    fi
+    _sw_ws_commit=$(git -C "$dir" rev-parse HEAD)
+    [[ $SWARM_WS_REF =~ ^[0-9a-f]{40}$ ]] || printf '%s %s %s' "$SWARM_WS_REPO" "$SWARM_WS_REF" "$want" \
+        > "$SWARM_STATE_DIR/workspace.resolved"
+}
+[[ -n $SWARM_WS_REPO ]] && _sw_workspace
+unset -v SWARM_SECRET_GIT_PASSWORD
+_sw_step_end workspace
+
+# -- mcp: E2B's MCP gateway, configured from a 0600 file (never from its command line) --
+# E2B's SDK starts the gateway as `mcp-gateway --config <JSON with the tokens>`, which puts every
+# token in the process list; this step builds the same JSON in a 0600 file from SWARM_SECRET_*
+# variables and starts the gateway with --config-file, its access token in its environment.
+_sw_step_begin
+_sw_mcp_report=null
+_sw_mcp_py='
+import json, os, sys, urllib.request
+mode = sys.argv[1]
+if mode == "build":
+    spec = json.loads(os.environ["SWARM_MCP"])
+    config = spec["config"]
+    for server, field, env in spec.get("secrets", []):
+        if env not in os.environ:
+            sys.exit("the value for %s.%s was not provided" % (server, field))
+        config.setdefault(server, {})[field] = os.environ[env]
+    for server in spec.get("workspace", []):
+        config.setdefault(server, {})["paths"] = [os.environ["SWARM_WORKDIR"]]
+    json.dump(config, sys.stdout, sort_keys=True)
+else:
+    url, token_file, deadline = sys.argv[2], sys.argv[3], float(sys.argv[4])
+    import time
+    token = open(token_file).read().strip()
+    last = "no answer"
+    while True:
+        try:
+            req = urllib.request.Request(url, headers={"Authorization": "Bearer " + token})
+            with urllib.request.urlopen(req, timeout=2) as resp:
+                body = json.load(resp)
+            servers = {str(k): {"ok": bool(v.get("ok")), "message": str(v.get("message", ""))[:300]}
+                       for k, v in (body.get("servers") or {}).items()}
+            print(json.dumps({"gateway": True, "servers": servers, "error": None}))
+            break
+        except Exception as exc:
+            last = str(exc)[:300]
+        if time.time() >= deadline:
+            print(json.dumps({"gateway": False, "servers": {}, "error": "the MCP gateway did not answer: " + last}))
+            break
+        time.sleep(0.2)
+'
+if [[ -n $SWARM_MCP && $_sw_blocked == false ]]; then
+    _sw_mcp_dir=$SWARM_STATE_DIR/mcp-gateway
+    mkdir -p -- "$_sw_mcp_dir" && chmod 700 -- "$_sw_mcp_dir"
+    [[ -s $_sw_mcp_dir/token ]] || python3 -c 'import secrets; print(secrets.token_hex(24))' > "$_sw_mcp_dir/token"
+    _sw_started=false
+    if SWARM_MCP=$SWARM_MCP SWARM_WORKDIR=$SWARM_WORKDIR python3 -c "$_sw_mcp_py" build > "$_sw_mcp_dir/config.json.new" 2> "$_sw_mcp_dir/build.err"; then
+        _sw_pid=$(cat -- "$_sw_mcp_dir/pid" 2>/dev/null || true)
+        if [[ $_sw_pid =~ ^[0-9]+$ ]] && kill -0 "$_sw_pid" 2>/dev/null \
+                && cmp -s -- "$_sw_mcp_dir/config.json.new" "$_sw_mcp_dir/config.json"; then
+            rm -f -- "$_sw_mcp_dir/config.json.new"   # running with exactly this configuration
+        else
+            [[ $_sw_pid =~ ^[0-9]+$ ]] && kill "$_sw_pid" 2>/dev/null && sleep 0.2
+            mv -f -- "$_sw_mcp_dir/config.json.new" "$_sw_mcp_dir/config.json"
+            _sw_started=true
+        fi
+    else
+        _sw_error mcp '' "cannot build the MCP gateway configuration: $(tail -n 1 -- "$_sw_mcp_dir/build.err")"
+        rm -f -- "$_sw_mcp_dir/config.json.new"
+    fi
+    # No secret outlives this point in the script's environment (the gateway gets its file).
+    for _sw_n in $(compgen -v SWARM_SECRET_ || true); do unset -v "$_sw_n"; done
+    if [[ $_sw_started == true ]]; then
+        if command -v "$SWARM_MCP_GATEWAY" >/dev/null 2>&1; then
+            ( cd -- "$_sw_mcp_dir" && GATEWAY_ACCESS_TOKEN=$(< "$_sw_mcp_dir/token") exec setsid \
+                "$SWARM_MCP_GATEWAY" --config-file "$_sw_mcp_dir/config.json" --port "$SWARM_MCP_PORT" \
+                < /dev/null > "$_sw_mcp_dir/gateway.log" 2>&1 9>&- ) &
+            printf '%s' "$!" > "$_sw_mcp_dir/pid"
+        else
+            _sw_error mcp '' "$SWARM_MCP_GATEWAY is not installed in the sandbox (use E2B's mcp-gateway template or swarm-operator template)"
+        fi
+    fi
+    _sw_now_ms
+    if _sw_out=$(python3 -c "$_sw_mcp_py" check "http://127.0.0.1:$SWARM_MCP_PORT/health" "$_sw_mcp_dir/token" \
+            "$(( REPLY / 1000 + SWARM_MCP_START_TIMEOUT_S ))" 2>&1); then
+        _sw_mcp_report=${_sw_out%$'\n'}
+        _sw_mcp_report="${_sw_mcp_report%\}},\"started\":$_sw_started}"
+    else
+        _sw_error mcp '' "MCP gateway check failed: ${_sw_out:$(( ${#_sw_out} > 300 ? ${#_sw_out} - 300 : 0 ))}"
+    fi
+fi
+for _sw_n in $(compgen -v SWARM_SECRET_ || true); do unset -v "$_sw_n"; done
+_sw_step_end mcp
+
+# -- agent configuration (Claude Code): onboarding done, coordinator allowed + hooked, gateway --
+_sw_step_begin
+_sw_agent_files=()
+_sw_agent_py='
+import json, os, sys
+home, workdir = os.environ["HOME"], os.environ["SWARM_WORKDIR"]
+spec = json.loads(os.environ["SWARM_AGENT_CONFIG"])
+def merge(base, over):
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = merge(base.get(k), v)
+        return out
+    return over
+def write(rel, text):
+    path = os.path.join(home, rel)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    tmp = path + ".swarm-tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+    print(rel)
+try:
+    with open(os.path.join(home, ".claude.json")) as f:
+        current = json.load(f)
+    current = current if isinstance(current, dict) else {}
+except (OSError, ValueError):
+    current = {}
+ours = {"hasCompletedOnboarding": True,
+        "projects": {workdir: {"hasTrustDialogAccepted": True, "hasCompletedProjectOnboarding": True}}}
+token_file = os.environ.get("SWARM_MCP_TOKEN_FILE", "")
+if token_file and os.path.exists(token_file):
+    token = open(token_file).read().strip()
+    ours["mcpServers"] = {"e2b-mcp-gateway": {"type": "http", "url": os.environ["SWARM_MCP_URL"],
+                                              "headers": {"Authorization": "Bearer " + token}}}
+write(".claude.json", json.dumps(merge(merge(current, ours), spec.get("claude_json", {})), indent=2) + "\n")
+write(".claude/settings.json", json.dumps(spec.get("settings", {}), indent=2) + "\n")
+for name, text in sorted(spec.get("files", {}).items()):
+    write(".claude/" + name, text)
+'
+if [[ -n $SWARM_AGENT_CONFIG && $_sw_blocked == false ]]; then
+    _sw_tok=''
+    [[ -n $SWARM_MCP ]] && _sw_tok=$SWARM_STATE_DIR/mcp-gateway/token
+    if _sw_out=$(SWARM_WORKDIR=$SWARM_WORKDIR SWARM_AGENT_CONFIG=$SWARM_AGENT_CONFIG SWARM_MCP_TOKEN_FILE=$_sw_tok \
+            SWARM_MCP_URL="http://127.0.0.1:$SWARM_MCP_PORT/mcp" python3 -c "$_sw_agent_py" 2>&1); then
+        mapfile -t _sw_agent_files <<< "$_sw_out"
+    else
+        _sw_error agent_config '' "writing the agent configuration failed: ${_sw_out:$(( ${#_sw_out} > 300 ? ${#_sw_out} - 300 : 0 ))}"
+    fi
+fi
+_sw_step_end agent_config
+
 # -- tmux: one server on the private socket, one session, one tagged pane per agent --
 _sw_step_begin
 # The boot shell sources the env file and execs the agent; user values reach it as argv, never as
@@ -77,8 +304,12 @@ _sw_tag() {
     _sw_tmux set-option -p -t "$1" @swarm_agent "$2" \; set-option -p -t "$1" @swarm_restarts "${3:-0}"
 }
 
-if _sw_tmux has-session -t "=$SWARM_SESSION" 2>/dev/null; then
+if [[ $_sw_blocked == true ]]; then
+    :   # no agents without their workspace: the report says why
+elif _sw_tmux has-session -t "=$SWARM_SESSION" 2>/dev/null; then
     _sw_server=true
+    # A server started by an older script lacks the hooks: apply the config again (idempotent).
+    _sw_tmux source-file "$SWARM_TMUX_CONF" >/dev/null 2>&1 || _sw_error tmux '' "could not apply $SWARM_TMUX_CONF"
 else
     _sw_launch 0
     if _sw_out=$(_sw_tmux new-session -d -s "$SWARM_SESSION" -n agents -x "$SWARM_WIDTH" -y "$SWARM_HEIGHT" \
@@ -161,6 +392,9 @@ if [[ $SWARM_COORD_ENABLED == 1 ]]; then
         _sw_marker=$SWARM_COORD_VENV/.swarm-requirement
         if [[ -x $SWARM_COORD_BIN/claudeswarm && -f $_sw_marker && "$(< "$_sw_marker")" == "$SWARM_COORD_INSTALL" ]]; then
             _sw_coord_installed=true   # already satisfied: exactly this requirement was installed
+        elif [[ -f $HOME/.swarm-template/coordinator && "$(< "$HOME/.swarm-template/coordinator")" == "$SWARM_COORD_INSTALL" ]] \
+                && command -v claudeswarm >/dev/null 2>&1; then
+            _sw_coord_installed=true   # the prebuilt template (swarm-operator template) ships this exact pin
         else
             _sw_log=$SWARM_STATE_DIR/coordinator-install.log
             _sw_timeout=()
@@ -172,6 +406,7 @@ if [[ $SWARM_COORD_ENABLED == 1 ]]; then
                 && [[ -x $SWARM_COORD_BIN/claudeswarm ]]; then
                 printf '%s' "$SWARM_COORD_INSTALL" > "$_sw_marker"
                 _sw_coord_installed=true
+                _sw_installed+=(coordinator)
             else
                 _sw_last=$(tail -n 3 -- "$_sw_log" 2>/dev/null | tr '\n' ' ' || true)
                 _sw_coord_fail "installing the coordinator failed (see $_sw_log): ${_sw_last:0:300}"
@@ -291,10 +526,26 @@ _sw_join ${_sw_created[@]+"${_sw_created[@]}"}; _sw_cj=$REPLY
 _sw_join ${_sw_removed[@]+"${_sw_removed[@]}"}; _sw_rj=$REPLY
 _sw_join ${_sw_restarted[@]+"${_sw_restarted[@]}"}; _sw_xj=$REPLY
 _sw_join ${_sw_missing[@]+"${_sw_missing[@]}"}; _sw_mj=$REPLY
+_sw_list=()
+for _sw_n in ${_sw_installed[@]+"${_sw_installed[@]}"}; do _sw_json "$_sw_n"; _sw_list+=("$REPLY"); done
+_sw_join ${_sw_list[@]+"${_sw_list[@]}"}; _sw_ij=$REPLY
+_sw_list=()
+for _sw_n in ${_sw_agent_files[@]+"${_sw_agent_files[@]}"}; do [[ -n $_sw_n ]] && { _sw_json "$_sw_n"; _sw_list+=("$REPLY"); }; done
+_sw_join ${_sw_list[@]+"${_sw_list[@]}"}; _sw_aj=$REPLY
+_sw_wj=null
+if [[ -n $SWARM_WS_REPO ]]; then
+    _sw_json "$SWARM_WS_REPO"; _sw_wj="{\"repo\":$REPLY"
+    _sw_json "$SWARM_WS_REF"; _sw_wj+=",\"ref\":$REPLY"
+    _sw_json "$SWARM_WORKDIR"; _sw_wj+=",\"path\":$REPLY"
+    if [[ -n $_sw_ws_commit ]]; then _sw_json "$_sw_ws_commit"; _sw_wj+=",\"commit\":$REPLY"; else _sw_wj+=',"commit":null'; fi
+    if [[ -n $_sw_ws_error ]]; then _sw_json "$_sw_ws_error"; _sw_wj+=",\"error\":$REPLY"; else _sw_wj+=',"error":null'; fi
+    _sw_wj+=",\"floating\":$_sw_ws_floating}"
+fi
 _sw_emit "{\"kind\":\"setup\",\"version\":1,\"session\":$_sw_s,\"socket\":$_sw_k,\"state_dir\":$_sw_d,\
 \"server\":$_sw_server,\"agents\":{\"desired\":$SWARM_AGENTS,\"ready\":$_sw_ready,\"failed\":$_sw_failed},\
 \"panes\":[$_sw_pj],\"created\":[$_sw_cj],\"removed\":[$_sw_rj],\"restarted\":[$_sw_xj],\
 \"env_missing\":[$_sw_mj],\"timed_out\":$_sw_timed_out,\
 \"coordinator\":{\"enabled\":$_sw_coord_enabled,\"installed\":$_sw_coord_installed,\"discovered\":$_sw_coord_discovered,\"error\":$_sw_coord_error},\
-\"steps\":{$_sw_sj},\"errors\":[$_sw_ej]}"
+\"steps\":{$_sw_sj},\"errors\":[$_sw_ej],\"workspace\":$_sw_wj,\"mcp\":$_sw_mcp_report,\
+\"installed\":[$_sw_ij],\"agent_config\":[$_sw_aj]}"
 exit 0

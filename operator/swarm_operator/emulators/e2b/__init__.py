@@ -9,6 +9,8 @@ Point the unmodified ``e2b`` SDK at it with ``E2B_API_URL`` and ``E2B_SANDBOX_UR
 - ``GET /_emulator/sandboxes/{id}``, ``POST /_emulator/reset``, ``GET|POST /_emulator/config``.
 """
 
+from pathlib import Path
+
 from swarm_operator.emulators.e2b._isolation import Isolation
 from swarm_operator.emulators.e2b._knobs import (
     CONTROL_OPERATIONS,
@@ -25,7 +27,12 @@ __all__ = [
     "ENVD_VERSION",
     "FAULT_KINDS",
     "OPERATIONS",
+    "STANDIN_BIN",
     "E2BEmulator",
     "EmulatorThread",
     "Isolation",
 ]
+
+#: The stand-in ``mcp-gateway`` (NOT E2B's): put this directory on a sandbox's PATH (e.g. through
+#: ``home_template``'s ``~/.local/bin``) to exercise the operator's MCP setup offline.
+STANDIN_BIN = Path(__file__).parent / "bin"

@@ -8,6 +8,7 @@ whatever carries it, daemons included.
 from __future__ import annotations
 
 import asyncio
+import json
 import base64
 import datetime
 import fcntl
@@ -164,7 +165,17 @@ class Sandbox:
             "endAt": rfc3339(self.end_at),
             "home": str(self.fs.home),
             "isolation": self.fs.isolation.value,
+            "mcpGateway": self.mcp_gateway(),
         }
+
+    def mcp_gateway(self) -> dict[str, Any] | None:
+        """What the stand-in ``mcp-gateway`` (``emulators/e2b/bin``) was started with in this sandbox:
+        ``{"config": ..., "port": ..., "token_set": ...}``, or None when no gateway ran."""
+        received = self.fs.home / ".mcp-gateway-standin" / "received.json"
+        try:
+            return json.loads(received.read_text())
+        except (OSError, ValueError):
+            return None
 
     # ----- processes -----------------------------------------------------------------------------
     def _environment(self, envs: dict[str, str]) -> dict[str, str]:

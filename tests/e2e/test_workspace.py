@@ -1,0 +1,263 @@
+"""Issue 7 end to end: workspace, MCP gateway, agent configuration and a prebuilt template.
+
+The workspace is a local bare repository served over HTTPS on 127.0.0.1 by a static (git "dumb
+HTTP") server that demands Basic auth. HTTPS, not a test-only escape in the URL validation: the
+sandbox trusts the test's self-signed CA through ``~/.gitconfig`` in its home template, the way a
+company template would ship its CA. The sandbox home stands for a prebuilt template
+(``swarm-operator template``): tmux/git on the host, ``claude``, ``claudeswarm`` and the stand-in
+``mcp-gateway`` in ``~/.local/bin``, and the coordinator pin recorded in ``~/.swarm-template``.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import http.server
+import json
+import os
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from swarm_operator import bootstrap
+from swarm_operator.emulators.e2b import STANDIN_BIN
+from tests.e2e.conftest import FIXTURE_BIN, REPO, Cluster, swarm, wait_for
+
+pytestmark = pytest.mark.e2e
+
+GIT_TOKEN = "git-token-7f3c9a1e5d"  # distinctive, so any copy of it is found by a scan
+GITHUB_TOKEN = "ghp-mcp-0c4b2e9f"
+EXA_KEY = "exa-mcp-51d7a3"
+NOTION_TOKEN = "ntn-mcp-9e2a44"
+ANTHROPIC_KEY = "sk-ant-e2e-3b8d1f"
+PIN = "claudeswarm==0.4.2"
+
+
+def _git(*args: str, cwd: Path | None = None) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+@dataclass
+class GitServer:
+    url: str
+    ca: Path
+    tag_commit: str
+    head_commit: str
+    auth_seen: list[str] = field(default_factory=list)
+
+
+class _AuthHandler(http.server.SimpleHTTPRequestHandler):
+    server_version = "test-git"
+
+    def __init__(self, *args: Any, seen: list[str], **kwargs: Any) -> None:
+        self._seen = seen
+        super().__init__(*args, **kwargs)
+
+    def do_GET(self) -> None:
+        auth = self.headers.get("Authorization", "")
+        expected = "Basic " + base64.b64encode(f"x-access-token:{GIT_TOKEN}".encode()).decode()
+        if auth != expected:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self._seen.append(self.path)
+        super().do_GET()
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@pytest.fixture()
+def git_server(tmp_path: Path) -> Iterator[GitServer]:
+    work = tmp_path / "src"
+    work.mkdir()
+    _git("init", "-q", "-b", "main", cwd=work)
+    (work / "README.md").write_text("version one\n")
+    _git("add", ".", cwd=work)
+    _git("commit", "-qm", "one", cwd=work)
+    _git("tag", "-a", "v1.0.0", "-m", "release", cwd=work)
+    tag_commit = _git("rev-parse", "HEAD", cwd=work)
+    (work / "README.md").write_text("version two\n")
+    _git("commit", "-qam", "two", cwd=work)
+    head_commit = _git("rev-parse", "HEAD", cwd=work)
+    root = tmp_path / "served"
+    root.mkdir()
+    _git("clone", "-q", "--bare", str(work), str(root / "repo.git"))
+    _git("update-server-info", cwd=root / "repo.git")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    seen: list[str] = []
+    handler = functools.partial(_AuthHandler, directory=str(root), seen=seen)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield GitServer(url=f"https://127.0.0.1:{server.server_address[1]}/repo.git", ca=cert,
+                    tag_commit=tag_commit, head_commit=head_commit, auth_seen=seen)
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture()
+def sandbox_home(tmp_path: Path, git_server: GitServer) -> Path:
+    """A prebuilt template's home: agent CLI, coordinator (pinned), gateway, the company CA."""
+    home = tmp_path / "sandbox-home"
+    bin_dir = home / ".local" / "bin"
+    bin_dir.mkdir(parents=True)
+    (home / ".profile").write_text('PATH="$HOME/.local/bin:$PATH"\n')
+    for tool in [*FIXTURE_BIN.iterdir(), STANDIN_BIN / "mcp-gateway",
+                 REPO / "operator" / "swarm_operator" / "emulators" / "playground" / "bin" / "claude"]:
+        (bin_dir / tool.name).symlink_to(tool.resolve())
+    # The sandbox has its own /tmp: the CA goes in its home, as a template would carry it.
+    (home / ".company-ca.pem").write_bytes(git_server.ca.read_bytes())
+    (home / ".gitconfig").write_text("[http]\n\tsslCAInfo = ~/.company-ca.pem\n")
+    (home / ".swarm-template").mkdir()
+    (home / ".swarm-template" / "coordinator").write_text(PIN)
+    return home
+
+
+def _secrets(cluster: Cluster) -> None:
+    cluster.secret("default", "git-creds", {"token": GIT_TOKEN})
+    cluster.secret("default", "mcp-tokens", {"github": GITHUB_TOKEN, "exa": EXA_KEY, "notion": NOTION_TOKEN})
+    cluster.secret("default", "anthropic", {"apiKey": ANTHROPIC_KEY})
+
+
+def _files_containing(root: Path, needle: bytes) -> list[str]:
+    hits = []
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            try:
+                if needle in path.read_bytes():
+                    hits.append(str(path.relative_to(root)))
+            except OSError:
+                pass
+    return hits
+
+
+def _cmdlines_containing(needle: bytes) -> list[str]:
+    hits = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if needle in (proc / "cmdline").read_bytes():
+                    hits.append(proc.name)
+            except OSError:
+                pass
+    return hits
+
+
+def test_workspace_mcp_agent_config_on_prebuilt_template(
+        cluster: Cluster, e2b: Any, git_server: GitServer, start_operator: Any) -> None:
+    operator = start_operator()
+    _secrets(cluster)
+    cluster.core.create_namespaced_config_map("default", {
+        "metadata": {"name": "agent-cfg"},
+        "data": {"settings.json": json.dumps({"permissions": {"deny": ["Bash(rm -rf:*)"]}}),
+                 "claude.json": json.dumps({"theme": "dark"}),
+                 "CLAUDE.md": "Work in small commits.\n"},
+    })
+    cluster.apply(swarm(
+        "tools", agents=2,
+        agent={"command": "claude", "apiKeySecretRef": {"name": "anthropic", "key": "apiKey"},
+               "config": {"configMapName": "agent-cfg"}},
+        coordinator={"enabled": True, "install": PIN},
+        workspace={"repo": git_server.url, "ref": "v1.0.0",
+                   "credentialsSecretRef": {"name": "git-creds", "key": "token"}},
+        mcp=[{"name": "gh", "type": "github", "tokenSecretRef": {"name": "mcp-tokens", "key": "github"}},
+             {"name": "search", "type": "exa", "tokenSecretRef": {"name": "mcp-tokens", "key": "exa"}},
+             {"name": "files", "type": "filesystem"},
+             {"name": "notes", "type": "custom", "server": "notion", "fields": [
+                 {"name": "internalIntegrationToken",
+                  "valueFrom": {"secretKeyRef": {"name": "mcp-tokens", "key": "notion"}}}]}],
+    ))
+    try:
+        cluster.wait_condition("default", "tools", "Ready", timeout=60)
+    except AssertionError:
+        raise AssertionError(json.dumps(cluster.status("default", "tools"), indent=1)) from None
+    status = cluster.status("default", "tools")
+
+    # Workspace: cloned at the tag's commit, through the credentials.
+    assert status["workspace"] == {"repo": git_server.url, "ref": "v1.0.0", "commit": git_server.tag_commit,
+                                   "path": "/home/user/workspace"}
+    [sandbox] = [s for s in e2b.inspect() if s["alive"]]
+    home = Path(sandbox["home"])
+    assert (home / "workspace" / "README.md").read_text() == "version one\n"
+    assert git_server.auth_seen, "the server never saw an authenticated request"
+
+    # MCP: the gateway got every server with its secret; status from its health answer.
+    assert sandbox["mcpGateway"]["config"] == {
+        "github": {"personalAccessToken": GITHUB_TOKEN},
+        "exa": {"apiKey": EXA_KEY},
+        "filesystem": {"paths": ["/home/user/workspace"]},
+        "notion": {"internalIntegrationToken": NOTION_TOKEN},
+    }
+    assert sandbox["mcpGateway"]["port"] == bootstrap.MCP_GATEWAY_PORT and sandbox["mcpGateway"]["token_set"]
+    assert status["mcp"] == [{"name": n, "state": "Ready", "message": ""} for n in ("gh", "search", "files", "notes")]
+
+    # Agent configuration: onboarding, coordinator permissions + hook, gateway, ConfigMap overrides.
+    claude = json.loads((home / ".claude.json").read_text())
+    assert claude["hasCompletedOnboarding"] is True and claude["theme"] == "dark"
+    assert claude["projects"]["/home/user/workspace"]["hasTrustDialogAccepted"] is True
+    gateway = claude["mcpServers"]["e2b-mcp-gateway"]
+    assert gateway["url"] == f"http://127.0.0.1:{bootstrap.MCP_GATEWAY_PORT}/mcp"
+    assert gateway["headers"]["Authorization"].startswith("Bearer ")
+    settings = json.loads((home / ".claude" / "settings.json").read_text())
+    assert settings["permissions"] == {"allow": ["Bash(claudeswarm:*)"], "deny": ["Bash(rm -rf:*)"]}
+    assert "claudeswarm check-messages" in settings["hooks"]["UserPromptSubmit"][0]["hooks"][0]["command"]
+    assert (home / ".claude" / "CLAUDE.md").read_text() == "Work in small commits.\n"
+    for path in (home / ".claude.json", home / ".claude" / "settings.json"):
+        assert path.stat().st_mode & 0o077 == 0, path
+
+    # The API key: in the agents' environment only (their 0600 env file), no other file.
+    assert [f for f in _files_containing(home, ANTHROPIC_KEY.encode()) if not f.endswith("agent.env")] == []
+
+    # Prebuilt template: the pinned coordinator was there, so nothing was installed.
+    state = home / ".swarm"
+    assert not list(state.glob("*/coordinator")) and not list(state.glob("*/coordinator-install.log"))
+
+    # The git credential: in no file, no process's argv, no command sent, no log.
+    for root in (home, Path(sandbox["home"]).parent / "tmp"):
+        assert _files_containing(root, GIT_TOKEN.encode()) == [], root
+    assert _cmdlines_containing(GIT_TOKEN.encode()) == []
+    assert all(GIT_TOKEN not in " ".join(c["argv"]) for c in sandbox["commands"])
+    for secret in (GIT_TOKEN, GITHUB_TOKEN, EXA_KEY, NOTION_TOKEN, ANTHROPIC_KEY):
+        assert secret not in operator.log()
+        assert secret not in json.dumps(status)
+        assert secret not in json.dumps(sandbox["metadata"]) and secret not in json.dumps(sandbox["createRequest"])
+        assert _cmdlines_containing(secret.encode()) == [], secret
+
+
+def test_floating_refs_are_invalid_spec(cluster: Cluster, e2b: Any, git_server: GitServer,
+                                        start_operator: Any) -> None:
+    start_operator()
+    cluster.secret("default", "git-creds", {"token": GIT_TOKEN})
+    creds = {"credentialsSecretRef": {"name": "git-creds", "key": "token"}}
+    # Spelled as a branch: refused by the operator before any sandbox exists.
+    cluster.apply(swarm("spelled", workspace={"repo": git_server.url, "ref": "refs/heads/main", **creds}))
+    cond = cluster.wait_condition("default", "spelled", "Synced", "False", reason="InvalidSpec")
+    assert "branch" in cond["message"]
+    # A bare name that resolves only under refs/heads: found out in the sandbox, which is then killed.
+    cluster.apply(swarm("bare", workspace={"repo": git_server.url, "ref": "main", **creds}))
+    cond = cluster.wait_condition("default", "bare", "Synced", "False", reason="InvalidSpec", timeout=60)
+    assert "is a branch" in cond["message"] and "allowFloatingRef" in cond["message"]
+    wait_for(lambda: not [s for s in e2b.inspect() if s["alive"]], 15, message="sandbox killed")
+    # allowFloatingRef: the branch tip is accepted and reported.
+    cluster.apply(swarm("floating", workspace={"repo": git_server.url, "ref": "main",
+                                               "allowFloatingRef": True, **creds}))
+    cluster.wait_condition("default", "floating", "Ready", timeout=60)
+    assert cluster.status("default", "floating")["workspace"]["commit"] == git_server.head_commit
