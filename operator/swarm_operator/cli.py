@@ -41,6 +41,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     version = sub.add_parser("version", help="print the version and exit")
     version.set_defaults(handler=_cmd_version)
+    _add_template(sub)
 
     run = sub.add_parser("run", help="run the operator against the current kubeconfig or cluster")
     scope = run.add_mutually_exclusive_group()
@@ -107,6 +108,37 @@ def _build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--tail", type=int, default=200, metavar="N", help="lines to show (default 200)")
     logs.set_defaults(handler=_cmd_logs)
     return parser
+
+
+def _add_template(sub: Any) -> None:
+    template = sub.add_parser("template", help="print or build the prebuilt E2B template for swarms")
+    template.add_argument("--coordinator", required=True, metavar="REQ",
+                          help="pinned coordinator, e.g. claudeswarm==0.4.2")
+    template.add_argument("--agent-cli", required=True, metavar="NPM",
+                          help="pinned agent CLI, e.g. @anthropic-ai/claude-code@2.0.14")
+    template.add_argument("--base", default="debian:bookworm", help="base image (default %(default)s)")
+    template.add_argument("--from-template", default=None, metavar="T",
+                          help="start from an E2B template instead, e.g. mcp-gateway (needed for MCP)")
+    template.add_argument("--format", choices=("dockerfile", "json"), default="dockerfile")
+    template.add_argument("--build", default=None, metavar="NAME",
+                          help="build it on E2B as NAME[:tag] with the key in E2B_API_KEY; "
+                               "without it the definition is printed, offline")
+    template.set_defaults(handler=_cmd_template)
+
+
+def _cmd_template(args: argparse.Namespace) -> int:
+    from swarm_operator import template
+
+    try:
+        definition = template.definition(coordinator=args.coordinator, agent_cli=args.agent_cli,
+                                         base=args.base, from_template=args.from_template)
+    except ValueError as exc:
+        print(f"swarm-operator template: {exc}", file=sys.stderr)
+        return 2
+    if args.build:
+        return template.main_build(definition, args.build)
+    print(template.render(definition, args.format))
+    return 0
 
 
 def _cmd_version(args: argparse.Namespace) -> int:
