@@ -75,6 +75,17 @@ _sw_booting() {
     [[ $cmd == bash ]]
 }
 
+_sw_running() {
+    # True while process $1 runs. A zombie does not: it has ended and only awaits its parent's wait
+    # (tmux's, or init's once the server is gone). Field 3 of /proc/PID/stat is the state; the
+    # command name before it is in parentheses and may itself hold spaces or parentheses.
+    local stat
+    [[ $1 =~ ^[0-9]+$ ]] || return 1
+    read -r stat 2>/dev/null < "/proc/$1/stat" || return 1
+    stat=${stat##*) }
+    [[ ${stat:0:1} != Z ]]
+}
+
 # Pane table, indexed by agent index (the pane user option @swarm_agent set when the pane was made).
 _sw_list_panes() {
     P_ID=() P_PID=() P_DEAD=() P_STATUS=() P_SIGNAL=() P_TARGET=() P_RESTARTS=() P_CMD=()

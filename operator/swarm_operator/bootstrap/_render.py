@@ -32,6 +32,11 @@ umask 077
 """
 
 
+# After the tmux server is gone, how long teardown waits for agents to finish exiting (they got a
+# SIGHUP) before it reports them not gone.
+_EXIT_WAIT_MS = 5000
+
+
 def _body(name: str) -> str:
     return (resources.files(__package__) / name).read_text(encoding="utf-8")
 
@@ -117,4 +122,5 @@ def render_teardown(plan: BootstrapPlan, *, grace_s: float = 10.0) -> str:
     """Ctrl-C every agent, wait up to ``grace_s`` for them to end, kill the tmux server, drop the env file."""
     if not 0 <= grace_s <= 3600:
         raise ValueError("grace_s must be within 0..3600 seconds")
-    return _render("teardown", plan, {"SWARM_GRACE_MS": math.ceil(grace_s * 1000)})
+    return _render("teardown", plan, {"SWARM_GRACE_MS": math.ceil(grace_s * 1000),
+                                      "SWARM_EXIT_WAIT_MS": _EXIT_WAIT_MS})

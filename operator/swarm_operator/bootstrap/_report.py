@@ -159,7 +159,7 @@ class TeardownReport(_Model):
     signalled: int
     graceful: bool  # every agent ended within the grace period after Ctrl-C
     killed: bool
-    gone: bool
+    gone: bool  # the tmux server is gone and no agent process still runs
 
 
 _M = TypeVar("_M", bound=_Model)

@@ -22,7 +22,17 @@ mkdir -p -- "$SWARM_WORKDIR"
 SWARM_TMUX_CONF=$SWARM_STATE_DIR/tmux.conf
 SWARM_ENV_FILE=$SWARM_STATE_DIR/agent.env
 # remain-on-exit keeps a dead agent's pane (and its last words) so it is reported, then respawned.
+# The pipe-pane hooks keep those last words: tmux (3.3) closes a pane's pty as soon as it reaps the
+# agent, discarding output it has not read yet ("command not found" and the like, lost about one time
+# in thirty, more under load); only while a pipe-pane is open does it first drain the pty. The hooks
+# run in the same command queue as the command that spawned the agent, so no exit can come first, and
+# the pipe outlives the agent: a respawned agent keeps it. The pipe is a constant command (one `cat`
+# per pane, to /dev/null): no path or user text in it. Every line must be valid for tmux 3.3 (it has
+# no after-respawn-pane hook): a config error puts pane 0 in view mode, where Ctrl-C never reaches it.
 printf '%s\n' 'set -g remain-on-exit on' 'set -g history-limit 5000' 'set -g exit-empty on' \
+    "set-hook -g after-new-session 'pipe-pane -O \"exec cat >/dev/null\"'" \
+    "set-hook -g after-new-window 'pipe-pane -O \"exec cat >/dev/null\"'" \
+    "set-hook -g after-split-window 'pipe-pane -O \"exec cat >/dev/null\"'" \
     > "$SWARM_TMUX_CONF"
 if command -v flock >/dev/null 2>&1; then
     # Two overlapping runs (an operator retry) must not both create the missing panes.
@@ -333,6 +343,11 @@ if [[ $_sw_server == true ]] && _sw_list_panes; then
         _sw_launch "$_sw_i"
         if _sw_out=$(_sw_tmux respawn-pane -k -t "${P_ID[$_sw_i]}" -c "$SWARM_WORKDIR" -- "${REPLY_ARGV[@]}" 2>&1); then
             _sw_tag "${P_ID[$_sw_i]}" "$_sw_i" $(( ${P_RESTARTS[$_sw_i]:-0} + 1 )) || true
+            # The pane kept its pipe, unless an older script made it: then it gets one now (late,
+            # but from now on). Never pipe-pane a piped pane: that closes its pipe first.
+            if [[ $(_sw_tmux display-message -p -t "${P_ID[$_sw_i]}" '#{pane_pipe}' 2>/dev/null) == 0 ]]; then
+                _sw_tmux pipe-pane -O -t "${P_ID[$_sw_i]}" 'exec cat >/dev/null' 2>/dev/null || true
+            fi
             _sw_restarted+=("$_sw_i")
         else
             _sw_error tmux "$_sw_i" "could not restart the agent: $_sw_out"
@@ -494,12 +509,8 @@ for (( _sw_i = 0; _sw_i < SWARM_AGENTS; _sw_i++ )); do
     else
         _sw_failed=$(( _sw_failed + 1 ))
         if [[ ${P_DEAD[$_sw_i]} == 1 ]]; then
+            # Complete: a piped pane is marked dead only once tmux has read all its output.
             _sw_last_output "${P_ID[$_sw_i]}"
-            if [[ -z $REPLY ]]; then
-                # tmux may reap the agent before it has read the agent's last output: look again once.
-                sleep "$SWARM_POLL_INTERVAL_S"
-                _sw_last_output "${P_ID[$_sw_i]}"
-            fi
             if [[ -n ${P_SIGNAL[$_sw_i]} ]]; then _sw_how="signal ${P_SIGNAL[$_sw_i]}"; else _sw_how="status ${P_STATUS[$_sw_i]:-unknown}"; fi
             _sw_error agent "$_sw_i" "agent exited ($_sw_how): $REPLY"
         else
