@@ -292,3 +292,19 @@ def test_a_hundred_agents(box: Box) -> None:
     assert len({p.pane_id for p in report.panes}) == 100
     assert time.monotonic() - started < 60
     assert parse_teardown(box.run(render_teardown(plan, grace_s=5)).stdout).gone
+
+
+def test_semicolons_in_user_values_never_become_tmux_commands(box: Box) -> None:
+    """tmux splits its argv at an argument ending in ';': an agent arg "x;" followed by
+    "run-shell ..." must stay an argument, never a second tmux command."""
+    canary = box.home.parent / "PWNED"
+    hostile = [";", "run-shell", f"touch {canary}", "x;", "run-shell", f"touch {canary}.2", "y\\;"]
+    record = 'printf "%s\\0" "$@" > "$HOME/argv"; exec sleep 1000'
+    plan = make_plan(agents=1, command="/bin/bash", args=["-c", record, "agent", *hostile],
+                     workdir="work;")
+    report = setup(box, plan)
+    assert report.agents.ready == 1, report.errors
+    assert not canary.exists() and not pathlib.Path(f"{canary}.2").exists()
+    # The agent got every argument exactly as written, in the directory named.
+    assert (box.home / "argv").read_bytes().split(b"\0")[:-1] == [a.encode() for a in hostile]
+    assert pathlib.Path(f"/proc/{report.panes[0].pid}/cwd").resolve() == box.home / "work;"

@@ -41,7 +41,17 @@ _sw_json() {
 _sw_tmux() {
     # -f: our own constant config (never the user's ~/.tmux.conf); -L: the resource's private socket.
     # 9>&-: a server started here must not inherit (and hold forever) setup's lock descriptor.
-    tmux -f "$SWARM_TMUX_CONF" -L "$SWARM_SOCKET" "$@" 9>&-
+    # tmux reads an argument ending in ';' as a command separator, so a user value such as an agent
+    # arg "x;" followed by "run-shell ..." would become a second tmux command. Every argument that
+    # ends in ';' is escaped ('\;' is tmux's literal ';'); this script never separates commands in
+    # one call, so no argument here is meant as a separator.
+    local -a argv=()
+    local a
+    for a in "$@"; do
+        [[ $a == *';' ]] && a="${a%;}\;"
+        argv+=("$a")
+    done
+    tmux -f "$SWARM_TMUX_CONF" -L "$SWARM_SOCKET" "${argv[@]}" 9>&-
 }
 
 _sw_errors=()

@@ -311,7 +311,7 @@ _sw_launch() {
         ${SWARM_ARGS[@]+"${SWARM_ARGS[@]}"})
 }
 _sw_tag() {
-    _sw_tmux set-option -p -t "$1" @swarm_agent "$2" \; set-option -p -t "$1" @swarm_restarts "${3:-0}"
+    _sw_tmux set-option -p -t "$1" @swarm_agent "$2" && _sw_tmux set-option -p -t "$1" @swarm_restarts "${3:-0}"
 }
 
 if [[ $_sw_blocked == true ]]; then
