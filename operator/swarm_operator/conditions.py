@@ -73,6 +73,7 @@ class Reason(str, enum.Enum):
     RATE_LIMITED = "RateLimited"
     INVALID_SPEC = "InvalidSpec"
     SECRET_NOT_FOUND = "SecretNotFound"
+    CONFIG_MAP_NOT_FOUND = "ConfigMapNotFound"
     TEMPLATE_NOT_FOUND = "TemplateNotFound"
     SANDBOX_NOT_FOUND = "SandboxNotFound"
     SANDBOX_EXPIRED = "SandboxExpired"

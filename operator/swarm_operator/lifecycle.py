@@ -244,10 +244,14 @@ class _StatusBook:
         self._written = patch
         if self.status.phase != self._phase:
             kind = "Warning" if ready.status == "False" and ready.reason in _WARNING_REASONS else "Normal"
-            self.runtime.events.record(
-                self.ref, kind, ready.reason,
-                f"Phase {self._phase or 'None'} -> {self.status.phase}: {ready.message}"[:1024],
-            )
+            # A resource's first phase is not a transition; when it only says "work started"
+            # (Creating, Initializing) the Event would cost an API write per resource for nothing
+            # `kubectl get` does not already show. Errors are always posted.
+            if self._phase is not None or kind == "Warning" or self.status.phase not in _STARTING:
+                self.runtime.events.record(
+                    self.ref, kind, ready.reason,
+                    f"Phase {self._phase or 'None'} -> {self.status.phase}: {ready.message}"[:1024],
+                )
             logger.info(
                 "phase %s -> %s (%s)", self._phase, self.status.phase, ready.reason,
                 extra=self.ref.log_extra,
@@ -255,8 +259,10 @@ class _StatusBook:
             self._phase = self.status.phase
 
 
+_STARTING = frozenset({Phase.CREATING, Phase.INITIALIZING})
+
 _WARNING_REASONS = frozenset(TERMINAL_REASONS) | {
-    Reason.SECRET_NOT_FOUND, Reason.QUOTA_EXCEEDED, Reason.RATE_LIMITED,
+    Reason.SECRET_NOT_FOUND, Reason.CONFIG_MAP_NOT_FOUND, Reason.QUOTA_EXCEEDED, Reason.RATE_LIMITED,
     Reason.BACKEND_UNAVAILABLE, Reason.SANDBOX_NOT_FOUND, Reason.AGENTS_DEGRADED,
 }
 
@@ -299,12 +305,12 @@ async def _reconcile(
     try:
         api_key, envs = await _read_secrets(ref, spec, runtime)
         files = await _agent_files(ref, spec, runtime)
-    except SecretNotFound as exc:
-        book.set(ConditionType.SYNCED, "False", Reason.SECRET_NOT_FOUND,
+    except SecretNotFound as exc:  # or a ConfigMap: exc.reason says which
+        book.set(ConditionType.SYNCED, "False", exc.reason,
                  f"{exc}; the operator retries until it exists")
         await book.commit()
         raise RetryLater(str(exc), delay=_backoff(runtime.settings, retry),
-                         reason=Reason.SECRET_NOT_FOUND) from None
+                         reason=exc.reason) from None
     # Everything the sandbox will be given is checked before a sandbox exists, so a spec the
     # setup script cannot take never leaves a half-made sandbox behind.
     problems = _unusable(lambda: _plan(ref, spec, envs, runtime.settings, files), envs)
@@ -471,30 +477,13 @@ def _tool_secret_refs(ref: ResourceRef, spec: SwarmSandboxSpec) -> dict[str, Sec
     return refs
 
 
-class ConfigMapNotFound(SecretNotFound):
-    """A referenced ConfigMap does not exist (or is unreadable); retried like a missing Secret."""
-
-
 async def _agent_files(ref: ResourceRef, spec: SwarmSandboxSpec, runtime: Runtime) -> dict[str, str]:
-    """The agent.config ConfigMap's files (key -> text); read in a thread, the client is blocking."""
+    """The agent.config ConfigMap's files (key -> text)."""
     config = spec.agent.config
     if config is None:
         return {}
-    api = getattr(runtime.secrets, "_api", None)
-    try:
-        body = await asyncio.to_thread(api.read_namespaced_config_map,  # type: ignore[union-attr]
-                                       config.config_map_name, ref.namespace, _request_timeout=15)
-    except Exception as exc:
-        if getattr(exc, "status", None) == 404 and config.optional:
-            return {}
-        where = SecretKeyRef(ref.namespace, config.config_map_name, "*")
-        detail = {404: "does not exist: create it in that namespace",
-                  403: "is not readable by the operator: check its RBAC"}.get(
-                      getattr(exc, "status", None), f"cannot be read: {exc}")
-        err = ConfigMapNotFound(where, detail)
-        err.args = (f"ConfigMap {ref.namespace}/{config.config_map_name} {detail}",)
-        raise err from None
-    return {str(k): str(v) for k, v in (getattr(body, "data", None) or {}).items()}
+    return await runtime.secrets.read_config_map(ref.namespace, config.config_map_name,
+                                                 optional=bool(config.optional))
 
 
 #: The coordinator's commands agents may run without asking, and the hook that shows them new

@@ -1,4 +1,5 @@
-"""Reading API keys and agent secrets from Kubernetes Secrets.
+"""Reading what resources reference: API keys and agent secrets from Secrets, agent configuration
+files from ConfigMaps.
 
 The kubernetes client is synchronous; every read runs in a worker thread so the operator's event loop
 never blocks on the API server. Values are registered with the log redactor the moment they are read,
@@ -39,10 +40,22 @@ class SecretNotFound(Exception):
         super().__init__(f"{ref} {detail}")
 
 
+class ConfigMapNotFound(SecretNotFound):
+    """A referenced ConfigMap does not exist (or is unreadable); handled like a missing Secret."""
+
+    reason = "ConfigMapNotFound"
+
+    def __init__(self, namespace: str, name: str, detail: str) -> None:
+        super().__init__(SecretKeyRef(namespace, name, "*"), detail)
+        self.args = (f"ConfigMap {namespace}/{name} {detail}",)
+
+
 class SecretsApi(Protocol):
-    """The one call we need from ``kubernetes.client.CoreV1Api``; a Protocol so tests can fake it."""
+    """The calls we need from ``kubernetes.client.CoreV1Api``; a Protocol so tests can fake it."""
 
     def read_namespaced_secret(self, name: str, namespace: str, **kwargs: Any) -> Any: ...
+
+    def read_namespaced_config_map(self, name: str, namespace: str, **kwargs: Any) -> Any: ...
 
 
 class SecretReader:
@@ -73,6 +86,23 @@ class SecretReader:
         REDACTOR.add(*values.values())
         return values
 
+    async def read_config_map(self, namespace: str, name: str, *, optional: bool = False
+                              ) -> dict[str, str]:
+        """A ConfigMap's data (key -> text); ``{}`` for a missing optional one."""
+        try:
+            body = await asyncio.to_thread(
+                self._api.read_namespaced_config_map, name, namespace,
+                _request_timeout=self._timeout_s,
+            )
+        except Exception as exc:
+            status = getattr(exc, "status", None)
+            if status == 404 and optional:
+                return {}
+            if status in _MISSING:
+                raise ConfigMapNotFound(namespace, name, _MISSING[status]) from None
+            raise
+        return {str(k): str(v) for k, v in (getattr(body, "data", None) or {}).items()}
+
     async def _fetch(self, namespace: str, name: str, ref: SecretKeyRef) -> dict[str, str]:
         try:
             secret = await asyncio.to_thread(
@@ -83,14 +113,16 @@ class SecretReader:
             )
         except Exception as exc:  # ApiException, timeouts, connection errors
             status = getattr(exc, "status", None)
-            if status == 404:
-                raise SecretNotFound(ref, "does not exist: create it in that namespace") from None
-            if status == 403:
-                raise SecretNotFound(
-                    ref, "is not readable by the operator: check its RBAC"
-                ) from None
+            if status in _MISSING:
+                raise SecretNotFound(ref, _MISSING[status]) from None
             raise
         return dict(getattr(secret, "data", None) or {})
+
+
+_MISSING = {
+    404: "does not exist: create it in that namespace",
+    403: "is not readable by the operator: check its RBAC",
+}
 
 
 def _decode(ref: SecretKeyRef, raw: str) -> str:
