@@ -17,7 +17,7 @@ import kubernetes
 from swarm_operator.lifecycle import GROUP, PLURAL, VERSION, ResourceRef
 
 
-def api_client() -> kubernetes.client.ApiClient:
+def api_client(*, pool_size: int = 4) -> kubernetes.client.ApiClient:
     """A client for the cluster the operator runs in, or else the current kubeconfig context.
 
     The configuration is built explicitly (not loaded into the client's global default) so the
@@ -30,6 +30,8 @@ def api_client() -> kubernetes.client.ApiClient:
         kubernetes.config.load_kube_config(client_configuration=configuration)
     # Never log request or response bodies: they carry Secrets.
     configuration.debug = False
+    # One connection per worker thread, so concurrent calls do not queue for a socket.
+    configuration.connection_pool_maxsize = pool_size
     return kubernetes.client.ApiClient(configuration)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 import random
 import time
 from typing import Any
@@ -28,6 +29,7 @@ from swarm_operator.sweeper import Sweeper
 logger = logging.getLogger("swarm_operator.handlers")
 
 FINALIZER = "claudeswarm.io/finalizer"
+KUBE_THREADS = 32
 
 
 class _KopfEvents:
@@ -65,7 +67,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     if getattr(memo, "namespaces", None):
         # Namespaced RBAC cannot list namespaces or CRDs cluster-wide: don't try (and warn).
         settings.scanning.disabled = True
-    client = api_client()
+    # The kubernetes client is synchronous and runs in threads; asyncio's default pool (a few
+    # threads on a small node) would queue hundreds of resources' Secret reads and status writes.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=KUBE_THREADS, thread_name_prefix="kube"))
+    client = api_client(pool_size=KUBE_THREADS)
     metrics = Metrics(new_registry())
     memo.metrics_close = start_server(config.metrics_port, metrics.registry)
     memo.runtime = Runtime(
