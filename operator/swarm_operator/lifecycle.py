@@ -20,7 +20,6 @@ The rules this module keeps (see ARCHITECTURE.md):
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import shlex
@@ -32,7 +31,7 @@ from typing import Any, Protocol
 
 import pydantic
 
-from swarm_operator import bootstrap
+from swarm_operator import agentconfig, bootstrap
 from swarm_operator.backend import (
     NO_RETRY,
     AuthenticationFailed,
@@ -54,8 +53,6 @@ from swarm_operator.conditions import (
 from swarm_operator.config import Settings
 from swarm_operator.metrics import Metrics, new_registry
 from swarm_operator.model import (
-    ANTHROPIC_API_KEY,
-    MCP_TOKEN_FIELDS,
     AgentItem,
     AgentsStatus,
     HealthStatus,
@@ -324,7 +321,12 @@ async def _reconcile(
             await _suspend(book, backend)
         else:
             sandbox = await _ensure_sandbox(book, spec, backend)
-            await _initialise(book, spec, backend, sandbox, envs, files)
+            wanted = spec.template or runtime.settings.default_template
+            current = book.status.sandbox.template if book.status.sandbox else None
+            if current is not None and current != wanted:
+                sandbox = await _replace(book, spec, backend, sandbox, envs, files, wanted)
+            else:
+                await _initialise(book, spec, backend, sandbox, envs, files)
             if any(c.type == ConditionType.SUSPENDED for c in book.status.conditions):
                 book.set(ConditionType.SUSPENDED, "False", Reason.RESUMED,
                          f"sandbox {sandbox.id} resumed and its agents verified")
@@ -347,6 +349,8 @@ def _unusable(build_plan: Callable[[], bootstrap.BootstrapPlan], envs: Mapping[s
         return problems
     try:
         build_plan()
+    except InvalidSpecError as exc:
+        problems.extend(exc.problems)
     except pydantic.ValidationError as exc:
         for err in exc.errors(include_url=False):
             field = _PLAN_FIELDS.get(str(err["loc"][0]) if err["loc"] else "", "spec")
@@ -361,6 +365,54 @@ _PLAN_FIELDS = {
     "command": "spec.agent.command", "args": "spec.agent.args", "env_names": "spec.agent.env",
     "coordinator_install": "spec.coordinator.install", "agents": "spec.agents",
 }
+
+
+async def _replace(
+    book: _StatusBook,
+    spec: SwarmSandboxSpec,
+    backend: SandboxBackend,
+    old: SandboxInfo,
+    envs: Mapping[str, str],
+    files: Mapping[str, str],
+    template: str,
+) -> SandboxInfo:
+    """A change only a new sandbox can honour (the template): make the new one Ready, then kill
+    the old, so at most one extra sandbox bills, and only during the switch.
+
+    Status keeps naming the old sandbox until the new one is Ready. A crash meanwhile leaves the new
+    one tagged but untracked: the next pass kills it as a duplicate and starts the switch again.
+    If the new sandbox cannot be initialised it is killed and the old one keeps running.
+    """
+    ref, settings = book.ref, book.runtime.settings
+    old_status = book.status.sandbox
+    started = time.monotonic()
+    now = datetime.now(timezone.utc)
+    new = await backend.create(template, _tags(ref, settings),
+                               timeout_s=_lease_seconds(spec, settings, now, now))
+    book.runtime.metrics.sandbox_created(time.monotonic() - started)
+    logger.info("replacing sandbox %s with %s (template %s)", old.id, new.id, template,
+                extra={**ref.log_extra, "sandbox_id": new.id, "step": "replace"})
+    book.set(ConditionType.AGENTS_READY, "False", Reason.INITIALIZING,
+             f"moving to template {template}: starting the agents in sandbox {new.id}")
+    await book.commit()
+    try:
+        await _initialise(book, spec, backend, new, envs, files)
+    except GiveUp as exc:
+        # _initialise killed the new sandbox; the old one still runs the agents.
+        book.status.sandbox = old_status
+        book.set(ConditionType.SANDBOX_CREATED, "True", CREATED,
+                 f"sandbox {old.id} kept: the replacement failed")
+        await _give_up(book, Reason.INIT_FAILED,
+                       f"could not move to template {template} ({exc}); sandbox {old.id} keeps running")
+    book.status.sandbox = SandboxStatus(id=new.id, template=template, started_at=new.started_at,
+                                        expires_at=new.end_at)
+    book.set(ConditionType.SANDBOX_CREATED, "True", CREATED,
+             f"sandbox {new.id} (template {template}) replaced {old.id}")
+    await book.commit()  # the new id is on record before the old sandbox dies
+    await backend.kill(old.id)
+    book.runtime.events.record(ref, "Normal", "Replaced",
+                               f"sandbox {old.id} replaced by {new.id} for template {template}")
+    return new
 
 
 async def _suspend(book: _StatusBook, backend: SandboxBackend) -> None:
@@ -450,31 +502,10 @@ async def _read_secrets(
         env_refs.clear()
         envs.clear()
     else:
-        env_refs.update(_tool_secret_refs(ref, spec))
+        env_refs.update(agentconfig.tool_secret_refs(ref.namespace, spec))
     values = await runtime.secrets.read_many([key_ref, *env_refs.values()])
     envs.update({name: values[sref] for name, sref in env_refs.items()})
     return values[key_ref], envs
-
-
-def _tool_secret_refs(ref: ResourceRef, spec: SwarmSandboxSpec) -> dict[str, SecretKeyRef]:
-    """Secret refs beyond agent.env, by the variable the setup script reads each one from."""
-    refs: dict[str, SecretKeyRef] = {}
-    if spec.agent.api_key_secret_ref is not None:
-        key = spec.agent.api_key_secret_ref
-        refs[ANTHROPIC_API_KEY] = SecretKeyRef(ref.namespace, key.name, key.key)
-    if spec.workspace is not None and spec.workspace.credentials_secret_ref is not None:
-        cred = spec.workspace.credentials_secret_ref
-        refs[bootstrap.GIT_PASSWORD_ENV] = SecretKeyRef(ref.namespace, cred.name, cred.key)
-    for index, entry in enumerate(spec.mcp):
-        if entry.token_secret_ref is not None:
-            refs[bootstrap.secret_env_name("MCP", str(index), "TOKEN")] = SecretKeyRef(
-                ref.namespace, entry.token_secret_ref.name, entry.token_secret_ref.key)
-        for field_ in entry.fields:
-            if field_.value_from is not None:
-                sel = field_.value_from.secret_key_ref
-                refs[bootstrap.secret_env_name("MCP", str(index), field_.name)] = SecretKeyRef(
-                    ref.namespace, sel.name, sel.key)
-    return refs
 
 
 async def _agent_files(ref: ResourceRef, spec: SwarmSandboxSpec, runtime: Runtime) -> dict[str, str]:
@@ -484,73 +515,6 @@ async def _agent_files(ref: ResourceRef, spec: SwarmSandboxSpec, runtime: Runtim
         return {}
     return await runtime.secrets.read_config_map(ref.namespace, config.config_map_name,
                                                  optional=bool(config.optional))
-
-
-#: The coordinator's commands agents may run without asking, and the hook that shows them new
-#: messages before every prompt (claudeswarm's own message check).
-COORDINATOR_PERMISSIONS = ("Bash(claudeswarm:*)",)
-COORDINATOR_HOOK = "claudeswarm check-messages --new-only --quiet"
-
-
-def _merge(base: Any, over: Any) -> Any:
-    if isinstance(base, dict) and isinstance(over, dict):
-        return {**base, **{k: _merge(base.get(k), v) for k, v in over.items()}}
-    return over
-
-
-def _agent_config_json(spec: SwarmSandboxSpec, files: Mapping[str, str]) -> str:
-    """What the setup script writes for Claude Code: defaults, then the ConfigMap's files over them.
-
-    ``claude.json`` and ``settings.json`` are merged (objects key by key), other keys are written as
-    they are. Nothing here is secret: the API key stays in the agents' environment and the gateway
-    token is read inside the sandbox.
-    """
-    if not spec.agent.is_claude_code:
-        return ""
-    settings: dict[str, Any] = {}
-    if spec.coordinator.enabled:
-        settings = {
-            "permissions": {"allow": list(COORDINATOR_PERMISSIONS)},
-            "hooks": {"UserPromptSubmit": [{"hooks": [{"type": "command", "command": COORDINATOR_HOOK}]}]},
-        }
-    if spec.mcp:
-        settings["enableAllProjectMcpServers"] = True
-    extra = dict(files)
-    user_claude, user_settings = {}, {}
-    try:
-        if "claude.json" in extra:
-            user_claude = json.loads(extra.pop("claude.json"))
-        if "settings.json" in extra:
-            user_settings = json.loads(extra.pop("settings.json"))
-    except ValueError as exc:
-        raise InvalidSpecError([f"spec.agent.config: claude.json/settings.json is not JSON: {exc}"]) from None
-    if not isinstance(user_claude, dict) or not isinstance(user_settings, dict):
-        raise InvalidSpecError(["spec.agent.config: claude.json and settings.json must be JSON objects"])
-    return json.dumps({"claude_json": user_claude, "settings": _merge(settings, user_settings),
-                       "files": extra}, sort_keys=True)
-
-
-def _mcp_json(spec: SwarmSandboxSpec) -> str:
-    """The gateway configuration without secret values: those are named, read in the sandbox."""
-    if not spec.mcp:
-        return ""
-    config: dict[str, dict[str, Any]] = {}
-    secrets: list[list[str]] = []
-    workspace: list[str] = []
-    for index, entry in enumerate(spec.mcp):
-        server = entry.server_key
-        config[server] = {}
-        if entry.type in MCP_TOKEN_FIELDS:
-            secrets.append([server, MCP_TOKEN_FIELDS[entry.type][1],
-                            bootstrap.secret_env_name("MCP", str(index), "TOKEN")])
-        elif entry.type == "filesystem":
-            workspace.append(server)
-        for field_ in entry.fields:
-            if field_.value_from is not None:
-                secrets.append([server, field_.name, bootstrap.secret_env_name("MCP", str(index), field_.name)])
-            else:
-                config[server][field_.name] = field_.value
-    return json.dumps({"config": config, "secrets": secrets, "workspace": workspace}, sort_keys=True)
 
 
 def _tags(ref: ResourceRef, settings: Settings) -> dict[str, str]:
@@ -631,11 +595,14 @@ async def _ensure_sandbox(
         logger.info("adopted sandbox %s", sandbox.id, extra={**ref.log_extra, "sandbox_id": sandbox.id})
     book.step("create", time.monotonic() - started)
     previous = book.status.sandbox
+    same = previous is not None and previous.id == sandbox.id
     book.status.sandbox = SandboxStatus(
         id=sandbox.id,
-        template=sandbox.template,
-        started_at=previous.started_at if previous and previous.id == sandbox.id and previous.started_at
-        else sandbox.started_at,
+        # The template as the spec named it when the sandbox was made (E2B reports ids, not the
+        # alias a user wrote): what a later spec change is compared against.
+        template=(previous.template if same and previous.template else
+                  spec.template or settings.default_template if how == CREATED else sandbox.template),
+        started_at=previous.started_at if same and previous.started_at else sandbox.started_at,
         expires_at=sandbox.end_at,
     )
     book.set(ConditionType.SANDBOX_CREATED, "True", how,
@@ -672,8 +639,8 @@ def _plan(ref: ResourceRef, spec: SwarmSandboxSpec, envs: Mapping[str, str],
         workspace_ref=workspace.ref if workspace else "",
         workspace_username=workspace.username if workspace else "x-access-token",
         workspace_allow_floating=workspace.allow_floating_ref if workspace else False,
-        agent_config=_agent_config_json(spec, files or {}),
-        mcp=_mcp_json(spec),
+        agent_config=agentconfig.claude_config_json(spec, files or {}),
+        mcp=agentconfig.mcp_config_json(spec),
     )
 
 

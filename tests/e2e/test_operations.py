@@ -198,3 +198,32 @@ def test_label_selector_shards_resources_between_operators(
     time.sleep(2)
     assert cluster.status("default", "theirs") == {}
     assert len([s for s in e2b.inspect() if s["alive"]]) == 1
+
+
+def test_template_change_switches_to_a_new_sandbox_then_kills_the_old(
+        cluster: Cluster, e2b: Any, e2b_api_key: str, start_operator: Any) -> None:
+    start_operator()
+    cluster.apply(swarm("moving", agents=2, template="base"))
+    cluster.wait_condition("default", "moving", "Ready")
+    old = cluster.status("default", "moving")["sandbox"]
+    assert old["template"] == "base"
+    cluster.kubectl("patch", "swarm", "moving", "--type=merge", "-p", '{"spec": {"template": "other"}}')
+    most_alive = 0
+
+    def switched() -> bool:
+        nonlocal most_alive
+        most_alive = max(most_alive, len([s for s in e2b.inspect() if s["alive"]]))
+        sandbox = cluster.status("default", "moving").get("sandbox") or {}
+        ready = cluster.condition("default", "moving", "Ready") or {}
+        return sandbox.get("template") == "other" and ready.get("status") == "True"
+
+    wait_for(switched, 60, interval=0.05, message="moved to the new template")
+    new = cluster.status("default", "moving")["sandbox"]
+    assert new["id"] != old["id"]
+    wait_for(lambda: [s["sandboxID"] for s in e2b.inspect() if s["alive"]] == [new["id"]], 10,
+             message="old sandbox killed")
+    assert most_alive <= 2, "at most one extra sandbox, only during the switch"
+    [record] = [s for s in e2b.inspect() if s["alive"]]
+    assert record["templateID"] == "other"
+    assert _panes(e2b, e2b_api_key, cluster, "default", "moving") == ["0 sleep"] * 2
+    assert any(e.reason == "Replaced" for e in cluster.events("default", "moving"))

@@ -8,6 +8,22 @@ _sw_now_ms() {
     REPLY=$(( 10#$t / 1000 ))
 }
 
+_sw_age_ms() {
+    # How long process $1 has run, from the kernel's own start time (field 22 of /proc/PID/stat,
+    # in clock ticks since boot) against /proc/uptime: an agent that was already running before
+    # this script (a rerun, a scale, a self-heal) counts as settled at once. REPLY='' if unknown.
+    local stat up ticks
+    REPLY=''
+    stat=$(< "/proc/$1/stat") 2>/dev/null || return 0
+    read -r up _ < /proc/uptime 2>/dev/null || return 0
+    stat=${stat##*) }
+    read -r -a _sw_fields <<< "$stat"
+    ticks=${_sw_fields[19]:-}
+    [[ $ticks =~ ^[0-9]+$ && -n $_SW_CLK_TCK ]] || return 0
+    REPLY=$(( ${up//./}0 - ticks * 1000 / _SW_CLK_TCK ))
+}
+_SW_CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo '')
+
 _sw_abs() {
     # Relative paths are relative to $HOME, so "$HOME/..." needs no expansion of user text.
     case $1 in

@@ -83,8 +83,8 @@ class BootstrapPlan(pydantic.BaseModel):
     coordinator_install: Annotated[_Text, pydantic.Field(min_length=1)] = "preinstalled"
     ready_timeout_s: Annotated[float, pydantic.Field(gt=0, le=3600)] = 60.0
     # An agent is "ready" once it has run this long; one that crashes at once is reported dead.
-    settle_s: Annotated[float, pydantic.Field(ge=0, le=60)] = 1.0
-    poll_interval_s: Annotated[float, pydantic.Field(ge=0.01, le=10)] = 0.2
+    settle_s: Annotated[float, pydantic.Field(ge=0, le=60)] = 0.3
+    poll_interval_s: Annotated[float, pydantic.Field(ge=0.01, le=10)] = 0.05
     install_timeout_s: Annotated[int, pydantic.Field(ge=1, le=3600)] = 600
     discover_timeout_s: Annotated[int, pydantic.Field(ge=1, le=600)] = 60
     lock_timeout_s: Annotated[int, pydantic.Field(ge=1, le=3600)] = 120

@@ -432,8 +432,9 @@ fi
 _sw_step_end coordinator_install
 
 # -- ready: poll (bounded) until every agent is alive (exec'd, pane not dead, for settle time) or dead --
-# An agent counts as alive once it has run for SWARM_SETTLE_MS since first seen exec'd: an agent
-# that crashes at once (bad args, missing key) is then reported dead rather than ready.
+# An agent counts as alive once it has run for SWARM_SETTLE_MS (its age from the kernel's start
+# time; since first seen exec'd where /proc cannot say): an agent that crashes at once (bad args,
+# missing key) is then reported dead rather than ready.
 _sw_step_begin
 _sw_now_ms; _sw_deadline=$(( REPLY + SWARM_READY_TIMEOUT_MS ))
 declare -A _sw_alive=() _sw_seen=() _sw_dead_seen=()
@@ -451,7 +452,9 @@ while [[ $_sw_server == true ]]; do
                 (( _sw_now - ${_sw_dead_seen[$_sw_i]:=$_sw_now} >= 500 )) || _sw_pending=$(( _sw_pending + 1 ))
             elif _sw_booting "${P_PID[$_sw_i]}" "${P_CMD[$_sw_i]}"; then
                 _sw_pending=$(( _sw_pending + 1 ))
-            elif (( _sw_now - ${_sw_seen[$_sw_i]:=$_sw_now} >= SWARM_SETTLE_MS )); then
+            elif _sw_age_ms "${P_PID[$_sw_i]}"; [[ -n $REPLY ]] && (( REPLY >= SWARM_SETTLE_MS )); then
+                _sw_alive[$_sw_i]=1
+            elif [[ -z $REPLY ]] && (( _sw_now - ${_sw_seen[$_sw_i]:=$_sw_now} >= SWARM_SETTLE_MS )); then
                 _sw_alive[$_sw_i]=1
             else
                 _sw_pending=$(( _sw_pending + 1 ))
