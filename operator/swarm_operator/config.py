@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 ENV_PREFIX = "SWARM_"
 
@@ -120,6 +121,41 @@ class Settings(BaseModel):
         gt=0,
         description="Least wait before retrying a create refused for E2B's concurrent-sandbox quota.",
     )
+    sandbox_user: str = Field(
+        default="user",
+        pattern=r"^[a-z_][a-z0-9_-]{0,31}$",
+        description=(
+            "The unprivileged account inside the sandbox that every command runs as (setup, agents,"
+            " coordinator, probes); E2B templates ship 'user'. Never root."
+        ),
+    )
+    network_allow_internet: bool = Field(
+        default=True,
+        description="Default of spec.network.allowInternet: outbound internet traffic allowed.",
+    )
+    network_allow_out: str = Field(
+        default="",
+        description="Default of spec.network.allowOut: comma-separated IPv4 addresses, CIDRs or host names.",
+    )
+    network_deny_out: str = Field(
+        default="",
+        description="Default of spec.network.denyOut: comma-separated IPv4 addresses or CIDRs.",
+    )
+    network_forbidden_out: str = Field(
+        default="",
+        description=(
+            "Comma-separated IPv4 addresses, CIDRs or host names no resource may open: CIDRs are"
+            " denied on every sandbox, and an allowOut entry reaching one is refused (InvalidSpec)."
+        ),
+    )
+    secret_check_seconds: float = Field(
+        default=60.0,
+        ge=1,
+        description=(
+            "How often each resource's referenced Secrets are read again to notice a rotation"
+            " (one GET per Secret: no cluster-wide Secret watch)."
+        ),
+    )
     metrics_port: int = Field(default=8080, ge=0, le=65535, description="Prometheus port; 0 = off.")
     log_format: str = Field(
         default="json", pattern="^(json|text)$", description="json (one object a line) or text."
@@ -127,6 +163,21 @@ class Settings(BaseModel):
     log_level: str = Field(
         default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$", description="Root log level."
     )
+
+    @field_validator("network_allow_out", "network_deny_out", "network_forbidden_out")
+    @classmethod
+    def _egress_list(cls, value: str, info: Any) -> str:
+        from swarm_operator.model import network_entry_problem  # model imports nothing from here
+
+        hosts = info.field_name != "network_deny_out"
+        problems = [p for e in _split(value) if (p := network_entry_problem(e, hosts_allowed=hosts))]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    def egress_list(self, name: str) -> tuple[str, ...]:
+        """One of the comma-separated egress settings as a tuple (``network_allow_out`` ...)."""
+        return _split(getattr(self, name))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -157,6 +208,10 @@ class Settings(BaseModel):
                 for err in exc.errors()
             )
             raise SettingsError(problems) from None
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
 class SettingsError(ValueError):

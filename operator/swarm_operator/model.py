@@ -21,6 +21,7 @@ Status models are lenient readers (the operator wrote what they read) and strict
 from __future__ import annotations
 
 import enum
+import ipaddress
 import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -49,6 +50,9 @@ __all__ = [
     "McpServerSpec",
     "McpServerStatus",
     "MetricsStatus",
+    "NetworkSpec",
+    "NetworkStatus",
+    "SecretsStatus",
     "Phase",
     "SandboxStatus",
     "SecretKeySelector",
@@ -59,6 +63,7 @@ __all__ = [
     "WorkspaceStatus",
     "format_validation_error",
     "is_pinned_install",
+    "network_entry_problem",
 ]
 
 # --------------------------------------------------------------------------------------------------
@@ -119,6 +124,12 @@ MCP_SERVER: Final = r"^[A-Za-z][A-Za-z0-9]*(/[A-Za-z0-9._-]+/[A-Za-z0-9._-]+)?$"
 #: A ConfigMap key (Kubernetes' own rule for data keys).
 CONFIGMAP_KEY: Final = r"^[-._a-zA-Z0-9]+$"
 
+#: An egress destination as the schema lets it through: an IPv4 address or CIDR, or a host name
+#: with an optional leading ``*.`` wildcard. The operator then checks octets, prefix lengths, host
+#: bits and label lengths (``network_entry_problem``), which a regex cannot say well.
+EGRESS_ENTRY: Final = (r"^([0-9]{1,3}(\.[0-9]{1,3}){3}(/[0-9]{1,2})?"
+                       r"|(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)$")
+
 # Plain words for a pattern mismatch: "should match pattern '^[a-z0-9]([-a-z0-9]*...'" helps no one.
 _PATTERN_HINTS: Final = {
     DNS_SUBDOMAIN: "must be a Kubernetes object name: lowercase letters, digits, '-' and '.', "
@@ -134,7 +145,33 @@ _PATTERN_HINTS: Final = {
     SANDBOX_PATH: "must be a path of letters, digits and '.', '_', '/', '+', '-'",
     MCP_NAME: "must be a DNS label: lowercase letters, digits and '-'",
     MCP_SERVER: "must be a server key of E2B's MCP catalog, e.g. 'notion' or 'github/owner/repo'",
+    EGRESS_ENTRY: "must be an IPv4 address, an IPv4 CIDR (10.0.0.0/8) or a lowercase host name "
+    "(optionally '*.'-prefixed)",
 }
+
+
+def network_entry_problem(entry: str, *, hosts_allowed: bool = True) -> str | None:
+    """What is wrong with one egress destination, or None when E2B can take it.
+
+    E2B filters denied traffic by address only (host names work in allowOut, where its egress
+    proxy matches them), so ``hosts_allowed=False`` refuses names for denyOut.
+    """
+    if re.fullmatch(r"[0-9./]+", entry):
+        try:
+            ipaddress.IPv4Network(entry, strict=True)
+        except ValueError as exc:
+            return f"{entry!r} is not a valid IPv4 address or CIDR ({exc})"
+        return None
+    if not hosts_allowed:
+        return f"{entry!r} is a host name; E2B denies traffic by address only: use an IP or CIDR"
+    if not re.fullmatch(EGRESS_ENTRY, entry):
+        return f"{entry!r} " + _PATTERN_HINTS[EGRESS_ENTRY]
+    name = entry.removeprefix("*.")
+    if len(name) > 253 or any(len(label) > 63 for label in name.split(".")):
+        return f"{entry!r} is not a valid host name (at most 253 characters, 63 per label)"
+    if "." not in name:
+        return f"{entry!r} is not a fully qualified host name"
+    return None
 
 
 def _cel_reserved_env_rule() -> str:
@@ -374,6 +411,12 @@ class AgentSpec(_Spec):
         default=None,
         description="Agent configuration files overriding the operator's defaults.",
     )
+    restart_on_secret_change: Literal["Restart", "Never"] = Field(
+        default="Never",
+        description="What happens when a Secret the agents' environment comes from changes. "
+        "Restart: the agents are restarted with the new values. Never: they keep running with the "
+        "old values and status.secrets.restartPending says so until they are restarted.",
+    )
 
     @model_validator(mode="after")
     def _api_key_not_twice(self) -> AgentSpec:
@@ -592,6 +635,48 @@ class HealthCheckSpec(_Spec):
     )
 
 
+class NetworkSpec(_Spec):
+    """Where the sandbox may open connections to, enforced by E2B outside the sandbox.
+
+    Each field left unset takes the operator-wide default. E2B lets ``allowOut`` win over
+    ``denyOut`` (and over ``allowInternet: false``), so ``allowInternet: false`` with an
+    ``allowOut`` list is "only these". Destinations the operator forbids for every resource are
+    always denied, and an ``allowOut`` entry that would reopen one is refused (InvalidSpec).
+    """
+
+    allow_internet: bool | None = Field(
+        default=None,
+        description="Whether outbound internet traffic is allowed at all. Unset: the operator's default.",
+    )
+    allow_out: list[Annotated[str, Field(min_length=1, max_length=253, pattern=EGRESS_ENTRY)]] | None = Field(
+        default=None, max_length=64,
+        description="Destinations allowed even when the rest is denied: IPv4 addresses, CIDRs or host "
+        "names ('*.example.com' matches subdomains). Unset: the operator's default.",
+    )
+    deny_out: list[Annotated[str, Field(min_length=1, max_length=18, pattern=EGRESS_ENTRY)]] | None = Field(
+        default=None, max_length=64,
+        description="Destinations denied: IPv4 addresses or CIDRs (E2B denies by address only). "
+        "Unset: the operator's default.",
+    )
+
+    @field_validator("allow_out")
+    @classmethod
+    def _allow_entries(cls, entries: list[str] | None) -> list[str] | None:
+        problems = [p for e in entries or [] if (p := network_entry_problem(e)) is not None]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return entries
+
+    @field_validator("deny_out")
+    @classmethod
+    def _deny_entries(cls, entries: list[str] | None) -> list[str] | None:
+        problems = [p for e in entries or []
+                    if (p := network_entry_problem(e, hosts_allowed=False)) is not None]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return entries
+
+
 class SwarmSandboxSpec(_Spec):
     """Desired state of a SwarmSandbox."""
 
@@ -642,6 +727,12 @@ class SwarmSandboxSpec(_Spec):
         description="MCP servers for the agents, run by E2B's MCP gateway in the sandbox; the "
         "agents' configuration points at the gateway. Secrets come from Secret keys.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+
+    network: NetworkSpec | None = Field(
+        default=None,
+        description="Egress policy: where the sandbox may connect to. Unset: the operator's default "
+        "policy. Enforced by E2B at create; changing it moves the agents to a new sandbox.",
     )
 
     @field_validator("mcp")
@@ -807,6 +898,29 @@ class McpServerStatus(_Status):
     message: str = Field(default="", max_length=1024, description="Why, when not Ready.")
 
 
+class NetworkStatus(_Status):
+    """The egress policy the sandbox was created with (spec, operator defaults and the operator's
+    forbidden destinations merged), as sent to E2B."""
+
+    allow_internet: bool = Field(default=True, description="Outbound internet traffic allowed.")
+    allow_out: list[str] = Field(default_factory=list, max_length=256, description="Destinations allowed.")
+    deny_out: list[str] = Field(default_factory=list, max_length=256, description="Destinations denied.")
+
+
+class SecretsStatus(_Status):
+    """What the operator knows about the Secrets the resource uses (never their values)."""
+
+    restart_pending: bool = Field(
+        default=False,
+        description="A Secret in the agents' environment changed and the agents still run with the "
+        "old values (agent.restartOnSecretChange: Never).",
+    )
+    last_change_time: Timestamp | None = Field(
+        default=None, description="When the operator last noticed a referenced Secret change.",
+    )
+    message: str = Field(default="", max_length=1024, description="Which Secrets changed, and what was done.")
+
+
 class SwarmSandboxStatus(_Status):
     """Observed state of a SwarmSandbox, written by the operator only."""
 
@@ -831,6 +945,8 @@ class SwarmSandboxStatus(_Status):
         default=None, max_length=16, description="MCP servers, as checked through the gateway.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
+    network: NetworkStatus | None = Field(default=None, description="The sandbox's egress policy.")
+    secrets: SecretsStatus | None = Field(default=None, description="Referenced Secrets' changes.")
 
     @classmethod
     def from_body(cls, status: Any) -> SwarmSandboxStatus:

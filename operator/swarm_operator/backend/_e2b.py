@@ -35,7 +35,7 @@ from ._errors import (
     SandboxNotFound,
     classify,
 )
-from ._protocol import BackendTimeouts, CallObserver, CommandResult, SandboxInfo, StateFilter
+from ._protocol import BackendTimeouts, CallObserver, CommandResult, EgressPolicy, SandboxInfo, StateFilter
 from ._retry import RetryPolicy, call_with_retry
 
 __all__ = ["BackendPool", "E2BBackend", "key_fingerprint"]
@@ -96,8 +96,12 @@ class E2BBackend:
         retry: RetryPolicy | None = None,
         observer: CallObserver | None = None,
         max_cached_connections: int = 2048,
+        user: str = "user",
     ) -> None:
         self._key = _ApiKey(api_key)
+        # Every command runs as this account unless a call names another: envd's own default is the
+        # template's default user, which a custom template may have made root.
+        self.user = user
         self._api_url = api_url
         self._sandbox_url = sandbox_url
         self.timeouts = timeouts or BackendTimeouts()
@@ -123,10 +127,13 @@ class E2BBackend:
         envs: Mapping[str, str] | None = None,
         *,
         timeout_s: int,
+        network: EgressPolicy | None = None,
         idempotency_key: str | None = None,
         call_timeout_s: float | None = None,
         retry: RetryPolicy | None = None,
     ) -> SandboxInfo:
+        egress = _network_options(network)
+
         async def attempt(budget: float) -> AsyncSandbox:
             return await AsyncSandbox.create(
                 template=template,
@@ -134,6 +141,7 @@ class E2BBackend:
                 metadata=dict(metadata),
                 envs=dict(envs) if envs else None,
                 idempotency_key=idempotency_key,
+                **egress,
                 **self._opts(budget),
             )
 
@@ -281,7 +289,7 @@ class E2BBackend:
                         script,
                         envs=dict(envs) if envs else None,
                         cwd=cwd,
-                        user=user,
+                        user=user or self.user,
                         timeout=command_s,
                         request_timeout=start_s,
                     )
@@ -483,6 +491,22 @@ class E2BBackend:
             logger.exception("the backend call observer failed")
 
 
+def _network_options(policy: EgressPolicy | None) -> dict[str, Any]:
+    """The SDK's create options for an egress policy: ``allow_internet_access`` and ``network``
+    (``allow_out``/``deny_out``), so the SDK builds the request (never raw HTTP from here)."""
+    if policy is None:
+        return {}
+    network: dict[str, Any] = {}
+    if policy.allow_out:
+        network["allow_out"] = list(policy.allow_out)
+    if policy.deny_out:
+        network["deny_out"] = list(policy.deny_out)
+    options: dict[str, Any] = {"allow_internet_access": policy.allow_internet}
+    if network:
+        options["network"] = network
+    return options
+
+
 def _info(sdk_info: Any) -> SandboxInfo:
     state = getattr(sdk_info.state, "value", sdk_info.state)
     return SandboxInfo(
@@ -511,7 +535,9 @@ class BackendPool:
         retry: RetryPolicy | None = None,
         observer: CallObserver | None = None,
         factory: Callable[..., E2BBackend] = E2BBackend,
+        user: str = "user",
     ) -> None:
+        self._user = user
         self._api_url = api_url
         self._sandbox_url = sandbox_url
         self._timeouts = timeouts
@@ -537,6 +563,7 @@ class BackendPool:
                 timeouts=self._timeouts,
                 retry=self._retry,
                 observer=self._observer,
+                user=self._user,
             )
             self._backends[fingerprint] = backend
         return backend

@@ -16,6 +16,7 @@ from ._retry import RetryPolicy
 
 __all__ = [
     "BackendTimeouts",
+    "EgressPolicy",
     "CallObserver",
     "CommandResult",
     "SandboxBackend",
@@ -43,6 +44,18 @@ class SandboxInfo:
     started_at: datetime.datetime
     end_at: datetime.datetime
     state: SandboxState
+
+
+@dataclass(frozen=True)
+class EgressPolicy:
+    """Where a sandbox may connect to, enforced by E2B outside the sandbox (set at create).
+
+    E2B lets ``allow_out`` win over ``deny_out`` and over ``allow_internet=False``.
+    """
+
+    allow_internet: bool = True
+    allow_out: tuple[str, ...] = ()
+    deny_out: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -101,11 +114,16 @@ class SandboxBackend(Protocol):
         envs: Mapping[str, str] | None = None,
         *,
         timeout_s: int,
+        network: EgressPolicy | None = None,
         idempotency_key: str | None = None,
         call_timeout_s: float | None = None,
         retry: RetryPolicy | None = None,
     ) -> SandboxInfo:
-        """Start a sandbox that lives ``timeout_s`` seconds unless renewed.
+        """Start a sandbox that lives ``timeout_s`` seconds unless renewed, with ``network`` as its
+        egress policy (None: E2B's default, everything allowed).
+
+        ``envs`` become the sandbox's own environment, visible to every process in it for its whole
+        life: they must not be secret (secrets go to ``run``'s ``envs``, per command).
 
         Not idempotent: a create that fails *ambiguously* (timeout, dropped connection, 5xx other
         than 503) may have started a sandbox, so it is never repeated here. It raises
@@ -168,7 +186,8 @@ class SandboxBackend(Protocol):
         user: str | None = None,
         retry: RetryPolicy | None = None,
     ) -> CommandResult:
-        """Run ``script`` with ``bash -l -c`` and wait for it to finish.
+        """Run ``script`` with ``bash -l -c`` as ``user`` (None: the backend's sandbox user, an
+        unprivileged account) and wait for it to finish.
 
         The script must not contain secrets: pass them in ``envs``. Transient failures are retried,
         so the script must be idempotent; pass ``retry=NO_RETRY`` when it is not. Running on a
