@@ -90,6 +90,8 @@ async def write_file(request: web.Request, sandbox: Sandbox) -> web.StreamRespon
         if local.is_dir():
             return http_error(400, f"path '{sandbox_path}' is a directory")
         await asyncio.to_thread(_write, local, data)
+        if sandbox.fs.uid_for(request_user(request)) is not None:
+            sandbox.fs.chown(local)
         written.append({"name": os.path.basename(sandbox_path), "type": "file", "path": sandbox_path})
     return web.json_response(written)
 
@@ -136,11 +138,24 @@ async def _pump_stream(request: web.Request, sandbox: Sandbox, process: Process,
     return response
 
 
+def request_user(request: web.Request) -> str | None:
+    """The user a request acts as: envd reads it from ``Authorization: Basic base64(user:)``;
+    None when the client named none (envd then uses the template's default user)."""
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Basic "):
+        return None
+    try:
+        decoded = base64.b64decode(header[6:], validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return decoded.split(":", 1)[0] or None
+
+
 async def process_start(request: web.Request, sandbox: Sandbox, message: dict[str, Any]) -> web.StreamResponse:
     pty = message.get("pty")
     tag = message.get("tag")
     process = await sandbox.start(message.get("process") or {}, tag, bool(message.get("stdin", False)),
-                                  _pty_size(pty) if pty is not None else None)
+                                  _pty_size(pty) if pty is not None else None, user=request_user(request))
     queue: asyncio.Queue[Any] = asyncio.Queue()
     process.subscribers.add(queue)
     sandbox.follow(process)

@@ -33,6 +33,15 @@ _WRAPPER = (
     'shift 3\n'
     'exec "$@"\n'
 )
+#: Drops to an unprivileged uid (after the mounts, which need root): no supplementary groups, no
+#: capabilities kept, and no way back (setpriv's default: no new privileges via setuid binaries
+#: would still work, so ``--no-new-privs`` too).
+_SETPRIV = shutil.which("setpriv") or "/usr/bin/setpriv"
+
+
+def _drop_to(uid: int) -> list[str]:
+    return [_SETPRIV, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
+            "--no-new-privs", "--"]
 
 
 class Isolation(enum.Enum):
@@ -83,9 +92,11 @@ def detect_isolation(scratch: Path) -> Isolation:
 class SandboxFS:
     """The on-host directories behind one sandbox, and the mapping of its paths onto them."""
 
-    def __init__(self, root: Path, isolation: Isolation, home_template: Path | None = None) -> None:
+    def __init__(self, root: Path, isolation: Isolation, home_template: Path | None = None,
+                 user_uid: int | None = None) -> None:
         self.root = root
         self.isolation = isolation
+        self.user_uid = user_uid
         self.home = root / "home"
         self.tmp = root / "tmp"
         self.home.mkdir(parents=True, exist_ok=True)
@@ -93,7 +104,30 @@ class SandboxFS:
             shutil.copytree(home_template, self.home, symlinks=True, dirs_exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
         os.chmod(self.tmp, 0o1777)
+        if user_uid is not None:
+            # The home belongs to the sandbox's user, as in an E2B template.
+            self.chown(self.home, recursive=True)
 
+    def uid_for(self, user: str | None) -> int | None:
+        """The uid a command for ``user`` runs as; None: the emulator's own (root)."""
+        if self.user_uid is None or user in (None, "", "root"):
+            return None
+        return self.user_uid
+
+    def chown(self, path: Path, *, recursive: bool = False) -> None:
+        """Give ``path`` to the sandbox's user (no-op unless one is configured)."""
+        if self.user_uid is None:
+            return
+        uid = self.user_uid
+        targets = [path]
+        if recursive:
+            for parent, dirs, files in os.walk(path):
+                targets += [Path(parent, name) for name in dirs + files]
+        for target in targets:
+            try:
+                os.lchown(target, uid, uid)
+            except OSError:
+                pass
     def resolve(self, path: str) -> str:
         """The sandbox-side absolute path for what a client sent (relative paths are from home)."""
         if not path.startswith("/"):
@@ -110,8 +144,12 @@ class SandboxFS:
                 return local / sandbox_path[len(prefix) + 1:]
         return Path(sandbox_path)
 
-    def command_argv(self, cmd: str, args: list[str], cwd: str) -> tuple[list[str], str]:
-        """The argv that runs ``cmd args`` inside this sandbox, and the host cwd to start it in."""
+    def command_argv(self, cmd: str, args: list[str], cwd: str,
+                     uid: int | None = None) -> tuple[list[str], str]:
+        """The argv that runs ``cmd args`` inside this sandbox (as ``uid`` when given), and the
+        host cwd to start it in."""
+        if uid is not None:
+            cmd, args = _drop_to(uid)[0], [*_drop_to(uid)[1:], cmd, *args]
         if self.isolation is Isolation.DIRECTORIES:
             return [cmd, *args], str(self.host_path(cwd))
         unshare = shutil.which("unshare") or "/usr/bin/unshare"

@@ -196,7 +196,7 @@ class Sandbox:
         return env
 
     async def start(self, config: dict[str, Any], tag: str | None, stdin: bool,
-                    pty_size: tuple[int, int] | None = None) -> Process:
+                    pty_size: tuple[int, int] | None = None, user: str | None = None) -> Process:
         """Start a command as a real local process inside this sandbox's private space.
 
         With ``pty_size`` (rows, cols) the process runs on a fresh pseudo-terminal that is its
@@ -210,9 +210,10 @@ class Sandbox:
             raise RPCError("invalid_argument", "process.cmd is required")
         if not self.fs.host_path(cwd).is_dir():
             raise RPCError("invalid_argument", f"cwd '{cwd}' does not exist")
-        argv, host_cwd = self.fs.command_argv(cmd, args, cwd)
+        uid = self.fs.uid_for(user)
+        argv, host_cwd = self.fs.command_argv(cmd, args, cwd, uid)
         self.commands.append({"argv": [cmd, *args], "cwd": cwd, "envs": dict(envs), "tag": tag,
-                              "pty": pty_size is not None})
+                              "pty": pty_size is not None, "user": user, "uid": uid})
         master: int | None = None
         try:
             if pty_size is None:

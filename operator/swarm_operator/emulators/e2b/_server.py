@@ -6,8 +6,10 @@ Point the unmodified SDK at it with ``E2B_API_URL`` and ``E2B_SANDBOX_URL`` both
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime
 import functools
+import hashlib
 import json
 import re
 import shutil
@@ -73,6 +75,7 @@ class E2BEmulator:
         max_timeout: int = 86_400,
         default_timeout: int = 15,
         identity_mismatch: bool = False,
+        user_uid: int | None = None,
         isolation: Isolation | str | None = None,
         workdir: str | Path | None = None,
         home_template: str | Path | None = None,
@@ -80,7 +83,17 @@ class E2BEmulator:
     ) -> None:
         self.host = host
         self.port = port
+        #: The one key accepted when set; assign a new one while running to emulate a rotation
+        #: (the old key is refused from then on).
         self.api_key = api_key
+        #: (operation, sha256[:12] of the X-API-KEY sent, accepted?) for recent control-plane calls:
+        #: which key a client used, without keeping the key itself.
+        self.auth_log: collections.deque[tuple[str, str, bool]] = collections.deque(maxlen=1000)
+        #: When set, commands run for any user but ``root`` (and files written for them) belong to
+        #: this unprivileged uid, as on E2B where ``user`` is an ordinary account. A command that names
+        #: no user runs as root: it stands for a template whose default user is root, so a client
+        #: that forgets to ask for ``user`` is caught.
+        self.user_uid = user_uid
         self.knobs = Knobs(
             latency_ms=latency_ms, fault_rate=fault_rate, seed=seed, quota=quota,
             fault_kinds=tuple(fault_kinds), fault_operations=as_operations(fault_operations),
@@ -158,7 +171,8 @@ class E2BEmulator:
             create_request=create_request,
             started_at=now,
             end_at=now + datetime.timedelta(seconds=timeout),
-            fs=SandboxFS(self._workdir / sandbox_id, self.isolation, home_template=self.home_template),
+            fs=SandboxFS(self._workdir / sandbox_id, self.isolation, home_template=self.home_template,
+                         user_uid=self.user_uid),
             auto_pause=auto_pause,
             identity=identity,
         )
@@ -288,7 +302,10 @@ class E2BEmulator:
             faulty = await self._misbehave(request, operation)
             if faulty is not None:
                 return faulty
-            if not self._authorised(request.headers.get("X-API-KEY")):
+            key = request.headers.get("X-API-KEY")
+            accepted = self._authorised(key)
+            self.auth_log.append((operation, hashlib.sha256((key or "").encode()).hexdigest()[:12], accepted))
+            if not accepted:
                 return api_error(401, "Invalid API key, please visit https://e2b.dev/docs/api-key "
                                       "to get your API key.")
             return await handler(request)
