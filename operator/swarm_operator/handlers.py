@@ -82,6 +82,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
                 command_s=config.command_timeout_seconds,
             ),
             observer=metrics.e2b_observer,
+            user=config.sandbox_user,
         ),
         secrets=SecretReader(
             _core_api(client), timeout_s=config.kube_timeout_seconds,
@@ -189,6 +190,24 @@ async def lease(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, *
         except BackendError as exc:
             logger.warning("lease renewal failed (%s: %s)", exc.reason, exc.message,
                            extra=ref.log_extra)
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0)
+async def secrets(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Re-reads the Secrets this resource names (GET by name, never a cluster-wide Secret watch,
+    so RBAC needs no list/watch on Secrets) and reconciles when one changed."""
+    runtime: Runtime = memo.runtime
+    while not stopped:
+        await stopped.wait(runtime.settings.secret_check_seconds * random.uniform(0.9, 1.1))
+        if stopped or body.get("metadata", {}).get("deletionTimestamp"):
+            return
+        ref = ResourceRef.from_body(body)
+        try:
+            await lifecycle.watch_secrets(ref, body.get("spec"), body.get("status"), runtime)
+        except (RetryLater, GiveUp) as exc:
+            logger.info("reconcile after a Secret change deferred: %s", exc, extra=ref.log_extra)
+        except Exception as exc:  # one bad read must not end the daemon
+            logger.warning("Secret check failed: %s", exc, extra=ref.log_extra)
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0)

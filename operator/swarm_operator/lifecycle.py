@@ -20,6 +20,8 @@ The rules this module keeps (see ARCHITECTURE.md):
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import ipaddress
 import logging
 import random
 import shlex
@@ -36,6 +38,7 @@ from swarm_operator.backend import (
     NO_RETRY,
     AuthenticationFailed,
     BackendError,
+    EgressPolicy,
     QuotaExceeded,
     RateLimited,
     SandboxBackend,
@@ -59,8 +62,10 @@ from swarm_operator.model import (
     InvalidSpecError,
     McpServerStatus,
     MetricsStatus,
+    NetworkStatus,
     Phase,
     SandboxStatus,
+    SecretsStatus,
     SwarmSandboxSpec,
     SwarmSandboxStatus,
     WorkspaceStatus,
@@ -87,6 +92,17 @@ RELEASED_MARKER = "$HOME/.swarm-released"
 # Condition reasons for the SandboxCreated condition's own story (not errors).
 CREATED = "Created"
 ADOPTED = "Adopted"
+#: The sandbox envd answered for is not the one the control plane returned (its own
+#: E2B_SANDBOX_ID or the resource uid given to it at create differ): it gets no secret, is killed,
+#: and a new one is tried with backoff.
+IDENTITY_MISMATCH = "IdentityMismatch"
+
+#: The sandbox's own (non-secret) environment variable holding the resource uid, set at create and
+#: read back from inside before any secret is sent.
+UID_ENV = "SWARM_RESOURCE_UID"
+_IDENTITY_MARK = "swarm-identity"
+#: One envd call: the sandbox's id as E2B set it inside, and the uid the operator gave it at create.
+IDENTITY_SCRIPT = f'printf \'{_IDENTITY_MARK} %s %s\\n\' "${{E2B_SANDBOX_ID-}}" "${{{UID_ENV}-}}"'
 
 
 # --------------------------------------------------------------------------------------------------
@@ -155,6 +171,16 @@ class Runtime:
     limiter: CreationLimiter = field(
         default_factory=lambda: CreationLimiter(None, None, None), repr=False
     )
+    #: Per resource uid, the sandbox whose identity was verified from inside (secrets may go there
+    #: only). Memory only: after a restart every sandbox is verified again before its first secret.
+    verified: dict[str, str] = field(default_factory=dict, repr=False)
+    #: Per resource uid, sha256 digests of the secret-sourced values the agents were last started
+    #: with (by env name, and the E2B key under ``""``). Memory only, never written anywhere: they
+    #: tell a rotation from the steady state without keeping a value.
+    secret_digests: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
+    #: The same digests as last read (differs from the above while a restart is pending), so the
+    #: Secret watch reacts to a change once, not on every tick.
+    secret_seen: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
 
     def lock(self, uid: str) -> asyncio.Lock:
         return self.locks.setdefault(uid, asyncio.Lock())
@@ -258,7 +284,7 @@ class _StatusBook:
 
 _STARTING = frozenset({Phase.CREATING, Phase.INITIALIZING})
 
-_WARNING_REASONS = frozenset(TERMINAL_REASONS) | {
+_WARNING_REASONS = frozenset(TERMINAL_REASONS) | {IDENTITY_MISMATCH} | {
     Reason.SECRET_NOT_FOUND, Reason.CONFIG_MAP_NOT_FOUND, Reason.QUOTA_EXCEEDED, Reason.RATE_LIMITED,
     Reason.BACKEND_UNAVAILABLE, Reason.SANDBOX_NOT_FOUND, Reason.AGENTS_DEGRADED,
 }
@@ -311,22 +337,39 @@ async def _reconcile(
     # Everything the sandbox will be given is checked before a sandbox exists, so a spec the
     # setup script cannot take never leaves a half-made sandbox behind.
     problems = _unusable(lambda: _plan(ref, spec, envs, runtime.settings, files), envs)
+    problems += egress_problems(spec, runtime.settings)
     if problems:
         return await _give_up(book, Reason.INVALID_SPEC, f"invalid spec: {'; '.join(problems)}")
+    previous_key = runtime.keys.get(ref.uid)
+    if previous_key is not None and previous_key != api_key:
+        logger.info("the E2B API key changed; later calls use the new one", extra=ref.log_extra)
+        book.runtime.events.record(ref, "Normal", "SecretRotated",
+                                   "the E2B API key Secret changed; the operator uses the new key")
     runtime.keys[ref.uid] = api_key
     backend = runtime.backends.for_key(api_key)
+    rotated = _rotated(runtime, ref, spec, envs)
+    policy = egress_policy(spec, runtime.settings)
 
     try:
         if spec.suspend:
             await _suspend(book, backend)
         else:
-            sandbox = await _ensure_sandbox(book, spec, backend)
+            sandbox = await _ensure_sandbox(book, spec, backend, policy)
+            await _verify_identity(book, backend, sandbox, retry)
             wanted = spec.template or runtime.settings.default_template
             current = book.status.sandbox.template if book.status.sandbox else None
-            if current is not None and current != wanted:
-                sandbox = await _replace(book, spec, backend, sandbox, envs, files, wanted)
+            network = _network_status(policy)
+            if (current is not None and current != wanted) or \
+                    (book.status.network or NetworkStatus()).model_dump() != network.model_dump():
+                sandbox = await _replace(book, spec, backend, sandbox, envs, files, wanted, policy, retry)
+                _secrets_applied(book, spec, envs, rotated, restarted=True)
             else:
+                pending = bool(book.status.secrets and book.status.secrets.restart_pending)
+                restart = (rotated or pending) and spec.agent.restart_on_secret_change == "Restart"
+                if restart:
+                    await _stop_agents(book, backend, sandbox.id)
                 await _initialise(book, spec, backend, sandbox, envs, files)
+                _secrets_applied(book, spec, envs, rotated, restarted=restart)
             if any(c.type == ConditionType.SUSPENDED for c in book.status.conditions):
                 book.set(ConditionType.SUSPENDED, "False", Reason.RESUMED,
                          f"sandbox {sandbox.id} resumed and its agents verified")
@@ -375,8 +418,10 @@ async def _replace(
     envs: Mapping[str, str],
     files: Mapping[str, str],
     template: str,
+    policy: EgressPolicy,
+    retry: int,
 ) -> SandboxInfo:
-    """A change only a new sandbox can honour (the template): make the new one Ready, then kill
+    """A change only a new sandbox can honour (template, egress policy): make the new one Ready, then kill
     the old, so at most one extra sandbox bills, and only during the switch.
 
     Status keeps naming the old sandbox until the new one is Ready. A crash meanwhile leaves the new
@@ -387,11 +432,15 @@ async def _replace(
     old_status = book.status.sandbox
     started = time.monotonic()
     now = datetime.now(timezone.utc)
-    new = await backend.create(template, _tags(ref, settings),
-                               timeout_s=_lease_seconds(spec, settings, now, now))
+    new = await backend.create(template, _tags(ref, settings), {UID_ENV: ref.uid},
+                               timeout_s=_lease_seconds(spec, settings, now, now), network=policy)
     book.runtime.metrics.sandbox_created(time.monotonic() - started)
     logger.info("replacing sandbox %s with %s (template %s)", old.id, new.id, template,
                 extra={**ref.log_extra, "sandbox_id": new.id, "step": "replace"})
+    if not await _identity_ok(book, backend, new):
+        # The old sandbox keeps running the agents; the impostor got nothing and is gone.
+        book.status.sandbox = old_status
+        await _identity_failed(book, new, retry, keep_created=True)
     book.set(ConditionType.AGENTS_READY, "False", Reason.INITIALIZING,
              f"moving to template {template}: starting the agents in sandbox {new.id}")
     await book.commit()
@@ -406,12 +455,13 @@ async def _replace(
                        f"could not move to template {template} ({exc}); sandbox {old.id} keeps running")
     book.status.sandbox = SandboxStatus(id=new.id, template=template, started_at=new.started_at,
                                         expires_at=new.end_at)
+    book.status.network = _network_status(policy)
     book.set(ConditionType.SANDBOX_CREATED, "True", CREATED,
              f"sandbox {new.id} (template {template}) replaced {old.id}")
     await book.commit()  # the new id is on record before the old sandbox dies
     await backend.kill(old.id)
     book.runtime.events.record(ref, "Normal", "Replaced",
-                               f"sandbox {old.id} replaced by {new.id} for template {template}")
+                               f"sandbox {old.id} replaced by {new.id} (template {template}, egress policy)")
     return new
 
 
@@ -537,7 +587,7 @@ def _lease_seconds(spec: SwarmSandboxSpec, settings: Settings, started_at: datet
 
 
 async def _ensure_sandbox(
-    book: _StatusBook, spec: SwarmSandboxSpec, backend: SandboxBackend
+    book: _StatusBook, spec: SwarmSandboxSpec, backend: SandboxBackend, policy: EgressPolicy
 ) -> SandboxInfo:
     """Adopt the resource's sandbox or create one; its id is in status when this returns."""
     ref, settings = book.ref, book.runtime.settings
@@ -583,8 +633,11 @@ async def _ensure_sandbox(
         book.set(ConditionType.SANDBOX_CREATED, "False", Reason.CREATING,
                  f"creating a sandbox from template {template}")
         now = datetime.now(timezone.utc)
+        # The uid goes in as the sandbox's own environment too (not secret): read back from inside
+        # before any secret is sent, it proves envd is the sandbox this create made.
         sandbox = await backend.create(
-            template, _tags(ref, settings), timeout_s=_lease_seconds(spec, settings, now, now),
+            template, _tags(ref, settings), {UID_ENV: ref.uid},
+            timeout_s=_lease_seconds(spec, settings, now, now), network=policy,
         )
         how = CREATED
         book.runtime.metrics.sandbox_created(time.monotonic() - started)
@@ -605,6 +658,10 @@ async def _ensure_sandbox(
         started_at=previous.started_at if same and previous.started_at else sandbox.started_at,
         expires_at=sandbox.end_at,
     )
+    if not same or book.status.network is None:
+        # What this sandbox was created with: the policy of this spec (an adopted one was created
+        # by this operator from the same resource, before a crash).
+        book.status.network = _network_status(policy)
     book.set(ConditionType.SANDBOX_CREATED, "True", how,
              f"sandbox {sandbox.id} ({'adopted' if how == ADOPTED else 'running'})")
     if ConditionType.AGENTS_READY not in {c.type for c in book.status.conditions} or \
@@ -796,6 +853,217 @@ def _record_agents(book: _StatusBook, spec: SwarmSandboxSpec, report: bootstrap.
 
 
 # --------------------------------------------------------------------------------------------------
+# Egress policy
+# --------------------------------------------------------------------------------------------------
+
+
+def egress_policy(spec: SwarmSandboxSpec, settings: Settings) -> EgressPolicy:
+    """The policy a sandbox of this spec is created with: each unset spec field takes the operator's
+    default, and the operator's forbidden addresses are denied on every sandbox."""
+    network = spec.network
+    allow_internet = network.allow_internet if network and network.allow_internet is not None \
+        else settings.network_allow_internet
+    allow_out = network.allow_out if network and network.allow_out is not None \
+        else settings.egress_list("network_allow_out")
+    deny_out = network.deny_out if network and network.deny_out is not None \
+        else settings.egress_list("network_deny_out")
+    forbidden = [e for e in settings.egress_list("network_forbidden_out") if _is_address(e)]
+    return EgressPolicy(
+        allow_internet=allow_internet,
+        allow_out=tuple(dict.fromkeys(allow_out)),
+        deny_out=tuple(dict.fromkeys([*deny_out, *forbidden])),
+    )
+
+
+def egress_problems(spec: SwarmSandboxSpec, settings: Settings) -> list[str]:
+    """allowOut entries that would open a destination the operator forbids for every resource.
+
+    E2B lets allowOut win over denyOut, so denying the forbidden addresses is not enough: an
+    allowOut entry overlapping one (a CIDR overlapping a forbidden CIDR, a host matching a
+    forbidden host pattern, or a pattern covering a forbidden host) is refused.
+    """
+    forbidden = settings.egress_list("network_forbidden_out")
+    allowed = egress_policy(spec, settings).allow_out
+    problems = []
+    for entry in allowed:
+        hit = next((f for f in forbidden if _overlaps(entry, f)), None)
+        if hit is not None:
+            where = "spec.network.allowOut" if spec.network and spec.network.allow_out is not None \
+                else "SWARM_NETWORK_ALLOW_OUT (operator default)"
+            problems.append(f"{where}: {entry!r} opens {hit!r}, which the operator forbids for "
+                            f"every resource")
+    return problems
+
+
+def _is_address(entry: str) -> bool:
+    return all(c in "0123456789./" for c in entry)
+
+
+def _overlaps(entry: str, forbidden: str) -> bool:
+    if _is_address(entry) != _is_address(forbidden):
+        return False  # an address and a name cannot be compared without resolving the name
+    if _is_address(entry):
+        return ipaddress.IPv4Network(entry).overlaps(ipaddress.IPv4Network(forbidden))
+
+    def covers(pattern: str, host: str) -> bool:
+        base = pattern.removeprefix("*.")
+        return host == pattern or (pattern.startswith("*.") and (host == base or host.endswith("." + base)))
+
+    return covers(forbidden, entry.removeprefix("*.")) or covers(entry, forbidden.removeprefix("*."))
+
+
+def _network_status(policy: EgressPolicy) -> NetworkStatus:
+    return NetworkStatus(allow_internet=policy.allow_internet, allow_out=list(policy.allow_out),
+                         deny_out=list(policy.deny_out))
+
+
+# --------------------------------------------------------------------------------------------------
+# Identity: is envd the sandbox the control plane returned?
+# --------------------------------------------------------------------------------------------------
+
+
+async def _identity_ok(book: _StatusBook, backend: SandboxBackend, sandbox: SandboxInfo) -> bool:
+    """One envd call, with no secret in it: the sandbox's own E2B_SANDBOX_ID and the uid given to it
+    at create, as seen from inside, must be the id the control plane returned and this resource's
+    uid. Anything else (a misrouted envd, a sandbox of another resource, a stale token) gets no
+    secret. Verified sandboxes are remembered, so later reconciles skip the call."""
+    ref = book.ref
+    if book.runtime.verified.get(ref.uid) == sandbox.id:
+        return True
+    started = time.monotonic()
+    result = await backend.run(sandbox.id, IDENTITY_SCRIPT, timeout_s=30)
+    book.step("identity", time.monotonic() - started)
+    seen = next((line.split(" ")[1:] for line in reversed(result.stdout.splitlines())
+                 if line.startswith(_IDENTITY_MARK + " ")), None)
+    if seen == [sandbox.id, ref.uid]:
+        book.runtime.verified[ref.uid] = sandbox.id
+        return True
+    logger.warning("sandbox %s failed the identity check (inside it answers as %s)", sandbox.id,
+                   "a different sandbox" if seen else "nothing parsable",
+                   extra={**ref.log_extra, "sandbox_id": sandbox.id, "step": "identity"})
+    return False
+
+
+async def _verify_identity(book: _StatusBook, backend: SandboxBackend, sandbox: SandboxInfo,
+                           retry: int) -> None:
+    if not await _identity_ok(book, backend, sandbox):
+        await _identity_failed(book, sandbox, retry)
+
+
+async def _identity_failed(book: _StatusBook, sandbox: SandboxInfo, retry: int, *,
+                           keep_created: bool = False) -> None:
+    """Never Ready, never a secret: kill the sandbox (it bills; it is not trusted), say so, and try
+    a new one later with growing backoff (a control plane that keeps answering wrongly is not
+    hammered)."""
+    ref, runtime = book.ref, book.runtime
+    backend = runtime.backends.for_key(runtime.keys[ref.uid])
+    await backend.kill(sandbox.id)
+    runtime.verified.pop(ref.uid, None)
+    message = (f"sandbox {sandbox.id} was killed before any secret was sent: from inside it does not "
+               f"identify as {sandbox.id} of this resource; a new one is tried")
+    if not keep_created:
+        runtime.limiter.release(ref.uid)
+        book.status.sandbox = None
+        book.status.network = None
+        book.set(ConditionType.SANDBOX_CREATED, "False", IDENTITY_MISMATCH, message)
+        book.set(ConditionType.AGENTS_READY, "False", IDENTITY_MISMATCH, "no agents: " + message)
+    book.set(ConditionType.SYNCED, "False", IDENTITY_MISMATCH, message)
+    await book.commit()
+    runtime.events.record(ref, "Warning", IDENTITY_MISMATCH, message)
+    delay = _backoff(runtime.settings, retry + 2)
+    raise RetryLater(message, delay=delay, reason=IDENTITY_MISMATCH)
+
+
+# --------------------------------------------------------------------------------------------------
+# Secret rotation
+# --------------------------------------------------------------------------------------------------
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _secret_env_names(ref: ResourceRef, spec: SwarmSandboxSpec) -> set[str]:
+    names = {v.name for v in spec.agent.env if v.value_from is not None}
+    return names | set(agentconfig.tool_secret_refs(ref.namespace, spec))
+
+
+def _rotated(runtime: Runtime, ref: ResourceRef, spec: SwarmSandboxSpec, envs: Mapping[str, str],
+             *, since_seen: bool = False) -> list[str]:
+    """Env names whose Secret-sourced value differs from what the agents were last started with
+    (``since_seen``: from what was last read). Nothing is known on first sight (a fresh operator
+    process): that is not a rotation."""
+    known = (runtime.secret_seen if since_seen else runtime.secret_digests).get(ref.uid)
+    if known is None:
+        return []
+    return sorted(name for name in _secret_env_names(ref, spec)
+                  if name in envs and known.get(name) not in (None, _digest(envs[name])))
+
+
+def _secrets_applied(book: _StatusBook, spec: SwarmSandboxSpec, envs: Mapping[str, str],
+                     rotated: list[str], *, restarted: bool) -> None:
+    """Record what the agents now run with, and whether a restart is still pending."""
+    ref, runtime = book.ref, book.runtime
+    names = _secret_env_names(ref, spec)
+    current = {n: _digest(envs[n]) for n in names if n in envs}
+    runtime.secret_seen[ref.uid] = current
+    previous = book.status.secrets
+    now = datetime.now(timezone.utc)
+    if rotated and not restarted:
+        if previous and previous.restart_pending and all(n in previous.message for n in rotated):
+            return  # already reported
+        book.status.secrets = SecretsStatus(
+            restart_pending=True, last_change_time=now,
+            message=f"Secret values of {', '.join(rotated)} changed; the agents keep the old ones "
+                    f"until restarted (agent.restartOnSecretChange: Never)"[:1024])
+        runtime.events.record(ref, "Normal", "SecretRotated", book.status.secrets.message)
+        return  # the applied digests stay those of the values the running agents have
+    if restarted and (rotated or (previous and previous.restart_pending)):
+        book.status.secrets = SecretsStatus(
+            restart_pending=False, last_change_time=now,
+            message=f"agents restarted with the new values of {', '.join(rotated) or 'their Secrets'}"[:1024])
+        runtime.events.record(ref, "Normal", "AgentsRestarted", book.status.secrets.message)
+    if not (previous and previous.restart_pending) or restarted:
+        runtime.secret_digests[ref.uid] = current
+
+
+async def _stop_agents(book: _StatusBook, backend: SandboxBackend, sandbox_id: str) -> None:
+    """End every agent (Ctrl-C, a bounded grace, the tmux server closed, the env file removed), so
+    the setup run that follows starts them with the new values."""
+    settings = book.runtime.settings
+    started = time.monotonic()
+    await backend.run(sandbox_id, bootstrap.render_teardown(_teardown_plan(book.ref),
+                                                           grace_s=settings.delete_grace_seconds),
+                      timeout_s=settings.delete_grace_seconds + 30)
+    book.step("restart", time.monotonic() - started)
+
+
+async def watch_secrets(
+    ref: ResourceRef,
+    spec_body: Mapping[str, Any] | None,
+    status_body: Mapping[str, Any] | None,
+    runtime: Runtime,
+) -> bool:
+    """Read the resource's Secrets again (one GET per Secret it names, nothing cluster-wide) and,
+    when the E2B key or an agent value changed, reconcile: later E2B calls use the new key, and the
+    agents are restarted or a pending restart is reported, per agent.restartOnSecretChange.
+    Returns whether anything changed."""
+    if ref.uid not in runtime.keys:
+        return False  # not reconciled by this process yet: the reconcile reads them anyway
+    try:
+        spec = SwarmSandboxSpec.from_body(spec_body)
+        api_key, envs = await _read_secrets(ref, spec, runtime)
+    except (InvalidSpecError, SecretNotFound):
+        return False  # the reconcile reports those
+    if spec.suspend:
+        return False
+    if api_key == runtime.keys.get(ref.uid) and not _rotated(runtime, ref, spec, envs, since_seen=True):
+        return False
+    await reconcile(ref, spec_body, status_body, runtime)
+    return True
+
+
+# --------------------------------------------------------------------------------------------------
 # Delete
 # --------------------------------------------------------------------------------------------------
 
@@ -818,6 +1086,9 @@ async def delete(
     async with runtime.lock(ref.uid):
         await _delete(ref, spec_body, status_body, runtime, retry)
     runtime.locks.pop(ref.uid, None)
+    runtime.verified.pop(ref.uid, None)
+    runtime.secret_digests.pop(ref.uid, None)
+    runtime.secret_seen.pop(ref.uid, None)
     runtime.limiter.release(ref.uid)
     runtime.metrics.forget(ref.uid)
 
@@ -1078,6 +1349,8 @@ async def _heal(
 ) -> None:
     """Re-run the setup script: it restarts dead agents in place (within their budget)."""
     ref = book.ref
+    if runtime.verified.get(ref.uid) != sandbox_id:
+        return  # secrets go only into a sandbox verified from inside; the next reconcile does that
     _, envs = await _read_secrets(ref, spec, runtime)
     plan = _plan(ref, spec, envs, runtime.settings, await _agent_files(ref, spec, runtime))
     try:

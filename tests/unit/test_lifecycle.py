@@ -83,6 +83,9 @@ class FakeBackend:
         self.timeouts.append((sandbox_id, timeout_s))
 
     async def run(self, sandbox_id: str, script: str, envs: Any = None, **_: Any) -> CommandResult:
+        if script == lifecycle.IDENTITY_SCRIPT:  # answers as the sandbox it is
+            uid = self.sandboxes[sandbox_id].metadata[lifecycle.TAG_UID]
+            return CommandResult(0, f"swarm-identity {sandbox_id} {uid}\n")
         ready = self.ready_per_run.pop(0) if self.ready_per_run else 2
         return CommandResult(0, _report(2, ready))
 
