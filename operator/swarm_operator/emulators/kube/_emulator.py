@@ -284,6 +284,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
         kmock reads ``/api/v1/namespaces`` as "a namespace prefix without a namespace" and fails, and
         ``/api/v1/namespaces/x`` as "namespace x, no resource"; kopf and kubectl use both.
         """
+        if raw_request.path.startswith("/openapi/v3"):
+            return self._openapi_v3(raw_request.path)
         try:
             request = await _parse_request(raw_request, id=len(self._requests))
             self._requests.append(request)
@@ -292,6 +294,42 @@ class KubeEmulator(kmock.KubernetesEmulator):
             if self._errors:
                 self._errors[-1].append(exc)
             return await self._render_error(exc)
+
+    def _openapi_v3(self, path: str) -> aiohttp.web.Response:
+        """The OpenAPI v3 documents of the served CRDs, which ``kubectl explain`` reads.
+
+        ``/openapi/v3`` lists one document per group/version; each document holds the CRD's
+        ``openAPIV3Schema`` under the API server's schema name (``io.claudeswarm.v1alpha1.Kind``),
+        tagged with its group/version/kind so kubectl can find it. Built-in kinds are not described.
+        """
+        docs: dict[str, dict[str, Any]] = {}
+        for (group, version, plural), crd in self._crd_versions.items():
+            if crd.schema is None:
+                continue
+            schema = dict(crd.schema.schema)
+            schema["x-kubernetes-group-version-kind"] = [
+                {"group": group, "version": version, "kind": crd.kind}]
+            prefix = ".".join(reversed(group.split("."))) if group else "core"
+            doc = docs.setdefault(f"apis/{group}/{version}", {
+                "openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "emulated"},
+                "paths": {}, "components": {"schemas": {}}})
+            doc["components"]["schemas"][f"{prefix}.{version}.{crd.kind}"] = schema
+            # kubectl finds the kind through the resource's GET operation (both scopes are tried).
+            gvk = {"group": group, "version": version, "kind": crd.kind}
+            resource = kmock.resource(group, version, plural)
+            info = self.resources.get(resource) if resource in self.resources else None
+            scope = "namespaces/{namespace}/" if info is None or info.namespaced else ""
+            doc["paths"][f"/apis/{group}/{version}/{scope}{plural}"] = {
+                "get": {"x-kubernetes-group-version-kind": gvk}}
+        rest = path[len("/openapi/v3"):].strip("/")
+        if not rest:
+            return self._json({"paths": {
+                key: {"serverRelativeURL": f"/openapi/v3/{key}?hash={abs(hash(json.dumps(doc, sort_keys=True)))}"}
+                for key, doc in docs.items()}})
+        if rest in docs:
+            return self._json(docs[rest])
+        return self._json({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                           "reason": "NotFound", "code": 404, "message": f"{path} not found"}, status=404)
 
     async def _serve_version(self, request: kmock.Request) -> Any:
         """kmock's resource list, spelt as the API server spells it.
