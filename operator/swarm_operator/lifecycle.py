@@ -932,7 +932,8 @@ async def _identity_ok(book: _StatusBook, backend: SandboxBackend, sandbox: Sand
         return True
     started = time.monotonic()
     result = await backend.run(sandbox.id, IDENTITY_SCRIPT, timeout_s=30)
-    book.step("identity", time.monotonic() - started)
+    # Prometheus only: status keeps the steps a person reads (create, init).
+    book.runtime.metrics.step("identity", time.monotonic() - started)
     seen = next((line.split(" ")[1:] for line in reversed(result.stdout.splitlines())
                  if line.startswith(_IDENTITY_MARK + " ")), None)
     if seen == [sandbox.id, ref.uid]:
@@ -1035,7 +1036,7 @@ async def _stop_agents(book: _StatusBook, backend: SandboxBackend, sandbox_id: s
     await backend.run(sandbox_id, bootstrap.render_teardown(_teardown_plan(book.ref),
                                                            grace_s=settings.delete_grace_seconds),
                       timeout_s=settings.delete_grace_seconds + 30)
-    book.step("restart", time.monotonic() - started)
+    book.runtime.metrics.step("restart", time.monotonic() - started)
 
 
 async def watch_secrets(

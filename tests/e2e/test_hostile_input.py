@@ -63,6 +63,8 @@ def _cases(canary: Path) -> list[tuple[str, dict[str, Any]]]:
             (f"agent.env value {label}", {"agent": {"env": [{"name": "HOSTILE", "value": payload}]}}),
             (f"template {label}", {"template": payload}),
             (f"coordinator.install {label}", {"coordinator": {"enabled": True, "install": payload}}),
+            (f"network.allowOut {label}", {"network": {"allowOut": ["api.anthropic.com", payload]}}),
+            (f"network.denyOut {label}", {"network": {"denyOut": [payload]}}),
         ]
     cases += [
         ("env name PATH", {"agent": {"env": [{"name": "PATH", "value": "/tmp"}]}}),
@@ -84,6 +86,13 @@ def _cases(canary: Path) -> list[tuple[str, dict[str, Any]]]:
         ("agents as string", {"agents": "4; touch"}),
         ("agents negative", {"agents": -1}),
         ("unknown field", {"evil": f"$(touch {canary})"}),
+        ("network.allowOut host bits set", {"network": {"allowOut": ["10.0.0.1/8"]}}),
+        ("network.allowOut octet over 255", {"network": {"allowOut": ["256.1.1.1"]}}),
+        ("network.allowOut single label", {"network": {"allowOut": ["localhost"]}}),
+        ("network.allowOut label too long", {"network": {"allowOut": ["a" * 64 + ".example.com"]}}),
+        ("network.denyOut host name", {"network": {"denyOut": ["example.com"]}}),
+        ("network.allowInternet as string", {"network": {"allowInternet": "false; touch"}}),
+        ("network.allowOut too many", {"network": {"allowOut": [f"10.0.{i}.0/24" for i in range(65)]}}),
     ]
     return cases
 
@@ -133,6 +142,10 @@ def test_hostile_input_is_refused_or_harmless(cluster: Cluster, e2b: Any, start_
     # What each kind of field did, so a regression in the verdict shows up as a diff.
     assert outcomes["env name PATH"] == "422" and outcomes["env name LD_PRELOAD"] == "422"
     assert outcomes["huge env list"] == "Ready"
+    network = {k: v for k, v in outcomes.items() if k.startswith("network.")}
+    assert all(v in ("422", "InvalidSpec") for v in network.values()), network
+    assert outcomes["network.allowOut host bits set"] == "InvalidSpec"
+    assert outcomes["network.denyOut host name"] == "InvalidSpec"
     assert all(v in ("422", "InvalidSpec", "Ready", "InitFailed", "TemplateNotFound")
                for v in outcomes.values()), outcomes
     print(json.dumps(outcomes, indent=1, ensure_ascii=False))

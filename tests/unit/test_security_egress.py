@@ -1,0 +1,47 @@
+"""Egress policy: the operator's defaults and forbidden destinations merged with spec.network, and
+the rules a regex cannot say (overlaps with forbidden destinations, settings refused at start)."""
+
+from __future__ import annotations
+
+import pytest
+
+from swarm_operator.config import Settings, SettingsError
+from swarm_operator.lifecycle import egress_policy, egress_problems
+from swarm_operator.model import SwarmSandboxSpec
+
+
+def _settings(**env: str) -> Settings:
+    return Settings.from_env({f"SWARM_{k.upper()}": v for k, v in env.items()})
+
+
+def test_unset_fields_take_the_defaults_and_forbidden_addresses_are_always_denied() -> None:
+    settings = _settings(network_allow_internet="false", network_allow_out="pypi.org",
+                         network_deny_out="10.0.0.0/8", network_forbidden_out="169.254.0.0/16,*.evil.example")
+    policy = egress_policy(SwarmSandboxSpec.from_body({}), settings)
+    assert (policy.allow_internet, policy.allow_out, policy.deny_out) == \
+        (False, ("pypi.org",), ("10.0.0.0/8", "169.254.0.0/16"))
+    spec = SwarmSandboxSpec.from_body({"network": {"allowInternet": True, "denyOut": []}})
+    policy = egress_policy(spec, settings)
+    assert (policy.allow_internet, policy.allow_out, policy.deny_out) == (True, ("pypi.org",), ("169.254.0.0/16",))
+
+
+@pytest.mark.parametrize(("allow", "refused"), [
+    ("169.254.169.254", True), ("169.0.0.0/8", True), ("169.255.0.0/16", False),
+    ("a.evil.example.com", True), ("evil.example.com", True), ("*.example.com", True),
+    ("notevil.example.com", False),
+    ("api.anthropic.com", False),
+])
+def test_allow_out_may_not_reopen_a_forbidden_destination(allow: str, refused: bool) -> None:
+    settings = _settings(network_forbidden_out="169.254.0.0/16,*.evil.example.com")
+    problems = egress_problems(SwarmSandboxSpec.from_body({"network": {"allowOut": [allow]}}), settings)
+    assert bool(problems) is refused
+    assert all(p.startswith("spec.network.allowOut: ") for p in problems)
+
+
+@pytest.mark.parametrize("env", [
+    {"network_deny_out": "example.com"}, {"network_allow_out": "10.0.0.1/8"},
+    {"network_forbidden_out": "a b"}, {"sandbox_user": "root user"},
+])
+def test_malformed_egress_settings_stop_the_operator_at_start(env: dict[str, str]) -> None:
+    with pytest.raises(SettingsError, match=f"SWARM_{next(iter(env)).upper()}"):
+        _settings(**env)
