@@ -8,6 +8,7 @@ through the env file the agents source.
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import shutil
@@ -52,8 +53,30 @@ env_name = st.from_regex(r"[A-Z][A-Z0-9_]{0,8}", fullmatch=True).filter(
                                                                  "P_DEAD", "P_CMD", "OPTIND", "OPTARG"})
 
 
+config_key = st.from_regex(r"[-._a-zA-Z0-9]{1,20}", fullmatch=True).filter(lambda k: k not in (".", ".."))
+
+
 @st.composite
-def plans(draw: st.DrawFn) -> tuple[BootstrapPlan, dict[str, str]]:
+def tool_fields(draw: st.DrawFn) -> dict[str, object]:
+    """Workspace, agent configuration and MCP inputs, with hostile text wherever text goes."""
+    server = draw(hostile.filter(bool))
+    return {
+        "workspace_repo": draw(st.sampled_from(["", "https://127.0.0.1:9/team/repo.git"])),
+        "workspace_ref": draw(hostile),
+        "workspace_username": draw(hostile.filter(bool)),
+        "agent_config": json.dumps({
+            "claude_json": {draw(hostile): draw(hostile)},
+            "settings": {"hooks": draw(hostile)},
+            "files": {draw(config_key): draw(hostile)},
+        }),
+        "mcp": json.dumps({"config": {server: {draw(hostile): draw(hostile)}},
+                           "secrets": [], "workspace": [server]}),
+        "mcp_start_timeout_s": 1,
+    }
+
+
+@st.composite
+def plans(draw: st.DrawFn, tools: bool = False) -> tuple[BootstrapPlan, dict[str, str]]:
     names = draw(st.lists(env_name, max_size=3, unique=True))
     values = {n: draw(hostile) for n in names}
     command = draw(hostile.filter(lambda s: s.strip() != ""))
@@ -62,7 +85,8 @@ def plans(draw: st.DrawFn) -> tuple[BootstrapPlan, dict[str, str]]:
             session="swi", socket="swi", agents=1, command=command, args=draw(st.lists(hostile, max_size=3)),
             env_names=names, workdir=draw(rel_path), state_dir=draw(rel_path.filter(bool)),
             coordinator_enabled=False, coordinator_install=draw(hostile.filter(bool)),
-            python=draw(hostile.filter(bool)), ready_timeout_s=5, settle_s=0.1, poll_interval_s=0.02)
+            python=draw(hostile.filter(bool)), ready_timeout_s=5, settle_s=0.1, poll_interval_s=0.02,
+            **(draw(tool_fields()) if tools else {}))
     except pydantic.ValidationError:
         assume(False)
         raise
@@ -88,7 +112,7 @@ def _env(home: pathlib.Path, values: dict[str, str]) -> dict[str, str]:
 
 
 @settings(max_examples=150, deadline=None)
-@given(plans())
+@given(plans(tools=True))
 def test_every_rendered_script_parses(case: tuple[BootstrapPlan, dict[str, str]]) -> None:
     plan, _ = case
     for script in (render_setup(plan), render_probe(plan), render_teardown(plan)):
@@ -126,4 +150,27 @@ def test_running_hostile_values_injects_nothing(home: pathlib.Path, case: tuple[
     finally:
         for sock in (_ROOT / "t").glob("tmux-*/*"):
             subprocess.run(["tmux", "-S", str(sock), "kill-server"], capture_output=True, timeout=10)
+    assert not CANARY.exists(), f"injection via {plan!r}"
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(plans(tools=True))
+def test_running_hostile_tool_inputs_injects_nothing(home: pathlib.Path,
+                                                     case: tuple[BootstrapPlan, dict[str, str]]) -> None:
+    """Workspace ref/username, Claude Code configuration and MCP configuration, run for real: the
+    clone fails (nothing listens on the port), the config files are written, and nothing runs."""
+    plan, values = case
+    assume(shutil.which(plan.command, path=os.environ["PATH"]) is None)
+    env = _env(home, values)
+    try:
+        r = subprocess.run(["/bin/bash", "-c", render_setup(plan)], env=env, cwd=home, capture_output=True,
+                           text=True, timeout=90)
+        if r.returncode == 0:
+            parse_report(r.stdout)
+        else:
+            assert r.stderr
+    finally:
+        for sock in (_ROOT / "t").glob("tmux-*/*"):
+            subprocess.run(["tmux", "-S", str(sock), "kill-server"], capture_output=True, timeout=10)
+        subprocess.run(["pkill", "-f", f"{home}"], capture_output=True, timeout=10)
     assert not CANARY.exists(), f"injection via {plan!r}"
