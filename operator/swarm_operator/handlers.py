@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
 import random
 import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
 
 from swarm_operator import lifecycle
-from swarm_operator.backend import BackendError, BackendPool, BackendTimeouts, SandboxNotFound
+from swarm_operator.backend import BackendPool, BackendTimeouts, SandboxNotFound
 from swarm_operator.cluster import KubeResourceLister, KubeStatusWriter, api_client
 from swarm_operator.config import Settings
 from swarm_operator.lifecycle import GROUP, PLURAL, VERSION, GiveUp, ResourceRef, RetryLater, Runtime
@@ -174,22 +175,8 @@ async def delete(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None
 async def lease(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Renews the sandbox's lease while the resource exists; recreates a sandbox found gone."""
     runtime: Runtime = memo.runtime
-    period = runtime.settings.lease_renew_seconds
-    while not stopped:
-        await stopped.wait(period * random.uniform(0.9, 1.1))
-        if stopped or body.get("metadata", {}).get("deletionTimestamp"):
-            return
-        ref = ResourceRef.from_body(body)
-        try:
-            await lifecycle.renew_lease(ref, body.get("spec"), body.get("status"), runtime)
-        except SandboxNotFound:
-            try:
-                await lifecycle.reconcile(ref, body.get("spec"), body.get("status"), runtime)
-            except (RetryLater, GiveUp) as exc:
-                logger.info("recreate deferred: %s", exc, extra=ref.log_extra)
-        except BackendError as exc:
-            logger.warning("lease renewal failed (%s: %s)", exc.reason, exc.message,
-                           extra=ref.log_extra)
+    await _periodically(stopped, body, runtime, "lease", lifecycle.renew_lease,
+                        lambda: runtime.settings.lease_renew_seconds * random.uniform(0.9, 1.1))
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0)
@@ -197,44 +184,57 @@ async def secrets(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo,
     """Re-reads the Secrets this resource names (GET by name, never a cluster-wide Secret watch,
     so RBAC needs no list/watch on Secrets) and reconciles when one changed."""
     runtime: Runtime = memo.runtime
-    while not stopped:
-        await stopped.wait(runtime.settings.secret_check_seconds * random.uniform(0.9, 1.1))
-        if stopped or body.get("metadata", {}).get("deletionTimestamp"):
-            return
-        ref = ResourceRef.from_body(body)
-        try:
-            await lifecycle.watch_secrets(ref, body.get("spec"), body.get("status"), runtime)
-        except (RetryLater, GiveUp) as exc:
-            logger.info("reconcile after a Secret change deferred: %s", exc, extra=ref.log_extra)
-        except Exception as exc:  # one bad read must not end the daemon
-            logger.warning("Secret check failed: %s", exc, extra=ref.log_extra)
+    await _periodically(stopped, body, runtime, "secrets", lifecycle.watch_secrets,
+                        lambda: runtime.settings.secret_check_seconds * random.uniform(0.9, 1.1))
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0)
 async def health(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Probes the agents every ``healthCheck.intervalSeconds`` (jittered so probes spread out)."""
-    runtime: Runtime = memo.runtime
+
+    def interval() -> float:
+        seconds = ((body.get("spec") or {}).get("healthCheck") or {}).get("intervalSeconds", 30)
+        return float(seconds) * random.uniform(0.85, 1.0)
+
+    await _periodically(stopped, body, memo.runtime, "health", lifecycle.check_health, interval)
+
+
+async def _periodically(
+    stopped: kopf.DaemonStopped,
+    body: kopf.Body,
+    runtime: Runtime,
+    name: str,
+    work: Callable[..., Awaitable[None]],
+    interval: Callable[[], float],
+) -> None:
+    """A per-resource loop: wait, then ``work(ref, spec, status, runtime)`` on the live body.
+
+    A sandbox found gone is recreated at once by a reconcile (the resource exists, so its sandbox
+    must); any other failure is logged and counted, never allowed to end the daemon.
+    """
     while not stopped:
-        interval = float(((body.get("spec") or {}).get("healthCheck") or {}).get("intervalSeconds", 30))
-        await stopped.wait(interval * random.uniform(0.85, 1.0))
+        await stopped.wait(interval())
         if stopped or body.get("metadata", {}).get("deletionTimestamp"):
             return
         ref = ResourceRef.from_body(body)
         started = time.monotonic()
         result = "success"
         try:
-            await lifecycle.check_health(ref, body.get("spec"), body.get("status"), runtime)
+            await work(ref, body.get("spec"), body.get("status"), runtime)
         except SandboxNotFound:
             result = "requeue"
             try:
                 await lifecycle.reconcile(ref, body.get("spec"), body.get("status"), runtime)
             except (RetryLater, GiveUp) as exc:
                 logger.info("recreate deferred: %s", exc, extra=ref.log_extra)
-        except Exception as exc:  # one bad probe must not end the daemon
+        except (RetryLater, GiveUp) as exc:
+            result = "requeue"
+            logger.info("%s: reconcile deferred: %s", name, exc, extra=ref.log_extra)
+        except Exception as exc:  # one bad pass must not end the daemon
             result = "error"
-            logger.warning("health check failed: %s", exc, extra=ref.log_extra)
+            logger.warning("%s failed: %s", name, exc, extra=ref.log_extra)
         finally:
-            runtime.metrics.reconciled("health", result, time.monotonic() - started)
+            runtime.metrics.reconciled(name, result, time.monotonic() - started)
 
 
 async def _translated(runtime: Runtime, handler: str, work: Any) -> None:
