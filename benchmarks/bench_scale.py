@@ -18,7 +18,6 @@ import concurrent.futures
 import os
 import threading
 import time
-from typing import Any
 
 from harness import RESOURCE, Bed, cpu_seconds, machine_cpu, emit, finish, machine, p50, percentile, swarm
 

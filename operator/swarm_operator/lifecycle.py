@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
 import logging
 import random
 import shlex
@@ -33,7 +32,7 @@ from typing import Any, Protocol
 
 import pydantic
 
-from swarm_operator import agentconfig, bootstrap
+from swarm_operator import agentconfig, bootstrap, network
 from swarm_operator.backend import (
     NO_RETRY,
     AuthenticationFailed,
@@ -337,7 +336,7 @@ async def _reconcile(
     # Everything the sandbox will be given is checked before a sandbox exists, so a spec the
     # setup script cannot take never leaves a half-made sandbox behind.
     problems = _unusable(lambda: _plan(ref, spec, envs, runtime.settings, files), envs)
-    problems += egress_problems(spec, runtime.settings)
+    problems += network.egress_problems(spec, runtime.settings)
     if problems:
         return await _give_up(book, Reason.INVALID_SPEC, f"invalid spec: {'; '.join(problems)}")
     previous_key = runtime.keys.get(ref.uid)
@@ -348,7 +347,7 @@ async def _reconcile(
     runtime.keys[ref.uid] = api_key
     backend = runtime.backends.for_key(api_key)
     rotated = _rotated(runtime, ref, spec, envs)
-    policy = egress_policy(spec, runtime.settings)
+    policy = network.egress_policy(spec, runtime.settings)
 
     try:
         if spec.suspend:
@@ -358,9 +357,9 @@ async def _reconcile(
             await _verify_identity(book, backend, sandbox, retry)
             wanted = spec.template or runtime.settings.default_template
             current = book.status.sandbox.template if book.status.sandbox else None
-            network = _network_status(policy)
+            shown = network.network_status(policy)
             if (current is not None and current != wanted) or \
-                    (book.status.network or NetworkStatus()).model_dump() != network.model_dump():
+                    (book.status.network or NetworkStatus()).model_dump() != shown.model_dump():
                 sandbox = await _replace(book, spec, backend, sandbox, envs, files, wanted, policy, retry)
                 _secrets_applied(book, spec, envs, rotated, restarted=True)
             else:
@@ -455,7 +454,7 @@ async def _replace(
                        f"could not move to template {template} ({exc}); sandbox {old.id} keeps running")
     book.status.sandbox = SandboxStatus(id=new.id, template=template, started_at=new.started_at,
                                         expires_at=new.end_at)
-    book.status.network = _network_status(policy)
+    book.status.network = network.network_status(policy)
     book.set(ConditionType.SANDBOX_CREATED, "True", CREATED,
              f"sandbox {new.id} (template {template}) replaced {old.id}")
     await book.commit()  # the new id is on record before the old sandbox dies
@@ -661,7 +660,7 @@ async def _ensure_sandbox(
     if not same or book.status.network is None:
         # What this sandbox was created with: the policy of this spec (an adopted one was created
         # by this operator from the same resource, before a crash).
-        book.status.network = _network_status(policy)
+        book.status.network = network.network_status(policy)
     book.set(ConditionType.SANDBOX_CREATED, "True", how,
              f"sandbox {sandbox.id} ({'adopted' if how == ADOPTED else 'running'})")
     if ConditionType.AGENTS_READY not in {c.type for c in book.status.conditions} or \
@@ -850,71 +849,6 @@ def _record_agents(book: _StatusBook, spec: SwarmSandboxSpec, report: bootstrap.
         metrics = book.status.metrics or MetricsStatus()
         metrics.restarts += len(restarted)
         book.status.metrics = metrics
-
-
-# --------------------------------------------------------------------------------------------------
-# Egress policy
-# --------------------------------------------------------------------------------------------------
-
-
-def egress_policy(spec: SwarmSandboxSpec, settings: Settings) -> EgressPolicy:
-    """The policy a sandbox of this spec is created with: each unset spec field takes the operator's
-    default, and the operator's forbidden addresses are denied on every sandbox."""
-    network = spec.network
-    allow_internet = network.allow_internet if network and network.allow_internet is not None \
-        else settings.network_allow_internet
-    allow_out = network.allow_out if network and network.allow_out is not None \
-        else settings.egress_list("network_allow_out")
-    deny_out = network.deny_out if network and network.deny_out is not None \
-        else settings.egress_list("network_deny_out")
-    forbidden = [e for e in settings.egress_list("network_forbidden_out") if _is_address(e)]
-    return EgressPolicy(
-        allow_internet=allow_internet,
-        allow_out=tuple(dict.fromkeys(allow_out)),
-        deny_out=tuple(dict.fromkeys([*deny_out, *forbidden])),
-    )
-
-
-def egress_problems(spec: SwarmSandboxSpec, settings: Settings) -> list[str]:
-    """allowOut entries that would open a destination the operator forbids for every resource.
-
-    E2B lets allowOut win over denyOut, so denying the forbidden addresses is not enough: an
-    allowOut entry overlapping one (a CIDR overlapping a forbidden CIDR, a host matching a
-    forbidden host pattern, or a pattern covering a forbidden host) is refused.
-    """
-    forbidden = settings.egress_list("network_forbidden_out")
-    allowed = egress_policy(spec, settings).allow_out
-    problems = []
-    for entry in allowed:
-        hit = next((f for f in forbidden if _overlaps(entry, f)), None)
-        if hit is not None:
-            where = "spec.network.allowOut" if spec.network and spec.network.allow_out is not None \
-                else "SWARM_NETWORK_ALLOW_OUT (operator default)"
-            problems.append(f"{where}: {entry!r} opens {hit!r}, which the operator forbids for "
-                            f"every resource")
-    return problems
-
-
-def _is_address(entry: str) -> bool:
-    return all(c in "0123456789./" for c in entry)
-
-
-def _overlaps(entry: str, forbidden: str) -> bool:
-    if _is_address(entry) != _is_address(forbidden):
-        return False  # an address and a name cannot be compared without resolving the name
-    if _is_address(entry):
-        return ipaddress.IPv4Network(entry).overlaps(ipaddress.IPv4Network(forbidden))
-
-    def covers(pattern: str, host: str) -> bool:
-        base = pattern.removeprefix("*.")
-        return host == pattern or (pattern.startswith("*.") and (host == base or host.endswith("." + base)))
-
-    return covers(forbidden, entry.removeprefix("*.")) or covers(entry, forbidden.removeprefix("*."))
-
-
-def _network_status(policy: EgressPolicy) -> NetworkStatus:
-    return NetworkStatus(allow_internet=policy.allow_internet, allow_out=list(policy.allow_out),
-                         deny_out=list(policy.deny_out))
 
 
 # --------------------------------------------------------------------------------------------------

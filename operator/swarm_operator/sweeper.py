@@ -13,7 +13,6 @@ file inside (written at release, since E2B metadata cannot change after create) 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable

@@ -223,15 +223,17 @@ def test_rotation_switches_the_e2b_key_and_restarts_or_flags_agents(
         later = list(e2b.emulator.auth_log)[switched:]
         return any(op == "sandbox.timeout" and fp == _fingerprint(new_key) and ok for op, fp, ok in later)
     wait_for(renewed_with_new_key, 30, message="a lease renewal with the new key")
-    tail = len(e2b.emulator.auth_log)
-    wait_for(lambda: len(e2b.emulator.auth_log) > tail + 6, 30, message="more E2B calls")
-    assert all(fp == _fingerprint(new_key) and ok for _, fp, ok in list(e2b.emulator.auth_log)[tail:]), \
-        "every call after the switch uses the new key"
 
     wait_for(lambda: [a["env"].get("TOKEN") for a in _agents(ids["rotate-restart"])] == [new_token], 30,
              message="the restarted agent sees the new value")
     secrets = wait_for(lambda: cluster.status("default", "rotate-never").get("secrets"), 30,
                        message="restart pending reported")
+    # Each resource notices the rotation on its own Secret check; once both have reconciled with
+    # it, every later call uses the new key.
+    tail = len(e2b.emulator.auth_log)
+    wait_for(lambda: len(e2b.emulator.auth_log) > tail + 6, 30, message="more E2B calls")
+    assert all(fp == _fingerprint(new_key) and ok for _, fp, ok in list(e2b.emulator.auth_log)[tail:]), \
+        "every call after the switch uses the new key"
     assert secrets["restartPending"] is True and "TOKEN" in secrets["message"]
     assert new_token not in secrets["message"] and old_token not in secrets["message"]
     assert [a["env"].get("TOKEN") for a in _agents(ids["rotate-never"])] == [old_token]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from swarm_operator.config import Settings, SettingsError
-from swarm_operator.lifecycle import egress_policy, egress_problems
+from swarm_operator.network import egress_policy, egress_problems
 from swarm_operator.model import SwarmSandboxSpec
 
 
