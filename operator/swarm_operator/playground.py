@@ -58,12 +58,18 @@ class _Stop(Exception):
     """Raised by SIGTERM/SIGHUP handlers: leave the watch loop and clean up, as on Ctrl-C."""
 
 
+#: The examples the playground applies by default: the ones that run offline. (full.yaml clones a
+#: repository and installs a pinned coordinator from the network; argocd-application.yaml is for a
+#: cluster running Argo CD.) Pass others with -f.
+PLAYGROUND_EXAMPLES = ("secrets.yaml", "minimal.yaml")
+
+
 def default_manifests() -> list[Path]:
-    """``examples/*.yaml`` of the checkout we run from (or the working directory), Secrets first."""
+    """The playground examples of the checkout we run from (or the working directory), Secrets first."""
     for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
-        examples = root / "examples"
-        if examples.is_dir() and any(examples.glob("*.yaml")):
-            return sorted(examples.glob("*.yaml"), key=lambda p: (p.name != "secrets.yaml", p.name))
+        found = [root / "examples" / name for name in PLAYGROUND_EXAMPLES]
+        if all(path.is_file() for path in found):
+            return found
     raise PlaygroundError("no examples/ directory here; pass manifests with -f FILE")
 
 

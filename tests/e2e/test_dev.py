@@ -79,7 +79,7 @@ def _tmux_servers(pids: list[int]) -> list[int]:
 
 
 def test_dev_shows_ready_serves_kubectl_and_ctrl_c_leaves_nothing(terminal: type[Terminal]) -> None:
-    term = terminal(f"cd {REPO} && {SWARM_OPERATOR} dev -f examples/minimal.yaml")
+    term = terminal(f"cd {REPO} && {SWARM_OPERATOR} dev")  # exactly what the README runs
     playground = Path(term.wait(r"swarm-operator playground in (\S+)", 30).group(1))
     kubeconfig = Path(term.wait(r"kubeconfig: (\S+)", 30).group(1))
     assert kubeconfig.parent == playground
