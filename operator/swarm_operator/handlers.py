@@ -97,11 +97,18 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     lister = KubeResourceLister(client, namespaces=getattr(memo, "namespaces", None),
                                 timeout_s=config.kube_timeout_seconds)
     memo.sweeper_task = asyncio.create_task(_sweep_forever(memo.runtime, lister))
+    # Set at cleanup. kopf can start a daemon for an event that arrives while it is shutting down,
+    # after its daemon killer is gone; such a daemon would never see ``stopped`` and would hold
+    # the exit until kopf cancels it as a hung task (and exits non-zero). They watch this too.
+    memo.shutdown = asyncio.Event()
     logger.info("operator %s started", config.operator_id)
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    shutdown: asyncio.Event | None = getattr(memo, "shutdown", None)
+    if shutdown is not None:
+        shutdown.set()
     task: asyncio.Task[None] | None = getattr(memo, "sweeper_task", None)
     if task is not None:
         task.cancel()
@@ -175,7 +182,7 @@ async def delete(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None
 async def lease(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Renews the sandbox's lease while the resource exists; recreates a sandbox found gone."""
     runtime: Runtime = memo.runtime
-    await _periodically(stopped, body, runtime, "lease", lifecycle.renew_lease,
+    await _periodically(stopped, memo.shutdown, body, runtime, "lease", lifecycle.renew_lease,
                         lambda: runtime.settings.lease_renew_seconds * random.uniform(0.9, 1.1))
 
 
@@ -184,7 +191,7 @@ async def secrets(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo,
     """Re-reads the Secrets this resource names (GET by name, never a cluster-wide Secret watch,
     so RBAC needs no list/watch on Secrets) and reconciles when one changed."""
     runtime: Runtime = memo.runtime
-    await _periodically(stopped, body, runtime, "secrets", lifecycle.watch_secrets,
+    await _periodically(stopped, memo.shutdown, body, runtime, "secrets", lifecycle.watch_secrets,
                         lambda: runtime.settings.secret_check_seconds * random.uniform(0.9, 1.1))
 
 
@@ -196,11 +203,13 @@ async def health(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, 
         seconds = ((body.get("spec") or {}).get("healthCheck") or {}).get("intervalSeconds", 30)
         return float(seconds) * random.uniform(0.85, 1.0)
 
-    await _periodically(stopped, body, memo.runtime, "health", lifecycle.check_health, interval)
+    await _periodically(stopped, memo.shutdown, body, memo.runtime, "health", lifecycle.check_health,
+                        interval)
 
 
 async def _periodically(
     stopped: kopf.DaemonStopped,
+    shutdown: asyncio.Event,
     body: kopf.Body,
     runtime: Runtime,
     name: str,
@@ -212,9 +221,9 @@ async def _periodically(
     A sandbox found gone is recreated at once by a reconcile (the resource exists, so its sandbox
     must); any other failure is logged and counted, never allowed to end the daemon.
     """
-    while not stopped:
-        await stopped.wait(interval())
-        if stopped or body.get("metadata", {}).get("deletionTimestamp"):
+    while not stopped and not shutdown.is_set():
+        await _pause(stopped, shutdown, interval())
+        if stopped or shutdown.is_set() or body.get("metadata", {}).get("deletionTimestamp"):
             return
         ref = ResourceRef.from_body(body)
         started = time.monotonic()
@@ -235,6 +244,17 @@ async def _periodically(
             logger.warning("%s failed: %s", name, exc, extra=ref.log_extra)
         finally:
             runtime.metrics.reconciled(name, result, time.monotonic() - started)
+
+
+async def _pause(stopped: kopf.DaemonStopped, shutdown: asyncio.Event, seconds: float) -> None:
+    """Sleep ``seconds``, or less if the daemon is stopped or the operator shuts down."""
+    waiters = {asyncio.ensure_future(stopped.wait(seconds)), asyncio.ensure_future(shutdown.wait())}
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
 
 
 async def _translated(runtime: Runtime, handler: str, work: Any) -> None:
