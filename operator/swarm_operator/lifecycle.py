@@ -25,7 +25,7 @@ import logging
 import random
 import shlex
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
@@ -758,7 +758,7 @@ async def _initialise(
             book.runtime.metrics.sandbox_initialised(time.monotonic() - started)
             for name, seconds in report.steps.items():
                 book.step(f"init.{name}", seconds)
-            _record_agents(book, spec, report)
+            _record_agents(book, spec, report.panes, report.agents.ready, report.restarted)
             _record_tools(book, spec, report)
             if report.workspace is not None and report.workspace.floating:
                 # A branch where a pin is required: the spec must change; the sandbox holds no agents.
@@ -831,11 +831,13 @@ def _record_tools(book: _StatusBook, spec: SwarmSandboxSpec, report: bootstrap.B
     book.status.mcp = items
 
 
-def _record_agents(book: _StatusBook, spec: SwarmSandboxSpec, report: bootstrap.BootstrapReport) -> None:
+def _record_agents(book: _StatusBook, spec: SwarmSandboxSpec, panes: Sequence[bootstrap.PaneReport],
+                   ready: int, restarted: Iterable[int] = ()) -> None:
+    """status.agents from the panes a setup run or a probe saw; restart counts never go down."""
     previous = {item.id: item for item in (book.status.agents.items if book.status.agents else [])}
-    restarted = set(report.restarted)
+    restarted = set(restarted)
     items = []
-    for pane in sorted(report.panes, key=lambda p: p.index)[: spec.agents]:
+    for pane in sorted(panes, key=lambda p: p.index)[: spec.agents]:
         old = previous.get(pane.index)
         items.append(AgentItem(
             id=pane.index,
@@ -843,7 +845,7 @@ def _record_agents(book: _StatusBook, spec: SwarmSandboxSpec, report: bootstrap.
             state="Running" if pane.alive else "Dead",
             restarts=max(pane.restarts, (old.restarts if old else 0) + (pane.index in restarted)),
         ))
-    book.status.agents = AgentsStatus(desired=spec.agents, ready=report.agents.ready, items=items)
+    book.status.agents = AgentsStatus(desired=spec.agents, ready=ready, items=items)
     if restarted:
         book.runtime.metrics.agents_restarted(len(restarted))
         metrics = book.status.metrics or MetricsStatus()
@@ -1248,7 +1250,7 @@ async def check_health(
             return
         if report.healthy:
             verdict = HealthStatus(status="Healthy", consecutive_failures=0)
-            _record_probe(book, spec, report.panes, report.agents.alive)
+            _record_agents(book, spec, report.panes, report.agents.alive)
             book.set(ConditionType.AGENTS_READY, "True", Reason.AVAILABLE,
                      f"{report.agents.alive}/{spec.agents} agents running")
         else:
@@ -1257,7 +1259,7 @@ async def check_health(
             if spec.health_check.restart_dead_agents and (healable or report.missing or not report.server):
                 await _heal(book, spec, backend, sandbox.id, plan, runtime)
                 return
-            _record_probe(book, spec, report.panes, report.agents.alive)
+            _record_agents(book, spec, report.panes, report.agents.alive)
             detail = "; ".join(
                 f"agent {p.index} dead (restarts {p.restarts}/{spec.health_check.max_restarts})"
                 for p in dead) or f"{len(report.missing)} agent pane(s) missing"
@@ -1296,7 +1298,7 @@ async def _heal(
     except (BackendError, ValueError) as exc:
         logger.warning("self-heal failed: %s", exc, extra={**ref.log_extra, "sandbox_id": sandbox_id})
         return
-    _record_agents(book, spec, report)
+    _record_agents(book, spec, report.panes, report.agents.ready, report.restarted)
     ready = report.agents.ready
     if report.restarted:
         book.runtime.events.record(
@@ -1316,14 +1318,3 @@ async def _heal(
             consecutive_failures=previous.consecutive_failures + 1,
             last_probe_time=datetime.now(timezone.utc))
     await book.commit()
-
-
-def _record_probe(book: _StatusBook, spec: SwarmSandboxSpec,
-                  panes: list[bootstrap.PaneReport], alive: int) -> None:
-    previous = {item.id: item for item in (book.status.agents.items if book.status.agents else [])}
-    items = [
-        AgentItem(id=p.index, pane=p.pane_id, state="Running" if p.alive else "Dead",
-                  restarts=max(p.restarts, previous[p.index].restarts if p.index in previous else 0))
-        for p in sorted(panes, key=lambda p: p.index)[: spec.agents]
-    ]
-    book.status.agents = AgentsStatus(desired=spec.agents, ready=alive, items=items)
