@@ -42,9 +42,12 @@ def tool_secret_refs(namespace: str, spec: SwarmSandboxSpec) -> dict[str, Secret
 
 
 #: The coordinator's commands agents may run without asking, and the hook that shows them new
-#: messages before every prompt (claudeswarm's own message check).
+#: messages before every prompt. The command is claudeswarm's own hook (its
+#: ``.claude/hooks/check-for-messages.sh``, checked against claude-swarm 7d93e2e): unread messages
+#: only, one line each, at most five; ``check-messages`` exits 1 when it cannot tell which agent
+#: asks, and a hook must never turn that into an error shown on every prompt, hence ``|| true``.
 COORDINATOR_PERMISSIONS = ("Bash(claudeswarm:*)",)
-COORDINATOR_HOOK = "claudeswarm check-messages --new-only --quiet"
+COORDINATOR_HOOK = "claudeswarm check-messages --new-only --quiet --limit 5 2>/dev/null || true"
 
 
 def _merge(base: Any, over: Any) -> Any:
