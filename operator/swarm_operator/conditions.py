@@ -79,6 +79,11 @@ class Reason(str, enum.Enum):
     SANDBOX_EXPIRED = "SandboxExpired"
     BACKEND_UNAVAILABLE = "BackendUnavailable"
     INIT_FAILED = "InitFailed"
+    #: The sandbox's MCP gateway cannot read its configuration from a file; starting it with the
+    #: configuration on its command line would expose the MCP secrets, so it is not started.
+    MCP_GATEWAY_UNSUPPORTED = "McpGatewayUnsupported"
+    #: The MCP gateway stopped answering (health probes); the agents may still run.
+    MCP_GATEWAY_UNAVAILABLE = "McpGatewayUnavailable"
     DELETING = "Deleting"
     SUSPENDED = "Suspended"
     RESUMED = "Resumed"
@@ -94,6 +99,7 @@ TERMINAL_REASONS: Final = frozenset({
     Reason.TEMPLATE_NOT_FOUND,
     Reason.INIT_FAILED,
     Reason.SANDBOX_EXPIRED,
+    Reason.MCP_GATEWAY_UNSUPPORTED,
 })
 
 

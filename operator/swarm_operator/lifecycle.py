@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import pydantic
 
@@ -762,14 +762,13 @@ async def _initialise(
             _record_tools(book, spec, report)
             if report.workspace is not None and report.workspace.floating:
                 # A branch where a pin is required: the spec must change; the sandbox holds no agents.
-                await backend.kill(sandbox.id)
-                book.runtime.limiter.release(ref.uid)
-                book.status.sandbox = None
-                book.set(ConditionType.SANDBOX_CREATED, "False", Reason.INVALID_SPEC,
-                         f"sandbox {sandbox.id} killed: the workspace ref floats")
-                book.set(ConditionType.AGENTS_READY, "False", Reason.INVALID_SPEC, report.workspace.error or "")
-                await _give_up(book, Reason.INVALID_SPEC,
-                               f"invalid spec: spec.workspace.ref: {report.workspace.error}")
+                await _refuse(book, backend, sandbox, Reason.INVALID_SPEC, "the workspace ref floats",
+                              f"invalid spec: spec.workspace.ref: {report.workspace.error}")
+            if report.mcp is not None and report.mcp.unsupported:
+                # Retrying cannot help: the template's gateway would need the secrets on its argv.
+                await _refuse(book, backend, sandbox, Reason.MCP_GATEWAY_UNSUPPORTED,
+                              "its MCP gateway cannot be started without exposing secrets",
+                              report.mcp.error or "the MCP gateway is unsupported")
             ready = report.agents.ready
             if report.ready and ready >= spec.agents:
                 book.set(ConditionType.AGENTS_READY, "True", Reason.AVAILABLE,
@@ -802,6 +801,41 @@ async def _initialise(
                    f"the sandbox was killed; change the spec to try again")
 
 
+async def _refuse(book: _StatusBook, backend: SandboxBackend, sandbox: SandboxInfo, reason: Reason,
+                  why: str, message: str) -> NoReturn:
+    """A setup run found something only a spec (or template) change fixes: kill, then give up.
+
+    Killing first means a crash in between leaves no billing sandbox behind; the next reconcile
+    finds the id gone and reports the same cause.
+    """
+    await backend.kill(sandbox.id)
+    book.runtime.limiter.release(book.ref.uid)
+    book.status.sandbox = None
+    book.set(ConditionType.SANDBOX_CREATED, "False", reason, f"sandbox {sandbox.id} killed: {why}")
+    book.set(ConditionType.AGENTS_READY, "False", reason, message)
+    await _give_up(book, reason, message)
+    raise AssertionError("unreachable: _give_up raises")
+
+
+def _mcp_items(spec: SwarmSandboxSpec, gateway: bootstrap.McpReport | None) -> list[McpServerStatus]:
+    """status.mcp from one look at the gateway (a setup run or a health probe)."""
+    items = []
+    for entry in spec.mcp:
+        if gateway is None:
+            state, message = "Unknown", "the gateway was not checked (see the Ready condition)"
+        elif not gateway.gateway:
+            state, message = "Failed", gateway.error or "the MCP gateway is not running"
+        elif gateway.servers is None:
+            # The gateway answered MCP but reports no per-server health (E2B's does not).
+            state, message = "Ready", ""
+        elif (server := gateway.servers.get(entry.server_key)) is None:
+            state, message = "Failed", f"the gateway does not report server {entry.server_key}"
+        else:
+            state, message = ("Ready" if server.ok else "Failed"), server.message
+        items.append(McpServerStatus(name=entry.name, state=state, message=message[:1024]))
+    return items
+
+
 def _record_tools(book: _StatusBook, spec: SwarmSandboxSpec, report: bootstrap.BootstrapReport) -> None:
     """status.workspace and status.mcp from the setup report (what the sandbox really has)."""
     if spec.workspace is None:
@@ -812,23 +846,7 @@ def _record_tools(book: _StatusBook, spec: SwarmSandboxSpec, report: bootstrap.B
     if not spec.mcp:
         book.status.mcp = None
         return
-    gateway = report.mcp
-    items = []
-    for entry in spec.mcp:
-        server = gateway.servers.get(entry.server_key) if gateway is not None else None
-        if gateway is None:
-            items.append(McpServerStatus(name=entry.name, state="Unknown",
-                                         message="the gateway was not checked (see the Ready condition)"))
-        elif not gateway.gateway:
-            items.append(McpServerStatus(name=entry.name, state="Failed",
-                                         message=(gateway.error or "the MCP gateway is not running")[:1024]))
-        elif server is None:
-            items.append(McpServerStatus(name=entry.name, state="Failed",
-                                         message=f"the gateway does not report server {entry.server_key}"))
-        else:
-            items.append(McpServerStatus(name=entry.name, state="Ready" if server.ok else "Failed",
-                                         message=server.message[:1024]))
-    book.status.mcp = items
+    book.status.mcp = _mcp_items(spec, report.mcp)
 
 
 def _record_agents(book: _StatusBook, spec: SwarmSandboxSpec, panes: Sequence[bootstrap.PaneReport],
@@ -1248,15 +1266,25 @@ async def check_health(
                 last_probe_time=datetime.now(timezone.utc))
             await book.commit()
             return
+        mcp_down = bool(spec.mcp) and report.mcp is not None and not report.mcp.gateway
+        if spec.mcp and report.mcp is not None:
+            book.status.mcp = _mcp_items(spec, report.mcp)
         if report.healthy:
+            if mcp_down and spec.health_check.restart_dead_agents:
+                await _heal(book, spec, backend, sandbox.id, plan, runtime)  # restarts the gateway
+                return
             verdict = HealthStatus(status="Healthy", consecutive_failures=0)
+            if mcp_down:
+                verdict = HealthStatus(status="Unhealthy", reason=Reason.MCP_GATEWAY_UNAVAILABLE,
+                                       consecutive_failures=previous.consecutive_failures + 1)
             _record_agents(book, spec, report.panes, report.agents.alive)
             book.set(ConditionType.AGENTS_READY, "True", Reason.AVAILABLE,
                      f"{report.agents.alive}/{spec.agents} agents running")
         else:
             dead = [p for p in report.panes if not p.alive]
             healable = [p for p in dead if p.restarts < spec.health_check.max_restarts]
-            if spec.health_check.restart_dead_agents and (healable or report.missing or not report.server):
+            if spec.health_check.restart_dead_agents and (healable or report.missing or not report.server
+                                                          or mcp_down):
                 await _heal(book, spec, backend, sandbox.id, plan, runtime)
                 return
             _record_agents(book, spec, report.panes, report.agents.alive)
@@ -1299,16 +1327,25 @@ async def _heal(
         logger.warning("self-heal failed: %s", exc, extra={**ref.log_extra, "sandbox_id": sandbox_id})
         return
     _record_agents(book, spec, report.panes, report.agents.ready, report.restarted)
+    _record_tools(book, spec, report)
     ready = report.agents.ready
     if report.restarted:
         book.runtime.events.record(
             ref, "Normal", "AgentRestarted",
             f"restarted agent(s) {', '.join(map(str, report.restarted))} in place")
-    if report.ready and ready >= spec.agents:
+    agent_errors = [e for e in report.errors if e.step != "mcp"]
+    if ready >= spec.agents and report.agents.ready == report.agents.desired and not agent_errors:
         book.set(ConditionType.AGENTS_READY, "True", Reason.AVAILABLE,
                  f"{ready}/{spec.agents} agents running")
-        book.status.health = HealthStatus(status="Healthy", consecutive_failures=0,
-                                          last_probe_time=datetime.now(timezone.utc))
+        if report.errors:  # only the gateway is still down: the agents run without their tools
+            previous = book.status.health or HealthStatus()
+            book.status.health = HealthStatus(
+                status="Unhealthy", reason=Reason.MCP_GATEWAY_UNAVAILABLE,
+                consecutive_failures=previous.consecutive_failures + 1,
+                last_probe_time=datetime.now(timezone.utc))
+        else:
+            book.status.health = HealthStatus(status="Healthy", consecutive_failures=0,
+                                              last_probe_time=datetime.now(timezone.utc))
     else:
         book.set(ConditionType.AGENTS_READY, "False", Reason.AGENTS_DEGRADED,
                  f"{ready}/{spec.agents} agents running after restarts")

@@ -261,3 +261,79 @@ def test_floating_refs_are_invalid_spec(cluster: Cluster, e2b: Any, git_server: 
                                                "allowFloatingRef": True, **creds}))
     cluster.wait_condition("default", "floating", "Ready", timeout=60)
     assert cluster.status("default", "floating")["workspace"]["commit"] == git_server.head_commit
+
+
+def _mcp_swarm(name: str, **spec: Any) -> dict[str, Any]:
+    return swarm(name, agents=1, coordinator={"enabled": False},
+                 mcp=[{"name": "search", "type": "exa", "tokenSecretRef": {"name": "mcp-tokens", "key": "exa"}}],
+                 **spec)
+
+
+def _gateway_pid(home: Path) -> int:
+    [pid_file] = list((home / ".swarm").glob("*/mcp-gateway/pid"))
+    return int(pid_file.read_text())
+
+
+def test_health_probes_refresh_status_mcp_and_restart_the_gateway(
+        cluster: Cluster, e2b: Any, start_operator: Any) -> None:
+    """status.mcp follows the gateway between setup runs: a killed gateway shows as Failed on the
+    next probe (the agents keep running, so the phase stays Ready); with restartDeadAgents the probe
+    reruns the setup, which starts the gateway again, and status.mcp is Ready again."""
+    start_operator()
+    _secrets(cluster)
+    cluster.apply(_mcp_swarm("probed", healthCheck={"intervalSeconds": 5, "restartDeadAgents": False}))
+    cluster.wait_condition("default", "probed", "Ready", timeout=60)
+    assert cluster.status("default", "probed")["mcp"] == [{"name": "search", "state": "Ready", "message": ""}]
+    [sandbox] = [s for s in e2b.inspect() if s["alive"]]
+    home = Path(sandbox["home"])
+    first = _gateway_pid(home)
+    os.kill(first, 9)
+
+    def failed() -> dict[str, Any] | None:
+        status = cluster.status("default", "probed")
+        mcp = status.get("mcp") or [{}]
+        return status if mcp[0].get("state") == "Failed" else None
+    status = wait_for(failed, 30, message="status.mcp Failed after the gateway died")
+    assert "did not answer on /mcp" in status["mcp"][0]["message"]
+    assert status["health"]["status"] == "Unhealthy" and status["health"]["reason"] == "McpGatewayUnavailable"
+    assert status["phase"] == "Ready"  # the agents still run; only their tools are gone
+
+    cluster.custom.patch_namespaced_custom_object(
+        "claudeswarm.io", "v1alpha1", "default", "swarmsandboxes", "probed",
+        {"spec": {"healthCheck": {"restartDeadAgents": True}}})
+
+    def ready_again() -> dict[str, Any] | None:
+        status = cluster.status("default", "probed")
+        ok = (status.get("mcp") or [{}])[0].get("state") == "Ready" and status["health"]["status"] == "Healthy"
+        return status if ok else None
+    wait_for(ready_again, 30, message="status.mcp Ready after the spec change")
+    # The spec change reran the setup; now the health probe alone must bring the gateway back.
+    second = _gateway_pid(home)
+    assert second != first
+    os.kill(second, 9)
+    wait_for(lambda: _gateway_pid(home) != second, 30, message="gateway restarted by a probe")
+    wait_for(ready_again, 30, message="status.mcp Ready after the probe's restart")
+
+
+def test_a_gateway_that_takes_its_config_only_on_argv_is_refused(
+        cluster: Cluster, e2b: Any, sandbox_home: Path, start_operator: Any) -> None:
+    """E2B's SDK starts its gateway as `mcp-gateway --config <JSON with the secrets>`. A template whose
+    gateway knows only that form is refused with a stable reason, the sandbox killed, and the secret
+    never reaches a command line or a file."""
+    gateway = sandbox_home / ".local" / "bin" / "mcp-gateway"
+    gateway.unlink()
+    gateway.write_text(f"#!/bin/sh\nSWARM_STANDIN_GATEWAY_ARGV=1 exec {STANDIN_BIN / 'mcp-gateway'} \"$@\"\n")
+    gateway.chmod(0o755)
+    operator = start_operator()
+    _secrets(cluster)
+    cluster.apply(_mcp_swarm("argv"))
+    cond = cluster.wait_condition("default", "argv", "Synced", "False", reason="McpGatewayUnsupported", timeout=60)
+    assert "--config-file" in cond["message"] and "command line" in cond["message"]
+    status = cluster.status("default", "argv")
+    assert status["phase"] == "Failed" and status.get("sandbox") is None
+    wait_for(lambda: not [s for s in e2b.inspect() if s["alive"]], 15, message="sandbox killed")
+    [sandbox] = e2b.inspect(include_dead=True)
+    assert _files_containing(Path(sandbox["home"]), EXA_KEY.encode()) == []
+    assert all(EXA_KEY not in " ".join(c["argv"]) for c in sandbox["commands"])
+    assert _cmdlines_containing(EXA_KEY.encode()) == []
+    assert EXA_KEY not in operator.log()

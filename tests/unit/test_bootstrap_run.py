@@ -7,12 +7,15 @@ and checks that none of their processes survive.
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import pathlib
 import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -308,3 +311,71 @@ def test_semicolons_in_user_values_never_become_tmux_commands(box: Box) -> None:
     # The agent got every argument exactly as written, in the directory named.
     assert (box.home / "argv").read_bytes().split(b"\0")[:-1] == [a.encode() for a in hostile]
     assert pathlib.Path(f"/proc/{report.panes[0].pid}/cwd").resolve() == box.home / "work;"
+
+
+class _SseGateway(http.server.BaseHTTPRequestHandler):
+    """An MCP gateway of another make than our stand-in: answers in server-sent events (as SDK-built
+    MCP servers may), pages tools/list, serves no /health. The probe must get its verdict anyway."""
+
+    protocol_version = "HTTP/1.1"
+    token = "gw-token"
+    pages = {None: (["a", "b"], "p2"), "p2": (["c"], None)}
+
+    def do_POST(self) -> None:
+        msg = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.headers.get("Authorization") != f"Bearer {self.token}":
+            self._reply(401, b"")
+            return
+        if "id" not in msg:
+            self._reply(202, b"")
+            return
+        if msg["method"] == "initialize":
+            result: dict[str, object] = {"protocolVersion": "2025-03-26", "capabilities": {"tools": {}}}
+        else:
+            names, cursor = self.pages[(msg.get("params") or {}).get("cursor")]
+            result = {"tools": [{"name": n, "inputSchema": {}} for n in names],
+                      **({"nextCursor": cursor} if cursor else {})}
+        event = json.dumps({"jsonrpc": "2.0", "id": msg["id"], "result": result})
+        self._reply(200, f"event: message\ndata: {event}\n\n".encode(), "text/event-stream",
+                    {"Mcp-Session-Id": "s1"})
+
+    def do_GET(self) -> None:
+        self._reply(404, b"")
+
+    def do_DELETE(self) -> None:
+        self._reply(200, b"")
+
+    def _reply(self, code: int, body: bytes, kind: str = "application/json",
+               headers: dict[str, str] | None = None) -> None:
+        self.send_response(code)
+        for key, value in {"Content-Type": kind, "Content-Length": str(len(body)), **(headers or {})}.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def test_probe_checks_the_mcp_gateway_through_mcp_itself(box: Box) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SseGateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        plan = make_plan(agents=1, mcp=json.dumps({"config": {"exa": {}}}), mcp_port=server.server_address[1])
+        state = box.home / plan.state_dir / "mcp-gateway"
+        # Never started here: the probe says so rather than waiting for it.
+        report = parse_health(box.run(render_probe(plan)).stdout)
+        assert report.mcp is not None and not report.mcp.gateway and "never started" in (report.mcp.error or "")
+        state.mkdir(parents=True)
+        (state / "token").write_text(_SseGateway.token + "\n")
+        report = parse_health(box.run(render_probe(plan)).stdout)
+        assert report.mcp is not None and report.mcp.gateway, report.mcp
+        assert report.mcp.tools == 3 and report.mcp.servers is None  # two pages; no per-server health
+        (state / "token").write_text("wrong\n")
+        report = parse_health(box.run(render_probe(plan)).stdout)
+        assert report.mcp is not None and not report.mcp.gateway and "HTTP 401" in (report.mcp.error or "")
+    finally:
+        server.shutdown()
+        server.server_close()
+    # Without MCP in the spec the probe does not look for a gateway at all.
+    assert parse_health(box.run(render_probe(make_plan(agents=1))).stdout).mcp is None

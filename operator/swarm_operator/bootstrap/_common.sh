@@ -165,5 +165,90 @@ _sw_emit() {
     # The one machine-read output: a JSON object between markers, on lines of its own.
     printf '\n%s\n%s\n%s\n' "$SWARM_MARK_BEGIN" "$1" "$SWARM_MARK_END"
 }
+_sw_mcp_check() {
+    # _sw_mcp_check TOKEN_FILE DEADLINE_EPOCH_S -> prints one JSON object (an McpReport).
+    # A real MCP exchange with the gateway on 127.0.0.1:$SWARM_MCP_PORT/mcp (streamable HTTP, the
+    # transport E2B documents for it): initialize, notifications/initialized, tools/list, then the
+    # session is closed. Retried until the deadline (a gateway just started needs a moment).
+    # Per-server detail comes from GET /health only when the gateway offers it (our stand-in does).
+    python3 - "http://127.0.0.1:$SWARM_MCP_PORT" "$1" "$2" <<'SW_MCP_PY'
+import json, sys, time, urllib.error, urllib.request
+base, token_file, deadline = sys.argv[1], sys.argv[2], float(sys.argv[3])
+token = open(token_file).read().strip()
+auth = {"Authorization": "Bearer " + token}
+
+def rpc(method, rid, params, session):
+    body = {"jsonrpc": "2.0", "method": method, "params": params}
+    if rid is not None:
+        body["id"] = rid
+    headers = dict(auth, **{"Content-Type": "application/json",
+                            "Accept": "application/json, text/event-stream"})
+    if session:
+        headers["Mcp-Session-Id"] = session
+    req = urllib.request.Request(base + "/mcp", data=json.dumps(body).encode(), headers=headers,
+                                 method="POST")
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        session = resp.headers.get("Mcp-Session-Id") or session
+        kind = resp.headers.get("Content-Type", "")
+        raw = resp.read().decode("utf-8", "replace")
+    if rid is None:
+        return None, session
+    if kind.startswith("text/event-stream"):
+        found = [json.loads(l[5:]) for l in raw.splitlines() if l.startswith("data:") and l[5:].strip()]
+    else:
+        found = [json.loads(raw)] if raw.strip() else []
+    for msg in [m for f in found for m in (f if isinstance(f, list) else [f])]:
+        if isinstance(msg, dict) and msg.get("id") == rid:
+            if "error" in msg:
+                raise RuntimeError("%s: %s" % (method, (msg["error"] or {}).get("message")))
+            return msg.get("result") or {}, session
+    raise RuntimeError("%s: no answer in the response" % method)
+
+def exchange():
+    _, session = rpc("initialize", 1, {"protocolVersion": "2025-03-26", "capabilities": {},
+                                       "clientInfo": {"name": "swarm-operator", "version": "1"}}, None)
+    rpc("notifications/initialized", None, {}, session)
+    tools, cursor, rid = 0, None, 2
+    while True:
+        result, session = rpc("tools/list", rid, {"cursor": cursor} if cursor else {}, session)
+        tools += len(result.get("tools") or [])
+        cursor, rid = result.get("nextCursor"), rid + 1
+        if not cursor or rid > 50:
+            break
+    if session:
+        try:
+            urllib.request.urlopen(urllib.request.Request(
+                base + "/mcp", headers=dict(auth, **{"Mcp-Session-Id": session}), method="DELETE"), timeout=2)
+        except Exception:
+            pass
+    return tools
+
+def health():
+    try:
+        with urllib.request.urlopen(urllib.request.Request(base + "/health", headers=auth), timeout=3) as resp:
+            body = json.load(resp)
+        return {str(k): {"ok": bool(v.get("ok")), "message": str(v.get("message", ""))[:300]}
+                for k, v in (body.get("servers") or {}).items()}
+    except Exception:
+        return None
+
+last = "no answer"
+while True:
+    try:
+        tools = exchange()
+        print(json.dumps({"gateway": True, "tools": tools, "servers": health(), "error": None}))
+        break
+    except urllib.error.HTTPError as exc:
+        last = "HTTP %d %s" % (exc.code, exc.reason)
+    except Exception as exc:
+        last = str(exc)[:300] or type(exc).__name__
+    if time.time() >= deadline:
+        print(json.dumps({"gateway": False, "servers": None,
+                          "error": "the MCP gateway did not answer on /mcp: " + last}))
+        break
+    time.sleep(0.2)
+SW_MCP_PY
+}
+
 P_ID=() P_PID=() P_DEAD=() P_STATUS=() P_SIGNAL=() P_TARGET=() P_RESTARTS=() P_CMD=() EXTRA_IDS=()
 # ---- end of shared helpers ----

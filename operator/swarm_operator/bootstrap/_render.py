@@ -114,8 +114,9 @@ def render_setup(plan: BootstrapPlan) -> str:
 
 
 def render_probe(plan: BootstrapPlan) -> str:
-    """A read-only health probe (panes alive/dead, commands, coordinator registry); see :func:`parse_health`."""
-    return _render("probe", plan, {})
+    """A read-only health probe (panes alive/dead, commands, coordinator registry, and the MCP
+    gateway through one MCP exchange when the spec configures servers); see :func:`parse_health`."""
+    return _render("probe", plan, {"SWARM_MCP_ON": bool(plan.mcp), "SWARM_MCP_PORT": plan.mcp_port})
 
 
 def render_teardown(plan: BootstrapPlan, *, grace_s: float = 10.0) -> str:

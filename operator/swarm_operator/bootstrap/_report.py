@@ -75,11 +75,22 @@ class McpServerReport(_Model):
 
 
 class McpReport(_Model):
-    """The MCP gateway as the script left it, and each server's health as the gateway reports it."""
+    """The MCP gateway as the script (or a probe) found it.
 
-    gateway: bool  # the gateway answered its health request
+    ``gateway`` is the verdict of a real MCP exchange on ``/mcp`` (``initialize`` then
+    ``tools/list``, the protocol every MCP client speaks to E2B's gateway), so it holds for any
+    gateway, not only our stand-in. ``servers`` is per-server detail, present only when the gateway
+    also answers ``GET /health`` with it; E2B documents no such endpoint, so with the real gateway
+    it is ``None`` and a server counts as ready when the gateway serves tools.
+    """
+
+    gateway: bool  # the gateway answered initialize and tools/list
     started: bool = False  # started (or restarted with a new configuration) by this run
-    servers: dict[str, McpServerReport] = {}
+    tools: int | None = None  # tools the gateway lists, all servers together
+    servers: dict[str, McpServerReport] | None = None
+    #: The gateway cannot take its configuration from a file (no ``--config-file``): starting it
+    #: the SDK's way would put every MCP secret on its command line, so the script refused.
+    unsupported: bool = False
     error: str | None = None
 
 
@@ -145,6 +156,7 @@ class HealthReport(_Model):
     extra: int
     panes: list[PaneReport]
     registry: RegistryReport | None
+    mcp: McpReport | None = None  # present when the spec configures MCP servers
 
     @property
     def healthy(self) -> bool:

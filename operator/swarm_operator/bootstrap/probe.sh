@@ -40,10 +40,22 @@ if [[ $SWARM_COORD_ENABLED == 1 ]]; then
         _sw_registry="{\"path\":$REPLY,\"agents\":null,\"mtime\":null}"
     fi
 fi
+# The MCP gateway, when configured: one exchange, a short deadline (a probe never starts it).
+_sw_mcp=null
+if [[ $SWARM_MCP_ON == 1 ]]; then
+    _sw_tok=$SWARM_STATE_DIR/mcp-gateway/token
+    if [[ -s $_sw_tok ]]; then
+        _sw_now_ms
+        _sw_out=$(_sw_mcp_check "$_sw_tok" "$(( REPLY / 1000 + 3 ))" 2>/dev/null || true)
+        [[ $_sw_out == '{"gateway": '* ]] && _sw_mcp=${_sw_out%$'\n'}
+    else
+        _sw_mcp='{"gateway":false,"servers":null,"error":"the MCP gateway was never started in this sandbox"}'
+    fi
+fi
 _sw_json "$SWARM_SESSION"; _sw_s=$REPLY
 _sw_join ${_sw_panes[@]+"${_sw_panes[@]}"}; _sw_pj=$REPLY
 _sw_join ${_sw_missing[@]+"${_sw_missing[@]}"}; _sw_mj=$REPLY
 _sw_emit "{\"kind\":\"probe\",\"version\":1,\"session\":$_sw_s,\"server\":$_sw_server,\
 \"agents\":{\"desired\":$SWARM_AGENTS,\"alive\":$_sw_alive,\"dead\":$_sw_dead},\"missing\":[$_sw_mj],\"extra\":$_sw_extra,\
-\"panes\":[$_sw_pj],\"registry\":$_sw_registry}"
+\"panes\":[$_sw_pj],\"registry\":$_sw_registry,\"mcp\":$_sw_mcp}"
 exit 0

@@ -162,49 +162,28 @@ _sw_step_end workspace
 # -- mcp: E2B's MCP gateway, configured from a 0600 file (never from its command line) --
 # E2B's SDK starts the gateway as `mcp-gateway --config <JSON with the tokens>`, which puts every
 # token in the process list; this step builds the same JSON in a 0600 file from SWARM_SECRET_*
-# variables and starts the gateway with --config-file, its access token in its environment.
+# variables and starts the gateway with --config-file, its access token in its environment. A
+# gateway without --config-file is refused (reported as unsupported), never started the SDK's way.
 _sw_step_begin
 _sw_mcp_report=null
-_sw_mcp_py='
-import json, os, sys, urllib.request
-mode = sys.argv[1]
-if mode == "build":
-    spec = json.loads(os.environ["SWARM_MCP"])
-    config = spec["config"]
-    for server, field, env in spec.get("secrets", []):
-        if env not in os.environ:
-            sys.exit("the value for %s.%s was not provided" % (server, field))
-        config.setdefault(server, {})[field] = os.environ[env]
-    for server in spec.get("workspace", []):
-        config.setdefault(server, {})["paths"] = [os.environ["SWARM_WORKDIR"]]
-    json.dump(config, sys.stdout, sort_keys=True)
-else:
-    url, token_file, deadline = sys.argv[2], sys.argv[3], float(sys.argv[4])
-    import time
-    token = open(token_file).read().strip()
-    last = "no answer"
-    while True:
-        try:
-            req = urllib.request.Request(url, headers={"Authorization": "Bearer " + token})
-            with urllib.request.urlopen(req, timeout=2) as resp:
-                body = json.load(resp)
-            servers = {str(k): {"ok": bool(v.get("ok")), "message": str(v.get("message", ""))[:300]}
-                       for k, v in (body.get("servers") or {}).items()}
-            print(json.dumps({"gateway": True, "servers": servers, "error": None}))
-            break
-        except Exception as exc:
-            last = str(exc)[:300]
-        if time.time() >= deadline:
-            print(json.dumps({"gateway": False, "servers": {}, "error": "the MCP gateway did not answer: " + last}))
-            break
-        time.sleep(0.2)
+_sw_mcp_build='
+import json, os, sys
+spec = json.loads(os.environ["SWARM_MCP"])
+config = spec["config"]
+for server, field, env in spec.get("secrets", []):
+    if env not in os.environ:
+        sys.exit("the value for %s.%s was not provided" % (server, field))
+    config.setdefault(server, {})[field] = os.environ[env]
+for server in spec.get("workspace", []):
+    config.setdefault(server, {})["paths"] = [os.environ["SWARM_WORKDIR"]]
+json.dump(config, sys.stdout, sort_keys=True)
 '
 if [[ -n $SWARM_MCP && $_sw_blocked == false ]]; then
     _sw_mcp_dir=$SWARM_STATE_DIR/mcp-gateway
     mkdir -p -- "$_sw_mcp_dir" && chmod 700 -- "$_sw_mcp_dir"
     [[ -s $_sw_mcp_dir/token ]] || python3 -c 'import secrets; print(secrets.token_hex(24))' > "$_sw_mcp_dir/token"
-    _sw_started=false
-    if SWARM_MCP=$SWARM_MCP SWARM_WORKDIR=$SWARM_WORKDIR python3 -c "$_sw_mcp_py" build > "$_sw_mcp_dir/config.json.new" 2> "$_sw_mcp_dir/build.err"; then
+    _sw_started=false _sw_unsupported=false
+    if SWARM_MCP=$SWARM_MCP SWARM_WORKDIR=$SWARM_WORKDIR python3 -c "$_sw_mcp_build" > "$_sw_mcp_dir/config.json.new" 2> "$_sw_mcp_dir/build.err"; then
         _sw_pid=$(cat -- "$_sw_mcp_dir/pid" 2>/dev/null || true)
         if [[ $_sw_pid =~ ^[0-9]+$ ]] && kill -0 "$_sw_pid" 2>/dev/null \
                 && cmp -s -- "$_sw_mcp_dir/config.json.new" "$_sw_mcp_dir/config.json"; then
@@ -221,22 +200,40 @@ if [[ -n $SWARM_MCP && $_sw_blocked == false ]]; then
     # No secret outlives this point in the script's environment (the gateway gets its file).
     for _sw_n in $(compgen -v SWARM_SECRET_ || true); do unset -v "$_sw_n"; done
     if [[ $_sw_started == true ]]; then
-        if command -v "$SWARM_MCP_GATEWAY" >/dev/null 2>&1; then
-            ( cd -- "$_sw_mcp_dir" && GATEWAY_ACCESS_TOKEN=$(< "$_sw_mcp_dir/token") exec setsid \
-                "$SWARM_MCP_GATEWAY" --config-file "$_sw_mcp_dir/config.json" --port "$SWARM_MCP_PORT" \
-                < /dev/null > "$_sw_mcp_dir/gateway.log" 2>&1 9>&- ) &
-            printf '%s' "$!" > "$_sw_mcp_dir/pid"
-        else
+        if ! command -v "$SWARM_MCP_GATEWAY" >/dev/null 2>&1; then
+            _sw_started=false
             _sw_error mcp '' "$SWARM_MCP_GATEWAY is not installed in the sandbox (use E2B's mcp-gateway template or swarm-operator template)"
+        else
+            # Whatever --help exits with, its text says whether the option exists.
+            _sw_help=$(timeout 10 "$SWARM_MCP_GATEWAY" --help < /dev/null 2>&1 || true)
+            if [[ $_sw_help != *--config-file* ]]; then
+                _sw_started=false _sw_unsupported=true
+                rm -f -- "$_sw_mcp_dir/config.json"   # nothing will read it: no secret left behind
+                _sw_msg="the sandbox's $SWARM_MCP_GATEWAY has no --config-file option; starting it E2B's way (--config <JSON>) would put the MCP secrets on its command line, which swarm-operator never does. Use a template whose gateway reads its configuration from a file, or remove spec.mcp"
+                _sw_json "$_sw_msg"
+                _sw_mcp_report="{\"gateway\":false,\"unsupported\":true,\"servers\":null,\"error\":$REPLY}"
+                _sw_error mcp '' "$_sw_msg"
+            else
+                ( cd -- "$_sw_mcp_dir" && GATEWAY_ACCESS_TOKEN=$(< "$_sw_mcp_dir/token") exec setsid \
+                    "$SWARM_MCP_GATEWAY" --config-file "$_sw_mcp_dir/config.json" --port "$SWARM_MCP_PORT" \
+                    < /dev/null > "$_sw_mcp_dir/gateway.log" 2>&1 9>&- ) &
+                printf '%s' "$!" > "$_sw_mcp_dir/pid"
+            fi
         fi
     fi
-    _sw_now_ms
-    if _sw_out=$(python3 -c "$_sw_mcp_py" check "http://127.0.0.1:$SWARM_MCP_PORT/health" "$_sw_mcp_dir/token" \
-            "$(( REPLY / 1000 + SWARM_MCP_START_TIMEOUT_S ))" 2>&1); then
-        _sw_mcp_report=${_sw_out%$'\n'}
-        _sw_mcp_report="${_sw_mcp_report%\}},\"started\":$_sw_started}"
-    else
-        _sw_error mcp '' "MCP gateway check failed: ${_sw_out:$(( ${#_sw_out} > 300 ? ${#_sw_out} - 300 : 0 ))}"
+    if [[ $_sw_unsupported == false ]]; then
+        _sw_now_ms
+        _sw_out=$(_sw_mcp_check "$_sw_mcp_dir/token" "$(( REPLY / 1000 + SWARM_MCP_START_TIMEOUT_S ))" 2>&1 || true)
+        if [[ $_sw_out == '{"gateway": true'* ]]; then
+            _sw_mcp_report="${_sw_out%$'\n'}"
+            _sw_mcp_report="${_sw_mcp_report%\}},\"started\":$_sw_started}"
+        elif [[ $_sw_out == '{"gateway": false'* ]]; then
+            _sw_mcp_report="${_sw_out%$'\n'}"
+            _sw_e=$(printf '%s' "$_sw_out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["error"])' 2>/dev/null || true)
+            _sw_error mcp '' "MCP gateway check failed: ${_sw_e:-$_sw_out}; its log ends: $(tail -n 1 -- "$_sw_mcp_dir/gateway.log" 2>/dev/null | cut -c1-200)"
+        else
+            _sw_error mcp '' "MCP gateway check failed: ${_sw_out:$(( ${#_sw_out} > 300 ? ${#_sw_out} - 300 : 0 ))}"
+        fi
     fi
 fi
 for _sw_n in $(compgen -v SWARM_SECRET_ || true); do unset -v "$_sw_n"; done
