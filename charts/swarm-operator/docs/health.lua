@@ -11,6 +11,7 @@ local terminal = {
   TemplateNotFound = true,
   InitFailed = true,
   SandboxExpired = true,
+  McpGatewayUnsupported = true,
 }
 
 local function condition(status, type)
