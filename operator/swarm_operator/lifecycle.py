@@ -260,9 +260,7 @@ class _StatusBook:
         patch = self.status.to_patch()
         if patch == self._written:
             return
-        # A merge patch only sets keys; a key we dropped must be sent as null to be removed.
-        removed = {key: None for key in self._written if key not in patch}
-        await self.runtime.status.patch_status(self.ref, {**removed, **patch})
+        await self.runtime.status.patch_status(self.ref, _with_removals(self._written, patch))
         self._written = patch
         if self.status.phase != self._phase:
             kind = "Warning" if ready.status == "False" and ready.reason in _WARNING_REASONS else "Normal"
@@ -480,6 +478,19 @@ async def _suspend(book: _StatusBook, backend: SandboxBackend) -> None:
     else:
         message = "no sandbox is created while spec.suspend is true"
     book.set(ConditionType.SUSPENDED, "True", Reason.SUSPENDED, message)
+
+
+def _with_removals(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """``new`` as a JSON merge patch over ``old``: a merge patch only sets keys, so every key we
+    dropped, at any depth (``health.reason`` once healthy again), must be sent as null."""
+    patch: dict[str, Any] = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(before, Mapping) and isinstance(value, Mapping):
+            patch[key] = _with_removals(before, value)
+        else:
+            patch[key] = value
+    return patch
 
 
 async def _give_up(book: _StatusBook, reason: str, message: str) -> SwarmSandboxStatus:
@@ -825,6 +836,8 @@ def _mcp_items(spec: SwarmSandboxSpec, gateway: bootstrap.McpReport | None) -> l
             state, message = "Unknown", "the gateway was not checked (see the Ready condition)"
         elif not gateway.gateway:
             state, message = "Failed", gateway.error or "the MCP gateway is not running"
+            if gateway.restarts and "restart" not in message:
+                message += f" (gateway restarted {gateway.restarts} time(s))"
         elif gateway.servers is None:
             # The gateway answered MCP but reports no per-server health (E2B's does not).
             state, message = "Ready", ""
@@ -1267,10 +1280,13 @@ async def check_health(
             await book.commit()
             return
         mcp_down = bool(spec.mcp) and report.mcp is not None and not report.mcp.gateway
+        # A dead gateway is restarted like a dead agent, within the same per-item budget.
+        mcp_healable = mcp_down and report.mcp is not None \
+            and report.mcp.restarts < spec.health_check.max_restarts
         if spec.mcp and report.mcp is not None:
             book.status.mcp = _mcp_items(spec, report.mcp)
         if report.healthy:
-            if mcp_down and spec.health_check.restart_dead_agents:
+            if mcp_healable and spec.health_check.restart_dead_agents:
                 await _heal(book, spec, backend, sandbox.id, plan, runtime)  # restarts the gateway
                 return
             verdict = HealthStatus(status="Healthy", consecutive_failures=0)
@@ -1284,7 +1300,7 @@ async def check_health(
             dead = [p for p in report.panes if not p.alive]
             healable = [p for p in dead if p.restarts < spec.health_check.max_restarts]
             if spec.health_check.restart_dead_agents and (healable or report.missing or not report.server
-                                                          or mcp_down):
+                                                          or mcp_healable):
                 await _heal(book, spec, backend, sandbox.id, plan, runtime)
                 return
             _record_agents(book, spec, report.panes, report.agents.alive)
@@ -1334,10 +1350,11 @@ async def _heal(
             ref, "Normal", "AgentRestarted",
             f"restarted agent(s) {', '.join(map(str, report.restarted))} in place")
     agent_errors = [e for e in report.errors if e.step != "mcp"]
+    mcp_down = bool(spec.mcp) and report.mcp is not None and not report.mcp.gateway
     if ready >= spec.agents and report.agents.ready == report.agents.desired and not agent_errors:
         book.set(ConditionType.AGENTS_READY, "True", Reason.AVAILABLE,
                  f"{ready}/{spec.agents} agents running")
-        if report.errors:  # only the gateway is still down: the agents run without their tools
+        if mcp_down:  # only the gateway is still down: the agents run without their tools
             previous = book.status.health or HealthStatus()
             book.status.health = HealthStatus(
                 status="Unhealthy", reason=Reason.MCP_GATEWAY_UNAVAILABLE,

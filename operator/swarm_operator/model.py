@@ -631,7 +631,8 @@ class HealthCheckSpec(_Spec):
     )
     max_restarts: int = Field(
         default=3, ge=0, le=100,
-        description="Restarts allowed per agent before it is left dead and the resource Degraded.",
+        description="Restarts allowed per agent (and for the MCP gateway) before it is left dead; a dead "
+                    "agent then leaves the resource Degraded, a dead gateway its health Unhealthy.",
     )
 
 

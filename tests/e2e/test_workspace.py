@@ -18,6 +18,7 @@ import os
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -306,13 +307,35 @@ def test_health_probes_refresh_status_mcp_and_restart_the_gateway(
         status = cluster.status("default", "probed")
         ok = (status.get("mcp") or [{}])[0].get("state") == "Ready" and status["health"]["status"] == "Healthy"
         return status if ok else None
-    wait_for(ready_again, 30, message="status.mcp Ready after the spec change")
+    healthy = wait_for(ready_again, 30, message="status.mcp Ready after the spec change")
+    assert "reason" not in healthy["health"], healthy["health"]  # a nested key dropped is removed
     # The spec change reran the setup; now the health probe alone must bring the gateway back.
     second = _gateway_pid(home)
     assert second != first
     os.kill(second, 9)
     wait_for(lambda: _gateway_pid(home) != second, 30, message="gateway restarted by a probe")
     wait_for(ready_again, 30, message="status.mcp Ready after the probe's restart")
+
+    # Two restarts so far (the spec change's rerun, the probe's); with maxRestarts 2 the next death
+    # is left alone and said so, as for an agent past its budget.
+    generation = cluster.get("default", "probed")["metadata"]["generation"]
+    cluster.custom.patch_namespaced_custom_object(
+        "claudeswarm.io", "v1alpha1", "default", "swarmsandboxes", "probed",
+        {"spec": {"healthCheck": {"maxRestarts": 2}}})
+    cluster.wait_condition("default", "probed", "Ready", timeout=30)
+    wait_for(lambda: cluster.condition("default", "probed", "Synced")["observedGeneration"] > generation,
+             30, message="the spec change reconciled")  # Synced: written by the reconcile only
+    third = _gateway_pid(home)
+    os.kill(third, 9)
+    status = wait_for(failed, 30, message="status.mcp Failed past the budget")
+    assert "restarted 2 time(s)" in status["mcp"][0]["message"] \
+        or "after 2 restart(s)" in status["mcp"][0]["message"], status["mcp"]
+    time.sleep(12)  # two more probe intervals: nobody restarts it
+    assert _gateway_pid(home) == third
+    status = cluster.status("default", "probed")
+    assert status["mcp"][0]["state"] == "Failed" and status["health"]["reason"] == "McpGatewayUnavailable"
+    # The agents keep running without their tools: a spent gateway never fails the swarm.
+    assert status["phase"] == "Ready" and [s["sandboxID"] for s in e2b.inspect()] == [sandbox["sandboxID"]]
 
 
 def test_a_gateway_that_takes_its_config_only_on_argv_is_refused(

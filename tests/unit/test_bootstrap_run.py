@@ -379,3 +379,50 @@ def test_probe_checks_the_mcp_gateway_through_mcp_itself(box: Box) -> None:
         server.server_close()
     # Without MCP in the spec the probe does not look for a gateway at all.
     assert parse_health(box.run(render_probe(make_plan(agents=1))).stdout).mcp is None
+
+
+def test_a_dead_mcp_gateway_is_restarted_within_the_budget_then_left(box: Box) -> None:
+    from swarm_operator.emulators.e2b import STANDIN_BIN
+
+    port = _free_port()
+    plan = make_plan(agents=1, mcp=json.dumps({"config": {"exa": {"apiKey": "k"}}}), mcp_port=port,
+                     mcp_gateway=str(STANDIN_BIN / "mcp-gateway"), max_restarts=1)
+    state = box.home / plan.state_dir / "mcp-gateway"
+
+    def gateway_pid() -> int:
+        return int((state / "pid").read_text())
+
+    def kill_gateway() -> None:
+        pid = gateway_pid()
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while _running(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    first = setup(box, plan, login=False)
+    assert first.mcp is not None and first.mcp.gateway and first.mcp.started and first.mcp.restarts == 0
+    assert first.mcp.tools == 1 and not first.errors
+    again = setup(box, plan, login=False)  # alive, same configuration: left alone
+    assert again.mcp is not None and again.mcp.gateway and not again.mcp.started
+    kill_gateway()
+    probe = parse_health(box.run(render_probe(plan), login=False).stdout)
+    assert probe.mcp is not None and not probe.mcp.gateway and probe.mcp.restarts == 0
+    healed = setup(box, plan, login=False)
+    assert healed.mcp is not None and healed.mcp.gateway and healed.mcp.started and healed.mcp.restarts == 1
+    kill_gateway()
+    spent = setup(box, plan, login=False)
+    assert spent.mcp is not None and not spent.mcp.gateway and spent.mcp.restarts == 1
+    # Not an error (the agents keep running); the report and so status.mcp say why.
+    assert not spent.errors and "maxRestarts" in (spent.mcp.error or "")
+    # A new configuration is a fresh start, with a fresh budget.
+    changed = setup(box, plan.model_copy(update={"mcp": json.dumps({"config": {"exa": {"apiKey": "k2"}}})}),
+                    login=False)
+    assert changed.mcp is not None and changed.mcp.gateway and changed.mcp.restarts == 0
+    kill_gateway()
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -91,6 +91,7 @@ class McpReport(_Model):
     #: The gateway cannot take its configuration from a file (no ``--config-file``): starting it
     #: the SDK's way would put every MCP secret on its command line, so the script refused.
     unsupported: bool = False
+    restarts: int = 0  # times the gateway was restarted under its current configuration
     error: str | None = None
 
 

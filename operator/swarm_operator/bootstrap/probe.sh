@@ -47,7 +47,9 @@ if [[ $SWARM_MCP_ON == 1 ]]; then
     if [[ -s $_sw_tok ]]; then
         _sw_now_ms
         _sw_out=$(_sw_mcp_check "$_sw_tok" "$(( REPLY / 1000 + 3 ))" 2>/dev/null || true)
-        [[ $_sw_out == '{"gateway": '* ]] && _sw_mcp=${_sw_out%$'\n'}
+        _sw_r=$(cat -- "$SWARM_STATE_DIR/mcp-gateway/restarts" 2>/dev/null || true)
+        [[ $_sw_r =~ ^[0-9]+$ ]] || _sw_r=0
+        [[ $_sw_out == '{"gateway": '* ]] && _sw_mcp="${_sw_out%\}*},\"restarts\":$_sw_r}"
     else
         _sw_mcp='{"gateway":false,"servers":null,"error":"the MCP gateway was never started in this sandbox"}'
     fi

@@ -182,16 +182,37 @@ if [[ -n $SWARM_MCP && $_sw_blocked == false ]]; then
     _sw_mcp_dir=$SWARM_STATE_DIR/mcp-gateway
     mkdir -p -- "$_sw_mcp_dir" && chmod 700 -- "$_sw_mcp_dir"
     [[ -s $_sw_mcp_dir/token ]] || python3 -c 'import secrets; print(secrets.token_hex(24))' > "$_sw_mcp_dir/token"
-    _sw_started=false _sw_unsupported=false
+    _sw_started=false _sw_unsupported=false _sw_gave_up=false
     if SWARM_MCP=$SWARM_MCP SWARM_WORKDIR=$SWARM_WORKDIR python3 -c "$_sw_mcp_build" > "$_sw_mcp_dir/config.json.new" 2> "$_sw_mcp_dir/build.err"; then
         _sw_pid=$(cat -- "$_sw_mcp_dir/pid" 2>/dev/null || true)
-        if [[ $_sw_pid =~ ^[0-9]+$ ]] && kill -0 "$_sw_pid" 2>/dev/null \
-                && cmp -s -- "$_sw_mcp_dir/config.json.new" "$_sw_mcp_dir/config.json"; then
+        _sw_same=false
+        cmp -s -- "$_sw_mcp_dir/config.json.new" "$_sw_mcp_dir/config.json" 2>/dev/null && _sw_same=true
+        if _sw_running "$_sw_pid" && [[ $_sw_same == true ]]; then   # (a zombie is not running)
             rm -f -- "$_sw_mcp_dir/config.json.new"   # running with exactly this configuration
         else
-            [[ $_sw_pid =~ ^[0-9]+$ ]] && kill "$_sw_pid" 2>/dev/null && sleep 0.2
-            mv -f -- "$_sw_mcp_dir/config.json.new" "$_sw_mcp_dir/config.json"
-            _sw_started=true
+            # A gateway that died under an unchanged configuration is restarted within the same
+            # budget as an agent (healthCheck.maxRestarts); a new configuration starts the count afresh.
+            _sw_restarts=$(cat -- "$_sw_mcp_dir/restarts" 2>/dev/null || true)
+            [[ $_sw_restarts =~ ^[0-9]+$ && $_sw_same == true ]] || _sw_restarts=0
+            if [[ $_sw_same == true && $_sw_pid =~ ^[0-9]+$ ]]; then
+                if (( SWARM_MAX_RESTARTS >= 0 && _sw_restarts >= SWARM_MAX_RESTARTS )); then
+                    _sw_gave_up=true
+                else
+                    _sw_restarts=$(( _sw_restarts + 1 ))
+                fi
+            fi
+            printf '%s' "$_sw_restarts" > "$_sw_mcp_dir/restarts"
+            if [[ $_sw_gave_up == true ]]; then
+                rm -f -- "$_sw_mcp_dir/config.json.new"
+                _sw_msg="the MCP gateway died after $_sw_restarts restart(s) (healthCheck.maxRestarts); not restarted. Its log ends: $(tail -n 1 -- "$_sw_mcp_dir/gateway.log" 2>/dev/null | cut -c1-200)"
+                _sw_json "$_sw_msg"
+                # Reported, not an error: the agents keep running; health and status.mcp say it.
+                _sw_mcp_report="{\"gateway\":false,\"servers\":null,\"restarts\":$_sw_restarts,\"error\":$REPLY}"
+            else
+                [[ $_sw_pid =~ ^[0-9]+$ ]] && kill "$_sw_pid" 2>/dev/null && sleep 0.2
+                mv -f -- "$_sw_mcp_dir/config.json.new" "$_sw_mcp_dir/config.json"
+                _sw_started=true
+            fi
         fi
     else
         _sw_error mcp '' "cannot build the MCP gateway configuration: $(tail -n 1 -- "$_sw_mcp_dir/build.err")"
@@ -221,14 +242,15 @@ if [[ -n $SWARM_MCP && $_sw_blocked == false ]]; then
             fi
         fi
     fi
-    if [[ $_sw_unsupported == false ]]; then
+    if [[ $_sw_unsupported == false && $_sw_gave_up == false ]]; then
         _sw_now_ms
         _sw_out=$(_sw_mcp_check "$_sw_mcp_dir/token" "$(( REPLY / 1000 + SWARM_MCP_START_TIMEOUT_S ))" 2>&1 || true)
         if [[ $_sw_out == '{"gateway": true'* ]]; then
             _sw_mcp_report="${_sw_out%$'\n'}"
-            _sw_mcp_report="${_sw_mcp_report%\}},\"started\":$_sw_started}"
+            _sw_mcp_report="${_sw_mcp_report%\}},\"started\":$_sw_started,\"restarts\":$(cat -- "$_sw_mcp_dir/restarts" 2>/dev/null || echo 0)}"
         elif [[ $_sw_out == '{"gateway": false'* ]]; then
             _sw_mcp_report="${_sw_out%$'\n'}"
+            _sw_mcp_report="${_sw_mcp_report%\}},\"restarts\":$(cat -- "$_sw_mcp_dir/restarts" 2>/dev/null || echo 0)}"
             _sw_e=$(printf '%s' "$_sw_out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["error"])' 2>/dev/null || true)
             _sw_error mcp '' "MCP gateway check failed: ${_sw_e:-$_sw_out}; its log ends: $(tail -n 1 -- "$_sw_mcp_dir/gateway.log" 2>/dev/null | cut -c1-200)"
         else
