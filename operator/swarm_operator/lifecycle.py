@@ -493,7 +493,7 @@ def _with_removals(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, 
     return patch
 
 
-async def _give_up(book: _StatusBook, reason: str, message: str) -> SwarmSandboxStatus:
+async def _give_up(book: _StatusBook, reason: str, message: str) -> NoReturn:
     book.set(ConditionType.SYNCED, "False", reason, message)
     await book.commit()
     logger.warning("%s: %s", reason, message, extra=book.ref.log_extra)
@@ -825,7 +825,20 @@ async def _refuse(book: _StatusBook, backend: SandboxBackend, sandbox: SandboxIn
     book.set(ConditionType.SANDBOX_CREATED, "False", reason, f"sandbox {sandbox.id} killed: {why}")
     book.set(ConditionType.AGENTS_READY, "False", reason, message)
     await _give_up(book, reason, message)
-    raise AssertionError("unreachable: _give_up raises")
+
+
+def _verdict(previous: HealthStatus | None, reason: str | None) -> HealthStatus:
+    """A probe's verdict, stamped now: Healthy without a reason, else one more failure in a row."""
+    now = datetime.now(timezone.utc)
+    if reason is None:
+        return HealthStatus(status="Healthy", consecutive_failures=0, last_probe_time=now)
+    failures = (previous or HealthStatus()).consecutive_failures + 1
+    return HealthStatus(status="Unhealthy", reason=reason, consecutive_failures=failures, last_probe_time=now)
+
+
+def _mcp_down(spec: SwarmSandboxSpec, gateway: bootstrap.McpReport | None) -> bool:
+    """The spec wants MCP servers and the last look found the gateway not answering."""
+    return bool(spec.mcp) and gateway is not None and not gateway.gateway
 
 
 def _mcp_items(spec: SwarmSandboxSpec, gateway: bootstrap.McpReport | None) -> list[McpServerStatus]:
@@ -836,7 +849,7 @@ def _mcp_items(spec: SwarmSandboxSpec, gateway: bootstrap.McpReport | None) -> l
             state, message = "Unknown", "the gateway was not checked (see the Ready condition)"
         elif not gateway.gateway:
             state, message = "Failed", gateway.error or "the MCP gateway is not running"
-            if gateway.restarts and "restart" not in message:
+            if gateway.restarts:
                 message += f" (gateway restarted {gateway.restarts} time(s))"
         elif gateway.servers is None:
             # The gateway answered MCP but reports no per-server health (E2B's does not).
@@ -1265,21 +1278,15 @@ async def check_health(
                      f"sandbox {sandbox.id} is gone; a new one will be created")
             book.set(ConditionType.AGENTS_READY, "False", Reason.SANDBOX_NOT_FOUND,
                      "the sandbox running the agents is gone")
-            book.status.health = HealthStatus(
-                status="Unhealthy", reason=Reason.SANDBOX_NOT_FOUND,
-                consecutive_failures=previous.consecutive_failures + 1,
-                last_probe_time=datetime.now(timezone.utc))
+            book.status.health = _verdict(previous, Reason.SANDBOX_NOT_FOUND)
             await book.commit()
             raise
         except (BackendError, ValueError) as exc:
             reason = exc.reason if isinstance(exc, BackendError) else "ProbeFailed"
-            book.status.health = HealthStatus(
-                status="Unhealthy", reason=f"{reason}: {exc}"[:1024],
-                consecutive_failures=previous.consecutive_failures + 1,
-                last_probe_time=datetime.now(timezone.utc))
+            book.status.health = _verdict(previous, f"{reason}: {exc}"[:1024])
             await book.commit()
             return
-        mcp_down = bool(spec.mcp) and report.mcp is not None and not report.mcp.gateway
+        mcp_down = _mcp_down(spec, report.mcp)
         # A dead gateway is restarted like a dead agent, within the same per-item budget.
         mcp_healable = mcp_down and report.mcp is not None \
             and report.mcp.restarts < spec.health_check.max_restarts
@@ -1289,10 +1296,7 @@ async def check_health(
             if mcp_healable and spec.health_check.restart_dead_agents:
                 await _heal(book, spec, backend, sandbox.id, plan, runtime)  # restarts the gateway
                 return
-            verdict = HealthStatus(status="Healthy", consecutive_failures=0)
-            if mcp_down:
-                verdict = HealthStatus(status="Unhealthy", reason=Reason.MCP_GATEWAY_UNAVAILABLE,
-                                       consecutive_failures=previous.consecutive_failures + 1)
+            verdict = _verdict(previous, Reason.MCP_GATEWAY_UNAVAILABLE if mcp_down else None)
             _record_agents(book, spec, report.panes, report.agents.alive)
             book.set(ConditionType.AGENTS_READY, "True", Reason.AVAILABLE,
                      f"{report.agents.alive}/{spec.agents} agents running")
@@ -1308,8 +1312,7 @@ async def check_health(
                 f"agent {p.index} dead (restarts {p.restarts}/{spec.health_check.max_restarts})"
                 for p in dead) or f"{len(report.missing)} agent pane(s) missing"
             message = f"{report.agents.alive}/{spec.agents} agents running: {detail}"
-            verdict = HealthStatus(status="Unhealthy", reason=Reason.AGENTS_DEGRADED,
-                                   consecutive_failures=previous.consecutive_failures + 1)
+            verdict = _verdict(previous, Reason.AGENTS_DEGRADED)
             book.set(ConditionType.AGENTS_READY, "False", Reason.AGENTS_DEGRADED, message)
         # Compare without the probe time: a quiet tick must not write.
         verdict = verdict.model_copy(update={"last_probe_time": previous.last_probe_time})
@@ -1350,25 +1353,14 @@ async def _heal(
             ref, "Normal", "AgentRestarted",
             f"restarted agent(s) {', '.join(map(str, report.restarted))} in place")
     agent_errors = [e for e in report.errors if e.step != "mcp"]
-    mcp_down = bool(spec.mcp) and report.mcp is not None and not report.mcp.gateway
     if ready >= spec.agents and report.agents.ready == report.agents.desired and not agent_errors:
         book.set(ConditionType.AGENTS_READY, "True", Reason.AVAILABLE,
                  f"{ready}/{spec.agents} agents running")
-        if mcp_down:  # only the gateway is still down: the agents run without their tools
-            previous = book.status.health or HealthStatus()
-            book.status.health = HealthStatus(
-                status="Unhealthy", reason=Reason.MCP_GATEWAY_UNAVAILABLE,
-                consecutive_failures=previous.consecutive_failures + 1,
-                last_probe_time=datetime.now(timezone.utc))
-        else:
-            book.status.health = HealthStatus(status="Healthy", consecutive_failures=0,
-                                              last_probe_time=datetime.now(timezone.utc))
+        # The gateway alone still down: the agents run without their tools.
+        book.status.health = _verdict(
+            book.status.health, Reason.MCP_GATEWAY_UNAVAILABLE if _mcp_down(spec, report.mcp) else None)
     else:
         book.set(ConditionType.AGENTS_READY, "False", Reason.AGENTS_DEGRADED,
                  f"{ready}/{spec.agents} agents running after restarts")
-        previous = book.status.health or HealthStatus()
-        book.status.health = HealthStatus(
-            status="Unhealthy", reason=Reason.AGENTS_DEGRADED,
-            consecutive_failures=previous.consecutive_failures + 1,
-            last_probe_time=datetime.now(timezone.utc))
+        book.status.health = _verdict(book.status.health, Reason.AGENTS_DEGRADED)
     await book.commit()

@@ -426,3 +426,16 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_an_mcp_secret_missing_from_the_environment_is_a_reported_error(box: Box) -> None:
+    from swarm_operator.emulators.e2b import STANDIN_BIN
+
+    mcp = {"config": {"exa": {}}, "secrets": [["exa", "apiKey", "SWARM_SECRET_MCP_0_TOKEN"]]}
+    plan = make_plan(agents=1, mcp=json.dumps(mcp), mcp_port=_free_port(),
+                     mcp_gateway=str(STANDIN_BIN / "mcp-gateway"), mcp_start_timeout_s=1)
+    report = setup(box, plan, login=False)  # the script still reports (no unbound variable)
+    assert [e.step for e in report.errors] == ["mcp", "mcp"]
+    assert "exa.apiKey was not provided" in report.errors[0].message
+    assert report.mcp is not None and not report.mcp.gateway and report.mcp.restarts == 0
+    assert not (box.home / plan.state_dir / "mcp-gateway" / "config.json").exists()

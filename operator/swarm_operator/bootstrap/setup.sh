@@ -183,6 +183,8 @@ if [[ -n $SWARM_MCP && $_sw_blocked == false ]]; then
     mkdir -p -- "$_sw_mcp_dir" && chmod 700 -- "$_sw_mcp_dir"
     [[ -s $_sw_mcp_dir/token ]] || python3 -c 'import secrets; print(secrets.token_hex(24))' > "$_sw_mcp_dir/token"
     _sw_started=false _sw_unsupported=false _sw_gave_up=false
+    _sw_restarts=$(cat -- "$_sw_mcp_dir/restarts" 2>/dev/null || true)
+    [[ $_sw_restarts =~ ^[0-9]+$ ]] || _sw_restarts=0
     if SWARM_MCP=$SWARM_MCP SWARM_WORKDIR=$SWARM_WORKDIR python3 -c "$_sw_mcp_build" > "$_sw_mcp_dir/config.json.new" 2> "$_sw_mcp_dir/build.err"; then
         _sw_pid=$(cat -- "$_sw_mcp_dir/pid" 2>/dev/null || true)
         _sw_same=false
@@ -192,8 +194,7 @@ if [[ -n $SWARM_MCP && $_sw_blocked == false ]]; then
         else
             # A gateway that died under an unchanged configuration is restarted within the same
             # budget as an agent (healthCheck.maxRestarts); a new configuration starts the count afresh.
-            _sw_restarts=$(cat -- "$_sw_mcp_dir/restarts" 2>/dev/null || true)
-            [[ $_sw_restarts =~ ^[0-9]+$ && $_sw_same == true ]] || _sw_restarts=0
+            [[ $_sw_same == true ]] || _sw_restarts=0
             if [[ $_sw_same == true && $_sw_pid =~ ^[0-9]+$ ]]; then
                 if (( SWARM_MAX_RESTARTS >= 0 && _sw_restarts >= SWARM_MAX_RESTARTS )); then
                     _sw_gave_up=true
@@ -204,7 +205,7 @@ if [[ -n $SWARM_MCP && $_sw_blocked == false ]]; then
             printf '%s' "$_sw_restarts" > "$_sw_mcp_dir/restarts"
             if [[ $_sw_gave_up == true ]]; then
                 rm -f -- "$_sw_mcp_dir/config.json.new"
-                _sw_msg="the MCP gateway died after $_sw_restarts restart(s) (healthCheck.maxRestarts); not restarted. Its log ends: $(tail -n 1 -- "$_sw_mcp_dir/gateway.log" 2>/dev/null | cut -c1-200)"
+                _sw_msg="the MCP gateway died again with its restarts (healthCheck.maxRestarts) spent; not restarted. Its log ends: $(tail -n 1 -- "$_sw_mcp_dir/gateway.log" 2>/dev/null | cut -c1-200)"
                 _sw_json "$_sw_msg"
                 # Reported, not an error: the agents keep running; health and status.mcp say it.
                 _sw_mcp_report="{\"gateway\":false,\"servers\":null,\"restarts\":$_sw_restarts,\"error\":$REPLY}"
@@ -247,10 +248,10 @@ if [[ -n $SWARM_MCP && $_sw_blocked == false ]]; then
         _sw_out=$(_sw_mcp_check "$_sw_mcp_dir/token" "$(( REPLY / 1000 + SWARM_MCP_START_TIMEOUT_S ))" 2>&1 || true)
         if [[ $_sw_out == '{"gateway": true'* ]]; then
             _sw_mcp_report="${_sw_out%$'\n'}"
-            _sw_mcp_report="${_sw_mcp_report%\}},\"started\":$_sw_started,\"restarts\":$(cat -- "$_sw_mcp_dir/restarts" 2>/dev/null || echo 0)}"
+            _sw_mcp_report="${_sw_mcp_report%\}},\"started\":$_sw_started,\"restarts\":$_sw_restarts}"
         elif [[ $_sw_out == '{"gateway": false'* ]]; then
             _sw_mcp_report="${_sw_out%$'\n'}"
-            _sw_mcp_report="${_sw_mcp_report%\}},\"restarts\":$(cat -- "$_sw_mcp_dir/restarts" 2>/dev/null || echo 0)}"
+            _sw_mcp_report="${_sw_mcp_report%\}},\"restarts\":$_sw_restarts}"
             _sw_e=$(printf '%s' "$_sw_out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["error"])' 2>/dev/null || true)
             _sw_error mcp '' "MCP gateway check failed: ${_sw_e:-$_sw_out}; its log ends: $(tail -n 1 -- "$_sw_mcp_dir/gateway.log" 2>/dev/null | cut -c1-200)"
         else
