@@ -142,6 +142,9 @@ def crd() -> dict[str, Any]:
                      "description": "Agents ready/desired."},
                     {"name": "Sandbox", "type": "string", "jsonPath": ".status.sandbox.id",
                      "description": "E2B sandbox id."},
+                    # A string the operator formats ("$0.0123"): a number column would print every digit.
+                    {"name": "Cost", "type": "string", "jsonPath": ".status.cost.summary",
+                     "description": "Estimated sandbox compute spend in USD, as of the last status write."},
                     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
                     {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1,
                      "description": "Why the resource is in its phase."},

@@ -156,6 +156,35 @@ class Settings(BaseModel):
             " (one GET per Secret: no cluster-wide Secret watch)."
         ),
     )
+    # Cost: E2B's published prices (see swarm_operator.cost for the source and date) and how often
+    # status.cost is rewritten while nothing else changes.
+    price_vcpu_usd_per_second: float = Field(
+        default=0.000014,
+        ge=0,
+        le=1,
+        description=(
+            "Price of one vCPU per running second, in USD, for status.cost and budgets. Default: E2B's"
+            " published rate ($0.0504/hour), read 2026-11-29; set your contract's."
+        ),
+    )
+    price_memory_usd_per_gib_second: float = Field(
+        default=0.0000045,
+        ge=0,
+        le=1,
+        description=(
+            "Price of one GiB of memory per running second, in USD. Default: E2B's published rate"
+            " ($0.0162/hour), read 2026-11-29."
+        ),
+    )
+    cost_refresh_minutes: float = Field(
+        default=5.0,
+        gt=0,
+        le=1440,
+        description=(
+            "How often status.cost is rewritten while nothing else changes (it is always rewritten"
+            " on a pause, resume, hand-over or size change); in between, spend is computed, not written."
+        ),
+    )
     metrics_port: int = Field(default=8080, ge=0, le=65535, description="Prometheus port; 0 = off.")
     log_format: str = Field(
         default="json", pattern="^(json|text)$", description="json (one object a line) or text."

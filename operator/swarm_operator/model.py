@@ -38,8 +38,10 @@ __all__ = [
     "AgentConfigSpec",
     "AgentSpec",
     "AgentsStatus",
+    "BudgetSpec",
     "Condition",
     "CoordinatorSpec",
+    "CostStatus",
     "E2BSpec",
     "EnvVar",
     "EnvVarSource",
@@ -678,6 +680,31 @@ class NetworkSpec(_Spec):
         return entries
 
 
+class BudgetSpec(_Spec):
+    """A cap on what the resource may spend on sandbox compute, as the operator estimates it.
+
+    The estimate is E2B's billing formula (allocated vCPU and memory times running seconds) with the
+    operator's price table; paused time is not counted. A limit left unset does not apply; with
+    neither set there is no cap.
+    """
+
+    max_usd: float | None = Field(
+        default=None, alias="maxUSD", ge=0, le=1_000_000,
+        description="Estimated spend in USD (status.cost.estimatedUSD) at which the budget is "
+        "exceeded (0: at once).",
+    )
+    max_hours: float | None = Field(
+        default=None, ge=0, le=1_000_000,
+        description="Running sandbox time in hours (status.cost.sandboxSeconds / 3600), summed over "
+        "every sandbox the resource has had, at which the budget is exceeded. Paused time does not count.",
+    )
+    action: Literal["Suspend", "Delete"] = Field(
+        default="Suspend",
+        description="What happens when the budget is exceeded. Suspend: the sandbox is paused (work "
+        "kept, the meter stops) until a limit is raised or cleared. Delete: the sandbox is killed.",
+    )
+
+
 class SwarmSandboxSpec(_Spec):
     """Desired state of a SwarmSandbox."""
 
@@ -734,6 +761,10 @@ class SwarmSandboxSpec(_Spec):
         default=None,
         description="Egress policy: where the sandbox may connect to. Unset: the operator's default "
         "policy. Enforced by E2B at create; changing it moves the agents to a new sandbox.",
+    )
+    budget: BudgetSpec | None = Field(
+        default=None,
+        description="A spend or sandbox-time cap and what to do when it is reached. Unset: no cap.",
     )
 
     @field_validator("mcp")
@@ -922,6 +953,59 @@ class SecretsStatus(_Status):
     message: str = Field(default="", max_length=1024, description="Which Secrets changed, and what was done.")
 
 
+class CostStatus(_Status):
+    """The resource's sandbox-compute meter: figures up to ``asOf``, and the rate since then.
+
+    Written at a coarse cadence and on every change of metering state or size, not every second: the
+    spend at any later time is ``estimatedUSD + rateUSDPerHour * (now - asOf) / 3600`` (see
+    ``swarm_operator.cost``). Sums cover every sandbox the resource has had and survive operator
+    restarts: they are read back from here.
+    """
+
+    sandbox_seconds: int = Field(
+        default=0, ge=0,
+        description="Seconds a sandbox was running (billed) up to asOf, all sandboxes of the resource summed.",
+        json_schema_extra={"format": "int64"},
+    )
+    paused_seconds: int = Field(
+        default=0, ge=0,
+        description="Seconds a sandbox was paused up to asOf: not billed as compute, counted apart.",
+        json_schema_extra={"format": "int64"},
+    )
+    estimated_usd: float = Field(
+        default=0.0, ge=0, alias="estimatedUSD",
+        description="Estimated compute spend in USD up to asOf, from the operator's price table.",
+    )
+    as_of: Timestamp | None = Field(default=None, description="When the figures above were last brought up to date.")
+    state: Literal["Running", "Paused", "Stopped"] = Field(
+        default="Stopped",
+        description="What the meter has counted since asOf: Running (billed), Paused (counted apart) "
+        "or Stopped (no sandbox).",
+    )
+    vcpu: int | None = Field(default=None, ge=0, le=1024, description="vCPUs of the current sandbox, from E2B.")
+    memory_mib: int | None = Field(
+        default=None, ge=0, alias="memoryMiB", description="Memory of the current sandbox in MiB, from E2B.",
+        json_schema_extra={"format": "int64"},
+    )
+    rate_usd_per_hour: float = Field(
+        default=0.0, ge=0, alias="rateUSDPerHour",
+        description="Estimated USD per hour since asOf: the running sandbox's size priced, or 0 when "
+        "paused or stopped.",
+    )
+    summary: str = Field(
+        default="$0.0000", max_length=32, description="estimatedUSD for kubectl get, e.g. $0.0123 or $4.56.",
+    )
+
+    @model_validator(mode="after")
+    def _summarise(self) -> CostStatus:
+        # Written only here, so the printer column can never disagree with the figure.
+        usd = self.estimated_usd
+        summary = f"${usd:,.2f}" if usd >= 1 else f"${usd:.4f}"
+        if self.summary != summary:
+            object.__setattr__(self, "summary", summary)
+        return self
+
+
 class SwarmSandboxStatus(_Status):
     """Observed state of a SwarmSandbox, written by the operator only."""
 
@@ -948,6 +1032,7 @@ class SwarmSandboxStatus(_Status):
     )
     network: NetworkStatus | None = Field(default=None, description="The sandbox's egress policy.")
     secrets: SecretsStatus | None = Field(default=None, description="Referenced Secrets' changes.")
+    cost: CostStatus | None = Field(default=None, description="Sandbox compute used and its estimated cost.")
 
     @classmethod
     def from_body(cls, status: Any) -> SwarmSandboxStatus:
