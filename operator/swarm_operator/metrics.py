@@ -22,6 +22,12 @@ Label choices:
   map, so a deleted resource simply stops counting; every phase of a namespace that has at least
   one resource is exported (zeros included, so ``rate``/alerts see a series), and a namespace
   without resources disappears.
+- Cost series are computed at scrape time too, from the ledger (``status.cost``) the lifecycle last
+  handed over per uid: ``swarm_sandbox_seconds_total`` and ``swarm_sandbox_estimated_usd_total`` grow
+  every second between two status writes (the ledger's rate is known), and
+  ``swarm_sandbox_rate_usd_per_hour`` sums the running sandboxes' rates. Counters count what accrued
+  while this process watched: the first ledger seen for a uid is the baseline (after a restart its
+  past spend is in status, not in a counter jump), and a deleted resource's share is kept.
 """
 
 from __future__ import annotations
@@ -31,9 +37,11 @@ import re
 import threading
 from collections import Counter as _Tally
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -41,7 +49,8 @@ from prometheus_client.registry import Collector
 
 from swarm_operator import __version__
 from swarm_operator.backend import BackendError
-from swarm_operator.model import Phase
+from swarm_operator.cost import estimate
+from swarm_operator.model import CostStatus, Phase
 
 __all__ = [
     "CONTROLLER",
@@ -72,6 +81,8 @@ _SANDBOX_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0,
 _RECONCILE_BUCKETS = (0.005, 0.01, 0.025) + _SANDBOX_BUCKETS
 # A control-plane call takes tens of milliseconds; a `run` up to the command timeout.
 _E2B_BUCKETS = (0.01, 0.025) + _SANDBOX_BUCKETS
+# From a spec applied to Ready: seconds for a warm template, many minutes for a big workspace clone.
+_READY_BUCKETS = (1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0)
 
 
 class _BoundedLabel:
@@ -170,6 +181,96 @@ class _PhaseCollector(Collector):
         yield family
 
 
+@dataclass
+class _Meter:
+    """One resource's ledger as last handed over, and what has been exported for it so far."""
+
+    namespace: str
+    ledger: CostStatus
+    base_seconds: float
+    base_usd: float
+    seconds: float = 0.0  # exported so far (a high-water mark: counters never go down)
+    usd: float = 0.0
+
+
+class _CostCollector(Collector):
+    """Spend counters and the rate gauge by namespace, estimated at scrape time from each live
+    resource's ledger (see the module docstring). Locked like :class:`_PhaseCollector`."""
+
+    SECONDS = "swarm_sandbox_seconds_total"
+    USD = "swarm_sandbox_estimated_usd_total"
+    RATE = "swarm_sandbox_rate_usd_per_hour"
+    _SECONDS_HELP = "Running (billed) sandbox-seconds accrued while this operator watched, by namespace."
+    _USD_HELP = "Estimated sandbox compute spend in USD accrued while this operator watched, by namespace."
+    _RATE_HELP = "Estimated USD per hour of the running sandboxes, by namespace."
+
+    def __init__(self, clock: Callable[[], datetime]) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._live: dict[str, _Meter] = {}
+        self._closed: dict[str, tuple[float, float]] = {}
+
+    def observe(self, uid: str, namespace: str, ledger: CostStatus) -> None:
+        now = self._clock()
+        with self._lock:
+            meter = self._live.get(uid)
+            if meter is not None and meter.namespace != namespace:
+                self._close(self._live.pop(uid), now)
+                meter = None
+            if meter is None:
+                base = estimate(ledger, now)
+                self._live[uid] = _Meter(namespace, ledger, base.sandbox_seconds, base.estimated_usd)
+            else:
+                meter.ledger = ledger
+
+    def forget(self, uid: str) -> None:
+        now = self._clock()
+        with self._lock:
+            meter = self._live.pop(uid, None)
+            if meter is not None:
+                self._close(meter, now)
+
+    def _counted(self, meter: _Meter, now: datetime) -> tuple[float, float]:
+        figures = estimate(meter.ledger, now)
+        meter.seconds = max(meter.seconds, figures.sandbox_seconds - meter.base_seconds)
+        meter.usd = max(meter.usd, figures.estimated_usd - meter.base_usd)
+        return meter.seconds, meter.usd
+
+    def _close(self, meter: _Meter, now: datetime) -> None:
+        seconds, usd = self._counted(meter, now)
+        before = self._closed.get(meter.namespace, (0.0, 0.0))
+        self._closed[meter.namespace] = (before[0] + seconds, before[1] + usd)
+
+    def describe(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(self.SECONDS, self._SECONDS_HELP, labels=("namespace",))
+        yield CounterMetricFamily(self.USD, self._USD_HELP, labels=("namespace",))
+        yield GaugeMetricFamily(self.RATE, self._RATE_HELP, labels=("namespace",))
+
+    def collect(self) -> Iterator[Metric]:
+        now = self._clock()
+        with self._lock:
+            totals = dict(self._closed)
+            rates: dict[str, float] = {}
+            for meter in self._live.values():
+                seconds, usd = self._counted(meter, now)
+                before = totals.get(meter.namespace, (0.0, 0.0))
+                totals[meter.namespace] = (before[0] + seconds, before[1] + usd)
+                running = meter.ledger.state == "Running"
+                rates[meter.namespace] = rates.get(meter.namespace, 0.0) + (
+                    meter.ledger.rate_usd_per_hour if running else 0.0)
+        seconds_family = CounterMetricFamily(self.SECONDS, self._SECONDS_HELP, labels=("namespace",))
+        usd_family = CounterMetricFamily(self.USD, self._USD_HELP, labels=("namespace",))
+        for namespace in sorted(totals):
+            seconds_family.add_metric((namespace,), totals[namespace][0])
+            usd_family.add_metric((namespace,), totals[namespace][1])
+        rate_family = GaugeMetricFamily(self.RATE, self._RATE_HELP, labels=("namespace",))
+        for namespace in sorted(rates):
+            rate_family.add_metric((namespace,), rates[namespace])
+        yield seconds_family
+        yield usd_family
+        yield rate_family
+
+
 def new_registry() -> CollectorRegistry:
     """A fresh registry with the process, platform and GC collectors the global one would have
     (memory, CPU, open fds: what you look at first when an operator misbehaves)."""
@@ -183,7 +284,8 @@ def new_registry() -> CollectorRegistry:
 class Metrics:
     """Every series the operator exports, registered on ``registry`` (one instance per registry)."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
         self.registry = registry
         self._handler = _BoundedLabel(HANDLERS, extra=4, pattern=r"[a-z][a-z0-9_]{0,31}")
         self._result = _BoundedLabel(RESULTS, extra=0)
@@ -232,8 +334,16 @@ class Metrics:
             buckets=_SANDBOX_BUCKETS,
             registry=registry,
         )
+        self.ready_seconds = Histogram(
+            "swarm_ready_seconds",
+            "Time from a spec generation being applied to the resource being Ready with it.",
+            buckets=_READY_BUCKETS,
+            registry=registry,
+        )
         self._phases = _PhaseCollector()
         registry.register(self._phases)
+        self._cost = _CostCollector(clock)
+        registry.register(self._cost)
         self.e2b_calls_total = Counter(
             "swarm_e2b_calls_total",
             "Calls to E2B (every attempt, every list page) by operation and outcome (ok or reason).",
@@ -320,8 +430,19 @@ class Metrics:
         self._phases.observe(uid, namespace, self._phase(value))
 
     def forget(self, uid: str) -> None:
-        """The resource is gone (deleted, or no longer ours): it stops counting in any phase."""
+        """The resource is gone (deleted, or no longer ours): it stops counting in any phase, and its
+        spend so far stays in its namespace's counters."""
         self._phases.forget(uid)
+        self._cost.forget(uid)
+
+    def observe_cost(self, uid: str, namespace: str, ledger: CostStatus) -> None:
+        """The resource ``uid``'s cost ledger is now ``ledger``: call with every ledger the lifecycle
+        reads back or writes (cheap, idempotent). Between calls the counters grow at its rate."""
+        self._cost.observe(uid, namespace, ledger)
+
+    def became_ready(self, seconds: float) -> None:
+        """A spec generation reached Ready ``seconds`` after it was applied (creation or change)."""
+        self.ready_seconds.observe(max(seconds, 0.0))
 
     def throttled(self, scope: str) -> None:
         """A creation was deferred by :class:`~swarm_operator.ratelimit.CreationLimiter`."""

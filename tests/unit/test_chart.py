@@ -283,7 +283,7 @@ def test_monitoring_objects() -> None:
     (rule,) = find(objects, "PrometheusRule")
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
     assert set(alerts) == {"SwarmOperatorDown", "SwarmSandboxFailed", "SwarmSandboxDegraded",
-                           "SwarmReconcileErrorsHigh", "SwarmOrphanSandboxesKilled"}
+                           "SwarmReconcileErrorsHigh", "SwarmOrphanSandboxesKilled", "SwarmSpendRateHigh"}
     job = service["metadata"]["name"]
     assert all(f'job="{job}"' in r["expr"] for r in alerts.values())
 
