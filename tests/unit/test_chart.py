@@ -280,12 +280,16 @@ def test_monitoring_objects() -> None:
     (monitor,) = find(objects, "ServiceMonitor")
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
+    # Series such as swarm_sandboxes{namespace} name the resource's namespace: the scrape must keep
+    # it, and alerts select the operator by job only (not by the operator's own namespace).
+    assert monitor["spec"]["endpoints"][0]["honorLabels"] is True
     (rule,) = find(objects, "PrometheusRule")
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
     assert set(alerts) == {"SwarmOperatorDown", "SwarmSandboxFailed", "SwarmSandboxDegraded",
                            "SwarmReconcileErrorsHigh", "SwarmOrphanSandboxesKilled", "SwarmSpendRateHigh"}
     job = service["metadata"]["name"]
     assert all(f'job="{job}"' in r["expr"] for r in alerts.values())
+    assert not any("namespace=" in r["expr"] for r in alerts.values())
 
 
 def test_network_policy_allows_only_what_the_operator_needs() -> None:
