@@ -30,7 +30,10 @@ MODES: dict[str, dict[str, Any]] = {
     "everything": {
         "e2b": {"apiKey": {"value": "e2b_" + "0" * 40}, "apiUrl": "https://api.e2b.example",
                 "sandboxUrl": "https://sandbox.e2b.example", "domain": "e2b.example"},
-        "metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
+        "metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True,
+                                                                            "spendRateUsdPerHour": 2.5}},
+        "grafana": {"dashboard": {"enabled": True, "namespace": "monitoring",
+                                  "annotations": {"grafana_folder": "Swarm"}}},
         "networkPolicy": {"enabled": True, "apiServer": {"cidrs": ["10.0.0.1/32"]},
                           "metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]},
         "crds": {"templated": True},
@@ -336,3 +339,31 @@ def test_alerts_use_metrics_the_operator_exports() -> None:
     used = {name for g in rule["spec"]["groups"] for r in g["rules"]
             for name in re.findall(r"\b((?:swarm|controller_runtime)_[a-z_]+)\{", r["expr"])}
     assert used and used <= exported, used - exported
+
+
+def test_grafana_dashboard_configmap_only_when_enabled() -> None:
+    """Off by default; when on, one ConfigMap labelled for Grafana's sidecar carrying exactly the
+    generated dashboard (tests/unit/test_dashboard.py checks that file against its generator)."""
+    for values in MODES.values():
+        if not values.get("grafana", {}).get("dashboard", {}).get("enabled"):
+            assert not [c for c in find(render(values), "ConfigMap")
+                        if "grafana_dashboard" in c["metadata"]["labels"]]
+    objects = render({"grafana": {"dashboard": {"enabled": True}}})
+    (configmap,) = find(objects, "ConfigMap")
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert configmap["metadata"]["namespace"] == "swarm-system"
+    shipped = (CHART / "dashboards" / "swarm-operator.json").read_text()
+    assert configmap["data"] == {"swarm-operator.json": shipped.rstrip("\n")}
+    assert json.loads(configmap["data"]["swarm-operator.json"])["uid"] == "swarm-operator"
+    (moved,) = find(render(MODES["everything"]), "ConfigMap")
+    assert moved["metadata"]["namespace"] == "monitoring"
+    assert moved["metadata"]["annotations"] == {"grafana_folder": "Swarm"}
+    relabelled = render({"grafana": {"dashboard": {"enabled": True, "labels": {"dashboards": "swarm"}}}})
+    assert find(relabelled, "ConfigMap")[0]["metadata"]["labels"]["dashboards"] == "swarm"
+
+
+def test_spend_alert_threshold_comes_from_values() -> None:
+    (rule,) = find(render(MODES["everything"]), "PrometheusRule")
+    (alert,) = [r for g in rule["spec"]["groups"] for r in g["rules"] if r["alert"] == "SwarmSpendRateHigh"]
+    assert alert["expr"].rstrip().endswith("> 2.5")
+    assert "swarm_sandbox_rate_usd_per_hour{" in alert["expr"]
