@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -367,3 +369,32 @@ def test_spend_alert_threshold_comes_from_values() -> None:
     (alert,) = [r for g in rule["spec"]["groups"] for r in g["rules"] if r["alert"] == "SwarmSpendRateHigh"]
     assert alert["expr"].rstrip().endswith("> 2.5")
     assert "swarm_sandbox_rate_usd_per_hour{" in alert["expr"]
+
+
+def test_budget_and_cost_through_kubectl(kube_emulator: Any) -> None:
+    """A bad budget is a 422 naming the field; a good one is stored; the Cost column shows the
+    ledger's figure once the operator writes status.cost."""
+    from datetime import datetime, timedelta, timezone
+
+    from swarm_operator.cost import Prices, Size, accrue
+
+    swarm = {"apiVersion": "claudeswarm.io/v1alpha1", "kind": "SwarmSandbox",
+             "metadata": {"name": "capped", "namespace": "default"}, "spec": {"budget": {"maxUSD": -1}}}
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "kubectl"), "--kubeconfig", str(kube_emulator.kubeconfig),
+         "apply", "--validate=false", "-f", "-"], input=json.dumps(swarm), capture_output=True, text=True,
+        timeout=60)
+    assert result.returncode != 0 and "spec.budget.maxUSD" in result.stderr, result.stderr
+    swarm["spec"]["budget"] = {"maxUSD": 0.5}
+    kubectl(kube_emulator.kubeconfig, "apply", "--validate=false", "-f", "-", input=json.dumps(swarm))
+    stored = json.loads(kubectl(kube_emulator.kubeconfig, "get", "swarm", "capped", "-o", "json"))
+    assert stored["spec"]["budget"] == {"maxUSD": 0.5, "action": "Suspend"}  # defaulted by the schema
+
+    start = datetime(2026, 11, 29, 12, tzinfo=timezone.utc)
+    ledger = accrue(None, start, "Running", Size(2, 512), Prices())
+    ledger = accrue(ledger, start + timedelta(hours=1), "Running", Size(2, 512), Prices())
+    patch = {"status": {"cost": ledger.model_dump(by_alias=True, mode="json", exclude_none=True)}}
+    kubectl(kube_emulator.kubeconfig, "patch", "swarm", "capped", "--subresource=status", "--type=merge",
+            "-p", json.dumps(patch))
+    header, row = kubectl(kube_emulator.kubeconfig, "get", "swarm", "capped").splitlines()
+    assert row[header.index("COST"):].split()[0] == "$0.1089"  # by offset: empty columns print nothing
