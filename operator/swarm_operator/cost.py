@@ -124,17 +124,20 @@ def _advance(ledger: CostStatus, now: datetime) -> tuple[datetime, int, int, flo
 def accrue(ledger: CostStatus | None, now: datetime, meter: Meter, size: Size | None,
            prices: Prices) -> CostStatus:
     """The ledger with the time since ``asOf`` charged at its recorded state and rate, and metering
-    from ``now`` on in state ``meter`` for a sandbox of ``size`` (``None``: unknown or no sandbox;
-    the last known size is kept for display).
+    from ``now`` on in state ``meter`` for a sandbox of ``size``.
 
     Call it on every change of state (created, adopted, paused, resumed, killed, handed over) and
-    whenever the written figures are due (:func:`should_refresh`). A running sandbox of unknown size
-    is priced at zero rather than guessed, and the caller should learn its size.
+    whenever the written figures are due (:func:`should_refresh`). ``size=None`` means "not known
+    now" (a resume, or a create whose size E2B has not reported yet): the last known size is used,
+    because under-pricing would let a budget overrun. With no size ever known a running sandbox is
+    priced at zero, and the caller should learn its size (E2B's sandbox info) and accrue again.
     """
     ledger = ledger or CostStatus()
     as_of, running, paused, usd = _advance(ledger, now)
-    vcpu = size.vcpu if size is not None else ledger.vcpu
-    memory_mib = size.memory_mib if size is not None else ledger.memory_mib
+    if size is None and ledger.vcpu is not None and ledger.memory_mib is not None:
+        size = Size(ledger.vcpu, ledger.memory_mib)
+    vcpu = size.vcpu if size is not None else None
+    memory_mib = size.memory_mib if size is not None else None
     rate = hourly_rate(size, prices) if meter == "Running" and size is not None else 0.0
     return CostStatus(
         sandbox_seconds=running,
@@ -197,7 +200,7 @@ def check_budget(budget: BudgetSpec | None, ledger: CostStatus | None, now: date
         (reached if hours >= budget.max_hours else within).append(text)
     if reached:
         action = ("the sandbox is paused until a limit is raised or cleared" if budget.action == "Suspend"
-                  else "the sandbox is deleted")
+                  else "the sandbox is killed")
         return BudgetVerdict(True, f"budget exceeded: {'; '.join(reached)}; {action} (spec.budget.action: "
                                    f"{budget.action})")
     return BudgetVerdict(False, "within budget: " + "; ".join(within))

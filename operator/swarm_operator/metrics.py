@@ -9,7 +9,8 @@ Every label whose values come from code paths we do not fully control (backend o
 reported by the in-sandbox script, handler names) goes through :class:`_BoundedLabel`, which keeps the
 known values, admits a few unknown well-formed ones, and folds the rest into ``"other"``: a bug or a
 hostile sandbox report can add at most a handful of series, never one per call. The only label
-with an open value set is ``namespace`` on ``swarm_sandboxes``, bounded by the cluster's namespaces.
+with an open value set is ``namespace`` (on ``swarm_sandboxes`` and the cost series), bounded by the
+cluster's namespaces.
 
 Label choices:
 

@@ -701,7 +701,8 @@ class BudgetSpec(_Spec):
     action: Literal["Suspend", "Delete"] = Field(
         default="Suspend",
         description="What happens when the budget is exceeded. Suspend: the sandbox is paused (work "
-        "kept, the meter stops) until a limit is raised or cleared. Delete: the sandbox is killed.",
+        "kept, the meter stops) until a limit is raised or cleared. Delete: the sandbox is killed "
+        "(its work is lost); the resource stays, to say why.",
     )
 
 

@@ -248,7 +248,7 @@ def test_budget_by_usd_and_by_hours() -> None:
     # Paused time does not count toward maxHours, however long.
     assert not check_budget(hours_only, paused, T0 + timedelta(days=3)).exceeded
     gone = check_budget(hours_only, ledger, T0 + timedelta(hours=1))
-    assert gone.exceeded and "deleted" in gone.message
+    assert gone.exceeded and "killed" in gone.message and "Delete" in gone.message
     assert not check_budget(None, ledger, T0 + timedelta(days=9)).exceeded
     assert not check_budget(BudgetSpec(), ledger, T0 + timedelta(days=9)).exceeded  # limits cleared
     assert check_budget(BudgetSpec(max_usd=0), None, T0).exceeded  # 0: at once
@@ -280,3 +280,16 @@ def test_budget_spec_is_validated_like_the_rest_of_the_spec() -> None:
                        ({"maxUsd": 1}, "maxUsd"), ({"maxHours": "1"}, "maxHours")):
         with pytest.raises(ValueError, match=f"spec.budget.{field}"):
             SwarmSandboxSpec.from_body({"budget": bad})
+
+
+def test_an_unknown_size_reuses_the_last_known_one() -> None:
+    """A resume (or a create whose size E2B has not reported yet) is priced at the last known size,
+    never at zero once a size was seen; with none ever seen the rate is zero until one is."""
+    ledger = accrue(None, T0, "Running", Size(8, 4096), PRICES)
+    paused = accrue(ledger, T0 + timedelta(minutes=1), "Paused", None, PRICES)
+    resumed = accrue(paused, T0 + timedelta(minutes=2), "Running", None, PRICES)
+    assert resumed.rate_usd_per_hour == pytest.approx(0.468)
+    assert (resumed.vcpu, resumed.memory_mib) == (8, 4096)
+    blind = accrue(None, T0, "Running", None, PRICES)
+    assert blind.rate_usd_per_hour == 0 and blind.vcpu is None
+    assert accrue(blind, T0 + timedelta(seconds=5), "Running", Size(2, 512), PRICES).rate_usd_per_hour > 0
