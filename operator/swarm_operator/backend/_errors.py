@@ -385,21 +385,26 @@ def _retry_after(exc: BaseException) -> float | None:
     cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
-        response = getattr(cur, "response", None)
-        value = _header(response)
-        if value is None:
-            tb = cur.__traceback__
-            while tb is not None and value is None:
-                for local in tb.tb_frame.f_locals.values():
-                    if getattr(local, "status_code", None) == 429 and (value := _header(local)):
-                        break
-                tb = tb.tb_next
+        try:
+            value = _header(getattr(cur, "response", None)) or _header_in_frames(cur)
+        except Exception:  # an odd object's property raised: no hint, never a crash in classify
+            value = None
         if value is not None:
             value = value.strip()
             if value.isascii() and value.isdecimal() and len(value) <= 10:
                 return min(float(int(value)), MAX_RETRY_AFTER_S)
             return None
         cur = cur.__cause__ or cur.__context__
+    return None
+
+
+def _header_in_frames(exc: BaseException) -> str | None:
+    tb = exc.__traceback__
+    while tb is not None:
+        for local in list(tb.tb_frame.f_locals.values()):
+            if getattr(local, "status_code", None) == 429 and (value := _header(local)):
+                return value
+        tb = tb.tb_next
     return None
 
 
