@@ -98,6 +98,13 @@ class Settings(BaseModel):
     command_timeout_seconds: float = Field(
         default=300.0, gt=0, description="Timeout for one command run inside a sandbox."
     )
+    command_output_limit_bytes: int = Field(
+        default=1024 * 1024, ge=4096, le=64 * 1024 * 1024,
+        description=(
+            "Most bytes one command in a sandbox may print per stream (stdout, stderr); past it the"
+            " command is killed (OutputLimitExceeded), so no sandbox can grow the operator's memory."
+        ),
+    )
     kube_timeout_seconds: float = Field(
         default=15.0, gt=0, description="Timeout for one Kubernetes API call made by the operator."
     )

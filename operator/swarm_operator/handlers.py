@@ -84,6 +84,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
             ),
             observer=metrics.e2b_observer,
             user=config.sandbox_user,
+            output_limit_bytes=config.command_output_limit_bytes,
         ),
         secrets=SecretReader(
             _core_api(client), timeout_s=config.kube_timeout_seconds,

@@ -1,13 +1,19 @@
 """Egress policy: what a sandbox may reach, from the spec, the operator's defaults and the
 operator-wide list of destinations no resource may open. Plain functions; the lifecycle passes the
 result to the backend's create and shows it in status.network.
+
+Every policy :func:`egress_problems` passes is one E2B's API accepts: the backend
+(``network_request``) writes it the way E2B takes it (host names in allowOut need ``0.0.0.0/0``
+denied; internet on with host rules is sent as its exact equivalent). Host rules filter only what
+E2B's egress proxy sees — HTTP (Host header) and HTTPS (TLS SNI); everything else is filtered by
+IPv4 address only.
 """
 
 from __future__ import annotations
 
 import ipaddress
 
-from swarm_operator.backend import EgressPolicy
+from swarm_operator.backend import EgressPolicy, egress_entry_refusal
 from swarm_operator.config import Settings
 from swarm_operator.model import NetworkStatus, SwarmSandboxSpec
 
@@ -32,15 +38,32 @@ def egress_policy(spec: SwarmSandboxSpec, settings: Settings) -> EgressPolicy:
 
 
 def egress_problems(spec: SwarmSandboxSpec, settings: Settings) -> list[str]:
-    """allowOut entries that would open a destination the operator forbids for every resource.
+    """Why this spec's egress cannot be created, each naming the field (or setting) to fix; empty
+    when E2B will accept it. The lifecycle calls it before any create (InvalidSpec).
 
-    E2B lets allowOut win over denyOut, so denying the forbidden addresses is not enough: an
-    allowOut entry overlapping one (a CIDR overlapping a forbidden CIDR, a host matching a
-    forbidden host pattern, or a pattern covering a forbidden host) is refused.
+    Two kinds: entries E2B's API refuses (``egress_entry_refusal``: host names or the unspecified
+    address 0.0.0.0 in denyOut, 0.0.0.0 CIDRs other than 0.0.0.0/0, IPv6), and allowOut entries
+    that would open a destination the operator forbids for every resource — E2B lets allowOut win
+    over denyOut, so denying the forbidden addresses is not enough: an allowOut entry overlapping
+    one (a CIDR overlapping a forbidden CIDR, a host matching a forbidden host pattern, or a
+    pattern covering a forbidden host) is refused.
     """
     forbidden = settings.egress_list("network_forbidden_out")
-    allowed = egress_policy(spec, settings).allow_out
+    policy = egress_policy(spec, settings)
+    allowed = policy.allow_out
     problems = []
+    network = spec.network
+    sources = (
+        ("spec.network.allowOut", "SWARM_NETWORK_ALLOW_OUT (operator default)",
+         network.allow_out if network else None, "network_allow_out", False),
+        ("spec.network.denyOut", "SWARM_NETWORK_DENY_OUT (operator default)",
+         network.deny_out if network else None, "network_deny_out", True),
+    )
+    for field, setting, given, name, deny in sources:
+        entries, where = (given, field) if given is not None else (settings.egress_list(name), setting)
+        problems += [f"{where}: {why}" for e in entries if (why := egress_entry_refusal(e, deny=deny))]
+    problems += [f"SWARM_NETWORK_FORBIDDEN_OUT: {why}" for e in forbidden
+                 if _is_address(e) and (why := egress_entry_refusal(e, deny=True))]
     for entry in allowed:
         hit = next((f for f in forbidden if _overlaps(entry, f)), None)
         if hit is not None:

@@ -73,7 +73,9 @@ def test_egress_policy_reaches_e2b_and_bad_policies_are_refused(
     sent = _sandbox(e2b, cluster.status("default", "egress")["sandbox"]["id"])["createRequest"]
     assert sent["allow_internet_access"] is False
     assert sent["network"]["allowOut"] == ["api.anthropic.com", "1.2.3.0/24"]
-    assert sent["network"]["denyOut"] == ["10.0.0.0/8", "169.254.0.0/16"]
+    # e2b-dev/infra sandbox_create.go: a host name in allowOut is a 400 unless denyOut holds
+    # 0.0.0.0/0 — which is also all that allowInternetAccess=false enforces (create_instance.go).
+    assert sent["network"]["denyOut"] == ["0.0.0.0/0"]
     assert cluster.status("default", "egress")["network"] == {
         "allowInternet": False, "allowOut": ["api.anthropic.com", "1.2.3.0/24"],
         "denyOut": ["10.0.0.0/8", "169.254.0.0/16"]}

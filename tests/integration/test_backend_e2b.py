@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import resource
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +24,7 @@ from swarm_operator.backend import (
     CommandTimeout,
     E2BBackend,
     InvalidRequest,
+    OutputLimitExceeded,
     QuotaExceeded,
     RetryPolicy,
     SandboxNotFound,
@@ -297,4 +300,113 @@ async def test_gateway_timeout_is_not_mistaken_for_a_command_timeout(
         await backend.run(info.id, "echo never", timeout_s=30)
     assert raised.value.transient
     assert calls.count(("run", "BackendUnavailable")) == 2
+    await backend.kill(info.id)
+
+
+# --- a sandbox's own files and output cannot reach the operator (issue 17, finding 1) ----------
+
+def _hostile_home(tmp_path: Path, profile: str) -> Path:
+    """A sandbox home as an agent may leave it: every shell startup file rigged, and a tool in
+    ~/.local/bin (where E2B templates' user-installed tools live)."""
+    home = tmp_path / "hostile-home"
+    (home / ".local" / "bin").mkdir(parents=True)
+    for rc in (".bash_profile", ".bash_login", ".profile", ".bashrc"):
+        (home / rc).write_text(profile)
+    tool = home / ".local" / "bin" / "hello-tool"
+    tool.write_text("#!/bin/sh\necho hello-from-local-bin\n")
+    tool.chmod(0o755)
+    return home
+
+
+async def test_commands_skip_the_agents_shell_startup_files(
+        e2b_emulator_factory: Callable[..., EmulatorThread], e2b_api_key: str, tmp_path: Path) -> None:
+    from e2b import AsyncSandbox
+    from e2b.sandbox.commands.command_handle import CommandExitException
+
+    emulator = e2b_emulator_factory(
+        api_key=e2b_api_key, home_template=_hostile_home(tmp_path, "echo PROFILE-RAN; exit 7\n"))
+    backend = backend_for(emulator, e2b_api_key)
+    info = await backend.create("base", {"uid": "rc"}, timeout_s=60)
+
+    # The control: the SDK's plain commands.run is `bash -l -c`, so the agent's profile runs first.
+    raw = await AsyncSandbox.connect(info.id, api_key=e2b_api_key, api_url=emulator.url,
+                                     sandbox_url=emulator.url)
+    with pytest.raises(CommandExitException) as ran:
+        await raw.commands.run("echo reached", user="user", timeout=20)
+    assert ran.value.exit_code == 7 and "PROFILE-RAN" in ran.value.stdout
+
+    result = await backend.run(info.id, 'echo "home=$HOME"; cd; pwd; hello-tool; echo "bash_env=${BASH_ENV-unset}"',
+                               timeout_s=20)
+    assert result.ok, result
+    assert "PROFILE-RAN" not in result.stdout
+    home_line, pwd_line, tool_line, env_line = result.stdout.splitlines()
+    assert home_line == f"home={pwd_line}"  # HOME is the user's real home again
+    assert tool_line == "hello-from-local-bin"  # ~/.local/bin is on PATH, as the stock profile puts it
+    assert env_line == "bash_env=unset"
+    await backend.kill(info.id)
+
+
+async def test_a_profile_that_floods_forever_does_not_touch_operator_commands(
+        e2b_emulator_factory: Callable[..., EmulatorThread], e2b_api_key: str, tmp_path: Path) -> None:
+    emulator = e2b_emulator_factory(
+        api_key=e2b_api_key, home_template=_hostile_home(tmp_path, "while :; do echo flood; done\n"))
+    backend = backend_for(emulator, e2b_api_key)
+    info = await backend.create("base", {"uid": "flood-rc"}, timeout_s=60)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    result = await backend.run(info.id, "echo fine", timeout_s=20)
+    assert (result.exit_code, result.stdout) == (0, "fine\n")
+    assert loop.time() - started < 10
+    await backend.kill(info.id)
+
+
+FIFTY_MIB = 50 * 1024 * 1024
+# 800 x 64 KiB = 50 MiB on stdout, counting progress in a file; never finishes if killed midway.
+_FLOOD_50_MIB = (
+    "i=0; while [ $i -lt 800 ]; do head -c 65536 /dev/zero | tr '\\0' a; i=$((i+1)); "
+    "echo $i > ~/progress.new && mv ~/progress.new ~/progress; done; touch ~/finished"
+)
+
+
+async def test_a_command_printing_50_mib_is_killed_at_the_cap_with_bounded_memory(
+        emulator: EmulatorThread, e2b_api_key: str) -> None:
+    cap = 1024 * 1024
+    backend = backend_for(emulator, e2b_api_key, output_limit_bytes=cap)
+    info = await backend.create("base", {"uid": "flood"}, timeout_s=120)
+    assert (await backend.run(info.id, "echo 0 > ~/progress; rm -f ~/finished")).ok
+
+    # Peak RSS of this whole process (the emulator's server thread included). tracemalloc would be
+    # finer, but crashes intermittently with the SDK's native transport threads.
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    with pytest.raises(OutputLimitExceeded) as flood:
+        await backend.run(info.id, _FLOOD_50_MIB, timeout_s=60)
+    rss_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_before
+    err = flood.value
+    assert (err.reason, err.transient, err.sandbox_id) == ("OutputLimitExceeded", False, info.id)
+    assert "stdout" in err.message and str(cap) in err.message
+    assert rss_growth < 24 * 1024 * 1024, rss_growth
+
+    # The command was killed: it stopped early and never finished.
+    await asyncio.sleep(1.0)
+    first = await backend.run(info.id, "cat ~/progress; test -e ~/finished && echo finished || true")
+    await asyncio.sleep(1.0)
+    second = await backend.run(info.id, "cat ~/progress")
+    assert "finished" not in first.stdout
+    written = int(first.stdout.split()[0])
+    assert written == int(second.stdout.split()[0])  # no longer running
+    # Killed soon after the cap: the sandbox never got to print more than a few MiB of the 50
+    # (it writes only as fast as the operator reads), so the cap error came long before 50 MiB.
+    assert 16 <= written < 128, written
+    await backend.kill(info.id)
+
+
+async def test_an_endless_stderr_flood_is_cut_too_and_the_sandbox_stays_usable(
+        emulator: EmulatorThread, e2b_api_key: str) -> None:
+    backend = backend_for(emulator, e2b_api_key, output_limit_bytes=64 * 1024)
+    info = await backend.create("base", {"uid": "flood-err"}, timeout_s=60)
+    with pytest.raises(OutputLimitExceeded) as flood:
+        await backend.run(info.id, "yes err >&2", timeout_s=30)
+    assert "stderr" in flood.value.message
+    small = await backend.run(info.id, "head -c 60000 /dev/zero | tr '\\0' b; echo; echo done >&2")
+    assert small.ok and len(small.stdout) == 60001 and small.stderr == "done\n"
     await backend.kill(info.id)

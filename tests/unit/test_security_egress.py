@@ -45,3 +45,27 @@ def test_allow_out_may_not_reopen_a_forbidden_destination(allow: str, refused: b
 def test_malformed_egress_settings_stop_the_operator_at_start(env: dict[str, str]) -> None:
     with pytest.raises(SettingsError, match=f"SWARM_{next(iter(env)).upper()}"):
         _settings(**env)
+
+
+@pytest.mark.parametrize(("network", "env", "named"), [
+    ({"denyOut": ["0.0.0.0"]}, {}, "spec.network.denyOut: '0.0.0.0'"),
+    ({"allowOut": ["0.0.0.0/8"]}, {}, "spec.network.allowOut: '0.0.0.0/8'"),
+    ({}, {"network_deny_out": "0.0.0.0/8"}, "SWARM_NETWORK_DENY_OUT (operator default): '0.0.0.0/8'"),
+    ({}, {"network_allow_out": "0.0.0.0"}, "SWARM_NETWORK_ALLOW_OUT (operator default): '0.0.0.0'"),
+])
+def test_entries_the_e2b_api_refuses_are_invalid_spec_naming_the_field(
+        network: dict, env: dict[str, str], named: str) -> None:
+    """e2b-dev/infra sandbox_create.go validateEgressRules: 0.0.0.0 (other than 0.0.0.0/0) is a 400."""
+    problems = egress_problems(SwarmSandboxSpec.from_body({"network": network}), _settings(**env))
+    assert len(problems) == 1 and problems[0].startswith(named), problems
+
+
+@pytest.mark.parametrize("network", [
+    {"allowInternet": False, "allowOut": ["github.com"]},
+    {"allowInternet": True, "allowOut": ["github.com", "*.pypi.org"], "denyOut": ["10.0.0.0/8"]},
+    {"allowOut": ["github.com"], "denyOut": ["0.0.0.0/0"]},
+    {"allowInternet": False},
+    {"denyOut": ["169.254.169.254"]},
+])
+def test_every_valid_network_shape_passes(network: dict) -> None:
+    assert egress_problems(SwarmSandboxSpec.from_body({"network": network}), _settings()) == []

@@ -11,16 +11,26 @@ Every method raises only :class:`BackendError` subclasses, each with a stable ``
 condition reason), an actionable ``message``, ``transient`` and ``retry_after_s``.
 """
 
-from ._e2b import BackendPool, E2BBackend, key_fingerprint
+from ._e2b import (
+    ALL_TRAFFIC,
+    DEFAULT_OUTPUT_LIMIT_BYTES,
+    BackendPool,
+    E2BBackend,
+    egress_entry_refusal,
+    key_fingerprint,
+    network_request,
+)
 from ._errors import (
     AuthenticationFailed,
     BackendError,
     BackendUnavailable,
     CommandTimeout,
     InvalidRequest,
+    OutputLimitExceeded,
     QuotaExceeded,
     RateLimited,
     SandboxNotFound,
+    TemplateAccessDenied,
     TemplateNotFound,
     classify,
 )
@@ -37,6 +47,8 @@ from ._protocol import (
 from ._retry import NO_RETRY, RetryPolicy, backoff_delay, call_with_retry
 
 __all__ = [
+    "ALL_TRAFFIC",
+    "DEFAULT_OUTPUT_LIMIT_BYTES",
     "NO_RETRY",
     "AuthenticationFailed",
     "BackendError",
@@ -49,6 +61,7 @@ __all__ = [
     "E2BBackend",
     "EgressPolicy",
     "InvalidRequest",
+    "OutputLimitExceeded",
     "QuotaExceeded",
     "RateLimited",
     "RetryPolicy",
@@ -57,9 +70,12 @@ __all__ = [
     "SandboxNotFound",
     "SandboxState",
     "StateFilter",
+    "TemplateAccessDenied",
     "TemplateNotFound",
     "backoff_delay",
     "call_with_retry",
     "classify",
+    "egress_entry_refusal",
     "key_fingerprint",
+    "network_request",
 ]

@@ -13,10 +13,13 @@ and turns whatever the SDK raised into a :class:`BackendError`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime
 import hashlib
+import ipaddress
 import logging
+import shlex
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
@@ -26,19 +29,28 @@ from e2b import AsyncSandbox, SandboxQuery
 from e2b import SandboxState as _SdkState
 from e2b.exceptions import AuthenticationException
 from e2b.sandbox.commands.command_handle import CommandExitException
+from e2b.sandbox_async.commands.command_handle import AsyncCommandHandle
 
 from ._errors import (
     PROGRAMMING_ERRORS,
     BackendError,
     BackendUnavailable,
     CommandTimeout,
+    OutputLimitExceeded,
     SandboxNotFound,
     classify,
 )
 from ._protocol import BackendTimeouts, CallObserver, CommandResult, EgressPolicy, SandboxInfo, StateFilter
 from ._retry import RetryPolicy, call_with_retry
 
-__all__ = ["BackendPool", "E2BBackend", "key_fingerprint"]
+__all__ = [
+    "ALL_TRAFFIC",
+    "BackendPool",
+    "E2BBackend",
+    "egress_entry_refusal",
+    "key_fingerprint",
+    "network_request",
+]
 
 logger = logging.getLogger("swarm_operator.backend")
 
@@ -46,6 +58,97 @@ T = TypeVar("T")
 
 _PAGE_SIZE = 100  # E2B's maximum page size for listing sandboxes.
 _SAFETY_MARGIN_S = 2.0  # asyncio's bound on an attempt, past the SDK's own request timeout.
+_KILL_TIMEOUT_S = 5.0  # bound on killing a flooding command (envd's kill is one RPC)
+
+#: Per stream (stdout, stderr) of one command, unless the backend is given another cap.
+DEFAULT_OUTPUT_LIMIT_BYTES = 1024 * 1024
+
+# --- how a command starts ----------------------------------------------------------------------
+# The SDK's only command API, ``commands.run``, always starts ``/bin/bash -l -c CMD``
+# (e2b/sandbox_async/commands/command.py: ``_start``); nothing public takes another argv. A login
+# bash runs /etc/profile and then the first of ~/.bash_profile, ~/.bash_login, ~/.profile — files
+# in the agents' own, writable home — *before* CMD, so wrapping CMD cannot skip them. What the
+# SDK does let us choose is the environment (envd puts request envs last, and "only the last
+# values of the env vars are used": e2b-dev/infra packages/envd/internal/services/process/
+# handler/handler.go) and the working directory. So the shell starts with HOME pointing at a
+# directory that does not exist: bash finds ``~/.*`` startup files through $HOME, so it reads
+# none. The command starts in ``~`` (envd expands it to the user's real home:
+# packages/envd/internal/permissions/path.go), and CMD's first line sets HOME back from there.
+# BASH_ENV/ENV (read by non-interactive shells) are emptied the same way.
+# /etc/profile still runs: it is root's, and an agent that rewrites it with its passwordless sudo
+# owns the sandbox anyway. What keeps the operator safe from any of it is the output cap and the
+# timeout below, not the absence of startup files.
+_STARTUP_ENV = {"HOME": "/nonexistent/swarm-operator", "BASH_ENV": "", "ENV": ""}
+# The PATH entries Debian's stock /etc/skel/.profile adds, which E2B's templates' tools rely on
+# (e.g. pip --user installs in ~/.local/bin), without running the agent-editable file.
+_PRELUDE = (
+    'HOME=$PWD; export HOME; unset BASH_ENV ENV\n'
+    'if [ -d "$HOME/bin" ]; then PATH="$HOME/bin:$PATH"; fi\n'
+    'if [ -d "$HOME/.local/bin" ]; then PATH="$HOME/.local/bin:$PATH"; fi\n'
+    'export PATH\n'
+)
+
+
+def command_line(script: str, cwd: str | None = None) -> str:
+    """The CMD the backend hands the SDK for ``script``: the prelude that restores HOME and PATH
+    (see above), a ``cd`` into ``cwd`` when one is given, then the script itself."""
+    cd = f"cd -- {shlex.quote(cwd)} || exit 1\n" if cwd else ""
+    return _PRELUDE + cd + script
+
+
+class _OutputFlood(Exception):
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.stream = stream
+
+
+class _CappedStream:
+    """One output stream of a command, kept up to ``limit`` bytes; past it, ``flooded`` is set and
+    the rest is dropped unread into memory (the SDK is told ``retain_output=False``)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self.chunks: list[str] = []
+        self.flooded = asyncio.Event()
+
+    def feed(self, chunk: str) -> None:
+        if self.flooded.is_set():
+            return
+        self.size += len(chunk.encode("utf-8", "replace"))
+        if self.size > self.limit:
+            self.chunks.clear()
+            self.flooded.set()
+            return
+        self.chunks.append(chunk)
+
+    def text(self) -> str:
+        return "".join(self.chunks)
+
+
+async def _wait_capped(handle: AsyncCommandHandle[None], out: _CappedStream, err: _CappedStream) -> int:
+    """The command's exit code; past either stream's cap the command is killed (SIGKILL through
+    envd), the stream dropped, and :class:`_OutputFlood` raised. Non-zero exits raise the SDK's
+    ``CommandExitException`` as ``commands.run`` does."""
+    done = asyncio.ensure_future(handle.wait())
+    floods = {asyncio.ensure_future(out.flooded.wait()): "stdout",
+              asyncio.ensure_future(err.flooded.wait()): "stderr"}
+    try:
+        finished, _ = await asyncio.wait({done, *floods}, return_when=asyncio.FIRST_COMPLETED)
+        flooded = next((name for task, name in floods.items() if task in finished), None)
+        if flooded is None:
+            return (await done).exit_code
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(_KILL_TIMEOUT_S):
+                await handle.kill()
+        raise _OutputFlood(flooded)
+    finally:
+        for task in (done, *floods):
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await handle.disconnect()
+        await asyncio.gather(done, *floods, return_exceptions=True)
+
 
 _STATES: dict[str, list[_SdkState] | None] = {
     "running": [_SdkState.RUNNING],
@@ -97,8 +200,14 @@ class E2BBackend:
         observer: CallObserver | None = None,
         max_cached_connections: int = 2048,
         user: str = "user",
+        output_limit_bytes: int = DEFAULT_OUTPUT_LIMIT_BYTES,
     ) -> None:
+        if output_limit_bytes < 1:
+            raise ValueError("output_limit_bytes must be positive")
         self._key = _ApiKey(api_key)
+        # What one command may print per stream before it is killed (OutputLimitExceeded): the
+        # operator's memory per running command is bounded by twice this, whatever a sandbox does.
+        self.output_limit_bytes = output_limit_bytes
         # Every command runs as this account unless a call names another: envd's own default is the
         # template's default user, which a custom template may have made root.
         self.user = user
@@ -132,7 +241,7 @@ class E2BBackend:
         call_timeout_s: float | None = None,
         retry: RetryPolicy | None = None,
     ) -> SandboxInfo:
-        egress = _network_options(network)
+        egress = network_request(network)
 
         async def attempt(budget: float) -> AsyncSandbox:
             return await AsyncSandbox.create(
@@ -283,16 +392,31 @@ class E2BBackend:
             # envd enforces the command's timeout on its side; this bound holds even if it doesn't.
             bound = asyncio.timeout(command_s + _SAFETY_MARGIN_S)
             started = time.monotonic()
+            out = _CappedStream(self.output_limit_bytes)
+            err_ = _CappedStream(self.output_limit_bytes)
             try:
                 async with bound:
-                    result = await sandbox.commands.run(
-                        script,
-                        envs=dict(envs) if envs else None,
-                        cwd=cwd,
+                    handle = await sandbox.commands.run(
+                        command_line(script, cwd),
+                        background=True,
+                        envs={**(dict(envs) if envs else {}), **_STARTUP_ENV},
+                        cwd="~",
                         user=user or self.user,
                         timeout=command_s,
                         request_timeout=start_s,
+                        on_stdout=out.feed,
+                        on_stderr=err_.feed,
+                        retain_output=False,
                     )
+                    exit_code = await _wait_capped(handle, out, err_)
+            except _OutputFlood as flood:
+                raise OutputLimitExceeded(
+                    f"a command in sandbox {sandbox_id} printed more than "
+                    f"{self.output_limit_bytes} bytes on {flood.stream} and was killed; something "
+                    "in the sandbox floods its output (an edited shell startup file, a runaway tool)",
+                    operation="run",
+                    sandbox_id=sandbox_id,
+                ) from None
             except TimeoutError as exc:
                 if not bound.expired():
                     raise
@@ -303,7 +427,7 @@ class E2BBackend:
                     sandbox_id=sandbox_id,
                 ) from exc
             except CommandExitException as exit_:
-                return CommandResult(exit_.exit_code, exit_.stdout or "", exit_.stderr or "")
+                return CommandResult(exit_.exit_code, out.text(), err_.text())
             except AuthenticationException:
                 self._forget(sandbox_id)  # envd refused our token: reconnect on the next try
                 raise
@@ -321,7 +445,7 @@ class E2BBackend:
                         ambiguous=True,
                     )
                 raise err from exc
-            return CommandResult(result.exit_code, result.stdout or "", result.stderr or "")
+            return CommandResult(exit_code, out.text(), err_.text())
 
         # The script's own run time comes on top of the policy's budget for retries and waits.
         policy = retry or self.retry
@@ -491,16 +615,98 @@ class E2BBackend:
             logger.exception("the backend call observer failed")
 
 
-def _network_options(policy: EgressPolicy | None) -> dict[str, Any]:
-    """The SDK's create options for an egress policy: ``allow_internet_access`` and ``network``
-    (``allow_out``/``deny_out``), so the SDK builds the request (never raw HTTP from here)."""
+#: E2B's "all traffic" CIDR (e2b-dev/infra packages/shared/pkg/sandbox-network/firewall.go:
+#: AllInternetTrafficCIDR), the only unspecified-address entry its API accepts.
+ALL_TRAFFIC = "0.0.0.0/0"
+#: "This network" (RFC 1122): never a destination, and E2B refuses any CIDR whose address is
+#: 0.0.0.0 other than ALL_TRAFFIC (IsSpecifiedIPOrCIDR), so complements leave it out.
+_THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")
+
+
+def egress_entry_refusal(entry: str, *, deny: bool) -> str | None:
+    """Why E2B's API would refuse this allowOut (``deny=False``) or denyOut entry, or None.
+
+    The rules of e2b-dev/infra packages/api/internal/handlers/sandbox_create.go
+    (``validateEgressRules``) with packages/shared/pkg/sandbox-network/firewall.go: denyOut takes
+    IPs/CIDRs only; allowOut IPs, CIDRs or domain names; an address or CIDR whose IP is the
+    unspecified 0.0.0.0 is refused except ``0.0.0.0/0`` itself. E2B's firewall is IPv4 only
+    (``AddressStringToCIDR``), so IPv6 is refused here rather than failing inside E2B.
+    """
+    if _is_address(entry):
+        try:
+            net = ipaddress.IPv4Network(entry, strict=True)
+        except ValueError as exc:
+            return f"{entry!r} is not a valid IPv4 address or CIDR ({exc})"
+        if entry != ALL_TRAFFIC and net.network_address == ipaddress.IPv4Address(0):
+            return (f"{entry!r} starts at the unspecified address 0.0.0.0, which E2B refuses "
+                    f"(only {ALL_TRAFFIC} may)")
+        return None
+    if ":" in entry:
+        return f"{entry!r}: E2B's egress firewall is IPv4 only"
+    if deny:
+        return f"{entry!r} is a host name; E2B denies traffic by IPv4 address or CIDR only"
+    return None
+
+
+def _is_address(entry: str) -> bool:
+    return bool(entry) and all(c in "0123456789./" for c in entry)
+
+
+def _complement(deny: list[str]) -> list[str]:
+    """IPv4 space minus ``deny`` (and 0.0.0.0/8), as few CIDRs as possible."""
+    holes = ipaddress.collapse_addresses([*(ipaddress.IPv4Network(d) for d in deny), _THIS_NETWORK])
+    remaining = [ipaddress.IPv4Network(ALL_TRAFFIC)]
+    for hole in holes:
+        nxt: list[ipaddress.IPv4Network] = []
+        for block in remaining:
+            if hole.subnet_of(block):
+                nxt.extend(block.address_exclude(hole))
+            elif not block.subnet_of(hole):
+                nxt.append(block)
+        remaining = nxt
+    return [str(n) for n in ipaddress.collapse_addresses(remaining)]
+
+
+def network_request(policy: EgressPolicy | None) -> dict[str, Any]:
+    """The SDK's create options for an egress policy — ``allow_internet_access`` and ``network``
+    (``allow_out``/``deny_out``) — written so that E2B's API accepts them and enforces exactly the
+    policy. The SDK builds the request (never raw HTTP from here). The policy's entries must have
+    passed :func:`egress_entry_refusal` (the lifecycle refuses the spec before any create).
+
+    E2B's rules (e2b-dev/infra packages/api/internal/handlers/sandbox_create.go,
+    packages/api/internal/orchestrator/create_instance.go):
+
+    * a domain in allowOut is a 400 unless denyOut contains ``0.0.0.0/0``, and that check reads
+      the request's denyOut only, not ``allowInternetAccess``;
+    * ``allowInternetAccess: false`` replaces whatever denyOut says with ``0.0.0.0/0``;
+    * allowOut wins over denyOut.
+
+    So: internet off sends denyOut ``[0.0.0.0/0]`` (what E2B enforces anyway, and what lets host
+    names through validation). Internet on with host names in allowOut and no ``0.0.0.0/0``
+    denied is sent as its exact equivalent: denyOut ``[0.0.0.0/0]`` and allowOut = the policy's
+    entries plus every IPv4 range *not* in its denyOut (the complement), so each address the policy
+    allows stays allowed, each it denies stays denied unless a host rule lets it through.
+
+    Host rules filter only what E2B's egress proxy sees: TCP goes through that proxy, which matches
+    a host name against the TLS SNI (HTTPS) or the Host header (HTTP)
+    (packages/orchestrator/pkg/sandbox/network/firewall.go, egressproxy.go). Other protocols, and
+    TCP that carries neither, are filtered by address only.
+    """
     if policy is None:
         return {}
+    allow = list(policy.allow_out)
+    deny = list(policy.deny_out)
+    has_hosts = any(not _is_address(e) for e in allow)
+    if not policy.allow_internet:
+        deny = [ALL_TRAFFIC]
+    elif has_hosts and ALL_TRAFFIC not in deny:
+        allow = [*dict.fromkeys([*allow, *_complement(deny)])]
+        deny = [ALL_TRAFFIC]
     network: dict[str, Any] = {}
-    if policy.allow_out:
-        network["allow_out"] = list(policy.allow_out)
-    if policy.deny_out:
-        network["deny_out"] = list(policy.deny_out)
+    if allow:
+        network["allow_out"] = allow
+    if deny:
+        network["deny_out"] = deny
     options: dict[str, Any] = {"allow_internet_access": policy.allow_internet}
     if network:
         options["network"] = network
@@ -536,8 +742,10 @@ class BackendPool:
         observer: CallObserver | None = None,
         factory: Callable[..., E2BBackend] = E2BBackend,
         user: str = "user",
+        output_limit_bytes: int = 0,
     ) -> None:
         self._user = user
+        self._output_limit = output_limit_bytes or DEFAULT_OUTPUT_LIMIT_BYTES
         self._api_url = api_url
         self._sandbox_url = sandbox_url
         self._timeouts = timeouts
@@ -564,6 +772,7 @@ class BackendPool:
                 retry=self._retry,
                 observer=self._observer,
                 user=self._user,
+                output_limit_bytes=self._output_limit,
             )
             self._backends[fingerprint] = backend
         return backend

@@ -25,12 +25,19 @@ __all__ = [
     "BackendUnavailable",
     "CommandTimeout",
     "InvalidRequest",
+    "OutputLimitExceeded",
     "QuotaExceeded",
     "RateLimited",
     "SandboxNotFound",
+    "TemplateAccessDenied",
     "TemplateNotFound",
     "classify",
 ]
+
+#: The longest wait a 429's ``Retry-After`` may impose on one call. E2B's rate windows are per
+#: second (creates) and per 30 s (management API); anything longer is not honoured as-is, so a
+#: misbehaving proxy in front of E2B cannot park the operator's retries for hours.
+MAX_RETRY_AFTER_S = 120.0
 
 
 class BackendError(Exception):
@@ -89,16 +96,49 @@ class QuotaExceeded(BackendError):
 
 
 class RateLimited(BackendError):
-    """429 for the request rate (creation per second, management API per 30 s)."""
+    """429 for the request rate (creation per second, management API per 30 s).
+
+    ``retry_after`` is the wait the service asked for in its ``Retry-After`` header (seconds,
+    bounded by :data:`MAX_RETRY_AFTER_S`), or None when it sent none: the next attempt waits at
+    least that long (``retry_after_s`` carries the same value, which the retry loop honours).
+    """
 
     reason = "RateLimited"
     default_transient = True
+
+    @property
+    def retry_after(self) -> float | None:
+        return self.retry_after_s
 
 
 class TemplateNotFound(BackendError):
     """``create`` named a template that does not exist (or this key cannot see)."""
 
     reason = "TemplateNotFound"
+
+
+class TemplateAccessDenied(BackendError):
+    """403 on ``create`` because the team has no access to the named template (another team's
+    private template). The key is fine — other calls with it work — so this is the template's
+    problem, terminal until spec.template (or the template's sharing) changes.
+
+    e2b-dev/infra packages/api/internal/handlers/sandbox_create.go answers such a create with
+    403 "You don't have access to this sandbox template (<alias>)".
+    """
+
+    reason = "TemplateAccessDenied"
+
+
+class OutputLimitExceeded(BackendError):
+    """A command printed more than the backend's per-stream byte cap; it was killed.
+
+    Only the sandbox can cause this (an agent-editable file the command reads, a tool gone wild):
+    the operator's memory stays bounded by the cap whatever the sandbox prints. Not transient —
+    the same command in the same sandbox will most likely flood again — so a caller counts these
+    per sandbox and quarantines one that keeps doing it rather than retrying.
+    """
+
+    reason = "OutputLimitExceeded"
 
 
 class SandboxNotFound(BackendError):
@@ -175,7 +215,7 @@ def _classify(exc: BaseException, op: str, sid: str | None) -> BackendError:
     if isinstance(exc, ex.AuthenticationException):
         return _auth(op, kw)
     if isinstance(exc, ex.RateLimitException):
-        return _rate(op, detail, kw)
+        return _rate(op, detail, kw, exc)
     if isinstance(exc, ex.ServiceBusyException):
         # Documented by the SDK: a 503 changed nothing, so even create may be repeated.
         return BackendUnavailable(
@@ -221,7 +261,7 @@ def _classify(exc: BaseException, op: str, sid: str | None) -> BackendError:
     if isinstance(exc, ex.NotFoundException):
         return _not_found(op, sid, detail, kw)
     if isinstance(exc, ex.SandboxException):
-        return _by_status(exc.status_code, op, sid, detail, kw)
+        return _by_status(exc.status_code, op, sid, detail, kw, exc)
     if isinstance(exc, ConnectError):
         return _by_connect_code(exc, Code, op, sid, detail, kw)
 
@@ -241,7 +281,7 @@ def _classify(exc: BaseException, op: str, sid: str | None) -> BackendError:
             f"connection to E2B failed during {op}: {detail}", ambiguous=True, **kw
         )
     if isinstance(exc, httpx.HTTPStatusError):
-        return _by_status(exc.response.status_code, op, sid, detail, kw)
+        return _by_status(exc.response.status_code, op, sid, detail, kw, exc)
 
     # The SDK raises bare Exception for malformed answers ("Body of the request is None",
     # "Command ended without an end event"); anything else unknown lands here too.
@@ -253,15 +293,22 @@ def _classify(exc: BaseException, op: str, sid: str | None) -> BackendError:
 
 
 def _by_status(
-    status: int | None, op: str, sid: str | None, detail: str, kw: dict[str, Any]
+    status: int | None,
+    op: str,
+    sid: str | None,
+    detail: str,
+    kw: dict[str, Any],
+    exc: BaseException | None = None,
 ) -> BackendError:
     target = f"sandbox {sid}" if sid else "the E2B API"
+    if status == 403 and op == "create" and _is_template_access(detail):
+        return _template_access(detail, kw)
     if status in (401, 403):
         return _auth(op, kw)
     if status == 404:
         return _not_found(op, sid, detail, kw)
     if status == 429:
-        return _rate(op, detail, kw)
+        return _rate(op, detail, kw, exc)
     if status in (400, 422):
         if op == "create" and "template" in detail.lower():
             return TemplateNotFound(
@@ -309,7 +356,70 @@ def _by_connect_code(
     return BackendUnavailable(f"envd failed during {op} ({code}): {detail}", ambiguous=True, **kw)
 
 
-def _rate(op: str, detail: str, kw: dict[str, Any]) -> BackendError:
+def _is_template_access(detail: str) -> bool:
+    # e2b-dev/infra packages/api/internal/cache/templates/errors.go (ErrAccessDenied) and
+    # packages/api/internal/handlers/auth.go: 403 "you don't have access to template '<id>'".
+    text = detail.lower()
+    return "template" in text and "access" in text
+
+
+def _template_access(detail: str, kw: dict[str, Any]) -> BackendError:
+    return TemplateAccessDenied(
+        "E2B refused the template: this API key's team has no access to it (a private template of "
+        f"another team). Use a template your team owns or a public one in spec.template. ({detail})",
+        **kw,
+    )
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    """The ``Retry-After`` (delta-seconds) of the 429 behind ``exc``, bounded, or None.
+
+    The SDK (e2b 2.63, ``e2b/api/__init__.py: api_exception_from_code``) builds its
+    RateLimitException from the status and body only and drops the response. The response is
+    still a local of the SDK function that raised (``res = await ...asyncio_detailed(...)``;
+    ``raise handle_api_exception(res)``), so it is read from the traceback's frames; an
+    ``httpx.HTTPStatusError`` anywhere in the chain carries it directly. Only an integer
+    delta-seconds value is honoured (as the SDK's own ``e2b/retry.py: parse_retry_after``).
+    """
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        try:
+            value = _header(getattr(cur, "response", None)) or _header_in_frames(cur)
+        except Exception:  # an odd object's property raised: no hint, never a crash in classify
+            value = None
+        if value is not None:
+            value = value.strip()
+            if value.isascii() and value.isdecimal() and len(value) <= 10:
+                return min(float(int(value)), MAX_RETRY_AFTER_S)
+            return None
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+def _header_in_frames(exc: BaseException) -> str | None:
+    tb = exc.__traceback__
+    while tb is not None:
+        for local in list(tb.tb_frame.f_locals.values()):
+            if getattr(local, "status_code", None) == 429 and (value := _header(local)):
+                return value
+        tb = tb.tb_next
+    return None
+
+
+def _header(response: Any) -> str | None:
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    try:
+        value = headers.get("Retry-After") or headers.get("retry-after")
+    except Exception:
+        return None
+    return value if isinstance(value, str) and value else None
+
+
+def _rate(op: str, detail: str, kw: dict[str, Any], exc: BaseException | None = None) -> BackendError:
     # E2B answers 429 both for the request rate and, on create, for the concurrent-sandbox cap;
     # only the message tells them apart, and they need very different backoffs.
     if op == "create" and any(h in detail.lower() for h in _QUOTA_HINTS):
@@ -319,7 +429,13 @@ def _rate(op: str, detail: str, kw: dict[str, Any]) -> BackendError:
             f"the operator retries later. ({detail})",
             **kw,
         )
-    return RateLimited(f"E2B rate limit hit during {op}; backing off and retrying. ({detail})", **kw)
+    after = _retry_after(exc) if exc is not None else None
+    hint = f" E2B asked to wait {after:g}s." if after is not None else ""
+    return RateLimited(
+        f"E2B rate limit hit during {op}; backing off and retrying.{hint} ({detail})",
+        retry_after_s=after,
+        **kw,
+    )
 
 
 def _auth(op: str, kw: dict[str, Any]) -> BackendError:

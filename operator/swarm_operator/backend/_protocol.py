@@ -50,7 +50,9 @@ class SandboxInfo:
 class EgressPolicy:
     """Where a sandbox may connect to, enforced by E2B outside the sandbox (set at create).
 
-    E2B lets ``allow_out`` win over ``deny_out`` and over ``allow_internet=False``.
+    E2B lets ``allow_out`` win over ``deny_out`` and over ``allow_internet=False``. This is the
+    policy as meant; the backend writes it into the request E2B accepts (``network_request``).
+    Host names in ``allow_out`` filter only what E2B's egress proxy sees (HTTP Host, TLS SNI).
     """
 
     allow_internet: bool = True
@@ -186,8 +188,12 @@ class SandboxBackend(Protocol):
         user: str | None = None,
         retry: RetryPolicy | None = None,
     ) -> CommandResult:
-        """Run ``script`` with ``bash -l -c`` as ``user`` (None: the backend's sandbox user, an
-        unprivileged account) and wait for it to finish.
+        """Run ``script`` with bash as ``user`` (None: the backend's sandbox user, an unprivileged
+        account) in the user's home and wait for it to finish. No ``~/`` shell startup file
+        (.bash_profile, .profile, .bashrc, BASH_ENV) runs first: they belong to the agents.
+
+        Each output stream is kept up to the backend's byte cap; a command printing more is killed
+        and :class:`OutputLimitExceeded` raised, so a sandbox cannot grow the operator's memory.
 
         The script must not contain secrets: pass them in ``envs``. Transient failures are retried,
         so the script must be idempotent; pass ``retry=NO_RETRY`` when it is not. Running on a

@@ -130,6 +130,10 @@ class SandboxFS:
                 pass
     def resolve(self, path: str) -> str:
         """The sandbox-side absolute path for what a client sent (relative paths are from home)."""
+        # e2b-dev/infra packages/envd/internal/permissions/path.go (expand): "~" and "~/..." are
+        # the user's home.
+        if path == "~" or path.startswith("~/"):
+            path = SANDBOX_HOME + path[1:]
         if not path.startswith("/"):
             path = f"{SANDBOX_HOME}/{path}"
         return os.path.normpath(path).replace("//", "/")
