@@ -56,11 +56,15 @@ class SecretNotFound(Exception):
 
 
 class SecretsTooLarge(SecretNotFound):
-    """The values one resource names add up to more than the operator's limit. Handled like a missing
-    Secret (the Secrets can shrink without the spec changing, so the operator keeps retrying) but
-    reported as ``InvalidSpec``: the fix is in what the resource references."""
+    """The values one resource names add up to more than the operator's limit.
 
-    reason = "InvalidSpec"
+    Handled like a missing Secret, on purpose: the Secrets can shrink without the spec changing, so
+    the operator keeps retrying with backoff, and a swarm already running keeps its agents (a
+    terminal ``InvalidSpec`` would mark it Failed while its sandbox runs on). The reason is its own
+    so ``kubectl get`` says what to fix.
+    """
+
+    reason = "SecretsTooLarge"
     hint = "the operator reads them again, with backoff, until they fit"
 
     def __init__(self, total: int, limit: int, count: int) -> None:
@@ -68,9 +72,9 @@ class SecretsTooLarge(SecretNotFound):
         self.total, self.limit, self.count = total, limit, count
         Exception.__init__(
             self,
-            f"invalid spec: the {count} Secret key(s) this resource references hold {total} bytes, "
-            f"over the operator's limit of {limit} bytes per resource (setting "
-            f"SWARM_MAX_SECRET_BYTES): reference fewer or smaller values",
+            f"the {count} Secret key(s) this resource references hold {total} bytes, over the "
+            f"operator's limit of {limit} bytes per resource (setting SWARM_MAX_SECRET_BYTES): "
+            "reference fewer or smaller values",
         )
 
 
@@ -154,9 +158,10 @@ class SecretReader:
         own = [v for r, v in values.items() if r not in self._operator_wide]
         self._redactor.register(OPERATOR_WIDE, shared)
         self._redactor.register(OPERATOR_WIDE if scope is None else scope, own)
-        total = sum(len(v.encode()) for v in values.values())
+        # The operator's own keys are not the resource's doing: only what it references counts.
+        total = sum(len(v.encode()) for v in own)
         if self._max_total_bytes is not None and total > self._max_total_bytes:
-            raise SecretsTooLarge(total, self._max_total_bytes, len(values))
+            raise SecretsTooLarge(total, self._max_total_bytes, len(own))
         return values
 
     def release(self, scope: str) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from swarm_operator.config import Settings
 from swarm_operator.emulators.kube.pytest_plugin import kube_api_client
 from swarm_operator.logs import OPERATOR_WIDE, REDACTOR, Redactor
 from swarm_operator.secrets import (
@@ -155,12 +156,18 @@ async def test_total_secret_bytes_are_capped_naming_limit_and_count() -> None:
     refs = [SecretKeyRef("ns", "big", "a"), SecretKeyRef("ns", "big", "b")]
     with pytest.raises(SecretsTooLarge) as info:
         await reader.read_many(refs)
-    assert isinstance(info.value, SecretNotFound) and info.value.reason == "InvalidSpec"
-    assert str(info.value).startswith("invalid spec: the 2 Secret key(s) this resource references "
-                                      "hold 1200 bytes, over the operator's limit of 1000 bytes")
+    assert isinstance(info.value, SecretNotFound) and info.value.reason == "SecretsTooLarge"
+    assert str(info.value).startswith("the 2 Secret key(s) this resource references hold 1200 bytes, "
+                                      "over the operator's limit of 1000 bytes per resource")
     assert "x" * 10 not in str(info.value)
     assert await reader.read(refs[0]) == "x" * 600  # under the limit alone
+    # The operator's own key does not count against the resource's budget.
+    api.secrets[("swarm-system", "e2b-api-key")] = {"api-key": "k" * 900}
+    default = SecretKeyRef("swarm-system", "e2b-api-key", "api-key")
+    shared = SecretReader(api, max_total_bytes=1000, operator_wide=[default])
+    assert len(await shared.read_many([refs[0], default], scope="u")) == 2
     assert SecretReader(api).__dict__["_max_total_bytes"] == MAX_SECRET_BYTES  # a default bound
+    assert Settings().max_secret_bytes == MAX_SECRET_BYTES  # the operator setting's default agrees
 
 
 def test_one_get_per_secret_through_the_kubernetes_client(kube_emulator: Any) -> None:
