@@ -186,7 +186,8 @@ class SecretReader:
         return {str(k): str(v) for k, v in (getattr(body, "data", None) or {}).items()}
 
     async def _data(self, namespace: str, name: str, ref: SecretKeyRef) -> dict[str, str]:
-        """The Secret's data: cached while fresh, else one GET shared with concurrent callers."""
+        """The Secret's data: cached while fresh, else one GET shared with concurrent callers.
+        A missing Secret is reported with the caller's own ``ref``, not the first caller's."""
         key = (namespace, name)
         now = self._clock()
         hit = self._cache.get(key)
@@ -194,11 +195,14 @@ class SecretReader:
             return hit[1]
         running = self._inflight.get(key)
         if running is None:
-            running = asyncio.ensure_future(self._fetch(namespace, name, ref))
+            running = asyncio.ensure_future(self._fetch(namespace, name))
             self._inflight[key] = running
             running.add_done_callback(lambda done, k=key: self._settle(k, done))
-        # shield: one caller cancelled (its handler timed out) must not cancel the others' GET.
-        return await asyncio.shield(running)
+        try:
+            # shield: one caller cancelled (its handler timed out) must not cancel the others' GET.
+            return await asyncio.shield(running)
+        except _Unreadable as exc:
+            raise SecretNotFound(ref, _MISSING[exc.status]) from None
 
     def _settle(self, key: tuple[str, str], done: asyncio.Future[dict[str, str]]) -> None:
         if self._inflight.get(key) is done:
@@ -211,7 +215,7 @@ class SecretReader:
             del self._cache[k]
         self._cache[key] = (now, done.result())
 
-    async def _fetch(self, namespace: str, name: str, ref: SecretKeyRef) -> dict[str, str]:
+    async def _fetch(self, namespace: str, name: str) -> dict[str, str]:
         try:
             secret = await asyncio.to_thread(
                 self._api.read_namespaced_secret,
@@ -222,9 +226,17 @@ class SecretReader:
         except Exception as exc:  # ApiException, timeouts, connection errors
             status = getattr(exc, "status", None)
             if status in _MISSING:
-                raise SecretNotFound(ref, _MISSING[status]) from None
+                raise _Unreadable(status) from None
             raise
         return dict(getattr(secret, "data", None) or {})
+
+
+class _Unreadable(Exception):
+    """A shared GET found the Secret missing or forbidden; each waiter names its own ref."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
 
 
 _MISSING = {

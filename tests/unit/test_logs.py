@@ -155,4 +155,4 @@ def test_sandbox_text_is_redacted_then_bounded() -> None:
     assert head == "[REDACT…" and "sk-ant" not in head
     # Another resource's scope does not apply; the default limit bounds status/Event text.
     assert secret in logs.sandbox_text(secret, "other", redactor=redactor)
-    assert len(logs.sandbox_text("y" * 10_000, "u")) == logs.SANDBOX_TEXT_LIMIT
+    assert len(logs.sandbox_text("y" * 10_000, "u", redactor=logs.Redactor())) == logs.SANDBOX_TEXT_LIMIT

@@ -69,7 +69,7 @@ class _Clock:
 async def test_many_resources_naming_one_secret_share_one_get_per_interval() -> None:
     api = FakeApi({("ns", "team"): {"anthropic": "sk-ant-team-key-0001"}})
     clock = _Clock()
-    reader = SecretReader(api, ttl_s=60.0, clock=clock)
+    reader = SecretReader(api, ttl_s=60.0, clock=clock, redactor=Redactor())
     ref = SecretKeyRef("ns", "team", "anthropic")
     # 50 resources at once (a restart of the operator), then each again a bit later.
     results = await asyncio.gather(*(reader.read_many([ref], scope=f"uid-{i}") for i in range(50)))
@@ -86,7 +86,7 @@ async def test_many_resources_naming_one_secret_share_one_get_per_interval() -> 
 async def test_a_rotated_value_is_seen_after_one_interval() -> None:
     api = FakeApi({("ns", "s"): {"k": "first-value-123"}})
     clock = _Clock()
-    reader = SecretReader(api, ttl_s=60.0, clock=clock)
+    reader = SecretReader(api, ttl_s=60.0, clock=clock, redactor=Redactor())
     ref = SecretKeyRef("ns", "s", "k")
     assert await reader.read(ref) == "first-value-123"
     api.secrets[("ns", "s")] = {"k": "second-value-456"}
@@ -97,7 +97,7 @@ async def test_a_rotated_value_is_seen_after_one_interval() -> None:
 
 async def test_failures_are_not_kept() -> None:
     api = FakeApi({})
-    reader = SecretReader(api, ttl_s=60.0, clock=_Clock())
+    reader = SecretReader(api, ttl_s=60.0, clock=_Clock(), redactor=Redactor())
     ref = SecretKeyRef("ns", "late", "k")
     with pytest.raises(SecretNotFound):
         await reader.read(ref)
@@ -107,7 +107,7 @@ async def test_failures_are_not_kept() -> None:
 
 async def test_without_ttl_every_read_asks_but_concurrent_ones_share() -> None:
     api = FakeApi({("ns", "s"): {"k": "value-of-the-key"}})
-    reader = SecretReader(api)
+    reader = SecretReader(api, redactor=Redactor())
     ref = SecretKeyRef("ns", "s", "k")
     await asyncio.gather(*(reader.read(ref) for _ in range(10)))
     assert len(api.calls) == 1
@@ -124,7 +124,7 @@ async def test_one_cancelled_caller_does_not_cancel_the_shared_get() -> None:
             return super().read_namespaced_secret(name, namespace, **kwargs)
 
     api = SlowApi({("ns", "s"): {"k": "value-of-the-key"}})
-    reader = SecretReader(api, ttl_s=60.0)
+    reader = SecretReader(api, ttl_s=60.0, redactor=Redactor())
     ref = SecretKeyRef("ns", "s", "k")
     first = asyncio.ensure_future(reader.read(ref))
     second = asyncio.ensure_future(reader.read(ref))
@@ -152,7 +152,7 @@ async def test_values_are_registered_in_the_resource_scope_and_released() -> Non
 
 async def test_total_secret_bytes_are_capped_naming_limit_and_count() -> None:
     api = FakeApi({("ns", "big"): {"a": "x" * 600, "b": "y" * 600}})
-    reader = SecretReader(api, max_total_bytes=1000)
+    reader = SecretReader(api, max_total_bytes=1000, redactor=Redactor())
     refs = [SecretKeyRef("ns", "big", "a"), SecretKeyRef("ns", "big", "b")]
     with pytest.raises(SecretsTooLarge) as info:
         await reader.read_many(refs)
@@ -164,9 +164,9 @@ async def test_total_secret_bytes_are_capped_naming_limit_and_count() -> None:
     # The operator's own key does not count against the resource's budget.
     api.secrets[("swarm-system", "e2b-api-key")] = {"api-key": "k" * 900}
     default = SecretKeyRef("swarm-system", "e2b-api-key", "api-key")
-    shared = SecretReader(api, max_total_bytes=1000, operator_wide=[default])
+    shared = SecretReader(api, max_total_bytes=1000, operator_wide=[default], redactor=Redactor())
     assert len(await shared.read_many([refs[0], default], scope="u")) == 2
-    assert SecretReader(api).__dict__["_max_total_bytes"] == MAX_SECRET_BYTES  # a default bound
+    assert SecretReader(api)._max_total_bytes == MAX_SECRET_BYTES  # bounded by default
     assert Settings().max_secret_bytes == MAX_SECRET_BYTES  # the operator setting's default agrees
 
 
@@ -180,7 +180,7 @@ def test_one_get_per_secret_through_the_kubernetes_client(kube_emulator: Any) ->
         metadata=kubernetes.client.V1ObjectMeta(name="team"), string_data={"key": "team-key-0123456"}))
     counter = kube_emulator.emulator.counter
     before = counter.count("get", "secrets")
-    reader = SecretReader(core, ttl_s=60.0)
+    reader = SecretReader(core, ttl_s=60.0, redactor=Redactor())
     ref = SecretKeyRef("default", "team", "key")
 
     async def many() -> list[dict[SecretKeyRef, str]]:
@@ -189,3 +189,13 @@ def test_one_get_per_secret_through_the_kubernetes_client(kube_emulator: Any) ->
 
     assert all(v == {ref: "team-key-0123456"} for v in asyncio.run(many()))
     assert counter.count("get", "secrets") - before == 1
+
+
+async def test_a_shared_failed_get_names_each_callers_own_key() -> None:
+    api = FakeApi({})
+    reader = SecretReader(api, ttl_s=60.0, redactor=Redactor())
+    first, second = await asyncio.gather(
+        reader.read(SecretKeyRef("ns", "gone", "a")), reader.read(SecretKeyRef("ns", "gone", "b")),
+        return_exceptions=True)
+    assert len(api.calls) == 1
+    assert "key 'a'" in str(first) and "key 'b'" in str(second)
