@@ -164,7 +164,27 @@ CEL_MIRRORS: Final[dict[str, Callable[[dict[str, Any]], bool]]] = {
         env.get("name") in model.RESERVED_ENV_NAMES
         or str(env.get("name", "")).startswith(model.RESERVED_ENV_PREFIXES)
     ),
+    model._cel_secret_references_rule(): lambda spec: _secret_references(spec) <= model.MAX_SECRET_REFERENCES,
 }
+
+
+def _secret_references(spec: dict[str, Any]) -> int:
+    """How many Secret key references a raw spec carries (the mirror of the spec-level CEL rule).
+    Tolerates ill-typed parts: the API server never runs CEL on a spec its schema refuses."""
+    def obj(value: Any) -> dict[str, Any]:
+        return value if isinstance(value, dict) else {}
+
+    def items(value: Any) -> list[dict[str, Any]]:
+        return [obj(v) for v in value] if isinstance(value, list) else []
+
+    agent, e2b, workspace = (obj(spec.get(k)) for k in ("agent", "e2b", "workspace"))
+    count = sum(1 for e in items(agent.get("env")) if "valueFrom" in e)
+    count += ("apiKeySecretRef" in agent) + ("apiKeySecretRef" in e2b)
+    count += "credentialsSecretRef" in workspace
+    for entry in items(spec.get("mcp")):
+        count += "tokenSecretRef" in entry
+        count += sum(1 for f in items(entry.get("fields")) if "valueFrom" in f)
+    return count
 
 
 def apply_defaults(schema: dict[str, Any], value: Any) -> Any:

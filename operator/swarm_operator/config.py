@@ -192,6 +192,16 @@ class Settings(BaseModel):
             " on a pause, resume, hand-over or size change); in between, spend is computed, not written."
         ),
     )
+    max_secret_bytes: int = Field(
+        default=256 * 1024,
+        ge=1024,
+        le=8 * 1024 * 1024,
+        description=(
+            "Bytes all the Secret values one resource references may hold together; a resource over"
+            " it gets reason SecretsTooLarge and no sandbox work. They become the setup script's"
+            " environment, which Linux bounds."
+        ),
+    )
     metrics_port: int = Field(default=8080, ge=0, le=65535, description="Prometheus port; 0 = off.")
     log_format: str = Field(
         default="json", pattern="^(json|text)$", description="json (one object a line) or text."

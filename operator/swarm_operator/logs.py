@@ -5,19 +5,32 @@ the process-wide :data:`REDACTOR` the moment it is read (see ``secrets.py``), an
 replaces any registered value in every record's message, arguments and extras before it is formatted.
 That way even a careless ``logger.info("env=%s", env)`` or a third-party library's debug line cannot leak
 a key that the operator holds.
+
+Values are registered per *scope*: one scope per resource (its uid), cleared when the resource is
+deleted, plus one operator-wide scope for the operator's own secrets (the default E2B key). A record
+that names its resource (``extra={"k8s_ref": {..., "uid": ...}}``, as the lifecycle's and kopf's
+per-object loggers do) is scrubbed of that resource's values and the operator-wide ones only, so one
+tenant's Secret value can never blank words out of another tenant's lines. A record that names no
+resource could be about any of them (a library's debug line, a traceback), so it is scrubbed of every
+registered value: when the operator cannot tell, it errs towards hiding.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import threading
-from collections.abc import Iterable
+import unicodedata
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Final
 
 REDACTED = "[REDACTED]"
+#: The scope of the operator's own secrets (the default E2B key): applied to every record. Resource
+#: uids are never empty, so this cannot collide with a resource's scope.
+OPERATOR_WIDE: Final = ""
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=`` and is context.
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -29,49 +42,151 @@ _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)
 _CONTEXT_KEYS = ("namespace", "name", "uid", "sandbox_id", "step", "duration")
 
 
-class Redactor:
-    """A thread-safe set of secret values to scrub from any text.
+class _Scope:
+    """One scope's values and the pattern matching any of them, compiled once per change."""
 
-    Values shorter than 4 characters are not registered: replacing every "a" or "1" in the logs would
-    destroy them while protecting nothing a person could use.
+    __slots__ = ("values", "pattern")
+
+    def __init__(self, values: frozenset[str]) -> None:
+        self.values = values
+        # Longest first: at a given position the regex takes the first alternative that matches,
+        # so a secret containing another secret is scrubbed whole.
+        ordered = sorted(values, key=lambda v: (-len(v), v))
+        self.pattern = re.compile("|".join(map(re.escape, ordered)))
+
+
+class Redactor:
+    """Thread-safe, per-scope sets of secret values to scrub from text.
+
+    Values shorter than :attr:`MIN_LENGTH` (8) characters are not registered. Scrubbing a short value
+    destroys every log line that happens to contain it ("Ready", "true", "1234", a namespace name)
+    while protecting almost nothing: a credential worth hiding is long (API keys and tokens are 20+
+    characters; 8 is the usual floor for a password), and a value of a few characters is guessable
+    whether or not it is hidden. Those values are still never *written* anywhere by the operator; only
+    this last-resort scrubbing of careless log lines skips them.
     """
 
-    _MIN_LENGTH = 4
+    MIN_LENGTH: Final = 8
 
     def __init__(self) -> None:
-        self._values: frozenset[str] = frozenset()
+        self._scopes: dict[str, _Scope] = {}
         self._lock = threading.Lock()
 
+    def register(self, scope: str, values: Iterable[str]) -> None:
+        """Add ``values`` to ``scope`` (a resource uid, or :data:`OPERATOR_WIDE`).
+
+        A scope keeps every value registered until :meth:`clear`: an agent may still hold an old
+        value after a rotation, so it stays hidden while the resource exists.
+        """
+        fresh = {v for v in values if isinstance(v, str) and len(v) >= self.MIN_LENGTH}
+        current = self._scopes.get(scope)
+        if not fresh or (current is not None and fresh <= current.values):
+            return  # the steady state (every re-read of an unchanged Secret) compiles nothing
+        with self._lock:
+            current = self._scopes.get(scope)
+            merged = fresh | (current.values if current is not None else frozenset())
+            self._scopes = {**self._scopes, scope: _Scope(merged)}
+
     def add(self, *values: str) -> None:
-        fresh = {v for v in values if isinstance(v, str) and len(v) >= self._MIN_LENGTH}
-        if fresh - self._values:
-            with self._lock:
-                self._values = self._values | fresh
+        """Register operator-wide values (the operator's own secrets)."""
+        self.register(OPERATOR_WIDE, values)
 
-    def redact(self, text: str) -> str:
-        values = self._values
-        if not values:
+    def clear(self, scope: str) -> None:
+        """Forget a scope's values: its resource is gone. The operator-wide scope is never cleared."""
+        if scope == OPERATOR_WIDE or scope not in self._scopes:
+            return
+        with self._lock:
+            self._scopes = {k: v for k, v in self._scopes.items() if k != scope}
+
+    def __len__(self) -> int:
+        """How many values are registered, all scopes together (what memory they hold)."""
+        return sum(len(s.values) for s in self._scopes.values())
+
+    def scopes(self) -> frozenset[str]:
+        """The scopes holding values (resource uids, and ``OPERATOR_WIDE`` once it has one)."""
+        return frozenset(self._scopes)
+
+    def redact(self, text: str, scope: str | None = None) -> str:
+        """``text`` with every value of ``scope`` and of the operator-wide scope replaced.
+
+        ``scope=None`` means "unknown resource": every scope's values apply.
+        """
+        scopes = self._scopes  # one consistent snapshot: writers replace the dict, never mutate it
+        if not scopes or not text:
             return text
-        # Longest first, so a secret containing another secret is scrubbed whole.
-        for value in sorted(values, key=len, reverse=True):
-            if value in text:
-                text = text.replace(value, REDACTED)
-        return text
+        if scope is None:
+            chosen: Iterable[_Scope] = scopes.values()
+        else:
+            chosen = [s for s in (scopes.get(scope), scopes.get(OPERATOR_WIDE)) if s is not None]
+        # Matches of every chosen scope are found in the original text and their spans merged, so
+        # values of two scopes that overlap are both hidden whole (replacing scope by scope could
+        # leave the tail of a longer secret behind a shorter one's marker).
+        spans = sorted(m.span() for s in chosen for m in s.pattern.finditer(text))
+        if not spans:
+            return text
+        out: list[str] = []
+        position = 0  # text before this index is already in ``out``
+        start, end = spans[0]
+        for next_start, next_end in spans[1:]:
+            if next_start < end:  # overlaps the span being built: grow it
+                end = max(end, next_end)
+                continue
+            out += [text[position:start], REDACTED]
+            position, (start, end) = end, (next_start, next_end)
+        out += [text[position:start], REDACTED, text[end:]]
+        return "".join(out)
 
-    def redact_obj(self, obj: Any) -> Any:
+    def redact_obj(self, obj: Any, scope: str | None = None) -> Any:
         """Redact strings inside plain containers (dicts, lists, tuples); other objects via str()."""
         if isinstance(obj, str):
-            return self.redact(obj)
+            return self.redact(obj, scope)
         if isinstance(obj, dict):
-            return {self.redact_obj(k): self.redact_obj(v) for k, v in obj.items()}
+            return {self.redact_obj(k, scope): self.redact_obj(v, scope) for k, v in obj.items()}
         if isinstance(obj, (list, tuple)):
-            return [self.redact_obj(v) for v in obj]
+            return [self.redact_obj(v, scope) for v in obj]
         if obj is None or isinstance(obj, (bool, int, float)):
             return obj
-        return self.redact(str(obj))
+        return self.redact(str(obj), scope)
 
 
 REDACTOR = Redactor()
+
+#: Default bound of :func:`sandbox_text`: what a condition message or an Event shows of sandbox text.
+SANDBOX_TEXT_LIMIT: Final = 1024
+_ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])")
+
+
+def sandbox_text(text: str, scope: str, *, limit: int = SANDBOX_TEXT_LIMIT, keep: str = "tail",
+                 redactor: Redactor | None = None) -> str:
+    """Text that came out of a sandbox (a stderr tail, a step error, a gateway log line), made fit for
+    status and Events: redacted with the resource's scope, stripped of terminal escapes and control
+    characters, and at most ``limit`` characters.
+
+    Redaction comes first, on the whole text: cutting first could leave the head of a secret that no
+    longer matches its registered value. Then the text is cut, keeping its ``tail`` (the end of a
+    stderr, where the error is) or its ``head``, with an ellipsis marking the cut. Escapes go because
+    ``kubectl describe`` prints messages to a terminal; a sandbox must not be able to draw on it.
+    """
+    text = (redactor or REDACTOR).redact(text, scope)
+    text = _ANSI.sub("", text)
+    text = "".join(c if c in "\n\t" or unicodedata.category(c)[0] != "C" else " " for c in text)
+    text = text.strip()
+    if limit <= 0:
+        return ""
+    if len(text) <= limit:
+        return text
+    if keep == "head":
+        return text[: limit - 1] + "…"
+    return "…" + text[len(text) - limit + 1:]
+
+
+def record_scope(record: logging.LogRecord) -> str | None:
+    """The resource a record is about (its uid), from the context the lifecycle and kopf attach."""
+    ref = getattr(record, "k8s_ref", None)
+    uid = ref.get("uid") if isinstance(ref, Mapping) else None
+    if not uid:
+        uid = getattr(record, "uid", None)
+    return uid if isinstance(uid, str) and uid else None
 
 
 class RedactingFilter(logging.Filter):
@@ -82,20 +197,21 @@ class RedactingFilter(logging.Filter):
         self._redactor = redactor
 
     def filter(self, record: logging.LogRecord) -> bool:
+        scope = record_scope(record)
         try:
             message = record.getMessage()
         except Exception:  # a bad format string must not kill logging
             message = f"{record.msg!r} {record.args!r}"
-        record.msg = self._redactor.redact(message)
+        record.msg = self._redactor.redact(message, scope)
         record.args = None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = self._redactor.redact(record.exc_text)
+            record.exc_text = self._redactor.redact(record.exc_text, scope)
         record.exc_info = None
         for key, value in list(vars(record).items()):
             if key not in _STANDARD_ATTRS:
-                setattr(record, key, self._redactor.redact_obj(value))
+                setattr(record, key, self._redactor.redact_obj(value, scope))
         return True
 
 

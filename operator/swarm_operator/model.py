@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import math
 import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -32,6 +33,9 @@ from pydantic.alias_generators import to_camel
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator, model_validator
 
 __all__ = [
+    "MAX_SECRETS",
+    "MAX_SECRET_REFERENCES",
+    "MAX_STEPS",
     "RESERVED_ENV_NAMES",
     "RESERVED_ENV_PREFIXES",
     "AgentItem",
@@ -89,12 +93,35 @@ COMMAND: Final = r"^\S+$"
 #: The schema's deliberately loose check of ``coordinator.install``; pinning is the operator's job.
 INSTALL_LOOSE: Final = r"^\S+$"
 
-#: Environment names the operator or the sandbox owns. An agent env entry shadowing one of these
-#: could break the tmux orchestration (TMUX*), the E2B agent (E2B_*), or hijack every process
-#: started in the pane (PATH, LD_PRELOAD, ...).
-RESERVED_ENV_NAMES: Final = ("PATH", "LD_PRELOAD", "LD_LIBRARY_PATH", "HOME", "SHELL", "USER")
-RESERVED_ENV_PREFIXES: Final = ("TMUX", "E2B_")
-_RESERVED_ENV_TEXT: Final = "PATH, LD_PRELOAD, LD_LIBRARY_PATH, HOME, SHELL, USER, TMUX* or E2B_*"
+#: Environment names the operator or the sandbox owns. Agent env is also the setup script's
+#: environment (bash, run before any agent), so a name bash, the dynamic linker or glibc acts on at
+#: start-up could run code or change what the script does before its first line: BASH_ENV and ENV
+#: source a file, SHELLOPTS/BASHOPTS/POSIXLY_CORRECT/GLOBIGNORE/CDPATH/IFS/PS4 change how it runs,
+#: LD_* and GLIBC_TUNABLES reach every process it starts. TMUX* would break the orchestration,
+#: E2B_* the sandbox's own agent (envd), SWARM_* and _SW*/_sw* the operator's script-only values.
+RESERVED_ENV_NAMES: Final = (
+    "PATH", "HOME", "SHELL", "USER", "LOGNAME", "PWD", "OLDPWD", "IFS", "ENV", "CDPATH", "GLOBIGNORE",
+    "SHELLOPTS", "POSIXLY_CORRECT", "PS4", "PROMPT_COMMAND", "REPLY", "UID", "EUID", "PPID",
+)
+RESERVED_ENV_PREFIXES: Final = ("SWARM_", "LD_", "BASH", "GLIBC_", "E2B_", "TMUX", "_SW", "_sw")
+_RESERVED_ENV_TEXT: Final = (
+    ", ".join(RESERVED_ENV_NAMES) + " or a name starting with "
+    + ", ".join(RESERVED_ENV_PREFIXES[:-1]) + " or " + RESERVED_ENV_PREFIXES[-1]
+)
+
+#: Secret key references one resource may carry (agent.env valueFrom, the two apiKeySecretRefs,
+#: workspace.credentialsSecretRef, mcp tokenSecretRef and fields valueFrom): the schema's bound.
+MAX_SECRET_REFERENCES: Final = 64
+#: Distinct Secrets (by name) one resource may reference: each is read again every re-read interval
+#: and its values held for log redaction, so a resource naming hundreds would cost every tenant.
+#: Several keys of one Secret count once: group a resource's values in a few Secrets.
+MAX_SECRETS: Final = 16
+
+#: status.metrics.stepSeconds: step names (``create``, ``init``, ``init.<step of the setup script>``)
+#: and how many are kept. The setup script's step names come from inside the sandbox, so they are
+#: bounded here rather than trusted.
+STEP_NAME: Final = re.compile(r"^[a-z][a-z0-9_-]{0,31}(\.[a-z][a-z0-9_-]{0,31})?$")
+MAX_STEPS: Final = 32
 
 _PINNED_NAME_VERSION: Final = re.compile(
     # PEP 508 name, optional extras, then exactly "==" and a literal version (no wildcard: "==1.*"
@@ -180,6 +207,19 @@ def _cel_reserved_env_rule() -> str:
     names = ", ".join(f"'{n}'" for n in RESERVED_ENV_NAMES)
     prefixes = " && ".join(f"!self.name.startsWith('{p}')" for p in RESERVED_ENV_PREFIXES)
     return f"!(self.name in [{names}]) && {prefixes}"
+
+
+def _cel_secret_references_rule() -> str:
+    # sum() is the Kubernetes list library's (Kubernetes 1.24+; the chart needs 1.27).
+    return (
+        "(has(self.agent) && has(self.agent.env) ? size(self.agent.env.filter(e, has(e.valueFrom))) : 0)"
+        " + (has(self.agent) && has(self.agent.apiKeySecretRef) ? 1 : 0)"
+        " + (has(self.e2b) && has(self.e2b.apiKeySecretRef) ? 1 : 0)"
+        " + (has(self.workspace) && has(self.workspace.credentialsSecretRef) ? 1 : 0)"
+        " + (has(self.mcp) ? self.mcp.map(m, (has(m.tokenSecretRef) ? 1 : 0)"
+        " + (has(m.fields) ? size(m.fields.filter(f, has(f.valueFrom))) : 0)).sum() : 0)"
+        f" <= {MAX_SECRET_REFERENCES}"
+    )
 
 
 def is_pinned_install(install: str) -> bool:
@@ -709,6 +749,19 @@ class BudgetSpec(_Spec):
 class SwarmSandboxSpec(_Spec):
     """Desired state of a SwarmSandbox."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": _cel_secret_references_rule(),
+                    "message": f"at most {MAX_SECRET_REFERENCES} Secret key references per resource "
+                    "(agent.env valueFrom, agent.apiKeySecretRef, e2b.apiKeySecretRef, "
+                    "workspace.credentialsSecretRef, mcp tokenSecretRef and fields valueFrom)",
+                },
+            ]
+        }
+    )
+
     agents: int = Field(
         default=4, ge=1, le=100,
         description="Number of agents (tmux panes). Changing it scales the panes in place.",
@@ -780,6 +833,40 @@ class SwarmSandboxSpec(_Spec):
                                  f"server {entry.server_key}: the gateway runs each server once")
             seen[entry.server_key] = entry.name
         return mcp
+
+    @model_validator(mode="after")
+    def _bounded_secrets(self) -> SwarmSandboxSpec:
+        refs = self.secret_references()
+        fields = sorted({path.split("[", 1)[0] for path, _ in refs})
+        if len(refs) > MAX_SECRET_REFERENCES:
+            raise ValueError(f"{len(refs)} Secret key references (in {', '.join(fields)}), over the "
+                             f"limit of {MAX_SECRET_REFERENCES} per resource")
+        names = sorted({ref.name for _, ref in refs})
+        if len(names) > MAX_SECRETS:
+            raise ValueError(
+                f"{len(names)} distinct Secrets referenced (in {', '.join(fields)}), over the limit "
+                f"of {MAX_SECRETS} per resource: put several keys in one Secret")
+        return self
+
+    def secret_references(self) -> list[tuple[str, SecretRef]]:
+        """Every Secret key the spec names, with the field that names it (``spec.agent.env[2]``)."""
+        refs: list[tuple[str, SecretRef]] = []
+        for i, var in enumerate(self.agent.env):
+            if var.value_from is not None:
+                refs.append((f"spec.agent.env[{i}]", var.value_from.secret_key_ref))
+        if self.agent.api_key_secret_ref is not None:
+            refs.append(("spec.agent.apiKeySecretRef", self.agent.api_key_secret_ref))
+        if self.e2b is not None and self.e2b.api_key_secret_ref is not None:
+            refs.append(("spec.e2b.apiKeySecretRef", self.e2b.api_key_secret_ref))
+        if self.workspace is not None and self.workspace.credentials_secret_ref is not None:
+            refs.append(("spec.workspace.credentialsSecretRef", self.workspace.credentials_secret_ref))
+        for i, entry in enumerate(self.mcp):
+            if entry.token_secret_ref is not None:
+                refs.append((f"spec.mcp[{i}].tokenSecretRef", entry.token_secret_ref))
+            for j, field_ in enumerate(entry.fields):
+                if field_.value_from is not None:
+                    refs.append((f"spec.mcp[{i}].fields[{j}]", field_.value_from.secret_key_ref))
+        return refs
 
     @classmethod
     def from_body(cls, spec: Any) -> SwarmSandboxSpec:
@@ -905,11 +992,27 @@ class MetricsStatus(_Status):
     """Counters of what the operator did for this resource."""
 
     step_seconds: dict[str, float] = Field(
-        default_factory=dict, description="Seconds spent in each lifecycle step (create, upload, init, ...).",
+        default_factory=dict,
+        description=f"Seconds spent in each lifecycle step (create, init, init.<setup step>, ...); at "
+        f"most {MAX_STEPS} steps.",
     )
     commands_executed: int = Field(default=0, ge=0, description="Commands run in the sandbox.")
     commands_failed: int = Field(default=0, ge=0, description="Commands that failed or timed out.")
     restarts: int = Field(default=0, ge=0, description="Agent restarts, all agents together.")
+
+    @field_validator("step_seconds", mode="before")
+    @classmethod
+    def _bounded_steps(cls, steps: Any) -> Any:
+        """Keep well-named steps with finite, non-negative seconds, at most :data:`MAX_STEPS`: the
+        operator's own (no dot) first, then the setup script's. Dropped rather than refused, so a
+        sandbox reporting junk can neither fail a status write nor grow the status."""
+        if not isinstance(steps, Mapping):
+            return steps
+        kept = {k: v for k, v in steps.items()
+                if isinstance(k, str) and STEP_NAME.match(k) and isinstance(v, (int, float))
+                and not isinstance(v, bool) and math.isfinite(v) and v >= 0}
+        ordered = sorted(kept, key=lambda k: "." in k)  # stable: keeps the order within each group
+        return {k: kept[k] for k in ordered[:MAX_STEPS]}
 
 
 class WorkspaceStatus(_Status):

@@ -93,14 +93,43 @@ def _cases(canary: Path) -> list[tuple[str, dict[str, Any]]]:
         ("network.denyOut host name", {"network": {"denyOut": ["example.com"]}}),
         ("network.allowInternet as string", {"network": {"allowInternet": "false; touch"}}),
         ("network.allowOut too many", {"network": {"allowOut": [f"10.0.{i}.0/24" for i in range(65)]}}),
+        # Names bash, the dynamic linker, glibc, tmux, E2B's envd or the operator act on (reserved by
+        # pattern): agent env is also the setup script's environment.
+        *((f"env name {name}", {"agent": {"env": [{"name": name, "value": f"$(touch {canary})"}]}})
+          for name in ("SWARM_SECRET_GIT_PASSWORD", "BASH_ENV", "BASH_FUNC_x", "LD_AUDIT",
+                       "GLIBC_TUNABLES", "E2B_ACCESS_TOKEN", "TMUX_TMPDIR", "ENV", "SHELLOPTS", "_sw_x")),
+        # Secret fan-out: references bounded by the schema, distinct Secrets by the operator (before
+        # any read), the bytes they hold by the operator after reading (HOSTILE_BIG_SECRET).
+        ("secret references over the schema bound", {"agent": {"env": [
+            {"name": f"K{i}", "valueFrom": {"secretKeyRef": {"name": "one", "key": f"k{i}"}}}
+            for i in range(65)]}}),
+        ("secret references over the bound through mcp fields", {
+            "agent": {"env": [{"name": f"K{i}", "valueFrom": {"secretKeyRef": {"name": "one", "key": f"k{i}"}}}
+                              for i in range(40)]},
+            "mcp": [{"name": "c", "type": "custom", "server": "notion", "fields": [
+                {"name": f"f{j}", "valueFrom": {"secretKeyRef": {"name": "one", "key": f"f{j}"}}}
+                for j in range(25)]}]}),
+        ("too many distinct secrets", {"agent": {"env": [
+            {"name": f"K{i}", "valueFrom": {"secretKeyRef": {"name": f"secret-{i}", "key": "k"}}}
+            for i in range(17)]}}),
+        ("secret values too large", {"agent": {"env": [
+            {"name": f"BIG_{key}", "valueFrom": {"secretKeyRef": {"name": HOSTILE_BIG_SECRET, "key": key}}}
+            for key in ("a", "b")]}}),
     ]
     return cases
+
+
+#: A Secret whose two keys together exceed the operator's per-resource byte limit (256 KiB).
+HOSTILE_BIG_SECRET = "hostile-big"
 
 
 def test_hostile_input_is_refused_or_harmless(cluster: Cluster, e2b: Any, start_operator: Any) -> None:
     canary = CANARY_DIR / f"swarm-canary-{uuid.uuid4().hex}"
     operator = start_operator()
     api = cluster.custom
+    cluster.core.create_namespaced_secret("default", kubernetes.client.V1Secret(
+        metadata=kubernetes.client.V1ObjectMeta(name=HOSTILE_BIG_SECRET),
+        string_data={"a": "a" * 150_000, "b": "b" * 150_000}))
     cases = _cases(canary)
     assert len(cases) >= 60
     outcomes: dict[str, str] = {}
@@ -124,10 +153,11 @@ def test_hostile_input_is_refused_or_harmless(cluster: Cluster, e2b: Any, start_
             return None
         if ready["status"] == "True":
             return "Ready"
-        if ready["reason"] in ("InvalidSpec", "InitFailed", "TemplateNotFound"):
+        if ready["reason"] in ("InvalidSpec", "InitFailed", "TemplateNotFound", "SecretsTooLarge"):
             return ready["reason"]
         return None
 
+    resource_of = dict(outcomes)
     verdicts = {name: wait_for(lambda n=name: settled(n), 120, message=f"{name} settled")
                 for name in created}
     for label, outcome in outcomes.items():
@@ -146,6 +176,17 @@ def test_hostile_input_is_refused_or_harmless(cluster: Cluster, e2b: Any, start_
     assert all(v in ("422", "InvalidSpec") for v in network.values()), network
     assert outcomes["network.allowOut host bits set"] == "InvalidSpec"
     assert outcomes["network.denyOut host name"] == "InvalidSpec"
-    assert all(v in ("422", "InvalidSpec", "Ready", "InitFailed", "TemplateNotFound")
+    env_names = {k: v for k, v in outcomes.items() if k.startswith("env name ")}
+    assert all(v == "422" for v in env_names.values()), env_names
+    assert outcomes["secret references over the schema bound"] == "422"
+    assert outcomes["secret references over the bound through mcp fields"] == "422"
+    assert outcomes["too many distinct secrets"] == "InvalidSpec"
+    assert outcomes["secret values too large"] == "SecretsTooLarge"
+    message = cluster.condition("default", resource_of["secret values too large"], "Ready")["message"]
+    # 2 keys (3 while the default E2B key is not declared operator-wide to the reader).
+    assert "limit of 262144 bytes per resource (setting SWARM_MAX_SECRET_BYTES)" in message, message
+    assert "a" * 64 not in json.dumps(cluster.custom.get_namespaced_custom_object(
+        "claudeswarm.io", "v1alpha1", "default", "swarmsandboxes", resource_of["secret values too large"]))
+    assert all(v in ("422", "InvalidSpec", "Ready", "InitFailed", "TemplateNotFound", "SecretsTooLarge")
                for v in outcomes.values()), outcomes
     print(json.dumps(outcomes, indent=1, ensure_ascii=False))

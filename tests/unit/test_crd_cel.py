@@ -17,24 +17,35 @@ from swarm_operator import _crd, model
 celpy = pytest.importorskip("celpy")
 
 
-def _rules() -> list[dict[str, Any]]:
+def _rules(where: str | None = None) -> list[dict[str, Any]]:
+    """Every rule in the CRD, or only those on the node at ``where`` (e.g. ``.spec``)."""
     schema = _crd.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     found: list[dict[str, Any]] = []
 
-    def walk(node: dict[str, Any]) -> None:
-        found.extend(node.get("x-kubernetes-validations", ()))
-        for sub in node.get("properties", {}).values():
-            walk(sub)
+    def walk(node: dict[str, Any], path: str) -> None:
+        if where is None or path == where:
+            found.extend(node.get("x-kubernetes-validations", ()))
+        for key, sub in node.get("properties", {}).items():
+            walk(sub, f"{path}.{key}")
         if "items" in node:
-            walk(node["items"])
+            walk(node["items"], f"{path}[]")
 
-    walk(schema)
+    walk(schema, "")
     return found
+
+
+def _k8s_sum(items: Any) -> Any:
+    # The Kubernetes list library's sum() (k8s.io/apiserver/pkg/cel/library/lists.go); [].sum() == 0.
+    total = celpy.celtypes.IntType(0)
+    for item in items:
+        total = total + item
+    return total
 
 
 def _evaluate(expression: str, obj: dict[str, Any]) -> Any:
     env = celpy.Environment()
-    return env.program(env.compile(expression)).evaluate({"self": celpy.json_to_cel(obj)})
+    program = env.program(env.compile(expression), functions={"sum": _k8s_sum})
+    return program.evaluate({"self": celpy.json_to_cel(obj)})
 
 
 _ENV_ENTRIES = st.fixed_dictionaries(
@@ -61,7 +72,7 @@ def test_every_rule_compiles() -> None:
 @settings(max_examples=150, deadline=None)
 @given(entry=_ENV_ENTRIES)
 def test_cel_and_mirror_agree_on_env_entries(entry: dict[str, Any]) -> None:
-    for rule in _rules():
+    for rule in _rules(".spec.agent.env[]"):
         assert bool(_evaluate(rule["rule"], entry)) == _crd.CEL_MIRRORS[rule["rule"]](entry), (rule, entry)
 
 
@@ -69,3 +80,48 @@ def test_reserved_name_message_names_the_variable() -> None:
     (rule,) = [r for r in _rules() if "messageExpression" in r]
     message = str(_evaluate(rule["messageExpression"], {"name": "LD_PRELOAD", "value": "x"}))
     assert message.startswith("env name LD_PRELOAD is reserved")
+
+
+_SECRET_REF = st.fixed_dictionaries({"name": st.sampled_from(["a", "b"]), "key": st.just("k")})
+_SPECS = st.fixed_dictionaries({}, optional={
+    "agent": st.fixed_dictionaries({}, optional={
+        "env": st.lists(st.one_of(
+            st.builds(lambda i: {"name": f"V{i}", "value": "x"}, st.integers(0, 9)),
+            st.builds(lambda r: {"name": "S", "valueFrom": {"secretKeyRef": r}}, _SECRET_REF)),
+            max_size=80),
+        "apiKeySecretRef": _SECRET_REF,
+    }),
+    "e2b": st.fixed_dictionaries({}, optional={"apiKeySecretRef": _SECRET_REF}),
+    "workspace": st.fixed_dictionaries({"repo": st.just("https://h/r")},
+                                       optional={"credentialsSecretRef": _SECRET_REF}),
+    "mcp": st.lists(st.fixed_dictionaries({"name": st.just("m")}, optional={
+        "tokenSecretRef": _SECRET_REF,
+        "fields": st.lists(st.one_of(
+            st.just({"name": "f", "value": "v"}),
+            st.builds(lambda r: {"name": "f", "valueFrom": {"secretKeyRef": r}}, _SECRET_REF)),
+            max_size=12)}), max_size=6),
+})
+
+
+@settings(max_examples=200, deadline=None)
+@given(spec=_SPECS)
+def test_cel_and_mirror_agree_on_secret_reference_counts(spec: dict[str, Any]) -> None:
+    (rule,) = _rules(".spec")
+    assert bool(_evaluate(rule["rule"], spec)) == _crd.CEL_MIRRORS[rule["rule"]](spec), spec
+
+
+def test_secret_reference_rule_counts_every_field_to_the_limit() -> None:
+    (rule,) = _rules(".spec")
+    ref = {"secretKeyRef": {"name": "s", "key": "k"}}
+    spec: dict[str, Any] = {
+        "agent": {"apiKeySecretRef": ref["secretKeyRef"],
+                  "env": [{"name": f"V{i}", "valueFrom": ref} for i in range(model.MAX_SECRET_REFERENCES - 35)]},
+        "e2b": {"apiKeySecretRef": ref["secretKeyRef"]},
+        "workspace": {"repo": "https://h/r", "credentialsSecretRef": ref["secretKeyRef"]},
+        "mcp": [{"name": "g", "tokenSecretRef": ref["secretKeyRef"]},
+                {"name": "c", "fields": [{"name": f"f{j}", "valueFrom": ref} for j in range(31)]}],
+    }
+    assert _crd._secret_references(spec) == model.MAX_SECRET_REFERENCES
+    assert _evaluate(rule["rule"], spec)
+    spec["mcp"][1]["fields"].append({"name": "one-more", "valueFrom": ref})
+    assert not _evaluate(rule["rule"], spec)

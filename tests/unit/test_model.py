@@ -154,6 +154,26 @@ INVALID: dict[str, Any] = {
     "env TMUX": _env(name="TMUX", value="x"),
     "env TMUX_TMPDIR": _env(name="TMUX_TMPDIR", value="x"),
     "env E2B_API_KEY": _env(name="E2B_API_KEY", value="x"),
+    "env SWARM_SECRET_GIT_PASSWORD": _env(name="SWARM_SECRET_GIT_PASSWORD", value="x"),
+    "env LD_AUDIT": _env(name="LD_AUDIT", value="/tmp/x.so"),
+    "env BASH_ENV": _env(name="BASH_ENV", value="/tmp/x"),
+    "env BASHOPTS": _env(name="BASHOPTS", value="extglob"),
+    "env BASH_FUNC_x%%": _env(name="BASH_FUNC_x", value="() { id; }"),
+    "env GLIBC_TUNABLES": _env(name="GLIBC_TUNABLES", value="glibc.malloc.check=3"),
+    "env ENV": _env(name="ENV", value="/tmp/x"),
+    "env SHELLOPTS": _env(name="SHELLOPTS", value="xtrace"),
+    "env IFS": _env(name="IFS", value="/"),
+    "env _sw private": _env(name="_sw_pid", value="1"),
+    "secret references over the schema's bound": {"agent": {"env": [
+        {"name": f"K{i}", "valueFrom": {"secretKeyRef": {"name": "one", "key": f"k{i}"}}}
+        for i in range(model.MAX_SECRET_REFERENCES + 1)]}},
+    "secret references over the bound across fields": {
+        "agent": {"apiKeySecretRef": {"name": "one", "key": "a"}, "env": [
+            {"name": f"K{i}", "valueFrom": {"secretKeyRef": {"name": "one", "key": f"k{i}"}}}
+            for i in range(model.MAX_SECRET_REFERENCES - 32)]},
+        "mcp": [{"name": "c", "type": "custom", "server": "notion", "fields": [
+            {"name": f"f{j}", "valueFrom": {"secretKeyRef": {"name": "one", "key": f"f{j}"}}}
+            for j in range(32)]}]},
     "env value and valueFrom": _env(name="A", value="x", valueFrom=_REF),
     "env neither": _env(name="A"),
     "env duplicate": {"agent": {"env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]}},
@@ -196,14 +216,91 @@ def test_invalid_specs_are_refused_by_schema_and_model(case: str) -> None:
     assert schema_problems(spec), f"the API server would accept {spec}"
     problems = _model_problems(spec)
     assert problems, f"the operator would accept {spec}"
-    assert all(p.startswith("spec.") for p in problems), problems
+    # A field's problem names the field; a whole-spec bound names the fields it counts.
+    assert all(p.startswith("spec.") or (p.startswith("spec: ") and "spec." in p) for p in problems), problems
 
 
-@pytest.mark.parametrize("name", ["PATH", "E2B_ACCESS_TOKEN", "TMUX_PANE"])
+@pytest.mark.parametrize("name", ["PATH", "E2B_ACCESS_TOKEN", "TMUX_PANE", "SWARM_X", "LD_PRELOAD",
+                                  "BASH_ENV", "GLIBC_TUNABLES"])
 def test_reserved_env_message_names_the_variable(name: str) -> None:
     (problem,) = _model_problems(_env(name=name, value="x"))
-    assert problem.startswith("spec.agent.env[0].name:") and name in problem
-    assert "PATH, LD_PRELOAD, LD_LIBRARY_PATH, HOME, SHELL, USER, TMUX* or E2B_*" in problem
+    assert problem.startswith("spec.agent.env[0].name:") and f"env name {name} is reserved" in problem
+    assert "PATH, HOME," in problem and "starting with SWARM_, LD_, BASH, GLIBC_, E2B_, TMUX" in problem
+
+
+@pytest.mark.parametrize("name", ["PATHS", "MY_PATH", "HOMEDIR", "E2B", "TMU", "LD", "SWARM", "GLIBC",
+                                  "ANTHROPIC_BASE_URL", "NODE_OPTIONS", "user", "Path"])
+def test_near_reserved_env_names_are_allowed(name: str) -> None:
+    assert _model_problems(_env(name=name, value="x")) == []
+    assert schema_problems(_env(name=name, value="x")) == []
+
+
+def _env_refs(count: int, secrets: int) -> dict[str, Any]:
+    """``count`` env entries from Secret keys spread over ``secrets`` distinct Secrets."""
+    return {"agent": {"env": [
+        {"name": f"K{i}", "valueFrom": {"secretKeyRef": {"name": f"s{i % secrets}", "key": f"k{i}"}}}
+        for i in range(count)]}}
+
+
+def test_secret_references_up_to_the_bounds_are_accepted() -> None:
+    spec = _env_refs(model.MAX_SECRET_REFERENCES, model.MAX_SECRETS)
+    assert schema_problems(spec) == [] and _model_problems(spec) == []
+
+
+def test_too_many_secret_references_are_refused_naming_limit_and_count() -> None:
+    spec = _env_refs(model.MAX_SECRET_REFERENCES + 1, 1)
+    (problem,) = [p for p in schema_problems(spec) if "Secret key references" in p]
+    assert f"at most {model.MAX_SECRET_REFERENCES}" in problem
+    (problem,) = _model_problems(spec)
+    assert problem == (f"spec: {model.MAX_SECRET_REFERENCES + 1} Secret key references (in "
+                       f"spec.agent.env), over the limit of {model.MAX_SECRET_REFERENCES} per resource")
+
+
+def test_too_many_distinct_secrets_are_refused_by_the_operator() -> None:
+    """The schema cannot count distinct names (CEL has no set); the operator does, before any read."""
+    spec = _env_refs(model.MAX_SECRETS + 1, model.MAX_SECRETS + 1)
+    spec["e2b"] = {"apiKeySecretRef": {"name": "s0", "key": "e2b"}}  # a name already counted
+    assert schema_problems(spec) == []
+    (problem,) = _model_problems(spec)
+    assert problem.startswith(f"spec: {model.MAX_SECRETS + 1} distinct Secrets referenced "
+                              "(in spec.agent.env, spec.e2b.apiKeySecretRef)")
+    assert f"over the limit of {model.MAX_SECRETS} per resource" in problem
+
+
+def test_secret_references_name_every_field() -> None:
+    spec = SwarmSandboxSpec.from_body({
+        "agent": {"apiKeySecretRef": {"name": "a", "key": "k"},
+                  "env": [{"name": "X", "value": "v"}, {"name": "Y", "valueFrom": _REF}]},
+        "e2b": {"apiKeySecretRef": {"name": "e", "key": "k"}},
+        "workspace": {"repo": "https://github.com/o/r", "ref": SHA,
+                      "credentialsSecretRef": {"name": "w", "key": "k"}},
+        "mcp": [{"name": "gh", "type": "github", "tokenSecretRef": {"name": "g", "key": "k"}},
+                {"name": "n", "type": "custom", "server": "notion",
+                 "fields": [{"name": "a", "value": "x"}, {"name": "b", "valueFrom": _REF}]}],
+    })
+    assert [(path, ref.name) for path, ref in spec.secret_references()] == [
+        ("spec.agent.env[1]", "s"), ("spec.agent.apiKeySecretRef", "a"), ("spec.e2b.apiKeySecretRef", "e"),
+        ("spec.workspace.credentialsSecretRef", "w"), ("spec.mcp[0].tokenSecretRef", "g"),
+        ("spec.mcp[1].fields[1]", "s")]
+
+
+def test_step_seconds_keep_only_bounded_well_named_steps() -> None:
+    junk = {f"init.s{i}": 1.0 for i in range(100)}
+    steps = {"init.tmux": 0.5, **junk, "create": 0.25, "init": 2.0, "Bad Name": 1.0, "init.$(id)": 1.0,
+             "a" * 40: 1.0, "init.nan": float("nan"), "init.neg": -1.0, "init.inf": float("inf"),
+             "init.bool": True, "init.str": "1"}
+    metrics = model.MetricsStatus(step_seconds=steps)
+    kept = metrics.step_seconds
+    assert len(kept) == model.MAX_STEPS
+    assert list(kept)[:3] == ["create", "init", "init.tmux"]  # the operator's own steps always fit
+    assert all(model.STEP_NAME.match(k) and v >= 0 for k, v in kept.items())
+    # Assignment (how the lifecycle adds a step) is bounded the same way.
+    metrics.step_seconds = {**kept, "pause": 1.0, "init.more": 1.0}
+    assert len(metrics.step_seconds) == model.MAX_STEPS and "pause" in metrics.step_seconds
+    assert "init.more" not in metrics.step_seconds
+    # And a stored status with too many steps is read without an error.
+    read = SwarmSandboxStatus.from_body({"metrics": {"stepSeconds": steps}})
+    assert read.metrics is not None and len(read.metrics.step_seconds) == model.MAX_STEPS
 
 
 def test_duplicate_env_message_names_the_variable() -> None:

@@ -229,5 +229,20 @@ def _cel_program(rule: str, celpy: Any) -> Any:
     program = _PROGRAMS.get(rule)
     if program is None:
         env = celpy.Environment()
-        program = _PROGRAMS[rule] = env.program(env.compile(rule))
+        program = _PROGRAMS[rule] = env.program(env.compile(rule), functions=_k8s_functions(celpy))
     return program
+
+
+def _k8s_functions(celpy: Any) -> dict[str, Any]:
+    """Kubernetes' own CEL library functions the CRD uses, which plain CEL (and cel-python) lack.
+
+    kubernetes/kubernetes staging/src/k8s.io/apiserver/pkg/cel/library/lists.go: ``<list>.sum()``
+    adds the elements; ``[].sum()`` is 0.
+    """
+    def _sum(items: Any) -> Any:
+        total = celpy.celtypes.IntType(0)
+        for item in items:
+            total = total + item
+        return total
+
+    return {"sum": _sum}
