@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from swarm_operator.backend import BackendError, SandboxBackend
-from swarm_operator.lifecycle import RELEASED_MARKER, TAG_OPERATOR, TAG_UID
+from swarm_operator.names import RELEASED_MARKER, TAG_OPERATOR, TAG_UID
 
 logger = logging.getLogger("swarm_operator.sweeper")
 

@@ -19,7 +19,7 @@ import kopf
 import pytest
 from test_chart_tools import find, render
 
-from swarm_operator.lifecycle import GROUP, PLURAL
+from swarm_operator.names import GROUP, PLURAL
 
 PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "swarm_operator"
 Perm = tuple[str, str, str]  # (apiGroup, resource, verb)
