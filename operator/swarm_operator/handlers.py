@@ -21,15 +21,15 @@ from swarm_operator import lifecycle
 from swarm_operator.backend import BackendPool, BackendTimeouts, SandboxNotFound
 from swarm_operator.cluster import KubeResourceLister, KubeStatusWriter, api_client
 from swarm_operator.config import Settings
-from swarm_operator.lifecycle import GROUP, PLURAL, VERSION, GiveUp, ResourceRef, RetryLater, Runtime
+from swarm_operator.lifecycle import GiveUp, ResourceRef, RetryLater, Runtime
 from swarm_operator.metrics import Metrics, new_registry, start_server
+from swarm_operator.names import FINALIZER, GROUP, PLURAL, VERSION
 from swarm_operator.ratelimit import CreationLimiter
-from swarm_operator.secrets import SecretKeyRef, SecretNotFound, SecretReader
-from swarm_operator.sweeper import Sweeper
+from swarm_operator.secrets import SecretReader
+from swarm_operator.sweeper import Sweeper, keys_in_use
 
 logger = logging.getLogger("swarm_operator.handlers")
 
-FINALIZER = "claudeswarm.io/finalizer"
 KUBE_THREADS = 32
 
 
@@ -128,24 +128,17 @@ async def probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
     if task is not None and task.done():
         raise RuntimeError("the orphan sweeper stopped")
     runtime: Runtime = memo.runtime
-    return {"e2bClients": len(runtime.backends), "resourcesTracked": len(runtime.keys)}
+    return {"e2bClients": len(runtime.backends), "resourcesTracked": runtime.tracked()}
 
 
 async def _sweep_forever(runtime: Runtime, lister: KubeResourceLister) -> None:
     """The orphan sweeper's loop: one pass per interval, over every API key in use."""
     settings = runtime.settings
     sweeper = Sweeper(operator_id=settings.operator_id, grace_s=settings.sweep_grace_seconds)
-    default_ref = SecretKeyRef(settings.namespace, settings.default_api_key_secret,
-                               settings.default_api_key_secret_key)
+    default_ref = lifecycle.default_api_key_ref(settings)
     while True:
         await asyncio.sleep(settings.sweep_interval_seconds * random.uniform(0.9, 1.1))
-        keys = set(runtime.keys.values())
-        try:
-            keys.add(await runtime.secrets.read(default_ref))
-        except SecretNotFound:
-            pass
-        except Exception as exc:  # the API server being away must not end the loop
-            logger.warning("sweep: cannot read the default API key (%s)", exc)
+        keys = await keys_in_use(runtime.keys_in_use(), runtime.secrets, default_ref)
         try:
             report = await sweeper.sweep([runtime.backends.for_key(k) for k in keys], lister.uids)
         except Exception as exc:
@@ -200,8 +193,7 @@ async def health(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, 
     """Probes the agents every ``healthCheck.intervalSeconds`` (jittered so probes spread out)."""
 
     def interval() -> float:
-        seconds = ((body.get("spec") or {}).get("healthCheck") or {}).get("intervalSeconds", 30)
-        return float(seconds) * random.uniform(0.85, 1.0)
+        return lifecycle.probe_interval(body.get("spec")) * random.uniform(0.85, 1.0)
 
     await _periodically(stopped, memo.shutdown, body, memo.runtime, "health", lifecycle.check_health,
                         interval)

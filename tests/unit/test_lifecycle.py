@@ -21,6 +21,8 @@ from swarm_operator.backend import (
 from swarm_operator.bootstrap._report import MARK_BEGIN, MARK_END
 from swarm_operator.config import Settings
 from swarm_operator.lifecycle import GiveUp, ResourceRef, RetryLater, Runtime
+from swarm_operator.lifecycle.sandbox import IDENTITY_SCRIPT
+from swarm_operator.names import TAG_UID
 from swarm_operator.ratelimit import CreationLimiter
 from swarm_operator.secrets import SecretReader
 
@@ -59,13 +61,13 @@ class FakeBackend:
         self.counter += 1
         sid = f"sbx-{self.counter}"
         now = started_at or datetime.now(timezone.utc)
-        self.sandboxes[sid] = SandboxInfo(sid, "base", {lifecycle.TAG_UID: uid}, now,
+        self.sandboxes[sid] = SandboxInfo(sid, "base", {TAG_UID: uid}, now,
                                           now + timedelta(seconds=600), "running")
         return sid
 
     async def create(self, template: str, metadata: Mapping[str, str], envs: Any = None, *,
                      timeout_s: int, **_: Any) -> SandboxInfo:
-        return self.sandboxes[self.add(metadata[lifecycle.TAG_UID])]
+        return self.sandboxes[self.add(metadata[TAG_UID])]
 
     async def list(self, metadata: Mapping[str, str], state: str = "both", **_: Any) -> list[SandboxInfo]:
         if self.list_error is not None:
@@ -83,8 +85,8 @@ class FakeBackend:
         self.timeouts.append((sandbox_id, timeout_s))
 
     async def run(self, sandbox_id: str, script: str, envs: Any = None, **_: Any) -> CommandResult:
-        if script == lifecycle.IDENTITY_SCRIPT:  # answers as the sandbox it is
-            uid = self.sandboxes[sandbox_id].metadata[lifecycle.TAG_UID]
+        if script == IDENTITY_SCRIPT:  # answers as the sandbox it is
+            uid = self.sandboxes[sandbox_id].metadata[TAG_UID]
             return CommandResult(0, f"swarm-identity {sandbox_id} {uid}\n")
         ready = self.ready_per_run.pop(0) if self.ready_per_run else 2
         return CommandResult(0, _report(2, ready))
@@ -230,7 +232,7 @@ async def test_creation_throttled_by_the_limiter_keeps_its_place() -> None:
 async def test_ttl_reached_kills_the_sandbox_and_fails_as_expired() -> None:
     backend, recorder = FakeBackend(), Recorder()
     runtime = _runtime(backend, recorder)
-    runtime.keys[REF.uid] = KEY
+    runtime.remember(REF.uid).api_key = KEY
     started = datetime.now(timezone.utc) - timedelta(seconds=120)
     sid = backend.add(REF.uid, started)
     status = {"sandbox": {"id": sid, "startedAt": started.isoformat()}}
@@ -243,7 +245,7 @@ async def test_ttl_reached_kills_the_sandbox_and_fails_as_expired() -> None:
 async def test_lease_renewal_never_goes_past_the_ttl() -> None:
     backend, recorder = FakeBackend(), Recorder()
     runtime = _runtime(backend, recorder)
-    runtime.keys[REF.uid] = KEY
+    runtime.remember(REF.uid).api_key = KEY
     started = datetime.now(timezone.utc) - timedelta(seconds=30)
     sid = backend.add(REF.uid, started)
     status = {"sandbox": {"id": sid, "startedAt": started.isoformat()}}
