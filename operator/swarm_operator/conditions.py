@@ -99,6 +99,9 @@ class Reason(str, enum.Enum):
     QUOTA_EXCEEDED = "QuotaExceeded"  # E2B's concurrent-sandbox quota; retried slowly.
     RATE_LIMITED = "RateLimited"  # E2B's or the operator's own creation limit; retried.
     BACKEND_UNAVAILABLE = "BackendUnavailable"  # E2B unreachable or failing; retried with backoff.
+    INVALID_REQUEST = "InvalidRequest"  # E2B refused a request as malformed; retried with backoff.
+    COMMAND_TIMEOUT = "CommandTimeout"  # a command in the sandbox ran past its timeout; retried.
+    BACKEND_ERROR = "BackendError"  # an E2B failure of no known kind; retried with backoff.
 
     # -- Suspended: is the sandbox paused by spec.suspend?
     SUSPENDED = "Suspended"
