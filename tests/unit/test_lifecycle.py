@@ -22,6 +22,7 @@ from swarm_operator.bootstrap._report import MARK_BEGIN, MARK_END
 from swarm_operator.config import Settings
 from swarm_operator.lifecycle import GiveUp, ResourceRef, RetryLater, Runtime
 from swarm_operator.lifecycle.sandbox import IDENTITY_SCRIPT
+from swarm_operator.model import SwarmSandboxSpec, SwarmSandboxStatus
 from swarm_operator.names import TAG_UID
 from swarm_operator.ratelimit import CreationLimiter
 from swarm_operator.secrets import SecretReader
@@ -140,13 +141,22 @@ def _runtime(backend: FakeBackend, recorder: Recorder, **settings: Any) -> Runti
 SPEC = {"agents": 2, "agent": {"command": "sleep"}, "coordinator": {"enabled": False}}
 
 
+def _spec(body: Mapping[str, Any]) -> SwarmSandboxSpec:
+    """Parsed once, as the handlers do at the edge."""
+    return SwarmSandboxSpec.from_body(body)
+
+
+def _status(body: Mapping[str, Any] | None) -> SwarmSandboxStatus:
+    return SwarmSandboxStatus.model_validate(body or {})
+
+
 def _conditions(status: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["type"]: c for c in status["conditions"]}
 
 
 async def test_create_records_sandbox_id_before_initialising_then_ready() -> None:
     backend, recorder = FakeBackend(), Recorder()
-    await lifecycle.reconcile(REF, SPEC, None, _runtime(backend, recorder))
+    await lifecycle.reconcile(REF, _spec(SPEC), _status(None), _runtime(backend, recorder))
     first = recorder.patches[0]
     assert first["sandbox"]["id"] == "sbx-1" and first["phase"] == "Initializing"
     status = recorder.status()
@@ -159,7 +169,7 @@ async def test_create_records_sandbox_id_before_initialising_then_ready() -> Non
 async def test_failed_initialisation_kills_the_sandbox_then_fails_with_the_cause() -> None:
     backend, recorder = FakeBackend(ready_per_run=[1, 1, 1]), Recorder()
     with pytest.raises(GiveUp) as info:
-        await lifecycle.reconcile(REF, SPEC, None, _runtime(backend, recorder))
+        await lifecycle.reconcile(REF, _spec(SPEC), _status(None), _runtime(backend, recorder))
     assert info.value.reason == "InitFailed"
     assert backend.killed == ["sbx-1"] and not backend.sandboxes
     status = recorder.status()
@@ -172,7 +182,7 @@ async def test_failed_initialisation_kills_the_sandbox_then_fails_with_the_cause
 
 async def test_retry_on_same_sandbox_recovers_within_budget() -> None:
     backend, recorder = FakeBackend(ready_per_run=[0, 2]), Recorder()
-    await lifecycle.reconcile(REF, SPEC, None, _runtime(backend, recorder))
+    await lifecycle.reconcile(REF, _spec(SPEC), _status(None), _runtime(backend, recorder))
     assert not backend.killed and recorder.status()["phase"] == "Ready"
     assert any("attempt 1/3 failed" in (c.get("message") or "")
                for p in recorder.patches for c in p.get("conditions", []))
@@ -183,7 +193,7 @@ async def test_duplicates_are_killed_keeping_the_tracked_one() -> None:
     early = backend.add(REF.uid, datetime.now(timezone.utc) - timedelta(minutes=5))
     tracked = backend.add(REF.uid)
     status = {"sandbox": {"id": tracked}}
-    await lifecycle.reconcile(REF, SPEC, status, _runtime(backend, recorder))
+    await lifecycle.reconcile(REF, _spec(SPEC), _status(status), _runtime(backend, recorder))
     assert backend.killed == [early]
     assert recorder.status()["sandbox"]["id"] == tracked
 
@@ -191,7 +201,7 @@ async def test_duplicates_are_killed_keeping_the_tracked_one() -> None:
 async def test_adopts_an_untracked_tagged_sandbox_instead_of_creating() -> None:
     backend, recorder = FakeBackend(), Recorder()
     orphan = backend.add(REF.uid)
-    await lifecycle.reconcile(REF, SPEC, None, _runtime(backend, recorder))
+    await lifecycle.reconcile(REF, _spec(SPEC), _status(None), _runtime(backend, recorder))
     assert list(backend.sandboxes) == [orphan]
     assert _conditions(recorder.status())["SandboxCreated"]["reason"] == "Adopted"
 
@@ -199,7 +209,7 @@ async def test_adopts_an_untracked_tagged_sandbox_instead_of_creating() -> None:
 async def test_backend_outage_is_retried_later_and_reported() -> None:
     backend, recorder = FakeBackend(list_error=BackendUnavailable("E2B answered 502")), Recorder()
     with pytest.raises(RetryLater) as info:
-        await lifecycle.reconcile(REF, SPEC, None, _runtime(backend, recorder))
+        await lifecycle.reconcile(REF, _spec(SPEC), _status(None), _runtime(backend, recorder))
     assert info.value.reason == "BackendUnavailable" and info.value.delay > 0
     assert recorder.status()["phase"] == "Pending"
 
@@ -208,7 +218,7 @@ async def test_authentication_failure_waits_long() -> None:
     backend = FakeBackend(list_error=AuthenticationFailed("the API key was rejected"))
     recorder = Recorder()
     with pytest.raises(RetryLater) as info:
-        await lifecycle.reconcile(REF, SPEC, None, _runtime(backend, recorder))
+        await lifecycle.reconcile(REF, _spec(SPEC), _status(None), _runtime(backend, recorder))
     assert info.value.delay == Settings().max_retry_delay_seconds
     assert recorder.status()["phase"] == "Failed"
 
@@ -219,13 +229,13 @@ async def test_creation_throttled_by_the_limiter_keeps_its_place() -> None:
     clock = [0.0]
     runtime.limiter = CreationLimiter(1, None, None, clock=lambda: clock[0])
     other = ResourceRef("ns", "other", "uid-2", 1)
-    await lifecycle.reconcile(other, SPEC, None, runtime)  # takes the only token
+    await lifecycle.reconcile(other, _spec(SPEC), _status(None), runtime)  # takes the only token
     with pytest.raises(RetryLater) as info:
-        await lifecycle.reconcile(REF, SPEC, None, runtime)
+        await lifecycle.reconcile(REF, _spec(SPEC), _status(None), runtime)
     assert info.value.reason == "RateLimited" and info.value.delay > 0
     assert _conditions(recorder.status())["SandboxCreated"]["reason"] == "RateLimited"
     clock[0] += info.value.delay
-    await lifecycle.reconcile(REF, SPEC, None, runtime)
+    await lifecycle.reconcile(REF, _spec(SPEC), _status(None), runtime)
     assert len(backend.sandboxes) == 2
 
 
@@ -236,7 +246,7 @@ async def test_ttl_reached_kills_the_sandbox_and_fails_as_expired() -> None:
     started = datetime.now(timezone.utc) - timedelta(seconds=120)
     sid = backend.add(REF.uid, started)
     status = {"sandbox": {"id": sid, "startedAt": started.isoformat()}}
-    await lifecycle.renew_lease(REF, {**SPEC, "ttlSeconds": 60}, status, runtime)
+    await lifecycle.renew_lease(REF, _spec({**SPEC, "ttlSeconds": 60}), _status(status), runtime)
     assert backend.killed == [sid]
     assert recorder.status()["phase"] == "Failed"
     assert _conditions(recorder.status())["Ready"]["reason"] == "SandboxExpired"
@@ -249,7 +259,7 @@ async def test_lease_renewal_never_goes_past_the_ttl() -> None:
     started = datetime.now(timezone.utc) - timedelta(seconds=30)
     sid = backend.add(REF.uid, started)
     status = {"sandbox": {"id": sid, "startedAt": started.isoformat()}}
-    await lifecycle.renew_lease(REF, {**SPEC, "ttlSeconds": 100}, status, runtime)
+    await lifecycle.renew_lease(REF, _spec({**SPEC, "ttlSeconds": 100}), _status(status), runtime)
     [(renewed, seconds)] = backend.timeouts
     assert renewed == sid and 60 <= seconds <= 70
 
@@ -257,6 +267,6 @@ async def test_lease_renewal_never_goes_past_the_ttl() -> None:
 async def test_delete_kills_every_tagged_sandbox_and_tolerates_gone_ones() -> None:
     backend, recorder = FakeBackend(), Recorder()
     a, b = backend.add(REF.uid), backend.add(REF.uid)
-    await lifecycle.delete(REF, SPEC, {"sandbox": {"id": "sbx-already-gone"}}, _runtime(backend, recorder))
+    await lifecycle.delete(REF, _spec(SPEC), _status({"sandbox": {"id": "sbx-already-gone"}}), _runtime(backend, recorder))
     assert sorted(backend.killed) == sorted([a, b, "sbx-already-gone"])
     assert not backend.sandboxes

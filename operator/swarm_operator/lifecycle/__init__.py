@@ -20,10 +20,10 @@ Modules (imports flow downwards in this list):
 """
 
 from swarm_operator.lifecycle.agents import default_api_key_ref
-from swarm_operator.lifecycle.delete import delete
+from swarm_operator.lifecycle.delete import UnusableSpec, delete
 from swarm_operator.lifecycle.health import check_health, probe_interval
 from swarm_operator.lifecycle.lease import renew_lease
-from swarm_operator.lifecycle.reconcile import reconcile
+from swarm_operator.lifecycle.reconcile import reconcile, refuse_spec
 from swarm_operator.lifecycle.rotation import watch_secrets
 from swarm_operator.lifecycle.runtime import (
     BackendProvider,
@@ -45,11 +45,13 @@ __all__ = [
     "RetryLater",
     "Runtime",
     "StatusWriter",
+    "UnusableSpec",
     "check_health",
     "default_api_key_ref",
     "delete",
     "probe_interval",
     "reconcile",
+    "refuse_spec",
     "renew_lease",
     "watch_secrets",
 ]

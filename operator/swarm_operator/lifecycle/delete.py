@@ -12,6 +12,7 @@ import logging
 import shlex
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from swarm_operator import bootstrap
@@ -20,17 +21,33 @@ from swarm_operator.conditions import Reason
 from swarm_operator.config import Settings
 from swarm_operator.lifecycle.agents import read_secrets, teardown_plan
 from swarm_operator.lifecycle.runtime import ResourceRef, RetryLater, Runtime, backoff
-from swarm_operator.model import InvalidSpecError, SwarmSandboxSpec
+from swarm_operator.model import InvalidSpecError, SwarmSandboxSpec, SwarmSandboxStatus
 from swarm_operator.names import RELEASED_MARKER, TAG_UID
 from swarm_operator.secrets import SecretNotFound
 
 logger = logging.getLogger("swarm_operator.lifecycle")
 
 
+@dataclass(frozen=True)
+class UnusableSpec:
+    """What a delete still needs from a spec the model refused: why, and the ``deletionPolicy`` it
+    asked for (the field alone is read through the model, so an ``Orphan`` wish survives an
+    unrelated mistake elsewhere in the spec)."""
+
+    error: InvalidSpecError
+    deletion_policy: str
+
+    @classmethod
+    def of(cls, spec_body: Mapping[str, Any] | None, error: InvalidSpecError) -> UnusableSpec:
+        field = SwarmSandboxSpec.model_fields["deletion_policy"]
+        wanted = (spec_body or {}).get(field.alias or "deletionPolicy", field.default)
+        return cls(error, "Orphan" if wanted == "Orphan" else str(field.default))
+
+
 async def delete(
     ref: ResourceRef,
-    spec_body: Mapping[str, Any] | None,
-    status_body: Mapping[str, Any] | None,
+    spec: SwarmSandboxSpec | UnusableSpec,
+    status: SwarmSandboxStatus,
     runtime: Runtime,
     *,
     retry: int = 0,
@@ -42,7 +59,7 @@ async def delete(
     about the resource is forgotten once it is done.
     """
     async with runtime.lock(ref.uid):
-        await _delete(ref, spec_body, status_body, runtime, retry)
+        await _delete(ref, spec, status, runtime, retry)
     runtime.forget(ref.uid)
     runtime.limiter.release(ref.uid)
     runtime.metrics.forget(ref.uid)
@@ -50,21 +67,17 @@ async def delete(
 
 async def _delete(
     ref: ResourceRef,
-    spec_body: Mapping[str, Any] | None,
-    status_body: Mapping[str, Any] | None,
+    spec: SwarmSandboxSpec | UnusableSpec,
+    status: SwarmSandboxStatus,
     runtime: Runtime,
     retry: int,
 ) -> None:
-    try:
-        spec: SwarmSandboxSpec | InvalidSpecError = SwarmSandboxSpec.from_body(spec_body)
-    except InvalidSpecError as exc:
-        spec = exc
-    known_id = ((status_body or {}).get("sandbox") or {}).get("id")
+    known_id = status.sandbox.id if status.sandbox else None
     api_key = await _key_for_delete(ref, spec, runtime, retry)
     if api_key is None:
         return
     backend = runtime.backends.for_key(api_key)
-    if _deletion_policy(spec, spec_body) == "Orphan":
+    if spec.deletion_policy == "Orphan":
         await _release(ref, backend, known_id, runtime)
         return
     started = time.monotonic()
@@ -80,19 +93,6 @@ async def _delete(
     runtime.remember(ref.uid).api_key = None
     logger.info("deleted %d sandbox(es)", len(ids),
                 extra={**ref.log_extra, "step": "delete", "duration": round(time.monotonic() - started, 3)})
-
-
-def _deletion_policy(spec: SwarmSandboxSpec | InvalidSpecError, spec_body: Mapping[str, Any] | None) -> str:
-    """The spec's ``deletionPolicy`` (the model's default when unset).
-
-    A spec invalid elsewhere still says what to do with its sandbox: the field alone is read
-    through the model, so an ``Orphan`` wish survives an unrelated mistake.
-    """
-    if isinstance(spec, SwarmSandboxSpec):
-        return spec.deletion_policy
-    field = SwarmSandboxSpec.model_fields["deletion_policy"]
-    wanted = (spec_body or {}).get(field.alias or "deletionPolicy", field.default)
-    return "Orphan" if wanted == "Orphan" else str(field.default)
 
 
 async def _release(
@@ -121,15 +121,15 @@ async def _release(
 
 
 async def _key_for_delete(
-    ref: ResourceRef, spec: SwarmSandboxSpec | InvalidSpecError, runtime: Runtime, retry: int
+    ref: ResourceRef, spec: SwarmSandboxSpec | UnusableSpec, runtime: Runtime, retry: int
 ) -> str | None:
     """The API key to delete with: the Secret's, else the one last used, else give up after a while.
 
     Giving up is safe only because of the lease: the sandbox dies by itself within one lease.
     """
     try:
-        if isinstance(spec, InvalidSpecError):
-            raise spec
+        if isinstance(spec, UnusableSpec):
+            raise spec.error
         key, _ = await read_secrets(ref, spec, runtime, key_only=True)
         return key
     except (InvalidSpecError, SecretNotFound) as exc:

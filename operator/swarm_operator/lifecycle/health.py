@@ -9,9 +9,7 @@ gateway) are restarted in place by re-running the idempotent setup script, withi
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any
 
 from swarm_operator import bootstrap
 from swarm_operator.backend import BackendError, SandboxBackend, SandboxNotFound
@@ -27,24 +25,21 @@ from swarm_operator.lifecycle.agents import (
 )
 from swarm_operator.lifecycle.runtime import ResourceRef, Runtime
 from swarm_operator.lifecycle.status import StatusBook
-from swarm_operator.model import HealthCheckSpec, HealthStatus, InvalidSpecError, Phase, SwarmSandboxSpec
+from swarm_operator.model import HealthCheckSpec, HealthStatus, Phase, SwarmSandboxSpec, SwarmSandboxStatus
 
 logger = logging.getLogger("swarm_operator.lifecycle")
 
 
-def probe_interval(spec_body: Mapping[str, Any] | None) -> float:
+def probe_interval(spec: SwarmSandboxSpec | None) -> float:
     """Seconds between two probes: the spec's ``healthCheck.intervalSeconds``, or the model's
-    default when the spec cannot be read (the reconcile reports why)."""
-    try:
-        return float(SwarmSandboxSpec.from_body(spec_body).health_check.interval_seconds)
-    except InvalidSpecError:
-        return float(HealthCheckSpec().interval_seconds)
+    default when there is no usable spec (the reconcile reports why)."""
+    return float((spec.health_check if spec is not None else HealthCheckSpec()).interval_seconds)
 
 
 async def check_health(
     ref: ResourceRef,
-    spec_body: Mapping[str, Any] | None,
-    status_body: Mapping[str, Any] | None,
+    spec: SwarmSandboxSpec,
+    status: SwarmSandboxStatus,
     runtime: Runtime,
 ) -> None:
     """One health probe: one call into the sandbox returns its panes (and coordinator registry).
@@ -56,14 +51,10 @@ async def check_health(
     Raises :class:`SandboxNotFound` when the sandbox is gone, so the caller can reconcile.
     """
     async with runtime.lock(ref.uid):
-        book = StatusBook(ref, status_body, runtime)
+        book = StatusBook(ref, status, runtime)
         sandbox = book.status.sandbox
         api_key = runtime.api_key(ref.uid)
         if sandbox is None or sandbox.id is None or api_key is None:
-            return
-        try:
-            spec = SwarmSandboxSpec.from_body(spec_body)
-        except InvalidSpecError:
             return
         if spec.suspend or book.status.phase in (Phase.FAILED, Phase.INITIALIZING, Phase.CREATING):
             return

@@ -6,22 +6,20 @@ Sandboxes are created with a short E2B timeout and renewed by one lease at a tim
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 from swarm_operator.backend import SandboxNotFound
 from swarm_operator.conditions import ConditionType, Reason
 from swarm_operator.lifecycle.runtime import ResourceRef, Runtime
 from swarm_operator.lifecycle.sandbox import kill_and_record, lease_seconds
 from swarm_operator.lifecycle.status import StatusBook
-from swarm_operator.model import InvalidSpecError, SwarmSandboxSpec
+from swarm_operator.model import SwarmSandboxSpec, SwarmSandboxStatus
 
 
 async def renew_lease(
     ref: ResourceRef,
-    spec_body: Mapping[str, Any] | None,
-    status_body: Mapping[str, Any] | None,
+    spec: SwarmSandboxSpec,
+    status: SwarmSandboxStatus,
     runtime: Runtime,
 ) -> None:
     """Extend the sandbox's E2B timeout by one lease, never past ``ttlSeconds``.
@@ -32,15 +30,11 @@ async def renew_lease(
     reconciled again, which creates a replacement.
     """
     async with runtime.lock(ref.uid):
-        book = StatusBook(ref, status_body, runtime)
+        book = StatusBook(ref, status, runtime)
         sandbox = book.status.sandbox
         api_key = runtime.api_key(ref.uid)
         if sandbox is None or sandbox.id is None or api_key is None:
             return  # nothing running yet, or not reconciled by this process yet
-        try:
-            spec = SwarmSandboxSpec.from_body(spec_body)
-        except InvalidSpecError:
-            return
         if spec.suspend:
             return
         backend = runtime.backends.for_key(api_key)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import NoReturn
 
 from swarm_operator import network
 from swarm_operator.backend import (
@@ -38,8 +38,8 @@ logger = logging.getLogger("swarm_operator.lifecycle")
 
 async def reconcile(
     ref: ResourceRef,
-    spec_body: Mapping[str, Any] | None,
-    status_body: Mapping[str, Any] | None,
+    spec: SwarmSandboxSpec,
+    status: SwarmSandboxStatus,
     runtime: Runtime,
     *,
     retry: int = 0,
@@ -50,22 +50,22 @@ async def reconcile(
     in the status (``Synced=False`` with a stable reason and a message a person can act on).
     """
     async with runtime.lock(ref.uid):
-        return await _reconcile(ref, spec_body, status_body, runtime, retry)
+        return await _reconcile(ref, spec, StatusBook(ref, status, runtime), retry)
+
+
+async def refuse_spec(
+    ref: ResourceRef, error: InvalidSpecError, status: SwarmSandboxStatus, runtime: Runtime
+) -> NoReturn:
+    """A spec the model refuses (what the CRD schema cannot express): recorded as InvalidSpec with
+    every problem named, then :class:`GiveUp`. Nothing is created for it."""
+    async with runtime.lock(ref.uid):
+        await give_up(StatusBook(ref, status, runtime), Reason.INVALID_SPEC, f"invalid spec: {error}")
 
 
 async def _reconcile(
-    ref: ResourceRef,
-    spec_body: Mapping[str, Any] | None,
-    status_body: Mapping[str, Any] | None,
-    runtime: Runtime,
-    retry: int,
+    ref: ResourceRef, spec: SwarmSandboxSpec, book: StatusBook, retry: int
 ) -> SwarmSandboxStatus:
-    book = StatusBook(ref, status_body, runtime)
-    try:
-        spec = SwarmSandboxSpec.from_body(spec_body)
-    except InvalidSpecError as exc:
-        return await give_up(book, Reason.INVALID_SPEC, f"invalid spec: {exc}")
-
+    runtime = book.runtime
     try:
         api_key, envs = await read_secrets(ref, spec, runtime)
         files = await agent_files(ref, spec, runtime)

@@ -11,7 +11,6 @@ import hashlib
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any
 
 from swarm_operator import agentconfig, bootstrap
 from swarm_operator.backend import SandboxBackend
@@ -19,7 +18,7 @@ from swarm_operator.conditions import Reason
 from swarm_operator.lifecycle.agents import read_secrets, teardown_plan
 from swarm_operator.lifecycle.runtime import ResourceRef, Runtime
 from swarm_operator.lifecycle.status import StatusBook
-from swarm_operator.model import InvalidSpecError, SecretsStatus, SwarmSandboxSpec
+from swarm_operator.model import SecretsStatus, SwarmSandboxSpec, SwarmSandboxStatus
 from swarm_operator.secrets import SecretNotFound
 
 
@@ -86,8 +85,8 @@ async def stop_agents(book: StatusBook, backend: SandboxBackend, sandbox_id: str
 
 async def watch_secrets(
     ref: ResourceRef,
-    spec_body: Mapping[str, Any] | None,
-    status_body: Mapping[str, Any] | None,
+    spec: SwarmSandboxSpec,
+    status: SwarmSandboxStatus,
     runtime: Runtime,
 ) -> bool:
     """Read the resource's Secrets again (one GET per Secret it names, nothing cluster-wide) and,
@@ -98,9 +97,8 @@ async def watch_secrets(
     if known_key is None:
         return False  # not reconciled by this process yet: the reconcile reads them anyway
     try:
-        spec = SwarmSandboxSpec.from_body(spec_body)
         api_key, envs = await read_secrets(ref, spec, runtime)
-    except (InvalidSpecError, SecretNotFound):
+    except SecretNotFound:
         return False  # the reconcile reports those
     if spec.suspend:
         return False
@@ -110,5 +108,5 @@ async def watch_secrets(
     # is handled by exactly the reconcile a spec change gets.
     from swarm_operator.lifecycle.reconcile import reconcile
 
-    await reconcile(ref, spec_body, status_body, runtime)
+    await reconcile(ref, spec, status, runtime)
     return True

@@ -31,12 +31,11 @@ __all__ = ["StatusBook", "give_up"]
 class StatusBook:
     """The resource's status as the operator is changing it, written only when it differs."""
 
-    def __init__(
-        self, ref: ResourceRef, status_body: Mapping[str, Any] | None, runtime: Runtime
-    ) -> None:
+    def __init__(self, ref: ResourceRef, status: SwarmSandboxStatus, runtime: Runtime) -> None:
         self.ref = ref
         self.runtime = runtime
-        self.status = SwarmSandboxStatus.model_validate(dict(status_body or {}))
+        # A copy: the caller's status is what was last observed, and stays so.
+        self.status = status.model_copy(deep=True)
         self._written = self.status.to_patch()
         self._phase = self.status.phase
 
