@@ -22,7 +22,7 @@ from swarm_operator.bootstrap._report import MARK_BEGIN, MARK_END
 from swarm_operator.config import Settings
 from swarm_operator.lifecycle import GiveUp, ResourceRef, RetryLater, Runtime
 from swarm_operator.lifecycle.sandbox import IDENTITY_SCRIPT
-from swarm_operator.model import SwarmSandboxSpec, SwarmSandboxStatus
+from swarm_operator.model import InvalidSpecError, SwarmSandboxSpec, SwarmSandboxStatus
 from swarm_operator.names import TAG_UID
 from swarm_operator.ratelimit import CreationLimiter
 from swarm_operator.secrets import SecretReader
@@ -270,3 +270,64 @@ async def test_delete_kills_every_tagged_sandbox_and_tolerates_gone_ones() -> No
     await lifecycle.delete(REF, _spec(SPEC), _status({"sandbox": {"id": "sbx-already-gone"}}), _runtime(backend, recorder))
     assert sorted(backend.killed) == sorted([a, b, "sbx-already-gone"])
     assert not backend.sandboxes
+
+
+async def test_a_refused_spec_is_recorded_as_invalid_and_makes_nothing() -> None:
+    backend, recorder = FakeBackend(), Recorder()
+    with pytest.raises(InvalidSpecError) as parsed:
+        _spec({**SPEC, "agents": "many"})
+    with pytest.raises(GiveUp) as info:
+        await lifecycle.refuse_spec(REF, parsed.value, _status(None), _runtime(backend, recorder))
+    assert info.value.reason == "InvalidSpec" and not backend.sandboxes
+    ready = _conditions(recorder.status())["Ready"]
+    assert recorder.status()["phase"] == "Failed"
+    assert ready["reason"] == "InvalidSpec" and "spec.agents" in ready["message"]
+
+
+async def test_delete_of_a_refused_spec_still_honours_its_orphan_policy() -> None:
+    """Delete acts on a spec the model refused: with the key last used, and never killing what the
+    spec asked to keep."""
+    backend, recorder = FakeBackend(), Recorder()
+    runtime = _runtime(backend, recorder)
+    runtime.remember(REF.uid).api_key = KEY
+    sid = backend.add(REF.uid)
+    body = {**SPEC, "agents": "many", "deletionPolicy": "Orphan"}
+    with pytest.raises(InvalidSpecError) as parsed:
+        _spec(body)
+    await lifecycle.delete(REF, lifecycle.UnusableSpec.of(body, parsed.value),
+                           _status({"sandbox": {"id": sid}}), runtime)
+    assert not backend.killed and backend.timeouts == [(sid, Settings().orphan_timeout_seconds)]
+    assert [e[1] for e in recorder.events] == ["Orphaned"]
+    assert REF.uid not in runtime.memory
+    # And without the Orphan wish the same refused spec is torn down.
+    runtime.remember(REF.uid).api_key = KEY
+    body = {**SPEC, "agents": "many"}
+    await lifecycle.delete(REF, lifecycle.UnusableSpec.of(body, parsed.value),
+                           _status({"sandbox": {"id": sid}}), runtime)
+    assert backend.killed == [sid]
+
+
+def test_the_probe_interval_is_the_models() -> None:
+    assert lifecycle.probe_interval(_spec({**SPEC, "healthCheck": {"intervalSeconds": 7}})) == 7
+    assert lifecycle.probe_interval(_spec(SPEC)) == lifecycle.probe_interval(None) == 30
+
+
+def test_runtime_memory_is_one_record_per_resource() -> None:
+    runtime = _runtime(FakeBackend(), Recorder())
+    runtime.remember("a").api_key = KEY
+    runtime.remember("b").verified = "sbx-1"  # locked and verified, but no key used yet
+    assert runtime.keys_in_use() == {KEY} and runtime.tracked() == 1
+    assert runtime.api_key("a") == KEY and runtime.api_key("c") is None and "c" not in runtime.memory
+    runtime.forget("a")
+    assert runtime.keys_in_use() == set() and runtime.api_key("a") is None
+
+
+async def test_the_sweeper_looks_under_every_key_in_use_and_the_default_one() -> None:
+    from swarm_operator.secrets import SecretKeyRef
+    from swarm_operator.sweeper import keys_in_use
+
+    reader = SecretReader(FakeSecrets())
+    default = lifecycle.default_api_key_ref(Settings())
+    assert await keys_in_use({"e2b_other"}, reader, default) == {"e2b_other", KEY}
+    missing = SecretKeyRef(default.namespace, default.name, "no-such-key")
+    assert await keys_in_use({"e2b_other"}, reader, missing) == {"e2b_other"}

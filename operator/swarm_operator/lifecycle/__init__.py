@@ -4,6 +4,11 @@ Nothing here imports kopf: the handlers translate :class:`RetryLater` and :class
 kopf's temporary and permanent errors, and hand in a :class:`Runtime` holding every outside
 dependency, so the whole lifecycle runs in tests against fakes or the emulators.
 
+Entry points take parsed models (:class:`~swarm_operator.model.SwarmSandboxSpec`,
+:class:`~swarm_operator.model.SwarmSandboxStatus`): the handlers parse once, at the edge. A spec
+the model refuses goes to ``refuse_spec`` (recorded as InvalidSpec) or, on delete, arrives as an
+:class:`UnusableSpec`.
+
 Modules (imports flow downwards in this list):
 
 * :mod:`.reconcile` — ``reconcile``: create or adopt, verify, initialise (the kopf create/update/
