@@ -22,17 +22,13 @@ from typing import Any, Final
 import yaml
 
 from swarm_operator import model
+from swarm_operator.names import GROUP, KIND, PLURAL, SINGULAR, VERSION
 
 __all__ = [
     "CEL_MIRRORS", "GROUP", "KIND", "PLURAL", "VERSION",
     "apply_defaults", "crd", "extension_violations", "package_path", "render", "structural",
 ]
 
-GROUP: Final = "claudeswarm.io"
-VERSION: Final = "v1alpha1"
-KIND: Final = "SwarmSandbox"
-PLURAL: Final = "swarmsandboxes"
-SINGULAR: Final = "swarmsandbox"
 
 # Keywords that carry over from pydantic's output unchanged; anything else is a bug to look at.
 _KEPT: Final = frozenset({

@@ -14,7 +14,8 @@ from typing import Any
 
 import kubernetes
 
-from swarm_operator.lifecycle import GROUP, PLURAL, VERSION, ResourceRef
+from swarm_operator.lifecycle import ResourceRef
+from swarm_operator.names import GROUP, PLURAL, VERSION
 
 
 def api_client(*, pool_size: int = 4) -> kubernetes.client.ApiClient:

@@ -61,32 +61,66 @@ class ConditionType(str, enum.Enum):
 
 
 class Reason(str, enum.Enum):
-    """Stable, machine-readable reasons. Adding one is fine; renaming one breaks users' alerts."""
+    """Stable, machine-readable reasons. Adding one is fine; renaming one breaks users' alerts.
 
-    CREATING = "Creating"
-    INITIALIZING = "Initializing"
-    AVAILABLE = "Available"
-    AGENTS_DEGRADED = "AgentsDegraded"
-    RECONCILED = "Reconciled"
-    AUTHENTICATION_FAILED = "AuthenticationFailed"
-    QUOTA_EXCEEDED = "QuotaExceeded"
-    RATE_LIMITED = "RateLimited"
-    INVALID_SPEC = "InvalidSpec"
-    SECRET_NOT_FOUND = "SecretNotFound"
-    CONFIG_MAP_NOT_FOUND = "ConfigMapNotFound"
-    TEMPLATE_NOT_FOUND = "TemplateNotFound"
-    SANDBOX_NOT_FOUND = "SandboxNotFound"
-    SANDBOX_EXPIRED = "SandboxExpired"
-    BACKEND_UNAVAILABLE = "BackendUnavailable"
-    INIT_FAILED = "InitFailed"
+    Grouped by where they appear (kubernetes-sigs/agent-sandbox ``api/v1alpha1/sandbox_types.go``
+    keeps its reasons beside the condition they explain). A reason can explain more than one
+    condition: Synced and Ready repeat the reason of whatever blocks them, and every reason here
+    may also head a Kubernetes Event.
+    """
+
+    # -- SandboxCreated: is there a tracked sandbox, and how did it come to be?
+    CREATING = "Creating"  # a create call is under way (False).
+    CREATED = "Created"  # this operator created the sandbox in status (True).
+    ADOPTED = "Adopted"  # a sandbox tagged with the resource's uid was found and taken over (True).
+    #: The sandbox envd answered for is not the one the control plane returned (its own
+    #: E2B_SANDBOX_ID or the resource uid given to it at create differ): it gets no secret, is
+    #: killed, and a new one is tried with backoff. Also on AgentsReady and Synced.
+    IDENTITY_MISMATCH = "IdentityMismatch"
+    SANDBOX_NOT_FOUND = "SandboxNotFound"  # the sandbox in status is gone; a new one is made.
+    SANDBOX_EXPIRED = "SandboxExpired"  # ttlSeconds reached: killed, resource Failed (terminal).
+    INIT_FAILED = "InitFailed"  # the setup budget was spent: killed, resource Failed (terminal).
+
+    # -- AgentsReady: do the desired agent panes run?
+    INITIALIZING = "Initializing"  # the setup script is starting (or retrying) the agents.
+    AVAILABLE = "Available"  # every desired agent runs (also Ready=True).
+    AGENTS_DEGRADED = "AgentsDegraded"  # some agents are dead past their restart budget.
     #: The sandbox's MCP gateway cannot read its configuration from a file; starting it with the
     #: configuration on its command line would expose the MCP secrets, so it is not started.
     MCP_GATEWAY_UNSUPPORTED = "McpGatewayUnsupported"
-    #: The MCP gateway stopped answering (health probes); the agents may still run.
-    MCP_GATEWAY_UNAVAILABLE = "McpGatewayUnavailable"
-    DELETING = "Deleting"
+
+    # -- Synced: did the last reconcile succeed? (False carries what stopped it.)
+    RECONCILED = "Reconciled"
+    INVALID_SPEC = "InvalidSpec"  # the spec (or what it names) cannot be used; fix it (terminal).
+    SECRET_NOT_FOUND = "SecretNotFound"  # a named Secret or key is missing; retried.
+    CONFIG_MAP_NOT_FOUND = "ConfigMapNotFound"  # the agent.config ConfigMap is missing; retried.
+    AUTHENTICATION_FAILED = "AuthenticationFailed"  # E2B refused the API key (terminal).
+    TEMPLATE_NOT_FOUND = "TemplateNotFound"  # E2B has no such template (terminal).
+    QUOTA_EXCEEDED = "QuotaExceeded"  # E2B's concurrent-sandbox quota; retried slowly.
+    RATE_LIMITED = "RateLimited"  # E2B's or the operator's own creation limit; retried.
+    BACKEND_UNAVAILABLE = "BackendUnavailable"  # E2B unreachable or failing; retried with backoff.
+    INVALID_REQUEST = "InvalidRequest"  # E2B refused a request as malformed; retried with backoff.
+    COMMAND_TIMEOUT = "CommandTimeout"  # a command in the sandbox ran past its timeout; retried.
+    BACKEND_ERROR = "BackendError"  # an E2B failure of no known kind; retried with backoff.
+
+    # -- Suspended: is the sandbox paused by spec.suspend?
     SUSPENDED = "Suspended"
     RESUMED = "Resumed"
+
+    # -- Ready: only the reasons above, plus the resource going away.
+    DELETING = "Deleting"
+
+    # -- status.health.reason: the last probe's verdict.
+    #: The MCP gateway stopped answering (health probes); the agents may still run.
+    MCP_GATEWAY_UNAVAILABLE = "McpGatewayUnavailable"
+    PROBE_FAILED = "ProbeFailed"  # the probe's answer could not be read; the next probe retries.
+
+    # -- Events only: things that happened, not states.
+    REPLACED = "Replaced"  # a template or egress change moved the agents to a new sandbox.
+    ORPHANED = "Orphaned"  # deletionPolicy Orphan: the sandbox was left running, untracked.
+    SECRET_ROTATED = "SecretRotated"  # a Secret the resource uses changed.
+    AGENTS_RESTARTED = "AgentsRestarted"  # the agents were restarted with rotated Secret values.
+    AGENT_RESTARTED = "AgentRestarted"  # a dead agent was restarted in place by the health check.
 
     def __str__(self) -> str:
         return self.value

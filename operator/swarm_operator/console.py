@@ -29,7 +29,7 @@ import kubernetes
 import urllib3
 
 from swarm_operator import bootstrap
-from swarm_operator.lifecycle import GROUP, PLURAL, VERSION
+from swarm_operator.names import GROUP, PLURAL, VERSION
 
 __all__ = [
     "DETACH_KEY",

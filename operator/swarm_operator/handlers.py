@@ -21,15 +21,16 @@ from swarm_operator import lifecycle
 from swarm_operator.backend import BackendPool, BackendTimeouts, SandboxNotFound
 from swarm_operator.cluster import KubeResourceLister, KubeStatusWriter, api_client
 from swarm_operator.config import Settings
-from swarm_operator.lifecycle import GROUP, PLURAL, VERSION, GiveUp, ResourceRef, RetryLater, Runtime
+from swarm_operator.lifecycle import GiveUp, ResourceRef, RetryLater, Runtime
 from swarm_operator.metrics import Metrics, new_registry, start_server
+from swarm_operator.model import InvalidSpecError, SwarmSandboxSpec, SwarmSandboxStatus
+from swarm_operator.names import FINALIZER, GROUP, PLURAL, VERSION
 from swarm_operator.ratelimit import CreationLimiter
-from swarm_operator.secrets import SecretKeyRef, SecretNotFound, SecretReader
-from swarm_operator.sweeper import Sweeper
+from swarm_operator.secrets import SecretReader
+from swarm_operator.sweeper import Sweeper, keys_in_use
 
 logger = logging.getLogger("swarm_operator.handlers")
 
-FINALIZER = "claudeswarm.io/finalizer"
 KUBE_THREADS = 32
 
 
@@ -129,24 +130,17 @@ async def probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
     if task is not None and task.done():
         raise RuntimeError("the orphan sweeper stopped")
     runtime: Runtime = memo.runtime
-    return {"e2bClients": len(runtime.backends), "resourcesTracked": len(runtime.keys)}
+    return {"e2bClients": len(runtime.backends), "resourcesTracked": runtime.tracked()}
 
 
 async def _sweep_forever(runtime: Runtime, lister: KubeResourceLister) -> None:
     """The orphan sweeper's loop: one pass per interval, over every API key in use."""
     settings = runtime.settings
     sweeper = Sweeper(operator_id=settings.operator_id, grace_s=settings.sweep_grace_seconds)
-    default_ref = SecretKeyRef(settings.namespace, settings.default_api_key_secret,
-                               settings.default_api_key_secret_key)
+    default_ref = lifecycle.default_api_key_ref(settings)
     while True:
         await asyncio.sleep(settings.sweep_interval_seconds * random.uniform(0.9, 1.1))
-        keys = set(runtime.keys.values())
-        try:
-            keys.add(await runtime.secrets.read(default_ref))
-        except SecretNotFound:
-            pass
-        except Exception as exc:  # the API server being away must not end the loop
-            logger.warning("sweep: cannot read the default API key (%s)", exc)
+        keys = await keys_in_use(runtime.keys_in_use(), runtime.secrets, default_ref)
         try:
             report = await sweeper.sweep([runtime.backends.for_key(k) for k in keys], lister.uids)
         except Exception as exc:
@@ -167,16 +161,39 @@ def _core_api(client: Any) -> Any:
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 async def reconcile(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
+    ref, status = ResourceRef.from_body(body), _status(body)
+    try:
+        spec = SwarmSandboxSpec.from_body(body.get("spec"))
+    except InvalidSpecError as exc:
+        await _translated(memo.runtime, "reconcile", lifecycle.refuse_spec(ref, exc, status, memo.runtime))
+        return
     await _translated(memo.runtime, "reconcile", lifecycle.reconcile(
-        ResourceRef.from_body(body), body.get("spec"), body.get("status"), memo.runtime, retry=retry,
+        ref, spec, status, memo.runtime, retry=retry,
     ))
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
 async def delete(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
+    spec: SwarmSandboxSpec | lifecycle.UnusableSpec
+    try:
+        spec = SwarmSandboxSpec.from_body(body.get("spec"))
+    except InvalidSpecError as exc:  # still deleted: with the key last used, per its deletionPolicy
+        spec = lifecycle.UnusableSpec.of(body.get("spec"), exc)
     await _translated(memo.runtime, "delete", lifecycle.delete(
-        ResourceRef.from_body(body), body.get("spec"), body.get("status"), memo.runtime, retry=retry,
+        ResourceRef.from_body(body), spec, _status(body), memo.runtime, retry=retry,
     ))
+
+
+def _spec(body: kopf.Body) -> SwarmSandboxSpec | None:
+    """The parsed spec, or None when the model refuses it (the reconcile reports InvalidSpec)."""
+    try:
+        return SwarmSandboxSpec.from_body(body.get("spec"))
+    except InvalidSpecError:
+        return None
+
+
+def _status(body: kopf.Body) -> SwarmSandboxStatus:
+    return SwarmSandboxStatus.model_validate(dict(body.get("status") or {}))
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0)
@@ -201,8 +218,7 @@ async def health(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, 
     """Probes the agents every ``healthCheck.intervalSeconds`` (jittered so probes spread out)."""
 
     def interval() -> float:
-        seconds = ((body.get("spec") or {}).get("healthCheck") or {}).get("intervalSeconds", 30)
-        return float(seconds) * random.uniform(0.85, 1.0)
+        return lifecycle.probe_interval(_spec(body)) * random.uniform(0.85, 1.0)
 
     await _periodically(stopped, memo.shutdown, body, memo.runtime, "health", lifecycle.check_health,
                         interval)
@@ -219,8 +235,9 @@ async def _periodically(
 ) -> None:
     """A per-resource loop: wait, then ``work(ref, spec, status, runtime)`` on the live body.
 
-    A sandbox found gone is recreated at once by a reconcile (the resource exists, so its sandbox
-    must); any other failure is logged and counted, never allowed to end the daemon.
+    A spec the model refuses is skipped (the reconcile reports it). A sandbox found gone is
+    recreated at once by a reconcile (the resource exists, so its sandbox must); any other failure
+    is logged and counted, never allowed to end the daemon.
     """
     while not stopped and not shutdown.is_set():
         await _pause(stopped, shutdown, interval())
@@ -230,11 +247,14 @@ async def _periodically(
         started = time.monotonic()
         result = "success"
         try:
-            await work(ref, body.get("spec"), body.get("status"), runtime)
+            spec = _spec(body)
+            if spec is not None:
+                await work(ref, spec, _status(body), runtime)
         except SandboxNotFound:
+            assert spec is not None  # only the work raises it
             result = "requeue"
             try:
-                await lifecycle.reconcile(ref, body.get("spec"), body.get("status"), runtime)
+                await lifecycle.reconcile(ref, spec, _status(body), runtime)
             except (RetryLater, GiveUp) as exc:
                 logger.info("recreate deferred: %s", exc, extra=ref.log_extra)
         except (RetryLater, GiveUp) as exc:

@@ -19,7 +19,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from swarm_operator.backend import BackendError, SandboxBackend
-from swarm_operator.lifecycle import RELEASED_MARKER, TAG_OPERATOR, TAG_UID
+from swarm_operator.secrets import SecretKeyRef, SecretNotFound, SecretReader
+from swarm_operator.names import RELEASED_MARKER, TAG_OPERATOR, TAG_UID
 
 logger = logging.getLogger("swarm_operator.sweeper")
 
@@ -93,6 +94,20 @@ class Sweeper:
             logger.warning("killed orphaned sandbox %s (resource uid %s no longer exists)", sid, uid,
                            extra={"sandbox_id": sid})
         return report
+
+
+async def keys_in_use(known: Iterable[str], secrets: SecretReader, default: SecretKeyRef) -> set[str]:
+    """Every API key a sweep must look under: those live resources were reconciled with, and the
+    operator's default key (a resource whose key was never read by this process may still have a
+    sandbox there). A default Secret that is missing or unreadable only narrows the sweep."""
+    keys = set(known)
+    try:
+        keys.add(await secrets.read(default))
+    except SecretNotFound:
+        pass
+    except Exception as exc:  # the API server being away must not end the loop
+        logger.warning("sweep: cannot read the default API key (%s)", exc)
+    return keys
 
 
 async def _is_released(backend: SandboxBackend, sandbox_id: str) -> bool:

@@ -194,3 +194,17 @@ def test_phase_is_total_and_consistent_with_ready(parts: dict[str, tuple[str, st
         assert (phase is Phase.FAILED) == (ready.status == "False" and ready.reason in TERMINAL_REASONS)
         # Storing Ready or not makes no difference: phase is computed from the components.
         assert derive_phase([c for c in conds if c.type != "Ready"]) is phase
+
+
+def test_every_reason_the_layers_below_raise_is_a_reason() -> None:
+    """The backend's and the Secret reader's failure reasons reach Synced (and Ready) verbatim, so
+    each one must be a :class:`Reason` too: one list of every reason the operator can set."""
+    from swarm_operator import backend, secrets
+
+    def subclasses(cls: type) -> list[type]:
+        return [cls, *(s for sub in cls.__subclasses__() for s in subclasses(sub))]
+
+    raised = {c.reason for c in subclasses(backend.BackendError)} | {
+        c.reason for c in subclasses(secrets.SecretNotFound)}
+    assert len(raised) >= 8
+    assert raised <= {r.value for r in Reason}

@@ -21,6 +21,9 @@ from swarm_operator.backend import (
 from swarm_operator.bootstrap._report import MARK_BEGIN, MARK_END
 from swarm_operator.config import Settings
 from swarm_operator.lifecycle import GiveUp, ResourceRef, RetryLater, Runtime
+from swarm_operator.lifecycle.sandbox import IDENTITY_SCRIPT
+from swarm_operator.model import InvalidSpecError, SwarmSandboxSpec, SwarmSandboxStatus
+from swarm_operator.names import TAG_UID
 from swarm_operator.ratelimit import CreationLimiter
 from swarm_operator.secrets import SecretReader
 
@@ -59,13 +62,13 @@ class FakeBackend:
         self.counter += 1
         sid = f"sbx-{self.counter}"
         now = started_at or datetime.now(timezone.utc)
-        self.sandboxes[sid] = SandboxInfo(sid, "base", {lifecycle.TAG_UID: uid}, now,
+        self.sandboxes[sid] = SandboxInfo(sid, "base", {TAG_UID: uid}, now,
                                           now + timedelta(seconds=600), "running")
         return sid
 
     async def create(self, template: str, metadata: Mapping[str, str], envs: Any = None, *,
                      timeout_s: int, **_: Any) -> SandboxInfo:
-        return self.sandboxes[self.add(metadata[lifecycle.TAG_UID])]
+        return self.sandboxes[self.add(metadata[TAG_UID])]
 
     async def list(self, metadata: Mapping[str, str], state: str = "both", **_: Any) -> list[SandboxInfo]:
         if self.list_error is not None:
@@ -83,8 +86,8 @@ class FakeBackend:
         self.timeouts.append((sandbox_id, timeout_s))
 
     async def run(self, sandbox_id: str, script: str, envs: Any = None, **_: Any) -> CommandResult:
-        if script == lifecycle.IDENTITY_SCRIPT:  # answers as the sandbox it is
-            uid = self.sandboxes[sandbox_id].metadata[lifecycle.TAG_UID]
+        if script == IDENTITY_SCRIPT:  # answers as the sandbox it is
+            uid = self.sandboxes[sandbox_id].metadata[TAG_UID]
             return CommandResult(0, f"swarm-identity {sandbox_id} {uid}\n")
         ready = self.ready_per_run.pop(0) if self.ready_per_run else 2
         return CommandResult(0, _report(2, ready))
@@ -138,13 +141,22 @@ def _runtime(backend: FakeBackend, recorder: Recorder, **settings: Any) -> Runti
 SPEC = {"agents": 2, "agent": {"command": "sleep"}, "coordinator": {"enabled": False}}
 
 
+def _spec(body: Mapping[str, Any]) -> SwarmSandboxSpec:
+    """Parsed once, as the handlers do at the edge."""
+    return SwarmSandboxSpec.from_body(body)
+
+
+def _status(body: Mapping[str, Any] | None) -> SwarmSandboxStatus:
+    return SwarmSandboxStatus.model_validate(body or {})
+
+
 def _conditions(status: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["type"]: c for c in status["conditions"]}
 
 
 async def test_create_records_sandbox_id_before_initialising_then_ready() -> None:
     backend, recorder = FakeBackend(), Recorder()
-    await lifecycle.reconcile(REF, SPEC, None, _runtime(backend, recorder))
+    await lifecycle.reconcile(REF, _spec(SPEC), _status(None), _runtime(backend, recorder))
     first = recorder.patches[0]
     assert first["sandbox"]["id"] == "sbx-1" and first["phase"] == "Initializing"
     status = recorder.status()
@@ -157,7 +169,7 @@ async def test_create_records_sandbox_id_before_initialising_then_ready() -> Non
 async def test_failed_initialisation_kills_the_sandbox_then_fails_with_the_cause() -> None:
     backend, recorder = FakeBackend(ready_per_run=[1, 1, 1]), Recorder()
     with pytest.raises(GiveUp) as info:
-        await lifecycle.reconcile(REF, SPEC, None, _runtime(backend, recorder))
+        await lifecycle.reconcile(REF, _spec(SPEC), _status(None), _runtime(backend, recorder))
     assert info.value.reason == "InitFailed"
     assert backend.killed == ["sbx-1"] and not backend.sandboxes
     status = recorder.status()
@@ -170,7 +182,7 @@ async def test_failed_initialisation_kills_the_sandbox_then_fails_with_the_cause
 
 async def test_retry_on_same_sandbox_recovers_within_budget() -> None:
     backend, recorder = FakeBackend(ready_per_run=[0, 2]), Recorder()
-    await lifecycle.reconcile(REF, SPEC, None, _runtime(backend, recorder))
+    await lifecycle.reconcile(REF, _spec(SPEC), _status(None), _runtime(backend, recorder))
     assert not backend.killed and recorder.status()["phase"] == "Ready"
     assert any("attempt 1/3 failed" in (c.get("message") or "")
                for p in recorder.patches for c in p.get("conditions", []))
@@ -181,7 +193,7 @@ async def test_duplicates_are_killed_keeping_the_tracked_one() -> None:
     early = backend.add(REF.uid, datetime.now(timezone.utc) - timedelta(minutes=5))
     tracked = backend.add(REF.uid)
     status = {"sandbox": {"id": tracked}}
-    await lifecycle.reconcile(REF, SPEC, status, _runtime(backend, recorder))
+    await lifecycle.reconcile(REF, _spec(SPEC), _status(status), _runtime(backend, recorder))
     assert backend.killed == [early]
     assert recorder.status()["sandbox"]["id"] == tracked
 
@@ -189,7 +201,7 @@ async def test_duplicates_are_killed_keeping_the_tracked_one() -> None:
 async def test_adopts_an_untracked_tagged_sandbox_instead_of_creating() -> None:
     backend, recorder = FakeBackend(), Recorder()
     orphan = backend.add(REF.uid)
-    await lifecycle.reconcile(REF, SPEC, None, _runtime(backend, recorder))
+    await lifecycle.reconcile(REF, _spec(SPEC), _status(None), _runtime(backend, recorder))
     assert list(backend.sandboxes) == [orphan]
     assert _conditions(recorder.status())["SandboxCreated"]["reason"] == "Adopted"
 
@@ -197,7 +209,7 @@ async def test_adopts_an_untracked_tagged_sandbox_instead_of_creating() -> None:
 async def test_backend_outage_is_retried_later_and_reported() -> None:
     backend, recorder = FakeBackend(list_error=BackendUnavailable("E2B answered 502")), Recorder()
     with pytest.raises(RetryLater) as info:
-        await lifecycle.reconcile(REF, SPEC, None, _runtime(backend, recorder))
+        await lifecycle.reconcile(REF, _spec(SPEC), _status(None), _runtime(backend, recorder))
     assert info.value.reason == "BackendUnavailable" and info.value.delay > 0
     assert recorder.status()["phase"] == "Pending"
 
@@ -206,7 +218,7 @@ async def test_authentication_failure_waits_long() -> None:
     backend = FakeBackend(list_error=AuthenticationFailed("the API key was rejected"))
     recorder = Recorder()
     with pytest.raises(RetryLater) as info:
-        await lifecycle.reconcile(REF, SPEC, None, _runtime(backend, recorder))
+        await lifecycle.reconcile(REF, _spec(SPEC), _status(None), _runtime(backend, recorder))
     assert info.value.delay == Settings().max_retry_delay_seconds
     assert recorder.status()["phase"] == "Failed"
 
@@ -217,24 +229,24 @@ async def test_creation_throttled_by_the_limiter_keeps_its_place() -> None:
     clock = [0.0]
     runtime.limiter = CreationLimiter(1, None, None, clock=lambda: clock[0])
     other = ResourceRef("ns", "other", "uid-2", 1)
-    await lifecycle.reconcile(other, SPEC, None, runtime)  # takes the only token
+    await lifecycle.reconcile(other, _spec(SPEC), _status(None), runtime)  # takes the only token
     with pytest.raises(RetryLater) as info:
-        await lifecycle.reconcile(REF, SPEC, None, runtime)
+        await lifecycle.reconcile(REF, _spec(SPEC), _status(None), runtime)
     assert info.value.reason == "RateLimited" and info.value.delay > 0
     assert _conditions(recorder.status())["SandboxCreated"]["reason"] == "RateLimited"
     clock[0] += info.value.delay
-    await lifecycle.reconcile(REF, SPEC, None, runtime)
+    await lifecycle.reconcile(REF, _spec(SPEC), _status(None), runtime)
     assert len(backend.sandboxes) == 2
 
 
 async def test_ttl_reached_kills_the_sandbox_and_fails_as_expired() -> None:
     backend, recorder = FakeBackend(), Recorder()
     runtime = _runtime(backend, recorder)
-    runtime.keys[REF.uid] = KEY
+    runtime.remember(REF.uid).api_key = KEY
     started = datetime.now(timezone.utc) - timedelta(seconds=120)
     sid = backend.add(REF.uid, started)
     status = {"sandbox": {"id": sid, "startedAt": started.isoformat()}}
-    await lifecycle.renew_lease(REF, {**SPEC, "ttlSeconds": 60}, status, runtime)
+    await lifecycle.renew_lease(REF, _spec({**SPEC, "ttlSeconds": 60}), _status(status), runtime)
     assert backend.killed == [sid]
     assert recorder.status()["phase"] == "Failed"
     assert _conditions(recorder.status())["Ready"]["reason"] == "SandboxExpired"
@@ -243,11 +255,11 @@ async def test_ttl_reached_kills_the_sandbox_and_fails_as_expired() -> None:
 async def test_lease_renewal_never_goes_past_the_ttl() -> None:
     backend, recorder = FakeBackend(), Recorder()
     runtime = _runtime(backend, recorder)
-    runtime.keys[REF.uid] = KEY
+    runtime.remember(REF.uid).api_key = KEY
     started = datetime.now(timezone.utc) - timedelta(seconds=30)
     sid = backend.add(REF.uid, started)
     status = {"sandbox": {"id": sid, "startedAt": started.isoformat()}}
-    await lifecycle.renew_lease(REF, {**SPEC, "ttlSeconds": 100}, status, runtime)
+    await lifecycle.renew_lease(REF, _spec({**SPEC, "ttlSeconds": 100}), _status(status), runtime)
     [(renewed, seconds)] = backend.timeouts
     assert renewed == sid and 60 <= seconds <= 70
 
@@ -255,6 +267,67 @@ async def test_lease_renewal_never_goes_past_the_ttl() -> None:
 async def test_delete_kills_every_tagged_sandbox_and_tolerates_gone_ones() -> None:
     backend, recorder = FakeBackend(), Recorder()
     a, b = backend.add(REF.uid), backend.add(REF.uid)
-    await lifecycle.delete(REF, SPEC, {"sandbox": {"id": "sbx-already-gone"}}, _runtime(backend, recorder))
+    await lifecycle.delete(REF, _spec(SPEC), _status({"sandbox": {"id": "sbx-already-gone"}}), _runtime(backend, recorder))
     assert sorted(backend.killed) == sorted([a, b, "sbx-already-gone"])
     assert not backend.sandboxes
+
+
+async def test_a_refused_spec_is_recorded_as_invalid_and_makes_nothing() -> None:
+    backend, recorder = FakeBackend(), Recorder()
+    with pytest.raises(InvalidSpecError) as parsed:
+        _spec({**SPEC, "agents": "many"})
+    with pytest.raises(GiveUp) as info:
+        await lifecycle.refuse_spec(REF, parsed.value, _status(None), _runtime(backend, recorder))
+    assert info.value.reason == "InvalidSpec" and not backend.sandboxes
+    ready = _conditions(recorder.status())["Ready"]
+    assert recorder.status()["phase"] == "Failed"
+    assert ready["reason"] == "InvalidSpec" and "spec.agents" in ready["message"]
+
+
+async def test_delete_of_a_refused_spec_still_honours_its_orphan_policy() -> None:
+    """Delete acts on a spec the model refused: with the key last used, and never killing what the
+    spec asked to keep."""
+    backend, recorder = FakeBackend(), Recorder()
+    runtime = _runtime(backend, recorder)
+    runtime.remember(REF.uid).api_key = KEY
+    sid = backend.add(REF.uid)
+    body = {**SPEC, "agents": "many", "deletionPolicy": "Orphan"}
+    with pytest.raises(InvalidSpecError) as parsed:
+        _spec(body)
+    await lifecycle.delete(REF, lifecycle.UnusableSpec.of(body, parsed.value),
+                           _status({"sandbox": {"id": sid}}), runtime)
+    assert not backend.killed and backend.timeouts == [(sid, Settings().orphan_timeout_seconds)]
+    assert [e[1] for e in recorder.events] == ["Orphaned"]
+    assert REF.uid not in runtime.memory
+    # And without the Orphan wish the same refused spec is torn down.
+    runtime.remember(REF.uid).api_key = KEY
+    body = {**SPEC, "agents": "many"}
+    await lifecycle.delete(REF, lifecycle.UnusableSpec.of(body, parsed.value),
+                           _status({"sandbox": {"id": sid}}), runtime)
+    assert backend.killed == [sid]
+
+
+def test_the_probe_interval_is_the_models() -> None:
+    assert lifecycle.probe_interval(_spec({**SPEC, "healthCheck": {"intervalSeconds": 7}})) == 7
+    assert lifecycle.probe_interval(_spec(SPEC)) == lifecycle.probe_interval(None) == 30
+
+
+def test_runtime_memory_is_one_record_per_resource() -> None:
+    runtime = _runtime(FakeBackend(), Recorder())
+    runtime.remember("a").api_key = KEY
+    runtime.remember("b").verified = "sbx-1"  # locked and verified, but no key used yet
+    assert runtime.keys_in_use() == {KEY} and runtime.tracked() == 1
+    assert runtime.api_key("a") == KEY and runtime.api_key("c") is None and "c" not in runtime.memory
+    runtime.forget("a")
+    assert runtime.keys_in_use() == set() and runtime.api_key("a") is None
+
+
+async def test_the_sweeper_looks_under_every_key_in_use_and_the_default_one() -> None:
+    from swarm_operator.secrets import SecretKeyRef
+    from swarm_operator.sweeper import keys_in_use
+
+    reader = SecretReader(FakeSecrets())
+    default = lifecycle.default_api_key_ref(Settings())
+    assert await keys_in_use({"e2b_other"}, reader, default) == {"e2b_other", KEY}
+    missing = SecretKeyRef(default.namespace, default.name, "no-such-key")
+    assert await keys_in_use({"e2b_other"}, reader, missing) == {"e2b_other"}

@@ -19,7 +19,7 @@ import kopf
 import pytest
 from test_chart_tools import find, render
 
-from swarm_operator.lifecycle import GROUP, PLURAL
+from swarm_operator.names import GROUP, PLURAL
 
 PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "swarm_operator"
 Perm = tuple[str, str, str]  # (apiGroup, resource, verb)
@@ -141,7 +141,7 @@ def test_client_scan_finds_the_known_calls() -> None:
     """The scanner itself works: the calls the operator is known to make are found, in the modules
     the operator runs, and client-only modules are left out."""
     names = {p.name for p, _ in _sources()}
-    assert {"handlers.py", "cluster.py", "secrets.py", "lifecycle.py", "config.py"} <= names
+    assert {"handlers.py", "cluster.py", "secrets.py", "reconcile.py", "config.py"} <= names
     assert not any(n.startswith("_server") or n == "playground.py" for n in names)
     perms = client_permissions()
     assert ("", "secrets", "get") in perms

@@ -1,0 +1,321 @@
+"""The agents, from spec to running panes: the spec's inputs (Secrets, the agent.config ConfigMap)
+→ a :class:`bootstrap.BootstrapPlan` → one idempotent setup run → ``status.agents``,
+``status.workspace`` and ``status.mcp``.
+
+* **Nothing half-made.** Everything the sandbox will be given is checked (:func:`unusable`) before
+  a sandbox exists, so a spec the setup script cannot take never leaves a sandbox behind.
+* **Never hang.** Initialisation is bounded by the backend's timeouts and ``initAttempts`` retries
+  with backoff; when the budget is spent the sandbox is killed before the resource is marked Failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import NoReturn
+
+import pydantic
+
+from swarm_operator import agentconfig, bootstrap
+from swarm_operator.backend import AuthenticationFailed, BackendError, SandboxBackend, SandboxInfo, SandboxNotFound
+from swarm_operator.conditions import ConditionType, Reason
+from swarm_operator.config import Settings
+from swarm_operator.lifecycle.runtime import ResourceRef, Runtime
+from swarm_operator.lifecycle.sandbox import kill_and_record
+from swarm_operator.lifecycle.status import StatusBook, give_up
+from swarm_operator.model import (
+    AgentItem,
+    AgentsStatus,
+    InvalidSpecError,
+    McpServerStatus,
+    MetricsStatus,
+    SwarmSandboxSpec,
+    WorkspaceStatus,
+)
+from swarm_operator.secrets import SecretKeyRef
+
+logger = logging.getLogger("swarm_operator.lifecycle")
+
+#: Where the workspace goes when spec.workspace.path is unset (relative to the home directory).
+DEFAULT_WORKSPACE_PATH = "workspace"
+
+
+def api_key_ref(ref: ResourceRef, spec: SwarmSandboxSpec, settings: Settings) -> SecretKeyRef:
+    """Where the resource's E2B API key lives: its own Secret, else the operator's default one."""
+    if spec.e2b is not None and spec.e2b.api_key_secret_ref is not None:
+        return SecretKeyRef(ref.namespace, spec.e2b.api_key_secret_ref.name,
+                            spec.e2b.api_key_secret_ref.key)
+    return default_api_key_ref(settings)
+
+
+def default_api_key_ref(settings: Settings) -> SecretKeyRef:
+    """The operator-wide API key Secret, for resources that name none (and for the sweeper)."""
+    return SecretKeyRef(settings.namespace, settings.default_api_key_secret,
+                        settings.default_api_key_secret_key)
+
+
+async def read_secrets(
+    ref: ResourceRef, spec: SwarmSandboxSpec, runtime: Runtime, *, key_only: bool = False
+) -> tuple[str, dict[str, str]]:
+    """The E2B API key and the setup script's environment, with every secretKeyRef resolved.
+
+    The environment holds the agents' variables (``agent.env``, ``ANTHROPIC_API_KEY`` from
+    ``agent.apiKeySecretRef``) and the script-only ``SWARM_SECRET_*`` values (workspace password,
+    MCP tokens), which the script uses and unsets before any agent starts.
+    """
+    key_ref = api_key_ref(ref, spec, runtime.settings)
+    env_refs: dict[str, SecretKeyRef] = {}
+    envs: dict[str, str] = {}
+    for var in spec.agent.env:
+        if var.value_from is not None:
+            selector = var.value_from.secret_key_ref
+            env_refs[var.name] = SecretKeyRef(ref.namespace, selector.name, selector.key)
+        else:
+            envs[var.name] = var.value or ""
+    if key_only:
+        env_refs.clear()
+        envs.clear()
+    else:
+        env_refs.update(agentconfig.tool_secret_refs(ref.namespace, spec))
+    values = await runtime.secrets.read_many([key_ref, *env_refs.values()])
+    envs.update({name: values[sref] for name, sref in env_refs.items()})
+    return values[key_ref], envs
+
+
+async def agent_files(ref: ResourceRef, spec: SwarmSandboxSpec, runtime: Runtime) -> dict[str, str]:
+    """The agent.config ConfigMap's files (key -> text)."""
+    config = spec.agent.config
+    if config is None:
+        return {}
+    return await runtime.secrets.read_config_map(ref.namespace, config.config_map_name,
+                                                 optional=bool(config.optional))
+
+
+def plan(ref: ResourceRef, spec: SwarmSandboxSpec, envs: Mapping[str, str],
+         settings: Settings, files: Mapping[str, str] | None = None) -> bootstrap.BootstrapPlan:
+    """The setup script's whole input, from the spec and the names (never values) of its env."""
+    workspace = spec.workspace
+    return bootstrap.BootstrapPlan(
+        session=bootstrap.session_name(ref.namespace, ref.name, ref.uid),
+        socket=bootstrap.socket_name(ref.namespace, ref.name, ref.uid),
+        agents=spec.agents,
+        command=spec.agent.command,
+        args=list(spec.agent.args),
+        env_names=sorted(n for n in envs if not n.startswith(bootstrap.SECRET_ENV_PREFIX)),
+        coordinator_enabled=spec.coordinator.enabled,
+        coordinator_install=spec.coordinator.install,
+        ready_timeout_s=settings.ready_timeout_seconds,
+        restart_dead=spec.health_check.restart_dead_agents,
+        max_restarts=spec.health_check.max_restarts,
+        workdir=(workspace.path or DEFAULT_WORKSPACE_PATH) if workspace else "",
+        workspace_repo=workspace.repo if workspace else "",
+        workspace_ref=workspace.ref if workspace else "",
+        workspace_username=workspace.username if workspace else "x-access-token",
+        workspace_allow_floating=workspace.allow_floating_ref if workspace else False,
+        agent_config=agentconfig.claude_config_json(spec, files or {}),
+        mcp=agentconfig.mcp_config_json(spec),
+    )
+
+
+def teardown_plan(ref: ResourceRef) -> bootstrap.BootstrapPlan:
+    """Enough of a plan to find the resource's tmux server: teardown needs no spec at all."""
+    return bootstrap.BootstrapPlan(
+        session=bootstrap.session_name(ref.namespace, ref.name, ref.uid),
+        socket=bootstrap.socket_name(ref.namespace, ref.name, ref.uid),
+        agents=1,
+        command="true",
+    )
+
+
+def unusable(build_plan: Callable[[], bootstrap.BootstrapPlan], envs: Mapping[str, str]) -> list[str]:
+    """What the schema let through but no process can take: NUL bytes, names the script reserves.
+
+    A NUL cannot travel in an environment variable or an argument; the setup script's own names
+    (``SWARM_*``) would be shadowed. Each problem names the field, never a secret value.
+    """
+    problems = [f"spec.agent.env[{name}]: the value holds a NUL byte, which no environment "
+                f"variable can carry" for name, value in envs.items() if "\x00" in value]
+    if problems:
+        return problems
+    try:
+        build_plan()
+    except InvalidSpecError as exc:
+        problems.extend(exc.problems)
+    except pydantic.ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            field = _PLAN_FIELDS.get(str(err["loc"][0]) if err["loc"] else "", "spec")
+            where = "".join(f"[{p}]" for p in err["loc"][1:])
+            message = str(err.get("ctx", {}).get("error") or err["msg"])
+            problems.append(f"{field}{where}: {message}")
+    return problems
+
+
+# Which spec field feeds each plan field, so a plan refusal names what the user wrote.
+_PLAN_FIELDS = {
+    "command": "spec.agent.command", "args": "spec.agent.args", "env_names": "spec.agent.env",
+    "coordinator_install": "spec.coordinator.install", "agents": "spec.agents",
+}
+
+
+async def initialise(
+    book: StatusBook,
+    spec: SwarmSandboxSpec,
+    backend: SandboxBackend,
+    sandbox: SandboxInfo,
+    envs: Mapping[str, str],
+    files: Mapping[str, str] | None = None,
+) -> None:
+    """Run the setup script until every agent runs, retrying on the same sandbox with backoff.
+
+    The script is idempotent (a rerun keeps healthy agents, restarts dead ones, and converges the
+    pane count), so the same call serves first start, retries, adoption after a crash and scaling.
+    When the attempts are spent the sandbox is killed: a half-initialised sandbox must not bill.
+    """
+    ref, settings = book.ref, book.runtime.settings
+    try:
+        setup_plan = plan(ref, spec, envs, settings, files)
+    except InvalidSpecError as exc:
+        await give_up(book, Reason.INVALID_SPEC, f"invalid spec: {exc}")
+    script = bootstrap.render_setup(setup_plan)
+    cause = ""
+    for attempt in range(1, settings.init_attempts + 1):
+        started = time.monotonic()
+        try:
+            result = await backend.run(
+                sandbox.id, script, envs=envs,
+                timeout_s=settings.ready_timeout_seconds + settings.command_timeout_seconds,
+            )
+            metrics = book.status.metrics or MetricsStatus()
+            metrics.commands_executed += 1
+            if not result.ok:
+                metrics.commands_failed += 1
+            book.status.metrics = metrics
+            report = bootstrap.parse_report(result.stdout)
+        except (AuthenticationFailed, SandboxNotFound):
+            raise
+        except BackendError as exc:
+            if not exc.transient:
+                raise
+            cause = f"step init: {exc.reason}: {exc.message}"
+        except ValueError as exc:  # no parsable report: the script could not do its job
+            cause = f"step init: setup script failed (exit {result.exit_code}): {exc}; " \
+                    f"stderr: {result.stderr.strip()[-500:]}"
+        else:
+            book.step("init", time.monotonic() - started)
+            book.runtime.metrics.sandbox_initialised(time.monotonic() - started)
+            for name, seconds in report.steps.items():
+                book.step(f"init.{name}", seconds)
+            record_agents(book, spec, report.panes, report.agents.ready, report.restarted)
+            record_tools(book, spec, report)
+            await _refuse_unfixable(book, backend, sandbox, report)
+            ready = report.agents.ready
+            if report.ready and ready >= spec.agents:
+                book.set(ConditionType.AGENTS_READY, "True", Reason.AVAILABLE,
+                         f"{ready}/{spec.agents} agents running")
+                logger.info("%d/%d agents running", ready, spec.agents,
+                            extra={**ref.log_extra, "sandbox_id": sandbox.id, "step": "init",
+                                   "duration": round(time.monotonic() - started, 3)})
+                return
+            cause = f"step init: {ready}/{spec.agents} agents running"
+            if report.errors:
+                cause += ": " + "; ".join(
+                    f"{e.step}{'' if e.agent is None else f' agent {e.agent}'}: {e.message}"
+                    for e in report.errors
+                )[:2000]
+        if attempt < settings.init_attempts:
+            book.set(ConditionType.AGENTS_READY, "False", Reason.INITIALIZING,
+                     f"attempt {attempt}/{settings.init_attempts} failed, retrying: {cause}")
+            await book.commit()
+            await asyncio.sleep(settings.init_backoff_seconds * 2 ** (attempt - 1))
+    # Budget spent: kill first, then report, so a crash in between still leaves no leak behind
+    # (the next reconcile sees the id gone and the resource Failed with the same cause).
+    await kill_and_record(
+        book, backend, sandbox.id, Reason.INIT_FAILED,
+        f"sandbox {sandbox.id} killed after {settings.init_attempts} failed initialisations", cause)
+    await give_up(book, Reason.INIT_FAILED,
+                  f"initialisation failed {settings.init_attempts} times, last: {cause}; "
+                  f"the sandbox was killed; change the spec to try again")
+
+
+async def _refuse_unfixable(book: StatusBook, backend: SandboxBackend, sandbox: SandboxInfo,
+                            report: bootstrap.BootstrapReport) -> None:
+    """A setup run found something only a spec (or template) change fixes: kill, then give up."""
+    if report.workspace is not None and report.workspace.floating:
+        # A branch where a pin is required: the spec must change; the sandbox holds no agents.
+        await _refuse(book, backend, sandbox, Reason.INVALID_SPEC, "the workspace ref floats",
+                      f"invalid spec: spec.workspace.ref: {report.workspace.error}")
+    if report.mcp is not None and report.mcp.unsupported:
+        # Retrying cannot help: the template's gateway would need the secrets on its argv.
+        await _refuse(book, backend, sandbox, Reason.MCP_GATEWAY_UNSUPPORTED,
+                      "its MCP gateway cannot be started without exposing secrets",
+                      report.mcp.error or "the MCP gateway is unsupported")
+
+
+async def _refuse(book: StatusBook, backend: SandboxBackend, sandbox: SandboxInfo, reason: Reason,
+                  why: str, message: str) -> NoReturn:
+    await kill_and_record(book, backend, sandbox.id, reason, f"sandbox {sandbox.id} killed: {why}",
+                          message)
+    await give_up(book, reason, message)
+
+
+def mcp_down(spec: SwarmSandboxSpec, gateway: bootstrap.McpReport | None) -> bool:
+    """The spec wants MCP servers and the last look found the gateway not answering."""
+    return bool(spec.mcp) and gateway is not None and not gateway.gateway
+
+
+def mcp_items(spec: SwarmSandboxSpec, gateway: bootstrap.McpReport | None) -> list[McpServerStatus]:
+    """status.mcp from one look at the gateway (a setup run or a health probe)."""
+    items = []
+    for entry in spec.mcp:
+        if gateway is None:
+            state, message = "Unknown", "the gateway was not checked (see the Ready condition)"
+        elif not gateway.gateway:
+            state, message = "Failed", gateway.error or "the MCP gateway is not running"
+            if gateway.restarts:
+                message += f" (gateway restarted {gateway.restarts} time(s))"
+        elif gateway.servers is None:
+            # The gateway answered MCP but reports no per-server health (E2B's does not).
+            state, message = "Ready", ""
+        elif (server := gateway.servers.get(entry.server_key)) is None:
+            state, message = "Failed", f"the gateway does not report server {entry.server_key}"
+        else:
+            state, message = ("Ready" if server.ok else "Failed"), server.message
+        items.append(McpServerStatus(name=entry.name, state=state, message=message[:1024]))
+    return items
+
+
+def record_tools(book: StatusBook, spec: SwarmSandboxSpec, report: bootstrap.BootstrapReport) -> None:
+    """status.workspace and status.mcp from the setup report (what the sandbox really has)."""
+    if spec.workspace is None:
+        book.status.workspace = None
+    elif report.workspace is not None:
+        book.status.workspace = WorkspaceStatus(repo=report.workspace.repo, ref=report.workspace.ref,
+                                                commit=report.workspace.commit, path=report.workspace.path)
+    if not spec.mcp:
+        book.status.mcp = None
+        return
+    book.status.mcp = mcp_items(spec, report.mcp)
+
+
+def record_agents(book: StatusBook, spec: SwarmSandboxSpec, panes: Sequence[bootstrap.PaneReport],
+                  ready: int, restarted: Iterable[int] = ()) -> None:
+    """status.agents from the panes a setup run or a probe saw; restart counts never go down."""
+    previous = {item.id: item for item in (book.status.agents.items if book.status.agents else [])}
+    restarted = set(restarted)
+    items = []
+    for pane in sorted(panes, key=lambda p: p.index)[: spec.agents]:
+        old = previous.get(pane.index)
+        items.append(AgentItem(
+            id=pane.index,
+            pane=pane.pane_id,
+            state="Running" if pane.alive else "Dead",
+            restarts=max(pane.restarts, (old.restarts if old else 0) + (pane.index in restarted)),
+        ))
+    book.status.agents = AgentsStatus(desired=spec.agents, ready=ready, items=items)
+    if restarted:
+        book.runtime.metrics.agents_restarted(len(restarted))
+        metrics = book.status.metrics or MetricsStatus()
+        metrics.restarts += len(restarted)
+        book.status.metrics = metrics

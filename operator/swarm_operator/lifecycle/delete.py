@@ -1,0 +1,165 @@
+"""Delete: tear the resource's sandboxes down, or release the one it has (``deletionPolicy: Orphan``).
+
+Every sandbox tagged with the resource's uid is killed, not only the one in status, so a sandbox
+created just before a crash cannot outlive its resource. Where no API key is left to kill with,
+the lease bounds the cost: the sandbox stops by itself within one lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shlex
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from swarm_operator import bootstrap
+from swarm_operator.backend import NO_RETRY, AuthenticationFailed, BackendError, SandboxBackend, SandboxNotFound
+from swarm_operator.conditions import Reason
+from swarm_operator.config import Settings
+from swarm_operator.lifecycle.agents import read_secrets, teardown_plan
+from swarm_operator.lifecycle.runtime import ResourceRef, RetryLater, Runtime, backoff
+from swarm_operator.model import InvalidSpecError, SwarmSandboxSpec, SwarmSandboxStatus
+from swarm_operator.names import RELEASED_MARKER, TAG_UID
+from swarm_operator.secrets import SecretNotFound
+
+logger = logging.getLogger("swarm_operator.lifecycle")
+
+
+@dataclass(frozen=True)
+class UnusableSpec:
+    """What a delete still needs from a spec the model refused: why, and the ``deletionPolicy`` it
+    asked for (the field alone is read through the model, so an ``Orphan`` wish survives an
+    unrelated mistake elsewhere in the spec)."""
+
+    error: InvalidSpecError
+    deletion_policy: str
+
+    @classmethod
+    def of(cls, spec_body: Mapping[str, Any] | None, error: InvalidSpecError) -> UnusableSpec:
+        field = SwarmSandboxSpec.model_fields["deletion_policy"]
+        wanted = (spec_body or {}).get(field.alias or "deletionPolicy", field.default)
+        return cls(error, "Orphan" if wanted == "Orphan" else str(field.default))
+
+
+async def delete(
+    ref: ResourceRef,
+    spec: SwarmSandboxSpec | UnusableSpec,
+    status: SwarmSandboxStatus,
+    runtime: Runtime,
+    *,
+    retry: int = 0,
+) -> None:
+    """Tear the sandbox down (Ctrl-C to the agents, a bounded grace, kill), or release it (Orphan).
+
+    A sandbox already gone is success. Raises :class:`RetryLater` while the backend cannot be
+    reached; the lease bounds what a sandbox costs meanwhile. Everything the process remembered
+    about the resource is forgotten once it is done.
+    """
+    async with runtime.lock(ref.uid):
+        await _delete(ref, spec, status, runtime, retry)
+    runtime.forget(ref.uid)
+    runtime.limiter.release(ref.uid)
+    runtime.metrics.forget(ref.uid)
+
+
+async def _delete(
+    ref: ResourceRef,
+    spec: SwarmSandboxSpec | UnusableSpec,
+    status: SwarmSandboxStatus,
+    runtime: Runtime,
+    retry: int,
+) -> None:
+    known_id = status.sandbox.id if status.sandbox else None
+    api_key = await _key_for_delete(ref, spec, runtime, retry)
+    if api_key is None:
+        return
+    backend = runtime.backends.for_key(api_key)
+    if spec.deletion_policy == "Orphan":
+        await _release(ref, backend, known_id, runtime)
+        return
+    started = time.monotonic()
+    try:
+        tagged = await backend.list({TAG_UID: ref.uid})
+        ids = sorted({s.id for s in tagged} | ({known_id} if known_id else set()))
+        await asyncio.gather(*(_teardown(ref, backend, sid, runtime.settings) for sid in ids))
+    except BackendError as exc:
+        delay = max(exc.retry_after_s or 0.0, backoff(runtime.settings, retry))
+        logger.warning("teardown failed (%s: %s); retrying in %.1fs", exc.reason, exc.message, delay,
+                       extra=ref.log_extra)
+        raise RetryLater(exc.message, delay=delay, reason=exc.reason) from None
+    runtime.remember(ref.uid).api_key = None
+    logger.info("deleted %d sandbox(es)", len(ids),
+                extra={**ref.log_extra, "step": "delete", "duration": round(time.monotonic() - started, 3)})
+
+
+async def _release(
+    ref: ResourceRef, backend: SandboxBackend, sandbox_id: str | None, runtime: Runtime
+) -> None:
+    """Leave the sandbox running, untracked: mark it released and give it a long timeout.
+
+    Without a new timeout the short lease (the dead-man's switch) would kill a sandbox the user
+    asked to keep. The mark tells the orphan sweeper to leave it alone.
+    """
+    if sandbox_id:
+        try:
+            await backend.run(sandbox_id, f"printf '%s\\n' {shlex.quote(ref.uid)} > {RELEASED_MARKER}",
+                              timeout_s=30)
+            await backend.set_timeout(sandbox_id, runtime.settings.orphan_timeout_seconds)
+        except SandboxNotFound:
+            pass
+        except BackendError as exc:
+            raise RetryLater(f"cannot release sandbox {sandbox_id} yet: {exc.message}",
+                             delay=backoff(runtime.settings, 0), reason=exc.reason) from None
+    runtime.events.record(ref, "Normal", Reason.ORPHANED,
+                          f"sandbox {sandbox_id} left running (deletionPolicy: Orphan)")
+    logger.info("released sandbox %s (deletionPolicy Orphan)", sandbox_id,
+                extra={**ref.log_extra, "sandbox_id": sandbox_id})
+    runtime.remember(ref.uid).api_key = None
+
+
+async def _key_for_delete(
+    ref: ResourceRef, spec: SwarmSandboxSpec | UnusableSpec, runtime: Runtime, retry: int
+) -> str | None:
+    """The API key to delete with: the Secret's, else the one last used, else give up after a while.
+
+    Giving up is safe only because of the lease: the sandbox dies by itself within one lease.
+    """
+    try:
+        if isinstance(spec, UnusableSpec):
+            raise spec.error
+        key, _ = await read_secrets(ref, spec, runtime, key_only=True)
+        return key
+    except (InvalidSpecError, SecretNotFound) as exc:
+        cached = runtime.api_key(ref.uid)
+        if cached is not None:
+            return cached
+        if retry < 3:
+            raise RetryLater(f"cannot delete the sandbox yet: {exc}", delay=backoff(runtime.settings, retry),
+                             reason=Reason.SECRET_NOT_FOUND) from None
+        runtime.events.record(
+            ref, "Warning", Reason.SECRET_NOT_FOUND,
+            f"no API key to kill the sandbox with ({exc}); it stops by itself when its lease "
+            f"expires (at most {runtime.settings.lease_seconds}s)",
+        )
+        return None
+
+
+async def _teardown(ref: ResourceRef, backend: SandboxBackend, sandbox_id: str, settings: Settings) -> None:
+    """Ctrl-C to every pane and a bounded grace, then kill. Only the kill must succeed."""
+    if settings.delete_grace_seconds > 0:
+        try:
+            await backend.run(
+                sandbox_id,
+                bootstrap.render_teardown(teardown_plan(ref), grace_s=settings.delete_grace_seconds),
+                timeout_s=settings.delete_grace_seconds + 10,
+                retry=NO_RETRY,
+            )
+        except BackendError as exc:
+            if isinstance(exc, AuthenticationFailed):
+                raise
+            logger.info("graceful stop skipped (%s)", exc.reason,
+                        extra={**ref.log_extra, "sandbox_id": sandbox_id})
+    await backend.kill(sandbox_id)

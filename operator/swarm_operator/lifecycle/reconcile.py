@@ -1,0 +1,166 @@
+"""Reconcile: bring the resource's sandbox to the spec — create or adopt it, verify it, then run the
+setup script (which also scales in place, restarts for rotated Secrets, and resumes).
+
+The order is the safety: inputs (Secrets, ConfigMap) and everything the setup script will take are
+checked before a sandbox exists; the sandbox's id is on record before it is initialised; no secret
+goes in before the sandbox proved who it is. Every failure is recorded in status (``Synced=False``
+with a stable reason and a message a person can act on) before :class:`RetryLater` or
+:class:`GiveUp` is raised.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import NoReturn
+
+from swarm_operator import network
+from swarm_operator.backend import (
+    AuthenticationFailed,
+    BackendError,
+    EgressPolicy,
+    QuotaExceeded,
+    RateLimited,
+    SandboxBackend,
+    SandboxInfo,
+)
+from swarm_operator.conditions import TERMINAL_REASONS, ConditionType, Reason
+from swarm_operator.lifecycle.agents import agent_files, initialise, plan, read_secrets, unusable
+from swarm_operator.lifecycle.rotation import rotated, secrets_applied, stop_agents
+from swarm_operator.lifecycle.runtime import ResourceRef, RetryLater, Runtime, backoff
+from swarm_operator.lifecycle.sandbox import ensure_sandbox, replace, suspend, verify_identity
+from swarm_operator.lifecycle.status import StatusBook, give_up
+from swarm_operator.model import InvalidSpecError, NetworkStatus, SwarmSandboxSpec, SwarmSandboxStatus
+from swarm_operator.secrets import SecretNotFound
+
+logger = logging.getLogger("swarm_operator.lifecycle")
+
+
+async def reconcile(
+    ref: ResourceRef,
+    spec: SwarmSandboxSpec,
+    status: SwarmSandboxStatus,
+    runtime: Runtime,
+    *,
+    retry: int = 0,
+) -> SwarmSandboxStatus:
+    """Bring the resource's sandbox to the spec: create or adopt it, then run the setup script.
+
+    Returns the status written. Raises :class:`RetryLater` or :class:`GiveUp` after recording why
+    in the status (``Synced=False`` with a stable reason and a message a person can act on).
+    """
+    async with runtime.lock(ref.uid):
+        return await _reconcile(ref, spec, StatusBook(ref, status, runtime), retry)
+
+
+async def refuse_spec(
+    ref: ResourceRef, error: InvalidSpecError, status: SwarmSandboxStatus, runtime: Runtime
+) -> NoReturn:
+    """A spec the model refuses (what the CRD schema cannot express): recorded as InvalidSpec with
+    every problem named, then :class:`GiveUp`. Nothing is created for it."""
+    async with runtime.lock(ref.uid):
+        await give_up(StatusBook(ref, status, runtime), Reason.INVALID_SPEC, f"invalid spec: {error}")
+
+
+async def _reconcile(
+    ref: ResourceRef, spec: SwarmSandboxSpec, book: StatusBook, retry: int
+) -> SwarmSandboxStatus:
+    runtime = book.runtime
+    try:
+        api_key, envs = await read_secrets(ref, spec, runtime)
+        files = await agent_files(ref, spec, runtime)
+    except SecretNotFound as exc:  # or a ConfigMap: exc.reason says which
+        book.set(ConditionType.SYNCED, "False", exc.reason,
+                 f"{exc}; the operator retries until it exists")
+        await book.commit()
+        raise RetryLater(str(exc), delay=backoff(runtime.settings, retry),
+                         reason=exc.reason) from None
+    # Everything the sandbox will be given is checked before a sandbox exists, so a spec the
+    # setup script cannot take never leaves a half-made sandbox behind.
+    problems = unusable(lambda: plan(ref, spec, envs, runtime.settings, files), envs)
+    problems += network.egress_problems(spec, runtime.settings)
+    if problems:
+        return await give_up(book, Reason.INVALID_SPEC, f"invalid spec: {'; '.join(problems)}")
+    memory = runtime.remember(ref.uid)
+    if memory.api_key is not None and memory.api_key != api_key:
+        logger.info("the E2B API key changed; later calls use the new one", extra=ref.log_extra)
+        book.event("Normal", Reason.SECRET_ROTATED,
+                   "the E2B API key Secret changed; the operator uses the new key")
+    memory.api_key = api_key
+    backend = runtime.backends.for_key(api_key)
+    changed = rotated(runtime, ref, spec, envs)
+    policy = network.egress_policy(spec, runtime.settings)
+
+    try:
+        if spec.suspend:
+            await suspend(book, backend)
+        else:
+            await _run(book, spec, backend, policy, envs, files, changed, retry)
+    except BackendError as exc:
+        return await _backend_failed(book, exc, retry)
+    book.set(ConditionType.SYNCED, "True", Reason.RECONCILED, "")
+    await book.commit()
+    return book.status
+
+
+async def _run(
+    book: StatusBook,
+    spec: SwarmSandboxSpec,
+    backend: SandboxBackend,
+    policy: EgressPolicy,
+    envs: Mapping[str, str],
+    files: Mapping[str, str],
+    changed: list[str],
+    retry: int,
+) -> None:
+    """The resource is not suspended: have its verified sandbox run the spec's agents."""
+    sandbox: SandboxInfo = await ensure_sandbox(book, spec, backend, policy)
+    await verify_identity(book, backend, sandbox, retry)
+    wanted = spec.template or book.runtime.settings.default_template
+    current = book.status.sandbox.template if book.status.sandbox else None
+    shown = network.network_status(policy)
+    if (current is not None and current != wanted) or \
+            (book.status.network or NetworkStatus()).model_dump() != shown.model_dump():
+        sandbox = await replace(
+            book, spec, backend, sandbox, wanted, policy, retry,
+            lambda new: initialise(book, spec, backend, new, envs, files),
+        )
+        secrets_applied(book, spec, envs, changed, restarted=True)
+    else:
+        pending = bool(book.status.secrets and book.status.secrets.restart_pending)
+        restart = (bool(changed) or pending) and spec.agent.restart_on_secret_change == "Restart"
+        if restart:
+            await stop_agents(book, backend, sandbox.id)
+        await initialise(book, spec, backend, sandbox, envs, files)
+        secrets_applied(book, spec, envs, changed, restarted=restart)
+    if any(c.type == ConditionType.SUSPENDED for c in book.status.conditions):
+        book.set(ConditionType.SUSPENDED, "False", Reason.RESUMED,
+                 f"sandbox {sandbox.id} resumed and its agents verified")
+
+
+async def _backend_failed(book: StatusBook, exc: BackendError, retry: int) -> SwarmSandboxStatus:
+    """Record a backend failure and decide how soon (if ever) to try again."""
+    settings = book.runtime.settings
+    message = exc.message
+    if isinstance(exc, AuthenticationFailed):
+        # Hammering E2B with a revoked key helps nobody; a Secret change is what fixes it.
+        delay = settings.max_retry_delay_seconds
+        message = f"{message} (retrying every {delay:.0f}s until the key is fixed)"
+    elif isinstance(exc, QuotaExceeded):
+        # The quota frees only when another sandbox ends: check back slowly.
+        delay = max(settings.quota_retry_seconds, backoff(settings, retry))
+    elif isinstance(exc, RateLimited):
+        delay = max(exc.retry_after_s or 0.0, backoff(settings, retry))
+    elif exc.reason in TERMINAL_REASONS and not exc.transient:
+        return await give_up(book, exc.reason, message)
+    else:
+        delay = max(exc.retry_after_s or 0.0, backoff(settings, retry))
+    book.set(ConditionType.SYNCED, "False", exc.reason, message)
+    created = next((c for c in book.status.conditions if c.type == ConditionType.SANDBOX_CREATED), None)
+    if created is not None and created.status != "True":
+        # Not "Creating" any more: waiting on what the error says (quota, rate limit, outage).
+        book.set(ConditionType.SANDBOX_CREATED, "False", exc.reason, message)
+    await book.commit()
+    logger.warning("%s: %s; retrying in %.1fs", exc.reason, message, delay,
+                   extra=book.ref.log_extra)
+    raise RetryLater(message, delay=delay, reason=exc.reason)

@@ -1,0 +1,304 @@
+"""The resource's one sandbox: adopt or create it, replace it, suspend it, verify who it is, and
+kill it when it must go — the rules that keep a resource at exactly one billing sandbox.
+
+* **Never two sandboxes for one resource.** Every sandbox carries tags (uid, namespace, name,
+  operator id). Before creating, the operator lists sandboxes by the uid tag and adopts what it
+  finds; extras are killed. A create whose outcome is unknown (timeout, dropped connection) is never
+  repeated blindly: the next attempt lists first and adopts what that create made.
+* **Never an untracked sandbox.** The sandbox id is written to status right after create, before
+  initialising, so even a crash mid-initialisation leaves the id on record.
+* **Never a secret to a stranger.** Before its first secret, a sandbox must identify from inside as
+  the one the control plane returned, for this resource (:func:`verify_identity`).
+* **Never a leak on failure.** Every failure that ends a sandbox goes through
+  :func:`kill_and_record`: killed first, then recorded, so a crash in between leaves nothing billing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta, timezone
+
+from swarm_operator import network
+from swarm_operator.backend import EgressPolicy, SandboxBackend, SandboxInfo, SandboxNotFound
+from swarm_operator.conditions import ConditionType, Reason
+from swarm_operator.config import Settings
+from swarm_operator.lifecycle.runtime import GiveUp, ResourceRef, RetryLater, backoff
+from swarm_operator.lifecycle.status import StatusBook, give_up
+from swarm_operator.model import SandboxStatus, SwarmSandboxSpec
+from swarm_operator.names import TAG_NAME, TAG_NAMESPACE, TAG_OPERATOR, TAG_UID, UID_ENV
+
+logger = logging.getLogger("swarm_operator.lifecycle")
+
+_IDENTITY_MARK = "swarm-identity"
+#: One envd call: the sandbox's id as E2B set it inside, and the uid the operator gave it at create.
+IDENTITY_SCRIPT = f'printf \'{_IDENTITY_MARK} %s %s\\n\' "${{E2B_SANDBOX_ID-}}" "${{{UID_ENV}-}}"'
+
+
+def tags(ref: ResourceRef, settings: Settings) -> dict[str, str]:
+    return {
+        TAG_UID: ref.uid,
+        TAG_NAMESPACE: ref.namespace,
+        TAG_NAME: ref.name,
+        TAG_OPERATOR: settings.operator_id,
+    }
+
+
+def lease_seconds(spec: SwarmSandboxSpec, settings: Settings, started_at: datetime,
+                  now: datetime) -> int:
+    """The E2B timeout to ask for now: one lease, never past the resource's ttlSeconds."""
+    lease = settings.lease_seconds
+    if spec.ttl_seconds is not None:
+        left = (started_at + timedelta(seconds=spec.ttl_seconds) - now).total_seconds()
+        lease = min(lease, max(int(left), 1))
+    return lease
+
+
+async def kill_and_record(
+    book: StatusBook,
+    backend: SandboxBackend,
+    sandbox_id: str,
+    reason: Reason,
+    message: str,
+    agents_message: str | None = None,
+) -> None:
+    """The one way a tracked sandbox ends on failure: kill it, free its creation slot, and record
+    ``SandboxCreated=False`` (and ``AgentsReady=False`` when ``agents_message`` is given) with
+    ``reason``. Nothing is committed here: the caller adds its own Synced verdict and commits, so a
+    crash between the kill and the write leaves no billing sandbox, only a stale id the next
+    reconcile finds gone."""
+    await backend.kill(sandbox_id)
+    book.runtime.limiter.release(book.ref.uid)
+    book.status.sandbox = None
+    book.set(ConditionType.SANDBOX_CREATED, "False", reason, message)
+    if agents_message is not None:
+        book.set(ConditionType.AGENTS_READY, "False", reason, agents_message)
+
+
+async def ensure_sandbox(
+    book: StatusBook, spec: SwarmSandboxSpec, backend: SandboxBackend, policy: EgressPolicy
+) -> SandboxInfo:
+    """Adopt the resource's sandbox or create one; its id is in status when this returns."""
+    ref, settings = book.ref, book.runtime.settings
+    known_id = book.status.sandbox.id if book.status.sandbox else None
+    started = time.monotonic()
+    keep = await _adoptable(book, backend, known_id)
+    if keep is not None:
+        if keep.state == "paused":
+            now = datetime.now(timezone.utc)
+            await backend.resume(keep.id, lease_seconds(spec, settings, keep.started_at, now))
+        how = Reason.CREATED if keep.id == known_id else Reason.ADOPTED
+        sandbox = keep
+        book.runtime.limiter.track(ref.uid, ref.namespace)
+        if how == Reason.ADOPTED:
+            book.runtime.metrics.adopted()
+            logger.info("adopted sandbox %s", sandbox.id, extra={**ref.log_extra, "sandbox_id": sandbox.id})
+    else:
+        sandbox = await _create(book, spec, backend, policy, started)
+        how = Reason.CREATED
+    book.step("create", time.monotonic() - started)
+    previous = book.status.sandbox
+    same = previous is not None and previous.id == sandbox.id
+    book.status.sandbox = SandboxStatus(
+        id=sandbox.id,
+        # The template as the spec named it when the sandbox was made (E2B reports ids, not the
+        # alias a user wrote): what a later spec change is compared against.
+        template=(previous.template if same and previous.template else
+                  spec.template or settings.default_template if how == Reason.CREATED else sandbox.template),
+        started_at=previous.started_at if same and previous.started_at else sandbox.started_at,
+        expires_at=sandbox.end_at,
+    )
+    if not same or book.status.network is None:
+        # What this sandbox was created with: the policy of this spec (an adopted one was created
+        # by this operator from the same resource, before a crash).
+        book.status.network = network.network_status(policy)
+    book.set(ConditionType.SANDBOX_CREATED, "True", how,
+             f"sandbox {sandbox.id} ({'adopted' if how == Reason.ADOPTED else 'running'})")
+    if ConditionType.AGENTS_READY not in {c.type for c in book.status.conditions} or \
+            book.status.agents is None or book.status.agents.desired != spec.agents:
+        book.set(ConditionType.AGENTS_READY, "False", Reason.INITIALIZING,
+                 f"starting {spec.agents} agents")
+    await book.commit()  # the id is on record before any initialisation happens
+    return sandbox
+
+
+async def _adoptable(book: StatusBook, backend: SandboxBackend, known_id: str | None) -> SandboxInfo | None:
+    """The tagged sandbox to keep (the one in status, else the oldest); every other one is killed."""
+    ref = book.ref
+    tagged = await backend.list({TAG_UID: ref.uid})
+    keep: SandboxInfo | None = None
+    if tagged:
+        keep = next((s for s in tagged if s.id == known_id), None)
+        keep = keep or min(tagged, key=lambda s: (s.started_at, s.id))
+        for extra in tagged:
+            if extra.id != keep.id:
+                # Two tagged sandboxes means a create raced a crash: keep one, bill for one.
+                logger.warning("killing duplicate sandbox %s", extra.id,
+                               extra={**ref.log_extra, "sandbox_id": extra.id})
+                await backend.kill(extra.id)
+                book.runtime.metrics.duplicate_killed()
+    if known_id and (keep is None or keep.id != known_id):
+        book.event(
+            "Warning", Reason.SANDBOX_NOT_FOUND,
+            f"sandbox {known_id} is gone; {'adopting ' + keep.id if keep else 'creating a new one'}",
+        )
+    return keep
+
+
+async def _create(book: StatusBook, spec: SwarmSandboxSpec, backend: SandboxBackend,
+                  policy: EgressPolicy, started: float) -> SandboxInfo:
+    """A new sandbox, within the creation limits (throttled: :class:`RetryLater`)."""
+    ref, settings = book.ref, book.runtime.settings
+    admission = book.runtime.limiter.try_acquire(ref.uid, ref.namespace)
+    if not admission:
+        # Throttled: the limiter keeps this resource's place in line for when capacity returns.
+        book.runtime.metrics.throttled(admission.scope)
+        book.set(ConditionType.SANDBOX_CREATED, "False", Reason.RATE_LIMITED, admission.message)
+        book.set(ConditionType.SYNCED, "False", Reason.RATE_LIMITED, admission.message)
+        await book.commit()
+        raise RetryLater(admission.message, delay=max(admission.retry_after_s, 0.1),
+                         reason=Reason.RATE_LIMITED)
+    template = spec.template or settings.default_template
+    book.set(ConditionType.SANDBOX_CREATED, "False", Reason.CREATING,
+             f"creating a sandbox from template {template}")
+    now = datetime.now(timezone.utc)
+    # The uid goes in as the sandbox's own environment too (not secret): read back from inside
+    # before any secret is sent, it proves envd is the sandbox this create made.
+    sandbox = await backend.create(
+        template, tags(ref, settings), {UID_ENV: ref.uid},
+        timeout_s=lease_seconds(spec, settings, now, now), network=policy,
+    )
+    book.runtime.metrics.sandbox_created(time.monotonic() - started)
+    logger.info("created sandbox %s", sandbox.id,
+                extra={**ref.log_extra, "sandbox_id": sandbox.id, "step": "create",
+                       "duration": round(time.monotonic() - started, 3)})
+    return sandbox
+
+
+async def replace(
+    book: StatusBook,
+    spec: SwarmSandboxSpec,
+    backend: SandboxBackend,
+    old: SandboxInfo,
+    template: str,
+    policy: EgressPolicy,
+    retry: int,
+    start_agents: Callable[[SandboxInfo], Awaitable[None]],
+) -> SandboxInfo:
+    """A change only a new sandbox can honour (template, egress policy): make the new one Ready
+    (``start_agents``), then kill the old, so at most one extra sandbox bills, and only during the
+    switch.
+
+    Status keeps naming the old sandbox until the new one is Ready. A crash meanwhile leaves the new
+    one tagged but untracked: the next pass kills it as a duplicate and starts the switch again.
+    If the new sandbox cannot be initialised it is killed and the old one keeps running.
+    """
+    ref, settings = book.ref, book.runtime.settings
+    old_status = book.status.sandbox
+    started = time.monotonic()
+    now = datetime.now(timezone.utc)
+    new = await backend.create(template, tags(ref, settings), {UID_ENV: ref.uid},
+                               timeout_s=lease_seconds(spec, settings, now, now), network=policy)
+    book.runtime.metrics.sandbox_created(time.monotonic() - started)
+    logger.info("replacing sandbox %s with %s (template %s)", old.id, new.id, template,
+                extra={**ref.log_extra, "sandbox_id": new.id, "step": "replace"})
+    if not await identity_ok(book, backend, new):
+        # The old sandbox keeps running the agents; the impostor got nothing and is gone.
+        book.status.sandbox = old_status
+        await identity_failed(book, new, retry, keep_created=True)
+    book.set(ConditionType.AGENTS_READY, "False", Reason.INITIALIZING,
+             f"moving to template {template}: starting the agents in sandbox {new.id}")
+    await book.commit()
+    try:
+        await start_agents(new)
+    except GiveUp as exc:
+        # start_agents killed the new sandbox; the old one still runs the agents.
+        book.status.sandbox = old_status
+        book.set(ConditionType.SANDBOX_CREATED, "True", Reason.CREATED,
+                 f"sandbox {old.id} kept: the replacement failed")
+        await give_up(book, Reason.INIT_FAILED,
+                      f"could not move to template {template} ({exc}); sandbox {old.id} keeps running")
+    book.status.sandbox = SandboxStatus(id=new.id, template=template, started_at=new.started_at,
+                                        expires_at=new.end_at)
+    book.status.network = network.network_status(policy)
+    book.set(ConditionType.SANDBOX_CREATED, "True", Reason.CREATED,
+             f"sandbox {new.id} (template {template}) replaced {old.id}")
+    await book.commit()  # the new id is on record before the old sandbox dies
+    await backend.kill(old.id)
+    book.event("Normal", Reason.REPLACED,
+               f"sandbox {old.id} replaced by {new.id} (template {template}, egress policy)")
+    return new
+
+
+async def suspend(book: StatusBook, backend: SandboxBackend) -> None:
+    """Pause the sandbox (E2B keeps its memory and files; it stops billing compute)."""
+    sandbox = book.status.sandbox
+    if sandbox is not None and sandbox.id:
+        started = time.monotonic()
+        try:
+            await backend.pause(sandbox.id)
+        except SandboxNotFound:
+            book.status.sandbox = None
+            book.set(ConditionType.SANDBOX_CREATED, "False", Reason.SANDBOX_NOT_FOUND,
+                     f"sandbox {sandbox.id} is gone; a new one is created on resume")
+        book.step("pause", time.monotonic() - started)
+        message = f"sandbox {sandbox.id} is paused (spec.suspend is true)"
+    else:
+        message = "no sandbox is created while spec.suspend is true"
+    book.set(ConditionType.SUSPENDED, "True", Reason.SUSPENDED, message)
+
+
+async def identity_ok(book: StatusBook, backend: SandboxBackend, sandbox: SandboxInfo) -> bool:
+    """One envd call, with no secret in it: the sandbox's own E2B_SANDBOX_ID and the uid given to it
+    at create, as seen from inside, must be the id the control plane returned and this resource's
+    uid. Anything else (a misrouted envd, a sandbox of another resource, a stale token) gets no
+    secret. Verified sandboxes are remembered, so later reconciles skip the call."""
+    ref = book.ref
+    memory = book.runtime.remember(ref.uid)
+    if memory.verified == sandbox.id:
+        return True
+    started = time.monotonic()
+    result = await backend.run(sandbox.id, IDENTITY_SCRIPT, timeout_s=30)
+    # Prometheus only: status keeps the steps a person reads (create, init).
+    book.runtime.metrics.step("identity", time.monotonic() - started)
+    seen = next((line.split(" ")[1:] for line in reversed(result.stdout.splitlines())
+                 if line.startswith(_IDENTITY_MARK + " ")), None)
+    if seen == [sandbox.id, ref.uid]:
+        memory.verified = sandbox.id
+        return True
+    logger.warning("sandbox %s failed the identity check (inside it answers as %s)", sandbox.id,
+                   "a different sandbox" if seen else "nothing parsable",
+                   extra={**ref.log_extra, "sandbox_id": sandbox.id, "step": "identity"})
+    return False
+
+
+async def verify_identity(book: StatusBook, backend: SandboxBackend, sandbox: SandboxInfo,
+                          retry: int) -> None:
+    if not await identity_ok(book, backend, sandbox):
+        await identity_failed(book, sandbox, retry)
+
+
+async def identity_failed(book: StatusBook, sandbox: SandboxInfo, retry: int, *,
+                          keep_created: bool = False) -> None:
+    """Never Ready, never a secret: kill the sandbox (it bills; it is not trusted), say so, and try
+    a new one later with growing backoff (a control plane that keeps answering wrongly is not
+    hammered). ``keep_created``: the sandbox was a replacement; the tracked one keeps running."""
+    ref, runtime = book.ref, book.runtime
+    memory = runtime.remember(ref.uid)
+    assert memory.api_key is not None  # set by the reconcile before any sandbox call
+    backend = runtime.backends.for_key(memory.api_key)
+    message = (f"sandbox {sandbox.id} was killed before any secret was sent: from inside it does not "
+               f"identify as {sandbox.id} of this resource; a new one is tried")
+    if keep_created:
+        await backend.kill(sandbox.id)
+    else:
+        await kill_and_record(book, backend, sandbox.id, Reason.IDENTITY_MISMATCH, message,
+                              "no agents: " + message)
+        book.status.network = None
+    memory.verified = None
+    book.set(ConditionType.SYNCED, "False", Reason.IDENTITY_MISMATCH, message)
+    await book.commit()
+    book.event("Warning", Reason.IDENTITY_MISMATCH, message)
+    delay = backoff(runtime.settings, retry + 2)
+    raise RetryLater(message, delay=delay, reason=Reason.IDENTITY_MISMATCH)
