@@ -94,14 +94,23 @@ class Reason(str, enum.Enum):
     INVALID_SPEC = "InvalidSpec"  # the spec (or what it names) cannot be used; fix it (terminal).
     SECRET_NOT_FOUND = "SecretNotFound"  # a named Secret or key is missing; retried.
     CONFIG_MAP_NOT_FOUND = "ConfigMapNotFound"  # the agent.config ConfigMap is missing; retried.
+    #: The Secret values one resource references exceed SWARM_MAX_SECRET_BYTES; retried (a Secret
+    #: can shrink), running agents are kept.
+    SECRETS_TOO_LARGE = "SecretsTooLarge"
     AUTHENTICATION_FAILED = "AuthenticationFailed"  # E2B refused the API key (terminal).
     TEMPLATE_NOT_FOUND = "TemplateNotFound"  # E2B has no such template (terminal).
+    #: E2B answered 403 "no access to template": the key is fine, the template is not this
+    #: team's to use (terminal until the spec or the template's sharing changes).
+    TEMPLATE_ACCESS_DENIED = "TemplateAccessDenied"
     QUOTA_EXCEEDED = "QuotaExceeded"  # E2B's concurrent-sandbox quota; retried slowly.
     RATE_LIMITED = "RateLimited"  # E2B's or the operator's own creation limit; retried.
     BACKEND_UNAVAILABLE = "BackendUnavailable"  # E2B unreachable or failing; retried with backoff.
     INVALID_REQUEST = "InvalidRequest"  # E2B refused a request as malformed; retried with backoff.
     COMMAND_TIMEOUT = "CommandTimeout"  # a command in the sandbox ran past its timeout; retried.
     BACKEND_ERROR = "BackendError"  # an E2B failure of no known kind; retried with backoff.
+    #: A command in the sandbox printed more than SWARM_COMMAND_OUTPUT_LIMIT_BYTES: it was killed
+    #: so the operator's memory stays bounded whatever the sandbox prints.
+    OUTPUT_LIMIT_EXCEEDED = "OutputLimitExceeded"
 
     # -- Suspended: is the sandbox paused by spec.suspend?
     SUSPENDED = "Suspended"
@@ -131,6 +140,7 @@ TERMINAL_REASONS: Final = frozenset({
     Reason.INVALID_SPEC,
     Reason.AUTHENTICATION_FAILED,
     Reason.TEMPLATE_NOT_FOUND,
+    Reason.TEMPLATE_ACCESS_DENIED,
     Reason.INIT_FAILED,
     Reason.SANDBOX_EXPIRED,
     Reason.MCP_GATEWAY_UNSUPPORTED,

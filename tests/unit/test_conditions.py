@@ -164,7 +164,8 @@ def test_refresh_ready_keeps_its_transition_time_while_not_ready() -> None:
 def test_terminal_reasons_are_reasons() -> None:
     assert TERMINAL_REASONS <= set(Reason)
     assert {str(r) for r in TERMINAL_REASONS} == {
-        "InvalidSpec", "AuthenticationFailed", "TemplateNotFound", "InitFailed", "SandboxExpired",
+        "InvalidSpec", "AuthenticationFailed", "TemplateNotFound", "TemplateAccessDenied", "InitFailed",
+        "SandboxExpired",
         "McpGatewayUnsupported"}
 
 

@@ -9,6 +9,7 @@ local terminal = {
   InvalidSpec = true,
   AuthenticationFailed = true,
   TemplateNotFound = true,
+  TemplateAccessDenied = true,
   InitFailed = true,
   SandboxExpired = true,
   McpGatewayUnsupported = true,
