@@ -26,7 +26,7 @@ from swarm_operator.metrics import Metrics, new_registry, start_server
 from swarm_operator.model import InvalidSpecError, SwarmSandboxSpec, SwarmSandboxStatus
 from swarm_operator.names import FINALIZER, GROUP, PLURAL, VERSION
 from swarm_operator.ratelimit import CreationLimiter
-from swarm_operator.secrets import SecretReader
+from swarm_operator.secrets import SecretKeyRef, SecretReader
 from swarm_operator.sweeper import Sweeper, keys_in_use
 
 logger = logging.getLogger("swarm_operator.handlers")
@@ -89,6 +89,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         ),
         secrets=SecretReader(
             _core_api(client), timeout_s=config.kube_timeout_seconds,
+            ttl_s=config.secret_check_seconds, max_total_bytes=config.max_secret_bytes,
+            operator_wide=[SecretKeyRef(config.namespace, config.default_api_key_secret,
+                                        config.default_api_key_secret_key)],
         ),
         status=KubeStatusWriter(client, timeout_s=config.kube_timeout_seconds),
         events=_KopfEvents(),

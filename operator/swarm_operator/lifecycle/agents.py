@@ -18,7 +18,7 @@ from typing import NoReturn
 
 import pydantic
 
-from swarm_operator import agentconfig, bootstrap
+from swarm_operator import agentconfig, bootstrap, logs
 from swarm_operator.backend import AuthenticationFailed, BackendError, SandboxBackend, SandboxInfo, SandboxNotFound
 from swarm_operator.conditions import ConditionType, Reason
 from swarm_operator.config import Settings
@@ -79,7 +79,7 @@ async def read_secrets(
         envs.clear()
     else:
         env_refs.update(agentconfig.tool_secret_refs(ref.namespace, spec))
-    values = await runtime.secrets.read_many([key_ref, *env_refs.values()])
+    values = await runtime.secrets.read_many([key_ref, *env_refs.values()], scope=ref.uid)
     envs.update({name: values[sref] for name, sref in env_refs.items()})
     return values[key_ref], envs
 
@@ -201,7 +201,7 @@ async def initialise(
             cause = f"step init: {exc.reason}: {exc.message}"
         except ValueError as exc:  # no parsable report: the script could not do its job
             cause = f"step init: setup script failed (exit {result.exit_code}): {exc}; " \
-                    f"stderr: {result.stderr.strip()[-500:]}"
+                    f"stderr: {logs.sandbox_text(result.stderr, ref.uid, limit=500)}"
         else:
             book.step("init", time.monotonic() - started)
             book.runtime.metrics.sandbox_initialised(time.monotonic() - started)

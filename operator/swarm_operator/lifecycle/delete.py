@@ -63,6 +63,7 @@ async def delete(
     runtime.forget(ref.uid)
     runtime.limiter.release(ref.uid)
     runtime.metrics.forget(ref.uid)
+    runtime.secrets.release(ref.uid)
 
 
 async def _delete(

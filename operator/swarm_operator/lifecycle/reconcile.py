@@ -71,7 +71,7 @@ async def _reconcile(
         files = await agent_files(ref, spec, runtime)
     except SecretNotFound as exc:  # or a ConfigMap: exc.reason says which
         book.set(ConditionType.SYNCED, "False", exc.reason,
-                 f"{exc}; the operator retries until it exists")
+                 f"{exc}; {exc.hint}")
         await book.commit()
         raise RetryLater(str(exc), delay=backoff(runtime.settings, retry),
                          reason=exc.reason) from None

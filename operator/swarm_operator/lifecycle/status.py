@@ -12,6 +12,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
+from swarm_operator import logs
 from swarm_operator.conditions import (
     TERMINAL_REASONS,
     ConditionType,
@@ -28,6 +29,12 @@ logger = logging.getLogger("swarm_operator.lifecycle")
 __all__ = ["StatusBook", "give_up"]
 
 
+#: Bounds on text the operator writes about a resource: conditions carry up to 32 KiB (the API's
+#: own limit), Events are shown one a line by ``kubectl describe``.
+CONDITION_MESSAGE_LIMIT = 32_768
+EVENT_MESSAGE_LIMIT = 1_024
+
+
 class StatusBook:
     """The resource's status as the operator is changing it, written only when it differs."""
 
@@ -40,6 +47,9 @@ class StatusBook:
         self._phase = self.status.phase
 
     def set(self, type_: ConditionType, status: str, reason: str, message: str = "") -> None:
+        # Messages quote sandbox text (step errors, stderr tails, gateway lines): every one goes
+        # through the resource's redactor and a length bound before it reaches status.
+        message = logs.sandbox_text(message, self.ref.uid, limit=CONDITION_MESSAGE_LIMIT, keep="head")
         self.status.conditions = set_condition(
             self.status.conditions, type_, status, reason, message,  # type: ignore[arg-type]
             observed_generation=self.ref.generation,
@@ -47,6 +57,7 @@ class StatusBook:
 
     def event(self, type_: str, reason: str, message: str) -> None:
         """Post a Kubernetes Event about this resource (never raises, never blocks)."""
+        message = logs.sandbox_text(message, self.ref.uid, limit=EVENT_MESSAGE_LIMIT, keep="head")
         self.runtime.events.record(self.ref, type_, reason, message)
 
     def step(self, name: str, seconds: float) -> None:
