@@ -84,7 +84,8 @@ def render_setup(plan: BootstrapPlan) -> str:
 
     Run it with the agent env values in its environment (``envs=`` holding ``plan.env_names``, and
     the script-only ``SWARM_SECRET_*`` values: workspace password, MCP tokens); parse its stdout
-    with :func:`parse_report`.
+    with :func:`parse_report`. On a template that lacks tmux, the agent CLI or the coordinator the
+    first run installs them: allow ``plan.provision_budget_s`` on top of the command's own timeout.
     """
     return _render("setup", plan, {
         "SWARM_COMMAND": plan.command,

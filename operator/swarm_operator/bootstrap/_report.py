@@ -117,7 +117,9 @@ class BootstrapReport(_Model):
     env_missing: list[str]
     timed_out: bool
     coordinator: CoordinatorReport
-    steps: dict[str, float]  # seconds per step: prepare, env, workspace, mcp, agent_config, provision (only when it installed something), tmux, ...
+    #: Seconds per step: prepare, env, workspace, mcp, agent_config, provision (only when an
+    #: installer ran), tmux, ready, discover.
+    steps: dict[str, float]
     errors: list[StepError]
     workspace: WorkspaceReport | None = None
     mcp: McpReport | None = None

@@ -213,7 +213,9 @@ if [[ -n $SWARM_MCP && $_sw_blocked == false ]]; then
     _sw_restarts=$(cat -- "$_sw_mcp_dir/restarts" 2>/dev/null || true)
     [[ $_sw_restarts =~ ^[0-9]+$ ]] || _sw_restarts=0
     _sw_gw=$(command -v "$SWARM_MCP_GATEWAY" 2>/dev/null || true)
-    _sw_gw_root=(); (( EUID == 0 )) || _sw_gw_root=(sudo -n --preserve-env=SWARM_MCP_CONFIG,GATEWAY_ACCESS_TOKEN)
+    # As root, as E2B's SDK runs it (user="root"); sudo keeps exactly these two variables.
+    _sw_gw_root=()
+    (( EUID == 0 )) || _sw_gw_root=(sudo -n --preserve-env=SWARM_MCP_CONFIG,GATEWAY_ACCESS_TOKEN)
     _sw_msg=''
     if ! _sw_cfg=$(SWARM_MCP=$SWARM_MCP SWARM_WORKDIR=$SWARM_WORKDIR python3 -c "$_sw_mcp_build" 2> "$_sw_mcp_dir/build.err"); then
         _sw_msg="cannot build the MCP gateway configuration: $(tail -n 1 -- "$_sw_mcp_dir/build.err")"
@@ -272,6 +274,7 @@ if [[ -n $SWARM_MCP && $_sw_blocked == false ]]; then
                     /bin/sh -c 'exec "$0" --config "$SWARM_MCP_CONFIG" "$@"' "$_sw_gw" ${_sw_port[@]+"${_sw_port[@]}"} \
                     < /dev/null > "$_sw_mcp_dir/gateway.log" 2>&1 9>&- ) &
                 printf '%s' "$_sw_hash" > "$_sw_mcp_dir/config.sha256"
+                rm -f -- "$_sw_mcp_dir/pid"
                 _sw_started=true
             fi
         fi
@@ -362,11 +365,11 @@ _sw_step_end agent_config
 # NOPASSWD: ALL). E2B's `base` (e2b-dev/E2B templates/base/e2b.Dockerfile) has git, curl, Node and npm
 # but no tmux and no agent CLI. Everything is checked first, so a prebuilt template (swarm-operator
 # template --build) and every rerun install nothing, and then no provision step is reported at all.
-# Each installer is bounded by `timeout` (its process group is sent SIGTERM, which sudo passes on
-# to the installer, and SIGKILL 10 s later); a failure is a reported error naming what failed and its log, never a hang. It runs here,
-# after every secret has left this script's environment (env, workspace and mcp unset them), so no
-# installer (nor a package's install script) inherits one; and not at all when the workspace
-# blocked the agents.
+# Each installer is bounded by `timeout` (its process group is sent SIGTERM, which sudo passes on to
+# the installer, and SIGKILL 10 s later); a failure is a reported error naming what failed and its
+# log, never a hang. It runs here, after every secret has left this script's environment (env,
+# workspace and mcp unset them), so no installer (nor a package's install script) inherits one; and
+# not at all when the workspace blocked the agents.
 _sw_step_begin
 _sw_provisioned=false
 _sw_prov_log=$SWARM_STATE_DIR/provision.log
