@@ -65,6 +65,7 @@ while [[ ${1-} == -* ]]; do
     shift
 done
 (( nonint )) || { echo "sudo: a terminal is required to read the password" >&2; exit 1; }
+[[ -e $(dirname "$0")/../sudo-denied ]] && { echo "sudo: a password is required" >&2; exit 1; }
 # (CALLS_LOG, FAKE_AGENT, STANDIN_GATEWAY: the test's own plumbing, passed on as well.)
 exec env -i PATH="$PATH" HOME="$HOME" CALLS_LOG="$CALLS_LOG" FAKE_AGENT="$FAKE_AGENT" \
     STANDIN_GATEWAY="$STANDIN_GATEWAY" FAKE_ROOT=1 ${keep[@]+"${keep[@]}"} "$@"
@@ -295,6 +296,25 @@ def test_a_hanging_installer_is_cut_by_its_timeout_and_a_failing_one_reported(sa
     assert "provision" in report.steps and report.installed == []
     assert not report.server and report.agents.ready == 0  # no tmux: reported, not hung
     assert subprocess.run(["pgrep", "-f", f"apt-hang-{sandbox.root}"], capture_output=True).returncode == 1
+
+
+def test_without_passwordless_sudo_nothing_is_attempted_and_the_error_says_why(sandbox: Sandbox) -> None:
+    sandbox.flag("sudo-denied")
+    report = sandbox.setup(_plan(agents=1, coordinator_enabled=False, ready_timeout_s=2))
+    assert [e.message for e in report.errors if e.step == "provision"] == [
+        f"cannot install tmux {CLAUDE_CODE_PACKAGE}: not root and no passwordless sudo "
+        "(use a template that has them: swarm-operator template --build)"]
+    assert sandbox.calls == ["sudo -n true"] and "provision" not in report.steps
+
+
+def test_which_agent_cli_is_installed_and_what_is_refused() -> None:
+    assert _plan(command="/usr/local/bin/claude").agent_cli_install == CLAUDE_CODE_PACKAGE
+    assert _plan(command="aider").agent_cli_install == ""  # nothing known: never installed
+    assert _plan(agent_cli_install="").agent_cli_install == ""  # opted out
+    for bad in ("@anthropic-ai/claude-code", "@anthropic-ai/claude-code@latest", "--registry=x@1.0.0",
+                "claude@^2.0.0"):
+        with pytest.raises(ValueError, match="exact npm version"):
+            _plan(agent_cli_install=bad)
 
 
 def test_a_coordinator_that_cannot_be_installed_is_a_reported_error(sandbox: Sandbox) -> None:
