@@ -111,6 +111,7 @@ ln -sf "$FAKE_AGENT" "$here/sysbin/claude"
 # E2B's gateway daemonises: the command the SDK runs returns while the gateway keeps serving.
 GATEWAY = r"""#!/bin/bash
 printf 'mcp-gateway %s\n' "${1-}" >> "$CALLS_LOG"
+[[ -e $(dirname "$0")/../gw-fail ]] && { echo "invalid configuration: $2" >&2; exit 1; }
 SWARM_STANDIN_GATEWAY_ARGV=1 setsid python3 "$STANDIN_GATEWAY" "$@" < /dev/null >> "$(dirname "$0")/../gateway.out" 2>&1 &
 exit 0
 """
@@ -393,3 +394,19 @@ def test_the_mcp_gateway_is_started_e2b_s_way_with_its_secret_in_no_script(sandb
         time.sleep(0.05)
     received = json.loads((sandbox.home / ".mcp-gateway-standin" / "received.json").read_text())
     assert received["config"] == {"exa": {"apiKey": secret + "2"}}
+
+
+def test_a_gateway_that_prints_its_configuration_never_leaks_a_secret_into_the_report(
+        sandbox: Sandbox) -> None:
+    sandbox.flag("gw-fail")
+    secret = 'q"uo\\te-s3cret'  # JSON-escaped inside the configuration the gateway prints
+    mcp = {"config": {"exa": {"region": "eu"}}, "secrets": [["exa", "apiKey", "SWARM_SECRET_MCP_0_APIKEY"]]}
+    (sandbox.sysbin / "tmux").symlink_to(shutil.which("tmux") or "/usr/bin/tmux")
+    (sandbox.sysbin / "claude").symlink_to(FIXTURE_BIN / "fake-agent")
+    plan = _plan(agents=1, coordinator_enabled=False, mcp=json.dumps(mcp), mcp_start_timeout_s=1)
+    r = sandbox.run(render_setup(plan), SWARM_SECRET_MCP_0_APIKEY=secret)
+    report = parse_report(r.stdout)
+    [error] = [e.message for e in report.errors if e.step == "mcp"]
+    assert 'its log ends: invalid configuration: {"exa": {"apiKey": "***", "region": "eu"}}' in error
+    escaped = json.dumps(secret)[1:-1]
+    assert secret not in r.stdout and escaped not in r.stdout and "s3cret" not in r.stdout

@@ -204,6 +204,21 @@ _sw_gw_pids() {
         done
     done
 }
+_sw_redact=()
+_sw_gw_log_tail() {
+    # The last line of the gateway's log, for a report, with every MCP secret and the access token
+    # masked: a gateway that fails may print its argv, which holds the configuration (the JSON, as
+    # it is, and each value JSON-escaped as it appears inside it).
+    local line v
+    line=$(tail -n 1 -- "$_sw_mcp_dir/gateway.log" 2>/dev/null | cut -c1-400) || line=''
+    for v in ${_sw_redact[@]+"${_sw_redact[@]}"}; do
+        [[ -n $v ]] || continue
+        line=${line//"$v"/***}
+        _sw_json "$v"; v=${REPLY:1:${#REPLY}-2}
+        line=${line//"$v"/***}
+    done
+    REPLY=${line:0:200}
+}
 if [[ -n $SWARM_MCP && $_sw_blocked == false ]]; then
     _sw_mcp_dir=$SWARM_STATE_DIR/mcp-gateway
     mkdir -p -- "$_sw_mcp_dir" && chmod 700 -- "$_sw_mcp_dir"
@@ -222,6 +237,9 @@ if [[ -n $SWARM_MCP && $_sw_blocked == false ]]; then
     elif [[ -z $_sw_gw ]]; then
         _sw_msg="$SWARM_MCP_GATEWAY is not installed in the sandbox (use E2B's mcp-gateway template: swarm-operator template --from-template mcp-gateway)"
     fi
+    # Script memory only (never exported, never written): what a report must never show.
+    _sw_redact=("$(< "$_sw_mcp_dir/token")")
+    for _sw_n in $(compgen -v SWARM_SECRET_ || true); do _sw_redact+=("${!_sw_n}"); done
     if [[ -n $_sw_msg ]]; then
         _sw_error mcp '' "$_sw_msg"
         _sw_json "$_sw_msg"
@@ -250,7 +268,8 @@ if [[ -n $SWARM_MCP && $_sw_blocked == false ]]; then
             fi
             printf '%s' "$_sw_restarts" > "$_sw_mcp_dir/restarts"
             if [[ $_sw_gave_up == true ]]; then
-                _sw_msg="the MCP gateway died again with its restarts (healthCheck.maxRestarts) spent; not restarted. Its log ends: $(tail -n 1 -- "$_sw_mcp_dir/gateway.log" 2>/dev/null | cut -c1-200)"
+                _sw_gw_log_tail
+                _sw_msg="the MCP gateway died again with its restarts (healthCheck.maxRestarts) spent; not restarted. Its log ends: $REPLY"
                 _sw_json "$_sw_msg"
                 # Reported, not an error: the agents keep running; health and status.mcp say it.
                 _sw_mcp_report="{\"gateway\":false,\"servers\":null,\"restarts\":$_sw_restarts,\"error\":$REPLY}"
@@ -297,13 +316,15 @@ if [[ -n $SWARM_MCP && $_sw_blocked == false ]]; then
             _sw_mcp_report="${_sw_out%$'\n'}"
             _sw_mcp_report="${_sw_mcp_report%\}},\"restarts\":$_sw_restarts}"
             _sw_e=$(printf '%s' "$_sw_out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["error"])' 2>/dev/null || true)
-            _sw_error mcp '' "MCP gateway check failed: ${_sw_e:-$_sw_out}; its log ends: $(tail -n 1 -- "$_sw_mcp_dir/gateway.log" 2>/dev/null | cut -c1-200)"
+            _sw_gw_log_tail
+            _sw_error mcp '' "MCP gateway check failed: ${_sw_e:-$_sw_out}; its log ends: $REPLY"
         else
             _sw_error mcp '' "MCP gateway check failed: ${_sw_out:$(( ${#_sw_out} > 300 ? ${#_sw_out} - 300 : 0 ))}"
         fi
     fi
 fi
 for _sw_n in $(compgen -v SWARM_SECRET_ || true); do unset -v "$_sw_n"; done
+_sw_redact=()
 _sw_step_end mcp
 
 # -- agent configuration (Claude Code): onboarding done, coordinator allowed + hooked, gateway --
