@@ -293,7 +293,6 @@ if [[ -n $SWARM_MCP && $_sw_blocked == false ]]; then
                     /bin/sh -c 'exec "$0" --config "$SWARM_MCP_CONFIG" "$@"' "$_sw_gw" ${_sw_port[@]+"${_sw_port[@]}"} \
                     < /dev/null > "$_sw_mcp_dir/gateway.log" 2>&1 9>&- ) &
                 printf '%s' "$_sw_hash" > "$_sw_mcp_dir/config.sha256"
-                rm -f -- "$_sw_mcp_dir/pid"
                 _sw_started=true
             fi
         fi
@@ -310,7 +309,7 @@ if [[ -n $SWARM_MCP && $_sw_blocked == false ]]; then
         if [[ $_sw_out == '{"gateway": true'* ]]; then
             _sw_mcp_report="${_sw_out%$'\n'}"
             _sw_mcp_report="${_sw_mcp_report%\}},\"started\":true,\"restarts\":$_sw_restarts}"
-            _sw_gw_pids "${_sw_gw##*/}"   # the daemon's pid, for the record (and the tests)
+            _sw_gw_pids "${_sw_gw##*/}"   # the daemon's pid, for the record (the stopping goes by /proc)
             (( ${#REPLY_PIDS[@]} )) && printf '%s' "${REPLY_PIDS[0]}" > "$_sw_mcp_dir/pid"
         elif [[ $_sw_out == '{"gateway": false'* ]]; then
             _sw_mcp_report="${_sw_out%$'\n'}"
