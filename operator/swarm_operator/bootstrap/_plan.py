@@ -196,10 +196,11 @@ class BootstrapPlan(pydantic.BaseModel):
 
     @property
     def provision_budget_s(self) -> int:
-        """The most the provision step can take: four bounded installers (apt-get update, apt-get
-        install, npm, the coordinator's venv + pip), each with ``timeout -k 10``. A caller's command
-        timeout must allow this on top of its own, or the first run on a bare template is cut."""
-        return 4 * (self.install_timeout_s + 10)
+        """The most the provision step can take: five bounded installers (apt-get update, apt-get
+        install, npm, the coordinator's venv, pip), each cut by ``timeout`` and killed 10 s later. A
+        caller's command timeout must allow this on top of its own, or a first run on a bare
+        template is cut before it can report."""
+        return 5 * (self.install_timeout_s + 10)
 
 
 def _slug(text: str, limit: int) -> str:
