@@ -112,11 +112,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _add_template(sub: Any) -> None:
     template = sub.add_parser("template", help="print or build the prebuilt E2B template for swarms")
-    template.add_argument("--coordinator", required=True, metavar="REQ",
-                          help="pinned coordinator, e.g. claudeswarm==0.4.2")
-    template.add_argument("--agent-cli", required=True, metavar="NPM",
-                          help="pinned agent CLI, e.g. @anthropic-ai/claude-code@2.0.14")
-    template.add_argument("--base", default="debian:bookworm", help="base image (default %(default)s)")
+    template.add_argument("--coordinator", default=None, metavar="REQ",
+                          help="pinned coordinator (default: the operator's pin, also coordinator.install's default)")
+    template.add_argument("--agent-cli", default=None, metavar="NPM",
+                          help="pinned agent CLI (default: the Claude Code version the setup script installs)")
+    template.add_argument("--base", default=None, help="base image (default debian:trixie)")
     template.add_argument("--from-template", default=None, metavar="T",
                           help="start from an E2B template instead, e.g. mcp-gateway (needed for MCP)")
     template.add_argument("--format", choices=("dockerfile", "json"), default="dockerfile")

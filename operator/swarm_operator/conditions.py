@@ -85,9 +85,6 @@ class Reason(str, enum.Enum):
     INITIALIZING = "Initializing"  # the setup script is starting (or retrying) the agents.
     AVAILABLE = "Available"  # every desired agent runs (also Ready=True).
     AGENTS_DEGRADED = "AgentsDegraded"  # some agents are dead past their restart budget.
-    #: The sandbox's MCP gateway cannot read its configuration from a file; starting it with the
-    #: configuration on its command line would expose the MCP secrets, so it is not started.
-    MCP_GATEWAY_UNSUPPORTED = "McpGatewayUnsupported"
 
     # -- Synced: did the last reconcile succeed? (False carries what stopped it.)
     RECONCILED = "Reconciled"
@@ -143,7 +140,6 @@ TERMINAL_REASONS: Final = frozenset({
     Reason.TEMPLATE_ACCESS_DENIED,
     Reason.INIT_FAILED,
     Reason.SANDBOX_EXPIRED,
-    Reason.MCP_GATEWAY_UNSUPPORTED,
 })
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "MAX_SECRETS",
     "MAX_SECRET_REFERENCES",
     "MAX_STEPS",
+    "COORDINATOR_PIN",
     "RESERVED_ENV_NAMES",
     "RESERVED_ENV_PREFIXES",
     "AgentItem",
@@ -133,6 +134,13 @@ _PINNED_GIT: Final = re.compile(
     r"(#(egg|subdirectory)=[A-Za-z0-9._/-]+(&(egg|subdirectory)=[A-Za-z0-9._/-]+)?)?$"
 )
 PREINSTALLED: Final = "preinstalled"
+#: The coordinator a resource gets unless it says otherwise, and the default of ``swarm-operator
+#: template --coordinator``: the one copy of this pin. claudeswarm (github.com/boriscardano/
+#: claude-swarm) is not on PyPI — PyPI's ``claude-swarm`` is an unrelated project with no
+#: ``claudeswarm`` command — so the pin is the commit the operator's hook and permissions were
+#: checked against (see agentconfig). It needs Python >= 3.12 in the sandbox (PEP 695 syntax).
+#: A template built with this pin records it, so such a sandbox installs nothing.
+COORDINATOR_PIN: Final = "git+https://github.com/boriscardano/claude-swarm@7d93e2e69a9d0acc63db57c0812ff438d86e010a"
 #: Where agent.apiKeySecretRef puts the key: the variable Claude Code reads.
 ANTHROPIC_API_KEY: Final = "ANTHROPIC_API_KEY"
 
@@ -496,9 +504,12 @@ class CoordinatorSpec(_Spec):
 
     enabled: bool = Field(default=True, description="Start the coordinator in the sandbox.")
     install: str = Field(
-        default=PREINSTALLED, min_length=1, max_length=512, pattern=INSTALL_LOOSE,
+        default=COORDINATOR_PIN, min_length=1, max_length=512, pattern=INSTALL_LOOSE,
         description="How to get the coordinator: a pinned pip requirement 'name==X.Y.Z', a "
         "'git+https://host/repo@<40-hex commit SHA>' URL, or 'preinstalled' (the template has it). "
+        "A pin the sandbox lacks is installed by the setup script (a template built by "
+        "'swarm-operator template' with the same pin installs nothing); the default is the "
+        "operator's pin of claudeswarm. "
         "Anything unpinned is refused by the operator with Ready=False, reason InvalidSpec.",
     )
 

@@ -38,6 +38,8 @@ from typing import Any, TextIO
 
 import yaml
 
+from swarm_operator.model import COORDINATOR_PIN
+
 __all__ = ["MARKER_VAR", "Playground", "PlaygroundError", "default_manifests", "stragglers"]
 
 GROUP, VERSION, PLURAL = "claudeswarm.io", "v1alpha1", "swarmsandboxes"
@@ -265,6 +267,9 @@ class Playground:
             'PATH="$HOME/.local/bin:$PATH"\n'
             f"export {MARKER_VAR}={shlex.quote(str(self._dir))}\n"
         )
+        # The pin a prebuilt template records: the default coordinator.install is then satisfied.
+        (home / ".swarm-template").mkdir()
+        (home / ".swarm-template" / "coordinator").write_text(COORDINATOR_PIN)
         return home
 
     @staticmethod

@@ -22,6 +22,7 @@ import kubernetes
 import pytest
 
 from swarm_operator.emulators.kube.pytest_plugin import kube_api_client
+from swarm_operator.model import COORDINATOR_PIN
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE_BIN = REPO / "tests" / "fixtures" / "bin"
@@ -164,6 +165,10 @@ def sandbox_home(tmp_path: Path) -> Path:
     (home / ".profile").write_text('PATH="$HOME/.local/bin:$PATH"\n')
     for tool in FIXTURE_BIN.iterdir():
         (bin_dir / tool.name).symlink_to(tool.resolve())
+    # The pin a prebuilt template records (swarm-operator template): the default coordinator.install
+    # is then satisfied and nothing is installed.
+    (home / ".swarm-template").mkdir()
+    (home / ".swarm-template" / "coordinator").write_text(COORDINATOR_PIN)
     return home
 
 

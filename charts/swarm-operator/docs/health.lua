@@ -12,7 +12,6 @@ local terminal = {
   TemplateAccessDenied = true,
   InitFailed = true,
   SandboxExpired = true,
-  McpGatewayUnsupported = true,
 }
 
 local function condition(status, type)

@@ -246,11 +246,6 @@ async def _refuse_unfixable(book: StatusBook, backend: SandboxBackend, sandbox: 
         # A branch where a pin is required: the spec must change; the sandbox holds no agents.
         await _refuse(book, backend, sandbox, Reason.INVALID_SPEC, "the workspace ref floats",
                       f"invalid spec: spec.workspace.ref: {report.workspace.error}")
-    if report.mcp is not None and report.mcp.unsupported:
-        # Retrying cannot help: the template's gateway would need the secrets on its argv.
-        await _refuse(book, backend, sandbox, Reason.MCP_GATEWAY_UNSUPPORTED,
-                      "its MCP gateway cannot be started without exposing secrets",
-                      report.mcp.error or "the MCP gateway is unsupported")
 
 
 async def _refuse(book: StatusBook, backend: SandboxBackend, sandbox: SandboxInfo, reason: Reason,
