@@ -14,8 +14,8 @@ import base64
 import functools
 import http.server
 import json
-import shutil
 import os
+import shutil
 import ssl
 import subprocess
 import threading
