@@ -77,6 +77,8 @@ class _Run:
         self.options = options
         self.checks: list[Check] = []
         self.created: list[str] = []
+        #: Creates sent and not yet answered: an interrupted one may still start a sandbox.
+        self.in_flight = 0
 
     @property
     def tag(self) -> dict[str, str]:
@@ -97,10 +99,14 @@ class _Run:
     async def create(self, template: str, timeout_s: int, **kwargs: Any) -> Any:
         from e2b import AsyncSandbox
 
-        sandbox = await self.bounded(
-            AsyncSandbox.create(template=template, timeout=timeout_s, metadata=dict(self.tag),
-                                **kwargs, **self.opts(self.options.create_timeout_s)),
-            self.options.create_timeout_s)
+        self.in_flight += 1
+        try:
+            sandbox = await self.bounded(
+                AsyncSandbox.create(template=template, timeout=timeout_s, metadata=dict(self.tag),
+                                    **kwargs, **self.opts(self.options.create_timeout_s)),
+                self.options.create_timeout_s)
+        finally:
+            self.in_flight -= 1
         self.created.append(sandbox.sandbox_id)
         return sandbox
 
@@ -342,11 +348,15 @@ async def _clean_up(run: _Run) -> None:
     """Kill every sandbox this run made or that carries its tag, then prove none remain."""
     from e2b import AsyncSandbox
 
-    with contextlib.suppress(Exception):
-        run.created += [i for i in await _tagged(run) if i not in run.created]
-    for sandbox_id in run.created:
+    # A create cut short may still be starting its sandbox on the service: look a few times.
+    for attempt in range(3 if run.in_flight else 1):
+        if attempt:
+            await asyncio.sleep(2)
         with contextlib.suppress(Exception):
-            await run.bounded(AsyncSandbox.kill(sandbox_id, **run.opts()))
+            run.created += [i for i in await _tagged(run) if i not in run.created]
+        for sandbox_id in run.created:
+            with contextlib.suppress(Exception):
+                await run.bounded(AsyncSandbox.kill(sandbox_id, **run.opts()))
     contract = f"nothing left behind ({TAG}={run.options.run_id})"
     try:
         left = await _tagged(run)
