@@ -151,7 +151,8 @@ async def _check_egress_refusal(run: _Run) -> None:
     adds 0.0.0.0/0 because of it."""
     contract = f"egress: allowOut [{EGRESS_HOST}] without denyOut {ALL_TRAFFIC}"
     try:
-        sandbox = await run.create(run.options.template, 60, network={"allow_out": [EGRESS_HOST]})
+        sandbox = await run.create(run.options.template, min(60, run.options.lifetime_cap_s),
+                                   network={"allow_out": [EGRESS_HOST]})
     except Exception as exc:
         status, message = _refusal(exc)
         run.add(contract, "refused (400)", f"refused: {message}", status == 400)
@@ -211,7 +212,7 @@ async def _check_lease(run: _Run, sandbox: Any) -> None:
         run.add(contract, expected, f"refused: {_refusal(exc)[1]}", False)
     # Leave it a short life again: the rest of the run needs minutes, not the cap.
     with contextlib.suppress(Exception):
-        await run.bounded(AsyncSandbox.set_timeout(sandbox.sandbox_id, 300, **run.opts()))
+        await run.bounded(AsyncSandbox.set_timeout(sandbox.sandbox_id, min(300, cap), **run.opts()))
 
 
 async def _check_plan_cap(run: _Run) -> None:
@@ -272,7 +273,7 @@ async def _check_mcp(run: _Run) -> None:
     ``mcp-gateway --config '<json>'`` as root with GATEWAY_ACCESS_TOKEN; port 50005, path /mcp."""
     template = run.options.mcp_template
     try:
-        sandbox = await run.create(template, 300)
+        sandbox = await run.create(template, min(300, run.options.lifetime_cap_s))
     except Exception as exc:
         run.add(f"mcp: create from template {template}", "accepted", f"refused: {_refusal(exc)[1]}", False)
         return
