@@ -300,7 +300,12 @@ async def _check_mcp(run: _Run) -> None:
                     f"answered after {time.monotonic() - started:.1f}s", True)
             return
         await asyncio.sleep(1)
-    del handle
+    # No answer: if the gateway itself ended, its own words say more than curl's.
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(handle.wait(), 2)
+    with contextlib.suppress(Exception):
+        if handle.exit_code not in (None, 0):
+            seen = f"mcp-gateway exited {handle.exit_code}: {handle.stderr.replace(token, '***')}"
     run.add(contract, "initialize answered (200, protocolVersion)", seen or "no answer", False)
 
 

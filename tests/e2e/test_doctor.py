@@ -64,7 +64,7 @@ def test_doctor_names_the_egress_contract_on_a_permissive_emulator(e2b_emulator_
     proc = _doctor(emulator, e2b_api_key)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     failed = [contract for contract, ok in _rows(proc.stdout).items() if ok != "ok"]
-    assert failed == [f"egress: allowOut [github.com] without denyOut 0.0.0.0/0"], proc.stdout
+    assert failed == ["egress: allowOut [github.com] without denyOut 0.0.0.0/0"], proc.stdout
     assert _tagged_alive(emulator) == []
 
 
@@ -75,6 +75,16 @@ def test_doctor_names_the_plan_cap_when_told_a_shorter_one(e2b_emulator_factory:
     assert proc.returncode == 1, proc.stdout + proc.stderr
     failed = [contract for contract, ok in _rows(proc.stdout).items() if ok != "ok"]
     assert failed and all("cap" in contract for contract in failed), proc.stdout
+    assert _tagged_alive(emulator) == []
+
+
+def test_doctor_names_the_gateway_contract_on_a_template_without_it(e2b_emulator_factory: Any,
+                                                                     e2b_api_key: str) -> None:
+    emulator = e2b_emulator_factory(**CONFORMANT)
+    proc = _doctor(emulator, e2b_api_key, "--mcp-template", "base")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    failed = [contract for contract, ok in _rows(proc.stdout).items() if ok != "ok"]
+    assert failed == ["mcp (base): mcp-gateway on PATH"], proc.stdout
     assert _tagged_alive(emulator) == []
 
 
