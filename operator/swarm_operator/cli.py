@@ -74,6 +74,16 @@ def _build_parser() -> argparse.ArgumentParser:
     e2b.add_argument("--quota", type=int, default=None, help="most sandboxes alive at once")
     e2b.add_argument("--home-template", type=Path, default=None, metavar="DIR",
                      help="copied into every sandbox's home, like a template image (.profile, tools)")
+    e2b.add_argument("--plan", choices=("hobby", "pro"), default="hobby",
+                     help="E2B plan whose lifetime cap applies: hobby 1 h, pro 24 h (default %(default)s)")
+    e2b.add_argument("--lifetime-cap-seconds", type=int, default=None, metavar="N",
+                     help="override the plan's lifetime cap (counted from each sandbox's start)")
+    e2b.add_argument("--identity-delay-seconds", type=float, default=0.2, metavar="S",
+                     help="E2B_SANDBOX_ID appears in a sandbox this long after start (default %(default)s)")
+    e2b.add_argument("--permissive-egress", action="store_true",
+                     help="accept any network rule (NOT what E2B does: for checks that must fail)")
+    e2b.add_argument("--no-stock-templates", dest="stock_templates", action="store_false",
+                     help="every template, base included, has the host's tools (NOT what E2B does)")
     e2b.set_defaults(handler=_cmd_emulate_e2b)
 
     kube = emulate_sub.add_parser("kube", help="a Kubernetes API emulator with our CRD loaded")
@@ -242,6 +252,11 @@ def _cmd_emulate_e2b(args: argparse.Namespace) -> int:
             seed=args.seed,
             quota=args.quota,
             home_template=args.home_template,
+            plan=args.plan,
+            lifetime_cap_seconds=args.lifetime_cap_seconds,
+            identity_delay_seconds=args.identity_delay_seconds,
+            permissive_egress=args.permissive_egress,
+            stock_templates=args.stock_templates,
         ) as emulator:
             print(f"E2B emulator listening on {emulator.url}", flush=True)
             await _until_signalled()

@@ -217,7 +217,12 @@ class Playground:
             self._say("  E2B                      the real service (E2B_API_KEY)")
         else:
             api_key = "e2b_" + secrets.token_hex(20)
-            e2b = self._spawn("e2b-emulator", ["emulate", "e2b", "--home-template", str(home)], self._env())
+            # The demo home stands for a prebuilt template (tools on every template, identity at
+            # once): opt-ins by name until the operator provisions stock `base` and retries its
+            # identity check (issue 14 items 1 and 7).
+            e2b = self._spawn("e2b-emulator", ["emulate", "e2b", "--home-template", str(home),
+                                               "--no-stock-templates", "--identity-delay-seconds", "0"],
+                              self._env())
             e2b_url = self._await_line(e2b, r"listening on (\S+)").group(1)
             exports.update(E2B_API_URL=e2b_url, E2B_SANDBOX_URL=e2b_url)
             self._say(f"  E2B emulator             {e2b_url}  (sandboxes are local processes;"

@@ -314,10 +314,13 @@ class ControlPlane:
         """Connect to a running sandbox (200; lease only extended, clamped to the cap), or resume a
         paused one (201). e2b-dev/infra packages/api/internal/handlers/sandbox_connect.go: timeout
         required, over the cap -> 400; running -> KeepAliveFor(timeout, allowShorter=false); not in
-        the store (paused) -> resume from the snapshot as a new instance with that timeout. The
-        5-minute default is the SDK's (``Sandbox.default_sandbox_timeout``), sent by ``connect()``."""
+        the store (paused) -> resume from the snapshot as a new instance with that timeout."""
         body = await _json_body(request)
-        timeout = self._request_timeout(body.get("timeout"))
+        # POST /v2/sandboxes/{id}/connect: timeout optional, default 300 s (the API model the SDK
+        # ships, e2b/api/client/models/connect_sandbox_v2.py "Default: 300"; the v1 route of
+        # spec/openapi.yml ConnectSandbox requires it).
+        default = 300 if request.path.startswith("/v2/") else None
+        timeout = self._request_timeout(body.get("timeout", default))
         if isinstance(timeout, web.Response):
             return timeout
         cap = self.emulator.knobs.lifetime_cap
