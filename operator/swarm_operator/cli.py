@@ -346,8 +346,8 @@ def _cmd_attach(args: argparse.Namespace) -> int:
     from swarm_operator import console
 
     def attach(swarm: Any) -> int:
-        # "no sandbox yet" and "suspended" matter more than "no terminal"
-        sandbox_id = console.awake_sandbox_id(swarm)
+        sandbox_id = swarm.sandbox_id  # "no sandbox yet" matters more than "no terminal"
+        console.refuse_if_suspended(swarm)  # and so does "suspended" (connect checks E2B's side)
         if not sys.stdin.isatty():
             raise console.ConsoleError("attach needs a terminal (stdin is not a tty)")
         print(f"attaching to {swarm.namespace}/{swarm.name} (sandbox {sandbox_id}); "

@@ -11,6 +11,7 @@ the CLI prints it and exits non-zero. Anything else is a bug and is allowed to s
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -36,7 +37,7 @@ __all__ = [
     "ConsoleError",
     "Swarm",
     "attach",
-    "awake_sandbox_id",
+    "refuse_if_suspended",
     "format_status",
     "load_swarm",
     "logs",
@@ -304,9 +305,11 @@ def _suspended(swarm: Swarm) -> str:
     return ""
 
 
-def awake_sandbox_id(swarm: Swarm) -> str:
-    """The swarm's sandbox id, once both the resource and E2B say it is running (see :func:`_awake`)."""
-    return _awake(swarm)[0]
+def refuse_if_suspended(swarm: Swarm) -> None:
+    """A :class:`ConsoleError` if the resource says the swarm is (being) suspended; no E2B call."""
+    refusal = _suspended(swarm)
+    if refusal:
+        raise ConsoleError(refusal)
 
 
 def _awake(swarm: Swarm) -> tuple[str, str]:
@@ -317,14 +320,15 @@ def _awake(swarm: Swarm) -> tuple[str, str]:
     (``spec.suspend``, phase or ``Suspended`` condition), or by the sandbox's own state, which
     ``get_info`` reads without resuming — is refused here, before anything could connect.
     """
-    from e2b import Sandbox, SandboxState
+    from e2b import AsyncSandbox, SandboxState
 
-    refusal = _suspended(swarm)
-    if refusal:
-        raise ConsoleError(refusal)
+    refuse_if_suspended(swarm)
     sandbox_id, key = swarm.sandbox_id, api_key(swarm)
     with _e2b_errors(sandbox_id):
-        info = Sandbox.get_info(sandbox_id, api_key=key, request_timeout=_E2B_CONTROL_TIMEOUT)
+        # The async SDK, on a loop of its own: a sync control-plane call made first leaves the sync
+        # SDK's shared transport in a state where the PTY's bidirectional stream later stalls.
+        info = asyncio.run(AsyncSandbox.get_info(sandbox_id, api_key=key,
+                                                 request_timeout=_E2B_CONTROL_TIMEOUT))
     if info.state == SandboxState.PAUSED:
         raise ConsoleError(f"sandbox {sandbox_id} of swarm {swarm.namespace}/{swarm.name} is paused and "
                            "connecting would resume it; leave it to the operator (see `swarm-operator "
@@ -336,7 +340,7 @@ def connect(swarm: Swarm) -> Any:
     """The swarm's sandbox through the (synchronous) E2B SDK, with E2B failures as one line.
 
     Never resumes: a suspended swarm or a paused sandbox is a :class:`ConsoleError`
-    (:func:`awake_sandbox_id`).
+    (:func:`_awake`).
     """
     from e2b import Sandbox
 

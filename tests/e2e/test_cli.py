@@ -181,7 +181,7 @@ def test_a_suspended_swarm_is_never_resumed(cluster: Cluster, e2b: Any, ready_sw
 
 
 def test_a_paused_sandbox_is_never_resumed(cluster: Cluster, e2b: Any, e2b_api_key: str,
-                                           start_operator: Any) -> None:
+                                           start_operator: Any, terminal: Any) -> None:
     """The resource may not know yet (operator down, E2B's auto-pause): the sandbox's own state,
     read from the control plane without resuming, is checked before any connect."""
     operator = start_operator()
@@ -191,6 +191,10 @@ def test_a_paused_sandbox_is_never_resumed(cluster: Cluster, e2b: Any, e2b_api_k
     sandbox_id = cluster.status("default", "nap")["sandbox"]["id"]
     Sandbox.pause(sandbox_id, api_key=e2b_api_key, api_url=e2b.url)
     assert _state(e2b, sandbox_id) == "paused"
-    for command in (["logs", "nap"], ["attach", "nap"]):
-        _one_line_error(_cli(cluster, e2b, *command), f"sandbox {sandbox_id}", "is paused", "would resume it")
+    _one_line_error(_cli(cluster, e2b, "logs", "nap"), f"sandbox {sandbox_id}", "is paused", "would resume it")
+    # attach checks E2B's side when it connects, i.e. after the terminal check: give it a terminal.
+    env = {"KUBECONFIG": str(cluster.kubeconfig), "E2B_API_URL": e2b.url, "E2B_SANDBOX_URL": e2b.url}
+    term: Terminal = terminal(f"{SWARM_OPERATOR} attach nap", env)
+    term.wait(rf"sandbox {sandbox_id} of swarm default/nap is paused and connecting\s+would resume it", 30)
+    term.wait(r"EXIT=1", 10)
     assert _state(e2b, sandbox_id) == "paused"
