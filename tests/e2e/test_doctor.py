@@ -44,16 +44,22 @@ def _tagged_alive(emulator: Any) -> list[dict[str, Any]]:
     return [s for s in emulator.inspect() if TAG in (s.get("metadata") or {})]
 
 
-def test_doctor_passes_against_the_conformant_emulator(e2b_emulator_factory: Any, e2b_api_key: str) -> None:
+@pytest.mark.parametrize("template", [[], ["--template", "base"], ["--template", "anthropic-claude-code"]],
+                         ids=["default-template", "base", "anthropic-claude-code"])
+def test_doctor_passes_against_the_conformant_emulator(e2b_emulator_factory: Any, e2b_api_key: str,
+                                                       template: list[str]) -> None:
     emulator = e2b_emulator_factory(**CONFORMANT)
-    proc = _doctor(emulator, e2b_api_key)
+    proc = _doctor(emulator, e2b_api_key, *template)
     rows = _rows(proc.stdout)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert set(rows.values()) == {"ok"}, proc.stdout
     for contract in ("create: metadata", "egress: allowOut", "identity: E2B_SANDBOX_ID", "lease: set_timeout(",
-                     "lease: set_timeout past", "plan cap: create", "tools (base): tmux", "tools (base): sudo",
-                     "mcp (mcp-gateway): mcp-gateway --config", "kill", "nothing left behind"):
+                     "lease: set_timeout past", "plan cap: create", "mcp (mcp-gateway): mcp-gateway --config",
+                     "kill", "nothing left behind"):
         assert any(row.startswith(contract) for row in rows), (contract, proc.stdout)
+    # The operator's default template (whatever it is): its tools, and the sudo that installs them.
+    tools = {row.split(": ", 1)[1] for row in rows if row.startswith("tools (")}
+    assert tools == {"sudo -n true as user", "tmux", "git", "node"}, proc.stdout
     assert e2b_api_key not in proc.stdout + proc.stderr
     assert _tagged_alive(emulator) == []
 
