@@ -325,17 +325,29 @@ async def _check_kill(run: _Run, sandbox: Any) -> None:
             killed is True and gone == "gone (404)" and again is False)
 
 
+async def _guarded(run: _Run, name: str, check: Awaitable[T]) -> T | None:
+    """One check; an answer it did not expect (a timeout, a broken sandbox) is its failed row, and
+    the next check still runs."""
+    try:
+        return await check
+    except asyncio.TimeoutError:
+        run.add(name, "an answer in time", f"no answer within {run.options.call_timeout_s:g}s", False)
+    except Exception as exc:
+        run.add(name, "an answer", f"{type(exc).__name__}: {_refusal(exc)[1]}", False)
+    return None
+
+
 async def _checks(run: _Run) -> None:
-    sandbox = await _check_create(run)
-    await _check_egress_refusal(run)
-    await _check_plan_cap(run)
+    sandbox = await _guarded(run, "create", _check_create(run))
+    await _guarded(run, "egress", _check_egress_refusal(run))
+    await _guarded(run, "plan cap", _check_plan_cap(run))
     if sandbox is not None:
-        await _check_identity(run, sandbox)
-        await _check_lease(run, sandbox)
-        await _check_tools(run, sandbox)
-    await _check_mcp(run)
+        await _guarded(run, "identity", _check_identity(run, sandbox))
+        await _guarded(run, "lease", _check_lease(run, sandbox))
+        await _guarded(run, "tools", _check_tools(run, sandbox))
+    await _guarded(run, "mcp", _check_mcp(run))
     if sandbox is not None:
-        await _check_kill(run, sandbox)
+        await _guarded(run, "kill", _check_kill(run, sandbox))
 
 
 async def _tagged(run: _Run) -> list[str]:

@@ -94,6 +94,18 @@ def test_doctor_names_the_gateway_contract_on_a_template_without_it(e2b_emulator
     assert _tagged_alive(emulator) == []
 
 
+def test_doctor_with_a_refused_key_fails_every_row_and_prints_no_key(e2b_emulator_factory: Any,
+                                                                     e2b_api_key: str) -> None:
+    emulator = e2b_emulator_factory(**CONFORMANT, api_key=e2b_api_key)
+    wrong = "e2b_" + "f" * 40
+    proc = _doctor(emulator, wrong)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    rows = _rows(proc.stdout)
+    assert rows[next(c for c in rows if c.startswith("create: metadata"))] == "FAIL"
+    assert "401" in proc.stdout and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+    assert wrong not in proc.stdout + proc.stderr and e2b_api_key not in proc.stdout + proc.stderr
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupted_doctor_leaves_nothing_behind(e2b_emulator_factory: Any, e2b_api_key: str,
                                                   sig: signal.Signals) -> None:
