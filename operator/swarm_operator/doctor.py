@@ -6,8 +6,8 @@ the hard way. Each contract is one row of a table (contract | expected | seen | 
 makes the exit status non-zero.
 
 It talks to E2B through the official async SDK directly, not through the operator's backend, on
-purpose: the backend *maps* specs onto requests (it adds ``0.0.0.0/0`` to ``denyOut`` when a host is
-allowed, for instance), and the point here is to see the raw rule that mapping depends on.
+purpose: the backend *maps* specs onto requests, and the point here is to see the raw rules that
+mapping must respect (a host in ``allowOut`` needs ``0.0.0.0/0`` in ``denyOut``, for instance).
 
 Nothing is left behind: every sandbox it creates carries the metadata tag
 ``swarm-operator-doctor=<run id>``; whatever happens (a failed check, Ctrl-C, SIGTERM) the sandboxes
