@@ -986,6 +986,13 @@ class HealthStatus(_Status):
     last_probe_time: Timestamp | None = Field(default=None, description="When the last probe finished.")
     reason: str | None = Field(default=None, max_length=1024, description="Why, when not Healthy.")
     consecutive_failures: int = Field(default=0, ge=0, description="Failed probes in a row.")
+    sandbox_faults: int = Field(
+        default=0, ge=0,
+        description="Probes in a row the sandbox itself failed (output past the operator's cap, a "
+        "hang to the probe timeout, an unreadable report); probes back off meanwhile, and at the "
+        "operator's quarantine threshold the sandbox is killed and the resource Failed with reason "
+        "SandboxQuarantined. A failure of E2B itself neither counts nor resets it.",
+    )
 
 
 class MetricsStatus(_Status):

@@ -265,8 +265,12 @@ def mcp_down(spec: SwarmSandboxSpec, gateway: bootstrap.McpReport | None) -> boo
     return bool(spec.mcp) and gateway is not None and not gateway.gateway
 
 
-def mcp_items(spec: SwarmSandboxSpec, gateway: bootstrap.McpReport | None) -> list[McpServerStatus]:
-    """status.mcp from one look at the gateway (a setup run or a health probe)."""
+def mcp_items(spec: SwarmSandboxSpec, gateway: bootstrap.McpReport | None, uid: str) -> list[McpServerStatus]:
+    """status.mcp from one look at the gateway (a setup run or a health probe).
+
+    The messages are the gateway's own words (its log lines, a server's error), so sandbox text:
+    redacted with the resource's (``uid``) secrets and bounded before they reach status.
+    """
     items = []
     for entry in spec.mcp:
         if gateway is None:
@@ -282,7 +286,8 @@ def mcp_items(spec: SwarmSandboxSpec, gateway: bootstrap.McpReport | None) -> li
             state, message = "Failed", f"the gateway does not report server {entry.server_key}"
         else:
             state, message = ("Ready" if server.ok else "Failed"), server.message
-        items.append(McpServerStatus(name=entry.name, state=state, message=message[:1024]))
+        items.append(McpServerStatus(name=entry.name, state=state,
+                                     message=logs.sandbox_text(message, uid, limit=1024, keep="head")))
     return items
 
 
@@ -291,12 +296,18 @@ def record_tools(book: StatusBook, spec: SwarmSandboxSpec, report: bootstrap.Boo
     if spec.workspace is None:
         book.status.workspace = None
     elif report.workspace is not None:
-        book.status.workspace = WorkspaceStatus(repo=report.workspace.repo, ref=report.workspace.ref,
-                                                commit=report.workspace.commit, path=report.workspace.path)
+        # Echoed by the script from inside the sandbox: redacted, and bounded to what status holds
+        # (an overlong value would otherwise fail the status model, not just look odd).
+        def text(value: str | None, limit: int) -> str | None:
+            return None if value is None else logs.sandbox_text(value, book.ref.uid, limit=limit, keep="head")
+        workspace = report.workspace
+        book.status.workspace = WorkspaceStatus(repo=text(workspace.repo, 2048), ref=text(workspace.ref, 255),
+                                                commit=text(workspace.commit, 64),
+                                                path=text(workspace.path, 4096))
     if not spec.mcp:
         book.status.mcp = None
         return
-    book.status.mcp = mcp_items(spec, report.mcp)
+    book.status.mcp = mcp_items(spec, report.mcp, book.ref.uid)
 
 
 def record_agents(book: StatusBook, spec: SwarmSandboxSpec, panes: Sequence[bootstrap.PaneReport],
