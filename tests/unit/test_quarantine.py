@@ -171,3 +171,26 @@ def _setup_with_workspace(*, path: str, ref: str) -> str:
         "workspace": {"repo": "https://github.com/o/r", "ref": ref, "path": path, "commit": "a" * 40},
     }
     return f"{MARK_BEGIN}\n{json.dumps(body)}\n{MARK_END}\n"
+
+
+def test_the_redactor_gauges_follow_its_size() -> None:
+    from prometheus_client import generate_latest
+
+    from swarm_operator.metrics import Metrics, new_registry
+
+    redactor = logs.Redactor()
+    registry = new_registry()
+    Metrics(registry, redactor=redactor)
+
+    def shown() -> tuple[float, float]:
+        text = generate_latest(registry).decode()
+        values = next(line for line in text.splitlines() if line.startswith("swarm_redactor_values "))
+        scopes = next(line for line in text.splitlines() if line.startswith("swarm_redactor_scopes "))
+        return float(values.split()[1]), float(scopes.split()[1])
+
+    assert shown() == (0, 0)
+    redactor.add("operator-key-" + "k" * 20)
+    redactor.register("uid-a", ["Ready", "a-long-secret-value"])  # "Ready" is too short to hold
+    assert shown() == (2, 2)
+    redactor.clear("uid-a")
+    assert shown() == (1, 1)
