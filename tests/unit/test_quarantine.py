@@ -194,3 +194,28 @@ def test_the_redactor_gauges_follow_its_size() -> None:
     assert shown() == (2, 2)
     redactor.clear("uid-a")
     assert shown() == (1, 1)
+
+
+@dataclass
+class FloodingSetup(FakeBackend):
+    """Every setup run floods past the output cap (the identity check still answers)."""
+
+    runs: int = 0
+
+    async def run(self, sandbox_id: str, script: str, envs: Any = None, **kw: Any) -> CommandResult:
+        if "swarm-identity" in script:
+            return await super().run(sandbox_id, script, envs, **kw)
+        self.runs += 1
+        raise _flood()
+
+
+async def test_a_setup_that_floods_spends_the_init_budget_then_the_sandbox_is_killed() -> None:
+    import pytest
+
+    backend, recorder = FloodingSetup(), Recorder()
+    with pytest.raises(lifecycle.GiveUp) as info:
+        await lifecycle.reconcile(REF, _spec(SPEC), _status(None), _runtime(backend, recorder))
+    assert info.value.reason == "InitFailed" and backend.runs == 3  # SWARM_INIT_ATTEMPTS' default
+    assert backend.killed == ["sbx-1"] and not backend.sandboxes
+    ready = _conditions(recorder.status())["Ready"]
+    assert ready["reason"] == "InitFailed" and "OutputLimitExceeded" in ready["message"]

@@ -19,7 +19,15 @@ from typing import NoReturn
 import pydantic
 
 from swarm_operator import agentconfig, bootstrap, logs
-from swarm_operator.backend import AuthenticationFailed, BackendError, SandboxBackend, SandboxInfo, SandboxNotFound
+from swarm_operator.backend import (
+    AuthenticationFailed,
+    BackendError,
+    CommandTimeout,
+    OutputLimitExceeded,
+    SandboxBackend,
+    SandboxInfo,
+    SandboxNotFound,
+)
 from swarm_operator.conditions import ConditionType, Reason
 from swarm_operator.config import Settings
 from swarm_operator.lifecycle.runtime import ResourceRef, Runtime
@@ -196,7 +204,10 @@ async def initialise(
         except (AuthenticationFailed, SandboxNotFound):
             raise
         except BackendError as exc:
-            if not exc.transient:
+            # A flood past the output cap or a hang to the timeout is the sandbox's doing: an
+            # attempt spent like any failed setup (so a sandbox that keeps at it is killed when the
+            # budget is), never an endless reconcile retry.
+            if not exc.transient and not isinstance(exc, (OutputLimitExceeded, CommandTimeout)):
                 raise
             cause = f"step init: {exc.reason}: {exc.message}"
         except ValueError as exc:  # no parsable report: the script could not do its job
