@@ -219,3 +219,19 @@ async def test_a_setup_that_floods_spends_the_init_budget_then_the_sandbox_is_ki
     assert backend.killed == ["sbx-1"] and not backend.sandboxes
     ready = _conditions(recorder.status())["Ready"]
     assert ready["reason"] == "InitFailed" and "OutputLimitExceeded" in ready["message"]
+
+
+async def test_a_probe_answer_quoting_a_secret_cut_in_half_leaks_no_piece_of_it() -> None:
+    """The parse error quotes the last 300 characters of the output: a secret straddling that cut
+    must be redacted before the cut, or its tail would reach status unmatched."""
+    backend, recorder = ProbedBackend(), Recorder()
+    runtime = await _ready(backend, recorder)
+    secret = "sk-live-" + "".join(chr(ord("a") + i % 26) for i in range(40))
+    logs.REDACTOR.register(REF.uid, [secret])
+    try:
+        backend.probes = [f"{secret}{'.' * (300 - 20)}"]  # the cut falls 20 characters before the end of the secret
+        status = await _probe(runtime, recorder)
+        reason = status["health"]["reason"]
+        assert "ProbeFailed" in reason and secret[-20:] not in reason, reason
+    finally:
+        logs.REDACTOR.clear(REF.uid)

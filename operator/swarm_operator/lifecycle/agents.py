@@ -200,7 +200,7 @@ async def initialise(
             if not result.ok:
                 metrics.commands_failed += 1
             book.status.metrics = metrics
-            report = bootstrap.parse_report(result.stdout)
+            report = bootstrap.parse_report(report_text(result.stdout, ref.uid))
         except (AuthenticationFailed, SandboxNotFound):
             raise
         except BackendError as exc:
@@ -231,10 +231,10 @@ async def initialise(
                 return
             cause = f"step init: {ready}/{spec.agents} agents running"
             if report.errors:
-                cause += ": " + "; ".join(
+                cause += ": " + logs.sandbox_text("; ".join(
                     f"{e.step}{'' if e.agent is None else f' agent {e.agent}'}: {e.message}"
                     for e in report.errors
-                )[:2000]
+                ), ref.uid, limit=2000, keep="head")
         if attempt < settings.init_attempts:
             book.set(ConditionType.AGENTS_READY, "False", Reason.INITIALIZING,
                      f"attempt {attempt}/{settings.init_attempts} failed, retrying: {cause}")
@@ -269,6 +269,16 @@ async def _refuse(book: StatusBook, backend: SandboxBackend, sandbox: SandboxInf
     await kill_and_record(book, backend, sandbox.id, reason, f"sandbox {sandbox.id} killed: {why}",
                           message)
     await give_up(book, reason, message)
+
+
+def report_text(stdout: str, uid: str) -> str:
+    """A script's stdout, redacted with the resource's (``uid``) secrets before it is parsed.
+
+    Everything read from a report (step errors, gateway messages, workspace fields) and every parse
+    error (which quotes cut pieces of the output) then carries no secret value: redacting after a
+    cut could miss a secret cut in half.
+    """
+    return logs.REDACTOR.redact(stdout, uid)
 
 
 def mcp_down(spec: SwarmSandboxSpec, gateway: bootstrap.McpReport | None) -> bool:

@@ -37,6 +37,7 @@ from swarm_operator.lifecycle.agents import (
     read_secrets,
     record_agents,
     record_tools,
+    report_text,
 )
 from swarm_operator.lifecycle.runtime import ResourceRef, Runtime
 from swarm_operator.lifecycle.sandbox import kill_and_record
@@ -94,7 +95,7 @@ async def check_health(
         try:
             result = await backend.run(sandbox.id, bootstrap.render_probe(probe_plan),
                                        timeout_s=runtime.settings.probe_timeout_seconds)
-            report = bootstrap.parse_health(result.stdout)
+            report = bootstrap.parse_health(report_text(result.stdout, ref.uid))
         except SandboxNotFound:
             book.set(ConditionType.SANDBOX_CREATED, "False", Reason.SANDBOX_NOT_FOUND,
                      f"sandbox {sandbox.id} is gone; a new one will be created")
@@ -154,7 +155,7 @@ async def _heal(book: StatusBook, spec: SwarmSandboxSpec, backend: SandboxBacken
         result = await backend.run(sandbox_id, bootstrap.render_setup(setup_plan), envs=envs,
                                    timeout_s=runtime.settings.ready_timeout_seconds
                                    + runtime.settings.command_timeout_seconds)
-        report = bootstrap.parse_report(result.stdout)
+        report = bootstrap.parse_report(report_text(result.stdout, ref.uid))
     except (BackendError, ValueError) as exc:
         logger.warning("self-heal failed: %s", exc, extra={**ref.log_extra, "sandbox_id": sandbox_id})
         if isinstance(exc, _FAULTS):  # the setup run misbehaved just like a probe can
