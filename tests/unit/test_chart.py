@@ -226,8 +226,12 @@ def test_namespaces_mode_grants_no_cluster_roles() -> None:
     assert roles == {("team-a", "swarm-swarm-operator"), ("team-b", "swarm-swarm-operator"),
                      ("swarm-system", "swarm-swarm-operator-own")}
     (own,) = [r for r in find(objects, "Role") if r["metadata"]["name"].endswith("-own")]
-    assert own["rules"] == [{"apiGroups": [""], "resources": ["secrets"],
-                             "resourceNames": ["swarm-swarm-operator-e2b"], "verbs": ["get"]}]
+    assert own["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["swarm-swarm-operator-e2b"],
+         "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["swarm-swarm-operator-released"],
+         "verbs": ["get", "patch"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]}]
 
 
 def test_default_key_secret_existing_or_created() -> None:
