@@ -46,7 +46,9 @@ MODES: dict[str, dict[str, Any]] = {
                      "deleteGraceSeconds": 10, "deleteTimeoutSeconds": 120, "controlTimeoutSeconds": 30,
                      "commandTimeoutSeconds": 600, "kubeTimeoutSeconds": 20, "retryDelaySeconds": 2,
                      "maxRetryDelaySeconds": 600, "creationsPerMinute": 5, "creationsPerHour": 100,
-                     "maxSandboxesPerNamespace": 20, "logFormat": "text", "logLevel": "DEBUG"},
+                     "maxSandboxesPerNamespace": 20, "logFormat": "text", "logLevel": "DEBUG",
+                     "defaultKeyNamespaces": "default,team-*", "defaultKeyTemplates": "claude-swarm*"},
+        "admissionPolicy": {"enabled": True, "validationActions": ["Deny", "Audit"]},
         "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
     },
 }

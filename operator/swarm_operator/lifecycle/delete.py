@@ -20,7 +20,7 @@ from swarm_operator.conditions import Reason
 from swarm_operator.config import Settings
 from swarm_operator.lifecycle.agents import read_secrets, teardown_plan
 from swarm_operator.lifecycle.runtime import ResourceRef, RetryLater, Runtime, backoff
-from swarm_operator.lifecycle.tenancy import uses_default_key
+from swarm_operator.lifecycle.tenancy import refusal, uses_default_key
 from swarm_operator.model import InvalidSpecError, SwarmSandboxSpec, SwarmSandboxStatus
 from swarm_operator.names import TAG_UID
 from swarm_operator.secrets import SecretNotFound
@@ -84,6 +84,9 @@ async def _delete(
         # within one lease, since nobody renews it.
         logger.info("nothing to delete in the operator's own namespace", extra=ref.log_extra)
         return
+    if isinstance(spec, SwarmSandboxSpec) and not known_id and runtime.api_key(ref.uid) is None \
+            and refusal(ref.namespace, spec, runtime.settings) is not None:
+        return  # refused by the tenancy policy and given no sandbox: no key to read, nothing to kill
     api_key = await _key_for_delete(ref, spec, runtime, retry)
     if api_key is None:
         return
