@@ -68,6 +68,14 @@ def test_default_key_outside_the_allowed_namespaces_gets_a_stable_reason_and_no_
     cluster.wait_condition("default", "quick-start", "Ready")
     assert "Traceback" not in operator.log()
 
+    # ... or until the policy changes: the admin allows team-y, the operator restarts with it.
+    cluster.namespace("team-y")
+    cluster.apply(swarm("waits-for-policy", "team-y", agents=1))
+    _failed(cluster, "team-y", "waits-for-policy", "DefaultKeyNotAllowed")
+    operator.stop()
+    start_operator(**{**STRICT, "SWARM_DEFAULT_KEY_NAMESPACES": "default,team-y"})
+    cluster.wait_condition("team-y", "waits-for-policy", "Ready")
+
 
 def test_the_per_namespace_cap_holds(cluster: Cluster, e2b: Any, start_operator: Any) -> None:
     start_operator(SWARM_MAX_SANDBOXES_PER_NAMESPACE="2", SWARM_CREATIONS_PER_MINUTE="1000")
