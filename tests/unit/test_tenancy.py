@@ -3,7 +3,6 @@ orphan sweeper trusts instead of anything inside a sandbox."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import kubernetes
