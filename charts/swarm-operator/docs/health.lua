@@ -12,7 +12,10 @@ local terminal = {
   TemplateAccessDenied = true,
   InitFailed = true,
   SandboxExpired = true,
-  SandboxQuarantined = true,
+  DefaultKeyNotAllowed = true,
+  TemplateNotAllowed = true,
+  OrphanNotAllowed = true,
+  NamespaceNotAllowed = true,
 }
 
 local function condition(status, type)
