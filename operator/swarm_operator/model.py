@@ -50,6 +50,7 @@ __all__ = [
     "EnvVar",
     "EnvVarSource",
     "HealthCheckSpec",
+    "IdleSpec",
     "HealthStatus",
     "InvalidSpecError",
     "McpField",
@@ -746,6 +747,17 @@ class BudgetSpec(_Spec):
     )
 
 
+class IdleSpec(_Spec):
+    """When a swarm that does nothing stops costing: its sandbox is paused (work kept)."""
+
+    idle_after_seconds: int = Field(
+        ge=10, le=604_800,
+        description="Pause the sandbox once every agent has been idle this long: no pane printed "
+        "anything and the coordinator registry did not change (as the health probe sees them, so "
+        "within one health interval after). A spec change or `swarm-operator resume` resumes it.",
+    )
+
+
 class SwarmSandboxSpec(_Spec):
     """Desired state of a SwarmSandbox."""
 
@@ -819,6 +831,10 @@ class SwarmSandboxSpec(_Spec):
     budget: BudgetSpec | None = Field(
         default=None,
         description="A spend or sandbox-time cap and what to do when it is reached. Unset: no cap.",
+    )
+    idle: IdleSpec | None = Field(
+        default=None,
+        description="Pause the sandbox when every agent has been idle for a while. Unset: never.",
     )
 
     @field_validator("mcp")

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from swarm_operator import bootstrap
 from swarm_operator.backend import BackendError, SandboxBackend, SandboxNotFound
 from swarm_operator.conditions import ConditionType, Reason
+from swarm_operator.lifecycle import budget, spend
 from swarm_operator.lifecycle.agents import (
     agent_files,
     mcp_down,
@@ -30,10 +31,12 @@ from swarm_operator.model import HealthCheckSpec, HealthStatus, Phase, SwarmSand
 logger = logging.getLogger("swarm_operator.lifecycle")
 
 
-def probe_interval(spec: SwarmSandboxSpec | None) -> float:
+def probe_interval(spec: SwarmSandboxSpec | None, status: SwarmSandboxStatus | None = None) -> float:
     """Seconds between two probes: the spec's ``healthCheck.intervalSeconds``, or the model's
-    default when there is no usable spec (the reconcile reports why)."""
-    return float((spec.health_check if spec is not None else HealthCheckSpec()).interval_seconds)
+    default when there is no usable spec (the reconcile reports why); sooner when the running
+    sandbox will reach its budget before then (``status`` given)."""
+    interval = float((spec.health_check if spec is not None else HealthCheckSpec()).interval_seconds)
+    return budget.next_look(spec, status, interval) if status is not None else interval
 
 
 async def check_health(
@@ -56,9 +59,13 @@ async def check_health(
         api_key = runtime.api_key(ref.uid)
         if sandbox is None or sandbox.id is None or api_key is None:
             return
-        if spec.suspend or book.status.phase in (Phase.FAILED, Phase.INITIALIZING, Phase.CREATING):
-            return
+        if spec.suspend or book.status.phase in (Phase.FAILED, Phase.INITIALIZING, Phase.CREATING,
+                                                 Phase.SUSPENDED):
+            return  # (a probe would resume a paused sandbox: E2B's connect does)
         backend = runtime.backends.for_key(api_key)
+        if await budget.enforce(book, spec, backend, datetime.now(timezone.utc)):
+            await book.commit()
+            return
         probe_plan = plan(ref, spec, {}, runtime.settings)
         previous = book.status.health or HealthStatus()
         try:
@@ -70,11 +77,18 @@ async def check_health(
             book.set(ConditionType.AGENTS_READY, "False", Reason.SANDBOX_NOT_FOUND,
                      "the sandbox running the agents is gone")
             book.status.health = _verdict(previous, Reason.SANDBOX_NOT_FOUND)
+            spend.meter(book, "Stopped")
             await book.commit()
             raise
         except (BackendError, ValueError) as exc:
             reason = exc.reason if isinstance(exc, BackendError) else Reason.PROBE_FAILED
             book.status.health = _verdict(previous, f"{reason}: {exc}"[:1024])
+            await book.commit()
+            return
+        idle = budget.went_idle(spec, report)
+        if idle is not None:
+            await budget.pause(book, backend, Reason.IDLE, idle)
+            book.event("Normal", Reason.IDLE, f"sandbox {sandbox.id} paused: {idle}")
             await book.commit()
             return
         down = mcp_down(spec, report.mcp)
@@ -108,6 +122,7 @@ async def check_health(
         # Compare without the probe time: a quiet tick must not write.
         verdict = verdict.model_copy(update={"last_probe_time": previous.last_probe_time})
         book.status.health = verdict
+        spend.meter(book, "Running")  # rewrites status.cost only when SWARM_COST_REFRESH_MINUTES passed
         if book.changed():
             book.status.health = verdict.model_copy(
                 update={"last_probe_time": datetime.now(timezone.utc)})

@@ -88,6 +88,9 @@ class Memory:
     #: The same digests as last read (differs from the above while a restart is pending), so the
     #: Secret watch reacts to a change once, not on every tick.
     secret_seen: dict[str, str] | None = field(default=None, repr=False)
+    #: (generation, wall-clock time this process first saw it, whether its Ready was reported) for
+    #: the apply-to-Ready histogram. After a restart a generation already Ready is not reported again.
+    applied: tuple[int | None, float, bool] | None = None
 
 
 @dataclass
