@@ -13,6 +13,7 @@ local terminal = {
   InitFailed = true,
   SandboxExpired = true,
   McpGatewayUnsupported = true,
+  BudgetExceeded = true,
 }
 
 local function condition(status, type)
