@@ -1115,6 +1115,15 @@ class CostStatus(_Status):
     summary: str = Field(
         default="$0.0000", max_length=32, description="estimatedUSD for kubectl get, e.g. $0.0123 or $4.56.",
     )
+    day: str | None = Field(
+        default=None, max_length=10, pattern=r"^\d{4}-\d{2}-\d{2}$",
+        description="The UTC day dayStartUSD belongs to (for the operator's per-namespace daily cap).",
+    )
+    day_start_usd: float | None = Field(
+        default=None, ge=0, alias="dayStartUSD",
+        description="estimatedUSD when that UTC day began (or when the resource was first metered "
+        "that day): spend today is the estimate now minus this.",
+    )
 
     @model_validator(mode="after")
     def _summarise(self) -> CostStatus:

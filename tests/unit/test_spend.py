@@ -13,8 +13,10 @@ from test_lifecycle import REF, SPEC, FakeBackend, Recorder, _conditions, _runti
 
 from swarm_operator import lifecycle
 from swarm_operator.bootstrap import HealthReport
+from swarm_operator.cost import Prices, Size, accrue, spent_today, with_day
 from swarm_operator.lifecycle import GiveUp, ResourceRef
 from swarm_operator.lifecycle.budget import MIN_LOOK_SECONDS, went_idle
+from swarm_operator.model import CostStatus
 
 
 @dataclass
@@ -145,3 +147,41 @@ def test_idle_means_no_pane_output_and_no_coordinator_change_for_the_whole_time(
     assert went_idle(spec, _report(1000, 1061, registry_mtime=1030)) is None  # a coordinator message
     assert went_idle(spec, _report(None, 5000)) is None  # the probe could not tell: never guess idle
     assert went_idle(_spec(SPEC), _report(1000, 9000)) is None  # no spec.idle
+
+
+async def test_the_namespace_daily_cap_pauses_default_key_resources_only() -> None:
+    backend, recorder = PausingBackend(), Recorder()
+    runtime = _runtime(backend, recorder, SWARM_MAX_USD_PER_NAMESPACE_PER_DAY="1")
+    today = datetime.now(timezone.utc).date().isoformat()
+    other = runtime.remember("uid-other")  # another resource of the namespace, $0.7 today
+    other.namespace, other.default_key = REF.namespace, True
+    other.cost = CostStatus.model_validate(_ledger(estimatedUSD=0.9, dayStartUSD=0.2, day=today,
+                                                   state="Paused", asOf=_ago(5)))
+    sid = backend.add(REF.uid)
+    mine = _ledger(estimatedUSD=0.5, dayStartUSD=0.1, day=today, asOf=_ago(5))  # $0.4 today
+    await lifecycle.reconcile(REF, _spec(SPEC), _status({"sandbox": {"id": sid}, "cost": mine}), runtime)
+    status = recorder.status()
+    assert backend.paused == [sid] and status["phase"] == "Suspended"
+    message = _conditions(status)["BudgetExceeded"]["message"]
+    assert "namespace ns spent an estimated $1.1" in message and "SWARM_MAX_USD_PER_NAMESPACE_PER_DAY" in message
+    # The next UTC day the pause lifts without a spec change (the health daemon reconciles).
+    tomorrow = datetime.now(timezone.utc) + timedelta(days=1)
+    paused = _status(status)
+    assert lifecycle.budget.lifted(REF, _spec(SPEC), paused, runtime, tomorrow)
+    assert not lifecycle.budget.lifted(REF, _spec(SPEC), paused, runtime, datetime.now(timezone.utc))
+    # A resource on its own key is not capped by the operator's default-key budget.
+    own = _spec({**SPEC, "e2b": {"apiKeySecretRef": {"name": "mine", "key": "api-key"}}})
+    assert not lifecycle.budget.verdict(REF, own, paused.cost, runtime, datetime.now(timezone.utc))[0].exceeded
+
+
+def test_spend_today_starts_at_midnight_and_carries_within_the_day() -> None:
+    midnight = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    yesterday = midnight - timedelta(hours=1)
+    # $0.001/s since 23:00: $3.6 by midnight.
+    ledger = accrue(None, yesterday, "Running", Size(1, 0), Prices(0.001, 0))
+    ledger = with_day(ledger, yesterday, None)
+    later = midnight + timedelta(minutes=10)
+    assert spent_today(ledger, later) == pytest.approx(0.6)  # 600 s today, the day rolled over
+    rolled = with_day(accrue(ledger, later, "Running", None, Prices(0.001, 0)), later, ledger)
+    assert rolled.day == midnight.date().isoformat() and rolled.day_start_usd == pytest.approx(3.6)
+    assert spent_today(rolled, later + timedelta(seconds=100)) == pytest.approx(0.7)

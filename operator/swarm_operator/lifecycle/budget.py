@@ -24,48 +24,88 @@ from datetime import datetime, timezone
 from swarm_operator.backend import SandboxBackend, SandboxNotFound
 from swarm_operator.bootstrap import HealthReport
 from swarm_operator.conditions import ConditionType, Reason, find
-from swarm_operator.cost import check_budget, seconds_until_exceeded
+from swarm_operator.cost import BudgetVerdict, check_budget, seconds_until_exceeded, spent_today
 from swarm_operator.lifecycle import spend
+from swarm_operator.lifecycle.runtime import ResourceRef, Runtime
 from swarm_operator.lifecycle.sandbox import kill_and_record
 from swarm_operator.lifecycle.status import StatusBook
-from swarm_operator.model import SwarmSandboxSpec, SwarmSandboxStatus
+from swarm_operator.model import CostStatus, SwarmSandboxSpec, SwarmSandboxStatus
 
 logger = logging.getLogger("swarm_operator.lifecycle")
 
-__all__ = ["enforce", "idle_hold", "next_look", "pause", "went_idle"]
+__all__ = ["enforce", "idle_hold", "lifted", "next_look", "pause", "verdict", "went_idle"]
 
 #: The soonest the health daemon looks again for a budget about to be reached: a floor, so a
 #: resource whose probe is skipped (initialising) cannot spin.
 MIN_LOOK_SECONDS = 2.0
 
 
-async def enforce(book: StatusBook, spec: SwarmSandboxSpec, backend: SandboxBackend, now: datetime) -> bool:
-    """Whether the budget holds the sandbox stopped: if it is reached, act on it (pause or kill)
-    and return True; if not, clear ``BudgetExceeded`` (a raised or cleared limit) and return False.
-    Nothing is committed: the caller does."""
-    verdict = check_budget(spec.budget, book.status.cost, now)
-    held = find(book.status.conditions, ConditionType.BUDGET_EXCEEDED)
-    if not verdict.exceeded:
-        if held is not None and held.status == "True":
-            book.set(ConditionType.BUDGET_EXCEEDED, "False", Reason.WITHIN_BUDGET, verdict.message)
-            book.event("Normal", Reason.WITHIN_BUDGET, f"{verdict.message}; the sandbox is resumed")
+def verdict(ref: ResourceRef, spec: SwarmSandboxSpec, cost: CostStatus | None, runtime: Runtime,
+            now: datetime) -> tuple[BudgetVerdict, str]:
+    """The resource's budget verdict at ``now`` and the action it calls for: its own
+    ``spec.budget`` first, then the operator's per-namespace daily cap, which applies to resources
+    on the operator's default key and always suspends (the namespace's work is kept; the next UTC
+    day, or a raised cap, resumes it)."""
+    own = check_budget(spec.budget, cost, now)
+    if own.exceeded:
+        assert spec.budget is not None  # a verdict of "exceeded" needs a budget
+        return own, spec.budget.action
+    memory = runtime.remember(ref.uid)
+    memory.namespace = ref.namespace
+    memory.default_key = spec.e2b is None or spec.e2b.api_key_secret_ref is None
+    if cost is not None:
+        memory.cost = cost
+    cap = runtime.settings.max_usd_per_namespace_per_day
+    if cap is None or not memory.default_key:
+        return own, "Suspend"
+    today = sum(spent_today(m.cost, now) for m in runtime.memory.values()
+                if m.namespace == ref.namespace and m.default_key and m.cost is not None)
+    if today < cap:
+        return own, "Suspend"
+    return BudgetVerdict(True, (
+        f"budget exceeded: namespace {ref.namespace} spent an estimated ${today:.4f} today (UTC) on "
+        f"the operator's default E2B key, of its daily cap ${cap:g} (SWARM_MAX_USD_PER_NAMESPACE_PER_DAY); "
+        f"the sandbox is paused until the next UTC day or a raised cap")), "Suspend"
+
+
+def lifted(ref: ResourceRef, spec: SwarmSandboxSpec, status: SwarmSandboxStatus, runtime: Runtime,
+           now: datetime) -> bool:
+    """Whether a budget pause no longer holds without a spec change (the namespace's day rolled
+    over, or its cap was raised): the health daemon then has the resource reconciled, resuming it."""
+    suspended = find(status.conditions, ConditionType.SUSPENDED)
+    if spec.suspend or suspended is None or suspended.status != "True" \
+            or suspended.reason != Reason.BUDGET_EXCEEDED:
         return False
-    assert spec.budget is not None  # a verdict of "exceeded" needs a budget
-    book.set(ConditionType.BUDGET_EXCEEDED, "True", Reason.BUDGET_EXCEEDED, verdict.message)
+    return not verdict(ref, spec, status.cost, runtime, now)[0].exceeded
+
+
+async def enforce(book: StatusBook, spec: SwarmSandboxSpec, backend: SandboxBackend,
+                  now: datetime) -> str | None:
+    """Whether the budget holds the sandbox stopped: if it is reached, act on it (pause or kill)
+    and return the action taken (``Suspend``/``Delete``); if not, clear ``BudgetExceeded`` (a
+    raised or cleared limit) and return None. Nothing is committed: the caller does."""
+    found, action = verdict(book.ref, spec, book.status.cost, book.runtime, now)
+    held = find(book.status.conditions, ConditionType.BUDGET_EXCEEDED)
+    if not found.exceeded:
+        if held is not None and held.status == "True":
+            book.set(ConditionType.BUDGET_EXCEEDED, "False", Reason.WITHIN_BUDGET, found.message)
+            book.event("Normal", Reason.WITHIN_BUDGET, f"{found.message}; the sandbox is resumed")
+        return None
+    book.set(ConditionType.BUDGET_EXCEEDED, "True", Reason.BUDGET_EXCEEDED, found.message)
     if held is None or held.status != "True":
-        book.event("Warning", Reason.BUDGET_EXCEEDED, verdict.message)
-        logger.warning("%s", verdict.message, extra=book.ref.log_extra)
-    if spec.budget.action == "Suspend":
-        await pause(book, backend, Reason.BUDGET_EXCEEDED, verdict.message)
+        book.event("Warning", Reason.BUDGET_EXCEEDED, found.message)
+        logger.warning("%s", found.message, extra=book.ref.log_extra)
+    if action == "Suspend":
+        await pause(book, backend, Reason.BUDGET_EXCEEDED, found.message)
     else:
         sandbox = book.status.sandbox
         if sandbox is not None and sandbox.id:
-            await kill_and_record(book, backend, sandbox.id, Reason.BUDGET_EXCEEDED, verdict.message,
-                                  "no agents: " + verdict.message)
+            await kill_and_record(book, backend, sandbox.id, Reason.BUDGET_EXCEEDED, found.message,
+                                  "no agents: " + found.message)
             book.status.network = None
         book.set(ConditionType.SYNCED, "False", Reason.BUDGET_EXCEEDED,
-                 f"{verdict.message}; raise or clear spec.budget to start a new sandbox")
-    return True
+                 f"{found.message}; raise or clear spec.budget to start a new sandbox")
+    return action
 
 
 async def pause(book: StatusBook, backend: SandboxBackend, reason: Reason, message: str) -> None:

@@ -53,6 +53,13 @@ async def check_health(
     re-running the idempotent setup script; past that the resource stays Degraded with the counts.
     Raises :class:`SandboxNotFound` when the sandbox is gone, so the caller can reconcile.
     """
+    if budget.lifted(ref, spec, status, runtime, datetime.now(timezone.utc)):
+        # A budget pause that ends without a spec change (the namespace's day rolled over):
+        # resumed by exactly the reconcile a spec change gets (imported here: it imports us).
+        from swarm_operator.lifecycle.reconcile import reconcile
+
+        await reconcile(ref, spec, status, runtime)
+        return
     async with runtime.lock(ref.uid):
         book = StatusBook(ref, status, runtime)
         sandbox = book.status.sandbox
@@ -63,7 +70,7 @@ async def check_health(
                                                  Phase.SUSPENDED):
             return  # (a probe would resume a paused sandbox: E2B's connect does)
         backend = runtime.backends.for_key(api_key)
-        if await budget.enforce(book, spec, backend, datetime.now(timezone.utc)):
+        if await budget.enforce(book, spec, backend, datetime.now(timezone.utc)) is not None:
             await book.commit()
             return
         probe_plan = plan(ref, spec, {}, runtime.settings)

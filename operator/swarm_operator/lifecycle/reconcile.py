@@ -119,8 +119,8 @@ async def _reconcile(
     try:
         if spec.suspend:
             await suspend(book, backend)
-        elif await budget.enforce(book, spec, backend, datetime.now(timezone.utc)):
-            if spec.budget is not None and spec.budget.action == "Delete":
+        elif (action := await budget.enforce(book, spec, backend, datetime.now(timezone.utc))) is not None:
+            if action == "Delete":  # the sandbox is killed; only a spec change brings one back
                 synced = find(book.status.conditions, ConditionType.SYNCED)
                 return await give_up(book, Reason.BUDGET_EXCEEDED, synced.message if synced else "")
         elif budget.idle_hold(book):

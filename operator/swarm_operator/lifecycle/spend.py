@@ -16,7 +16,7 @@ import time
 from datetime import datetime, timezone
 
 from swarm_operator.backend import SandboxInfo
-from swarm_operator.cost import Meter, Prices, Size, accrue, should_refresh
+from swarm_operator.cost import Meter, Prices, Size, accrue, should_refresh, with_day
 from swarm_operator.lifecycle.runtime import ResourceRef, Runtime
 from swarm_operator.lifecycle.status import StatusBook
 from swarm_operator.model import Phase, SwarmSandboxStatus
@@ -45,9 +45,12 @@ def meter(book: StatusBook, state: Meter, size: Size | None = None, *,
     now = now or datetime.now(timezone.utc)
     cadence = runtime.settings.cost_refresh_minutes * 60.0
     if should_refresh(written, now, cadence, state, size):
-        book.status.cost = accrue(written, now, state, size, Prices.from_settings(runtime.settings))
+        ledger = accrue(written, now, state, size, Prices.from_settings(runtime.settings))
+        book.status.cost = with_day(ledger, now, written)
     assert book.status.cost is not None
     runtime.metrics.observe_cost(book.ref.uid, book.ref.namespace, book.status.cost)
+    memory = runtime.remember(book.ref.uid)
+    memory.namespace, memory.cost = book.ref.namespace, book.status.cost
 
 
 def close(ref: ResourceRef, status: SwarmSandboxStatus, runtime: Runtime) -> None:
