@@ -935,7 +935,7 @@ class Condition(_Status):
     type: str = Field(
         min_length=1, max_length=316,
         pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
-        description="Type of condition: SandboxCreated, AgentsReady, Ready, Synced or Suspended.",
+        description="Type of condition: SandboxCreated, AgentsReady, Ready, Synced, Suspended or BudgetExceeded.",
     )
     status: Literal["True", "False", "Unknown"] = Field(description="Status of the condition.")
     reason: str = Field(
@@ -1147,7 +1147,7 @@ class SwarmSandboxStatus(_Status):
     conditions: list[Condition] = Field(
         default_factory=list, max_length=16,
         description="Latest observations: SandboxCreated, AgentsReady, Ready (overall), Synced "
-        "(last reconcile succeeded), Suspended.",
+        "(last reconcile succeeded), Suspended (paused: spec.suspend, budget or idle), BudgetExceeded.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     sandbox: SandboxStatus | None = Field(default=None, description="The backing E2B sandbox.")

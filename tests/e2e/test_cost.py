@@ -101,6 +101,13 @@ def test_a_tiny_budget_pauses_the_sandbox_and_raising_it_resumes(
     wait_for(lambda: _scrape(port)[rate] == pytest.approx(RATE), 10, message="rate gauge back")
     assert _scrape(port)[usd] >= spent
 
+    # The size cost one extra E2B call per create (a get: E2B's create answer has no size), and each
+    # generation's apply-to-Ready went to the histogram once (created; budget raised).
+    final = _scrape(port)
+    assert final[("swarm_e2b_calls_total", (("operation", "create"), ("outcome", "ok")))] == 1
+    assert final[("swarm_e2b_calls_total", (("operation", "get"), ("outcome", "ok")))] == 1
+    assert final[("swarm_ready_seconds_count", ())] == 2
+
     # Every series the shipped dashboard queries is exported by this live operator.
     live: dict[str, set[str]] = {}
     for name, labels in _scrape(port):
