@@ -190,7 +190,9 @@ class Bed:
             (home / ".local" / "bin" / tool.name).symlink_to(tool.resolve())
         self.e2b = CreateLatencyE2B.start_in_thread(
             create_latency_ms=self.create_latency_ms, home_template=home,
-            workdir=self.tmp, **self.e2b_knobs)
+            workdir=self.tmp,
+            # a prebuilt template (host tools), identity at once: the operator's path, not provisioning
+            **{"stock_templates": False, "identity_delay_seconds": 0, **self.e2b_knobs})
         self.core.create_namespace({"metadata": {"name": OPERATOR_NAMESPACE}})
         self.core.create_namespaced_secret(OPERATOR_NAMESPACE, {
             "metadata": {"name": "e2b-api-key"}, "stringData": {"api-key": API_KEY}, "type": "Opaque"})

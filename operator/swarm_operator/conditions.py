@@ -83,14 +83,15 @@ class Reason(str, enum.Enum):
     SANDBOX_NOT_FOUND = "SandboxNotFound"  # the sandbox in status is gone; a new one is made.
     SANDBOX_EXPIRED = "SandboxExpired"  # ttlSeconds reached: killed, resource Failed (terminal).
     INIT_FAILED = "InitFailed"  # the setup budget was spent: killed, resource Failed (terminal).
+    #: The sandbox misbehaved on SWARM_QUARANTINE_AFTER probes in a row (output past the cap, a
+    #: hang to the probe timeout, an unreadable report): killed, resource Failed (terminal). Also on
+    #: AgentsReady and Synced.
+    SANDBOX_QUARANTINED = "SandboxQuarantined"
 
     # -- AgentsReady: do the desired agent panes run?
     INITIALIZING = "Initializing"  # the setup script is starting (or retrying) the agents.
     AVAILABLE = "Available"  # every desired agent runs (also Ready=True).
     AGENTS_DEGRADED = "AgentsDegraded"  # some agents are dead past their restart budget.
-    #: The sandbox's MCP gateway cannot read its configuration from a file; starting it with the
-    #: configuration on its command line would expose the MCP secrets, so it is not started.
-    MCP_GATEWAY_UNSUPPORTED = "McpGatewayUnsupported"
 
     # -- Synced: did the last reconcile succeed? (False carries what stopped it.)
     RECONCILED = "Reconciled"
@@ -154,7 +155,7 @@ TERMINAL_REASONS: Final = frozenset({
     Reason.TEMPLATE_ACCESS_DENIED,
     Reason.INIT_FAILED,
     Reason.SANDBOX_EXPIRED,
-    Reason.MCP_GATEWAY_UNSUPPORTED,
+    Reason.SANDBOX_QUARANTINED,
     Reason.BUDGET_EXCEEDED,
 })
 

@@ -232,8 +232,13 @@ async def health(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, 
     """Probes the agents every ``healthCheck.intervalSeconds`` (jittered so probes spread out)."""
 
     def interval() -> float:
-        # Sooner when a running sandbox will reach its budget before the next probe.
-        return lifecycle.probe_interval(_spec(body), _status(body)) * random.uniform(0.85, 1.0)
+        # Backs off while the sandbox misbehaves (status.health.sandboxFaults); sooner when a
+        # running sandbox will reach its budget before the next probe.
+        try:
+            status: SwarmSandboxStatus | None = _status(body)
+        except ValueError:  # a status the model cannot read: the plain interval
+            status = None
+        return lifecycle.probe_interval(_spec(body), status) * random.uniform(0.85, 1.0)
 
     await _periodically(stopped, memo.shutdown, body, memo.runtime, "health", lifecycle.check_health,
                         interval)

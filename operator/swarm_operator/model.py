@@ -36,6 +36,7 @@ __all__ = [
     "MAX_SECRETS",
     "MAX_SECRET_REFERENCES",
     "MAX_STEPS",
+    "COORDINATOR_PIN",
     "RESERVED_ENV_NAMES",
     "RESERVED_ENV_PREFIXES",
     "AgentItem",
@@ -134,6 +135,13 @@ _PINNED_GIT: Final = re.compile(
     r"(#(egg|subdirectory)=[A-Za-z0-9._/-]+(&(egg|subdirectory)=[A-Za-z0-9._/-]+)?)?$"
 )
 PREINSTALLED: Final = "preinstalled"
+#: The coordinator a resource gets unless it says otherwise, and the default of ``swarm-operator
+#: template --coordinator``: the one copy of this pin. claudeswarm (github.com/boriscardano/
+#: claude-swarm) is not on PyPI — PyPI's ``claude-swarm`` is an unrelated project with no
+#: ``claudeswarm`` command — so the pin is the commit the operator's hook and permissions were
+#: checked against (see agentconfig). It needs Python >= 3.12 in the sandbox (PEP 695 syntax).
+#: A template built with this pin records it, so such a sandbox installs nothing.
+COORDINATOR_PIN: Final = "git+https://github.com/boriscardano/claude-swarm@7d93e2e69a9d0acc63db57c0812ff438d86e010a"
 #: Where agent.apiKeySecretRef puts the key: the variable Claude Code reads.
 ANTHROPIC_API_KEY: Final = "ANTHROPIC_API_KEY"
 
@@ -353,7 +361,8 @@ class EnvVarSource(_Spec):
 
     secret_key_ref: SecretKeySelector = Field(
         description="Take the value from a key of a Secret in the resource's namespace. The value "
-        "reaches the sandbox as an environment variable, never on a command line.",
+        "reaches the sandbox as an environment variable, never on a command line; anything "
+        "running in the sandbox can read it (see docs/threat-model.md).",
     )
 
 
@@ -441,14 +450,17 @@ class AgentSpec(_Spec):
     )
     env: list[EnvVar] = Field(
         default_factory=list, max_length=128,
-        description="Environment of every agent, as in a container spec. Values reach the sandbox "
-        "as environment variables (never on a command line). Names must be unique.",
+        description="Environment of every agent, as in a container spec. Values reach the agents "
+        "as environment variables, through a 0600 env file their own account reads (never on a "
+        "command line); anything running in the sandbox can read them. Names must be unique.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     api_key_secret_ref: SecretRef | None = Field(
         default=None,
         description="Secret key holding the agents' Anthropic API key. It reaches the agents as "
-        "ANTHROPIC_API_KEY in their environment only: never a file, a command line or status.",
+        "ANTHROPIC_API_KEY in their environment, through a 0600 env file their own account reads: "
+        "never a command line, status, an Event or the operator's logs. The agents (and anything "
+        "else in the sandbox) can read it: give them a key you would give the agents.",
     )
     config: AgentConfigSpec | None = Field(
         default=None,
@@ -497,9 +509,12 @@ class CoordinatorSpec(_Spec):
 
     enabled: bool = Field(default=True, description="Start the coordinator in the sandbox.")
     install: str = Field(
-        default=PREINSTALLED, min_length=1, max_length=512, pattern=INSTALL_LOOSE,
+        default=COORDINATOR_PIN, min_length=1, max_length=512, pattern=INSTALL_LOOSE,
         description="How to get the coordinator: a pinned pip requirement 'name==X.Y.Z', a "
         "'git+https://host/repo@<40-hex commit SHA>' URL, or 'preinstalled' (the template has it). "
+        "A pin the sandbox lacks is installed by the setup script (a template built by "
+        "'swarm-operator template' with the same pin installs nothing); the default is the "
+        "operator's pin of claudeswarm. "
         "Anything unpinned is refused by the operator with Ready=False, reason InvalidSpec.",
     )
 
@@ -545,7 +560,9 @@ class WorkspaceSpec(_Spec):
         default=None,
         description="Secret key holding a token or password for a private repository. Git gets it "
         "from a credential helper reading the setup script's environment: it is never in the URL, "
-        "a command line, .git/config or any file left in the sandbox.",
+        "a command line, .git/config or any file left in the sandbox. While the setup script runs, "
+        "the agents' account can read that environment (/proc): use a token scoped to this "
+        "repository, read-only where the agents need no push.",
     )
     username: str = Field(
         default="x-access-token", min_length=1, max_length=256, pattern=r"^[A-Za-z0-9._@+-]+$",
@@ -626,7 +643,8 @@ class McpServerSpec(_Spec):
     )
     token_secret_ref: SecretRef | None = Field(
         default=None,
-        description="Secret key holding the service token (github, exa, perplexity).",
+        description="Secret key holding the service token (github, exa, perplexity). The gateway "
+        "reads it from a 0600 file, never a command line; the agents' account can read that file.",
     )
     server: str | None = Field(
         default=None, min_length=1, max_length=256, pattern=MCP_SERVER,
@@ -1002,6 +1020,13 @@ class HealthStatus(_Status):
     last_probe_time: Timestamp | None = Field(default=None, description="When the last probe finished.")
     reason: str | None = Field(default=None, max_length=1024, description="Why, when not Healthy.")
     consecutive_failures: int = Field(default=0, ge=0, description="Failed probes in a row.")
+    sandbox_faults: int = Field(
+        default=0, ge=0,
+        description="Probes in a row the sandbox itself failed (output past the operator's cap, a "
+        "hang to the probe timeout, an unreadable report); probes back off meanwhile, and at the "
+        "operator's quarantine threshold the sandbox is killed and the resource Failed with reason "
+        "SandboxQuarantined. A failure of E2B itself neither counts nor resets it.",
+    )
 
 
 class MetricsStatus(_Status):

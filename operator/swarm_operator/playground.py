@@ -38,6 +38,8 @@ from typing import Any, TextIO
 
 import yaml
 
+from swarm_operator.model import COORDINATOR_PIN
+
 __all__ = ["MARKER_VAR", "Playground", "PlaygroundError", "default_manifests", "stragglers"]
 
 GROUP, VERSION, PLURAL = "claudeswarm.io", "v1alpha1", "swarmsandboxes"
@@ -217,7 +219,12 @@ class Playground:
             self._say("  E2B                      the real service (E2B_API_KEY)")
         else:
             api_key = "e2b_" + secrets.token_hex(20)
-            e2b = self._spawn("e2b-emulator", ["emulate", "e2b", "--home-template", str(home)], self._env())
+            # The demo home stands for a prebuilt template (tools on every template, identity at
+            # once): opt-ins by name until the operator provisions stock `base` and retries its
+            # identity check (issue 14 items 1 and 7).
+            e2b = self._spawn("e2b-emulator", ["emulate", "e2b", "--home-template", str(home),
+                                               "--no-stock-templates", "--identity-delay-seconds", "0"],
+                              self._env())
             e2b_url = self._await_line(e2b, r"listening on (\S+)").group(1)
             exports.update(E2B_API_URL=e2b_url, E2B_SANDBOX_URL=e2b_url)
             self._say(f"  E2B emulator             {e2b_url}  (sandboxes are local processes;"
@@ -265,6 +272,9 @@ class Playground:
             'PATH="$HOME/.local/bin:$PATH"\n'
             f"export {MARKER_VAR}={shlex.quote(str(self._dir))}\n"
         )
+        # The pin a prebuilt template records: the default coordinator.install is then satisfied.
+        (home / ".swarm-template").mkdir()
+        (home / ".swarm-template" / "coordinator").write_text(COORDINATOR_PIN)
         return home
 
     @staticmethod

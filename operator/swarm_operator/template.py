@@ -3,7 +3,13 @@
 A sandbox from this template reaches Ready without installing anything: tmux, git, Python, Node.js,
 the agent CLI and the coordinator are in the image, and the coordinator's pin is recorded in
 ``~/.swarm-template/coordinator``; the setup script treats a ``coordinator.install`` equal to that
-pin as satisfied (any other pin is installed into the sandbox as before).
+pin as satisfied (any other pin is installed into the sandbox as before). Without this template the
+setup script installs what is missing on the first run (its ``provision`` step), from the same pins:
+:data:`~swarm_operator.model.COORDINATOR_PIN` and
+:data:`~swarm_operator.bootstrap.CLAUDE_CODE_PACKAGE` are the defaults here and there, one copy each.
+
+The default base is Debian 13 (trixie): its Python 3.13 satisfies claudeswarm (>= 3.12), which
+bookworm's 3.11 does not.
 
 The definition uses the ``e2b`` SDK's template builder, so it can be printed offline (as the
 Dockerfile-like text the SDK derives, or its JSON) and built with the user's API key, which is read
@@ -17,34 +23,38 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import shlex
 import sys
 from typing import Any, Final
 
-from swarm_operator.model import is_pinned_install
+from swarm_operator.bootstrap import CLAUDE_CODE_PACKAGE, NPM_PINNED
+from swarm_operator.model import COORDINATOR_PIN, is_pinned_install
 
-__all__ = ["definition", "main_build", "render"]
+__all__ = ["DEFAULT_BASE", "definition", "main_build", "render"]
 
-#: An exact npm package version, e.g. ``@anthropic-ai/claude-code@2.0.14``: no ranges, no tags.
-_NPM_PINNED: Final = re.compile(r"^(@[a-z0-9][a-z0-9._-]*/)?[a-z0-9][a-z0-9._-]*@[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?$")
+DEFAULT_BASE: Final = "debian:trixie"
 SYSTEM_PACKAGES: Final = ("tmux", "git", "ca-certificates", "curl", "python3", "python3-venv",
                           "python3-pip", "nodejs", "npm", "util-linux")
 MARKER: Final = "/home/user/.swarm-template/coordinator"
 
 
-def definition(*, coordinator: str, agent_cli: str, base: str = "debian:bookworm",
+def definition(*, coordinator: str | None = None, agent_cli: str | None = None, base: str | None = None,
                from_template: str | None = None) -> Any:
-    """The template as an ``e2b.AsyncTemplate`` builder chain. Raises ValueError for an unpinned
-    coordinator or agent CLI: a template is built once and used for months; it must not drift."""
+    """The template as an ``e2b.AsyncTemplate`` builder chain; None means the operator's own pin (or
+    base). Raises ValueError for an unpinned coordinator or agent CLI: a template is built once and
+    used for months; it must not drift."""
     from e2b import AsyncTemplate
+
+    coordinator = COORDINATOR_PIN if coordinator is None else coordinator
+    agent_cli = CLAUDE_CODE_PACKAGE if agent_cli is None else agent_cli
+    base = DEFAULT_BASE if base is None else base
 
     if coordinator == "preinstalled" or not is_pinned_install(coordinator):
         raise ValueError(f"--coordinator {coordinator!r} must be pinned: name==X.Y.Z or "
                          "git+https://host/repo@<40-hex commit SHA>")
-    if not _NPM_PINNED.match(agent_cli):
+    if not NPM_PINNED.match(agent_cli):
         raise ValueError(f"--agent-cli {agent_cli!r} must be an exact npm version, e.g. "
-                         "@anthropic-ai/claude-code@2.0.14")
+                         f"{CLAUDE_CODE_PACKAGE}")
     start = AsyncTemplate()
     builder = start.from_template(from_template) if from_template else start.from_image(base)
     return (

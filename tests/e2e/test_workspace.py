@@ -15,6 +15,7 @@ import functools
 import http.server
 import json
 import os
+import shutil
 import ssl
 import subprocess
 import threading
@@ -345,7 +346,9 @@ def test_a_gateway_that_takes_its_config_only_on_argv_is_refused(
     never reaches a command line or a file."""
     gateway = sandbox_home / ".local" / "bin" / "mcp-gateway"
     gateway.unlink()
-    gateway.write_text(f"#!/bin/sh\nSWARM_STANDIN_GATEWAY_ARGV=1 exec {STANDIN_BIN / 'mcp-gateway'} \"$@\"\n")
+    # a copy, not the checkout's path: a checkout under /tmp is hidden inside the sandbox
+    shutil.copy2(STANDIN_BIN / "mcp-gateway", gateway.parent / ".mcp-gateway-standin")
+    gateway.write_text('#!/bin/sh\nSWARM_STANDIN_GATEWAY_ARGV=1 exec "$HOME/.local/bin/.mcp-gateway-standin" "$@"\n')
     gateway.chmod(0o755)
     operator = start_operator()
     _secrets(cluster)

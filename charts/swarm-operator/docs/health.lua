@@ -12,7 +12,7 @@ local terminal = {
   TemplateAccessDenied = true,
   InitFailed = true,
   SandboxExpired = true,
-  McpGatewayUnsupported = true,
+  SandboxQuarantined = true,
   BudgetExceeded = true,
 }
 

@@ -9,7 +9,10 @@ with one JSON report that the matching parser turns into a typed model::
 """
 
 from swarm_operator.bootstrap._plan import (
+    AGENT_CLI_PACKAGES,
+    CLAUDE_CODE_PACKAGE,
     GIT_PASSWORD_ENV,
+    NPM_PINNED,
     SECRET_ENV_PREFIX,
     MCP_GATEWAY_PORT,
     BootstrapPlan,
@@ -35,7 +38,10 @@ from swarm_operator.bootstrap._report import (
 )
 
 __all__ = [
+    "AGENT_CLI_PACKAGES",
+    "CLAUDE_CODE_PACKAGE",
     "MAX_SCRIPT_BYTES",
+    "NPM_PINNED",
     "BootstrapPlan",
     "BootstrapReport",
     "BootstrapReportError",

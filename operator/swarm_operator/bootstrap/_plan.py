@@ -16,8 +16,8 @@ from typing import Annotated, Final
 
 import pydantic
 
-__all__ = ["GIT_PASSWORD_ENV", "MCP_GATEWAY_PORT", "BootstrapPlan", "secret_env_name", "session_name",
-           "socket_name"]
+__all__ = ["AGENT_CLI_PACKAGES", "CLAUDE_CODE_PACKAGE", "GIT_PASSWORD_ENV", "MCP_GATEWAY_PORT",
+           "NPM_PINNED", "BootstrapPlan", "secret_env_name", "session_name", "socket_name"]
 
 #: Script-only secrets (workspace credentials, MCP tokens) arrive in the setup script's environment
 #: under this prefix; the script unsets every one of them before it starts any long-lived process,
@@ -27,6 +27,17 @@ SECRET_ENV_PREFIX: Final = "SWARM_SECRET_"
 GIT_PASSWORD_ENV: Final = SECRET_ENV_PREFIX + "GIT_PASSWORD"
 #: The port E2B's SDK expects the MCP gateway on (``Sandbox.mcp_port``).
 MCP_GATEWAY_PORT: Final = 50005
+#: The Claude Code CLI a sandbox without one gets (``npm install -g``), and the default of
+#: ``swarm-operator template --agent-cli``: the one copy of this pin. 2.1.197 is the last release whose
+#: ``engines`` accepts Node 18+ (2.1.198 and later declare Node >= 22); E2B's ``base`` template ships
+#: Node 20.9.0 (e2b-dev/E2B templates/base/e2b.Dockerfile: ``ENV NODE_VERSION 20.9.0``).
+CLAUDE_CODE_PACKAGE: Final = "@anthropic-ai/claude-code@2.1.197"
+#: Agent commands the setup script can install when the template lacks them, by command name.
+AGENT_CLI_PACKAGES: Final = {"claude": CLAUDE_CODE_PACKAGE}
+#: An exact npm package version, e.g. ``@anthropic-ai/claude-code@2.1.197``: no ranges, no tags,
+#: and never anything npm could read as an option (it starts with ``@`` or a letter or digit).
+NPM_PINNED: Final = re.compile(
+    r"^(@[a-z0-9][a-z0-9._-]*/)?[a-z0-9][a-z0-9._-]*@[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?$")
 _SECRET_ENV = re.compile(r"SWARM_SECRET_[A-Z0-9_]{1,64}")
 _HTTPS_URL = re.compile(r"https://[^\s\x00-\x1f]+")
 
@@ -85,7 +96,13 @@ class BootstrapPlan(pydantic.BaseModel):
     # An agent is "ready" once it has run this long; one that crashes at once is reported dead.
     settle_s: Annotated[float, pydantic.Field(ge=0, le=60)] = 0.3
     poll_interval_s: Annotated[float, pydantic.Field(ge=0.01, le=10)] = 0.05
-    install_timeout_s: Annotated[int, pydantic.Field(ge=1, le=3600)] = 600
+    #: The bound on each installer the provision step runs (apt-get update, apt-get install, npm,
+    #: the coordinator's venv and pip): cut by ``timeout``, reported, never a hang.
+    install_timeout_s: Annotated[int, pydantic.Field(ge=1, le=3600)] = 300
+    #: The pinned npm package that provides ``command`` when the sandbox lacks it (installed with
+    #: ``sudo npm install -g``). None: the one :data:`AGENT_CLI_PACKAGES` knows for this command
+    #: (Claude Code for ``claude``), else nothing; "" never installs an agent CLI.
+    agent_cli_install: _Text | None = None
     discover_timeout_s: Annotated[int, pydantic.Field(ge=1, le=600)] = 60
     lock_timeout_s: Annotated[int, pydantic.Field(ge=1, le=3600)] = 120
     restart_dead: bool = True
@@ -161,11 +178,29 @@ class BootstrapPlan(pydantic.BaseModel):
                 raise ValueError(f"mcp secret {entry!r} must be [server, field, SWARM_SECRET_*]")
         return text
 
+    @pydantic.field_validator("agent_cli_install")
+    @classmethod
+    def _npm_pinned(cls, package: str | None) -> str | None:
+        if package and not NPM_PINNED.match(package):
+            raise ValueError(f"{package!r} is not an exact npm version (e.g. {CLAUDE_CODE_PACKAGE})")
+        return package
+
     @pydantic.model_validator(mode="after")
-    def _default_state_dir(self) -> BootstrapPlan:
+    def _defaults(self) -> BootstrapPlan:
         if not self.state_dir:
             object.__setattr__(self, "state_dir", f".swarm/{self.session}")
+        if self.agent_cli_install is None:
+            object.__setattr__(self, "agent_cli_install",
+                               AGENT_CLI_PACKAGES.get(self.command.rsplit("/", 1)[-1], ""))
         return self
+
+    @property
+    def provision_budget_s(self) -> int:
+        """The most the provision step can take: five bounded installers (apt-get update, apt-get
+        install, npm, the coordinator's venv, pip), each cut by ``timeout`` and killed 10 s later. A
+        caller's command timeout must allow this on top of its own, or a first run on a bare
+        template is cut before it can report."""
+        return 5 * (self.install_timeout_s + 10)
 
 
 def _slug(text: str, limit: int) -> str:

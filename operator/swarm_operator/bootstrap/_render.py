@@ -15,7 +15,7 @@ import shlex
 from collections.abc import Iterable
 from importlib import resources
 
-from swarm_operator.bootstrap._plan import BootstrapPlan
+from swarm_operator.bootstrap._plan import MCP_GATEWAY_PORT, BootstrapPlan
 from swarm_operator.bootstrap._report import MARK_BEGIN, MARK_END
 
 __all__ = ["MAX_SCRIPT_BYTES", "render_probe", "render_setup", "render_teardown"]
@@ -84,13 +84,15 @@ def render_setup(plan: BootstrapPlan) -> str:
 
     Run it with the agent env values in its environment (``envs=`` holding ``plan.env_names``, and
     the script-only ``SWARM_SECRET_*`` values: workspace password, MCP tokens); parse its stdout
-    with :func:`parse_report`.
+    with :func:`parse_report`. On a template that lacks tmux, the agent CLI or the coordinator the
+    first run installs them: allow ``plan.provision_budget_s`` on top of the command's own timeout.
     """
     return _render("setup", plan, {
         "SWARM_COMMAND": plan.command,
         "SWARM_ARGS": plan.args,
         "SWARM_ENV_NAMES": plan.env_names,
         "SWARM_COORD_INSTALL": plan.coordinator_install,
+        "SWARM_AGENT_CLI": plan.agent_cli_install or "",
         "SWARM_PYTHON": plan.python,
         "SWARM_READY_TIMEOUT_MS": math.ceil(plan.ready_timeout_s * 1000),
         "SWARM_SETTLE_MS": math.ceil(plan.settle_s * 1000),
@@ -109,6 +111,7 @@ def render_setup(plan: BootstrapPlan) -> str:
         "SWARM_MCP": plan.mcp,
         "SWARM_MCP_GATEWAY": plan.mcp_gateway,
         "SWARM_MCP_PORT": plan.mcp_port,
+        "SWARM_MCP_E2B_PORT": MCP_GATEWAY_PORT,
         "SWARM_MCP_START_TIMEOUT_S": plan.mcp_start_timeout_s,
     })
 

@@ -88,9 +88,6 @@ class McpReport(_Model):
     started: bool = False  # started (or restarted with a new configuration) by this run
     tools: int | None = None  # tools the gateway lists, all servers together
     servers: dict[str, McpServerReport] | None = None
-    #: The gateway cannot take its configuration from a file (no ``--config-file``): starting it
-    #: the SDK's way would put every MCP secret on its command line, so the script refused.
-    unsupported: bool = False
     restarts: int = 0  # times the gateway was restarted under its current configuration
     error: str | None = None
 
@@ -120,11 +117,15 @@ class BootstrapReport(_Model):
     env_missing: list[str]
     timed_out: bool
     coordinator: CoordinatorReport
-    steps: dict[str, float]  # seconds per step: prepare, env, workspace, mcp, agent_config, tmux, ...
+    #: Seconds per step: prepare, env, workspace, mcp, agent_config, provision (only when an
+    #: installer ran), tmux, ready, discover.
+    steps: dict[str, float]
     errors: list[StepError]
     workspace: WorkspaceReport | None = None
     mcp: McpReport | None = None
-    #: What this run installed (e.g. "coordinator"); empty when the template had everything.
+    #: What this run's provision step installed, as it was asked for: apt packages (``tmux``), the
+    #: agent CLI's npm package and the coordinator's requirement, each with its pinned version;
+    #: empty when the template had everything (and then ``steps`` has no ``provision``).
     installed: list[str] = []
     #: Agent configuration files written, relative to the home directory.
     agent_config: list[str] = []

@@ -6,7 +6,16 @@ Point the unmodified ``e2b`` SDK at it with ``E2B_API_URL`` and ``E2B_SANDBOX_UR
 - ``GET /_emulator/stats`` — call counts by operation name (see :data:`OPERATIONS`), totals, faults;
 - ``GET /_emulator/sandboxes[?all=1]`` — each sandbox's id, template, metadata, envVars (keys and
   values), the create request as sent (mcp, network, ...), every command's argv/cwd/envs;
-- ``GET /_emulator/sandboxes/{id}``, ``POST /_emulator/reset``, ``GET|POST /_emulator/config``.
+- ``GET /_emulator/sandboxes/{id}`` (also: ``stockTemplate``, ``toolsHidden``, ``installs`` made by the
+  stand-in package managers, the effective ``egress``), ``POST /_emulator/reset``,
+  ``GET|POST /_emulator/config``;
+- ``GET /_pypi/simple/claude-swarm/`` and ``/_pypi/files/*.whl``: EMULATOR ONLY, a PEP 503 index
+  serving a stand-in coordinator wheel (CLI ``claudeswarm``); every sandbox gets ``PIP_INDEX_URL``
+  pointing at it so ``pip install claude-swarm==X`` works offline.
+
+Its defaults follow the real service (see :class:`E2BEmulator` and ``_templates``); a test that needs
+the old permissive behaviour names the knob (``stock_templates=False``, ``permissive_egress=True``,
+``identity_delay_seconds=0``, ``lifetime_cap_seconds=...``).
 """
 
 from pathlib import Path
@@ -17,6 +26,8 @@ from swarm_operator.emulators.e2b._knobs import (
     ENVD_OPERATIONS,
     FAULT_KINDS,
     OPERATIONS,
+    PLAN_LIFETIME_CAPS,
+    STOCK_TEMPLATES,
 )
 from swarm_operator.emulators.e2b._sandbox import ENVD_VERSION
 from swarm_operator.emulators.e2b._server import E2BEmulator, EmulatorThread
@@ -27,12 +38,15 @@ __all__ = [
     "ENVD_VERSION",
     "FAULT_KINDS",
     "OPERATIONS",
+    "PLAN_LIFETIME_CAPS",
     "STANDIN_BIN",
+    "STOCK_TEMPLATES",
     "E2BEmulator",
     "EmulatorThread",
     "Isolation",
 ]
 
-#: The stand-in ``mcp-gateway`` (NOT E2B's): put this directory on a sandbox's PATH (e.g. through
-#: ``home_template``'s ``~/.local/bin``) to exercise the operator's MCP setup offline.
+#: The stand-ins (NOT E2B's programs): ``mcp-gateway`` (E2B's gateway contract), ``sudo``, ``apt-get``,
+#: ``npm``. Stock templates get them in their private /usr/local/bin; a test may also copy
+#: ``mcp-gateway`` into ``home_template``'s ``~/.local/bin``.
 STANDIN_BIN = Path(__file__).parent / "bin"

@@ -14,15 +14,27 @@ server (like any daemon) leaves the group it was spawned in but keeps its enviro
 from __future__ import annotations
 
 import enum
+import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
 
+from swarm_operator.emulators.e2b._templates import APT_INSTALLABLE, PLAYGROUND_DIR, TemplateImage
+
 SANDBOX_HOME = "/home/user"
 SANDBOX_TMP = "/tmp"
+#: Where a stock template's stand-ins live inside the sandbox (a private bind mount): on the PATH that
+#: ``/etc/profile`` sets for ``bash -l``, ahead of /usr/bin, and writable by the sandbox's installs.
+SANDBOX_LOCAL_BIN = "/usr/local/bin"
+#: E2B's gateway writes its token here (e2b SDK ``get_mcp_token``); private per sandbox.
+SANDBOX_MCP_DIR = "/etc/mcp-gateway"
+#: Host directory whose programs a stock template hides (an overlay whiteout); /bin is a symlink to
+#: it on merged-/usr systems.
+_HOST_BIN = "/usr/bin"
 MARKER_VAR = "E2B_EMULATOR_SANDBOX"
 
 # Runs inside the fresh mount namespace: bind the sandbox's directories, enter the working directory,
@@ -89,11 +101,50 @@ def detect_isolation(scratch: Path) -> Isolation:
         shutil.rmtree(probe_tmp, ignore_errors=True)
 
 
+def prepare_whiteouts(scratch: Path, names: tuple[str, ...], isolation: Isolation) -> Path | None:
+    """A directory of overlay whiteouts (character devices 0:0) for ``names``, usable as the top
+    lower layer over /usr/bin so those programs vanish inside a sandbox -- if this machine allows it
+    (probed once for real); None otherwise (then stock templates cannot hide host programs)."""
+    if isolation is Isolation.DIRECTORIES:
+        return None
+    whiteouts = scratch / "whiteouts"
+    whiteouts.mkdir(parents=True, exist_ok=True)
+    try:
+        for name in names:
+            if not (whiteouts / name).exists():
+                os.mknod(whiteouts / name, 0o600 | 0o020000, os.makedev(0, 0))
+    except OSError:
+        return None
+    unshare = shutil.which("unshare") or "/usr/bin/unshare"
+    prefix = [unshare, "--mount", "--propagation", "private"]
+    if isolation is Isolation.USER_NAMESPACE:
+        prefix = [unshare, "--user", "--map-root-user", "--mount", "--propagation", "private"]
+    probe = (f"mount -t overlay e2b-emulator -o lowerdir={whiteouts}:{_HOST_BIN} {_HOST_BIN} || exit 125\n"
+             f"[ ! -e {_HOST_BIN}/{names[0]} ] && [ -e {_HOST_BIN}/sh ]")
+    try:
+        done = subprocess.run([*prefix, "/bin/sh", "-c", probe], capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return whiteouts if done.returncode == 0 else None
+
+
+def prepare_mcp_mountpoint(isolation: Isolation) -> bool:
+    """An empty host /etc/mcp-gateway to bind each sandbox's own over (root only)."""
+    if isolation is Isolation.DIRECTORIES:
+        return False
+    try:
+        os.makedirs(SANDBOX_MCP_DIR, exist_ok=True)
+    except OSError:
+        return False
+    return True
+
+
 class SandboxFS:
     """The on-host directories behind one sandbox, and the mapping of its paths onto them."""
 
     def __init__(self, root: Path, isolation: Isolation, home_template: Path | None = None,
-                 user_uid: int | None = None) -> None:
+                 user_uid: int | None = None, image: TemplateImage | None = None,
+                 whiteouts: Path | None = None, mcp_mountpoint: bool = False) -> None:
         self.root = root
         self.isolation = isolation
         self.user_uid = user_uid
@@ -101,12 +152,58 @@ class SandboxFS:
         self.tmp = root / "tmp"
         self.home.mkdir(parents=True, exist_ok=True)
         if home_template is not None:
-            shutil.copytree(home_template, self.home, symlinks=True, dirs_exist_ok=True)
+            # Copies, never symlinks (issue 15 item 7): the sandbox's private /tmp hides a checkout
+            # under /tmp, so a link into the checkout would dangle inside the sandbox.
+            shutil.copytree(home_template, self.home, symlinks=False, ignore_dangling_symlinks=True,
+                            dirs_exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
         os.chmod(self.tmp, 0o1777)
+        #: A stock template's private /usr/local/bin and /etc/mcp-gateway (None: host tools as they are).
+        self.image = image if isolation is not Isolation.DIRECTORIES else None
+        self.local_bin: Path | None = None
+        self.mcp_dir: Path | None = None
+        self.whiteouts = whiteouts if self.image is not None else None
+        if self.image is not None:
+            self._install_image(self.image, mcp_mountpoint)
         if user_uid is not None:
             # The home belongs to the sandbox's user, as in an E2B template.
             self.chown(self.home, recursive=True)
+
+    def _install_image(self, image: TemplateImage, mcp_mountpoint: bool) -> None:
+        local_bin = self.root / "sys" / "bin"
+        (local_bin / ".real").mkdir(parents=True, exist_ok=True)
+        (local_bin / ".e2b-emulator").mkdir(parents=True, exist_ok=True)
+        for name, source in image.tools:
+            shutil.copy2(source, local_bin / name)
+            os.chmod(local_bin / name, 0o755)
+        shutil.copy2(PLAYGROUND_DIR / "claude", local_bin / ".e2b-emulator" / "claude")
+        for name in APT_INSTALLABLE:
+            (local_bin / ".real" / name).touch()  # mount point for the host's binary
+        os.chmod(local_bin, 0o755)
+        self.local_bin = local_bin
+        if mcp_mountpoint:
+            self.mcp_dir = self.root / "sys" / "etc-mcp-gateway"
+            self.mcp_dir.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.mcp_dir, 0o700)
+        if self.user_uid is not None:
+            # The sudo stand-in cannot switch uids: what root could write, the user's uid may write.
+            self.chown(local_bin, recursive=True)
+
+    def installs(self) -> list[dict[str, str]]:
+        """What the stand-in package managers installed in this sandbox, in order."""
+        if self.local_bin is None:
+            return []
+        try:
+            lines = (self.local_bin / ".e2b-emulator" / "installs.jsonl").read_text().splitlines()
+        except OSError:
+            return []
+        found = []
+        for line in lines:
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                continue
+        return found
 
     def uid_for(self, user: str | None) -> int | None:
         """The uid a command for ``user`` runs as; None: the emulator's own (root)."""
@@ -141,7 +238,12 @@ class SandboxFS:
     def host_path(self, path: str) -> Path:
         """Where a sandbox path lives on the host; paths outside home and /tmp are the host's own."""
         sandbox_path = self.resolve(path)
-        for prefix, local in ((SANDBOX_HOME, self.home), (SANDBOX_TMP, self.tmp)):
+        mapping = [(SANDBOX_HOME, self.home), (SANDBOX_TMP, self.tmp)]
+        if self.local_bin is not None:
+            mapping.append((SANDBOX_LOCAL_BIN, self.local_bin))
+        if self.mcp_dir is not None:
+            mapping.append((SANDBOX_MCP_DIR, self.mcp_dir))
+        for prefix, local in mapping:
             if sandbox_path == prefix:
                 return local
             if sandbox_path.startswith(prefix + "/"):
@@ -160,8 +262,30 @@ class SandboxFS:
         prefix = [unshare, "--mount", "--propagation", "private"]
         if self.isolation is Isolation.USER_NAMESPACE:
             prefix = [unshare, "--user", "--map-root-user", "--mount", "--propagation", "private"]
-        argv = [*prefix, "/bin/sh", "-c", _WRAPPER, "sh", str(self.home), str(self.tmp), cwd, cmd, *args]
+        argv = [*prefix, "/bin/sh", "-c", self._image_mounts() + _WRAPPER, "sh", str(self.home), str(self.tmp),
+                cwd, cmd, *args]
         return argv, "/"
+
+    def _image_mounts(self) -> str:
+        """Shell lines that give a stock template's sandbox its view of the host's programs: its own
+        /usr/local/bin (stand-ins, installs), its own /etc/mcp-gateway, the host's installable
+        programs kept reachable under /usr/local/bin/.real, then /usr/bin with the template's absent
+        programs whited out. Runs before /tmp is replaced (the sandbox's directories may live there)."""
+        if self.local_bin is None:
+            return ""
+        q = shlex.quote
+        lines = [f"mount --bind {q(str(self.local_bin))} {SANDBOX_LOCAL_BIN} || exit 125"]
+        if self.mcp_dir is not None:
+            lines.append(f"mount --bind {q(str(self.mcp_dir))} {SANDBOX_MCP_DIR} || exit 125")
+        if self.whiteouts is not None:
+            for name in APT_INSTALLABLE:
+                if os.path.isfile(f"{_HOST_BIN}/{name}"):
+                    # through the in-sandbox path: a mount on the host path would not show through
+                    # the (non-recursive) bind above
+                    lines.append(f"mount --bind {_HOST_BIN}/{name} {SANDBOX_LOCAL_BIN}/.real/{name} || exit 125")
+            lines.append(f"mount -t overlay e2b-emulator -o lowerdir={q(str(self.whiteouts))}:{_HOST_BIN} "
+                         f"{_HOST_BIN} || exit 125")
+        return "\n".join(lines) + "\n"
 
     def base_env(self) -> dict[str, str]:
         """Variables that place home and temp files inside the sandbox, whatever the isolation."""

@@ -9,7 +9,7 @@ import random
 import threading
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 CONTROL_OPERATIONS = (
@@ -49,6 +49,17 @@ ENVD_OPERATIONS = (
 OPERATIONS = CONTROL_OPERATIONS + ENVD_OPERATIONS
 
 FAULT_KINDS = ("429", "500", "502", "timeout", "drop")
+
+#: Lifetime caps by E2B plan, counted from a sandbox's start (TESTBED.md "Real-service numbers";
+#: the server enforces the team's ``MaxLengthHours``: e2b-dev/infra
+#: packages/api/internal/handlers/timeout_helper.go and packages/api/internal/orchestrator/keep_alive.go).
+PLAN_LIFETIME_CAPS = {"hobby": 3600, "pro": 86_400}
+
+#: E2B's public templates the emulator always serves (unless ``stock_templates=False``):
+#: e2b-dev/infra packages/orchestrator/pkg/template/build/phases/... (``base``) and the SDK's
+#: ``Sandbox.default_mcp_template`` (``mcp-gateway``); ``anthropic-claude-code`` is E2B's published
+#: template with the Claude Code CLI preinstalled.
+STOCK_TEMPLATES = ("base", "anthropic-claude-code", "mcp-gateway")
 
 
 class Stats:
@@ -98,9 +109,14 @@ class Knobs:
     fault_kinds: tuple[str, ...] = FAULT_KINDS
     fault_operations: frozenset[str] | None = None  # None: every operation may fail
     fault_hang_seconds: float = 30.0  # how long a "timeout" fault holds the request
-    max_timeout: int = 86_400  # longer timeouts are refused with 400, like E2B Pro
+    plan: str = "hobby"  # the E2B plan whose lifetime cap applies (PLAN_LIFETIME_CAPS)
+    lifetime_cap_seconds: int | None = None  # overrides the plan's cap (tests use short caps)
     default_timeout: int = 15  # what the raw API applies when no timeout is sent
     identity_mismatch: bool = False  # sandboxes see another id in E2B_SANDBOX_ID
+    identity_delay_seconds: float = 0.2  # E2B_SANDBOX_ID appears in envd's env only after this
+    permissive_egress: bool = False  # accept any network rule (the pre-issue-14, WRONG, behaviour)
+    retry_after_seconds: int = 1  # the Retry-After of every 429 (E2B sends at least 1)
+    templates_forbidden: frozenset[str] = frozenset()  # templates answered with 403 on create
     _random: random.Random = field(default_factory=random.Random, repr=False)
 
     def __post_init__(self) -> None:
@@ -109,7 +125,23 @@ class Knobs:
             raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {FAULT_KINDS}")
         if not 0.0 <= self.fault_rate <= 1.0:
             raise ValueError("fault_rate must be within 0..1")
+        if self.plan not in PLAN_LIFETIME_CAPS:
+            raise ValueError(f"unknown plan {self.plan!r}; known: {sorted(PLAN_LIFETIME_CAPS)}")
+        if self.lifetime_cap_seconds is not None and self.lifetime_cap_seconds < 1:
+            raise ValueError("lifetime_cap_seconds must be at least 1")
         self._random = random.Random(self.seed)
+
+    @property
+    def lifetime_cap(self) -> int:
+        """Seconds a sandbox may live from its start: the override, else the plan's cap."""
+        if self.lifetime_cap_seconds is not None:
+            return self.lifetime_cap_seconds
+        return PLAN_LIFETIME_CAPS[self.plan]
+
+    @property
+    def max_timeout(self) -> int:
+        """The longest timeout a create/connect may ask for (the same cap, from now)."""
+        return self.lifetime_cap
 
     def draw_fault(self, operation: str) -> str | None:
         """Decide, reproducibly for a given seed and call order, whether this call fails and how."""
@@ -124,12 +156,14 @@ class Knobs:
     def update(self, changes: dict[str, Any]) -> None:
         """Change knobs at run time (``POST /_emulator/config``)."""
         for key, value in changes.items():
-            if key.startswith("_") or not hasattr(self, key):
+            if key.startswith("_") or key not in {f.name for f in fields(self)}:
                 raise ValueError(f"unknown knob {key!r}")
             if key == "fault_kinds":
                 value = tuple(value)
             if key == "fault_operations" and value is not None:
                 value = frozenset(value)
+            if key == "templates_forbidden":
+                value = frozenset(value or ())
             setattr(self, key, value)
         if "seed" in changes:
             self._random = random.Random(self.seed)
@@ -138,6 +172,8 @@ class Knobs:
     def __post_init_check(self) -> None:
         if set(self.fault_kinds) - set(FAULT_KINDS) or not 0.0 <= self.fault_rate <= 1.0:
             raise ValueError("invalid fault settings")
+        if self.plan not in PLAN_LIFETIME_CAPS:
+            raise ValueError(f"unknown plan {self.plan!r}")
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -148,9 +184,15 @@ class Knobs:
             "fault_kinds": list(self.fault_kinds),
             "fault_operations": sorted(self.fault_operations) if self.fault_operations else None,
             "fault_hang_seconds": self.fault_hang_seconds,
-            "max_timeout": self.max_timeout,
+            "plan": self.plan,
+            "lifetime_cap_seconds": self.lifetime_cap_seconds,
+            "lifetime_cap": self.lifetime_cap,
             "default_timeout": self.default_timeout,
             "identity_mismatch": self.identity_mismatch,
+            "identity_delay_seconds": self.identity_delay_seconds,
+            "permissive_egress": self.permissive_egress,
+            "retry_after_seconds": self.retry_after_seconds,
+            "templates_forbidden": sorted(self.templates_forbidden),
         }
 
 

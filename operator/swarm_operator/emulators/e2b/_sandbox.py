@@ -97,6 +97,17 @@ class Sandbox:
     fs: SandboxFS
     auto_pause: bool = False
     identity: str | None = None  # the E2B_SANDBOX_ID its processes see (differs only on purpose)
+    #: When E2B_SANDBOX_ID appears in envd's environment: e2b-dev/infra packages/envd/internal/api/
+    #: init.go and packages/envd/internal/host/mmds.go fill it from MMDS asynchronously after start,
+    #: so a command right after create may see no E2B_SANDBOX_ID.
+    identity_visible_at: datetime.datetime | None = None
+    #: Where the lifetime cap counts from (keep_alive.go: the instance's StartTime; a resume is a
+    #: new instance).
+    lifetime_start: datetime.datetime | None = None
+    #: Variables the emulator adds to every command (PIP_INDEX_URL of its stand-in index).
+    emulator_env: dict[str, str] = field(default_factory=dict)
+    #: The egress rules E2B would apply (after create_instance.go's allow_internet_access rule).
+    egress: dict[str, list[str]] = field(default_factory=dict)
     state: str = "running"
     envd_access_token: str = field(default_factory=lambda: secrets.token_hex(16))
     client_id: str = "6532622b"
@@ -107,6 +118,10 @@ class Sandbox:
     processes: dict[int, Process] = field(default_factory=dict)
     commands: list[dict[str, Any]] = field(default_factory=list)
     ended: str | None = None  # "killed" or "expired" once gone
+
+    def __post_init__(self) -> None:
+        if self.lifetime_start is None:
+            self.lifetime_start = self.started_at
 
     # ----- control-plane views -------------------------------------------------------------------
     def _common(self) -> dict[str, Any]:
@@ -166,6 +181,10 @@ class Sandbox:
             "home": str(self.fs.home),
             "isolation": self.fs.isolation.value,
             "mcpGateway": self.mcp_gateway(),
+            "stockTemplate": self.fs.image.name if self.fs.image is not None else None,
+            "toolsHidden": self.fs.whiteouts is not None,
+            "installs": self.fs.installs(),
+            "egress": self.egress,
         }
 
     def mcp_gateway(self) -> dict[str, Any] | None:
@@ -188,10 +207,13 @@ class Sandbox:
             "E2B_SANDBOX": "true",
             "E2B_SANDBOX_ID": self.identity or self.sandbox_id,
             "E2B_TEMPLATE_ID": self.template_id,
+            **self.emulator_env,
             **self.fs.base_env(),
             **self.env_vars,
             **envs,
         }
+        if self.identity_visible_at is not None and utcnow() < self.identity_visible_at:
+            del env["E2B_SANDBOX_ID"]  # not filled from MMDS yet (envd init.go / mmds.go)
         env[MARKER_VAR] = self.token  # last, so no envVar can shadow the kill switch
         return env
 

@@ -33,9 +33,22 @@ from swarm_operator.emulators.e2b._connect import (
     unary_response,
 )
 from swarm_operator.emulators.e2b._control import ControlPlane, api_error
-from swarm_operator.emulators.e2b._isolation import Isolation, SandboxFS, detect_isolation
-from swarm_operator.emulators.e2b._knobs import FAULT_KINDS, Knobs, Stats, as_operations
+from swarm_operator.emulators.e2b._control import effective_egress
+from swarm_operator.emulators.e2b._isolation import (
+    Isolation,
+    SandboxFS,
+    detect_isolation,
+    prepare_mcp_mountpoint,
+    prepare_whiteouts,
+)
+from swarm_operator.emulators.e2b._knobs import FAULT_KINDS, STOCK_TEMPLATES, Knobs, Stats, as_operations
 from swarm_operator.emulators.e2b._sandbox import Sandbox, new_id, utcnow
+from swarm_operator.emulators.e2b._templates import (
+    HIDDEN_PROGRAMS,
+    STOCK_IMAGES,
+    coordinator_wheel,
+    index_page,
+)
 
 API_KEY_SHAPE = re.compile(r"^e2b_[0-9a-f]{40}$")
 _REAP_INTERVAL = 0.1
@@ -49,7 +62,21 @@ class E2BEmulator:
     Use as an async context manager (``async with E2BEmulator() as emu: emu.url``); leaving it kills
     every sandbox. Sync code and other processes use :meth:`start_in_thread`.
 
-    Knobs (all off by default): ``latency_ms`` added to every call; ``fault_rate`` share of calls
+    By default it follows the real service (each rule cites its upstream source where it is coded):
+
+    - ``plan`` ("hobby" | "pro") sets the lifetime cap counted from a sandbox's start (1 h | 24 h);
+      ``lifetime_cap_seconds`` overrides it (short caps for tests). Creates and connects asking for
+      more are 400; ``set_timeout`` is clamped silently, then 400 "Max instance length exceeded".
+    - ``stock_templates``: ``base`` (no tmux/claude/claudeswarm on PATH; ``sudo``, ``apt-get``,
+      ``npm`` stand-ins that install offline), ``anthropic-claude-code`` (plus ``claude``) and
+      ``mcp-gateway`` (plus E2B's gateway contract) always exist. Any other name is a user's own
+      template: host tools plus ``home_template`` (that is how tests opt into tools by name).
+      ``stock_templates=False`` makes every template, stock names included, the host's tools.
+    - egress rules are validated as E2B does unless ``permissive_egress`` (deliberately wrong).
+    - ``E2B_SANDBOX_ID`` appears ``identity_delay_seconds`` after start.
+    - every 429 carries ``Retry-After: retry_after_seconds``; ``templates_forbidden`` answer 403.
+
+    Misbehaviour knobs (off by default): ``latency_ms`` added to every call; ``fault_rate`` share of calls
     that fail, drawn from a ``seed``-ed generator among ``fault_kinds`` (429, 500, 502, timeout, drop),
     optionally only for ``fault_operations``; ``quota`` of concurrently running sandboxes (over it:
     429); ``identity_mismatch`` makes ``E2B_SANDBOX_ID`` inside a sandbox name another sandbox.
@@ -72,7 +99,14 @@ class E2BEmulator:
         fault_kinds: Iterable[str] = FAULT_KINDS,
         fault_operations: Iterable[str] | None = None,
         fault_hang_seconds: float = 30.0,
-        max_timeout: int = 86_400,
+        plan: str = "hobby",
+        lifetime_cap_seconds: int | None = None,
+        identity_delay_seconds: float = 0.2,
+        permissive_egress: bool = False,
+        stock_templates: bool = True,
+        templates_forbidden: Iterable[str] = (),
+        retry_after_seconds: int = 1,
+        max_timeout: int | None = None,
         default_timeout: int = 15,
         identity_mismatch: bool = False,
         user_uid: int | None = None,
@@ -94,20 +128,30 @@ class E2BEmulator:
         #: no user runs as root: it stands for a template whose default user is root, so a client
         #: that forgets to ask for ``user`` is caught.
         self.user_uid = user_uid
+        if max_timeout is not None and lifetime_cap_seconds is None:
+            lifetime_cap_seconds = max_timeout  # the knob's former name
         self.knobs = Knobs(
             latency_ms=latency_ms, fault_rate=fault_rate, seed=seed, quota=quota,
             fault_kinds=tuple(fault_kinds), fault_operations=as_operations(fault_operations),
-            fault_hang_seconds=fault_hang_seconds, max_timeout=max_timeout,
+            fault_hang_seconds=fault_hang_seconds, plan=plan, lifetime_cap_seconds=lifetime_cap_seconds,
             default_timeout=default_timeout, identity_mismatch=identity_mismatch,
+            identity_delay_seconds=identity_delay_seconds, permissive_egress=permissive_egress,
+            retry_after_seconds=retry_after_seconds, templates_forbidden=frozenset(templates_forbidden),
         )
+        #: Whether ``base``/``anthropic-claude-code``/``mcp-gateway`` are modelled (see the class doc).
+        self.stock_templates = stock_templates
+        self._whiteouts: Path | None = None
+        self._mcp_mountpoint = False
         self.stats = Stats()
         self.sandboxes: dict[str, Sandbox] = {}
         self.isolation: Isolation | None = Isolation(isolation) if isolation is not None else None
         self._workdir_parent = Path(workdir) if workdir is not None else None
         self.home_template = Path(home_template) if home_template is not None else None
-        #: Template ids/aliases that exist; None: any name is accepted (creating from an unknown
-        #: one is a 404, as on E2B).
+        #: Template ids/aliases that exist besides the stock ones; None: any name is accepted
+        #: (creating from an unknown one is a 404, as on E2B).
         self.templates: frozenset[str] | None = frozenset(templates) if templates is not None else None
+        #: Wheels downloaded from the stand-in index, in order.
+        self.pypi_downloads: list[str] = []
         self._workdir: Path | None = None
         self._runner: web.AppRunner | None = None
         self._reaper: asyncio.Task[None] | None = None
@@ -120,6 +164,10 @@ class E2BEmulator:
         self._workdir = Path(tempfile.mkdtemp(prefix="e2b-emulator-", dir=self._workdir_parent))
         if self.isolation is None:
             self.isolation = await asyncio.to_thread(detect_isolation, self._workdir)
+        if self.stock_templates:
+            self._whiteouts = await asyncio.to_thread(prepare_whiteouts, self._workdir, HIDDEN_PROGRAMS,
+                                                      self.isolation)
+            self._mcp_mountpoint = prepare_mcp_mountpoint(self.isolation)
         self._runner = web.AppRunner(self._build_app(), handle_signals=False, access_log=None,
                                      shutdown_timeout=2.0)
         await self._runner.setup()
@@ -153,6 +201,11 @@ class E2BEmulator:
     def running_count(self) -> int:
         return sum(1 for s in self.sandboxes.values() if s.ended is None and s.state == "running")
 
+    def template_exists(self, template: str) -> bool:
+        if self.stock_templates and template in STOCK_TEMPLATES:
+            return True
+        return self.templates is None or template in self.templates
+
     def new_sandbox(self, *, template: str, timeout: int, metadata: dict[str, str],
                     env_vars: dict[str, str], create_request: dict[str, Any],
                     auto_pause: bool = False) -> Sandbox:
@@ -172,9 +225,15 @@ class E2BEmulator:
             started_at=now,
             end_at=now + datetime.timedelta(seconds=timeout),
             fs=SandboxFS(self._workdir / sandbox_id, self.isolation, home_template=self.home_template,
-                         user_uid=self.user_uid),
+                         user_uid=self.user_uid,
+                         image=STOCK_IMAGES.get(template) if self.stock_templates else None,
+                         whiteouts=self._whiteouts, mcp_mountpoint=self._mcp_mountpoint),
             auto_pause=auto_pause,
             identity=identity,
+            identity_visible_at=now + datetime.timedelta(seconds=self.knobs.identity_delay_seconds),
+            # EMULATOR ONLY: the coordinator installs offline from the emulator's stand-in index.
+            emulator_env={"PIP_INDEX_URL": f"{self.url}/_pypi/simple/", "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+            egress=effective_egress(create_request),
         )
         self.sandboxes[sandbox_id] = sandbox
         return sandbox
@@ -256,6 +315,8 @@ class E2BEmulator:
         app.router.add_post("/process.Process/StreamInput",
                             self._rpc_route("process.stream_input", _envd.process_stream_input, raw=True))
 
+        app.router.add_get("/_pypi/simple/{project}/", self._pypi_project)
+        app.router.add_get("/_pypi/files/{filename}", self._pypi_file)
         app.router.add_get("/_emulator/stats", self._stats)
         app.router.add_get("/_emulator/sandboxes", self._inspect_all)
         app.router.add_get("/_emulator/sandboxes/{sandbox_id}", self._inspect_one)
@@ -282,8 +343,12 @@ class E2BEmulator:
             if request.transport is not None:
                 request.transport.abort()
             raise asyncio.CancelledError()  # nothing is written; aiohttp ends the request quietly
-        messages = {"429": "emulated fault: rate limit exceeded",
-                    "500": "emulated fault: internal server error",
+        if kind == "429":
+            # e2b-dev/infra packages/api/internal/middleware/ratelimit/ratelimit.go: 429 with
+            # Retry-After (whole seconds, at least 1) and {"code":429,"message":"Rate limit exceeded"}.
+            return api_error(429, "Rate limit exceeded",
+                             headers={"Retry-After": str(max(1, self.knobs.retry_after_seconds))})
+        messages = {"500": "emulated fault: internal server error",
                     "502": "emulated fault: bad gateway"}
         return api_error(int(kind), messages[kind])
 
@@ -360,6 +425,20 @@ class E2BEmulator:
                 return result
             return unary_response(result)
         return call
+
+    # ----- the stand-in PyPI index (EMULATOR ONLY; never counted, never faulted) ---------------------
+    async def _pypi_project(self, request: web.Request) -> web.Response:
+        page = index_page(request.match_info["project"])
+        if page is None:
+            return web.Response(status=404, text="not found (the e2b emulator serves claude-swarm only)")
+        return web.Response(text=page, content_type="text/html")
+
+    async def _pypi_file(self, request: web.Request) -> web.Response:
+        wheel = await asyncio.to_thread(coordinator_wheel, request.match_info["filename"])
+        if wheel is None:
+            return web.Response(status=404, text="not found")
+        self.pypi_downloads.append(request.match_info["filename"])
+        return web.Response(body=wheel, content_type="application/octet-stream")
 
     # ----- inspection (never counted, never faulted) ---------------------------------------------
     async def _stats(self, request: web.Request) -> web.Response:

@@ -2,7 +2,10 @@
 
 - ``e2b_api_key``: a key of E2B's shape (``e2b_`` + 40 hex), accepted by a default emulator.
 - ``e2b_emulator_factory``: ``factory(**knobs) -> EmulatorThread``; every one is stopped (and all
-  its sandboxes killed) at teardown.
+  its sandboxes killed) at teardown. Defaults follow the real service (stock templates without tmux,
+  Hobby's 1 h cap, E2B's egress validation, E2B_SANDBOX_ID after 0.2 s); a test that needs more
+  names the knob (``stock_templates=False``, ``permissive_egress=True``, ``identity_delay_seconds=0``)
+  or a template of its own (any non-stock name has the host's tools).
 - ``e2b_emulator``: one default emulator (an :class:`EmulatorThread`: ``.url``, ``.emulator``,
   ``.inspect()``, ``.reset()``), running in its own thread so sync and async tests can both use it.
 - ``e2b_env``: ``e2b_emulator`` with ``E2B_API_URL``, ``E2B_SANDBOX_URL`` and ``E2B_API_KEY`` set
