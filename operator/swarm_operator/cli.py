@@ -114,6 +114,8 @@ def _build_parser() -> argparse.ArgumentParser:
     status.add_argument("-o", "--output", choices=("table", "json"), default="table",
                         help="json: the resource's status, for scripts")
     status.set_defaults(handler=_cmd_status)
+    resume = swarm_command("resume", "resume a swarm its operator paused for idleness (spec.idle)")
+    resume.set_defaults(handler=_cmd_resume)
     logs = swarm_command("logs", "the coordinator's message log from inside the sandbox")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new messages")
     logs.add_argument("--tail", type=int, default=200, metavar="N", help="lines to show (default 200)")
@@ -333,6 +335,16 @@ def _cmd_status(args: argparse.Namespace) -> int:
         return 0
 
     return _console(args, show, uses_e2b=False)
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from swarm_operator import console
+
+    def ask(swarm: Any) -> int:
+        print(console.resume(swarm))
+        return 0
+
+    return _console(args, ask, uses_e2b=False)
 
 
 def _cmd_logs(args: argparse.Namespace) -> int:

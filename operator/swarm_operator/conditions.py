@@ -54,7 +54,10 @@ class ConditionType(str, enum.Enum):
     AGENTS_READY = "AgentsReady"  # every desired agent pane runs.
     READY = "Ready"  # overall: computed by ready_condition(), never written directly.
     SYNCED = "Synced"  # the last reconcile succeeded; False carries the error's reason.
-    SUSPENDED = "Suspended"  # the sandbox is paused because spec.suspend is true.
+    SUSPENDED = "Suspended"  # the sandbox is paused: spec.suspend, its budget, or idleness.
+    #: spec.budget (or the operator's per-namespace daily cap) is reached; True until a limit is
+    #: raised or cleared. Its action shows in Suspended (Suspend) or Synced (Delete).
+    BUDGET_EXCEEDED = "BudgetExceeded"
 
     def __str__(self) -> str:
         return self.value
@@ -127,9 +130,17 @@ class Reason(str, enum.Enum):
     #: so the operator's memory stays bounded whatever the sandbox prints.
     OUTPUT_LIMIT_EXCEEDED = "OutputLimitExceeded"
 
-    # -- Suspended: is the sandbox paused by spec.suspend?
-    SUSPENDED = "Suspended"
+    # -- Suspended: is the sandbox paused, and why?
+    SUSPENDED = "Suspended"  # spec.suspend is true.
     RESUMED = "Resumed"
+    #: Every agent was idle (no pane output, no coordinator change) for spec.idle.idleAfterSeconds;
+    #: resumed by a spec change or ``swarm-operator resume``.
+    IDLE = "Idle"
+
+    # -- BudgetExceeded (also Suspended's reason for action Suspend, and Synced's for Delete, where
+    # it is terminal: the sandbox was killed and only raising or clearing a limit brings one back).
+    BUDGET_EXCEEDED = "BudgetExceeded"
+    WITHIN_BUDGET = "WithinBudget"
 
     # -- Ready: only the reasons above, plus the resource going away.
     DELETING = "Deleting"
@@ -163,6 +174,7 @@ TERMINAL_REASONS: Final = frozenset({
     Reason.TEMPLATE_NOT_ALLOWED,
     Reason.ORPHAN_NOT_ALLOWED,
     Reason.NAMESPACE_NOT_ALLOWED,
+    Reason.BUDGET_EXCEEDED,
 })
 
 
@@ -221,8 +233,11 @@ def ready_condition(conditions: Sequence[Condition]) -> tuple[Status, Reason | s
     synced = find(conditions, ConditionType.SYNCED)
     if synced is not None and synced.status == "False" and synced.reason in TERMINAL_REASONS:
         return "False", synced.reason, synced.message
-    if is_true(conditions, ConditionType.SUSPENDED):
-        return "False", Reason.SUSPENDED, "the sandbox is paused (spec.suspend is true)"
+    suspended = find(conditions, ConditionType.SUSPENDED)
+    if suspended is not None and suspended.status == "True":
+        # Ready's reason stays Suspended whatever paused it (never a terminal reason: a budget
+        # pause is Suspended, not Failed); the Suspended condition's own message says why.
+        return "False", Reason.SUSPENDED, suspended.message or "the sandbox is paused (spec.suspend is true)"
     created = find(conditions, ConditionType.SANDBOX_CREATED)
     if created is None or created.status != "True":
         if synced is not None and synced.status == "False":

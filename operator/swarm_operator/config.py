@@ -230,6 +230,15 @@ class Settings(BaseModel):
             " on a pause, resume, hand-over or size change); in between, spend is computed, not written."
         ),
     )
+    max_usd_per_namespace_per_day: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Operator-wide cap on the estimated spend, per namespace and UTC day, of the resources"
+            " that use the operator's default E2B API key (not their own spec.e2b.apiKeySecretRef):"
+            " reaching it pauses them (BudgetExceeded) until the next UTC day. Unset: no cap."
+        ),
+    )
     max_secret_bytes: int = Field(
         default=256 * 1024,
         ge=1024,

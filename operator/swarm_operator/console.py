@@ -30,7 +30,7 @@ import kubernetes
 import urllib3
 
 from swarm_operator import bootstrap
-from swarm_operator.names import GROUP, PLURAL, VERSION
+from swarm_operator.names import GROUP, PLURAL, RESUME_ANNOTATION, VERSION
 
 __all__ = [
     "DETACH_KEY",
@@ -225,6 +225,7 @@ def format_status(swarm: Swarm, recent: Sequence[Mapping[str, Any]], now: dateti
         + (f", last probe {_when(health.get('lastProbeTime'), now)}" if health.get("lastProbeTime") else "")
         + (f", {health['consecutiveFailures']} failures in a row" if health.get("consecutiveFailures") else "")
         + (f" — {health['reason']}" if health.get("reason") else ""),
+        f"Cost:       {_cost(status.get('cost'), now)}",
         "",
     ]
     items = agents.get("items") or []
@@ -247,6 +248,42 @@ def format_status(swarm: Swarm, recent: Sequence[Mapping[str, Any]], now: dateti
     else:
         lines.append("Events: none")
     return "\n".join(line.rstrip() for line in lines)
+
+
+def _cost(ledger: Any, now: datetime) -> str:
+    """Spend and rate as of ``now``: the written ledger (status.cost) extrapolated at its rate, the
+    way the operator's metrics and budget checks see it between two status writes."""
+    from pydantic import ValidationError
+
+    from swarm_operator.cost import estimate
+    from swarm_operator.model import CostStatus
+
+    if not ledger:
+        return "-"
+    try:
+        figures = estimate(CostStatus.model_validate(ledger), now)
+    except (ValidationError, ValueError):
+        return "unreadable status.cost"
+    size = f", {figures.vcpu} vCPU / {figures.memory_mib} MiB" if figures.vcpu is not None else ""
+    return (f"${figures.estimated_usd:.4f} so far, ${figures.rate_usd_per_hour:.4f}/hour now "
+            f"({figures.state.lower()}{size}); {_span(figures.sandbox_seconds)} running, "
+            f"{_span(figures.paused_seconds)} paused")
+
+
+def resume(swarm: Swarm, now: datetime | None = None) -> str:
+    """Ask the operator to lift an idle pause (``spec.idle``): one annotation, which the operator
+    watches; it then reconciles, resuming the sandbox. Returns what to tell the user."""
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    custom = kubernetes.client.CustomObjectsApi(swarm.api)
+    with _kube_errors(swarm.api, f"swarm {swarm.namespace}/{swarm.name}"):
+        custom.patch_namespaced_custom_object(
+            GROUP, VERSION, swarm.namespace, PLURAL, swarm.name,
+            {"metadata": {"annotations": {RESUME_ANNOTATION: stamp}}}, _request_timeout=_KUBE_TIMEOUT)
+    suspended = next((c for c in swarm.status.get("conditions") or [] if c.get("type") == "Suspended"), {})
+    if suspended.get("status") == "True" and suspended.get("reason") != "Idle":
+        return (f"resume requested for {swarm.namespace}/{swarm.name}, but it is paused for "
+                f"{suspended.get('reason')}: {suspended.get('message', '')}")
+    return f"resume requested for {swarm.namespace}/{swarm.name}"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

@@ -24,7 +24,7 @@ from swarm_operator.config import Settings
 from swarm_operator.lifecycle import GiveUp, ResourceRef, RetryLater, Runtime
 from swarm_operator.metrics import Metrics, new_registry, start_server
 from swarm_operator.model import InvalidSpecError, SwarmSandboxSpec, SwarmSandboxStatus
-from swarm_operator.names import FINALIZER, GROUP, PLURAL, VERSION
+from swarm_operator.names import FINALIZER, GROUP, PLURAL, RESUME_ANNOTATION, VERSION
 from swarm_operator.ratelimit import CreationLimiter
 from swarm_operator.released import ConfigMapReleaseRecord
 from swarm_operator.secrets import SecretKeyRef, SecretReader
@@ -180,6 +180,17 @@ async def reconcile(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> N
     ))
 
 
+@kopf.on.field(GROUP, VERSION, PLURAL, field=("metadata", "annotations", RESUME_ANNOTATION))
+async def resume_requested(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
+    """``swarm-operator resume`` set the annotation: lift an idle pause and reconcile."""
+    spec = _spec(body)
+    if spec is None:
+        return  # the reconcile reports the spec
+    await _translated(memo.runtime, "reconcile", lifecycle.resume(
+        ResourceRef.from_body(body), spec, _status(body), memo.runtime, retry=retry,
+    ))
+
+
 @kopf.on.delete(GROUP, VERSION, PLURAL)
 async def delete(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
     spec: SwarmSandboxSpec | lifecycle.UnusableSpec
@@ -226,7 +237,8 @@ async def health(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, 
     """Probes the agents every ``healthCheck.intervalSeconds`` (jittered so probes spread out)."""
 
     def interval() -> float:
-        # Backs off while the sandbox misbehaves (status.health.sandboxFaults).
+        # Backs off while the sandbox misbehaves (status.health.sandboxFaults); sooner when a
+        # running sandbox will reach its budget before the next probe.
         try:
             status: SwarmSandboxStatus | None = _status(body)
         except ValueError:  # a status the model cannot read: the plain interval

@@ -51,6 +51,7 @@ __all__ = [
     "EnvVar",
     "EnvVarSource",
     "HealthCheckSpec",
+    "IdleSpec",
     "HealthStatus",
     "InvalidSpecError",
     "McpField",
@@ -765,6 +766,17 @@ class BudgetSpec(_Spec):
     )
 
 
+class IdleSpec(_Spec):
+    """When a swarm that does nothing stops costing: its sandbox is paused (work kept)."""
+
+    idle_after_seconds: int = Field(
+        ge=10, le=604_800,
+        description="Pause the sandbox once every agent has been idle this long: no pane printed "
+        "anything and the coordinator registry did not change (as the health probe sees them, so "
+        "within one health interval after). A spec change or `swarm-operator resume` resumes it.",
+    )
+
+
 class SwarmSandboxSpec(_Spec):
     """Desired state of a SwarmSandbox."""
 
@@ -840,6 +852,10 @@ class SwarmSandboxSpec(_Spec):
     budget: BudgetSpec | None = Field(
         default=None,
         description="A spend or sandbox-time cap and what to do when it is reached. Unset: no cap.",
+    )
+    idle: IdleSpec | None = Field(
+        default=None,
+        description="Pause the sandbox when every agent has been idle for a while. Unset: never.",
     )
 
     @field_validator("mcp")
@@ -940,7 +956,7 @@ class Condition(_Status):
     type: str = Field(
         min_length=1, max_length=316,
         pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
-        description="Type of condition: SandboxCreated, AgentsReady, Ready, Synced or Suspended.",
+        description="Type of condition: SandboxCreated, AgentsReady, Ready, Synced, Suspended or BudgetExceeded.",
     )
     status: Literal["True", "False", "Unknown"] = Field(description="Status of the condition.")
     reason: str = Field(
@@ -1127,6 +1143,15 @@ class CostStatus(_Status):
     summary: str = Field(
         default="$0.0000", max_length=32, description="estimatedUSD for kubectl get, e.g. $0.0123 or $4.56.",
     )
+    day: str | None = Field(
+        default=None, max_length=10, pattern=r"^\d{4}-\d{2}-\d{2}$",
+        description="The UTC day dayStartUSD belongs to (for the operator's per-namespace daily cap).",
+    )
+    day_start_usd: float | None = Field(
+        default=None, ge=0, alias="dayStartUSD",
+        description="estimatedUSD when that UTC day began (or when the resource was first metered "
+        "that day): spend today is the estimate now minus this.",
+    )
 
     @model_validator(mode="after")
     def _summarise(self) -> CostStatus:
@@ -1150,7 +1175,7 @@ class SwarmSandboxStatus(_Status):
     conditions: list[Condition] = Field(
         default_factory=list, max_length=16,
         description="Latest observations: SandboxCreated, AgentsReady, Ready (overall), Synced "
-        "(last reconcile succeeded), Suspended.",
+        "(last reconcile succeeded), Suspended (paused: spec.suspend, budget or idle), BudgetExceeded.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     sandbox: SandboxStatus | None = Field(default=None, description="The backing E2B sandbox.")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
-    "FINALIZER", "GROUP", "KIND", "PLURAL", "SINGULAR", "TAG_NAME",
+    "FINALIZER", "GROUP", "KIND", "PLURAL", "RESUME_ANNOTATION", "SINGULAR", "TAG_NAME",
     "TAG_NAMESPACE", "TAG_OPERATOR", "TAG_UID", "UID_ENV", "VERSION",
 ]
 
@@ -24,6 +24,10 @@ SINGULAR: Final = "swarmsandbox"
 
 #: kopf's finalizer on every resource: the operator's name for it, not kopf's default.
 FINALIZER: Final = "claudeswarm.io/finalizer"
+
+#: Set (to a time) by ``swarm-operator resume``: lifts an idle pause. Not under GROUP's prefix,
+#: where kopf keeps its own bookkeeping annotations.
+RESUME_ANNOTATION: Final = "resume.claudeswarm.io/requested-at"
 
 #: Metadata tags written on every sandbox. The uid tag is what adopt-or-create searches by.
 TAG_UID: Final = "claudeswarm.io/uid"

@@ -166,7 +166,7 @@ def test_terminal_reasons_are_reasons() -> None:
     assert {str(r) for r in TERMINAL_REASONS} == {
         "InvalidSpec", "AuthenticationFailed", "TemplateNotFound", "TemplateAccessDenied", "InitFailed",
         "SandboxExpired", "SandboxQuarantined", "DefaultKeyNotAllowed", "TemplateNotAllowed", "OrphanNotAllowed",
-        "NamespaceNotAllowed"}
+        "NamespaceNotAllowed", "BudgetExceeded"}
 
 
 def test_reasons_fit_the_condition_reason_pattern() -> None:

@@ -17,6 +17,7 @@ local terminal = {
   TemplateNotAllowed = true,
   OrphanNotAllowed = true,
   NamespaceNotAllowed = true,
+  BudgetExceeded = true,
 }
 
 local function condition(status, type)

@@ -33,9 +33,12 @@ StateFilter = Literal["running", "paused", "both"]
 class SandboxInfo:
     """What the operator needs to know about one sandbox.
 
-    After ``create`` the times are the client's estimate (now, now + timeout): asking the service
-    would cost a round trip on the path from created to Ready, and the lease renewal corrects
-    ``end_at`` anyway. ``list``/``get`` report the service's own values.
+    After ``create`` the times are the client's estimate (now, now + timeout): the lease renewal
+    corrects ``end_at`` anyway. ``list``/``get`` report the service's own values.
+
+    ``vcpu``/``memory_mib`` are the sandbox's allocated size (what E2B bills for): E2B's create
+    answer does not carry them, so ``create`` asks once more (one ``get``); ``None`` when that
+    answer was not had (the cost ledger then keeps the last known size, see ``swarm_operator.cost``).
     """
 
     id: str
@@ -44,6 +47,8 @@ class SandboxInfo:
     started_at: datetime.datetime
     end_at: datetime.datetime
     state: SandboxState
+    vcpu: int | None = None
+    memory_mib: int | None = None
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,18 @@ class HealthReport(_Model):
     panes: list[PaneReport]
     registry: RegistryReport | None
     mcp: McpReport | None = None  # present when the spec configures MCP servers
+    #: Epoch seconds of the agents' last pane output (tmux window_activity, newest window), and the
+    #: sandbox's clock when probed: ages are taken on one clock.
+    activity: int | None = None
+    clock: int | None = None
+
+    def idle_seconds(self) -> int | None:
+        """How long every agent has been quiet (no pane output, no coordinator registry change),
+        on the sandbox's clock; None when the probe could not tell."""
+        if self.activity is None or self.clock is None:
+            return None
+        last = max(self.activity, self.registry.mtime or 0) if self.registry is not None else self.activity
+        return max(self.clock - last, 0)
 
     @property
     def healthy(self) -> bool:

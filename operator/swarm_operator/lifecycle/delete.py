@@ -18,6 +18,7 @@ from swarm_operator import bootstrap
 from swarm_operator.backend import NO_RETRY, AuthenticationFailed, BackendError, SandboxBackend, SandboxNotFound
 from swarm_operator.conditions import Reason
 from swarm_operator.config import Settings
+from swarm_operator.lifecycle import spend
 from swarm_operator.lifecycle.agents import read_secrets, teardown_plan
 from swarm_operator.lifecycle.runtime import ResourceRef, RetryLater, Runtime, backoff
 from swarm_operator.lifecycle.tenancy import refusal, uses_default_key
@@ -64,6 +65,7 @@ async def delete(
     """
     async with runtime.lock(ref.uid):
         await _delete(ref, spec, status, runtime, retry)
+    spend.close(ref, status, runtime)
     runtime.forget(ref.uid)
     runtime.limiter.release(ref.uid)
     runtime.metrics.forget(ref.uid)

@@ -29,6 +29,7 @@ from swarm_operator.backend import (
     SandboxNotFound,
 )
 from swarm_operator.conditions import ConditionType, Reason
+from swarm_operator.lifecycle import budget, spend
 from swarm_operator.lifecycle.agents import (
     agent_files,
     mcp_down,
@@ -57,10 +58,12 @@ _FAULTS = (OutputLimitExceeded, CommandTimeout, ValueError)
 def probe_interval(spec: SwarmSandboxSpec | None, status: SwarmSandboxStatus | None = None) -> float:
     """Seconds until the next probe: the spec's ``healthCheck.intervalSeconds`` (or the model's
     default when there is no usable spec: the reconcile reports why), doubled for every fault in a
-    row of the sandbox so a misbehaving one costs less and less until it is quarantined."""
+    row of the sandbox so a misbehaving one costs less and less until it is quarantined; sooner
+    when the running sandbox will reach its budget before then."""
     base = float((spec.health_check if spec is not None else HealthCheckSpec()).interval_seconds)
     faults = status.health.sandbox_faults if status is not None and status.health is not None else 0
-    return min(base * 2 ** min(faults, 16), max(base, MAX_PROBE_BACKOFF_S))
+    interval = min(base * 2 ** min(faults, 16), max(base, MAX_PROBE_BACKOFF_S))
+    return budget.next_look(spec, status, interval) if status is not None else interval
 
 
 async def check_health(
@@ -77,15 +80,26 @@ async def check_health(
     re-running the idempotent setup script; past that the resource stays Degraded with the counts.
     Raises :class:`SandboxNotFound` when the sandbox is gone, so the caller can reconcile.
     """
+    if budget.lifted(ref, spec, status, runtime, datetime.now(timezone.utc)):
+        # A budget pause that ends without a spec change (the namespace's day rolled over):
+        # resumed by exactly the reconcile a spec change gets (imported here: it imports us).
+        from swarm_operator.lifecycle.reconcile import reconcile
+
+        await reconcile(ref, spec, status, runtime)
+        return
     async with runtime.lock(ref.uid):
         book = StatusBook(ref, status, runtime)
         sandbox = book.status.sandbox
         api_key = runtime.api_key(ref.uid)
         if sandbox is None or sandbox.id is None or api_key is None:
             return
-        if spec.suspend or book.status.phase in (Phase.FAILED, Phase.INITIALIZING, Phase.CREATING):
-            return
+        if spec.suspend or book.status.phase in (Phase.FAILED, Phase.INITIALIZING, Phase.CREATING,
+                                                 Phase.SUSPENDED):
+            return  # (a probe would resume a paused sandbox: E2B's connect does)
         backend = runtime.backends.for_key(api_key)
+        if await budget.enforce(book, spec, backend, datetime.now(timezone.utc)) is not None:
+            await book.commit()
+            return
         probe_plan = plan(ref, spec, {}, runtime.settings)
         previous = book.status.health or HealthStatus()
         if previous.sandbox_faults >= runtime.settings.quarantine_after:
@@ -102,10 +116,17 @@ async def check_health(
             book.set(ConditionType.AGENTS_READY, "False", Reason.SANDBOX_NOT_FOUND,
                      "the sandbox running the agents is gone")
             book.status.health = _verdict(previous, Reason.SANDBOX_NOT_FOUND)
+            spend.meter(book, "Stopped")
             await book.commit()
             raise
         except (BackendError, ValueError) as exc:
             await _probe_failed(book, backend, sandbox.id, previous, exc)
+            return
+        idle = budget.went_idle(spec, report)
+        if idle is not None:
+            await budget.pause(book, backend, Reason.IDLE, idle)
+            book.event("Normal", Reason.IDLE, f"sandbox {sandbox.id} paused: {idle}")
+            await book.commit()
             return
         down = mcp_down(spec, report.mcp)
         # A dead gateway is restarted like a dead agent, within the same per-item budget.
@@ -138,6 +159,7 @@ async def check_health(
         # Compare without the probe time: a quiet tick must not write.
         verdict = verdict.model_copy(update={"last_probe_time": previous.last_probe_time})
         book.status.health = verdict
+        spend.meter(book, "Running")  # rewrites status.cost only when SWARM_COST_REFRESH_MINUTES passed
         if book.changed():
             book.status.health = verdict.model_copy(
                 update={"last_probe_time": datetime.now(timezone.utc)})

@@ -13,7 +13,7 @@ from swarm_operator.conditions import ConditionType, Reason
 from swarm_operator.lifecycle.runtime import ResourceRef, Runtime
 from swarm_operator.lifecycle.sandbox import kill_and_record, lease_seconds
 from swarm_operator.lifecycle.status import StatusBook
-from swarm_operator.model import SwarmSandboxSpec, SwarmSandboxStatus
+from swarm_operator.model import Phase, SwarmSandboxSpec, SwarmSandboxStatus
 
 
 async def renew_lease(
@@ -35,8 +35,8 @@ async def renew_lease(
         api_key = runtime.api_key(ref.uid)
         if sandbox is None or sandbox.id is None or api_key is None:
             return  # nothing running yet, or not reconciled by this process yet
-        if spec.suspend:
-            return
+        if spec.suspend or book.status.phase == Phase.SUSPENDED:
+            return  # paused (spec.suspend, budget, idle): E2B keeps a paused sandbox without a lease
         backend = runtime.backends.for_key(api_key)
         now = datetime.now(timezone.utc)
         started_at = sandbox.started_at or now

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from typing import NoReturn
 
 from swarm_operator import network
@@ -25,7 +26,8 @@ from swarm_operator.backend import (
     SandboxInfo,
     SandboxNotFound,
 )
-from swarm_operator.conditions import TERMINAL_REASONS, ConditionType, Reason
+from swarm_operator.conditions import TERMINAL_REASONS, ConditionType, Reason, find
+from swarm_operator.lifecycle import budget, spend
 from swarm_operator.lifecycle.agents import agent_files, initialise, plan, read_secrets, unusable
 from swarm_operator.lifecycle.rotation import rotated, secrets_applied, stop_agents
 from swarm_operator.lifecycle.runtime import ResourceRef, RetryLater, Runtime, backoff
@@ -58,7 +60,30 @@ async def reconcile(
     in the status (``Synced=False`` with a stable reason and a message a person can act on).
     """
     async with runtime.lock(ref.uid):
-        return await _reconcile(ref, spec, StatusBook(ref, status, runtime), retry)
+        book = StatusBook(ref, status, runtime)
+        spend.note_applied(book)
+        written = await _reconcile(ref, spec, book, retry)
+        spend.note_ready(book)
+        return written
+
+
+async def resume(
+    ref: ResourceRef,
+    spec: SwarmSandboxSpec,
+    status: SwarmSandboxStatus,
+    runtime: Runtime,
+    *,
+    retry: int = 0,
+) -> SwarmSandboxStatus:
+    """``swarm-operator resume``: lift an idle pause (``Suspended`` reason Idle), then reconcile,
+    which resumes the sandbox. Anything else (spec.suspend, a budget) keeps holding: the reconcile
+    says why. Raises like :func:`reconcile`."""
+    async with runtime.lock(ref.uid):
+        book = StatusBook(ref, status, runtime)
+        if budget.idle_hold(book):
+            book.set(ConditionType.SUSPENDED, "False", Reason.RESUMED, "resume requested")
+            book.event("Normal", Reason.RESUMED, "resume requested: the idle sandbox is resumed")
+        return await _reconcile(ref, spec, book, retry)
 
 
 async def refuse_spec(
@@ -105,6 +130,12 @@ async def _reconcile(
     try:
         if spec.suspend:
             await suspend(book, backend)
+        elif (action := await budget.enforce(book, spec, backend, datetime.now(timezone.utc))) is not None:
+            if action == "Delete":  # the sandbox is killed; only a spec change brings one back
+                synced = find(book.status.conditions, ConditionType.SYNCED)
+                return await give_up(book, Reason.BUDGET_EXCEEDED, synced.message if synced else "")
+        elif budget.idle_hold(book):
+            pass  # paused for idleness under this generation: a spec change or `resume` wakes it
         else:
             await _run(book, spec, backend, policy, envs, files, changed, retry)
     except BackendError as exc:

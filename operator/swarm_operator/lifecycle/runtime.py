@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from swarm_operator.backend import SandboxBackend
 from swarm_operator.config import Settings
 from swarm_operator.metrics import Metrics, new_registry
+from swarm_operator.model import CostStatus
 from swarm_operator.ratelimit import CreationLimiter
 from swarm_operator.secrets import SecretReader
 
@@ -113,6 +114,15 @@ class Memory:
     #: The same digests as last read (differs from the above while a restart is pending), so the
     #: Secret watch reacts to a change once, not on every tick.
     secret_seen: dict[str, str] | None = field(default=None, repr=False)
+    #: (generation, wall-clock time this process first saw it, whether its Ready was reported) for
+    #: the apply-to-Ready histogram. After a restart a generation already Ready is not reported again.
+    applied: tuple[int | None, float, bool] | None = None
+    #: The resource's namespace, last cost ledger and whether it uses the operator's default key:
+    #: what the per-namespace daily cap (SWARM_MAX_USD_PER_NAMESPACE_PER_DAY) sums. Learnt again
+    #: after a restart as each resource is reconciled (the ledgers themselves live in status).
+    namespace: str | None = None
+    cost: CostStatus | None = None
+    default_key: bool = False
 
 
 @dataclass

@@ -24,6 +24,7 @@ from swarm_operator import network
 from swarm_operator.backend import EgressPolicy, SandboxBackend, SandboxInfo, SandboxNotFound
 from swarm_operator.conditions import ConditionType, Reason
 from swarm_operator.config import Settings
+from swarm_operator.lifecycle import spend
 from swarm_operator.lifecycle.runtime import GiveUp, ResourceRef, RetryLater, backoff
 from swarm_operator.lifecycle.status import StatusBook, give_up
 from swarm_operator.model import SandboxStatus, SwarmSandboxSpec
@@ -71,6 +72,7 @@ async def kill_and_record(
     await backend.kill(sandbox_id)
     book.runtime.limiter.release(book.ref.uid)
     book.status.sandbox = None
+    spend.meter(book, "Stopped")
     book.set(ConditionType.SANDBOX_CREATED, "False", reason, message)
     if agents_message is not None:
         book.set(ConditionType.AGENTS_READY, "False", reason, agents_message)
@@ -109,6 +111,7 @@ async def ensure_sandbox(
         started_at=previous.started_at if same and previous.started_at else sandbox.started_at,
         expires_at=sandbox.end_at,
     )
+    spend.meter(book, "Running", spend.size_of(sandbox))  # created, adopted or resumed: billing
     if not same or book.status.network is None:
         # What this sandbox was created with: the policy of this spec (an adopted one was created
         # by this operator from the same resource, before a crash).
@@ -221,6 +224,9 @@ async def replace(
                       f"could not move to template {template} ({exc}); sandbox {old.id} keeps running")
     book.status.sandbox = SandboxStatus(id=new.id, template=template, started_at=new.started_at,
                                         expires_at=new.end_at)
+    # The hand-over: the sums carry on at the new sandbox's size (the switch's overlap, when both
+    # bill, is not counted twice: a slight under-estimate of seconds, never of the rate).
+    spend.meter(book, "Running", spend.size_of(new))
     book.status.network = network.network_status(policy)
     book.set(ConditionType.SANDBOX_CREATED, "True", Reason.CREATED,
              f"sandbox {new.id} (template {template}) replaced {old.id}")
@@ -238,10 +244,12 @@ async def suspend(book: StatusBook, backend: SandboxBackend) -> None:
         started = time.monotonic()
         try:
             await backend.pause(sandbox.id)
+            spend.meter(book, "Paused")
         except SandboxNotFound:
             book.status.sandbox = None
             book.set(ConditionType.SANDBOX_CREATED, "False", Reason.SANDBOX_NOT_FOUND,
                      f"sandbox {sandbox.id} is gone; a new one is created on resume")
+            spend.meter(book, "Stopped")
         book.step("pause", time.monotonic() - started)
         message = f"sandbox {sandbox.id} is paused (spec.suspend is true)"
     else:
