@@ -28,7 +28,13 @@ from swarm_operator.conditions import TERMINAL_REASONS, ConditionType, Reason
 from swarm_operator.lifecycle.agents import agent_files, initialise, plan, read_secrets, unusable
 from swarm_operator.lifecycle.rotation import rotated, secrets_applied, stop_agents
 from swarm_operator.lifecycle.runtime import ResourceRef, RetryLater, Runtime, backoff
-from swarm_operator.lifecycle.sandbox import ensure_sandbox, replace, suspend, verify_identity
+from swarm_operator.lifecycle.sandbox import (
+    ensure_sandbox,
+    lifetime_handover_due,
+    replace,
+    suspend,
+    verify_identity,
+)
 from swarm_operator.lifecycle.status import StatusBook, give_up
 from swarm_operator.model import InvalidSpecError, NetworkStatus, SwarmSandboxSpec, SwarmSandboxStatus
 from swarm_operator.secrets import SecretNotFound
@@ -124,6 +130,13 @@ async def _run(
         sandbox = await replace(
             book, spec, backend, sandbox, wanted, policy, retry,
             lambda new: initialise(book, spec, backend, new, envs, files),
+        )
+        secrets_applied(book, spec, envs, changed, restarted=True)
+    elif lifetime_handover_due(book, spec):
+        sandbox = await replace(
+            book, spec, backend, sandbox, wanted, policy, retry,
+            lambda new: initialise(book, spec, backend, new, envs, files),
+            reason=Reason.LIFETIME_HANDOVER,
         )
         secrets_applied(book, spec, envs, changed, restarted=True)
     else:
