@@ -42,6 +42,7 @@ def _build_parser() -> argparse.ArgumentParser:
     version = sub.add_parser("version", help="print the version and exit")
     version.set_defaults(handler=_cmd_version)
     _add_template(sub)
+    _add_doctor(sub)
 
     run = sub.add_parser("run", help="run the operator against the current kubeconfig or cluster")
     scope = run.add_mutually_exclusive_group()
@@ -134,6 +135,48 @@ def _add_template(sub: Any) -> None:
                           help="build it on E2B as NAME[:tag] with the key in E2B_API_KEY; "
                                "without it the definition is printed, offline")
     template.set_defaults(handler=_cmd_template)
+
+
+def _add_doctor(sub: Any) -> None:
+    doctor = sub.add_parser("doctor", help="check, live, every E2B contract the operator relies on "
+                                           "(needs E2B_API_KEY; creates and kills a few sandboxes)")
+    doctor.add_argument("--template", default=None, metavar="T",
+                        help="template whose tools are checked (default: the operator's "
+                             "SWARM_DEFAULT_TEMPLATE setting)")
+    doctor.add_argument("--mcp-template", default="mcp-gateway", metavar="T",
+                        help="template holding E2B's mcp-gateway (default %(default)s)")
+    doctor.add_argument("--plan", choices=("hobby", "pro"), default="hobby",
+                        help="your E2B plan, for its lifetime cap (default %(default)s: 1 h; pro: 24 h)")
+    doctor.add_argument("--lifetime-cap-seconds", type=int, default=None, metavar="N",
+                        help="the plan's cap in seconds, when it is neither (overrides --plan)")
+    doctor.add_argument("--call-timeout", type=float, default=30.0, metavar="S",
+                        help="bound on each E2B call (default %(default)ss; a create gets twice it)")
+    doctor.set_defaults(handler=_cmd_doctor)
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from swarm_operator import doctor
+    from swarm_operator.config import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"swarm-operator doctor: bad setting: {exc}", file=sys.stderr)
+        return 2
+    options = doctor.Options(
+        template=args.template or settings.default_template,
+        mcp_template=args.mcp_template,
+        lifetime_cap_s=args.lifetime_cap_seconds or doctor.PLAN_CAPS[args.plan],
+        lease_s=settings.lease_seconds,
+        user=settings.sandbox_user,
+        call_timeout_s=args.call_timeout,
+        create_timeout_s=2 * args.call_timeout,
+    )
+
+    async def check() -> None:
+        raise SystemExit(await doctor.main(options))
+
+    return run_async(check)
 
 
 def _cmd_template(args: argparse.Namespace) -> int:
@@ -304,6 +347,7 @@ def _cmd_attach(args: argparse.Namespace) -> int:
 
     def attach(swarm: Any) -> int:
         sandbox_id = swarm.sandbox_id  # "no sandbox yet" matters more than "no terminal"
+        console.refuse_if_suspended(swarm)  # and so does "suspended" (connect checks E2B's side)
         if not sys.stdin.isatty():
             raise console.ConsoleError("attach needs a terminal (stdin is not a tty)")
         print(f"attaching to {swarm.namespace}/{swarm.name} (sandbox {sandbox_id}); "

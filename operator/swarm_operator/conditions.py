@@ -80,6 +80,10 @@ class Reason(str, enum.Enum):
     SANDBOX_NOT_FOUND = "SandboxNotFound"  # the sandbox in status is gone; a new one is made.
     SANDBOX_EXPIRED = "SandboxExpired"  # ttlSeconds reached: killed, resource Failed (terminal).
     INIT_FAILED = "InitFailed"  # the setup budget was spent: killed, resource Failed (terminal).
+    #: The sandbox misbehaved on SWARM_QUARANTINE_AFTER probes in a row (output past the cap, a
+    #: hang to the probe timeout, an unreadable report): killed, resource Failed (terminal). Also on
+    #: AgentsReady and Synced.
+    SANDBOX_QUARANTINED = "SandboxQuarantined"
 
     # -- AgentsReady: do the desired agent panes run?
     INITIALIZING = "Initializing"  # the setup script is starting (or retrying) the agents.
@@ -148,6 +152,7 @@ TERMINAL_REASONS: Final = frozenset({
     Reason.TEMPLATE_ACCESS_DENIED,
     Reason.INIT_FAILED,
     Reason.SANDBOX_EXPIRED,
+    Reason.SANDBOX_QUARANTINED,
 })
 
 

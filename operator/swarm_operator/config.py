@@ -123,6 +123,21 @@ class Settings(BaseModel):
             " command is killed (OutputLimitExceeded), so no sandbox can grow the operator's memory."
         ),
     )
+    probe_timeout_seconds: float = Field(
+        default=60.0, gt=0, le=3600,
+        description=(
+            "Timeout for one health probe in a sandbox. A probe reads a few lines of tmux state;"
+            " one that runs this long was made to hang by something in the sandbox."
+        ),
+    )
+    quarantine_after: int = Field(
+        default=5, ge=1, le=100,
+        description=(
+            "Health probes in a row a sandbox may misbehave on (output past the cap, a hang to the"
+            " probe timeout, an unreadable report) before it is killed and its resource Failed with"
+            " reason SandboxQuarantined. Probes back off (doubling) in between."
+        ),
+    )
     kube_timeout_seconds: float = Field(
         default=15.0, gt=0, description="Timeout for one Kubernetes API call made by the operator."
     )

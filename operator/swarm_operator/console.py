@@ -11,6 +11,7 @@ the CLI prints it and exits non-zero. Anything else is a bug and is allowed to s
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -36,6 +37,7 @@ __all__ = [
     "ConsoleError",
     "Swarm",
     "attach",
+    "refuse_if_suspended",
     "format_status",
     "load_swarm",
     "logs",
@@ -287,11 +289,62 @@ def _when(value: Any, now: datetime) -> str:
 
 
 # ----- the sandbox side ---------------------------------------------------------------------------
+_E2B_CONTROL_TIMEOUT = 15.0  # seconds for one control-plane call (get_info)
+
+
+def _suspended(swarm: Swarm) -> str:
+    """``resume`` advice if the resource says it is (or is being) suspended, else ``""``."""
+    status = swarm.status
+    conditions = status.get("conditions") or []
+    if (status.get("phase") == "Suspended"
+            or any(c.get("type") == "Suspended" and c.get("status") == "True" for c in conditions)
+            or (swarm.body.get("spec") or {}).get("suspend") is True):
+        return (f"swarm {swarm.namespace}/{swarm.name} is suspended (its sandbox is paused) and connecting "
+                f"would resume it; resume the swarm first: kubectl patch swarm {swarm.name} -n "
+                f"{swarm.namespace} --type=merge -p '{{\"spec\":{{\"suspend\":false}}}}'")
+    return ""
+
+
+def refuse_if_suspended(swarm: Swarm) -> None:
+    """A :class:`ConsoleError` if the resource says the swarm is (being) suspended; no E2B call."""
+    refusal = _suspended(swarm)
+    if refusal:
+        raise ConsoleError(refusal)
+
+
+def _awake(swarm: Swarm) -> tuple[str, str]:
+    """(sandbox id, API key) of the swarm, once both the resource and E2B's control plane say it is running.
+
+    The SDK's ``Sandbox.connect`` *resumes* a paused sandbox, which then runs (and bills) until its
+    timeout and dies there, behind the operator's back. So a suspended swarm — by its resource
+    (``spec.suspend``, phase or ``Suspended`` condition), or by the sandbox's own state, which
+    ``get_info`` reads without resuming — is refused here, before anything could connect.
+    """
+    from e2b import AsyncSandbox, SandboxState
+
+    refuse_if_suspended(swarm)
+    sandbox_id, key = swarm.sandbox_id, api_key(swarm)
+    with _e2b_errors(sandbox_id):
+        # The async SDK, on a loop of its own: a sync control-plane call made first leaves the sync
+        # SDK's shared transport in a state where the PTY's bidirectional stream later stalls.
+        info = asyncio.run(AsyncSandbox.get_info(sandbox_id, api_key=key,
+                                                 request_timeout=_E2B_CONTROL_TIMEOUT))
+    if info.state == SandboxState.PAUSED:
+        raise ConsoleError(f"sandbox {sandbox_id} of swarm {swarm.namespace}/{swarm.name} is paused and "
+                           "connecting would resume it; leave it to the operator (see `swarm-operator "
+                           "status`) or resume the swarm with spec.suspend=false")
+    return sandbox_id, key
+
+
 def connect(swarm: Swarm) -> Any:
-    """The swarm's sandbox through the (synchronous) E2B SDK, with E2B failures as one line."""
+    """The swarm's sandbox through the (synchronous) E2B SDK, with E2B failures as one line.
+
+    Never resumes: a suspended swarm or a paused sandbox is a :class:`ConsoleError`
+    (:func:`_awake`).
+    """
     from e2b import Sandbox
 
-    sandbox_id, key = swarm.sandbox_id, api_key(swarm)
+    sandbox_id, key = _awake(swarm)
     with _e2b_errors(sandbox_id):
         return Sandbox.connect(sandbox_id, api_key=key)
 

@@ -221,7 +221,12 @@ async def health(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, 
     """Probes the agents every ``healthCheck.intervalSeconds`` (jittered so probes spread out)."""
 
     def interval() -> float:
-        return lifecycle.probe_interval(_spec(body)) * random.uniform(0.85, 1.0)
+        # Backs off while the sandbox misbehaves (status.health.sandboxFaults).
+        try:
+            status: SwarmSandboxStatus | None = _status(body)
+        except ValueError:  # a status the model cannot read: the plain interval
+            status = None
+        return lifecycle.probe_interval(_spec(body), status) * random.uniform(0.85, 1.0)
 
     await _periodically(stopped, memo.shutdown, body, memo.runtime, "health", lifecycle.check_health,
                         interval)

@@ -360,7 +360,8 @@ class EnvVarSource(_Spec):
 
     secret_key_ref: SecretKeySelector = Field(
         description="Take the value from a key of a Secret in the resource's namespace. The value "
-        "reaches the sandbox as an environment variable, never on a command line.",
+        "reaches the sandbox as an environment variable, never on a command line; anything "
+        "running in the sandbox can read it (see docs/threat-model.md).",
     )
 
 
@@ -448,14 +449,17 @@ class AgentSpec(_Spec):
     )
     env: list[EnvVar] = Field(
         default_factory=list, max_length=128,
-        description="Environment of every agent, as in a container spec. Values reach the sandbox "
-        "as environment variables (never on a command line). Names must be unique.",
+        description="Environment of every agent, as in a container spec. Values reach the agents "
+        "as environment variables, through a 0600 env file their own account reads (never on a "
+        "command line); anything running in the sandbox can read them. Names must be unique.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     api_key_secret_ref: SecretRef | None = Field(
         default=None,
         description="Secret key holding the agents' Anthropic API key. It reaches the agents as "
-        "ANTHROPIC_API_KEY in their environment only: never a file, a command line or status.",
+        "ANTHROPIC_API_KEY in their environment, through a 0600 env file their own account reads: "
+        "never a command line, status, an Event or the operator's logs. The agents (and anything "
+        "else in the sandbox) can read it: give them a key you would give the agents.",
     )
     config: AgentConfigSpec | None = Field(
         default=None,
@@ -555,7 +559,9 @@ class WorkspaceSpec(_Spec):
         default=None,
         description="Secret key holding a token or password for a private repository. Git gets it "
         "from a credential helper reading the setup script's environment: it is never in the URL, "
-        "a command line, .git/config or any file left in the sandbox.",
+        "a command line, .git/config or any file left in the sandbox. While the setup script runs, "
+        "the agents' account can read that environment (/proc): use a token scoped to this "
+        "repository, read-only where the agents need no push.",
     )
     username: str = Field(
         default="x-access-token", min_length=1, max_length=256, pattern=r"^[A-Za-z0-9._@+-]+$",
@@ -636,7 +642,8 @@ class McpServerSpec(_Spec):
     )
     token_secret_ref: SecretRef | None = Field(
         default=None,
-        description="Secret key holding the service token (github, exa, perplexity).",
+        description="Secret key holding the service token (github, exa, perplexity). The gateway "
+        "reads it from a 0600 file, never a command line; the agents' account can read that file.",
     )
     server: str | None = Field(
         default=None, min_length=1, max_length=256, pattern=MCP_SERVER,
@@ -1003,6 +1010,13 @@ class HealthStatus(_Status):
     last_probe_time: Timestamp | None = Field(default=None, description="When the last probe finished.")
     reason: str | None = Field(default=None, max_length=1024, description="Why, when not Healthy.")
     consecutive_failures: int = Field(default=0, ge=0, description="Failed probes in a row.")
+    sandbox_faults: int = Field(
+        default=0, ge=0,
+        description="Probes in a row the sandbox itself failed (output past the operator's cap, a "
+        "hang to the probe timeout, an unreadable report); probes back off meanwhile, and at the "
+        "operator's quarantine threshold the sandbox is killed and the resource Failed with reason "
+        "SandboxQuarantined. A failure of E2B itself neither counts nor resets it.",
+    )
 
 
 class MetricsStatus(_Status):

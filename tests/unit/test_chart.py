@@ -193,17 +193,7 @@ def test_every_swarm_variable_is_accepted_by_the_operator(values: dict[str, Any]
     assert settings.namespace == "swarm-system"
 
 
-def _cli_accepts(flag: str) -> bool:
-    run = next(a for a in cli._build_parser()._subparsers._group_actions[0].choices.items() if a[0] == "run")[1]
-    return flag in run._option_string_actions
-
-
-@pytest.mark.parametrize("values", [
-    pytest.param(v, id=k, marks=pytest.mark.xfail(
-        k == "shard-by-label" and not _cli_accepts("--selector"), strict=True,
-        reason="swarm-operator run has no --selector yet (requested from the lead)"))
-    for k, v in MODES.items()
-])
+@mode
 def test_rendered_arguments_parse_with_the_operator_cli(values: dict[str, Any]) -> None:
     container = _operator_container(render(values))
     assert "command" not in container  # the image's entrypoint is `swarm-operator run`
@@ -217,6 +207,8 @@ def test_rendered_arguments_parse_with_the_operator_cli(values: dict[str, Any]) 
         assert args.namespace == watch["namespaces"] and not args.all_namespaces
     else:
         assert args.all_namespaces and not args.namespace
+    # A label shard reaches the operator as its --selector, verbatim; no shard, no selector.
+    assert args.selector == (values.get("sharding", {}).get("labelSelector") or None)
 
 
 def test_namespaces_mode_grants_no_cluster_roles() -> None:

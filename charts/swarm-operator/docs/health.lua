@@ -12,6 +12,7 @@ local terminal = {
   TemplateAccessDenied = true,
   InitFailed = true,
   SandboxExpired = true,
+  SandboxQuarantined = true,
 }
 
 local function condition(status, type)

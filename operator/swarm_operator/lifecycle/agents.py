@@ -19,7 +19,15 @@ from typing import NoReturn
 import pydantic
 
 from swarm_operator import agentconfig, bootstrap, logs
-from swarm_operator.backend import AuthenticationFailed, BackendError, SandboxBackend, SandboxInfo, SandboxNotFound
+from swarm_operator.backend import (
+    AuthenticationFailed,
+    BackendError,
+    CommandTimeout,
+    OutputLimitExceeded,
+    SandboxBackend,
+    SandboxInfo,
+    SandboxNotFound,
+)
 from swarm_operator.conditions import ConditionType, Reason
 from swarm_operator.config import Settings
 from swarm_operator.lifecycle.runtime import ResourceRef, Runtime
@@ -192,11 +200,14 @@ async def initialise(
             if not result.ok:
                 metrics.commands_failed += 1
             book.status.metrics = metrics
-            report = bootstrap.parse_report(result.stdout)
+            report = bootstrap.parse_report(report_text(result.stdout, ref.uid))
         except (AuthenticationFailed, SandboxNotFound):
             raise
         except BackendError as exc:
-            if not exc.transient:
+            # A flood past the output cap or a hang to the timeout is the sandbox's doing: an
+            # attempt spent like any failed setup (so a sandbox that keeps at it is killed when the
+            # budget is), never an endless reconcile retry.
+            if not exc.transient and not isinstance(exc, (OutputLimitExceeded, CommandTimeout)):
                 raise
             cause = f"step init: {exc.reason}: {exc.message}"
         except ValueError as exc:  # no parsable report: the script could not do its job
@@ -220,10 +231,10 @@ async def initialise(
                 return
             cause = f"step init: {ready}/{spec.agents} agents running"
             if report.errors:
-                cause += ": " + "; ".join(
+                cause += ": " + logs.sandbox_text("; ".join(
                     f"{e.step}{'' if e.agent is None else f' agent {e.agent}'}: {e.message}"
                     for e in report.errors
-                )[:2000]
+                ), ref.uid, limit=2000, keep="head")
         if attempt < settings.init_attempts:
             book.set(ConditionType.AGENTS_READY, "False", Reason.INITIALIZING,
                      f"attempt {attempt}/{settings.init_attempts} failed, retrying: {cause}")
@@ -255,13 +266,27 @@ async def _refuse(book: StatusBook, backend: SandboxBackend, sandbox: SandboxInf
     await give_up(book, reason, message)
 
 
+def report_text(stdout: str, uid: str) -> str:
+    """A script's stdout, redacted with the resource's (``uid``) secrets before it is parsed.
+
+    Everything read from a report (step errors, gateway messages, workspace fields) and every parse
+    error (which quotes cut pieces of the output) then carries no secret value: redacting after a
+    cut could miss a secret cut in half.
+    """
+    return logs.REDACTOR.redact(stdout, uid)
+
+
 def mcp_down(spec: SwarmSandboxSpec, gateway: bootstrap.McpReport | None) -> bool:
     """The spec wants MCP servers and the last look found the gateway not answering."""
     return bool(spec.mcp) and gateway is not None and not gateway.gateway
 
 
-def mcp_items(spec: SwarmSandboxSpec, gateway: bootstrap.McpReport | None) -> list[McpServerStatus]:
-    """status.mcp from one look at the gateway (a setup run or a health probe)."""
+def mcp_items(spec: SwarmSandboxSpec, gateway: bootstrap.McpReport | None, uid: str) -> list[McpServerStatus]:
+    """status.mcp from one look at the gateway (a setup run or a health probe).
+
+    The messages are the gateway's own words (its log lines, a server's error), so sandbox text:
+    redacted with the resource's (``uid``) secrets and bounded before they reach status.
+    """
     items = []
     for entry in spec.mcp:
         if gateway is None:
@@ -277,7 +302,8 @@ def mcp_items(spec: SwarmSandboxSpec, gateway: bootstrap.McpReport | None) -> li
             state, message = "Failed", f"the gateway does not report server {entry.server_key}"
         else:
             state, message = ("Ready" if server.ok else "Failed"), server.message
-        items.append(McpServerStatus(name=entry.name, state=state, message=message[:1024]))
+        items.append(McpServerStatus(name=entry.name, state=state,
+                                     message=logs.sandbox_text(message, uid, limit=1024, keep="head")))
     return items
 
 
@@ -286,12 +312,18 @@ def record_tools(book: StatusBook, spec: SwarmSandboxSpec, report: bootstrap.Boo
     if spec.workspace is None:
         book.status.workspace = None
     elif report.workspace is not None:
-        book.status.workspace = WorkspaceStatus(repo=report.workspace.repo, ref=report.workspace.ref,
-                                                commit=report.workspace.commit, path=report.workspace.path)
+        # Echoed by the script from inside the sandbox: redacted, and bounded to what status holds
+        # (an overlong value would otherwise fail the status model, not just look odd).
+        def text(value: str | None, limit: int) -> str | None:
+            return None if value is None else logs.sandbox_text(value, book.ref.uid, limit=limit, keep="head")
+        workspace = report.workspace
+        book.status.workspace = WorkspaceStatus(repo=text(workspace.repo, 2048), ref=text(workspace.ref, 255),
+                                                commit=text(workspace.commit, 64),
+                                                path=text(workspace.path, 4096))
     if not spec.mcp:
         book.status.mcp = None
         return
-    book.status.mcp = mcp_items(spec, report.mcp)
+    book.status.mcp = mcp_items(spec, report.mcp, book.ref.uid)
 
 
 def record_agents(book: StatusBook, spec: SwarmSandboxSpec, panes: Sequence[bootstrap.PaneReport],
