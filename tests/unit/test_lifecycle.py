@@ -472,3 +472,17 @@ async def test_a_failed_handover_keeps_the_old_sandbox_to_its_cap_then_recreates
     backend.ready_per_run = []
     await lifecycle.reconcile(REF, _spec(SPEC), _status(recorder.status()), runtime)
     assert recorder.status()["phase"] == "Ready" and recorder.status()["sandbox"]["id"] not in (old,)
+
+
+async def test_a_resumed_sandbox_counts_its_cap_from_the_resume() -> None:
+    # A resume is a new instance (e2b-dev/infra sandbox_connect.go resumes through the create
+    # path): its cap restarts, so a long-paused swarm is not handed over the moment it resumes.
+    backend, recorder = FakeBackend(), Recorder()
+    runtime = _runtime(backend, recorder, SWARM_SANDBOX_HANDOVER_LEAD_SECONDS="60")
+    started = datetime.now(timezone.utc) - timedelta(seconds=3590)
+    sid = backend.add(REF.uid, started)
+    backend.sandboxes[sid] = SandboxInfo(sid, "base", {TAG_UID: REF.uid}, started, started, "paused")
+    status = {"sandbox": {"id": sid, "template": "base", "startedAt": started.isoformat()}}
+    await lifecycle.reconcile(REF, _spec(SPEC), _status(status), runtime)
+    await lifecycle.renew_lease(REF, _spec(SPEC), _status(recorder.status()), runtime)
+    assert backend.timeouts == [(sid, 600)] and set(backend.sandboxes) == {sid}  # no hand-over
