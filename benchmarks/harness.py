@@ -218,6 +218,8 @@ class Bed:
             "SWARM_LOG_FORMAT": "json",
             "SWARM_LOG_LEVEL": self.log_level,
             "SWARM_METRICS_PORT": "0",
+            # Every benchmark swarm lives in `default`: the per-namespace cap (20) is not measured.
+            "SWARM_MAX_SANDBOXES_PER_NAMESPACE": "100000",
             "PYTHONPATH": str(REPO / "operator"),
         })
         env.update(self.operator_env)

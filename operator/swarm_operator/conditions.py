@@ -107,6 +107,20 @@ class Reason(str, enum.Enum):
     #: E2B answered 403 "no access to template": the key is fine, the template is not this
     #: team's to use (terminal until the spec or the template's sharing changes).
     TEMPLATE_ACCESS_DENIED = "TemplateAccessDenied"
+    #: The operator's tenancy policy (lifecycle.tenancy), checked before any Secret is read; each is
+    #: terminal until the spec or the operator's settings change.
+    #: The resource omits spec.e2b.apiKeySecretRef in a namespace SWARM_DEFAULT_KEY_NAMESPACES
+    #: does not list: the operator's default key is not this namespace's to spend.
+    DEFAULT_KEY_NOT_ALLOWED = "DefaultKeyNotAllowed"
+    #: With the default key, the template is neither SWARM_DEFAULT_TEMPLATE nor in
+    #: SWARM_DEFAULT_KEY_TEMPLATES.
+    TEMPLATE_NOT_ALLOWED = "TemplateNotAllowed"
+    #: deletionPolicy Orphan with the default key: it would leave the platform paying for a sandbox
+    #: no resource tracks.
+    ORPHAN_NOT_ALLOWED = "OrphanNotAllowed"
+    #: The resource lives in the operator's own namespace (SWARM_NAMESPACE), whose Secrets include
+    #: the default key: no agent is ever handed those.
+    NAMESPACE_NOT_ALLOWED = "NamespaceNotAllowed"
     QUOTA_EXCEEDED = "QuotaExceeded"  # E2B's concurrent-sandbox quota; retried slowly.
     RATE_LIMITED = "RateLimited"  # E2B's or the operator's own creation limit; retried.
     BACKEND_UNAVAILABLE = "BackendUnavailable"  # E2B unreachable or failing; retried with backoff.
@@ -153,6 +167,10 @@ TERMINAL_REASONS: Final = frozenset({
     Reason.INIT_FAILED,
     Reason.SANDBOX_EXPIRED,
     Reason.SANDBOX_QUARANTINED,
+    Reason.DEFAULT_KEY_NOT_ALLOWED,
+    Reason.TEMPLATE_NOT_ALLOWED,
+    Reason.ORPHAN_NOT_ALLOWED,
+    Reason.NAMESPACE_NOT_ALLOWED,
 })
 
 

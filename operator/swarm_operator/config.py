@@ -9,6 +9,7 @@ read from the environment again deep inside the lifecycle.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Mapping
 from typing import Any
@@ -154,7 +155,29 @@ class Settings(BaseModel):
         default=None, gt=0, description="Operator-wide sandbox creations per hour; unset = no limit."
     )
     max_sandboxes_per_namespace: int | None = Field(
-        default=None, ge=0, description="Live sandboxes allowed per namespace; unset = no limit."
+        default=20,
+        ge=0,
+        description=(
+            "Live sandboxes allowed per namespace (more wait, reason RateLimited); a bound on what"
+            " one tenant can make the platform pay for. Raise it for a namespace-heavy workload."
+        ),
+    )
+    default_key_namespaces: str = Field(
+        default="default",
+        description=(
+            "Comma-separated namespaces (glob patterns such as team-*; * = every namespace) whose"
+            " resources may omit spec.e2b.apiKeySecretRef and so use the operator's default E2B"
+            " key; a resource elsewhere gets reason DefaultKeyNotAllowed and no sandbox. Default:"
+            " only 'default' (the quick start's namespace); empty: no namespace."
+        ),
+    )
+    default_key_templates: str = Field(
+        default="",
+        description=(
+            "Comma-separated E2B templates (glob patterns such as claude-swarm*; * = any) a resource"
+            " using the default key may name, besides SWARM_DEFAULT_TEMPLATE, which is always"
+            " allowed; another gets reason TemplateNotAllowed. Default: empty (only the default)."
+        ),
     )
     quota_retry_seconds: float = Field(
         default=60.0,
@@ -279,6 +302,19 @@ class Settings(BaseModel):
             raise ValueError("; ".join(problems))
         return value
 
+    @field_validator("default_key_namespaces", "default_key_templates")
+    @classmethod
+    def _pattern_list(cls, value: str) -> str:
+        # The chart copies these into CEL string literals of its admission policy: plain names only.
+        bad = [p for p in _split(value) if not _PATTERN.fullmatch(p)]
+        if bad:
+            raise ValueError(f"not a name or glob pattern (letters, digits, . _ : / - * ?): {bad[0]!r}")
+        return value
+
+    def patterns(self, name: str) -> tuple[str, ...]:
+        """One of the comma-separated pattern settings (``default_key_namespaces`` ...) as a tuple."""
+        return _split(getattr(self, name))
+
     def egress_list(self, name: str) -> tuple[str, ...]:
         """One of the comma-separated egress settings as a tuple (``network_allow_out`` ...)."""
         return _split(getattr(self, name))
@@ -312,6 +348,9 @@ class Settings(BaseModel):
                 for err in exc.errors()
             )
             raise SettingsError(problems) from None
+
+
+_PATTERN = re.compile(r"[A-Za-z0-9._:/*?-]{1,253}")
 
 
 def _split(value: str) -> tuple[str, ...]:

@@ -26,6 +26,7 @@ from swarm_operator.metrics import Metrics, new_registry, start_server
 from swarm_operator.model import InvalidSpecError, SwarmSandboxSpec, SwarmSandboxStatus
 from swarm_operator.names import FINALIZER, GROUP, PLURAL, VERSION
 from swarm_operator.ratelimit import CreationLimiter
+from swarm_operator.released import ConfigMapReleaseRecord
 from swarm_operator.secrets import SecretKeyRef, SecretReader
 from swarm_operator.sweeper import Sweeper, keys_in_use
 
@@ -98,6 +99,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         metrics=metrics,
         limiter=CreationLimiter(config.creations_per_minute, config.creations_per_hour,
                                 config.max_sandboxes_per_namespace),
+        released=ConfigMapReleaseRecord(client, namespace=config.namespace,
+                                        operator_id=config.operator_id,
+                                        timeout_s=config.kube_timeout_seconds),
     )
     lister = KubeResourceLister(client, namespaces=getattr(memo, "namespaces", None),
                                 timeout_s=config.kube_timeout_seconds)
@@ -145,7 +149,8 @@ async def _sweep_forever(runtime: Runtime, lister: KubeResourceLister) -> None:
         await asyncio.sleep(settings.sweep_interval_seconds * random.uniform(0.9, 1.1))
         keys = await keys_in_use(runtime.keys_in_use(), runtime.secrets, default_ref)
         try:
-            report = await sweeper.sweep([runtime.backends.for_key(k) for k in keys], lister.uids)
+            report = await sweeper.sweep([runtime.backends.for_key(k) for k in keys], lister.uids,
+                                         runtime.released.ids)
         except Exception as exc:
             logger.warning("sweep failed: %s", exc)
             continue

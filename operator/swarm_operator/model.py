@@ -499,7 +499,8 @@ class E2BSpec(_Spec):
 
     api_key_secret_ref: SecretRef | None = Field(
         default=None,
-        description="Secret key holding the E2B API key. Unset: the operator-wide default Secret.",
+        description="Secret key holding the E2B API key. Unset: the operator-wide default Secret, in "
+        "the namespaces the operator allows to use it (else reason DefaultKeyNotAllowed).",
     )
 
 
@@ -791,7 +792,8 @@ class SwarmSandboxSpec(_Spec):
     )
     template: str | None = Field(
         default=None, min_length=1, max_length=128, pattern=TEMPLATE,
-        description="E2B template id or alias. Unset: the operator's default template.",
+        description="E2B template id or alias. Unset: the operator's default template. With the "
+        "operator's default E2B key, only the templates the operator allows (else reason TemplateNotAllowed).",
     )
     ttl_seconds: int | None = Field(
         default=None, ge=60, le=86400,
@@ -807,7 +809,8 @@ class SwarmSandboxSpec(_Spec):
     deletion_policy: Literal["Delete", "Orphan"] = Field(
         default="Delete",
         description="What happens to the sandbox when the resource is deleted: Delete kills it; Orphan "
-        "leaves it running and stops tracking it.",
+        "leaves it running and stops tracking it. Orphan needs the resource's own E2B key "
+        "(e2b.apiKeySecretRef); with the operator's default key it is refused (reason OrphanNotAllowed).",
     )
     health_check: HealthCheckSpec = Field(
         default_factory=HealthCheckSpec,

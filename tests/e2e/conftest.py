@@ -211,6 +211,12 @@ def start_operator(cluster: Cluster, e2b: Any, e2b_api_key: str, tmp_path: Path
             "SWARM_MAX_RETRY_DELAY_SECONDS": "3",
             "SWARM_INIT_BACKOFF_SECONDS": "0.2",
             "SWARM_METRICS_PORT": "0",
+            # The harness opts into the permissive tenancy settings by name (tests use several
+            # namespaces and templates with the default key, and more than 20 swarms in one
+            # namespace); tests/e2e/test_tenancy.py runs with the restrictive ones.
+            "SWARM_DEFAULT_KEY_NAMESPACES": "*",
+            "SWARM_DEFAULT_KEY_TEMPLATES": "*",
+            "SWARM_MAX_SANDBOXES_PER_NAMESPACE": "1000",
         })
         env.update(settings)
         log_path = tmp_path / f"operator-{len(started)}.log"

@@ -36,7 +36,11 @@ def _tagged_sandbox(e2b: Any, api_key: str, uid: str) -> str:
 def test_sweeper_kills_orphans_but_not_released_sandboxes(
         cluster: Cluster, e2b: Any, e2b_api_key: str, start_operator: Any) -> None:
     start_operator(SWARM_SWEEP_INTERVAL_SECONDS="1", SWARM_SWEEP_GRACE_SECONDS="1")
-    cluster.apply(swarm("kept", agents=1, deletionPolicy="Orphan"), swarm("live", agents=1))
+    # Orphan needs the team's own key (never the operator's default: OrphanNotAllowed).
+    cluster.secret("default", "team-key", {"api-key": e2b_api_key})
+    cluster.apply(swarm("kept", agents=1, deletionPolicy="Orphan",
+                        e2b={"apiKeySecretRef": {"name": "team-key", "key": "api-key"}}),
+                  swarm("live", agents=1))
     cluster.wait_condition("default", "kept", "Ready")
     cluster.wait_condition("default", "live", "Ready")
     released = cluster.status("default", "kept")["sandbox"]["id"]

@@ -132,7 +132,8 @@ class Pool:
 
 def _runtime(backend: FakeBackend, recorder: Recorder, **settings: Any) -> Runtime:
     return Runtime(
-        settings=Settings.from_env({"SWARM_INIT_BACKOFF_SECONDS": "0", **settings}),
+        settings=Settings.from_env({"SWARM_INIT_BACKOFF_SECONDS": "0",
+                                    "SWARM_DEFAULT_KEY_NAMESPACES": "*", **settings}),
         backends=Pool(backend), secrets=SecretReader(FakeSecrets()),
         status=recorder, events=recorder,
     )
@@ -291,7 +292,9 @@ async def test_delete_of_a_refused_spec_still_honours_its_orphan_policy() -> Non
     runtime = _runtime(backend, recorder)
     runtime.remember(REF.uid).api_key = KEY
     sid = backend.add(REF.uid)
-    body = {**SPEC, "agents": "many", "deletionPolicy": "Orphan"}
+    # Its own key: with the operator's default key Orphan is never honoured (lifecycle.tenancy).
+    body = {**SPEC, "agents": "many", "deletionPolicy": "Orphan",
+            "e2b": {"apiKeySecretRef": {"name": "team-key", "key": "api-key"}}}
     with pytest.raises(InvalidSpecError) as parsed:
         _spec(body)
     await lifecycle.delete(REF, lifecycle.UnusableSpec.of(body, parsed.value),

@@ -13,6 +13,10 @@ local terminal = {
   InitFailed = true,
   SandboxExpired = true,
   SandboxQuarantined = true,
+  DefaultKeyNotAllowed = true,
+  TemplateNotAllowed = true,
+  OrphanNotAllowed = true,
+  NamespaceNotAllowed = true,
 }
 
 local function condition(status, type)

@@ -23,6 +23,7 @@ from swarm_operator.backend import (
     RateLimited,
     SandboxBackend,
     SandboxInfo,
+    SandboxNotFound,
 )
 from swarm_operator.conditions import TERMINAL_REASONS, ConditionType, Reason
 from swarm_operator.lifecycle.agents import agent_files, initialise, plan, read_secrets, unusable
@@ -30,12 +31,14 @@ from swarm_operator.lifecycle.rotation import rotated, secrets_applied, stop_age
 from swarm_operator.lifecycle.runtime import ResourceRef, RetryLater, Runtime, backoff
 from swarm_operator.lifecycle.sandbox import (
     ensure_sandbox,
+    kill_and_record,
     lifetime_handover_due,
     replace,
     suspend,
     verify_identity,
 )
 from swarm_operator.lifecycle.status import StatusBook, give_up
+from swarm_operator.lifecycle.tenancy import Refusal, refusal
 from swarm_operator.model import InvalidSpecError, NetworkStatus, SwarmSandboxSpec, SwarmSandboxStatus
 from swarm_operator.secrets import SecretNotFound
 
@@ -72,6 +75,9 @@ async def _reconcile(
     ref: ResourceRef, spec: SwarmSandboxSpec, book: StatusBook, retry: int
 ) -> SwarmSandboxStatus:
     runtime = book.runtime
+    refused = refusal(ref.namespace, spec, runtime.settings)
+    if refused is not None:  # before any Secret is read: see lifecycle.tenancy
+        return await _refuse_by_policy(book, refused)
     try:
         api_key, envs = await read_secrets(ref, spec, runtime)
         files = await agent_files(ref, spec, runtime)
@@ -107,6 +113,28 @@ async def _reconcile(
     book.set(ConditionType.SYNCED, "True", Reason.RECONCILED, "")
     await book.commit()
     return book.status
+
+
+async def _refuse_by_policy(book: StatusBook, refused: Refusal) -> NoReturn:
+    """The tenancy policy refuses the resource: terminal until its spec or the operator's settings
+    change, and no sandbox. One made before the policy changed is killed with the key this process
+    used for it; after a restart (no key remembered, and none is read) nobody renews its lease, so
+    it stops within one lease (SWARM_LEASE_SECONDS)."""
+    memory = book.runtime.remember(book.ref.uid)
+    sandbox = book.status.sandbox
+    if sandbox is not None and sandbox.id and memory.api_key is not None:
+        try:
+            await kill_and_record(book, book.runtime.backends.for_key(memory.api_key), sandbox.id,
+                                  refused.reason, f"sandbox {sandbox.id} killed: {refused.message}",
+                                  "no agents: the operator's tenancy policy refuses this resource")
+        except SandboxNotFound:
+            book.status.sandbox = None
+        except BackendError as exc:
+            return await _backend_failed(book, exc, 0)
+    memory.api_key = None  # the lease and Secret daemons stop acting for it
+    memory.verified = None
+    book.set(ConditionType.SANDBOX_CREATED, "False", refused.reason, refused.message)
+    await give_up(book, refused.reason, refused.message)
 
 
 async def _run(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,7 +22,8 @@ from swarm_operator.ratelimit import CreationLimiter
 from swarm_operator.secrets import SecretReader
 
 __all__ = [
-    "BackendProvider", "EventRecorder", "GiveUp", "Memory", "ResourceRef", "RetryLater", "Runtime",
+    "BackendProvider", "EventRecorder", "GiveUp", "Memory", "MemoryReleaseRecord", "ReleaseRecord",
+    "ResourceRef", "RetryLater", "Runtime",
     "StatusWriter", "backoff",
 ]
 
@@ -60,6 +62,29 @@ class EventRecorder(Protocol):
     """Posts a Kubernetes Event about the resource. Must not raise or block."""
 
     def record(self, ref: ResourceRef, type_: str, reason: str, message: str) -> None: ...
+
+
+class ReleaseRecord(Protocol):
+    """The operator's own record of sandboxes released by ``deletionPolicy: Orphan``: what the orphan
+    sweeper spares. Kept outside every sandbox (``released.ConfigMapReleaseRecord`` in production),
+    since anything inside one is the agents' to forge."""
+
+    async def record(self, sandbox_id: str, ref: ResourceRef, until: float) -> None: ...
+
+    async def ids(self) -> set[str]: ...
+
+
+@dataclass
+class MemoryReleaseRecord:
+    """A :class:`ReleaseRecord` in this process's memory only (tests, and runs without a cluster)."""
+
+    entries: dict[str, float] = field(default_factory=dict)
+
+    async def record(self, sandbox_id: str, ref: ResourceRef, until: float) -> None:
+        self.entries[sandbox_id] = until
+
+    async def ids(self) -> set[str]:
+        return {sid for sid, until in self.entries.items() if until > time.time()}
 
 
 class BackendProvider(Protocol):
@@ -111,6 +136,7 @@ class Runtime:
     limiter: CreationLimiter = field(
         default_factory=lambda: CreationLimiter(None, None, None), repr=False
     )
+    released: ReleaseRecord = field(default_factory=MemoryReleaseRecord, repr=False)
     #: One :class:`Memory` per resource uid.
     memory: dict[str, Memory] = field(default_factory=dict, repr=False)
 
