@@ -96,6 +96,10 @@ class Reason(str, enum.Enum):
     # -- Synced: did the last reconcile succeed? (False carries what stopped it.)
     RECONCILED = "Reconciled"
     INVALID_SPEC = "InvalidSpec"  # the spec (or what it names) cannot be used; fix it (terminal).
+    #: The planned hand-over before the plan's lifetime cap could not make a new sandbox Ready: the
+    #: old sandbox keeps the agents until E2B ends it at its cap, then the resource is recreated
+    #: from scratch (SandboxNotFound). Not terminal: the swarm stays Ready until then.
+    HANDOVER_FAILED = "HandoverFailed"
     SECRET_NOT_FOUND = "SecretNotFound"  # a named Secret or key is missing; retried.
     CONFIG_MAP_NOT_FOUND = "ConfigMapNotFound"  # the agent.config ConfigMap is missing; retried.
     #: The Secret values one resource references exceed SWARM_MAX_SECRET_BYTES; retried (a Secret
@@ -152,6 +156,10 @@ class Reason(str, enum.Enum):
 
     # -- Events only: things that happened, not states.
     REPLACED = "Replaced"  # a template or egress change moved the agents to a new sandbox.
+    #: The sandbox neared the E2B plan's lifetime cap (SWARM_SANDBOX_MAX_LIFETIME_SECONDS): the
+    #: agents were moved to a new sandbox made Ready before the old one's end (Warning: the agents
+    #: started afresh: files written in the old sandbox are not carried over).
+    LIFETIME_HANDOVER = "LifetimeHandover"
     ORPHANED = "Orphaned"  # deletionPolicy Orphan: the sandbox was left running, untracked.
     SECRET_ROTATED = "SecretRotated"  # a Secret the resource uses changed.
     AGENTS_RESTARTED = "AgentsRestarted"  # the agents were restarted with rotated Secret values.

@@ -14,7 +14,7 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ENV_PREFIX = "SWARM_"
 
@@ -55,6 +55,24 @@ class Settings(BaseModel):
     )
     lease_renew_seconds: int = Field(
         default=120, ge=1, description="How often leases are renewed (well under lease_seconds)."
+    )
+    sandbox_max_lifetime_seconds: int = Field(
+        default=3600,
+        ge=30,
+        le=86_400,
+        description=(
+            "The E2B plan's lifetime cap, counted from a sandbox's start (Hobby 3600, Pro 86400):"
+            " leases and creates never ask past it, and before it the swarm is handed over to a new"
+            " sandbox (unless ttlSeconds ends it first)."
+        ),
+    )
+    sandbox_handover_lead_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "How long before the lifetime cap the hand-over to a new sandbox starts. Unset: one lease"
+            " renewal interval plus a create and the initialisation budget, at most half the cap."
+        ),
     )
     orphan_timeout_seconds: int = Field(
         default=3600,
@@ -256,6 +274,31 @@ class Settings(BaseModel):
     log_level: str = Field(
         default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$", description="Root log level."
     )
+
+    @model_validator(mode="after")
+    def _handover_fits(self) -> Settings:
+        lead = self.sandbox_handover_lead_seconds
+        if lead is not None and lead >= self.sandbox_max_lifetime_seconds:
+            raise ValueError(
+                f"sandbox_handover_lead_seconds ({lead}) must be under sandbox_max_lifetime_seconds"
+                f" ({self.sandbox_max_lifetime_seconds})")
+        return self
+
+    @property
+    def handover_lead_seconds(self) -> float:
+        """Seconds before the lifetime cap at which the hand-over starts.
+
+        Derived, when not set, from what a hand-over must fit in before the old sandbox dies: the
+        lease daemon notices the window at most one jittered renewal interval late, then a create
+        and every initialisation attempt with its backoff. Never more than half the cap, or a
+        sandbox would spend more time being replaced than running.
+        """
+        if self.sandbox_handover_lead_seconds is not None:
+            return float(self.sandbox_handover_lead_seconds)
+        backoffs = sum(self.init_backoff_seconds * 2 ** i for i in range(self.init_attempts - 1))
+        need = (1.1 * self.lease_renew_seconds + self.control_timeout_seconds
+                + self.init_attempts * self.ready_timeout_seconds + backoffs)
+        return min(need, self.sandbox_max_lifetime_seconds / 2)
 
     @field_validator("network_allow_out", "network_deny_out", "network_forbidden_out")
     @classmethod

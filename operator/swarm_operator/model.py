@@ -979,9 +979,15 @@ class SandboxStatus(_Status):
 
     id: str | None = Field(default=None, max_length=256, description="E2B sandbox id.")
     template: str | None = Field(default=None, max_length=128, description="Template the sandbox runs.")
-    started_at: Timestamp | None = Field(default=None, description="When the sandbox was created or adopted.")
+    started_at: Timestamp | None = Field(
+        default=None,
+        description="When the sandbox was created or adopted; kept across a lifetime hand-over, so "
+        "ttlSeconds counts the swarm's whole life.",
+    )
     expires_at: Timestamp | None = Field(
-        default=None, description="When E2B will kill the sandbox unless the operator renews its lease.",
+        default=None,
+        description="When E2B will end the sandbox unless the operator renews its lease: never past "
+        "the plan's lifetime cap (SWARM_SANDBOX_MAX_LIFETIME_SECONDS from the sandbox's start).",
     )
 
 

@@ -36,3 +36,16 @@ def test_env_example_documents_every_setting_and_nothing_else() -> None:
     text = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
     named = set(re.findall(r"^# (SWARM_[A-Z_]+)=", text, flags=re.M))
     assert named == {f"SWARM_{name.upper()}" for name in Settings.model_fields}
+
+
+def test_handover_lead_is_derived_from_the_init_budget_and_fits_in_the_cap() -> None:
+    settings = Settings.from_env({})
+    assert settings.sandbox_max_lifetime_seconds == 3600  # E2B Hobby's cap
+    # One jittered renewal interval, a create, every init attempt with its backoffs.
+    assert settings.handover_lead_seconds == pytest.approx(1.1 * 120 + 20 + 3 * 120 + 2 + 4)
+    short = Settings.from_env({"SWARM_SANDBOX_MAX_LIFETIME_SECONDS": "300"})
+    assert short.handover_lead_seconds == 150  # never more than half the cap
+    assert Settings.from_env({"SWARM_SANDBOX_HANDOVER_LEAD_SECONDS": "90"}).handover_lead_seconds == 90
+    with pytest.raises(SettingsError, match="sandbox_handover_lead_seconds"):
+        Settings.from_env({"SWARM_SANDBOX_MAX_LIFETIME_SECONDS": "60",
+                           "SWARM_SANDBOX_HANDOVER_LEAD_SECONDS": "60"})

@@ -334,3 +334,158 @@ async def test_the_sweeper_looks_under_every_key_in_use_and_the_default_one() ->
     assert await keys_in_use({"e2b_other"}, reader, default) == {"e2b_other", KEY}
     missing = SecretKeyRef(default.namespace, default.name, "no-such-key")
     assert await keys_in_use({"e2b_other"}, reader, missing) == {"e2b_other"}
+
+
+# ----- the plan's lifetime cap: leases and creates never past it, a hand-over before it ----------
+
+@dataclass
+class CappedBackend(FakeBackend):
+    """The fake, also remembering the timeout each create asked for."""
+
+    create_timeouts: list[int] = field(default_factory=list)
+
+    async def create(self, template: str, metadata: Mapping[str, str], envs: Any = None, *,
+                     timeout_s: int, **_: Any) -> SandboxInfo:
+        self.create_timeouts.append(timeout_s)
+        return await super().create(template, metadata, envs, timeout_s=timeout_s)
+
+
+async def _ready(backend: FakeBackend, recorder: Recorder, spec: Mapping[str, Any] = SPEC,
+                 **settings: Any) -> tuple[Runtime, str]:
+    runtime = _runtime(backend, recorder, **settings)
+    await lifecycle.reconcile(REF, _spec(spec), _status(None), runtime)
+    assert recorder.status()["phase"] == "Ready"
+    return runtime, recorder.status()["sandbox"]["id"]
+
+
+def _aged(runtime: Runtime, recorder: Recorder, sid: str, seconds: float) -> SwarmSandboxStatus:
+    """The sandbox's lifetime as if it started ``seconds`` ago (status' startedAt too)."""
+    started = datetime.now(timezone.utc) - timedelta(seconds=seconds)
+    runtime.remember(REF.uid).lifetime = (sid, started)
+    status = recorder.status()
+    status["sandbox"] = {**status["sandbox"], "startedAt": started.isoformat()}
+    return _status(status)
+
+
+async def test_create_never_asks_a_timeout_over_the_plans_cap() -> None:
+    # e2b-dev/infra timeout_helper.go: a create over the team's max instance length is a 400.
+    backend, recorder = CappedBackend(), Recorder()
+    await _ready(backend, recorder, SWARM_LEASE_SECONDS="7200", SWARM_SANDBOX_MAX_LIFETIME_SECONDS="3600")
+    assert backend.create_timeouts == [3600]
+
+
+async def test_lease_renewal_never_asks_past_the_cap_and_expires_at_is_the_real_end() -> None:
+    backend, recorder = FakeBackend(), Recorder()
+    runtime, sid = await _ready(backend, recorder, SWARM_SANDBOX_HANDOVER_LEAD_SECONDS="60")
+    status = _aged(runtime, recorder, sid, 3500)  # cap (3600 s) in 100 s; hand-over not yet due
+    await lifecycle.renew_lease(REF, _spec(SPEC), status, runtime)
+    [(renewed, seconds)] = backend.timeouts
+    assert renewed == sid and 98 <= seconds <= 100  # not the 600 s lease: the cap comes first
+    cap_end = datetime.fromisoformat(status.sandbox.started_at.isoformat()) + timedelta(seconds=3600)
+    expires = datetime.fromisoformat(recorder.status()["sandbox"]["expiresAt"].replace("Z", "+00:00"))
+    assert abs((expires - cap_end).total_seconds()) <= 2
+    assert len(backend.sandboxes) == 1 and backend.killed == []
+
+
+async def test_handover_before_the_cap_makes_the_new_sandbox_ready_before_the_old_dies() -> None:
+    backend, recorder = FakeBackend(), Recorder()
+    runtime, old = await _ready(backend, recorder, SWARM_SANDBOX_HANDOVER_LEAD_SECONDS="60")
+    status = _aged(runtime, recorder, old, 3560)  # 40 s left: inside the 60 s lead
+    original_start = status.sandbox.started_at
+    writes = len(recorder.patches)
+    await lifecycle.renew_lease(REF, _spec(SPEC), status, runtime)
+    # The old sandbox's lease was stretched to the rest of its lifetime (never past it) first.
+    [(renewed, seconds)] = backend.timeouts
+    assert renewed == old and 38 <= seconds <= 40
+    final = recorder.status()
+    new = final["sandbox"]["id"]
+    assert new != old and backend.killed == [old] and set(backend.sandboxes) == {new}
+    # Status named the old sandbox until the new one was Ready, then the new one; never none,
+    # and the swarm never left Ready (the old sandbox ran the agents meanwhile).
+    named = [p["sandbox"]["id"] for p in recorder.patches[writes:] if p.get("sandbox")]
+    assert named[-1] == new and all(n in (old, new) for n in named)
+    assert all(p.get("sandbox") is not None for p in recorder.patches[writes:] if "sandbox" in p)
+    assert all(p["phase"] == "Ready" for p in recorder.patches[writes:] if "phase" in p)
+    assert final["phase"] == "Ready"
+    # ttlSeconds keeps counting the swarm's life: startedAt is the first sandbox's.
+    assert datetime.fromisoformat(final["sandbox"]["startedAt"].replace("Z", "+00:00")) == original_start
+    [event] = [e for e in recorder.events if e[1] == "LifetimeHandover"]
+    assert event[0] == "Warning" and old in event[2] and new in event[2]
+    assert runtime.remember(REF.uid).lifetime[0] == new
+    # The new sandbox's own cap is far off: the next renewal hands nothing over.
+    await lifecycle.renew_lease(REF, _spec(SPEC), _status(final), runtime)
+    assert set(backend.sandboxes) == {new}
+
+
+async def test_no_handover_when_ttl_ends_the_swarm_first() -> None:
+    backend, recorder = FakeBackend(), Recorder()
+    spec = {**SPEC, "ttlSeconds": 3590}  # ends 10 s before the cap
+    runtime, sid = await _ready(backend, recorder, spec, SWARM_SANDBOX_HANDOVER_LEAD_SECONDS="60")
+    status = _aged(runtime, recorder, sid, 3560)
+    await lifecycle.renew_lease(REF, _spec(spec), status, runtime)
+    [(renewed, seconds)] = backend.timeouts
+    assert renewed == sid and 28 <= seconds <= 30  # to the ttl, which ends first
+    assert set(backend.sandboxes) == {sid} and backend.killed == []
+
+
+async def test_handover_is_not_due_before_the_lead_time() -> None:
+    from swarm_operator.lifecycle.sandbox import handover_due
+
+    settings = Settings.from_env({"SWARM_SANDBOX_HANDOVER_LEAD_SECONDS": "60"})
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    spec = _spec(SPEC)
+    assert not handover_due(spec, settings, start, start, start + timedelta(seconds=3539))
+    assert handover_due(spec, settings, start, start, start + timedelta(seconds=3540))
+    # A ttl ending after the cap still needs the hand-over; one ending at the cap does not.
+    assert handover_due(_spec({**SPEC, "ttlSeconds": 3601}), settings, start, start,
+                        start + timedelta(seconds=3550))
+    assert not handover_due(_spec({**SPEC, "ttlSeconds": 3600}), settings, start, start,
+                            start + timedelta(seconds=3550))
+
+
+async def test_a_failed_handover_keeps_the_old_sandbox_to_its_cap_then_recreates() -> None:
+    backend, recorder = FakeBackend(), Recorder()
+    runtime, old = await _ready(backend, recorder, SWARM_SANDBOX_HANDOVER_LEAD_SECONDS="60")
+    status = _aged(runtime, recorder, old, 3560)
+    backend.ready_per_run = [0, 0, 0]  # the new sandbox never gets its agents up
+    writes = len(recorder.patches)
+    with pytest.raises(RetryLater) as retried:  # the lease daemon logs it; kopf retries after the cap
+        await lifecycle.renew_lease(REF, _spec(SPEC), status, runtime)
+    assert 38 <= retried.value.delay <= 42
+    final = recorder.status()
+    # The new sandbox's failed setup was never the resource's state: no Failed, no InitFailed.
+    assert all(p.get("phase") in (None, "Ready") for p in recorder.patches[writes:])
+    assert "InitFailed" not in {r for _, r, _ in recorder.events}
+    assert final["sandbox"]["id"] == old and set(backend.sandboxes) == {old}
+    assert final["phase"] == "Ready"  # the old sandbox still runs every agent
+    synced = _conditions(final)["Synced"]
+    assert synced["status"] == "False" and synced["reason"] == "HandoverFailed"
+    assert "then a new sandbox is created from scratch" in synced["message"]
+    assert "hand-over failed" in final["message"]
+    assert ("Warning", "HandoverFailed") in {(t, r) for t, r, _ in recorder.events}
+    # Not tried again for this sandbox: the next renewal only renews, never past the cap.
+    created = backend.counter
+    await lifecycle.renew_lease(REF, _spec(SPEC), _status(final), runtime)
+    assert backend.counter == created and backend.timeouts[-1][0] == old
+    # E2B ends it at its cap: the renewal finds it gone, and the reconcile recreates the resource.
+    backend.sandboxes.pop(old)
+    with pytest.raises(SandboxNotFound):
+        await lifecycle.renew_lease(REF, _spec(SPEC), _status(final), runtime)
+    assert _conditions(recorder.status())["SandboxCreated"]["reason"] == "SandboxNotFound"
+    backend.ready_per_run = []
+    await lifecycle.reconcile(REF, _spec(SPEC), _status(recorder.status()), runtime)
+    assert recorder.status()["phase"] == "Ready" and recorder.status()["sandbox"]["id"] not in (old,)
+
+
+async def test_a_resumed_sandbox_counts_its_cap_from_the_resume() -> None:
+    # A resume is a new instance (e2b-dev/infra sandbox_connect.go resumes through the create
+    # path): its cap restarts, so a long-paused swarm is not handed over the moment it resumes.
+    backend, recorder = FakeBackend(), Recorder()
+    runtime = _runtime(backend, recorder, SWARM_SANDBOX_HANDOVER_LEAD_SECONDS="60")
+    started = datetime.now(timezone.utc) - timedelta(seconds=3590)
+    sid = backend.add(REF.uid, started)
+    backend.sandboxes[sid] = SandboxInfo(sid, "base", {TAG_UID: REF.uid}, started, started, "paused")
+    status = {"sandbox": {"id": sid, "template": "base", "startedAt": started.isoformat()}}
+    await lifecycle.reconcile(REF, _spec(SPEC), _status(status), runtime)
+    await lifecycle.renew_lease(REF, _spec(SPEC), _status(recorder.status()), runtime)
+    assert backend.timeouts == [(sid, 600)] and set(backend.sandboxes) == {sid}  # no hand-over

@@ -34,6 +34,7 @@ from swarm_operator.lifecycle.runtime import ResourceRef, RetryLater, Runtime, b
 from swarm_operator.lifecycle.sandbox import (
     ensure_sandbox,
     kill_and_record,
+    lifetime_handover_due,
     replace,
     suspend,
     verify_identity,
@@ -188,6 +189,13 @@ async def _run(
         sandbox = await replace(
             book, spec, backend, sandbox, wanted, policy, retry,
             lambda new: initialise(book, spec, backend, new, envs, files),
+        )
+        secrets_applied(book, spec, envs, changed, restarted=True)
+    elif lifetime_handover_due(book, spec):
+        sandbox = await replace(
+            book, spec, backend, sandbox, wanted, policy, retry,
+            lambda new: initialise(book, spec, backend, new, envs, files),
+            reason=Reason.LIFETIME_HANDOVER,
         )
         secrets_applied(book, spec, envs, changed, restarted=True)
     else:

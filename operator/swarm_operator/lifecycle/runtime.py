@@ -12,6 +12,7 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from swarm_operator.backend import SandboxBackend
@@ -123,6 +124,13 @@ class Memory:
     namespace: str | None = None
     cost: CostStatus | None = None
     default_key: bool = False
+    #: (sandbox id, when its E2B lifetime cap started counting): the sandbox's start as E2B reports
+    #: it, or the moment before this process resumed it (a resume is a new instance). Learnt again
+    #: on the adopt every reconcile does first, so a restart loses nothing the cap needs.
+    lifetime: tuple[str, datetime] | None = None
+    #: The sandbox whose lifetime hand-over failed for good (its new sandbox could not be made
+    #: Ready): not tried again for it; it runs to its cap and the resource is then recreated.
+    handover_failed: str | None = None
 
 
 @dataclass

@@ -8,8 +8,10 @@ every phase change.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, NoReturn
 
 from swarm_operator import logs
@@ -60,6 +62,18 @@ class StatusBook:
         message = logs.sandbox_text(message, self.ref.uid, limit=EVENT_MESSAGE_LIMIT, keep="head")
         self.runtime.events.record(self.ref, type_, reason, message)
 
+    @contextlib.contextmanager
+    def unannounced(self) -> Iterator[None]:
+        """Changes made inside stay in the draft, but no commit writes them and no Event is posted
+        until a commit after the block: for work whose intermediate states would mislead (a
+        hand-over's new sandbox failing its setup while the old one runs every agent)."""
+        runtime, written, phase = self.runtime, self._written, self._phase
+        self.runtime = dataclasses.replace(runtime, status=_Unwritten(), events=_Unwritten())
+        try:
+            yield
+        finally:
+            self.runtime, self._written, self._phase = runtime, written, phase
+
     def step(self, name: str, seconds: float) -> None:
         metrics = self.status.metrics or MetricsStatus()
         metrics.step_seconds = {**metrics.step_seconds, name: round(seconds, 3)}
@@ -108,6 +122,16 @@ class StatusBook:
                 extra=self.ref.log_extra,
             )
             self._phase = self.status.phase
+
+
+class _Unwritten:
+    """A status writer and event recorder that keeps nothing (:meth:`StatusBook.unannounced`)."""
+
+    async def patch_status(self, ref: ResourceRef, patch: Mapping[str, Any]) -> None:
+        return None
+
+    def record(self, ref: ResourceRef, type_: str, reason: str, message: str) -> None:
+        return None
 
 
 _STARTING = frozenset({Phase.CREATING, Phase.INITIALIZING})
