@@ -113,7 +113,7 @@ ln -sf "$FAKE_AGENT" "$here/sysbin/claude"
 GATEWAY = r"""#!/bin/bash
 printf 'mcp-gateway %s\n' "${1-}" >> "$CALLS_LOG"
 [[ -e $(dirname "$0")/../gw-fail ]] && { echo "invalid configuration: $2" >&2; exit 1; }
-SWARM_STANDIN_GATEWAY_ARGV=1 setsid python3 "$STANDIN_GATEWAY" "$@" < /dev/null >> "$(dirname "$0")/../gateway.out" 2>&1 &
+SWARM_STANDIN_GATEWAY_FOREGROUND=1 setsid python3 "$STANDIN_GATEWAY" "$@" < /dev/null >> "$(dirname "$0")/../gateway.out" 2>&1 &
 exit 0
 """
 
