@@ -383,7 +383,7 @@ def test_a_uv_that_cannot_be_installed_is_a_reported_coordinator_error(sandbox: 
     report = sandbox.setup(_plan(agents=1, coordinator_python="3.99", uv_pin="uv==0.0.1"))
     assert not report.coordinator.installed and report.agents.ready == 1
     error = report.coordinator.error or ""
-    assert error.startswith(f"installing the coordinator (with uv: python3 is older than 3.99) failed: "
+    assert error.startswith(f"installing the coordinator failed (with uv: python3 is older than 3.99): "
                             f"{COORD_REQ} (exit status 1; see "), error
 
 

@@ -532,7 +532,7 @@ if [[ $_sw_blocked == false ]]; then
             else
                 [[ -x $SWARM_COORD_BIN/claudeswarm ]] || _sw_prov_why=${_sw_prov_why:-"no claudeswarm in $SWARM_COORD_BIN afterwards"}
                 _sw_last=$(tail -n 3 -- "$_sw_prov_log" 2>/dev/null | tr '\n' ' ' || true)
-                _sw_coord_fail "installing the coordinator (with uv: python3 is older than $SWARM_COORD_PYTHON) failed: $SWARM_COORD_INSTALL ($_sw_prov_why; see $_sw_prov_log): ${_sw_last:0:300}"
+                _sw_coord_fail "installing the coordinator failed (with uv: python3 is older than $SWARM_COORD_PYTHON): $SWARM_COORD_INSTALL ($_sw_prov_why; see $_sw_prov_log): ${_sw_last:0:300}"
             fi
             if [[ $_sw_uv_index == true ]]; then unset UV_DEFAULT_INDEX; fi
         elif { [[ -x $SWARM_COORD_VENV/bin/python ]] \
