@@ -1,6 +1,6 @@
 """A first apply on E2B's stock templates, end to end: the real operator, the E2B emulator with its
 real-service defaults (stock ``base`` and ``anthropic-claude-code``: no tmux, no coordinator; a
-``user`` with passwordless sudo; Python 3.11 like E2B's base 3.11.6), and ``examples/minimal.yaml``
+``user`` with passwordless sudo; the host's python3, 3.11 on CI like E2B's base), and ``examples/minimal.yaml``
 exactly as shipped.
 
 The setup script installs what the template lacks on the first run, reported as the ``provision``
@@ -13,6 +13,7 @@ stand-in wheel the same index serves.
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,12 @@ pytestmark = pytest.mark.e2e
 #: operator's git pin, or its mirror's).
 MIRRORED_COORDINATOR = "claude-swarm==0.3.1"
 PLAYGROUND_CLAUDE = REPO / "operator" / "swarm_operator" / "emulators" / "playground" / "bin" / "claude"
+#: The emulated sandboxes run the host's python3, as old as E2B's base (3.11) on CI: then the
+#: coordinator's Python 3.12 comes from uv. On a newer host the venv is made with python3 itself.
+_OLD_PYTHON = subprocess.run(["/usr/bin/python3", "-c", "import sys; sys.exit(sys.version_info < (3, 12))"],
+                             check=False).returncode != 0
+COORDINATOR_INSTALLS = ([("uv", "python3.12"), ("uv", MIRRORED_COORDINATOR)] if _OLD_PYTHON else [])
+COORDINATOR_INSTALLED = [UV_PIN, MIRRORED_COORDINATOR] if _OLD_PYTHON else [MIRRORED_COORDINATOR]
 MINIMAL = yaml.safe_load((REPO / "examples" / "minimal.yaml").read_text())
 
 
@@ -67,9 +74,9 @@ def test_minimal_example_on_stock_base_installs_what_is_missing_once(
     assert view["templateID"] == "base" and view["stockTemplate"] == "base" and view["toolsHidden"]
     installs = [(i["manager"], i["package"]) for i in view["installs"] if i["package"]]  # not `apt-get update`
     name, version = CLAUDE_CODE_PACKAGE.rsplit("@", 1)
-    assert installs == [("apt", "tmux"), ("npm", name), ("uv", "python3.12"), ("uv", MIRRORED_COORDINATOR)]
+    assert installs == [("apt", "tmux"), ("npm", name), *COORDINATOR_INSTALLS]
     assert next(i for i in view["installs"] if i["manager"] == "npm")["version"] == version
-    _provisioned(cluster, ["tmux", CLAUDE_CODE_PACKAGE, UV_PIN, MIRRORED_COORDINATOR])
+    _provisioned(cluster, ["tmux", CLAUDE_CODE_PACKAGE, *COORDINATOR_INSTALLED])
 
 
 def test_minimal_example_on_the_default_template_has_claude_code_already(
@@ -77,8 +84,8 @@ def test_minimal_example_on_the_default_template_has_claude_code_already(
     view = _first_apply(cluster, e2b, start_operator)  # SWARM_DEFAULT_TEMPLATE unset: the default
     assert view["templateID"] == "anthropic-claude-code"
     assert [(i["manager"], i["package"]) for i in view["installs"] if i["package"]] == [
-        ("apt", "tmux"), ("uv", "python3.12"), ("uv", MIRRORED_COORDINATOR)]  # no npm: claude is there
-    _provisioned(cluster, ["tmux", UV_PIN, MIRRORED_COORDINATOR])
+        ("apt", "tmux"), *COORDINATOR_INSTALLS]  # no npm: claude is there
+    _provisioned(cluster, ["tmux", *COORDINATOR_INSTALLED])
 
 
 @pytest.mark.parametrize("e2b", ["prebuilt"], indirect=True)
