@@ -164,6 +164,8 @@ class Reason(str, enum.Enum):
     SECRET_ROTATED = "SecretRotated"  # a Secret the resource uses changed.
     AGENTS_RESTARTED = "AgentsRestarted"  # the agents were restarted with rotated Secret values.
     AGENT_RESTARTED = "AgentRestarted"  # a dead agent was restarted in place by the health check.
+    #: The first setup run installed what the template lacks (tmux, the agent CLI, the coordinator).
+    PROVISIONED = "Provisioned"
 
     def __str__(self) -> str:
         return self.value

@@ -42,7 +42,24 @@ class Settings(BaseModel):
         default="api-key", description="Key inside the default Secret holding the E2B API key."
     )
     default_template: str = Field(
-        default="base", description="E2B template used when a resource names none."
+        default="anthropic-claude-code",
+        min_length=1,
+        description=(
+            "E2B template used when a resource names none. E2B's anthropic-claude-code ships the"
+            " Claude Code CLI (and a newer Node than base), so a first swarm installs least; any"
+            " Debian-based template with passwordless sudo works (the setup installs what is"
+            " missing once), and one built by 'swarm-operator template --build' installs nothing."
+        ),
+    )
+    coordinator_install: str = Field(
+        default_factory=lambda: _coordinator_pin(),
+        min_length=1,
+        max_length=512,
+        description=(
+            "The coordinator a resource gets when its spec.coordinator.install is unset: a pinned"
+            " 'name==X.Y.Z', a 'git+https://...@<40-hex SHA>' URL or 'preinstalled'. Air-gapped"
+            " clusters point it at their own mirror's pin."
+        ),
     )
     lease_seconds: int = Field(
         default=600,
@@ -300,6 +317,18 @@ class Settings(BaseModel):
                 + self.init_attempts * self.ready_timeout_seconds + backoffs)
         return min(need, self.sandbox_max_lifetime_seconds / 2)
 
+    @field_validator("coordinator_install")
+    @classmethod
+    def _pinned_coordinator(cls, value: str) -> str:
+        from swarm_operator.model import CoordinatorSpec  # model imports nothing from here
+
+        try:
+            CoordinatorSpec(install=value)  # the same rule, and message, as spec.coordinator.install
+        except ValidationError as exc:
+            raise ValueError("; ".join(str(e.get("ctx", {}).get("error") or e["msg"])
+                                       for e in exc.errors())) from None
+        return value
+
     @field_validator("network_allow_out", "network_deny_out", "network_forbidden_out")
     @classmethod
     def _egress_list(cls, value: str, info: Any) -> str:
@@ -360,6 +389,11 @@ class Settings(BaseModel):
 
 
 _PATTERN = re.compile(r"[A-Za-z0-9._:/*?-]{1,253}")
+
+def _coordinator_pin() -> str:
+    from swarm_operator.model import COORDINATOR_PIN  # the one copy of the pin
+
+    return COORDINATOR_PIN
 
 
 def _split(value: str) -> tuple[str, ...]:

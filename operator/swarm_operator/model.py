@@ -509,21 +509,21 @@ class CoordinatorSpec(_Spec):
     """The claudeswarm coordinator that lets agents find and message each other."""
 
     enabled: bool = Field(default=True, description="Start the coordinator in the sandbox.")
-    install: str = Field(
-        default=COORDINATOR_PIN, min_length=1, max_length=512, pattern=INSTALL_LOOSE,
+    install: str | None = Field(
+        default=None, min_length=1, max_length=512, pattern=INSTALL_LOOSE,
         description="How to get the coordinator: a pinned pip requirement 'name==X.Y.Z', a "
         "'git+https://host/repo@<40-hex commit SHA>' URL, or 'preinstalled' (the template has it). "
         "A pin the sandbox lacks is installed by the setup script (a template built by "
-        "'swarm-operator template' with the same pin installs nothing); the default is the "
-        "operator's pin of claudeswarm. "
-        "Anything unpinned is refused by the operator with Ready=False, reason InvalidSpec.",
+        "'swarm-operator template' with the same pin installs nothing). Unset: the operator's "
+        "SWARM_COORDINATOR_INSTALL (by default its pin of claudeswarm; a mirror on air-gapped "
+        "clusters). Anything unpinned is refused by the operator with Ready=False, reason InvalidSpec.",
     )
 
     @field_validator("install")
     @classmethod
-    def _pinned(cls, install: str) -> str:
+    def _pinned(cls, install: str | None) -> str | None:
         # Not in the schema on purpose: see the module docstring.
-        if not is_pinned_install(install):
+        if install is not None and not is_pinned_install(install):
             raise ValueError(_explain_unpinned(install))
         return install
 

@@ -38,6 +38,7 @@ import pytest
 
 from swarm_operator.bootstrap import (
     CLAUDE_CODE_PACKAGE,
+    UV_PIN,
     BootstrapPlan,
     BootstrapReport,
     parse_report,
@@ -112,7 +113,7 @@ ln -sf "$FAKE_AGENT" "$here/sysbin/claude"
 GATEWAY = r"""#!/bin/bash
 printf 'mcp-gateway %s\n' "${1-}" >> "$CALLS_LOG"
 [[ -e $(dirname "$0")/../gw-fail ]] && { echo "invalid configuration: $2" >&2; exit 1; }
-SWARM_STANDIN_GATEWAY_ARGV=1 setsid python3 "$STANDIN_GATEWAY" "$@" < /dev/null >> "$(dirname "$0")/../gateway.out" 2>&1 &
+SWARM_STANDIN_GATEWAY_FOREGROUND=1 setsid python3 "$STANDIN_GATEWAY" "$@" < /dev/null >> "$(dirname "$0")/../gateway.out" 2>&1 &
 exit 0
 """
 
@@ -180,13 +181,31 @@ def _wheel(index: pathlib.Path) -> None:
         digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
         record.append(f"{path},sha256={digest},{len(text.encode())}")
     files[f"{info}/RECORD"] = "\n".join([*record, f"{info}/RECORD,,"]) + "\n"
-    project = index / "claudeswarm-standin"
+    _publish(index, "claudeswarm-standin", f"{name}-{version}-py3-none-any.whl", files)
+
+
+def _publish(index: pathlib.Path, project_name: str, wheel: str, files: dict[str, str]) -> None:
+    project = index / project_name
     project.mkdir(parents=True)
-    wheel = f"{name}-{version}-py3-none-any.whl"
     with zipfile.ZipFile(project / wheel, "w") as zf:
         for path, text in files.items():
             zf.writestr(path, text)
     (project / "index.html").write_text(f'<html><body><a href="{wheel}">{wheel}</a></body></html>\n')
+
+
+def _uv_wheel(index: pathlib.Path, version: str) -> None:
+    """``uv`` at ``version``: the uv stand-in as ``uv/__main__.py`` (``python3 -m uv``), as the
+    emulator's index serves it."""
+    info = f"uv-{version}.dist-info"
+    files = {"uv/__init__.py": "", "uv/__main__.py": (STANDIN_BIN / "uv").read_text(),
+             f"{info}/METADATA": f"Metadata-Version: 2.1\nName: uv\nVersion: {version}\n",
+             f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    files[f"{info}/RECORD"] = "\n".join([*record, f"{info}/RECORD,,"]) + "\n"
+    _publish(index, "uv", f"uv-{version}-py3-none-any.whl", files)
 
 
 def _running_under(root: pathlib.Path) -> list[int]:
@@ -217,6 +236,7 @@ def sandbox() -> Iterator[Sandbox]:
         (root / "fake" / name).write_text(text)
         (root / "fake" / name).chmod(0o755)
     _wheel(root / "index")
+    _uv_wheel(root / "index", UV_PIN.removeprefix("uv=="))
     for path in (root / "h", root / "t", root / "sysbin", root):
         os.chown(path, NOBODY, NOBODY)
     try:
@@ -244,7 +264,8 @@ def sandbox() -> Iterator[Sandbox]:
 def _plan(**kw: object) -> BootstrapPlan:
     base: dict[str, object] = dict(
         session="swp", socket="swp", agents=2, command="claude", coordinator_enabled=True,
-        coordinator_install=COORD_REQ, workdir="work", ready_timeout_s=20, install_timeout_s=60)
+        coordinator_install=COORD_REQ, workdir="work", ready_timeout_s=20, install_timeout_s=60,
+        coordinator_python="3.0")  # python3 is new enough: the venv path (the uv path has its own test)
     return BootstrapPlan(**{**base, **kw})
 
 
@@ -326,6 +347,44 @@ def test_a_coordinator_that_cannot_be_installed_is_a_reported_error(sandbox: San
     error = report.coordinator.error or ""
     assert error.startswith("installing the coordinator failed: claudeswarm-standin==9.9.9 (exit status 1; see ")
     assert "claudeswarm-standin==9.9.9" in error.split("):", 1)[1]  # pip's own words, from the log
+
+
+def test_on_a_python_older_than_the_coordinator_needs_uv_brings_a_managed_one(sandbox: Sandbox) -> None:
+    # E2B's base has Python 3.11.6; claudeswarm needs 3.12. A floor above the host's python3 stands
+    # for that whatever the host runs.
+    plan = _plan(agents=1, coordinator_python="3.99")
+    assert BootstrapPlan(session="s", socket="s", agents=1, command="c").coordinator_python == "3.12"
+    report = sandbox.setup(plan)
+    assert not report.errors, report.errors
+    assert report.installed == ["tmux", CLAUDE_CODE_PACKAGE, UV_PIN, COORD_REQ]
+    assert report.coordinator.installed and report.coordinator.discovered == 1
+    venv = sandbox.home / ".swarm" / "swp" / "coordinator"
+    # uv from pip at its pin into the user's site (no sudo), a venv on the Python asked for, the
+    # coordinator into it with uv's pip -- and no python3-venv from apt.
+    assert [c for c in sandbox.calls if c.startswith(("uv ", "apt-get install"))] == [
+        "apt-get install -y --no-install-recommends tmux",
+        f"uv venv --quiet --python 3.99 -- {venv}",
+        f"uv pip install --quiet --python {venv}/bin/python -- {COORD_REQ}",
+    ]
+    assert (venv / ".uv-python").read_text() == "3.99"
+    assert list((sandbox.home / ".local" / "lib").glob("python3*/site-packages/uv/__main__.py"))
+    again = sandbox.setup(plan)  # installed once: a rerun asks uv nothing
+    assert again.installed == [] and not again.errors and again.coordinator.installed
+    assert sum(c.startswith("uv ") for c in sandbox.calls) == 2
+    # uv already at its pin (a rerun after a failed coordinator install): not installed again.
+    (venv / ".swarm-requirement").unlink()
+    third = sandbox.setup(plan)
+    assert third.installed == [COORD_REQ] and not third.errors
+    assert [c for c in sandbox.calls if c.startswith("uv ")][2:] == [
+        "uv --version", f"uv pip install --quiet --python {venv}/bin/python -- {COORD_REQ}"]
+
+
+def test_a_uv_that_cannot_be_installed_is_a_reported_coordinator_error(sandbox: Sandbox) -> None:
+    report = sandbox.setup(_plan(agents=1, coordinator_python="3.99", uv_pin="uv==0.0.1"))
+    assert not report.coordinator.installed and report.agents.ready == 1
+    error = report.coordinator.error or ""
+    assert error.startswith(f"installing the coordinator failed (with uv: python3 is older than 3.99): "
+                            f"{COORD_REQ} (exit status 1; see "), error
 
 
 def test_a_prebuilt_template_installs_nothing(sandbox: Sandbox) -> None:

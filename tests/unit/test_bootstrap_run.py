@@ -36,9 +36,9 @@ from swarm_operator.bootstrap import (
 FIXTURE_BIN = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "bin"
 SECRET_TOKEN = "tok3n-9f1c2e7a"
 SECRET = f"it's \"{SECRET_TOKEN}\" $(touch /nope) `x`\nline2 ünï"
-#: The stand-in gateway in E2B's SDK mode (`mcp-gateway --config JSON`), the only way the setup
-#: script starts a gateway.
-GATEWAY_SDK_MODE = {"SWARM_STANDIN_GATEWAY_ARGV": "1"}
+#: The stand-in gateway (started `mcp-gateway --config JSON`, the only way the setup script starts one)
+#: in the foreground as this user, writing no token file into the host's /etc.
+GATEWAY_SDK_MODE = {"SWARM_STANDIN_GATEWAY_FOREGROUND": "1"}
 
 
 @dataclass

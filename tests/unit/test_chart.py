@@ -474,7 +474,7 @@ _SPECS: dict[str, dict[str, Any]] = {
     "orphan": {"agents": 1, "deletionPolicy": "Orphan"},
     "orphan own key": {"agents": 1, "deletionPolicy": "Orphan", **_OWN_KEY},
     "delete": {"agents": 1, "deletionPolicy": "Delete"},
-    "default template named": {"agents": 1, "template": "base"},
+    "default template named": {"agents": 1, "template": "anthropic-claude-code"},
     "allowed glob": {"agents": 1, "template": "claude-swarm-v3"},
     "literal dot": {"agents": 1, "template": "x.y"},
     "dot is not any": {"agents": 1, "template": "xzy"},

@@ -9,7 +9,19 @@ def test_defaults_are_production_sane() -> None:
     settings = Settings.from_env({})
     assert settings.lease_seconds == 600
     assert settings.lease_renew_seconds < settings.lease_seconds
-    assert settings.default_template == "base"
+    # E2B's template with Claude Code preinstalled: a first swarm installs least (README "why").
+    assert settings.default_template == "anthropic-claude-code"
+    # An unset spec.coordinator.install takes the operator's pin.
+    from swarm_operator.model import COORDINATOR_PIN
+
+    assert settings.coordinator_install == COORDINATOR_PIN
+
+
+def test_the_coordinator_setting_takes_only_a_pin_and_names_itself() -> None:
+    mirror = "claude-swarm==0.4.2"  # e.g. an air-gapped cluster's mirror
+    assert Settings.from_env({"SWARM_COORDINATOR_INSTALL": mirror}).coordinator_install == mirror
+    with pytest.raises(SettingsError, match="SWARM_COORDINATOR_INSTALL.*not pinned"):
+        Settings.from_env({"SWARM_COORDINATOR_INSTALL": "claude-swarm"})
 
 
 def test_environment_overrides_and_coerces() -> None:

@@ -29,6 +29,7 @@ from swarm_operator.secrets import SecretReader
 
 REF = ResourceRef(namespace="ns", name="swarm", uid="uid-1", generation=1)
 KEY = "e2b_" + "a" * 40
+DEFAULT_TEMPLATE = Settings().default_template  # what a spec naming no template runs on
 
 
 def _report(desired: int, ready: int) -> str:
@@ -62,7 +63,7 @@ class FakeBackend:
         self.counter += 1
         sid = f"sbx-{self.counter}"
         now = started_at or datetime.now(timezone.utc)
-        self.sandboxes[sid] = SandboxInfo(sid, "base", {TAG_UID: uid}, now,
+        self.sandboxes[sid] = SandboxInfo(sid, DEFAULT_TEMPLATE, {TAG_UID: uid}, now,
                                           now + timedelta(seconds=600), "running")
         return sid
 
@@ -485,7 +486,78 @@ async def test_a_resumed_sandbox_counts_its_cap_from_the_resume() -> None:
     started = datetime.now(timezone.utc) - timedelta(seconds=3590)
     sid = backend.add(REF.uid, started)
     backend.sandboxes[sid] = SandboxInfo(sid, "base", {TAG_UID: REF.uid}, started, started, "paused")
-    status = {"sandbox": {"id": sid, "template": "base", "startedAt": started.isoformat()}}
+    status = {"sandbox": {"id": sid, "template": runtime.settings.default_template,
+                          "startedAt": started.isoformat()}}
     await lifecycle.reconcile(REF, _spec(SPEC), _status(status), runtime)
     await lifecycle.renew_lease(REF, _spec(SPEC), _status(recorder.status()), runtime)
     assert backend.timeouts == [(sid, 600)] and set(backend.sandboxes) == {sid}  # no hand-over
+
+
+@dataclass
+class SlowIdentityBackend(FakeBackend):
+    """envd fills E2B_SANDBOX_ID asynchronously (e2b-dev/infra packages/envd/internal/host/mmds.go):
+    the first ``blank_looks`` identity checks see it empty. Records each setup run's timeout."""
+
+    blank_looks: int = 0
+    identity_looks: int = 0
+    setup_timeouts: list[float] = field(default_factory=list)
+
+    async def run(self, sandbox_id: str, script: str, envs: Any = None, **kw: Any) -> CommandResult:
+        if script == IDENTITY_SCRIPT:
+            self.identity_looks += 1
+            if self.identity_looks <= self.blank_looks:
+                return CommandResult(0, f"swarm-identity  {REF.uid}\n")
+        else:
+            self.setup_timeouts.append(kw["timeout_s"])
+        return await super().run(sandbox_id, script, envs, **kw)
+
+
+async def test_an_identity_that_appears_late_is_waited_for_within_a_bound() -> None:
+    backend, recorder = SlowIdentityBackend(blank_looks=2), Recorder()
+    await lifecycle.reconcile(REF, _spec(SPEC), _status(None), _runtime(backend, recorder))
+    assert backend.identity_looks == 3 and not backend.killed
+    assert recorder.status()["phase"] == "Ready"
+
+
+async def test_an_identity_that_never_appears_is_a_mismatch_after_the_bounded_retries() -> None:
+    import time
+
+    from swarm_operator.lifecycle import sandbox as sandbox_module
+
+    backend, recorder = SlowIdentityBackend(blank_looks=1000), Recorder()
+    started = time.monotonic()
+    with pytest.raises(RetryLater) as info:
+        await lifecycle.reconcile(REF, _spec(SPEC), _status(None), _runtime(backend, recorder))
+    assert time.monotonic() - started <= sandbox_module.IDENTITY_WAIT_S + 1
+    assert info.value.reason == "IdentityMismatch" and backend.killed == ["sbx-1"]
+    assert backend.identity_looks == sandbox_module.IDENTITY_ATTEMPTS and not backend.setup_timeouts
+
+
+async def test_the_setup_run_allows_the_provision_budget_and_names_the_step() -> None:
+    from swarm_operator import bootstrap
+
+    backend, recorder = SlowIdentityBackend(), Recorder()
+    runtime = _runtime(backend, recorder, SWARM_READY_TIMEOUT_SECONDS="20", SWARM_COMMAND_TIMEOUT_SECONDS="30")
+    await lifecycle.reconcile(REF, _spec(SPEC), _status(None), runtime)
+    budget = bootstrap.BootstrapPlan(session="s", socket="s", agents=1, command="c").provision_budget_s
+    assert budget >= 6 * 300 and backend.setup_timeouts == [20 + 30 + budget]
+
+
+async def test_what_the_first_run_installed_is_a_step_and_a_normal_event() -> None:
+    from swarm_operator.lifecycle.agents import initialise
+    from swarm_operator.lifecycle.status import StatusBook
+
+    class Installing(FakeBackend):
+        async def run(self, sandbox_id: str, script: str, envs: Any = None, **_: Any) -> CommandResult:
+            body = json.loads(_report(2, 2).split("\n")[1])
+            body.update(steps={"tmux": 0.01, "provision": 4.2}, installed=["tmux", "uv==0.13.8"])
+            return CommandResult(0, f"{MARK_BEGIN}\n{json.dumps(body)}\n{MARK_END}\n")
+
+    backend, recorder = Installing(), Recorder()
+    sid = backend.add(REF.uid)
+    book = StatusBook(REF, _status(None), _runtime(backend, recorder))
+    await initialise(book, _spec(SPEC), backend, backend.sandboxes[sid], {})
+    steps = book.status.metrics.step_seconds
+    assert steps["provision"] == 4.2 and steps["init.tmux"] == 0.01 and "init.provision" not in steps
+    assert recorder.events == [("Normal", "Provisioned", "installed tmux, uv==0.13.8 at start; "
+                                "skip this with `swarm-operator template --build`")]

@@ -121,7 +121,7 @@ def test_model_defaults_equal_crd_defaults() -> None:
 def test_documented_defaults() -> None:
     spec = SwarmSandboxSpec.from_body(None)
     assert spec.agents == 4 and spec.agent.command == "claude"
-    assert spec.coordinator.enabled and spec.coordinator.install == model.COORDINATOR_PIN
+    assert spec.coordinator.enabled and spec.coordinator.install is None  # the operator's setting
     assert spec.deletion_policy == "Delete" and spec.suspend is False
     assert (spec.health_check.interval_seconds, spec.health_check.restart_dead_agents,
             spec.health_check.max_restarts) == (30, True, 3)

@@ -11,10 +11,12 @@ with one JSON report that the matching parser turns into a typed model::
 from swarm_operator.bootstrap._plan import (
     AGENT_CLI_PACKAGES,
     CLAUDE_CODE_PACKAGE,
+    COORDINATOR_PYTHON,
     GIT_PASSWORD_ENV,
     NPM_PINNED,
     SECRET_ENV_PREFIX,
     MCP_GATEWAY_PORT,
+    UV_PIN,
     BootstrapPlan,
     secret_env_name,
     session_name,
@@ -40,7 +42,9 @@ from swarm_operator.bootstrap._report import (
 __all__ = [
     "AGENT_CLI_PACKAGES",
     "CLAUDE_CODE_PACKAGE",
+    "COORDINATOR_PYTHON",
     "MAX_SCRIPT_BYTES",
+    "UV_PIN",
     "NPM_PINNED",
     "BootstrapPlan",
     "BootstrapReport",

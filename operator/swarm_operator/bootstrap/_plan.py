@@ -16,8 +16,8 @@ from typing import Annotated, Final
 
 import pydantic
 
-__all__ = ["AGENT_CLI_PACKAGES", "CLAUDE_CODE_PACKAGE", "GIT_PASSWORD_ENV", "MCP_GATEWAY_PORT",
-           "NPM_PINNED", "BootstrapPlan", "secret_env_name", "session_name", "socket_name"]
+__all__ = ["AGENT_CLI_PACKAGES", "CLAUDE_CODE_PACKAGE", "COORDINATOR_PYTHON", "GIT_PASSWORD_ENV",
+           "MCP_GATEWAY_PORT", "NPM_PINNED", "UV_PIN", "BootstrapPlan", "secret_env_name", "session_name", "socket_name"]
 
 #: Script-only secrets (workspace credentials, MCP tokens) arrive in the setup script's environment
 #: under this prefix; the script unsets every one of them before it starts any long-lived process,
@@ -32,6 +32,12 @@ MCP_GATEWAY_PORT: Final = 50005
 #: ``engines`` accepts Node 18+ (2.1.198 and later declare Node >= 22); E2B's ``base`` template ships
 #: Node 20.9.0 (e2b-dev/E2B templates/base/e2b.Dockerfile: ``ENV NODE_VERSION 20.9.0``).
 CLAUDE_CODE_PACKAGE: Final = "@anthropic-ai/claude-code@2.1.197"
+#: The coordinator (claudeswarm) needs Python >= 3.12 (its pyproject's requires-python); E2B's
+#: ``base`` builds on python:3.11 (3.11.6). On an older python3 the setup script gets a managed Python
+#: from uv instead (``uv venv --python 3.12``), uv itself installed at this pin with
+#: ``python3 -m pip install --user``: the one copy of the pin.
+COORDINATOR_PYTHON: Final = "3.12"
+UV_PIN: Final = "uv==0.13.8"
 #: Agent commands the setup script can install when the template lacks them, by command name.
 AGENT_CLI_PACKAGES: Final = {"claude": CLAUDE_CODE_PACKAGE}
 #: An exact npm package version, e.g. ``@anthropic-ai/claude-code@2.1.197``: no ranges, no tags,
@@ -109,6 +115,10 @@ class BootstrapPlan(pydantic.BaseModel):
     #: Restarts allowed per agent (counted on its pane); None = no limit.
     max_restarts: Annotated[int, pydantic.Field(ge=0, le=1000)] | None = None
     python: Annotated[_Text, pydantic.Field(min_length=1)] = "python3"
+    #: The oldest Python (``M.m``) the coordinator runs on; an older ``python`` gets a managed one
+    #: from uv (:data:`uv_pin`) for the coordinator's venv.
+    coordinator_python: Annotated[str, pydantic.Field(pattern=r"^[0-9]{1,2}\.[0-9]{1,3}$")] = COORDINATOR_PYTHON
+    uv_pin: Annotated[str, pydantic.Field(pattern=r"^uv==[0-9]+\.[0-9]+\.[0-9]+$")] = UV_PIN
     # Big enough that tiled 100 panes stay >= 40x20 cells; more panes than fit go to new windows.
     window_width: Annotated[int, pydantic.Field(ge=10, le=10000)] = 400
     window_height: Annotated[int, pydantic.Field(ge=10, le=10000)] = 200
@@ -196,11 +206,12 @@ class BootstrapPlan(pydantic.BaseModel):
 
     @property
     def provision_budget_s(self) -> int:
-        """The most the provision step can take: five bounded installers (apt-get update, apt-get
-        install, npm, the coordinator's venv, pip), each cut by ``timeout`` and killed 10 s later. A
+        """The most the provision step can take: at most six bounded installers (apt-get update,
+        apt-get install, npm, then for the coordinator either venv + pip or, on a Python older than
+        it needs, uv + ``uv venv`` + ``uv pip``), each cut by ``timeout`` and killed 10 s later. A
         caller's command timeout must allow this on top of its own, or a first run on a bare
         template is cut before it can report."""
-        return 5 * (self.install_timeout_s + 10)
+        return 6 * (self.install_timeout_s + 10)
 
 
 def _slug(text: str, limit: int) -> str:

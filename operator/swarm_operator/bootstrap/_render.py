@@ -94,6 +94,8 @@ def render_setup(plan: BootstrapPlan) -> str:
         "SWARM_COORD_INSTALL": plan.coordinator_install,
         "SWARM_AGENT_CLI": plan.agent_cli_install or "",
         "SWARM_PYTHON": plan.python,
+        "SWARM_COORD_PYTHON": plan.coordinator_python,
+        "SWARM_UV_PIN": plan.uv_pin,
         "SWARM_READY_TIMEOUT_MS": math.ceil(plan.ready_timeout_s * 1000),
         "SWARM_SETTLE_MS": math.ceil(plan.settle_s * 1000),
         "SWARM_INSTALL_TIMEOUT_S": plan.install_timeout_s,

@@ -425,6 +425,8 @@ _sw_can_root() {
     command -v sudo >/dev/null 2>&1 && sudo -n true >/dev/null 2>&1 9>&-
 }
 _sw_coord_fail() { _sw_json "$1"; _sw_coord_error=$REPLY; _sw_error coordinator '' "$1"; }
+# The template's own python3, never the coordinator venv's (its bin leads PATH since prepare).
+_sw_py=$(PATH=${PATH#"$SWARM_COORD_BIN:"} && command -v -- "$SWARM_PYTHON" || printf '%s' "$SWARM_PYTHON")
 if [[ $_sw_blocked == false ]]; then
     _sw_apt=()
     command -v tmux >/dev/null 2>&1 || _sw_apt+=(tmux)
@@ -442,10 +444,15 @@ if [[ $_sw_blocked == false ]]; then
             _sw_coord_installed=true   # the prebuilt template (swarm-operator template) ships this exact pin
         else
             _sw_coord_want=true
+            # The coordinator needs Python >= SWARM_COORD_PYTHON; E2B's base has 3.11.6 (it builds on
+            # python:3.11). An older python3 gets a managed Python from uv for the venv instead.
+            _sw_coord_uv=false
+            if ! "$_sw_py" -c 'import sys; sys.exit(sys.version_info[:2] < tuple(map(int, sys.argv[1].split("."))))' \
+                    "$SWARM_COORD_PYTHON" >/dev/null 2>&1; then
+                _sw_coord_uv=true
             # Debian's own python3 has no venv module without python3-venv (E2B's base builds on
             # python:3.11, which has it); only then is it added to the apt install.
-            if [[ ! -x $SWARM_COORD_VENV/bin/python ]] && "$SWARM_PYTHON" -c '' >/dev/null 2>&1 \
-                    && ! "$SWARM_PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+            elif [[ ! -x $SWARM_COORD_VENV/bin/python ]] && ! "$_sw_py" -c 'import ensurepip, venv' >/dev/null 2>&1; then
                 _sw_apt+=(python3-venv)
             fi
         fi
@@ -497,8 +504,39 @@ if [[ $_sw_blocked == false ]]; then
         _sw_prov_why=''
         if ! command -v timeout >/dev/null 2>&1; then
             _sw_coord_fail "cannot install the coordinator: timeout (coreutils) is missing, so pip could not be bounded"
+        elif [[ $_sw_coord_uv == true ]]; then
+            # uv at its pin into the user's site (no root needed), then a venv on a Python uv manages
+            # (downloaded once into ~/.local/share/uv), then the coordinator into it. uv reads its
+            # own index variable: a pip mirror the template configures (PIP_INDEX_URL) serves uv too,
+            # exported only around these calls (never to the agents, never in an argv). A Debian
+            # python3 is "externally managed" (PEP 668) and refuses even --user installs unless told
+            # (PIP_BREAK_SYSTEM_PACKAGES, which older pips ignore): --user touches only ~/.local.
+            _sw_uv_have=$("$_sw_py" -m uv --version 2>/dev/null || true)
+            _sw_uv_index=false
+            if [[ -n ${PIP_INDEX_URL-} && -z ${UV_DEFAULT_INDEX-} && -z ${UV_INDEX_URL-} ]]; then
+                export UV_DEFAULT_INDEX=$PIP_INDEX_URL
+                _sw_uv_index=true
+            fi
+            if { [[ "$_sw_uv_have " == "uv ${SWARM_UV_PIN#uv==} "* ]] \
+                        || { _sw_installer "uv" env PIP_BREAK_SYSTEM_PACKAGES=1 "$_sw_py" -m pip install --user --disable-pip-version-check \
+                                --no-input --quiet -- "$SWARM_UV_PIN" && _sw_installed+=("$SWARM_UV_PIN"); }; } \
+                    && { [[ -x $SWARM_COORD_VENV/bin/python ]] \
+                        || _sw_installer "coordinator python" "$_sw_py" -m uv venv --quiet \
+                            --python "$SWARM_COORD_PYTHON" -- "$SWARM_COORD_VENV"; } \
+                    && _sw_installer "coordinator" "$_sw_py" -m uv pip install --quiet \
+                        --python "$SWARM_COORD_VENV/bin/python" -- "$SWARM_COORD_INSTALL" \
+                    && [[ -x $SWARM_COORD_BIN/claudeswarm ]]; then
+                printf '%s' "$SWARM_COORD_INSTALL" > "$_sw_marker"
+                _sw_coord_installed=true
+                _sw_installed+=("$SWARM_COORD_INSTALL")
+            else
+                [[ -x $SWARM_COORD_BIN/claudeswarm ]] || _sw_prov_why=${_sw_prov_why:-"no claudeswarm in $SWARM_COORD_BIN afterwards"}
+                _sw_last=$(tail -n 3 -- "$_sw_prov_log" 2>/dev/null | tr '\n' ' ' || true)
+                _sw_coord_fail "installing the coordinator failed (with uv: python3 is older than $SWARM_COORD_PYTHON): $SWARM_COORD_INSTALL ($_sw_prov_why; see $_sw_prov_log): ${_sw_last:0:300}"
+            fi
+            if [[ $_sw_uv_index == true ]]; then unset UV_DEFAULT_INDEX; fi
         elif { [[ -x $SWARM_COORD_VENV/bin/python ]] \
-                    || _sw_installer "coordinator venv" "$SWARM_PYTHON" -m venv -- "$SWARM_COORD_VENV"; } \
+                    || _sw_installer "coordinator venv" "$_sw_py" -m venv -- "$SWARM_COORD_VENV"; } \
                 && _sw_installer "coordinator" "$SWARM_COORD_VENV/bin/python" -m pip install \
                     --disable-pip-version-check --no-input --quiet -- "$SWARM_COORD_INSTALL" \
                 && [[ -x $SWARM_COORD_BIN/claudeswarm ]]; then

@@ -113,7 +113,7 @@ def plan(ref: ResourceRef, spec: SwarmSandboxSpec, envs: Mapping[str, str],
         args=list(spec.agent.args),
         env_names=sorted(n for n in envs if not n.startswith(bootstrap.SECRET_ENV_PREFIX)),
         coordinator_enabled=spec.coordinator.enabled,
-        coordinator_install=spec.coordinator.install,
+        coordinator_install=spec.coordinator.install or settings.coordinator_install,
         ready_timeout_s=settings.ready_timeout_seconds,
         restart_dead=spec.health_check.restart_dead_agents,
         max_restarts=spec.health_check.max_restarts,
@@ -191,9 +191,13 @@ async def initialise(
     for attempt in range(1, settings.init_attempts + 1):
         started = time.monotonic()
         try:
+            # The first run on a template that lacks tmux, the agent CLI or the coordinator installs
+            # them, each installer bounded by the script: allow all of it, or the run is cut before
+            # it can report. Later runs install nothing and return as fast as before.
             result = await backend.run(
                 sandbox.id, script, envs=envs,
-                timeout_s=settings.ready_timeout_seconds + settings.command_timeout_seconds,
+                timeout_s=settings.ready_timeout_seconds + settings.command_timeout_seconds
+                + setup_plan.provision_budget_s,
             )
             metrics = book.status.metrics or MetricsStatus()
             metrics.commands_executed += 1
@@ -217,7 +221,12 @@ async def initialise(
             book.step("init", time.monotonic() - started)
             book.runtime.metrics.sandbox_initialised(time.monotonic() - started)
             for name, seconds in report.steps.items():
-                book.step(f"init.{name}", seconds)
+                # provision is its own step: what a prebuilt template saves is read at a glance.
+                book.step(name if name == "provision" else f"init.{name}", seconds)
+            if report.installed:
+                book.event("Normal", Reason.PROVISIONED,
+                           f"installed {', '.join(report.installed)} at start; skip this with "
+                           f"`swarm-operator template --build`")
             record_agents(book, spec, report.panes, report.agents.ready, report.restarted)
             record_tools(book, spec, report)
             await _refuse_unfixable(book, backend, sandbox, report)

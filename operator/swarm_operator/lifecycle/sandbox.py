@@ -15,6 +15,7 @@ kill it when it must go — the rules that keep a resource at exactly one billin
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -34,6 +35,11 @@ from swarm_operator.names import TAG_NAME, TAG_NAMESPACE, TAG_OPERATOR, TAG_UID,
 logger = logging.getLogger("swarm_operator.lifecycle")
 
 _IDENTITY_MARK = "swarm-identity"
+#: The identity check asks up to this many times (0.25 s, then doubling between looks), within
+#: IDENTITY_WAIT_S in all, before it calls a sandbox an impostor.
+IDENTITY_ATTEMPTS = 5
+IDENTITY_FIRST_DELAY_S = 0.25
+IDENTITY_WAIT_S = 5.0
 #: One envd call: the sandbox's id as E2B set it inside, and the uid the operator gave it at create.
 IDENTITY_SCRIPT = f'printf \'{_IDENTITY_MARK} %s %s\\n\' "${{E2B_SANDBOX_ID-}}" "${{{UID_ENV}-}}"'
 
@@ -400,14 +406,26 @@ async def identity_ok(book: StatusBook, backend: SandboxBackend, sandbox: Sandbo
     if memory.verified == sandbox.id:
         return True
     started = time.monotonic()
-    result = await backend.run(sandbox.id, IDENTITY_SCRIPT, timeout_s=30)
-    # Prometheus only: status keeps the steps a person reads (create, init).
+    seen: list[str] | None = None
+    # envd fills E2B_SANDBOX_ID from MMDS asynchronously after start (e2b-dev/infra
+    # packages/envd/internal/host/mmds.go), so a look right after create may see nothing, or a
+    # template's stale value: ask again a few times, within IDENTITY_WAIT_S, before calling it a
+    # mismatch. A sandbox that never answers rightly still gets no secret.
+    for attempt in range(IDENTITY_ATTEMPTS):
+        if attempt:
+            await asyncio.sleep(min(IDENTITY_FIRST_DELAY_S * 2 ** (attempt - 1),
+                                    max(0.0, started + IDENTITY_WAIT_S - time.monotonic())))
+        result = await backend.run(sandbox.id, IDENTITY_SCRIPT, timeout_s=30)
+        seen = next((line.split(" ")[1:] for line in reversed(result.stdout.splitlines())
+                     if line.startswith(_IDENTITY_MARK + " ")), None)
+        if seen == [sandbox.id, ref.uid]:
+            # Prometheus only: status keeps the steps a person reads (create, init).
+            book.runtime.metrics.step("identity", time.monotonic() - started)
+            memory.verified = sandbox.id
+            return True
+        if time.monotonic() - started >= IDENTITY_WAIT_S:
+            break
     book.runtime.metrics.step("identity", time.monotonic() - started)
-    seen = next((line.split(" ")[1:] for line in reversed(result.stdout.splitlines())
-                 if line.startswith(_IDENTITY_MARK + " ")), None)
-    if seen == [sandbox.id, ref.uid]:
-        memory.verified = sandbox.id
-        return True
     logger.warning("sandbox %s failed the identity check (inside it answers as %s)", sandbox.id,
                    "a different sandbox" if seen else "nothing parsable",
                    extra={**ref.log_extra, "sandbox_id": sandbox.id, "step": "identity"})

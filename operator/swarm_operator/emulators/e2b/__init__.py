@@ -9,9 +9,10 @@ Point the unmodified ``e2b`` SDK at it with ``E2B_API_URL`` and ``E2B_SANDBOX_UR
 - ``GET /_emulator/sandboxes/{id}`` (also: ``stockTemplate``, ``toolsHidden``, ``installs`` made by the
   stand-in package managers, the effective ``egress``), ``POST /_emulator/reset``,
   ``GET|POST /_emulator/config``;
-- ``GET /_pypi/simple/claude-swarm/`` and ``/_pypi/files/*.whl``: EMULATOR ONLY, a PEP 503 index
-  serving a stand-in coordinator wheel (CLI ``claudeswarm``); every sandbox gets ``PIP_INDEX_URL``
-  pointing at it so ``pip install claude-swarm==X`` works offline.
+- ``GET /_pypi/simple/{claude-swarm,uv}/`` and ``/_pypi/files/*.whl``: EMULATOR ONLY, a PEP 503 index
+  serving stand-in wheels of the coordinator (CLI ``claudeswarm``) and of uv (``python3 -m uv``, for a
+  managed Python on a template older than the coordinator needs); every sandbox gets ``PIP_INDEX_URL``
+  pointing at it so ``pip install claude-swarm==X`` and ``pip install --user uv==X`` work offline.
 
 Its defaults follow the real service (see :class:`E2BEmulator` and ``_templates``); a test that needs
 the old permissive behaviour names the knob (``stock_templates=False``, ``permissive_egress=True``,

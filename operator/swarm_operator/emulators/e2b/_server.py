@@ -430,7 +430,7 @@ class E2BEmulator:
     async def _pypi_project(self, request: web.Request) -> web.Response:
         page = index_page(request.match_info["project"])
         if page is None:
-            return web.Response(status=404, text="not found (the e2b emulator serves claude-swarm only)")
+            return web.Response(status=404, text="not found (the e2b emulator serves claude-swarm and uv only)")
         return web.Response(text=page, content_type="text/html")
 
     async def _pypi_file(self, request: web.Request) -> web.Response:

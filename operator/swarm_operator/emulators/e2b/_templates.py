@@ -17,8 +17,9 @@ and HIDES from them inside the sandbox's private mount namespace (``_isolation``
 Any other template name stands for a user's own template (``swarm-operator template --build``): the
 host's tools as they are, plus ``home_template`` — which is how tests opt into tools by name.
 
-The coordinator (PyPI ``claude-swarm``, CLI ``claudeswarm``) is served as a stand-in wheel from the
-emulator's own ``/_pypi/simple/`` index; every sandbox gets ``PIP_INDEX_URL`` pointing there. That
+The coordinator (PyPI ``claude-swarm``, CLI ``claudeswarm``) and ``uv`` (for a managed Python when
+``python3`` is older than the coordinator needs) are served as stand-in wheels from the emulator's own
+``/_pypi/simple/`` index; every sandbox gets ``PIP_INDEX_URL`` pointing there. That
 variable exists only in the emulator (a real sandbox reaches pypi.org).
 """
 
@@ -48,6 +49,9 @@ APT_PRESENT = ("build-essential", "curl", "git", "util-linux", "gh", "nodejs", "
 CLAUDE_CODE_PACKAGE = "@anthropic-ai/claude-code"
 #: The coordinator's PyPI name; its wheel carries the ``claudeswarm`` stand-in.
 COORDINATOR_PROJECT = "claude-swarm"
+#: uv's PyPI name; its stand-in wheel carries ``uv/__main__.py`` (``bin/uv``): the setup script
+#: installs uv with pip when the template's python3 is older than the coordinator needs.
+UV_PROJECT = "uv"
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ _VERSION = re.compile(r"^[0-9]+(\.[0-9]+){0,3}$")
 #: Versions the index lists for the coordinator: any pin of the form M.m.p within these bounds is
 #: installable (the operator pins an exact version; the emulator cannot know which ahead of time).
 _LISTED = [f"{a}.{b}.{c}" for a in range(0, 3) for b in range(0, 21) for c in range(0, 21)]
+_UV_LISTED = [f"0.{b}.{c}" for b in range(0, 21) for c in range(0, 31)]
 
 
 def normalise(project: str) -> str:
@@ -89,25 +94,38 @@ def wheel_name(version: str) -> str:
 
 def index_page(project: str) -> str | None:
     """The PEP 503 project page (None: no such project — pip then says it found no version)."""
-    if normalise(project) != COORDINATOR_PROJECT:
+    project = normalise(project)
+    if project not in (COORDINATOR_PROJECT, UV_PROJECT):
         return None
-    links = "\n".join(f'<a href="../../files/{wheel_name(v)}">{wheel_name(v)}</a><br/>' for v in _LISTED)
-    return f"<!DOCTYPE html>\n<html><body><h1>{html.escape(COORDINATOR_PROJECT)}</h1>\n{links}\n</body></html>\n"
+    dist = project.replace("-", "_")
+    names = [f"{dist}-{v}-py3-none-any.whl" for v in (_LISTED if project == COORDINATOR_PROJECT else _UV_LISTED)]
+    links = "\n".join(f'<a href="../../files/{n}">{n}</a><br/>' for n in names)
+    return f"<!DOCTYPE html>\n<html><body><h1>{html.escape(project)}</h1>\n{links}\n</body></html>\n"
 
 
 def coordinator_wheel(filename: str) -> bytes | None:
-    """A wheel that installs the ``claudeswarm`` stand-in as a script (built on demand, in memory)."""
-    match = re.fullmatch(r"claude_swarm-([0-9.]+)-py3-none-any\.whl", filename)
-    if match is None or not _VERSION.match(match.group(1)):
+    """A stand-in wheel, built on demand in memory: ``claude-swarm`` installs the ``claudeswarm``
+    stand-in as a script; ``uv`` installs the package ``uv`` whose ``__main__`` is the uv stand-in
+    (``python3 -m uv``, as the real wheel offers)."""
+    match = re.fullmatch(r"(claude_swarm|uv)-([0-9.]+)-py3-none-any\.whl", filename)
+    if match is None or not _VERSION.match(match.group(2)):
         return None
-    version = match.group(1)
-    script = (PLAYGROUND_DIR / "claudeswarm").read_bytes()
-    dist = f"claude_swarm-{version}"
+    version = match.group(2)
+    dist = f"{match.group(1)}-{version}"
+    if match.group(1) == "uv":
+        project, payload = UV_PROJECT, {
+            "uv/__init__.py": b"",
+            "uv/__main__.py": (STANDIN_DIR / "uv").read_bytes(),
+        }
+    else:
+        project, payload = COORDINATOR_PROJECT, {
+            f"{dist}.data/scripts/claudeswarm": (PLAYGROUND_DIR / "claudeswarm").read_bytes(),
+        }
     files = {
-        f"{dist}.data/scripts/claudeswarm": script,
+        **payload,
         f"{dist}.dist-info/METADATA": (
-            f"Metadata-Version: 2.1\nName: {COORDINATOR_PROJECT}\nVersion: {version}\n"
-            "Summary: STAND-IN for claude-swarm served by the E2B emulator (not the real tool)\n").encode(),
+            f"Metadata-Version: 2.1\nName: {project}\nVersion: {version}\n"
+            f"Summary: STAND-IN for {project} served by the E2B emulator (not the real tool)\n").encode(),
         f"{dist}.dist-info/WHEEL": (
             "Wheel-Version: 1.0\nGenerator: swarm-operator-e2b-emulator\nRoot-Is-Purelib: true\n"
             "Tag: py3-none-any\n").encode(),
