@@ -264,7 +264,8 @@ class Playground:
         home = self._dir / "sandbox-home"
         bin_dir = home / ".local" / "bin"
         bin_dir.mkdir(parents=True)
-        for asset in resources.files("swarm_operator.emulators").joinpath("playground", "bin").iterdir():
+        # The stand-ins ship with the test bed (never in the image); `dev` checked it is installed.
+        for asset in resources.files("swarm_testbed").joinpath("playground", "bin").iterdir():
             target = bin_dir / asset.name
             target.write_bytes(asset.read_bytes())
             target.chmod(0o755)

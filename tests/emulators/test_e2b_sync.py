@@ -15,7 +15,7 @@ import pytest
 from e2b import CommandExitException, Sandbox, SandboxQuery, SandboxState
 from e2b.exceptions import AuthenticationException, NotFoundException, SandboxException
 
-from swarm_operator.emulators.e2b import EmulatorThread
+from swarm_testbed.e2b import EmulatorThread
 
 pytestmark = pytest.mark.timeout(60)
 

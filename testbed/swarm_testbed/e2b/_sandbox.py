@@ -22,8 +22,8 @@ import termios
 from dataclasses import dataclass, field
 from typing import Any
 
-from swarm_operator.emulators.e2b._connect import RPCError
-from swarm_operator.emulators.e2b._isolation import (
+from swarm_testbed.e2b._connect import RPCError
+from swarm_testbed.e2b._isolation import (
     MARKER_VAR,
     SANDBOX_HOME,
     SandboxFS,
