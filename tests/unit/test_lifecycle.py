@@ -1,4 +1,4 @@
-"""The lifecycle as plain functions, without kopf: a scripted fake backend, recorded status writes."""
+"""The lifecycle as plain functions, without kopf: the public MockBackend scripted, recorded status writes."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ import pytest
 from swarm_operator import lifecycle
 from swarm_operator.backend import (
     AuthenticationFailed,
+    BackendError,
     BackendUnavailable,
     CommandResult,
+    MockBackend,
     SandboxInfo,
-    SandboxNotFound,
 )
 from swarm_operator.bootstrap._report import MARK_BEGIN, MARK_END
 from swarm_operator.config import Settings
@@ -47,52 +48,19 @@ def _report(desired: int, ready: int) -> str:
     return f"{MARK_BEGIN}\n{json.dumps(body)}\n{MARK_END}\n"
 
 
-@dataclass
-class FakeBackend:
-    """Scripted in memory: ``ready_per_run`` says how many agents each setup run brings up."""
+class FakeBackend(MockBackend):
+    """The public mock, scripted: ``ready_per_run`` says how many agents each setup run brings up;
+    the identity probe is answered as the sandbox it is."""
 
-    ready_per_run: list[int] = field(default_factory=list)
-    sandboxes: dict[str, SandboxInfo] = field(default_factory=dict)
-    killed: list[str] = field(default_factory=list)
-    timeouts: list[tuple[str, int]] = field(default_factory=list)
-    list_error: Exception | None = None
-    counter: int = 0
+    def __init__(self, ready_per_run: list[int] | None = None, list_error: BackendError | None = None) -> None:
+        super().__init__(self._answer, errors={"list": list_error} if list_error else None)
+        self.ready_per_run = list(ready_per_run or [])
 
-    def add(self, uid: str, started_at: datetime | None = None) -> str:
-        self.counter += 1
-        sid = f"sbx-{self.counter}"
-        now = started_at or datetime.now(timezone.utc)
-        self.sandboxes[sid] = SandboxInfo(sid, "base", {TAG_UID: uid}, now,
-                                          now + timedelta(seconds=600), "running")
-        return sid
-
-    async def create(self, template: str, metadata: Mapping[str, str], envs: Any = None, *,
-                     timeout_s: int, **_: Any) -> SandboxInfo:
-        return self.sandboxes[self.add(metadata[TAG_UID])]
-
-    async def list(self, metadata: Mapping[str, str], state: str = "both", **_: Any) -> list[SandboxInfo]:
-        if self.list_error is not None:
-            raise self.list_error
-        return [s for s in self.sandboxes.values()
-                if all(s.metadata.get(k) == v for k, v in metadata.items())]
-
-    async def kill(self, sandbox_id: str, **_: Any) -> bool:
-        self.killed.append(sandbox_id)
-        return self.sandboxes.pop(sandbox_id, None) is not None
-
-    async def set_timeout(self, sandbox_id: str, timeout_s: int, **_: Any) -> None:
-        if sandbox_id not in self.sandboxes:
-            raise SandboxNotFound(f"sandbox {sandbox_id} is gone", sandbox_id=sandbox_id)
-        self.timeouts.append((sandbox_id, timeout_s))
-
-    async def run(self, sandbox_id: str, script: str, envs: Any = None, **_: Any) -> CommandResult:
-        if script == IDENTITY_SCRIPT:  # answers as the sandbox it is
-            uid = self.sandboxes[sandbox_id].metadata[TAG_UID]
-            return CommandResult(0, f"swarm-identity {sandbox_id} {uid}\n")
+    def _answer(self, sandbox: SandboxInfo, script: str, envs: Mapping[str, str]) -> CommandResult:
+        if script == IDENTITY_SCRIPT:
+            return CommandResult(0, f"swarm-identity {sandbox.id} {sandbox.metadata[TAG_UID]}\n")
         ready = self.ready_per_run.pop(0) if self.ready_per_run else 2
         return CommandResult(0, _report(2, ready))
-
-    async def resume(self, sandbox_id: str, timeout_s: int, **_: Any) -> None: ...
 
 
 class FakeSecrets:
@@ -190,8 +158,8 @@ async def test_retry_on_same_sandbox_recovers_within_budget() -> None:
 
 async def test_duplicates_are_killed_keeping_the_tracked_one() -> None:
     backend, recorder = FakeBackend(), Recorder()
-    early = backend.add(REF.uid, datetime.now(timezone.utc) - timedelta(minutes=5))
-    tracked = backend.add(REF.uid)
+    early = backend.add({TAG_UID: REF.uid}, datetime.now(timezone.utc) - timedelta(minutes=5))
+    tracked = backend.add({TAG_UID: REF.uid})
     status = {"sandbox": {"id": tracked}}
     await lifecycle.reconcile(REF, _spec(SPEC), _status(status), _runtime(backend, recorder))
     assert backend.killed == [early]
@@ -200,7 +168,7 @@ async def test_duplicates_are_killed_keeping_the_tracked_one() -> None:
 
 async def test_adopts_an_untracked_tagged_sandbox_instead_of_creating() -> None:
     backend, recorder = FakeBackend(), Recorder()
-    orphan = backend.add(REF.uid)
+    orphan = backend.add({TAG_UID: REF.uid})
     await lifecycle.reconcile(REF, _spec(SPEC), _status(None), _runtime(backend, recorder))
     assert list(backend.sandboxes) == [orphan]
     assert _conditions(recorder.status())["SandboxCreated"]["reason"] == "Adopted"
@@ -244,7 +212,7 @@ async def test_ttl_reached_kills_the_sandbox_and_fails_as_expired() -> None:
     runtime = _runtime(backend, recorder)
     runtime.remember(REF.uid).api_key = KEY
     started = datetime.now(timezone.utc) - timedelta(seconds=120)
-    sid = backend.add(REF.uid, started)
+    sid = backend.add({TAG_UID: REF.uid}, started)
     status = {"sandbox": {"id": sid, "startedAt": started.isoformat()}}
     await lifecycle.renew_lease(REF, _spec({**SPEC, "ttlSeconds": 60}), _status(status), runtime)
     assert backend.killed == [sid]
@@ -257,7 +225,7 @@ async def test_lease_renewal_never_goes_past_the_ttl() -> None:
     runtime = _runtime(backend, recorder)
     runtime.remember(REF.uid).api_key = KEY
     started = datetime.now(timezone.utc) - timedelta(seconds=30)
-    sid = backend.add(REF.uid, started)
+    sid = backend.add({TAG_UID: REF.uid}, started)
     status = {"sandbox": {"id": sid, "startedAt": started.isoformat()}}
     await lifecycle.renew_lease(REF, _spec({**SPEC, "ttlSeconds": 100}), _status(status), runtime)
     [(renewed, seconds)] = backend.timeouts
@@ -266,7 +234,7 @@ async def test_lease_renewal_never_goes_past_the_ttl() -> None:
 
 async def test_delete_kills_every_tagged_sandbox_and_tolerates_gone_ones() -> None:
     backend, recorder = FakeBackend(), Recorder()
-    a, b = backend.add(REF.uid), backend.add(REF.uid)
+    a, b = backend.add({TAG_UID: REF.uid}), backend.add({TAG_UID: REF.uid})
     await lifecycle.delete(REF, _spec(SPEC), _status({"sandbox": {"id": "sbx-already-gone"}}), _runtime(backend, recorder))
     assert sorted(backend.killed) == sorted([a, b, "sbx-already-gone"])
     assert not backend.sandboxes
@@ -290,7 +258,7 @@ async def test_delete_of_a_refused_spec_still_honours_its_orphan_policy() -> Non
     backend, recorder = FakeBackend(), Recorder()
     runtime = _runtime(backend, recorder)
     runtime.remember(REF.uid).api_key = KEY
-    sid = backend.add(REF.uid)
+    sid = backend.add({TAG_UID: REF.uid})
     body = {**SPEC, "agents": "many", "deletionPolicy": "Orphan"}
     with pytest.raises(InvalidSpecError) as parsed:
         _spec(body)

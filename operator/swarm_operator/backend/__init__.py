@@ -9,6 +9,9 @@ Typical use::
 
 Every method raises only :class:`BackendError` subclasses, each with a stable ``reason`` (a
 condition reason), an actionable ``message``, ``transient`` and ``retry_after_s``.
+
+:class:`MockBackend` is the seam's in-memory implementation for tests (httpx's MockTransport is the
+model): sandboxes in a dict, scripts answered by a handler, errors injected by method name.
 """
 
 from ._e2b import (
@@ -34,6 +37,7 @@ from ._errors import (
     TemplateNotFound,
     classify,
 )
+from ._mock import MockBackend, ScriptHandler
 from ._protocol import (
     BackendTimeouts,
     CallObserver,
@@ -61,6 +65,7 @@ __all__ = [
     "E2BBackend",
     "EgressPolicy",
     "InvalidRequest",
+    "MockBackend",
     "OutputLimitExceeded",
     "QuotaExceeded",
     "RateLimited",
@@ -69,6 +74,7 @@ __all__ = [
     "SandboxInfo",
     "SandboxNotFound",
     "SandboxState",
+    "ScriptHandler",
     "StateFilter",
     "TemplateAccessDenied",
     "TemplateNotFound",
