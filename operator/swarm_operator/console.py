@@ -289,25 +289,26 @@ def _when(value: Any, now: datetime) -> str:
 # ----- the sandbox side ---------------------------------------------------------------------------
 def connect(swarm: Swarm) -> Any:
     """The swarm's sandbox through the (synchronous) E2B SDK, with E2B failures as one line."""
-    from e2b import Sandbox
+    from swarm_operator.backend import connect_sync
 
     sandbox_id, key = swarm.sandbox_id, api_key(swarm)
     with _e2b_errors(sandbox_id):
-        return Sandbox.connect(sandbox_id, api_key=key)
+        return connect_sync(sandbox_id, key)
 
 
 @contextlib.contextmanager
 def _e2b_errors(sandbox_id: str) -> Iterator[None]:
-    from e2b import exceptions
+    from swarm_operator.backend import sdk_errors
 
+    errors = sdk_errors()
     try:
         yield
-    except exceptions.AuthenticationException:
+    except errors.authentication:
         raise ConsoleError("E2B refused the API key from the swarm's Secret; put a valid key in it") from None
-    except exceptions.NotFoundException:
+    except errors.not_found:
         raise ConsoleError(f"sandbox {sandbox_id} no longer exists; the operator will replace or "
                            "report it (see `swarm-operator status`)") from None
-    except exceptions.SandboxException as exc:
+    except errors.sandbox as exc:
         raise ConsoleError(f"E2B: {_first_line(exc)}") from None
     except OSError as exc:
         url = os.environ.get("E2B_API_URL", "https://api.e2b.app")
@@ -381,10 +382,9 @@ def attach(swarm: Swarm, *, stdin: IO[bytes] | None = None, stdout: IO[bytes] | 
     The local terminal is put in raw mode so every key (Ctrl-C, the tmux prefix, arrows) reaches the
     panes; the window size follows SIGWINCH. Returns 0 on detach, else the remote client's exit code.
     """
-    from e2b.sandbox.commands.command_handle import PtySize
-    from e2b.exceptions import SandboxException
-    from e2b.sandbox.commands.command_handle import CommandExitException
+    from swarm_operator.backend import pty_size, sdk_errors
 
+    errors = sdk_errors()
     stdin = stdin or sys.stdin.buffer
     stdout = stdout or sys.stdout.buffer
     in_fd, out_fd = stdin.fileno(), stdout.fileno()
@@ -395,12 +395,12 @@ def attach(swarm: Swarm, *, stdin: IO[bytes] | None = None, stdout: IO[bytes] | 
             cols, rows = os.get_terminal_size(out_fd)
         except OSError:
             cols, rows = 80, 24
-        return PtySize(rows=rows, cols=cols)
+        return pty_size(rows, cols)
 
     with _e2b_errors(swarm.sandbox_id):
         try:
             handle = sandbox.pty.create(size(), timeout=0, envs={"TERM": os.environ.get("TERM", "xterm-256color")})
-        except SandboxException as exc:
+        except errors.sandbox as exc:
             if "unimplemented" in str(exc).lower() or "not emulated" in str(exc).lower():
                 raise ConsoleError(f"this E2B endpoint does not offer terminals (PTY): {_first_line(exc)}") from None
             raise
@@ -420,8 +420,8 @@ def attach(swarm: Swarm, *, stdin: IO[bytes] | None = None, stdout: IO[bytes] | 
         try:
             handle.wait(on_pty=show)
             result["exit"] = 0
-        except CommandExitException as exc:
-            result["exit"] = exc.exit_code or 1
+        except errors.command_exit as exc:
+            result["exit"] = getattr(exc, "exit_code", None) or 1
         except Exception:  # the stream broke (sandbox gone, network): report failure, not a hang
             result["exit"] = 1
         finally:

@@ -12,6 +12,10 @@ condition reason), an actionable ``message``, ``transient`` and ``retry_after_s`
 
 :class:`MockBackend` is the seam's in-memory implementation for tests (httpx's MockTransport is the
 model): sandboxes in a dict, scripts answered by a handler, errors injected by method name.
+
+The package is the only importer of the ``e2b`` SDK (an import-linter contract): besides the seam, it
+holds the SDK calls of ``swarm-operator template`` (``_template.py``) and of the console's ``logs`` and
+``attach``, which use the SDK's synchronous client at a terminal (``_terminal.py``).
 """
 
 from ._e2b import (
@@ -49,6 +53,8 @@ from ._protocol import (
     StateFilter,
 )
 from ._retry import NO_RETRY, RetryPolicy, backoff_delay, call_with_retry
+from ._template import build_template, new_template, render_template
+from ._terminal import SdkErrors, connect_sync, pty_size, sdk_errors
 
 __all__ = [
     "ALL_TRAFFIC",
@@ -74,14 +80,21 @@ __all__ = [
     "SandboxInfo",
     "SandboxNotFound",
     "SandboxState",
+    "SdkErrors",
     "ScriptHandler",
     "StateFilter",
     "TemplateAccessDenied",
     "TemplateNotFound",
     "backoff_delay",
+    "build_template",
     "call_with_retry",
     "classify",
+    "connect_sync",
     "egress_entry_refusal",
     "key_fingerprint",
     "network_request",
+    "new_template",
+    "pty_size",
+    "render_template",
+    "sdk_errors",
 ]
