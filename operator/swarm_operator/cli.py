@@ -296,13 +296,9 @@ def _console(args: argparse.Namespace, action: Callable[[Any], int], *, uses_e2b
 
 def _context_namespace(kubeconfig: str | None) -> str:
     """The current context's namespace, as kubectl picks it; ``default`` when unset or unreadable."""
-    import kubernetes
+    from swarm_operator.cluster.user import context_namespace
 
-    try:
-        _, context = kubernetes.config.list_kube_config_contexts(config_file=kubeconfig)
-    except Exception:  # no kubeconfig: load_swarm reports that properly
-        return "default"
-    return str((context or {}).get("context", {}).get("namespace") or "default")
+    return context_namespace(kubeconfig)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

@@ -25,11 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import IO, Any
 
-import kubernetes
-import urllib3
-
 from swarm_operator import bootstrap
-from swarm_operator.names import GROUP, PLURAL, VERSION
+from swarm_operator.cluster import user as cluster
 
 __all__ = [
     "DETACH_KEY",
@@ -54,7 +51,7 @@ class ConsoleError(Exception):
 class Swarm:
     """One SwarmSandbox as read from the cluster, with the client that read it."""
 
-    api: kubernetes.client.ApiClient
+    api: cluster.ApiClient
     body: dict[str, Any]
 
     @property
@@ -93,50 +90,41 @@ class Swarm:
 
 
 # ----- Kubernetes side ----------------------------------------------------------------------------
-def kube_client(kubeconfig: str | None = None, context: str | None = None) -> kubernetes.client.ApiClient:
+def kube_client(kubeconfig: str | None = None, context: str | None = None) -> cluster.ApiClient:
     """A client for the user's current (or named) kubeconfig context, in-cluster config as a fallback."""
-    configuration = kubernetes.client.Configuration()
     try:
-        kubernetes.config.load_kube_config(config_file=kubeconfig, context=context,
-                                           client_configuration=configuration)
-    except (kubernetes.config.ConfigException, FileNotFoundError, OSError) as exc:
-        try:
-            kubernetes.config.load_incluster_config(client_configuration=configuration)
-        except kubernetes.config.ConfigException:
-            where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
-            raise ConsoleError(f"no usable kubeconfig at {where} ({_first_line(exc)}); set KUBECONFIG "
-                               "or pass --kubeconfig (the playground prints its path)") from None
-    configuration.debug = False
-    configuration.retries = 1  # a cluster that is down should say so at once, not after a retry loop
-    return kubernetes.client.ApiClient(configuration)
+        # retries=1: a cluster that is down should say so at once, not after a retry loop.
+        return cluster.user_client(kubeconfig, context, retries=1)
+    except cluster.KubeconfigError as exc:
+        where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        raise ConsoleError(f"no usable kubeconfig at {where} ({exc}); set KUBECONFIG "
+                           "or pass --kubeconfig (the playground prints its path)") from None
 
 
 @contextlib.contextmanager
-def _kube_errors(api: kubernetes.client.ApiClient, what: str) -> Iterator[None]:
+def _kube_errors(api: cluster.ApiClient, what: str) -> Iterator[None]:
     """Turn transport and authorisation failures of ``what`` into one actionable line."""
     try:
         yield
-    except kubernetes.client.ApiException as exc:
+    except cluster.ClusterUnreachable as exc:
+        raise ConsoleError(f"cannot reach the cluster at {api.configuration.host} "
+                           f"({exc.reason}); is it (or `swarm-operator dev`) running?") from None
+    except cluster.ClusterError as exc:
         if exc.status in (401, 403):
             raise ConsoleError(f"the cluster refused to let you read {what} (HTTP {exc.status}); "
                                "check your kubeconfig's user and its RBAC") from None
-        if exc.status == 0 or exc.status is None:
-            raise ConsoleError(f"cannot reach the cluster at {api.configuration.host}: {exc.reason}")
+        if exc.status == 0:
+            raise ConsoleError(f"cannot reach the cluster at {api.configuration.host}: {exc.reason}") from None
         raise
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
-        raise ConsoleError(f"cannot reach the cluster at {api.configuration.host} "
-                           f"({_first_line(exc)}); is it (or `swarm-operator dev`) running?") from None
 
 
 def load_swarm(name: str, namespace: str, *, kubeconfig: str | None = None) -> Swarm:
     """Read the resource ``namespace/name``; a missing one is a :class:`ConsoleError`."""
     api = kube_client(kubeconfig)
-    custom = kubernetes.client.CustomObjectsApi(api)
     with _kube_errors(api, f"swarm {namespace}/{name}"):
         try:
-            body = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name,
-                                                       _request_timeout=_KUBE_TIMEOUT)
-        except kubernetes.client.ApiException as exc:
+            body = cluster.get_swarm(api, namespace, name, timeout=_KUBE_TIMEOUT)
+        except cluster.ClusterError as exc:
             if exc.status != 404:
                 raise
             raise ConsoleError(f"swarm {namespace}/{name} not found; list them with "
@@ -146,12 +134,8 @@ def load_swarm(name: str, namespace: str, *, kubeconfig: str | None = None) -> S
 
 def events(swarm: Swarm, limit: int = 8) -> list[dict[str, Any]]:
     """The resource's most recent Events, oldest first (as ``kubectl describe`` shows them)."""
-    core = kubernetes.client.CoreV1Api(swarm.api)
     with _kube_errors(swarm.api, f"the Events of {swarm.namespace}/{swarm.name}"):
-        found = core.list_namespaced_event(
-            swarm.namespace, field_selector=f"involvedObject.name={swarm.name}",
-            _request_timeout=_KUBE_TIMEOUT,
-        ).items
+        found = cluster.list_events(swarm.api, swarm.namespace, swarm.name, timeout=_KUBE_TIMEOUT)
     mine = [e for e in found if e.involved_object is not None and e.involved_object.name == swarm.name
             and e.involved_object.uid in (None, swarm.uid)]
     mine.sort(key=lambda e: _event_time(e) or datetime.min.replace(tzinfo=timezone.utc))
@@ -185,11 +169,10 @@ def api_key(swarm: Swarm) -> str:
             raise ConsoleError(f"bad setting: {exc}") from None
         namespace, name, key = (settings.namespace, settings.default_api_key_secret,
                                 settings.default_api_key_secret_key)
-    core = kubernetes.client.CoreV1Api(swarm.api)
     with _kube_errors(swarm.api, f"Secret {namespace}/{name}"):
         try:
-            secret = core.read_namespaced_secret(name, namespace, _request_timeout=_KUBE_TIMEOUT)
-        except kubernetes.client.ApiException as exc:
+            secret = cluster.read_secret(swarm.api, namespace, name, timeout=_KUBE_TIMEOUT)
+        except cluster.ClusterError as exc:
             if exc.status != 404:
                 raise
             raise ConsoleError(

@@ -19,7 +19,7 @@ import kopf
 
 from swarm_operator import lifecycle
 from swarm_operator.backend import BackendPool, BackendTimeouts, SandboxNotFound
-from swarm_operator.cluster import KubeResourceLister, KubeStatusWriter, api_client
+from swarm_operator.cluster import KubeResourceLister, KubeStatusWriter, api_client, core_api
 from swarm_operator.config import Settings
 from swarm_operator.lifecycle import GiveUp, ResourceRef, RetryLater, Runtime
 from swarm_operator.metrics import Metrics, new_registry, start_server
@@ -88,7 +88,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
             output_limit_bytes=config.command_output_limit_bytes,
         ),
         secrets=SecretReader(
-            _core_api(client), timeout_s=config.kube_timeout_seconds,
+            core_api(client), timeout_s=config.kube_timeout_seconds,
             ttl_s=config.secret_check_seconds, max_total_bytes=config.max_secret_bytes,
             operator_wide=[SecretKeyRef(config.namespace, config.default_api_key_secret,
                                         config.default_api_key_secret_key)],
@@ -152,12 +152,6 @@ async def _sweep_forever(runtime: Runtime, lister: KubeResourceLister) -> None:
         if report.killed:
             runtime.metrics.orphan_killed(len(report.killed))
             logger.warning("sweep killed %d orphaned sandbox(es)", len(report.killed))
-
-
-def _core_api(client: Any) -> Any:
-    import kubernetes
-
-    return kubernetes.client.CoreV1Api(client)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
