@@ -11,7 +11,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sized
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -38,13 +38,13 @@ class _KopfEvents:
     """Posts Events through kopf's own queue (batched, retried, off the handler's path)."""
 
     def record(self, ref: ResourceRef, type_: str, reason: str, message: str) -> None:
-        body = {
+        body: kopf.RawBody = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "SwarmSandbox",
             "metadata": {"namespace": ref.namespace, "name": ref.name, "uid": ref.uid},
         }
         try:
-            kopf.event(body, type=type_, reason=reason, message=message)
+            kopf.event(kopf.Body(body), type=type_, reason=reason, message=message)
         except LookupError:  # outside kopf's context (no posting queue): the log line suffices
             pass
 
@@ -133,7 +133,8 @@ async def probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
     if task is not None and task.done():
         raise RuntimeError("the orphan sweeper stopped")
     runtime: Runtime = memo.runtime
-    return {"e2bClients": len(runtime.backends), "resourcesTracked": runtime.tracked()}
+    clients = len(runtime.backends) if isinstance(runtime.backends, Sized) else 0
+    return {"e2bClients": clients, "resourcesTracked": runtime.tracked()}
 
 
 async def _sweep_forever(runtime: Runtime, lister: KubeResourceLister) -> None:
@@ -227,7 +228,7 @@ async def _periodically(
     body: kopf.Body,
     runtime: Runtime,
     name: str,
-    work: Callable[..., Awaitable[None]],
+    work: Callable[..., Awaitable[object]],
     interval: Callable[[], float],
 ) -> None:
     """A per-resource loop: wait, then ``work(ref, spec, status, runtime)`` on the live body.

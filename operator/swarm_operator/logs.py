@@ -85,7 +85,7 @@ class Redactor:
         with self._lock:
             current = self._scopes.get(scope)
             merged = fresh | (current.values if current is not None else frozenset())
-            self._scopes = {**self._scopes, scope: _Scope(merged)}
+            self._scopes = {**self._scopes, scope: _Scope(frozenset(merged))}
 
     def add(self, *values: str) -> None:
         """Register operator-wide values (the operator's own secrets)."""

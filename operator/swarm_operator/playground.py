@@ -380,9 +380,9 @@ class Playground:
             if not remaining:
                 return
             time.sleep(0.2)
-        remaining = [f"{b['metadata']['namespace']}/{b['metadata']['name']}" for b in self._swarms()]
-        if remaining:
-            self._say(f"gave up waiting for {', '.join(remaining)}"
+        left = [f"{b['metadata']['namespace']}/{b['metadata']['name']}" for b in self._swarms()]
+        if left:
+            self._say(f"gave up waiting for {', '.join(left)}"
                       + ("; their E2B leases will expire on their own" if self.e2b == "real" else ""))
 
     def _say(self, line: str) -> None:
@@ -395,7 +395,8 @@ def progress_row(body: Mapping[str, Any]) -> dict[str, str]:
     meta, status = body.get("metadata") or {}, body.get("status") or {}
     agents = status.get("agents") or {}
     steps = (status.get("metrics") or {}).get("stepSeconds") or {}
-    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    ready: Mapping[str, Any] = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
     note = "" if ready.get("status") == "True" else (ready.get("message") or status.get("message") or "")
     return {
         "resource": f"{meta.get('namespace', 'default')}/{meta.get('name')}",

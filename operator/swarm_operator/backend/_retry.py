@@ -54,7 +54,7 @@ NO_RETRY = RetryPolicy(attempts=1)
 
 def backoff_delay(attempt: int, policy: RetryPolicy, rng: Callable[[], float] = random.random) -> float:
     """The full-jitter wait before retry number ``attempt`` (0 for the first retry)."""
-    ceiling = min(policy.max_delay_s, policy.base_delay_s * (2 ** min(attempt, 32)))
+    ceiling = min(policy.max_delay_s, policy.base_delay_s * (2.0 ** min(attempt, 32)))
     return ceiling * rng()
 
 

@@ -82,7 +82,14 @@ class KubeResourceLister:
             pages = [self._api.list_namespaced_custom_object(
                 GROUP, VERSION, namespace, PLURAL, _request_timeout=self._timeout_s)
                 for namespace in self._namespaces]
-        return {item["metadata"]["uid"] for page in pages for item in page.get("items", [])}
+        return {item["metadata"]["uid"] for page in pages for item in json_object(page).get("items", [])}
+
+
+def json_object(value: object) -> dict[str, Any]:
+    """A custom-object call's answer (the client types it ``object``): the decoded JSON object."""
+    if not isinstance(value, dict):
+        raise TypeError(f"the API server answered {type(value).__name__}, not a JSON object")
+    return value
 
 
 def core_api(client: ApiClient) -> kubernetes.client.CoreV1Api:

@@ -16,6 +16,7 @@ from typing import Any
 import kubernetes
 import urllib3
 
+from swarm_operator.cluster._operator import json_object
 from swarm_operator.names import GROUP, PLURAL, VERSION
 
 #: The client handle callers pass back in; its ``configuration.host`` names the cluster.
@@ -93,9 +94,9 @@ def context_namespace(kubeconfig: str | None) -> str:
 def get_swarm(api: ApiClient, namespace: str, name: str, *, timeout: Any) -> dict[str, Any]:
     """One SwarmSandbox's body."""
     with _api_errors():
-        body: dict[str, Any] = kubernetes.client.CustomObjectsApi(api).get_namespaced_custom_object(
+        body = kubernetes.client.CustomObjectsApi(api).get_namespaced_custom_object(
             GROUP, VERSION, namespace, PLURAL, name, _request_timeout=timeout)
-    return body
+    return json_object(body)
 
 
 def list_swarms(api: ApiClient, *, timeout: Any) -> list[dict[str, Any]]:
@@ -103,7 +104,7 @@ def list_swarms(api: ApiClient, *, timeout: Any) -> list[dict[str, Any]]:
     with _api_errors():
         listed = kubernetes.client.CustomObjectsApi(api).list_cluster_custom_object(
             GROUP, VERSION, PLURAL, _request_timeout=timeout)
-    return list(listed.get("items") or [])
+    return [json_object(item) for item in json_object(listed).get("items") or []]
 
 
 def delete_swarm(api: ApiClient, namespace: str, name: str, *, timeout: Any) -> None:
@@ -127,7 +128,8 @@ def read_secret(api: ApiClient, namespace: str, name: str, *, timeout: Any) -> A
 
 def create_namespace(api: ApiClient, name: str, *, timeout: Any) -> None:
     with _api_errors():
-        kubernetes.client.CoreV1Api(api).create_namespace({"metadata": {"name": name}}, _request_timeout=timeout)
+        namespace = kubernetes.client.V1Namespace(metadata=kubernetes.client.V1ObjectMeta(name=name))
+        kubernetes.client.CoreV1Api(api).create_namespace(namespace, _request_timeout=timeout)
 
 
 class UnknownKind(Exception):
