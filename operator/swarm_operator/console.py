@@ -232,7 +232,7 @@ def format_status(swarm: Swarm, recent: Sequence[Mapping[str, Any]], now: dateti
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    return ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)) for row in [header, *rows]]
+    return ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)) for row in [header, *rows]]
 
 
 def _parse_time(value: Any) -> datetime | None:

@@ -415,4 +415,4 @@ def render_table(rows: Sequence[Mapping[str, str]]) -> list[str]:
         return ["(no SwarmSandbox resources yet)"]
     table = [[c.upper() for c in columns]] + [[row[c] for c in columns] for row in rows]
     widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in table]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)).rstrip() for r in table]

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from e2b import CommandExitException, Sandbox, SandboxQuery, SandboxState
-from e2b.exceptions import AuthenticationException, NotFoundException, SandboxException
+from e2b.exceptions import AuthenticationException, NotFoundException
 
 from swarm_testbed.e2b import EmulatorThread
 

@@ -125,9 +125,9 @@ def test_dockerfile_keeps_its_promises() -> None:
 
 
 def test_dockerignore_admits_only_the_build_inputs() -> None:
-    lines = [l for l in (ROOT / ".dockerignore").read_text().splitlines() if l and not l.startswith("#")]
+    lines = [x for x in (ROOT / ".dockerignore").read_text().splitlines() if x and not x.startswith("#")]
     assert lines[0] == "*"
-    admitted = {l[1:].rstrip("/") for l in lines if l.startswith("!")}
+    admitted = {x[1:].rstrip("/") for x in lines if x.startswith("!")}
     copied = set()
     for match in re.findall(r"^COPY (?!--from)(.+) \S+$", DOCKERFILE.read_text(), re.M):
         copied |= {Path(p).name if "/" not in p else p for p in match.split()}

@@ -115,7 +115,7 @@ async def _pump_stream(request: web.Request, sandbox: Sandbox, process: Process,
         while True:
             try:
                 event = await asyncio.wait_for(queue.get(), timeout=max(interval, 0.05))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 await response.write(envelope({"event": {"keepalive": {}}}))
                 continue
             if event is GONE:

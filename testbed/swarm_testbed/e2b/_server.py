@@ -336,7 +336,7 @@ class E2BEmulator:
         if kind == "timeout":
             try:
                 await asyncio.wait_for(self._closing.wait(), timeout=self.knobs.fault_hang_seconds)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             return api_error(504, "emulated fault: upstream timed out")
         if kind == "drop":
