@@ -1,4 +1,4 @@
-"""The emulator's serving shell: the CRDs it is given (ours, from the conftest), kubeconfig, clean and quick stops."""
+"""The emulator's serving shell: the CRDs it is given (ours, via the conftest), kubeconfig, quick stops."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The sandbox as a person's terminal: ``swarm-operator logs`` and ``attach`` (see :mod:`swarm_operator.console`).
+"""The sandbox as a person's terminal: ``swarm-operator logs`` and ``attach`` (:mod:`swarm_operator.console`).
 
 Only the backend package imports the ``e2b`` SDK (an import-linter contract), so the console reaches the
 sandbox through here. These calls use the SDK's *synchronous* client: the console is a short-lived
@@ -45,5 +45,6 @@ def sdk_errors() -> SdkErrors:
     from e2b import exceptions
     from e2b.sandbox.commands.command_handle import CommandExitException
 
-    return SdkErrors(authentication=exceptions.AuthenticationException, not_found=exceptions.NotFoundException,
+    return SdkErrors(authentication=exceptions.AuthenticationException,
+                     not_found=exceptions.NotFoundException,
                      sandbox=exceptions.SandboxException, command_exit=CommandExitException)

@@ -93,5 +93,5 @@ def json_object(value: object) -> dict[str, Any]:
 
 
 def core_api(client: ApiClient) -> kubernetes.client.CoreV1Api:
-    """The core API (Secrets, Events) on ``client``: what :class:`~swarm_operator.secrets.SecretReader` reads."""
+    """The core API (Secrets, ConfigMaps) on ``client``, which the operator's Secret reader uses."""
     return kubernetes.client.CoreV1Api(client)

@@ -123,7 +123,8 @@ def list_events(api: ApiClient, namespace: str, involved_name: str, *, timeout: 
 def read_secret(api: ApiClient, namespace: str, name: str, *, timeout: Any) -> Any:
     """The Secret (a ``V1Secret``: ``.data`` holds base64 values)."""
     with _api_errors():
-        return kubernetes.client.CoreV1Api(api).read_namespaced_secret(name, namespace, _request_timeout=timeout)
+        core = kubernetes.client.CoreV1Api(api)
+        return core.read_namespaced_secret(name, namespace, _request_timeout=timeout)
 
 
 def create_namespace(api: ApiClient, name: str, *, timeout: Any) -> None:

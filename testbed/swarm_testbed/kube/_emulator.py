@@ -190,9 +190,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
     """kmock's emulator with the API server's semantics (see the module docstring).
 
     ``crd_dirs``: folders whose ``*.yaml``/``*.yml``/``*.json`` CRDs are served from the start
-    (the test bed knows no product: its user passes the product's CRDs in). ``request_log_limit``: how many recent
-    requests kmock keeps for DSL assertions. ``history_limit``: watch events kept per resource for
-    watches resuming from a resourceVersion (older ones get 410 Gone, as after etcd compaction).
+    (none by default: the test bed knows no product; its user passes the CRDs in).
+    ``request_log_limit``: how many recent requests kmock keeps for DSL assertions.
+    ``history_limit``: watch events kept per resource for watches resuming from a resourceVersion (older ones get 410 Gone, as after etcd compaction).
     """
 
     crd_dirs: Sequence[Path] = ()
