@@ -1,7 +1,9 @@
 """The ``swarm-operator`` command line: thin argument parsing that delegates at once.
 
 Subcommands import what they need lazily, so ``swarm-operator version`` does not pay for kopf, the
-kubernetes client or the E2B SDK, and the emulators (an optional extra) are only imported when used.
+kubernetes client or the E2B SDK. The emulators (``emulate``, ``dev``) live in the test bed, a sibling
+distribution (``swarm_testbed``, in ``testbed/``) that the container image does not ship: they are
+imported only when used, and a one-line error says how to install them when they are missing.
 """
 
 from __future__ import annotations
@@ -157,7 +159,7 @@ def _add_doctor(sub: Any) -> None:
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
-    from swarm_operator import doctor
+    from swarm_operator.backend import doctor
     from swarm_operator.config import Settings, SettingsError
 
     try:
@@ -241,8 +243,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     os._exit(status)
 
 
+#: What to say when a command needs the test bed and it is not installed.
+TESTBED_MISSING = ("needs the test bed (the swarm_testbed package, not in the container image): "
+                   "run scripts/setup, or pip install -e testbed/ from a checkout")
+
+
+def _has_testbed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("swarm_testbed") is not None
+
+
 def _cmd_emulate_e2b(args: argparse.Namespace) -> int:
-    from swarm_operator.emulators.e2b import E2BEmulator
+    if not _has_testbed():
+        print(f"swarm-operator emulate: {TESTBED_MISSING}", file=sys.stderr)
+        return 1
+    from swarm_testbed.e2b import E2BEmulator
 
     async def serve() -> None:
         async with E2BEmulator(
@@ -267,10 +283,17 @@ def _cmd_emulate_e2b(args: argparse.Namespace) -> int:
 
 
 def _cmd_emulate_kube(args: argparse.Namespace) -> int:
-    from swarm_operator.emulators.kube import KubeEmulatorServer
+    if not _has_testbed():
+        print(f"swarm-operator emulate: {TESTBED_MISSING}", file=sys.stderr)
+        return 1
+    from swarm_testbed.kube import KubeEmulatorServer
+
+    from swarm_operator._crd import package_path
 
     async def serve() -> None:
-        async with KubeEmulatorServer(host=args.host, port=args.port) as server:
+        # The test bed knows no product: it serves the CRDs it is given, ours.
+        async with KubeEmulatorServer(host=args.host, port=args.port,
+                                      crd_dirs=[package_path().parent]) as server:
             server.write_kubeconfig(args.kubeconfig)
             print(f"Kubernetes emulator listening on {server.url} (kubeconfig: {args.kubeconfig})",
                   flush=True)
@@ -280,6 +303,9 @@ def _cmd_emulate_kube(args: argparse.Namespace) -> int:
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
+    if not _has_testbed():  # the Kubernetes emulator, even with real E2B
+        print(f"swarm-operator dev: {TESTBED_MISSING}", file=sys.stderr)
+        return 1
     from swarm_operator.playground import Playground, PlaygroundError, default_manifests
 
     try:
@@ -315,13 +341,9 @@ def _console(args: argparse.Namespace, action: Callable[[Any], int], *, uses_e2b
 
 def _context_namespace(kubeconfig: str | None) -> str:
     """The current context's namespace, as kubectl picks it; ``default`` when unset or unreadable."""
-    import kubernetes
+    from swarm_operator.cluster.user import context_namespace
 
-    try:
-        _, context = kubernetes.config.list_kube_config_contexts(config_file=kubeconfig)
-    except Exception:  # no kubeconfig: load_swarm reports that properly
-        return "default"
-    return str((context or {}).get("context", {}).get("namespace") or "default")
+    return context_namespace(kubeconfig)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

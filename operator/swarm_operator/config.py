@@ -315,7 +315,7 @@ class Settings(BaseModel):
         backoffs = sum(self.init_backoff_seconds * 2 ** i for i in range(self.init_attempts - 1))
         need = (1.1 * self.lease_renew_seconds + self.control_timeout_seconds
                 + self.init_attempts * self.ready_timeout_seconds + backoffs)
-        return min(need, self.sandbox_max_lifetime_seconds / 2)
+        return float(min(need, self.sandbox_max_lifetime_seconds / 2))
 
     @field_validator("coordinator_install")
     @classmethod

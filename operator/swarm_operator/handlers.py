@@ -11,7 +11,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sized
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -19,14 +19,14 @@ import kopf
 
 from swarm_operator import lifecycle
 from swarm_operator.backend import BackendPool, BackendTimeouts, SandboxNotFound
-from swarm_operator.cluster import KubeResourceLister, KubeStatusWriter, api_client
+from swarm_operator.cluster import ConfigMapReleaseRecord, KubeResourceLister, KubeStatusWriter, api_client, core_api
 from swarm_operator.config import Settings
 from swarm_operator.lifecycle import GiveUp, ResourceRef, RetryLater, Runtime
 from swarm_operator.metrics import Metrics, new_registry, start_server
 from swarm_operator.model import InvalidSpecError, SwarmSandboxSpec, SwarmSandboxStatus
 from swarm_operator.names import FINALIZER, GROUP, PLURAL, RESUME_ANNOTATION, VERSION
 from swarm_operator.ratelimit import CreationLimiter
-from swarm_operator.released import ConfigMapReleaseRecord
+
 from swarm_operator.secrets import SecretKeyRef, SecretReader
 from swarm_operator.sweeper import Sweeper, keys_in_use
 
@@ -39,13 +39,13 @@ class _KopfEvents:
     """Posts Events through kopf's own queue (batched, retried, off the handler's path)."""
 
     def record(self, ref: ResourceRef, type_: str, reason: str, message: str) -> None:
-        body = {
+        body: kopf.RawBody = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "SwarmSandbox",
             "metadata": {"namespace": ref.namespace, "name": ref.name, "uid": ref.uid},
         }
         try:
-            kopf.event(body, type=type_, reason=reason, message=message)
+            kopf.event(kopf.Body(body), type=type_, reason=reason, message=message)
         except LookupError:  # outside kopf's context (no posting queue): the log line suffices
             pass
 
@@ -89,7 +89,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
             output_limit_bytes=config.command_output_limit_bytes,
         ),
         secrets=SecretReader(
-            _core_api(client), timeout_s=config.kube_timeout_seconds,
+            core_api(client), timeout_s=config.kube_timeout_seconds,
             ttl_s=config.secret_check_seconds, max_total_bytes=config.max_secret_bytes,
             operator_wide=[SecretKeyRef(config.namespace, config.default_api_key_secret,
                                         config.default_api_key_secret_key)],
@@ -137,7 +137,8 @@ async def probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
     if task is not None and task.done():
         raise RuntimeError("the orphan sweeper stopped")
     runtime: Runtime = memo.runtime
-    return {"e2bClients": len(runtime.backends), "resourcesTracked": runtime.tracked()}
+    clients = len(runtime.backends) if isinstance(runtime.backends, Sized) else 0
+    return {"e2bClients": clients, "resourcesTracked": runtime.tracked()}
 
 
 async def _sweep_forever(runtime: Runtime, lister: KubeResourceLister) -> None:
@@ -157,12 +158,6 @@ async def _sweep_forever(runtime: Runtime, lister: KubeResourceLister) -> None:
         if report.killed:
             runtime.metrics.orphan_killed(len(report.killed))
             logger.warning("sweep killed %d orphaned sandbox(es)", len(report.killed))
-
-
-def _core_api(client: Any) -> Any:
-    import kubernetes
-
-    return kubernetes.client.CoreV1Api(client)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -255,7 +250,7 @@ async def _periodically(
     body: kopf.Body,
     runtime: Runtime,
     name: str,
-    work: Callable[..., Awaitable[None]],
+    work: Callable[..., Awaitable[object]],
     interval: Callable[[], float],
 ) -> None:
     """A per-resource loop: wait, then ``work(ref, spec, status, runtime)`` on the live body.

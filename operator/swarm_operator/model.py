@@ -20,6 +20,7 @@ Status models are lenient readers (the operator wrote what they read) and strict
 
 from __future__ import annotations
 
+import collections
 import enum
 import ipaddress
 import math
@@ -488,10 +489,10 @@ class AgentSpec(_Spec):
     @field_validator("env")
     @classmethod
     def _unique_names(cls, env: list[EnvVar]) -> list[EnvVar]:
-        seen: set[str] = set()
-        dupes = [e.name for e in env if e.name in seen or seen.add(e.name)]  # type: ignore[func-returns-value]
+        counts = collections.Counter(e.name for e in env)
+        dupes = sorted(name for name, count in counts.items() if count > 1)
         if dupes:
-            raise ValueError(f"duplicate env names: {', '.join(sorted(set(dupes)))}")
+            raise ValueError(f"duplicate env names: {', '.join(dupes)}")
         return env
 
 

@@ -11,7 +11,8 @@ setup script installs what is missing on the first run (its ``provision`` step),
 The default base is Debian 13 (trixie): its Python 3.13 satisfies claudeswarm (>= 3.12), which
 bookworm's 3.11 does not.
 
-The definition uses the ``e2b`` SDK's template builder, so it can be printed offline (as the
+The definition uses the ``e2b`` SDK's template builder (reached through the backend package, the only
+importer of the SDK), so it can be printed offline (as the
 Dockerfile-like text the SDK derives, or its JSON) and built with the user's API key, which is read
 from the environment (``E2B_API_KEY``), never from the command line.
 
@@ -27,6 +28,7 @@ import shlex
 import sys
 from typing import Any, Final
 
+from swarm_operator.backend import build_template, new_template, render_template
 from swarm_operator.bootstrap import CLAUDE_CODE_PACKAGE, NPM_PINNED
 from swarm_operator.model import COORDINATOR_PIN, is_pinned_install
 
@@ -43,8 +45,6 @@ def definition(*, coordinator: str | None = None, agent_cli: str | None = None, 
     """The template as an ``e2b.AsyncTemplate`` builder chain; None means the operator's own pin (or
     base). Raises ValueError for an unpinned coordinator or agent CLI: a template is built once and
     used for months; it must not drift."""
-    from e2b import AsyncTemplate
-
     coordinator = COORDINATOR_PIN if coordinator is None else coordinator
     agent_cli = CLAUDE_CODE_PACKAGE if agent_cli is None else agent_cli
     base = DEFAULT_BASE if base is None else base
@@ -55,7 +55,7 @@ def definition(*, coordinator: str | None = None, agent_cli: str | None = None, 
     if not NPM_PINNED.match(agent_cli):
         raise ValueError(f"--agent-cli {agent_cli!r} must be an exact npm version, e.g. "
                          f"{CLAUDE_CODE_PACKAGE}")
-    start = AsyncTemplate()
+    start = new_template()
     builder = start.from_template(from_template) if from_template else start.from_image(base)
     return (
         builder
@@ -70,15 +70,11 @@ def definition(*, coordinator: str | None = None, agent_cli: str | None = None, 
 
 def render(template: Any, fmt: str = "dockerfile") -> str:
     """The definition as text, offline: ``dockerfile`` (readable steps) or ``json`` (the SDK's)."""
-    from e2b import AsyncTemplate
-
-    return AsyncTemplate.to_json(template) if fmt == "json" else AsyncTemplate.to_dockerfile(template)
+    return render_template(template, fmt)
 
 
 def main_build(template: Any, name: str, *, cpu_count: int | None = None, memory_mb: int | None = None) -> int:
     """Build ``template`` as ``name`` with the key in ``E2B_API_KEY``; build logs go to stderr."""
-    from e2b import AsyncTemplate
-
     if not os.environ.get("E2B_API_KEY"):
         print("swarm-operator template: set E2B_API_KEY (the key is read from the environment only)",
               file=sys.stderr)
@@ -87,7 +83,6 @@ def main_build(template: Any, name: str, *, cpu_count: int | None = None, memory
     def log(entry: Any) -> None:
         print(str(entry), file=sys.stderr)
 
-    info = asyncio.run(AsyncTemplate.build(template, name, cpu_count=cpu_count, memory_mb=memory_mb,
-                                           on_build_logs=log))
+    info = asyncio.run(build_template(template, name, cpu_count=cpu_count, memory_mb=memory_mb, on_log=log))
     print(getattr(info, "template_id", None) or info)
     return 0

@@ -22,7 +22,7 @@ from typing import Any
 import kubernetes
 import pytest
 
-from swarm_operator.emulators.kube.pytest_plugin import kube_api_client
+from swarm_testbed.kube.pytest_plugin import kube_api_client
 from swarm_operator.model import COORDINATOR_PIN
 
 REPO = Path(__file__).resolve().parents[2]

@@ -107,7 +107,7 @@ def test_logs_shows_the_coordinator_messages_and_follows(
 
 
 def test_attach_in_a_terminal(cluster: Cluster, e2b: Any, e2b_api_key: str, ready_swarm: dict[str, Any],
-                              terminal: Any) -> None:
+                              terminal: Any) -> None:  # noqa: F811  (the fixture imported above)
     env = {"KUBECONFIG": str(cluster.kubeconfig), "E2B_API_URL": e2b.url, "E2B_SANDBOX_URL": e2b.url}
     term: Terminal = terminal(f"{SWARM_OPERATOR} attach chat", env)
     term.wait(r"Ctrl-\] detaches", 30)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from swarm_operator.doctor import TAG
+from swarm_operator.backend.doctor import TAG
 from tests.e2e.conftest import wait_for
 from tests.e2e.test_dev import SWARM_OPERATOR
 

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from swarm_operator import bootstrap
-from swarm_operator.emulators.e2b import STANDIN_BIN
+from swarm_testbed.e2b import STANDIN_BIN
 from tests.e2e.conftest import FIXTURE_BIN, REPO, Cluster, swarm, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -123,7 +123,7 @@ def sandbox_home(tmp_path: Path, git_server: GitServer) -> Path:
     bin_dir.mkdir(parents=True)
     (home / ".profile").write_text('PATH="$HOME/.local/bin:$PATH"\n')
     for tool in [*FIXTURE_BIN.iterdir(), STANDIN_BIN / "mcp-gateway",
-                 REPO / "operator" / "swarm_operator" / "emulators" / "playground" / "bin" / "claude"]:
+                 REPO / "testbed" / "swarm_testbed" / "playground" / "bin" / "claude"]:
         (bin_dir / tool.name).symlink_to(tool.resolve())
     # The sandbox has its own /tmp: the CA goes in its home, as a template would carry it.
     (home / ".company-ca.pem").write_bytes(git_server.ca.read_bytes())

@@ -16,8 +16,8 @@ from e2b.exceptions import (
     TimeoutException,
 )
 
-from swarm_operator.emulators.e2b import EmulatorThread
-from swarm_operator.emulators.e2b._knobs import Knobs
+from swarm_testbed.e2b import EmulatorThread
+from swarm_testbed.e2b._knobs import Knobs
 
 pytestmark = pytest.mark.timeout(60)
 

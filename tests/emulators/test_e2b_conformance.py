@@ -21,7 +21,7 @@ import pytest
 from e2b import AsyncSandbox, Sandbox
 from e2b.exceptions import NotFoundException, RateLimitException, SandboxException
 
-from swarm_operator.emulators.e2b import EmulatorThread
+from swarm_testbed.e2b import EmulatorThread
 
 Factory = Callable[..., EmulatorThread]
 

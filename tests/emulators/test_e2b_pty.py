@@ -16,7 +16,7 @@ import pytest
 from e2b import AsyncSandbox, CommandExitException, PtySize, Sandbox
 from e2b.sandbox_sync.commands.command_handle import CommandHandle
 
-from swarm_operator.emulators.e2b import EmulatorThread, Isolation
+from swarm_testbed.e2b import EmulatorThread, Isolation
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 from e2b import CommandExitException, Sandbox, SandboxQuery, SandboxState
-from e2b.exceptions import AuthenticationException, NotFoundException, SandboxException
+from e2b.exceptions import AuthenticationException, NotFoundException
 
-from swarm_operator.emulators.e2b import EmulatorThread
+from swarm_testbed.e2b import EmulatorThread
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -44,7 +44,7 @@ from swarm_operator.bootstrap import (
     parse_report,
     render_setup,
 )
-from swarm_operator.emulators.e2b import STANDIN_BIN
+from swarm_testbed.e2b import STANDIN_BIN
 from swarm_operator.model import COORDINATOR_PIN
 
 FIXTURE_BIN = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "bin"

@@ -385,7 +385,7 @@ def test_probe_checks_the_mcp_gateway_through_mcp_itself(box: Box) -> None:
 
 
 def test_a_dead_mcp_gateway_is_restarted_within_the_budget_then_left(box: Box) -> None:
-    from swarm_operator.emulators.e2b import STANDIN_BIN
+    from swarm_testbed.e2b import STANDIN_BIN
 
     port = _free_port()
     plan = make_plan(agents=1, mcp=json.dumps({"config": {"exa": {"apiKey": "k"}}}), mcp_port=port,
@@ -432,7 +432,7 @@ def _free_port() -> int:
 
 
 def test_an_mcp_secret_missing_from_the_environment_is_a_reported_error(box: Box) -> None:
-    from swarm_operator.emulators.e2b import STANDIN_BIN
+    from swarm_testbed.e2b import STANDIN_BIN
 
     mcp = {"config": {"exa": {}}, "secrets": [["exa", "apiKey", "SWARM_SECRET_MCP_0_TOKEN"]]}
     plan = make_plan(agents=1, mcp=json.dumps(mcp), mcp_port=_free_port(),

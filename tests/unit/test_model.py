@@ -13,6 +13,7 @@ import jsonschema
 import pytest
 import yaml
 from hypothesis import given, settings
+from pydantic import ValidationError
 from hypothesis import strategies as st
 
 from swarm_operator import _crd, model
@@ -389,7 +390,7 @@ def test_from_body_takes_kopfs_mapping_views() -> None:
 def test_spec_is_immutable_and_populates_by_python_name() -> None:
     spec = SwarmSandboxSpec(ttl_seconds=600, deletion_policy="Orphan")
     assert spec.model_dump(by_alias=True)["ttlSeconds"] == 600
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         spec.agents = 5  # type: ignore[misc]
 
 
@@ -559,5 +560,5 @@ def test_status_reader_tolerates_fields_it_does_not_know() -> None:
 
 
 def test_status_refuses_an_unknown_phase() -> None:
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         SwarmSandboxStatus.model_validate({"phase": "Running"})

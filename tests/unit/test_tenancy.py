@@ -12,11 +12,11 @@ from test_lifecycle import KEY, REF, SPEC, FakeBackend, Pool, Recorder, _spec, _
 from swarm_operator import lifecycle
 from swarm_operator.backend import SandboxInfo
 from swarm_operator.config import Settings, SettingsError
-from swarm_operator.emulators.kube.pytest_plugin import kube_api_client
+from swarm_testbed.kube.pytest_plugin import kube_api_client
 from swarm_operator.lifecycle import GiveUp, ResourceRef, Runtime
 from swarm_operator.lifecycle.tenancy import glob_match, refusal
 from swarm_operator.names import TAG_OPERATOR, TAG_UID
-from swarm_operator.released import MAX_ENTRIES, ConfigMapReleaseRecord, RecordFull
+from swarm_operator.cluster._released import MAX_ENTRIES, ConfigMapReleaseRecord, RecordFull
 from swarm_operator.secrets import SecretReader
 from swarm_operator.sweeper import Sweeper
 

@@ -161,7 +161,8 @@ async def _refuse_by_policy(book: StatusBook, refused: Refusal) -> NoReturn:
         except SandboxNotFound:
             book.status.sandbox = None
         except BackendError as exc:
-            return await _backend_failed(book, exc, 0)
+            await _backend_failed(book, exc, 0)  # records it, then raises RetryLater or GiveUp
+            raise
     memory.api_key = None  # the lease and Secret daemons stop acting for it
     memory.verified = None
     book.set(ConditionType.SANDBOX_CREATED, "False", refused.reason, refused.message)

@@ -194,5 +194,5 @@ class GiveUp(Exception):
 
 def backoff(settings: Settings, retry: int) -> float:
     """Exponential backoff with jitter, capped: the reconcile-level retry delay."""
-    base = settings.retry_delay_seconds * (2 ** min(retry, 16))
+    base = settings.retry_delay_seconds * (2.0 ** min(retry, 16))
     return min(settings.max_retry_delay_seconds, base) * random.uniform(0.8, 1.2)

@@ -166,13 +166,14 @@ async def ensure_sandbox(
     book.step("create", time.monotonic() - started)
     previous = book.status.sandbox
     same = previous is not None and previous.id == sandbox.id
+    kept = previous if same else None  # this same sandbox's record, if any
     book.status.sandbox = SandboxStatus(
         id=sandbox.id,
         # The template as the spec named it when the sandbox was made (E2B reports ids, not the
         # alias a user wrote): what a later spec change is compared against.
-        template=(previous.template if same and previous.template else
+        template=(kept.template if kept and kept.template else
                   spec.template or settings.default_template if how == Reason.CREATED else sandbox.template),
-        started_at=previous.started_at if same and previous.started_at else sandbox.started_at,
+        started_at=kept.started_at if kept and kept.started_at else sandbox.started_at,
         expires_at=sandbox.end_at,
     )
     spend.meter(book, "Running", spend.size_of(sandbox))  # created, adopted or resumed: billing
@@ -220,7 +221,7 @@ async def _create(book: StatusBook, spec: SwarmSandboxSpec, backend: SandboxBack
     admission = book.runtime.limiter.try_acquire(ref.uid, ref.namespace)
     if not admission:
         # Throttled: the limiter keeps this resource's place in line for when capacity returns.
-        book.runtime.metrics.throttled(admission.scope)
+        book.runtime.metrics.throttled(admission.scope or "operator")
         book.set(ConditionType.SANDBOX_CREATED, "False", Reason.RATE_LIMITED, admission.message)
         book.set(ConditionType.SYNCED, "False", Reason.RATE_LIMITED, admission.message)
         await book.commit()

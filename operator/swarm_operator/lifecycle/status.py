@@ -19,6 +19,7 @@ from swarm_operator.conditions import (
     TERMINAL_REASONS,
     ConditionType,
     Reason,
+    Status,
     derive_phase,
     refresh_ready,
     set_condition,
@@ -48,12 +49,12 @@ class StatusBook:
         self._written = self.status.to_patch()
         self._phase = self.status.phase
 
-    def set(self, type_: ConditionType, status: str, reason: str, message: str = "") -> None:
+    def set(self, type_: ConditionType, status: Status, reason: str, message: str = "") -> None:
         # Messages quote sandbox text (step errors, stderr tails, gateway lines): every one goes
         # through the resource's redactor and a length bound before it reaches status.
         message = logs.sandbox_text(message, self.ref.uid, limit=CONDITION_MESSAGE_LIMIT, keep="head")
         self.status.conditions = set_condition(
-            self.status.conditions, type_, status, reason, message,  # type: ignore[arg-type]
+            self.status.conditions, type_, status, reason, message,
             observed_generation=self.ref.generation,
         )
 

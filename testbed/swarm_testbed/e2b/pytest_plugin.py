@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from swarm_operator.emulators.e2b._server import E2BEmulator, EmulatorThread
+from swarm_testbed.e2b._server import E2BEmulator, EmulatorThread
 
 API_KEY = "e2b_" + "0123456789abcdef" * 2 + "01234567"
 

@@ -21,13 +21,13 @@ from typing import Any
 
 from aiohttp import web
 
-from swarm_operator.emulators.e2b._connect import (
+from swarm_testbed.e2b._connect import (
     RPCError,
     end_stream,
     envelope,
     open_stream,
 )
-from swarm_operator.emulators.e2b._sandbox import GONE, Process, Sandbox, rfc3339
+from swarm_testbed.e2b._sandbox import GONE, Process, Sandbox, rfc3339
 
 KEEPALIVE_HEADER = "Keepalive-Ping-Interval"
 _DEFAULT_KEEPALIVE = 50.0
@@ -115,7 +115,7 @@ async def _pump_stream(request: web.Request, sandbox: Sandbox, process: Process,
         while True:
             try:
                 event = await asyncio.wait_for(queue.get(), timeout=max(interval, 0.05))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 await response.write(envelope({"event": {"keepalive": {}}}))
                 continue
             if event is GONE:

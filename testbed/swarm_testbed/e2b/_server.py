@@ -22,8 +22,8 @@ from typing import Any
 
 from aiohttp import web
 
-from swarm_operator.emulators.e2b import _envd
-from swarm_operator.emulators.e2b._connect import (
+from swarm_testbed.e2b import _envd
+from swarm_testbed.e2b._connect import (
     RPCError,
     decode_request,
     end_stream,
@@ -32,18 +32,18 @@ from swarm_operator.emulators.e2b._connect import (
     unary_error,
     unary_response,
 )
-from swarm_operator.emulators.e2b._control import ControlPlane, api_error
-from swarm_operator.emulators.e2b._control import effective_egress
-from swarm_operator.emulators.e2b._isolation import (
+from swarm_testbed.e2b._control import ControlPlane, api_error
+from swarm_testbed.e2b._control import effective_egress
+from swarm_testbed.e2b._isolation import (
     Isolation,
     SandboxFS,
     detect_isolation,
     prepare_mcp_mountpoint,
     prepare_whiteouts,
 )
-from swarm_operator.emulators.e2b._knobs import FAULT_KINDS, STOCK_TEMPLATES, Knobs, Stats, as_operations
-from swarm_operator.emulators.e2b._sandbox import Sandbox, new_id, utcnow
-from swarm_operator.emulators.e2b._templates import (
+from swarm_testbed.e2b._knobs import FAULT_KINDS, STOCK_TEMPLATES, Knobs, Stats, as_operations
+from swarm_testbed.e2b._sandbox import Sandbox, new_id, utcnow
+from swarm_testbed.e2b._templates import (
     HIDDEN_PROGRAMS,
     STOCK_IMAGES,
     coordinator_wheel,
@@ -336,7 +336,7 @@ class E2BEmulator:
         if kind == "timeout":
             try:
                 await asyncio.wait_for(self._closing.wait(), timeout=self.knobs.fault_hang_seconds)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             return api_error(504, "emulated fault: upstream timed out")
         if kind == "drop":

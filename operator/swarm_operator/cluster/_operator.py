@@ -1,4 +1,4 @@
-"""The operator's own Kubernetes API calls, through the official (synchronous) kubernetes client.
+"""The operator's own Kubernetes API calls (see :mod:`swarm_operator.cluster`).
 
 kopf watches and patches through its own async client; what it does not do for us — reading
 Secrets and writing status mid-handler (the sandbox id must be on record before initialising) — goes
@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kubernetes
 
-from swarm_operator.lifecycle import ResourceRef
 from swarm_operator.names import GROUP, PLURAL, VERSION
+
+if TYPE_CHECKING:
+    from swarm_operator.lifecycle import ResourceRef
+
+#: The client handle callers pass back in; its ``configuration.host`` names the cluster.
+ApiClient = kubernetes.client.ApiClient
 
 
 def api_client(*, pool_size: int = 4) -> kubernetes.client.ApiClient:
@@ -77,4 +82,16 @@ class KubeResourceLister:
             pages = [self._api.list_namespaced_custom_object(
                 GROUP, VERSION, namespace, PLURAL, _request_timeout=self._timeout_s)
                 for namespace in self._namespaces]
-        return {item["metadata"]["uid"] for page in pages for item in page.get("items", [])}
+        return {item["metadata"]["uid"] for page in pages for item in json_object(page).get("items", [])}
+
+
+def json_object(value: object) -> dict[str, Any]:
+    """A custom-object call's answer (the client types it ``object``): the decoded JSON object."""
+    if not isinstance(value, dict):
+        raise TypeError(f"the API server answered {type(value).__name__}, not a JSON object")
+    return value
+
+
+def core_api(client: ApiClient) -> kubernetes.client.CoreV1Api:
+    """The core API (Secrets, ConfigMaps) on ``client``, which the operator's Secret reader uses."""
+    return kubernetes.client.CoreV1Api(client)

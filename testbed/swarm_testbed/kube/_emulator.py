@@ -27,7 +27,6 @@ import asyncio
 import collections
 import copy
 import datetime
-import importlib.resources
 import json
 import random
 import re
@@ -43,8 +42,8 @@ import yaml
 from kmock._internal import apps as _kmock_apps
 from kmock._internal.parsing import ParsedPath, guess_k8s
 
-from swarm_operator.emulators.kube._counters import RequestCounter
-from swarm_operator.emulators.kube._errors import (
+from swarm_testbed.kube._counters import RequestCounter
+from swarm_testbed.kube._errors import (
     ApiError,
     Cause,
     already_exists,
@@ -57,10 +56,10 @@ from swarm_operator.emulators.kube._errors import (
     not_found,
     resource_not_found,
 )
-from swarm_operator.emulators.kube._patching import PatchTestFailed, apply_patch
-from swarm_operator.emulators.kube._schema import StructuralSchema
-from swarm_operator.emulators.kube._selectors import parse_field_selector, parse_label_selector
-from swarm_operator.emulators.kube._tables import render_table, wants_table
+from swarm_testbed.kube._patching import PatchTestFailed, apply_patch
+from swarm_testbed.kube._schema import StructuralSchema
+from swarm_testbed.kube._selectors import parse_field_selector, parse_label_selector
+from swarm_testbed.kube._tables import render_table, wants_table
 
 StoreKey = tuple[str, str]  # (group, plural): all served versions share one store, as in etcd
 ObjectKey = tuple[str | None, str]  # (namespace, name)
@@ -140,13 +139,6 @@ async def _parse_request(raw_request: aiohttp.web.BaseRequest, *, id: int) -> km
     )
 
 
-def default_crd_dirs() -> list[Path]:
-    """The CRDs shipped inside the package (``swarm_operator/crds/``), if that folder exists."""
-    root = importlib.resources.files("swarm_operator") / "crds"
-    path = Path(str(root))
-    return [path] if path.is_dir() else []
-
-
 @attrs.frozen
 class _CrdVersion:
     kind: str
@@ -198,12 +190,12 @@ class KubeEmulator(kmock.KubernetesEmulator):
     """kmock's emulator with the API server's semantics (see the module docstring).
 
     ``crd_dirs``: folders whose ``*.yaml``/``*.yml``/``*.json`` CRDs are served from the start
-    (``None``: the package's own ``swarm_operator/crds/``). ``request_log_limit``: how many recent
-    requests kmock keeps for DSL assertions. ``history_limit``: watch events kept per resource for
-    watches resuming from a resourceVersion (older ones get 410 Gone, as after etcd compaction).
+    (none by default: the test bed knows no product; its user passes the CRDs in).
+    ``request_log_limit``: how many recent requests kmock keeps for DSL assertions.
+    ``history_limit``: watch events kept per resource for watches resuming from a resourceVersion (older ones get 410 Gone, as after etcd compaction).
     """
 
-    crd_dirs: Sequence[Path] | None = None
+    crd_dirs: Sequence[Path] = ()
     request_log_limit: int = 200
     history_limit: int = 5000
 
@@ -223,7 +215,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
         self.resources.load_bundled()
         for name in _INITIAL_NAMESPACES:
             self.create_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-        for directory in (default_crd_dirs() if self.crd_dirs is None else self.crd_dirs):
+        for directory in self.crd_dirs:
             self.load_crds(Path(directory))
 
     # ---------------------------------------------------------------------------------------------

@@ -127,8 +127,8 @@ def coordinator_wheel(filename: str) -> bytes | None:
             f"Metadata-Version: 2.1\nName: {project}\nVersion: {version}\n"
             f"Summary: STAND-IN for {project} served by the E2B emulator (not the real tool)\n").encode(),
         f"{dist}.dist-info/WHEEL": (
-            "Wheel-Version: 1.0\nGenerator: swarm-operator-e2b-emulator\nRoot-Is-Purelib: true\n"
-            "Tag: py3-none-any\n").encode(),
+            b"Wheel-Version: 1.0\nGenerator: swarm-operator-e2b-emulator\nRoot-Is-Purelib: true\n"
+            b"Tag: py3-none-any\n"),
     }
     record = []
     for name, data in files.items():

@@ -20,7 +20,7 @@ from typing import Any
 import jsonschema
 import jsonschema.exceptions
 
-from swarm_operator.emulators.kube._errors import Cause
+from swarm_testbed.kube._errors import Cause
 
 # Always kept at an object's root, whatever the schema says (the API server owns these).
 _ROOT_FIELDS = frozenset({"apiVersion", "kind", "metadata"})

@@ -12,7 +12,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from swarm_operator.emulators.kube._errors import ApiError, unsupported_media_type
+from swarm_testbed.kube._errors import ApiError, unsupported_media_type
 
 
 class PatchTestFailed(Exception):

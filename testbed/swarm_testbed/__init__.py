@@ -2,5 +2,6 @@
 
 They speak the real wire protocols so that the real clients (the official ``e2b`` SDK, kopf, the
 kubernetes client, kubectl) are exercised unmodified. They back the tests, the local playground
-(``swarm-operator dev``) and the benchmarks. Needs the ``emulators`` extra.
+(``swarm-operator dev``) and the benchmarks. A distribution of its own (``testbed/``, installed by
+``scripts/setup``), never shipped in the operator's wheel or image, and importing nothing from it.
 """

@@ -18,7 +18,7 @@ from typing import Any, Self, TypeVar
 import kmock
 import yaml
 
-from swarm_operator.emulators.kube._emulator import KubeEmulator
+from swarm_testbed.kube._emulator import KubeEmulator
 
 T = TypeVar("T")
 
@@ -48,7 +48,7 @@ class KubeEmulatorServer:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        crd_dirs: Sequence[Path] | None = None,
+        crd_dirs: Sequence[Path] = (),
     ) -> None:
         self._host = host
         self._port = port
@@ -106,7 +106,7 @@ class KubeEmulatorServer:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        crd_dirs: Sequence[Path] | None = None,
+        crd_dirs: Sequence[Path] = (),
         kubeconfig: Path | None = None,
         startup_timeout: float = 30.0,
     ) -> ThreadedKubeEmulator:

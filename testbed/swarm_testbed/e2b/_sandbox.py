@@ -22,8 +22,8 @@ import termios
 from dataclasses import dataclass, field
 from typing import Any
 
-from swarm_operator.emulators.e2b._connect import RPCError
-from swarm_operator.emulators.e2b._isolation import (
+from swarm_testbed.e2b._connect import RPCError
+from swarm_testbed.e2b._isolation import (
     MARKER_VAR,
     SANDBOX_HOME,
     SandboxFS,
@@ -308,10 +308,10 @@ class Sandbox:
             except OSError as exc:
                 raise RPCError("failed_precondition", f"pty of process {process.pid}: {exc}") from None
             writable = loop.create_future()
-            loop.add_writer(fd, lambda: writable.done() or writable.set_result(None))
+            loop.add_writer(fd, lambda w=writable: w.done() or w.set_result(None))
             try:
                 await asyncio.wait_for(writable, timeout=1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass  # re-check: the process may have gone meanwhile
             finally:
                 loop.remove_writer(fd)

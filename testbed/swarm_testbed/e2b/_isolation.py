@@ -23,7 +23,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from swarm_operator.emulators.e2b._templates import APT_INSTALLABLE, PLAYGROUND_DIR, TemplateImage
+from swarm_testbed.e2b._templates import APT_INSTALLABLE, PLAYGROUND_DIR, TemplateImage
 
 SANDBOX_HOME = "/home/user"
 SANDBOX_TMP = "/tmp"

@@ -5,8 +5,8 @@ kubeconfig in the test's ``tmp_path`` — usable from sync tests, by ``kubectl``
 subprocesses. The kubernetes client reads ``KUBECONFIG`` when it is imported, so tests should build
 their client from the handle explicitly: ``kube_api_client(kube_emulator)``.
 
-Which CRDs are served is the ``kube_emulator_crd_dirs`` fixture's answer (default: the package's own
-``swarm_operator/crds/``); override that fixture in a test module to serve other CRDs.
+Which CRDs are served is the ``kube_emulator_crd_dirs`` fixture's answer (default: none); override
+that fixture (in a conftest or a test module) to serve the CRDs under test.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from swarm_operator.emulators.kube._server import KubeEmulatorServer, ThreadedKubeEmulator
+from swarm_testbed.kube._server import KubeEmulatorServer, ThreadedKubeEmulator
 
 if TYPE_CHECKING:
     import kubernetes.client
@@ -33,14 +33,14 @@ def kube_api_client(handle: ThreadedKubeEmulator) -> kubernetes.client.ApiClient
 
 
 @pytest.fixture()
-def kube_emulator_crd_dirs() -> Sequence[Path] | None:
-    """Folders of CRDs to serve; ``None`` means the package's own ``swarm_operator/crds/``."""
-    return None
+def kube_emulator_crd_dirs() -> Sequence[Path]:
+    """Folders of CRDs to serve; none unless a conftest or test module overrides this fixture."""
+    return ()
 
 
 @pytest.fixture()
 def kube_emulator(
-    tmp_path: Path, kube_emulator_crd_dirs: Sequence[Path] | None,
+    tmp_path: Path, kube_emulator_crd_dirs: Sequence[Path],
 ) -> Iterator[ThreadedKubeEmulator]:
     """A fresh Kubernetes API emulator in a thread; ``.url``, ``.kubeconfig``, ``.emulator``, ``.call``."""
     handle = KubeEmulatorServer.start_in_thread(

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from swarm_operator.emulators.kube._errors import bad_request
+from swarm_testbed.kube._errors import bad_request
 
 Matcher = Callable[[Mapping[str, Any]], bool]
 

@@ -21,8 +21,8 @@ the old permissive behaviour names the knob (``stock_templates=False``, ``permis
 
 from pathlib import Path
 
-from swarm_operator.emulators.e2b._isolation import Isolation
-from swarm_operator.emulators.e2b._knobs import (
+from swarm_testbed.e2b._isolation import Isolation
+from swarm_testbed.e2b._knobs import (
     CONTROL_OPERATIONS,
     ENVD_OPERATIONS,
     FAULT_KINDS,
@@ -30,8 +30,8 @@ from swarm_operator.emulators.e2b._knobs import (
     PLAN_LIFETIME_CAPS,
     STOCK_TEMPLATES,
 )
-from swarm_operator.emulators.e2b._sandbox import ENVD_VERSION
-from swarm_operator.emulators.e2b._server import E2BEmulator, EmulatorThread
+from swarm_testbed.e2b._sandbox import ENVD_VERSION
+from swarm_testbed.e2b._server import E2BEmulator, EmulatorThread
 
 __all__ = [
     "CONTROL_OPERATIONS",

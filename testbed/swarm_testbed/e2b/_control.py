@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from swarm_operator.emulators.e2b._sandbox import Sandbox, rfc3339, utcnow
+from swarm_testbed.e2b._sandbox import Sandbox, rfc3339, utcnow
 
 if TYPE_CHECKING:
-    from swarm_operator.emulators.e2b._server import E2BEmulator
+    from swarm_testbed.e2b._server import E2BEmulator
 
 _MAX_PAGE = 100
 
