@@ -32,7 +32,11 @@ def test_defaults_are_the_pins_the_setup_script_installs() -> None:
     text = template.render(template.definition())
     assert f"RUN npm install -g {bootstrap.CLAUDE_CODE_PACKAGE}" in text
     assert f"-- {model.COORDINATOR_PIN}" in text and f"printf %s {model.COORDINATOR_PIN} >" in text
-    assert model.CoordinatorSpec().install == model.COORDINATOR_PIN
+    # A resource that names no install gets the operator's setting, whose default is the same pin.
+    assert model.CoordinatorSpec().install is None
+    from swarm_operator.config import Settings
+
+    assert Settings().coordinator_install == model.COORDINATOR_PIN
     assert bootstrap.BootstrapPlan(session="s", socket="s", agents=1, command="claude").agent_cli_install \
         == bootstrap.CLAUDE_CODE_PACKAGE
     # PyPI's "claude-swarm" is another project (no claudeswarm command): never the default.

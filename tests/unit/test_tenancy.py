@@ -49,7 +49,7 @@ def test_defaults_are_multi_tenant_safe_and_serve_the_quick_start() -> None:
     ("default", {}, {"default_key_namespaces": ""}, "DefaultKeyNotAllowed"),
     ("default", {"deletionPolicy": "Orphan"}, {}, "OrphanNotAllowed"),
     ("default", {"deletionPolicy": "Orphan", **OWN_KEY}, {}, None),
-    ("default", {"template": "base"}, {}, None),  # the default template is always allowed
+    ("default", {"template": "anthropic-claude-code"}, {}, None),  # the default template is always allowed
     ("default", {"template": "gpu-xl"}, {}, "TemplateNotAllowed"),
     ("default", {"template": "gpu-xl", **OWN_KEY}, {}, None),
     ("default", {"template": "claude-swarm-v2"}, {"default_key_templates": "claude-swarm*"}, None),
