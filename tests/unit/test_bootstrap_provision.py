@@ -97,16 +97,29 @@ esac
 """
 
 NPM = r"""#!/bin/bash
-# STAND-IN for npm with a root-owned global prefix.
+# STAND-IN for npm with a root-owned global prefix and a registry (the test's npm-registry/
+# directory) holding one tarball for @anthropic-ai/claude-code@X.Y.Z; flag tamper-npm serves it
+# with one byte changed (a compromised registry or mirror).
 here=$(dirname "$0")/..
 printf 'npm %s\n' "$*" >> "$CALLS_LOG"
 [[ -e $here/hang-npm ]] && exec -a "npm-hang-$here" sleep 1000
 [[ -e $here/fail-npm ]] && { echo "npm error code E404 (stand-in)" >&2; exit 1; }
+if [[ $1 == pack ]]; then
+    [[ $2 == --silent && $3 == --pack-destination && $# == 5 ]] || { echo "npm (stand-in): unsupported $*" >&2; exit 1; }
+    [[ $5 =~ ^@anthropic-ai/claude-code@[0-9]+\.[0-9]+\.[0-9]+$ ]] || { echo "npm error 404 $5" >&2; exit 1; }
+    cp "$here/npm-registry/claude-code.tgz" "$4/anthropic-ai-claude-code.tgz"
+    [[ -e $here/tamper-npm ]] && printf 'x' >> "$4/anthropic-ai-claude-code.tgz"
+    echo anthropic-ai-claude-code.tgz
+    exit 0
+fi
 [[ $1 == install && $2 == -g && $# == 3 ]] || { echo "npm (stand-in): unsupported $*" >&2; exit 1; }
 [[ ${FAKE_ROOT-} == 1 ]] || { echo "npm error code EACCES" >&2; exit 243; }
-[[ $3 =~ ^@anthropic-ai/claude-code@[0-9]+\.[0-9]+\.[0-9]+$ ]] || { echo "npm error 404 $3" >&2; exit 1; }
+[[ $3 =~ ^@anthropic-ai/claude-code@[0-9]+\.[0-9]+\.[0-9]+$ || ( $3 == *.tgz && -f $3 ) ]] || { echo "npm error 404 $3" >&2; exit 1; }
 ln -sf "$FAKE_AGENT" "$here/sysbin/claude"
 """
+#: The stand-in registry's tarball and its npm integrity (sha512, base64).
+NPM_TARBALL = b"stand-in claude-code tarball\n"
+NPM_TARBALL_INTEGRITY = "sha512-" + base64.b64encode(hashlib.sha512(NPM_TARBALL).digest()).decode()
 
 # E2B's gateway daemonises: the command the SDK runs returns while the gateway keeps serving.
 GATEWAY = r"""#!/bin/bash
@@ -217,6 +230,8 @@ def sandbox() -> Iterator[Sandbox]:
         (root / "fake" / name).write_text(text)
         (root / "fake" / name).chmod(0o755)
     _wheel(root / "index")
+    (root / "npm-registry").mkdir()
+    (root / "npm-registry" / "claude-code.tgz").write_bytes(NPM_TARBALL)
     for path in (root / "h", root / "t", root / "sysbin", root):
         os.chown(path, NOBODY, NOBODY)
     try:
@@ -244,7 +259,8 @@ def sandbox() -> Iterator[Sandbox]:
 def _plan(**kw: object) -> BootstrapPlan:
     base: dict[str, object] = dict(
         session="swp", socket="swp", agents=2, command="claude", coordinator_enabled=True,
-        coordinator_install=COORD_REQ, workdir="work", ready_timeout_s=20, install_timeout_s=60)
+        coordinator_install=COORD_REQ, workdir="work", ready_timeout_s=20, install_timeout_s=60,
+        agent_cli_integrity=NPM_TARBALL_INTEGRITY)
     return BootstrapPlan(**{**base, **kw})
 
 
@@ -255,6 +271,7 @@ def test_a_bare_template_is_provisioned_once_then_never_again(sandbox: Sandbox) 
     assert plan.agent_cli_install == CLAUDE_CODE_PACKAGE  # `claude` gets the one pinned Claude Code
 
     first = sandbox.setup(plan)
+    packed = sandbox.home / ".swarm" / "swp" / "npm-pack" / "anthropic-ai-claude-code.tgz"
     assert not first.errors, first.errors
     assert first.installed == ["tmux", CLAUDE_CODE_PACKAGE, COORD_REQ]
     assert "provision" in first.steps and first.steps["provision"] > 0
@@ -267,16 +284,19 @@ def test_a_bare_template_is_provisioned_once_then_never_again(sandbox: Sandbox) 
         "apt-get update",
         "sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends tmux",
         "apt-get install -y --no-install-recommends tmux",
-        f"sudo -n npm install -g {CLAUDE_CODE_PACKAGE}",
-        f"npm install -g {CLAUDE_CODE_PACKAGE}",
+        # Packed as the sandbox user, checked against the pinned integrity, then installed from the file.
+        f"npm pack --silent --pack-destination {packed.parent} {CLAUDE_CODE_PACKAGE}",
+        f"sudo -n npm install -g {packed}",
+        f"npm install -g {packed}",
     ]
+    assert not packed.parent.exists()  # the verified tarball is gone once installed
     venv = sandbox.home / ".swarm" / "swp" / "coordinator"
     assert (venv / ".swarm-requirement").read_text() == COORD_REQ
     assert (venv / "bin" / "claudeswarm").is_file()
 
     again = sandbox.setup(plan)
     assert again.installed == [] and "provision" not in again.steps and not again.errors
-    assert len(sandbox.calls) == 7  # not even `sudo -n true`
+    assert len(sandbox.calls) == 8  # not even `sudo -n true`
     assert [p.pid for p in again.panes] == [p.pid for p in first.panes]
     assert again.coordinator.installed and again.coordinator.discovered == 2
 

@@ -4,7 +4,7 @@ Each script is rendered from a :class:`BootstrapPlan`, run in one ``commands.run
 with one JSON report that the matching parser turns into a typed model::
 
     script = render_setup(plan)
-    result = await sandbox.commands.run(script, envs=secret_values, timeout=...)
+    result = await backend.run(sandbox_id, script, stdin=secret_input(secret_values), timeout_s=...)
     report = parse_report(result.stdout)
 """
 
@@ -12,15 +12,23 @@ from swarm_operator.bootstrap._plan import (
     AGENT_CLI_PACKAGES,
     CLAUDE_CODE_PACKAGE,
     GIT_PASSWORD_ENV,
+    NPM_INTEGRITY,
     NPM_PINNED,
     SECRET_ENV_PREFIX,
     MCP_GATEWAY_PORT,
     BootstrapPlan,
+    coordinator_lock,
     secret_env_name,
     session_name,
     socket_name,
 )
-from swarm_operator.bootstrap._render import MAX_SCRIPT_BYTES, render_probe, render_setup, render_teardown
+from swarm_operator.bootstrap._render import (
+    MAX_SCRIPT_BYTES,
+    render_probe,
+    render_setup,
+    render_teardown,
+    secret_input,
+)
 from swarm_operator.bootstrap._report import (
     BootstrapReport,
     BootstrapReportError,
@@ -41,6 +49,7 @@ __all__ = [
     "AGENT_CLI_PACKAGES",
     "CLAUDE_CODE_PACKAGE",
     "MAX_SCRIPT_BYTES",
+    "NPM_INTEGRITY",
     "NPM_PINNED",
     "BootstrapPlan",
     "BootstrapReport",
@@ -62,7 +71,9 @@ __all__ = [
     "render_probe",
     "render_setup",
     "render_teardown",
+    "coordinator_lock",
     "secret_env_name",
+    "secret_input",
     "session_name",
     "socket_name",
 ]

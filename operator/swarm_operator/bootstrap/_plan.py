@@ -14,10 +14,14 @@ import json
 import re
 from typing import Annotated, Final
 
+import functools
+from importlib import resources
+
 import pydantic
 
 __all__ = ["AGENT_CLI_PACKAGES", "CLAUDE_CODE_PACKAGE", "GIT_PASSWORD_ENV", "MCP_GATEWAY_PORT",
-           "NPM_PINNED", "BootstrapPlan", "secret_env_name", "session_name", "socket_name"]
+           "NPM_INTEGRITY", "NPM_PINNED", "BootstrapPlan", "coordinator_lock", "secret_env_name",
+           "session_name", "socket_name"]
 
 #: Script-only secrets (workspace credentials, MCP tokens) arrive in the setup script's environment
 #: under this prefix; the script unsets every one of them before it starts any long-lived process,
@@ -34,12 +38,35 @@ MCP_GATEWAY_PORT: Final = 50005
 CLAUDE_CODE_PACKAGE: Final = "@anthropic-ai/claude-code@2.1.197"
 #: Agent commands the setup script can install when the template lacks them, by command name.
 AGENT_CLI_PACKAGES: Final = {"claude": CLAUDE_CODE_PACKAGE}
+#: The npm registry's ``dist.integrity`` of each pinned package the operator installs, read once
+#: from registry.npmjs.org (``GET /@anthropic-ai%2fclaude-code/2.1.197``) and recorded here: the
+#: setup script and the template refuse a tarball whose sha512 differs. A package the operator does
+#: not know (a custom agent CLI pin) is installed by name, trusting the registry as npm does.
+#: Claude Code's native binary comes in an optional per-platform package (e.g.
+#: ``@anthropic-ai/claude-code-linux-x64``) that npm fetches during the install and checks against
+#: the registry's own integrity only: it is not pinned here.
+NPM_INTEGRITY: Final = {
+    CLAUDE_CODE_PACKAGE: "sha512-EqrwbRcI7M5y8jQlayIfTMmbZJ2OQaLOc7KwIWKdryQCdKWUEFr+C9rMovZUuj2Asndi7aqLujEzRtr471gncg==",
+}
+_INTEGRITY = re.compile(r"sha512-[A-Za-z0-9+/]{86}==")
 #: An exact npm package version, e.g. ``@anthropic-ai/claude-code@2.1.197``: no ranges, no tags,
 #: and never anything npm could read as an option (it starts with ``@`` or a letter or digit).
 NPM_PINNED: Final = re.compile(
     r"^(@[a-z0-9][a-z0-9._-]*/)?[a-z0-9][a-z0-9._-]*@[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?$")
 _SECRET_ENV = re.compile(r"SWARM_SECRET_[A-Z0-9_]{1,64}")
 _HTTPS_URL = re.compile(r"https://[^\s\x00-\x1f]+")
+
+
+@functools.cache
+def coordinator_lock() -> tuple[str, str]:
+    """``(pin, text)`` of the shipped lock (``coordinator.lock``, written by
+    ``scripts/lock-coordinator``): the coordinator requirement it was resolved for (its first
+    line, ``# coordinator: <pin>``) and the requirements file with a sha256 for every wheel."""
+    text = (resources.files(__package__) / "coordinator.lock").read_text(encoding="utf-8")
+    first = text.split("\n", 1)[0]
+    if not first.startswith("# coordinator: "):
+        raise RuntimeError("coordinator.lock lacks its '# coordinator: <pin>' header")
+    return first.removeprefix("# coordinator: ").strip(), text
 
 
 def secret_env_name(*parts: str) -> str:
@@ -103,6 +130,13 @@ class BootstrapPlan(pydantic.BaseModel):
     #: ``sudo npm install -g``). None: the one :data:`AGENT_CLI_PACKAGES` knows for this command
     #: (Claude Code for ``claude``), else nothing; "" never installs an agent CLI.
     agent_cli_install: _Text | None = None
+    #: The ``sha512-...`` integrity the packed ``agent_cli_install`` tarball must have. None: the one
+    #: :data:`NPM_INTEGRITY` records for that pin, else none (installed by name, unchecked).
+    agent_cli_integrity: _Text | None = None
+    #: A requirements file with hashes for the coordinator's dependencies (see the setup script's
+    #: provision step). None: the shipped lock when ``coordinator_install`` is the pin it was made
+    #: for (the operator's default), else none: a custom pin installs as pip resolves it.
+    coordinator_lock: _Text | None = None
     discover_timeout_s: Annotated[int, pydantic.Field(ge=1, le=600)] = 60
     lock_timeout_s: Annotated[int, pydantic.Field(ge=1, le=3600)] = 120
     restart_dead: bool = True
@@ -185,6 +219,13 @@ class BootstrapPlan(pydantic.BaseModel):
             raise ValueError(f"{package!r} is not an exact npm version (e.g. {CLAUDE_CODE_PACKAGE})")
         return package
 
+    @pydantic.field_validator("agent_cli_integrity")
+    @classmethod
+    def _sha512(cls, integrity: str | None) -> str | None:
+        if integrity and not _INTEGRITY.fullmatch(integrity):
+            raise ValueError("must be an npm sha512 integrity: sha512-<88 base64 characters>")
+        return integrity
+
     @pydantic.model_validator(mode="after")
     def _defaults(self) -> BootstrapPlan:
         if not self.state_dir:
@@ -192,15 +233,21 @@ class BootstrapPlan(pydantic.BaseModel):
         if self.agent_cli_install is None:
             object.__setattr__(self, "agent_cli_install",
                                AGENT_CLI_PACKAGES.get(self.command.rsplit("/", 1)[-1], ""))
+        if self.agent_cli_integrity is None:
+            object.__setattr__(self, "agent_cli_integrity", NPM_INTEGRITY.get(self.agent_cli_install or "", ""))
+        if self.coordinator_lock is None:
+            pin, text = coordinator_lock()
+            object.__setattr__(self, "coordinator_lock", text if self.coordinator_install == pin else "")
         return self
 
     @property
     def provision_budget_s(self) -> int:
-        """The most the provision step can take: five bounded installers (apt-get update, apt-get
-        install, npm, the coordinator's venv, pip), each cut by ``timeout`` and killed 10 s later. A
-        caller's command timeout must allow this on top of its own, or a first run on a bare
-        template is cut before it can report."""
-        return 5 * (self.install_timeout_s + 10)
+        """The most the provision step can take: seven bounded installers (apt-get update, apt-get
+        install, npm pack, npm install, the coordinator's venv, pip for its locked dependencies, pip
+        for the coordinator), each cut by ``timeout`` and killed 10 s later. A caller's command
+        timeout must allow this on top of its own, or a first run on a bare template is cut before
+        it can report."""
+        return 7 * (self.install_timeout_s + 10)
 
 
 def _slug(text: str, limit: int) -> str:

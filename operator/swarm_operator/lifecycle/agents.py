@@ -192,7 +192,7 @@ async def initialise(
         started = time.monotonic()
         try:
             result = await backend.run(
-                sandbox.id, script, envs=envs,
+                sandbox.id, script, stdin=bootstrap.secret_input(envs),
                 timeout_s=settings.ready_timeout_seconds + settings.command_timeout_seconds,
             )
             metrics = book.status.metrics or MetricsStatus()
