@@ -11,6 +11,22 @@ setup script installs what is missing on the first run (its ``provision`` step),
 The default base is Debian 13 (trixie): its Python 3.13 satisfies claudeswarm (>= 3.12), which
 bookworm's 3.11 does not.
 
+Supply chain: what the build installs is pinned by content where the builder allows it.
+
+* The agent CLI: the operator's pin of Claude Code is packed (``npm pack``) and its sha512 checked
+  against the registry's ``dist.integrity`` recorded in
+  :data:`~swarm_operator.bootstrap.NPM_INTEGRITY` before ``npm install -g`` installs that file; a
+  mismatch fails the build. A custom ``--agent-cli`` pin with no recorded integrity is installed by
+  name (npm checks it against the registry only). Its optional native per-platform package is fetched
+  by npm and checked against the registry's integrity, not pinned here.
+* The coordinator: for the default pin its dependencies come from the shipped lock
+  (``bootstrap/coordinator.lock``, copied into the build context) with ``--require-hashes
+  --only-binary=:all:`` (wheels only), and the coordinator itself from its git commit with
+  ``--no-deps --no-build-isolation``. A custom ``--coordinator`` pin installs as pip resolves it.
+* The base image is **not** pinned by digest: ``debian:trixie`` is a tag, and no digest could be
+  obtained where this was written (no network access to Docker Hub), so none is recorded here. The
+  builder takes any image reference: pass ``--base debian:trixie@sha256:<digest>`` to pin one.
+
 The definition uses the ``e2b`` SDK's template builder, so it can be printed offline (as the
 Dockerfile-like text the SDK derives, or its JSON) and built with the user's API key, which is read
 from the environment (``E2B_API_KEY``), never from the command line.
@@ -27,7 +43,10 @@ import shlex
 import sys
 from typing import Any, Final
 
-from swarm_operator.bootstrap import CLAUDE_CODE_PACKAGE, NPM_PINNED
+import base64
+from importlib import resources
+
+from swarm_operator.bootstrap import CLAUDE_CODE_PACKAGE, NPM_INTEGRITY, NPM_PINNED, coordinator_lock
 from swarm_operator.model import COORDINATOR_PIN, is_pinned_install
 
 __all__ = ["DEFAULT_BASE", "definition", "main_build", "render"]
@@ -36,6 +55,17 @@ DEFAULT_BASE: Final = "debian:trixie"
 SYSTEM_PACKAGES: Final = ("tmux", "git", "ca-certificates", "curl", "python3", "python3-venv",
                           "python3-pip", "nodejs", "npm", "util-linux")
 MARKER: Final = "/home/user/.swarm-template/coordinator"
+#: Where the build puts the coordinator's lock (copied from the package).
+LOCK_IN_IMAGE: Final = "/tmp/swarm-coordinator.lock"
+_PIP: Final = "pip install --break-system-packages --no-cache-dir"
+
+
+def _npm_verified(package: str, integrity: str) -> str:
+    """One RUN line: pack ``package``, refuse it unless its sha512 is ``integrity``, install the file."""
+    hexdigest = base64.b64decode(integrity.removeprefix("sha512-")).hex()
+    return ('d=$(mktemp -d) && cd "$d" && npm pack --silent ' + shlex.quote(package)
+            + f' && printf "%s  %s\\n" {hexdigest} *.tgz | sha512sum -c --strict -'
+            + ' && npm install -g "$d"/*.tgz && cd / && rm -rf "$d"')
 
 
 def definition(*, coordinator: str | None = None, agent_cli: str | None = None, base: str | None = None,
@@ -55,13 +85,21 @@ def definition(*, coordinator: str | None = None, agent_cli: str | None = None, 
     if not NPM_PINNED.match(agent_cli):
         raise ValueError(f"--agent-cli {agent_cli!r} must be an exact npm version, e.g. "
                          f"{CLAUDE_CODE_PACKAGE}")
-    start = AsyncTemplate()
+    lock_pin, _ = coordinator_lock()
+    start = AsyncTemplate(file_context_path=str(resources.files("swarm_operator.bootstrap")))
     builder = start.from_template(from_template) if from_template else start.from_image(base)
+    builder = builder.apt_install(list(SYSTEM_PACKAGES), no_install_recommends=True)
+    integrity = NPM_INTEGRITY.get(agent_cli)
+    builder = (builder.run_cmd(_npm_verified(agent_cli, integrity), user="root") if integrity
+               else builder.npm_install(agent_cli, g=True))
+    if coordinator == lock_pin:
+        builder = (builder.copy("coordinator.lock", LOCK_IN_IMAGE)
+                   .run_cmd(f"{_PIP} --require-hashes --only-binary=:all: -r {LOCK_IN_IMAGE}", user="root")
+                   .run_cmd(f"{_PIP} --no-deps --no-build-isolation -- {shlex.quote(coordinator)}", user="root"))
+    else:
+        builder = builder.run_cmd(f"{_PIP} -- {shlex.quote(coordinator)}", user="root")
     return (
         builder
-        .apt_install(list(SYSTEM_PACKAGES), no_install_recommends=True)
-        .npm_install(agent_cli, g=True)
-        .run_cmd(f"pip install --break-system-packages --no-cache-dir -- {shlex.quote(coordinator)}", user="root")
         .run_cmd(f"mkdir -p /home/user/.swarm-template && printf %s {shlex.quote(coordinator)} > {MARKER}",
                  user="user")
         .set_workdir("/home/user")
