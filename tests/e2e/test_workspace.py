@@ -242,6 +242,9 @@ def test_workspace_mcp_agent_config_on_prebuilt_template(
         assert secret not in json.dumps(status)
         assert secret not in json.dumps(sandbox["metadata"]) and secret not in json.dumps(sandbox["createRequest"])
         assert _cmdlines_containing(secret.encode()) == [], secret
+        # Handed to the setup script on its stdin: no command the operator started carries one in
+        # its environment (envd's process list and /proc would show it for the whole run).
+        assert all(secret not in json.dumps(c["envs"]) for c in sandbox["commands"]), secret
 
 
 def test_floating_refs_are_invalid_spec(cluster: Cluster, e2b: Any, git_server: GitServer,
