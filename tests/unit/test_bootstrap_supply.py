@@ -12,12 +12,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import pathlib
+import platform
 import re
 import tarfile
 import zipfile
 
 import pytest
-from test_bootstrap_provision import COORD_REQ, FIXTURE_BIN, Sandbox, _plan, sandbox  # noqa: F401  (fixture)
+from test_bootstrap_provision import (  # noqa: F401  (sandbox: the fixture)
+    COORD_REQ,
+    FIXTURE_BIN,
+    NPM_NATIVE_PACKAGE,
+    NPM_NATIVE_PIN,
+    Sandbox,
+    _plan,
+    sandbox,
+)
 
 from swarm_operator.bootstrap import (
     CLAUDE_CODE_PACKAGE,
@@ -78,13 +87,22 @@ def _installed(sandbox: Sandbox) -> set[str]:
     return {p.name.split("-")[0] for p in site.glob("python3*/site-packages/*.dist-info")}
 
 
-def test_a_tampered_agent_cli_tarball_is_refused_and_never_installed(sandbox: Sandbox) -> None:
-    sandbox.flag("tamper-npm")
-    report = sandbox.setup(_plan(agents=1, coordinator_enabled=False, ready_timeout_s=2))
+@pytest.mark.parametrize("case", ["tampered wrapper", "tampered native package", "no native pin for this machine"])
+def test_a_tampered_agent_cli_tarball_is_refused_and_never_installed(sandbox: Sandbox, case: str) -> None:
+    kw: dict[str, object] = {}
+    if case == "tampered wrapper":
+        sandbox.flag("tamper-npm")
+        why = f"integrity mismatch: the packed {CLAUDE_CODE_PACKAGE} is not the pinned sha512-"
+    elif case == "tampered native package":
+        sandbox.flag("tamper-npm-native")
+        why = f"integrity mismatch: the packed {NPM_NATIVE_PACKAGE} is not the pinned sha512-"
+    else:
+        kw["agent_cli_native"] = (("s390x", *NPM_NATIVE_PIN[0][1:]),)
+        why = f"no pinned native package of {CLAUDE_CODE_PACKAGE} for this machine ({platform.machine()})"
+    report = sandbox.setup(_plan(agents=1, coordinator_enabled=False, ready_timeout_s=2, **kw))
     errors = [e.message for e in report.errors if e.step == "provision"]
     assert len(errors) == 1, report.errors
-    assert errors[0].startswith(f"installing {CLAUDE_CODE_PACKAGE} failed (integrity mismatch: the packed "
-                                "tarball is not the pinned sha512-")
+    assert errors[0].startswith(f"installing {CLAUDE_CODE_PACKAGE} failed ({why}"), errors[0]
     assert CLAUDE_CODE_PACKAGE not in report.installed and "tmux" in report.installed
     assert not any(c.startswith(("npm install", "sudo -n npm")) for c in sandbox.calls), sandbox.calls
     assert not (sandbox.sysbin / "claude").exists()
@@ -106,9 +124,11 @@ def test_the_default_pins_carry_their_hashes_and_custom_ones_install_as_before()
     default = BootstrapPlan(**base, coordinator_install=COORDINATOR_PIN)
     assert default.coordinator_lock == text
     assert default.agent_cli_integrity == NPM_INTEGRITY[CLAUDE_CODE_PACKAGE]
+    assert {m for m, _, _ in default.agent_cli_native or ()} == {"x86_64", "aarch64"}
+    assert all(NPM_INTEGRITY[pkg] == integrity for _, pkg, integrity in default.agent_cli_native or ())
     assert "SWARM_COORD_LOCK=" in render_setup(default) and "--hash=sha256:" in render_setup(default)
     custom = BootstrapPlan(**base, coordinator_install="claudeswarm==0.1.0", agent_cli_install="cli@1.0.0")
-    assert custom.coordinator_lock == "" and custom.agent_cli_integrity == ""
+    assert custom.coordinator_lock == "" and custom.agent_cli_integrity == "" and custom.agent_cli_native == ()
     with pytest.raises(ValueError, match="sha512 integrity"):
         BootstrapPlan(**base, agent_cli_integrity="sha1-abc")
 

@@ -94,6 +94,7 @@ def render_setup(plan: BootstrapPlan) -> str:
         "SWARM_COORD_INSTALL": plan.coordinator_install,
         "SWARM_AGENT_CLI": plan.agent_cli_install or "",
         "SWARM_AGENT_CLI_INTEGRITY": plan.agent_cli_integrity or "",
+        "SWARM_AGENT_CLI_NATIVE": [field for triple in plan.agent_cli_native or () for field in triple],
         "SWARM_COORD_LOCK": plan.coordinator_lock or "",
         "SWARM_PYTHON": plan.python,
         "SWARM_READY_TIMEOUT_MS": math.ceil(plan.ready_timeout_s * 1000),

@@ -463,28 +463,55 @@ _sw_can_root() {
     command -v sudo >/dev/null 2>&1 && sudo -n true >/dev/null 2>&1 9>&-
 }
 _sw_coord_fail() { _sw_json "$1"; _sw_coord_error=$REPLY; _sw_error coordinator '' "$1"; }
-_sw_npm_verified() {
-    # _sw_npm_verified -> REPLY: the pinned agent CLI's tarball, packed (`npm pack`, as the sandbox
-    # user, into the 0700 state directory) and checked against the pinned integrity (the registry's
-    # dist.integrity, recorded in the operator: SWARM_AGENT_CLI_INTEGRITY) before anything installs
+_sw_npm_pack() {
+    # _sw_npm_pack PACKAGE INTEGRITY DIR -> REPLY: PACKAGE's tarball, packed (`npm pack`, as the
+    # sandbox user, into DIR, a fresh directory in the 0700 state directory) and checked against
+    # INTEGRITY (the registry's dist.integrity, recorded in the operator) before anything installs
     # it. sha512sum, base64 and od are coreutils: no other tool is assumed.
-    local dir=$SWARM_STATE_DIR/npm-pack want got
+    local want got
     local -a found
-    rm -rf -- "$dir" && mkdir -p -- "$dir"
-    _sw_installer "$SWARM_AGENT_CLI (npm pack)" npm pack --silent --pack-destination "$dir" "$SWARM_AGENT_CLI" || return 1
-    found=("$dir"/*.tgz)
+    mkdir -p -- "$3"
+    _sw_installer "$1 (npm pack)" npm pack --silent --pack-destination "$3" "$1" || return 1
+    found=("$3"/*.tgz)
     if (( ${#found[@]} != 1 )) || [[ ! -f ${found[0]} ]]; then
-        _sw_prov_why="npm pack left no single tarball in $dir"
+        _sw_prov_why="npm pack left no single tarball in $3"
         return 1
     fi
     got=$(sha512sum < "${found[0]}"); got=${got%% *}
-    want=$(printf '%s' "${SWARM_AGENT_CLI_INTEGRITY#sha512-}" | base64 -d 2>/dev/null | od -An -v -tx1 | tr -d ' \n')
-    if [[ $SWARM_AGENT_CLI_INTEGRITY != sha512-* || -z $want || $got != "$want" ]]; then
-        _sw_prov_why="integrity mismatch: the packed tarball is not the pinned $SWARM_AGENT_CLI_INTEGRITY; not installed"
-        rm -rf -- "$dir"
+    want=$(printf '%s' "${2#sha512-}" | base64 -d 2>/dev/null | od -An -v -tx1 | tr -d ' \n')
+    if [[ $2 != sha512-* || -z $want || $got != "$want" ]]; then
+        _sw_prov_why="integrity mismatch: the packed $1 is not the pinned $2; not installed"
         return 1
     fi
     REPLY=${found[0]}
+}
+_sw_npm_verified() {
+    # _sw_npm_verified -> REPLY_ARGV: the npm install arguments for the pinned agent CLI, every
+    # tarball verified: the package itself and, when the operator pins its native per-platform
+    # package (SWARM_AGENT_CLI_NATIVE: uname -m, package, integrity, ...), the one for this
+    # machine, installed beside it with --omit=optional so npm fetches nothing unpinned.
+    local dir=$SWARM_STATE_DIR/npm-pack machine i
+    REPLY_ARGV=()
+    rm -rf -- "$dir"
+    if ! _sw_npm_pack "$SWARM_AGENT_CLI" "$SWARM_AGENT_CLI_INTEGRITY" "$dir/cli"; then
+        rm -rf -- "$dir"
+        return 1
+    fi
+    REPLY_ARGV=("$REPLY")
+    (( ${#SWARM_AGENT_CLI_NATIVE[@]} )) || return 0
+    machine=$(uname -m)
+    for (( i = 0; i + 2 < ${#SWARM_AGENT_CLI_NATIVE[@]}; i += 3 )); do
+        [[ ${SWARM_AGENT_CLI_NATIVE[i]} == "$machine" ]] || continue
+        if ! _sw_npm_pack "${SWARM_AGENT_CLI_NATIVE[i+1]}" "${SWARM_AGENT_CLI_NATIVE[i+2]}" "$dir/native"; then
+            rm -rf -- "$dir"
+            return 1
+        fi
+        REPLY_ARGV=(--omit=optional "${REPLY_ARGV[0]}" "$REPLY")
+        return 0
+    done
+    _sw_prov_why="no pinned native package of $SWARM_AGENT_CLI for this machine ($machine)"
+    rm -rf -- "$dir"
+    return 1
 }
 _sw_coord_pip() {
     # The coordinator into its venv. With a lock (the default pin's, shipped with the operator):
@@ -560,7 +587,7 @@ if [[ $_sw_blocked == false ]]; then
         elif [[ -n $SWARM_AGENT_CLI_INTEGRITY ]] && ! _sw_npm_verified; then
             _sw_prov_fail "$SWARM_AGENT_CLI"
         elif [[ -n $SWARM_AGENT_CLI_INTEGRITY ]] \
-                && ! _sw_installer "$SWARM_AGENT_CLI" ${_sw_as_root[@]+"${_sw_as_root[@]}"} npm install -g "$REPLY"; then
+                && ! _sw_installer "$SWARM_AGENT_CLI" ${_sw_as_root[@]+"${_sw_as_root[@]}"} npm install -g "${REPLY_ARGV[@]}"; then
             _sw_prov_fail "$SWARM_AGENT_CLI"
         elif [[ -z $SWARM_AGENT_CLI_INTEGRITY ]] \
                 && ! _sw_installer "$SWARM_AGENT_CLI" ${_sw_as_root[@]+"${_sw_as_root[@]}"} npm install -g "$SWARM_AGENT_CLI"; then
