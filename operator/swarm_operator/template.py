@@ -16,9 +16,9 @@ Supply chain: what the build installs is pinned by content where the builder all
 * The agent CLI: the operator's pin of Claude Code is packed (``npm pack``) and its sha512 checked
   against the registry's ``dist.integrity`` recorded in
   :data:`~swarm_operator.bootstrap.NPM_INTEGRITY` before ``npm install -g`` installs that file; a
-  mismatch fails the build. A custom ``--agent-cli`` pin with no recorded integrity is installed by
-  name (npm checks it against the registry only). Its optional native per-platform package is fetched
-  by npm and checked against the registry's integrity, not pinned here.
+  mismatch fails the build; its native per-platform package for the build machine is packed and
+  checked the same way and installed beside it with ``--omit=optional``. A custom ``--agent-cli`` pin
+  with no recorded integrity is installed by name (npm checks it against the registry only).
 * The coordinator: for the default pin its dependencies come from the shipped lock
   (``bootstrap/coordinator.lock``, copied into the build context) with ``--require-hashes
   --only-binary=:all:`` (wheels only), and the coordinator itself from its git commit with
@@ -46,7 +46,7 @@ from typing import Any, Final
 import base64
 from importlib import resources
 
-from swarm_operator.bootstrap import CLAUDE_CODE_PACKAGE, NPM_INTEGRITY, NPM_PINNED, coordinator_lock
+from swarm_operator.bootstrap import CLAUDE_CODE_PACKAGE, NPM_INTEGRITY, NPM_NATIVE, NPM_PINNED, coordinator_lock
 from swarm_operator.model import COORDINATOR_PIN, is_pinned_install
 
 __all__ = ["DEFAULT_BASE", "definition", "main_build", "render"]
@@ -60,12 +60,24 @@ LOCK_IN_IMAGE: Final = "/tmp/swarm-coordinator.lock"
 _PIP: Final = "pip install --break-system-packages --no-cache-dir"
 
 
-def _npm_verified(package: str, integrity: str) -> str:
-    """One RUN line: pack ``package``, refuse it unless its sha512 is ``integrity``, install the file."""
-    hexdigest = base64.b64decode(integrity.removeprefix("sha512-")).hex()
-    return ('d=$(mktemp -d) && cd "$d" && npm pack --silent ' + shlex.quote(package)
-            + f' && printf "%s  %s\\n" {hexdigest} *.tgz | sha512sum -c --strict -'
-            + ' && npm install -g "$d"/*.tgz && cd / && rm -rf "$d"')
+def _hex(integrity: str) -> str:
+    return base64.b64decode(integrity.removeprefix("sha512-")).hex()
+
+
+def _npm_verified(package: str, integrity: str, native: dict[str, str] | None = None) -> str:
+    """One RUN line: pack ``package`` (and, when ``native`` maps ``uname -m`` to its native
+    per-platform package, the one for the build machine), refuse each unless its sha512 is the
+    pinned one, then install exactly those files (``--omit=optional``: npm fetches nothing else)."""
+    line = ('d=$(mktemp -d) && cd "$d" && npm pack --silent ' + shlex.quote(package)
+            + f' && printf "%s  %s\\n" {_hex(integrity)} *.tgz | sha512sum -c --strict -')
+    if not native:
+        return line + ' && npm install -g "$d"/*.tgz && cd / && rm -rf "$d"'
+    cases = " ".join(f"{machine}) n={shlex.quote(pkg)}; h={_hex(NPM_INTEGRITY[pkg])};;"
+                     for machine, pkg in sorted(native.items()))
+    return (line + f' && case "$(uname -m)" in {cases} *) echo "no pinned native package for $(uname -m)" >&2;'
+            ' exit 1;; esac && mkdir native && cd native && npm pack --silent "$n"'
+            ' && printf "%s  %s\\n" "$h" *.tgz | sha512sum -c --strict - && cd "$d"'
+            ' && npm install -g --omit=optional "$d"/*.tgz "$d"/native/*.tgz && cd / && rm -rf "$d"')
 
 
 def definition(*, coordinator: str | None = None, agent_cli: str | None = None, base: str | None = None,
@@ -90,8 +102,8 @@ def definition(*, coordinator: str | None = None, agent_cli: str | None = None, 
     builder = start.from_template(from_template) if from_template else start.from_image(base)
     builder = builder.apt_install(list(SYSTEM_PACKAGES), no_install_recommends=True)
     integrity = NPM_INTEGRITY.get(agent_cli)
-    builder = (builder.run_cmd(_npm_verified(agent_cli, integrity), user="root") if integrity
-               else builder.npm_install(agent_cli, g=True))
+    builder = (builder.run_cmd(_npm_verified(agent_cli, integrity, NPM_NATIVE.get(agent_cli)), user="root")
+               if integrity else builder.npm_install(agent_cli, g=True))
     if coordinator == lock_pin:
         builder = (builder.copy("coordinator.lock", LOCK_IN_IMAGE)
                    .run_cmd(f"{_PIP} --require-hashes --only-binary=:all: -r {LOCK_IN_IMAGE}", user="root")

@@ -92,7 +92,8 @@ def test_the_default_pins_are_installed_by_content() -> None:
 
 
 @pytest.mark.parametrize("tampered", [False, True])
-def test_the_npm_step_refuses_a_tarball_that_is_not_the_pinned_one(tmp_path: pathlib.Path, tampered: bool) -> None:
+def test_the_npm_step_refuses_a_tarball_that_is_not_the_pinned_one(
+        tmp_path: pathlib.Path, tampered: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """The template's npm RUN line in real bash, with an npm stand-in whose registry serves the
     pinned package's bytes (or one byte more): a mismatch fails the step before any install."""
     tarball = b"the pinned tarball\n"
@@ -100,13 +101,21 @@ def test_the_npm_step_refuses_a_tarball_that_is_not_the_pinned_one(tmp_path: pat
     (tmp_path / "bin").mkdir()
     served = tmp_path / "served.tgz"
     served.write_bytes(tarball + (b"x" if tampered else b""))
+    native = b"the native tarball\n"
+    (tmp_path / "native.tgz").write_bytes(native)
     npm = tmp_path / "bin" / "npm"
     npm.write_text(f"""#!/bin/bash
 echo "npm $*" >> {tmp_path}/calls
-case $1 in pack) cp {served} ./pkg-1.0.0.tgz ;; install) [[ -f $3 ]] || exit 1 ;; esac
+case $1 in
+    pack) if [[ $3 == pkg-native@1.0.0 ]]; then cp {tmp_path}/native.tgz ./n.tgz; else cp {served} ./pkg-1.0.0.tgz; fi ;;
+    install) [[ $3 == --omit=optional && -f $4 && -f $5 ]] || exit 1 ;;
+esac
 """)
     npm.chmod(0o755)
-    line = template._npm_verified("pkg@1.0.0", integrity)
+    machine = os.uname().machine
+    native_integrity = "sha512-" + base64.b64encode(hashlib.sha512(native).digest()).decode()
+    monkeypatch.setitem(template.NPM_INTEGRITY, "pkg-native@1.0.0", native_integrity)
+    line = template._npm_verified("pkg@1.0.0", integrity, {machine: "pkg-native@1.0.0"})
     result = subprocess.run(["bash", "-c", f"set -e; {line}"], capture_output=True, text=True,
                             env={**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"})
     calls = (tmp_path / "calls").read_text().splitlines()
@@ -115,4 +124,5 @@ case $1 in pack) cp {served} ./pkg-1.0.0.tgz ;; install) [[ -f $3 ]] || exit 1 ;
         assert calls == ["npm pack --silent pkg@1.0.0"]  # never installed
     else:
         assert result.returncode == 0, result.stderr
-        assert calls[0] == "npm pack --silent pkg@1.0.0" and calls[1].startswith("npm install -g /")
+        assert calls[:2] == ["npm pack --silent pkg@1.0.0", "npm pack --silent pkg-native@1.0.0"]
+        assert calls[2].startswith("npm install -g --omit=optional /") and calls[2].endswith("/native/n.tgz")
