@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from swarm_operator.backend import E2BBackend
@@ -117,5 +118,27 @@ async def test_while_the_setup_runs_no_process_environment_holds_a_secret(
     # The agent does get its own variable; the credential file went with the clone; no file keeps
     # the token (nor .git/config).
     assert after.stdout.split() == ["credential-file-gone", f"AGENT_TOKEN={AGENT_VALUE}", "token-in-no-file"], after
+    await backend.kill(info.id)
+    await backend.aclose()
+
+
+async def test_a_failed_handover_kills_the_command_and_is_retried(
+        e2b_emulator_factory: Callable[..., EmulatorThread], e2b_api_key: str) -> None:
+    """envd refuses the stdin send (a 500 on every ``SendInput``): each attempt's command, which
+    would wait for its input, is killed before the error goes up, and no attempt leaves one behind."""
+    from swarm_operator.backend import BackendError, RetryPolicy
+
+    emulator = e2b_emulator_factory(api_key=e2b_api_key, fault_rate=1.0, fault_kinds=("500",),
+                                    fault_operations=frozenset({"process.send_input"}))
+    backend = E2BBackend(e2b_api_key, api_url=emulator.url, sandbox_url=emulator.url,
+                         retry=RetryPolicy(attempts=3, base_delay_s=0.01, max_delay_s=0.05, deadline_s=20))
+    info = await backend.create("base", {"uid": "sendfail"}, timeout_s=60)
+    waiter = "read -r line; exec sleep 300 # stdin-waiter-7e1"
+    with pytest.raises(BackendError):
+        await backend.run(info.id, waiter, stdin=b"value\n", timeout_s=30)
+    left = await backend.run(info.id, "pgrep -fc 'stdin-waiter-[7]e1' || true", timeout_s=20)
+    assert left.stdout.strip() == "0", "a command left waiting for its stdin"
+    stats = httpx.get(f"{emulator.url}/_emulator/stats", timeout=5).json()["operations"]
+    assert stats["process.send_input"] == 3  # every attempt tried to hand it over
     await backend.kill(info.id)
     await backend.aclose()
