@@ -516,8 +516,10 @@ class CoordinatorSpec(_Spec):
         "'git+https://host/repo@<40-hex commit SHA>' URL, or 'preinstalled' (the template has it). "
         "A pin the sandbox lacks is installed by the setup script (a template built by "
         "'swarm-operator template' with the same pin installs nothing). Unset: the operator's "
-        "SWARM_COORDINATOR_INSTALL (by default its pin of claudeswarm; a mirror on air-gapped "
-        "clusters). Anything unpinned is refused by the operator with Ready=False, reason InvalidSpec.",
+        "SWARM_COORDINATOR_INSTALL (by default its pin of claudeswarm, whose dependencies are installed "
+        "from a lock shipped with the operator (sha256 hashes, wheels only) and itself by commit without "
+        "dependencies; a mirror on air-gapped clusters). Any other pin is installed as pip resolves it. "
+        "Anything unpinned is refused by the operator with Ready=False, reason InvalidSpec.",
     )
 
     @field_validator("install")
@@ -560,10 +562,11 @@ class WorkspaceSpec(_Spec):
     )
     credentials_secret_ref: SecretRef | None = Field(
         default=None,
-        description="Secret key holding a token or password for a private repository. Git gets it "
-        "from a credential helper reading the setup script's environment: it is never in the URL, "
-        "a command line, .git/config or any file left in the sandbox. While the setup script runs, "
-        "the agents' account can read that environment (/proc): use a token scoped to this "
+        description="Secret key holding a token or password for a private repository. The setup "
+        "script gets it on its stdin, never in its environment; git gets it from a credential "
+        "helper reading a 0600 file that is removed right after the clone: it is never in the URL, "
+        "a command line, .git/config, a process environment or any file left in the sandbox. "
+        "During the clone the agents' account can read that file: use a token scoped to this "
         "repository, read-only where the agents need no push.",
     )
     username: str = Field(

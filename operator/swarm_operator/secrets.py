@@ -26,9 +26,9 @@ from typing import Any, Final, Protocol
 from swarm_operator.logs import OPERATOR_WIDE, REDACTOR, Redactor
 
 #: Default bound on the bytes of all Secret values one resource's read may return (UTF-8, each
-#: distinct key once). The values become the setup script's environment, where Linux caps one
-#: variable at 128 KiB and all of them with the arguments at a few MiB; a resource needing more is
-#: carrying files, not credentials.
+#: distinct key once). The values are handed to the setup script on its stdin and the agent ones
+#: become the agents' environment, where Linux caps one variable at 128 KiB and all of them with the
+#: arguments at a few MiB; a resource needing more is carrying files, not credentials.
 MAX_SECRET_BYTES: Final = 256 * 1024
 
 

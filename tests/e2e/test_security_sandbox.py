@@ -160,6 +160,9 @@ def test_agents_run_unprivileged_with_secrets_only_in_env_or_their_0600_file(
     sandbox_id = cluster.status("default", "lowpriv")["sandbox"]["id"]
     record = _sandbox(e2b, sandbox_id)
     assert record["commands"] and all(c["user"] == "user" and c["uid"] == USER_UID for c in record["commands"])
+    # The operator hands the values to the setup script on its stdin: no command it started carries
+    # one in its environment (envd's process list, /proc/PID/environ).
+    assert all(canary not in str(c["envs"]) and key_canary not in str(c["envs"]) for c in record["commands"])
 
     processes = _processes(sandbox_id)
     agents = _agents(sandbox_id)

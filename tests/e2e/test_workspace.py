@@ -245,6 +245,9 @@ def test_workspace_mcp_agent_config_on_prebuilt_template(
         # MCP secrets: on the gateway's own argv only, where E2B's contract puts them (--config JSON).
         assert all(_is_gateway(pid) for pid in _cmdlines_containing(secret.encode())), secret
     assert _cmdlines_containing(ANTHROPIC_KEY.encode()) == []
+        # Handed to the setup script on its stdin: no command the operator started carries one in
+        # its environment (envd's process list and /proc would show it for the whole run).
+        assert all(secret not in json.dumps(c["envs"]) for c in sandbox["commands"]), secret
 
 
 def test_floating_refs_are_invalid_spec(cluster: Cluster, e2b: Any, git_server: GitServer,

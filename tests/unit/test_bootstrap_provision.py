@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import pathlib
+import platform
 import shutil
 import signal
 import subprocess
@@ -98,16 +99,41 @@ esac
 """
 
 NPM = r"""#!/bin/bash
-# STAND-IN for npm with a root-owned global prefix.
+# STAND-IN for npm with a root-owned global prefix and a registry (the test's npm-registry/
+# directory) holding the tarballs of @anthropic-ai/claude-code@X.Y.Z and of its native package
+# @anthropic-ai/claude-code-linux-x64@X.Y.Z; flag tamper-npm (tamper-npm-native) serves the first
+# (the second) with one byte changed (a compromised registry or mirror).
 here=$(dirname "$0")/..
 printf 'npm %s\n' "$*" >> "$CALLS_LOG"
 [[ -e $here/hang-npm ]] && exec -a "npm-hang-$here" sleep 1000
 [[ -e $here/fail-npm ]] && { echo "npm error code E404 (stand-in)" >&2; exit 1; }
-[[ $1 == install && $2 == -g && $# == 3 ]] || { echo "npm (stand-in): unsupported $*" >&2; exit 1; }
+if [[ $1 == pack ]]; then
+    [[ $2 == --silent && $3 == --pack-destination && $# == 5 ]] || { echo "npm (stand-in): unsupported $*" >&2; exit 1; }
+    [[ $5 =~ ^@anthropic-ai/(claude-code|claude-code-linux-x64)@[0-9]+\.[0-9]+\.[0-9]+$ ]] || { echo "npm error 404 $5" >&2; exit 1; }
+    name=${BASH_REMATCH[1]}
+    cp "$here/npm-registry/$name.tgz" "$4/anthropic-ai-$name.tgz"
+    [[ $name == claude-code && -e $here/tamper-npm ]] && printf 'x' >> "$4/anthropic-ai-$name.tgz"
+    [[ $name != claude-code && -e $here/tamper-npm-native ]] && printf 'x' >> "$4/anthropic-ai-$name.tgz"
+    echo "anthropic-ai-$name.tgz"
+    exit 0
+fi
+[[ $1 == install && $2 == -g ]] || { echo "npm (stand-in): unsupported $*" >&2; exit 1; }
 [[ ${FAKE_ROOT-} == 1 ]] || { echo "npm error code EACCES" >&2; exit 243; }
-[[ $3 =~ ^@anthropic-ai/claude-code@[0-9]+\.[0-9]+\.[0-9]+$ ]] || { echo "npm error 404 $3" >&2; exit 1; }
+if [[ $# == 3 ]]; then
+    [[ $3 =~ ^@anthropic-ai/claude-code@[0-9]+\.[0-9]+\.[0-9]+$ ]] || { echo "npm error 404 $3" >&2; exit 1; }
+else  # the verified wrapper and native tarballs, nothing fetched
+    [[ $# == 5 && $3 == --omit=optional && $4 == */anthropic-ai-claude-code.tgz && -f $4 \
+        && $5 == */anthropic-ai-claude-code-linux-x64.tgz && -f $5 ]] || { echo "npm (stand-in): unsupported $*" >&2; exit 1; }
+fi
 ln -sf "$FAKE_AGENT" "$here/sysbin/claude"
 """
+#: The stand-in registry's tarballs and their npm integrity (sha512, base64).
+NPM_TARBALL = b"stand-in claude-code tarball\n"
+NPM_TARBALL_INTEGRITY = "sha512-" + base64.b64encode(hashlib.sha512(NPM_TARBALL).digest()).decode()
+NPM_NATIVE_TARBALL = b"stand-in claude-code native tarball\n"
+NPM_NATIVE_PACKAGE = CLAUDE_CODE_PACKAGE.replace("/claude-code@", "/claude-code-linux-x64@")
+NPM_NATIVE_PIN = ((platform.machine(), NPM_NATIVE_PACKAGE,
+                   "sha512-" + base64.b64encode(hashlib.sha512(NPM_NATIVE_TARBALL).digest()).decode()),)
 
 # E2B's gateway daemonises: the command the SDK runs returns while the gateway keeps serving.
 GATEWAY = r"""#!/bin/bash
@@ -237,6 +263,9 @@ def sandbox() -> Iterator[Sandbox]:
         (root / "fake" / name).chmod(0o755)
     _wheel(root / "index")
     _uv_wheel(root / "index", UV_PIN.removeprefix("uv=="))
+    (root / "npm-registry").mkdir()
+    (root / "npm-registry" / "claude-code.tgz").write_bytes(NPM_TARBALL)
+    (root / "npm-registry" / "claude-code-linux-x64.tgz").write_bytes(NPM_NATIVE_TARBALL)
     for path in (root / "h", root / "t", root / "sysbin", root):
         os.chown(path, NOBODY, NOBODY)
     try:
@@ -265,7 +294,8 @@ def _plan(**kw: object) -> BootstrapPlan:
     base: dict[str, object] = dict(
         session="swp", socket="swp", agents=2, command="claude", coordinator_enabled=True,
         coordinator_install=COORD_REQ, workdir="work", ready_timeout_s=20, install_timeout_s=60,
-        coordinator_python="3.0")  # python3 is new enough: the venv path (the uv path has its own test)
+        coordinator_python="3.0",  # python3 is new enough: the venv path (the uv path has its own test)
+        agent_cli_integrity=NPM_TARBALL_INTEGRITY, agent_cli_native=NPM_NATIVE_PIN)
     return BootstrapPlan(**{**base, **kw})
 
 
@@ -276,6 +306,7 @@ def test_a_bare_template_is_provisioned_once_then_never_again(sandbox: Sandbox) 
     assert plan.agent_cli_install == CLAUDE_CODE_PACKAGE  # `claude` gets the one pinned Claude Code
 
     first = sandbox.setup(plan)
+    packed = sandbox.home / ".swarm" / "swp" / "npm-pack"
     assert not first.errors, first.errors
     assert first.installed == ["tmux", CLAUDE_CODE_PACKAGE, COORD_REQ]
     assert "provision" in first.steps and first.steps["provision"] > 0
@@ -288,16 +319,23 @@ def test_a_bare_template_is_provisioned_once_then_never_again(sandbox: Sandbox) 
         "apt-get update",
         "sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends tmux",
         "apt-get install -y --no-install-recommends tmux",
-        f"sudo -n npm install -g {CLAUDE_CODE_PACKAGE}",
-        f"npm install -g {CLAUDE_CODE_PACKAGE}",
+        # Packed as the sandbox user, checked against the pinned integrity, then installed from the
+        # files: the wrapper and this machine's native package, nothing optional fetched.
+        f"npm pack --silent --pack-destination {packed}/cli {CLAUDE_CODE_PACKAGE}",
+        f"npm pack --silent --pack-destination {packed}/native {NPM_NATIVE_PACKAGE}",
+        f"sudo -n npm install -g --omit=optional {packed}/cli/anthropic-ai-claude-code.tgz "
+        f"{packed}/native/anthropic-ai-claude-code-linux-x64.tgz",
+        f"npm install -g --omit=optional {packed}/cli/anthropic-ai-claude-code.tgz "
+        f"{packed}/native/anthropic-ai-claude-code-linux-x64.tgz",
     ]
+    assert not packed.exists()  # the verified tarballs are gone once installed
     venv = sandbox.home / ".swarm" / "swp" / "coordinator"
     assert (venv / ".swarm-requirement").read_text() == COORD_REQ
     assert (venv / "bin" / "claudeswarm").is_file()
 
     again = sandbox.setup(plan)
     assert again.installed == [] and "provision" not in again.steps and not again.errors
-    assert len(sandbox.calls) == 7  # not even `sudo -n true`
+    assert len(sandbox.calls) == 9  # not even `sudo -n true`
     assert [p.pid for p in again.panes] == [p.pid for p in first.panes]
     assert again.coordinator.installed and again.coordinator.discovered == 2
 

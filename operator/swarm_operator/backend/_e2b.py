@@ -399,6 +399,7 @@ class E2BBackend:
         cwd: str | None = None,
         user: str | None = None,
         retry: RetryPolicy | None = None,
+        stdin: bytes | None = None,
     ) -> CommandResult:
         command_s = self.timeouts.command_s if timeout_s is None else timeout_s
         start_s = self.timeouts.command_start_s
@@ -423,7 +424,19 @@ class E2BBackend:
                         on_stdout=out.feed,
                         on_stderr=err_.feed,
                         retain_output=False,
+                        stdin=stdin is not None,
                     )
+                    if stdin is not None:
+                        # Handed over once, in one envd request, the moment the command exists: it
+                        # never enters the command's environment (envd's process list, /proc). The
+                        # script reads its own end marker and closes stdin itself. A failed send
+                        # leaves a command waiting on stdin: it is killed before the error goes up.
+                        try:
+                            await handle.send_stdin(stdin, request_timeout=start_s)
+                        except BaseException:
+                            with contextlib.suppress(Exception):
+                                await asyncio.wait_for(handle.kill(), _KILL_TIMEOUT_S)
+                            raise
                     exit_code = await _wait_capped(handle, out, err_)
             except _OutputFlood as flood:
                 raise OutputLimitExceeded(

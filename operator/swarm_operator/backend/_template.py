@@ -13,11 +13,12 @@ from typing import Any
 __all__ = ["build_template", "new_template", "render_template"]
 
 
-def new_template() -> Any:
-    """An empty ``e2b.AsyncTemplate`` builder chain."""
+def new_template(file_context_path: str | None = None) -> Any:
+    """An empty ``e2b.AsyncTemplate`` builder chain; ``file_context_path`` is where its ``copy``
+    steps take files from."""
     from e2b import AsyncTemplate
 
-    return AsyncTemplate()
+    return AsyncTemplate(file_context_path=file_context_path) if file_context_path else AsyncTemplate()
 
 
 def render_template(template: Any, fmt: str = "dockerfile") -> str:

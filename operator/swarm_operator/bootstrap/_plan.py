@@ -14,10 +14,14 @@ import json
 import re
 from typing import Annotated, Final
 
+import functools
+from importlib import resources
+
 import pydantic
 
 __all__ = ["AGENT_CLI_PACKAGES", "CLAUDE_CODE_PACKAGE", "COORDINATOR_PYTHON", "GIT_PASSWORD_ENV",
-           "MCP_GATEWAY_PORT", "NPM_PINNED", "UV_PIN", "BootstrapPlan", "secret_env_name", "session_name", "socket_name"]
+           "MCP_GATEWAY_PORT", "NPM_INTEGRITY", "NPM_NATIVE", "NPM_PINNED", "UV_PIN", "BootstrapPlan",
+           "coordinator_lock", "secret_env_name", "session_name", "socket_name"]
 
 #: Script-only secrets (workspace credentials, MCP tokens) arrive in the setup script's environment
 #: under this prefix; the script unsets every one of them before it starts any long-lived process,
@@ -40,12 +44,45 @@ COORDINATOR_PYTHON: Final = "3.12"
 UV_PIN: Final = "uv==0.13.8"
 #: Agent commands the setup script can install when the template lacks them, by command name.
 AGENT_CLI_PACKAGES: Final = {"claude": CLAUDE_CODE_PACKAGE}
+#: The npm registry's ``dist.integrity`` of each pinned package the operator installs, read once
+#: from registry.npmjs.org (``GET /@anthropic-ai%2fclaude-code/2.1.197``) and recorded here: the
+#: setup script and the template refuse a tarball whose sha512 differs. A package the operator does
+#: not know (a custom agent CLI pin) is installed by name, trusting the registry as npm does.
+NPM_INTEGRITY: Final = {
+    CLAUDE_CODE_PACKAGE: "sha512-EqrwbRcI7M5y8jQlayIfTMmbZJ2OQaLOc7KwIWKdryQCdKWUEFr+C9rMovZUuj2Asndi7aqLujEzRtr471gncg==",
+    "@anthropic-ai/claude-code-linux-x64@2.1.197":
+        "sha512-rIlKmrY0QMyHgPRX/MYWNj039vbypICvI9jVe3rs9Xy2RnNklySjyPxqh62QadznzoftEO23uYQ1tFePcQ//bg==",
+    "@anthropic-ai/claude-code-linux-arm64@2.1.197":
+        "sha512-sx6SoGj3MNR5CV+YDkNtbLHXa1tn3G8qcYFgm1gnvOi9ODQUKbhiPfankJfkTMDVekOvnKJhm6i9hGFIPzp7cQ==",
+}
+#: Claude Code is a small wrapper whose native binary comes in an optional per-platform package
+#: (its ``optionalDependencies``; ``install.cjs`` finds it next to the wrapper). npm would fetch that
+#: one itself, checked only against the registry, so the operator pins it too: per ``uname -m`` of a
+#: glibc Linux (E2B's templates are Debian), packed and checked like the wrapper, then installed
+#: beside it with ``--omit=optional``.
+NPM_NATIVE: Final = {
+    CLAUDE_CODE_PACKAGE: {"x86_64": "@anthropic-ai/claude-code-linux-x64@2.1.197",
+                          "aarch64": "@anthropic-ai/claude-code-linux-arm64@2.1.197"},
+}
+_INTEGRITY = re.compile(r"sha512-[A-Za-z0-9+/]{86}==")
 #: An exact npm package version, e.g. ``@anthropic-ai/claude-code@2.1.197``: no ranges, no tags,
 #: and never anything npm could read as an option (it starts with ``@`` or a letter or digit).
 NPM_PINNED: Final = re.compile(
     r"^(@[a-z0-9][a-z0-9._-]*/)?[a-z0-9][a-z0-9._-]*@[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?$")
 _SECRET_ENV = re.compile(r"SWARM_SECRET_[A-Z0-9_]{1,64}")
 _HTTPS_URL = re.compile(r"https://[^\s\x00-\x1f]+")
+
+
+@functools.cache
+def coordinator_lock() -> tuple[str, str]:
+    """``(pin, text)`` of the shipped lock (``coordinator.lock``, written by
+    ``scripts/lock-coordinator``): the coordinator requirement it was resolved for (its first
+    line, ``# coordinator: <pin>``) and the requirements file with a sha256 for every wheel."""
+    text = (resources.files(__package__) / "coordinator.lock").read_text(encoding="utf-8")
+    first = text.split("\n", 1)[0]
+    if not first.startswith("# coordinator: "):
+        raise RuntimeError("coordinator.lock lacks its '# coordinator: <pin>' header")
+    return first.removeprefix("# coordinator: ").strip(), text
 
 
 def secret_env_name(*parts: str) -> str:
@@ -109,6 +146,16 @@ class BootstrapPlan(pydantic.BaseModel):
     #: ``sudo npm install -g``). None: the one :data:`AGENT_CLI_PACKAGES` knows for this command
     #: (Claude Code for ``claude``), else nothing; "" never installs an agent CLI.
     agent_cli_install: _Text | None = None
+    #: The ``sha512-...`` integrity the packed ``agent_cli_install`` tarball must have. None: the one
+    #: :data:`NPM_INTEGRITY` records for that pin, else none (installed by name, unchecked).
+    agent_cli_integrity: _Text | None = None
+    #: ``(uname -m, package, integrity)`` of the agent CLI's pinned native packages. None: what
+    #: :data:`NPM_NATIVE` and :data:`NPM_INTEGRITY` record for ``agent_cli_install``, else none.
+    agent_cli_native: tuple[tuple[str, str, str], ...] | None = None
+    #: A requirements file with hashes for the coordinator's dependencies (see the setup script's
+    #: provision step). None: the shipped lock when ``coordinator_install`` is the pin it was made
+    #: for (the operator's default), else none: a custom pin installs as pip resolves it.
+    coordinator_lock: _Text | None = None
     discover_timeout_s: Annotated[int, pydantic.Field(ge=1, le=600)] = 60
     lock_timeout_s: Annotated[int, pydantic.Field(ge=1, le=3600)] = 120
     restart_dead: bool = True
@@ -195,6 +242,23 @@ class BootstrapPlan(pydantic.BaseModel):
             raise ValueError(f"{package!r} is not an exact npm version (e.g. {CLAUDE_CODE_PACKAGE})")
         return package
 
+    @pydantic.field_validator("agent_cli_integrity")
+    @classmethod
+    def _sha512(cls, integrity: str | None) -> str | None:
+        if integrity and not _INTEGRITY.fullmatch(integrity):
+            raise ValueError("must be an npm sha512 integrity: sha512-<88 base64 characters>")
+        return integrity
+
+    @pydantic.field_validator("agent_cli_native")
+    @classmethod
+    def _native(cls, native: tuple[tuple[str, str, str], ...] | None) -> tuple[tuple[str, str, str], ...] | None:
+        for machine, package, integrity in native or ():
+            if not re.fullmatch(r"[a-z0-9_]{1,32}", machine) or not NPM_PINNED.match(package) \
+                    or not _INTEGRITY.fullmatch(integrity):
+                raise ValueError(f"native package {(machine, package, integrity)!r} must be "
+                                 "(uname -m, an exact npm version, a sha512 integrity)")
+        return native
+
     @pydantic.model_validator(mode="after")
     def _defaults(self) -> BootstrapPlan:
         if not self.state_dir:
@@ -202,16 +266,26 @@ class BootstrapPlan(pydantic.BaseModel):
         if self.agent_cli_install is None:
             object.__setattr__(self, "agent_cli_install",
                                AGENT_CLI_PACKAGES.get(self.command.rsplit("/", 1)[-1], ""))
+        if self.agent_cli_integrity is None:
+            object.__setattr__(self, "agent_cli_integrity", NPM_INTEGRITY.get(self.agent_cli_install or "", ""))
+        if self.agent_cli_native is None:
+            native = NPM_NATIVE.get(self.agent_cli_install or "", {}) if self.agent_cli_integrity else {}
+            object.__setattr__(self, "agent_cli_native", tuple(
+                (machine, package, NPM_INTEGRITY[package]) for machine, package in native.items()))
+        if self.coordinator_lock is None:
+            pin, text = coordinator_lock()
+            object.__setattr__(self, "coordinator_lock", text if self.coordinator_install == pin else "")
         return self
 
     @property
     def provision_budget_s(self) -> int:
-        """The most the provision step can take: at most six bounded installers (apt-get update,
-        apt-get install, npm, then for the coordinator either venv + pip or, on a Python older than
-        it needs, uv + ``uv venv`` + ``uv pip``), each cut by ``timeout`` and killed 10 s later. A
-        caller's command timeout must allow this on top of its own, or a first run on a bare
-        template is cut before it can report."""
-        return 6 * (self.install_timeout_s + 10)
+        """The most the provision step can take: at most ten bounded installers (apt-get update,
+        apt-get install, npm pack of the agent CLI and of its native package, npm install, then for
+        the coordinator either venv + pip for its locked dependencies + pip for itself or, on a Python
+        older than it needs, uv + ``uv venv`` + ``uv pip`` twice), each cut by ``timeout`` and killed
+        10 s later. A caller's command timeout must allow this on top of its own, or a first run on a
+        bare template is cut before it can report."""
+        return 10 * (self.install_timeout_s + 10)
 
 
 def _slug(text: str, limit: int) -> str:

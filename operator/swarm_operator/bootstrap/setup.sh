@@ -4,6 +4,27 @@
 
 unset -v TMUX TMUX_PANE   # never talk to a tmux server this script happens to run under
 
+# -- secrets: handed over once, on stdin, never through the environment --
+# The operator writes NAME NUL VALUE NUL pairs, then an empty NAME, and closes stdin (the backend's
+# ``run(stdin=...)``). They land in variables of this shell that are never exported: the process's
+# environment (/proc/PID/environ, envd's process list) holds none of them for as long as this script
+# runs, and no child inherits one. Only the names this script expects are taken: agent env names
+# (SWARM_ENV_NAMES) and script-only secrets (SWARM_SECRET_*). Values already in the environment (an
+# older operator passed them as envs=) are still used, so an upgrade mid-flight converges.
+if [[ ! -t 0 ]]; then
+    _sw_want=" ${SWARM_ENV_NAMES[*]-} "
+    while IFS= read -r -d '' _sw_k; do
+        [[ -n $_sw_k ]] || break
+        IFS= read -r -d '' _sw_v || true
+        if [[ $_sw_k =~ ^SWARM_SECRET_[A-Z0-9_]+$ || ( $_sw_k =~ ^[A-Za-z_][A-Za-z0-9_]*$ && $_sw_want == *" $_sw_k "* ) ]]; then
+            unset -v "$_sw_k"
+            printf -v "$_sw_k" '%s' "$_sw_v"
+        fi
+    done
+    unset -v _sw_k _sw_v _sw_want
+fi
+exec 0< /dev/null   # nothing started from here on holds the operator's end of the pipe
+
 declare -A _sw_step=()
 _sw_step_begin() { _sw_now_ms; _sw_t0=$REPLY; }
 _sw_step_end() { _sw_now_ms; _sw_step[$1]=$(( REPLY - _sw_t0 )); }
@@ -46,6 +67,11 @@ if [[ $SWARM_COORD_ENABLED == 1 && $SWARM_COORD_INSTALL != preinstalled ]]; then
 else
     SWARM_COORD_BIN=''
 fi
+# The workspace credential's file (see the workspace step): one left by a run that was killed
+# mid-clone goes now, and this run's goes when the script ends, however it ends.
+_sw_pw_file=$SWARM_STATE_DIR/git-credential
+rm -f -- "$_sw_pw_file"
+trap 'rm -f -- "$_sw_pw_file"' EXIT
 _sw_step_end prepare
 
 # -- env: agent env values from this process's environment (the SDK's envs=) into a 0600 file --
@@ -69,14 +95,21 @@ done
 _sw_step_end env
 
 # -- workspace: clone the repository at the pinned commit (idempotent: a rerun at that commit is a no-op) --
-# Credentials: git asks a helper that prints $SWARM_SECRET_GIT_PASSWORD from this script's
-# environment. The helper's text (on git's command line) holds variable names only; nothing is
-# written to .git/config or any credential store (-c credential.helper= clears configured helpers).
+# Credentials: git asks a helper that prints the password from a 0600 file in the 0700 state
+# directory, written by a builtin (no argv holds it) and removed right after this step (and by the
+# EXIT trap). Neither git's nor this script's environment ever holds the value; the helper's text
+# (on git's command line) holds a path only; nothing is written to .git/config or any credential
+# store (-c credential.helper= clears configured helpers).
 _sw_step_begin
 _sw_blocked=false _sw_ws_commit='' _sw_ws_error='' _sw_ws_floating=false
-_sw_cred_helper='!f() { test "$1" = get || exit 0; test -n "${SWARM_SECRET_GIT_PASSWORD-}" || exit 0; printf "username=%s\npassword=%s\n" "$_SW_GIT_USER" "$SWARM_SECRET_GIT_PASSWORD"; }; f'
+if [[ -n $SWARM_WS_REPO && -n ${SWARM_SECRET_GIT_PASSWORD-} ]]; then
+    printf '%s' "$SWARM_SECRET_GIT_PASSWORD" > "$_sw_pw_file"   # umask 077: 0600
+fi
+unset -v SWARM_SECRET_GIT_PASSWORD
+_sw_cred_helper='!f() { test "$1" = get || exit 0; test -s "$_SW_GIT_PWFILE" || exit 0; printf "username=%s\npassword=%s\n" "$_SW_GIT_USER" "$(cat "$_SW_GIT_PWFILE")"; }; f'
 _sw_git() {
     GIT_TERMINAL_PROMPT=0 GIT_ASKPASS=/bin/false SSH_ASKPASS=/bin/false _SW_GIT_USER=$SWARM_WS_USERNAME \
+        _SW_GIT_PWFILE=$_sw_pw_file \
         git -c credential.helper= -c "credential.helper=$_sw_cred_helper" -c core.hooksPath=/dev/null "$@" 9>&-
 }
 _sw_ws_fail() { _sw_ws_error=$1; _sw_blocked=true; _sw_error workspace '' "$1"; }
@@ -156,7 +189,7 @@ _sw_workspace() {
         > "$SWARM_STATE_DIR/workspace.resolved"
 }
 [[ -n $SWARM_WS_REPO ]] && _sw_workspace
-unset -v SWARM_SECRET_GIT_PASSWORD
+rm -f -- "$_sw_pw_file"
 _sw_step_end workspace
 
 # -- mcp: E2B's MCP gateway, started the way E2B starts it --
@@ -172,14 +205,18 @@ _sw_step_end workspace
 # is hidden from its agents anyway. Only a sha256 of the JSON is kept on disk (to notice a change).
 _sw_step_begin
 _sw_mcp_report=null
+# The secrets reach it on its stdin (NAME NUL VALUE NUL ..., written by the builtin printf), not
+# through its environment: they are variables of this script, never exported.
 _sw_mcp_build='
 import json, os, sys
 spec = json.loads(os.environ["SWARM_MCP"])
 config = spec["config"]
+parts = sys.stdin.buffer.read().decode("utf-8", "surrogateescape").split("\0")
+values = dict(zip(parts[0::2], parts[1::2]))
 for server, field, env in spec.get("secrets", []):
-    if env not in os.environ:
+    if env not in values:
         sys.exit("the value for %s.%s was not provided" % (server, field))
-    config.setdefault(server, {})[field] = os.environ[env]
+    config.setdefault(server, {})[field] = values[env]
 for server in spec.get("workspace", []):
     config.setdefault(server, {})["paths"] = [os.environ["SWARM_WORKDIR"]]
 json.dump(config, sys.stdout, sort_keys=True)
@@ -232,7 +269,8 @@ if [[ -n $SWARM_MCP && $_sw_blocked == false ]]; then
     _sw_gw_root=()
     (( EUID == 0 )) || _sw_gw_root=(sudo -n --preserve-env=SWARM_MCP_CONFIG,GATEWAY_ACCESS_TOKEN)
     _sw_msg=''
-    if ! _sw_cfg=$(SWARM_MCP=$SWARM_MCP SWARM_WORKDIR=$SWARM_WORKDIR python3 -c "$_sw_mcp_build" 2> "$_sw_mcp_dir/build.err"); then
+    _sw_secrets_out() { local n; for n in $(compgen -v SWARM_SECRET_ || true); do printf '%s\0%s\0' "$n" "${!n}"; done; }
+    if ! _sw_cfg=$(_sw_secrets_out | SWARM_MCP=$SWARM_MCP SWARM_WORKDIR=$SWARM_WORKDIR python3 -c "$_sw_mcp_build" 2> "$_sw_mcp_dir/build.err"); then
         _sw_msg="cannot build the MCP gateway configuration: $(tail -n 1 -- "$_sw_mcp_dir/build.err")"
     elif [[ -z $_sw_gw ]]; then
         _sw_msg="$SWARM_MCP_GATEWAY is not installed in the sandbox (use E2B's mcp-gateway template: swarm-operator template --from-template mcp-gateway)"
@@ -427,6 +465,76 @@ _sw_can_root() {
 _sw_coord_fail() { _sw_json "$1"; _sw_coord_error=$REPLY; _sw_error coordinator '' "$1"; }
 # The template's own python3, never the coordinator venv's (its bin leads PATH since prepare).
 _sw_py=$(PATH=${PATH#"$SWARM_COORD_BIN:"} && command -v -- "$SWARM_PYTHON" || printf '%s' "$SWARM_PYTHON")
+_sw_npm_pack() {
+    # _sw_npm_pack PACKAGE INTEGRITY DIR -> REPLY: PACKAGE's tarball, packed (`npm pack`, as the
+    # sandbox user, into DIR, a fresh directory in the 0700 state directory) and checked against
+    # INTEGRITY (the registry's dist.integrity, recorded in the operator) before anything installs
+    # it. sha512sum, base64 and od are coreutils: no other tool is assumed.
+    local want got
+    local -a found
+    mkdir -p -- "$3"
+    _sw_installer "$1 (npm pack)" npm pack --silent --pack-destination "$3" "$1" || return 1
+    found=("$3"/*.tgz)
+    if (( ${#found[@]} != 1 )) || [[ ! -f ${found[0]} ]]; then
+        _sw_prov_why="npm pack left no single tarball in $3"
+        return 1
+    fi
+    got=$(sha512sum < "${found[0]}"); got=${got%% *}
+    want=$(printf '%s' "${2#sha512-}" | base64 -d 2>/dev/null | od -An -v -tx1 | tr -d ' \n')
+    if [[ $2 != sha512-* || -z $want || $got != "$want" ]]; then
+        _sw_prov_why="integrity mismatch: the packed $1 is not the pinned $2; not installed"
+        return 1
+    fi
+    REPLY=${found[0]}
+}
+_sw_npm_verified() {
+    # _sw_npm_verified -> REPLY_ARGV: the npm install arguments for the pinned agent CLI, every
+    # tarball verified: the package itself and, when the operator pins its native per-platform
+    # package (SWARM_AGENT_CLI_NATIVE: uname -m, package, integrity, ...), the one for this
+    # machine, installed beside it with --omit=optional so npm fetches nothing unpinned.
+    local dir=$SWARM_STATE_DIR/npm-pack machine i
+    REPLY_ARGV=()
+    rm -rf -- "$dir"
+    if ! _sw_npm_pack "$SWARM_AGENT_CLI" "$SWARM_AGENT_CLI_INTEGRITY" "$dir/cli"; then
+        rm -rf -- "$dir"
+        return 1
+    fi
+    REPLY_ARGV=("$REPLY")
+    (( ${#SWARM_AGENT_CLI_NATIVE[@]} )) || return 0
+    machine=$(uname -m)
+    for (( i = 0; i + 2 < ${#SWARM_AGENT_CLI_NATIVE[@]}; i += 3 )); do
+        [[ ${SWARM_AGENT_CLI_NATIVE[i]} == "$machine" ]] || continue
+        if ! _sw_npm_pack "${SWARM_AGENT_CLI_NATIVE[i+1]}" "${SWARM_AGENT_CLI_NATIVE[i+2]}" "$dir/native"; then
+            rm -rf -- "$dir"
+            return 1
+        fi
+        REPLY_ARGV=(--omit=optional "${REPLY_ARGV[0]}" "$REPLY")
+        return 0
+    done
+    _sw_prov_why="no pinned native package of $SWARM_AGENT_CLI for this machine ($machine)"
+    rm -rf -- "$dir"
+    return 1
+}
+_sw_coord_pip() {
+    # The coordinator into its venv. With a lock (the default pin's, shipped with the operator):
+    # first its dependencies, every one a wheel whose sha256 the lock names (--require-hashes also
+    # refuses a dependency the lock lacks), then the coordinator itself from its pinned git commit
+    # (the commit id is its content hash), --no-deps, built by the locked backend
+    # (--no-build-isolation: nothing unhashed is fetched to build it). Without a lock (a custom
+    # coordinator.install) pip installs the requirement and its dependencies as it resolves them.
+    local py=$SWARM_COORD_VENV/bin/python
+    local -a pip=("$py" -m pip install --disable-pip-version-check --no-input --quiet)
+    if [[ -z $SWARM_COORD_LOCK ]]; then
+        _sw_installer "coordinator" "${pip[@]}" -- "$SWARM_COORD_INSTALL"
+        return
+    fi
+    printf '%s\n' "$SWARM_COORD_LOCK" > "$SWARM_COORD_VENV/coordinator.lock"
+    _sw_coord_step="its dependencies from the hashed lock $SWARM_COORD_VENV/coordinator.lock"
+    _sw_installer "coordinator dependencies (hashed lock)" "${pip[@]}" --require-hashes --only-binary=:all: \
+        -r "$SWARM_COORD_VENV/coordinator.lock" || return 1
+    _sw_coord_step="the coordinator at its pinned commit"
+    _sw_installer "coordinator" "${pip[@]}" --no-deps --no-build-isolation -- "$SWARM_COORD_INSTALL"
+}
 if [[ $_sw_blocked == false ]]; then
     _sw_apt=()
     command -v tmux >/dev/null 2>&1 || _sw_apt+=(tmux)
@@ -483,9 +591,16 @@ if [[ $_sw_blocked == false ]]; then
     if [[ $_sw_agent_cli_missing == true ]]; then
         if ! command -v npm >/dev/null 2>&1; then
             _sw_error provision '' "cannot install $SWARM_AGENT_CLI: npm is missing (use a template with Node.js, or swarm-operator template --build)"
-        elif ! _sw_installer "$SWARM_AGENT_CLI" ${_sw_as_root[@]+"${_sw_as_root[@]}"} npm install -g "$SWARM_AGENT_CLI"; then
+        elif [[ -n $SWARM_AGENT_CLI_INTEGRITY ]] && ! _sw_npm_verified; then
+            _sw_prov_fail "$SWARM_AGENT_CLI"
+        elif [[ -n $SWARM_AGENT_CLI_INTEGRITY ]] \
+                && ! _sw_installer "$SWARM_AGENT_CLI" ${_sw_as_root[@]+"${_sw_as_root[@]}"} npm install -g "${REPLY_ARGV[@]}"; then
+            _sw_prov_fail "$SWARM_AGENT_CLI"
+        elif [[ -z $SWARM_AGENT_CLI_INTEGRITY ]] \
+                && ! _sw_installer "$SWARM_AGENT_CLI" ${_sw_as_root[@]+"${_sw_as_root[@]}"} npm install -g "$SWARM_AGENT_CLI"; then
             _sw_prov_fail "$SWARM_AGENT_CLI"
         else
+            rm -rf -- "$SWARM_STATE_DIR/npm-pack"
             hash -r
             _sw_installed+=("$SWARM_AGENT_CLI")
             command -v "$SWARM_COMMAND" >/dev/null 2>&1 \
@@ -501,7 +616,7 @@ if [[ $_sw_blocked == false ]]; then
     elif [[ $_sw_coord_want == true ]]; then
         # Into a venv of its own, as the sandbox user. "--" ends pip's options: a requirement can never
         # be read as a flag (--index-url=...).
-        _sw_prov_why=''
+        _sw_prov_why='' _sw_coord_step=''
         if ! command -v timeout >/dev/null 2>&1; then
             _sw_coord_fail "cannot install the coordinator: timeout (coreutils) is missing, so pip could not be bounded"
         elif [[ $_sw_coord_uv == true ]]; then
@@ -537,16 +652,14 @@ if [[ $_sw_blocked == false ]]; then
             if [[ $_sw_uv_index == true ]]; then unset UV_DEFAULT_INDEX; fi
         elif { [[ -x $SWARM_COORD_VENV/bin/python ]] \
                     || _sw_installer "coordinator venv" "$_sw_py" -m venv -- "$SWARM_COORD_VENV"; } \
-                && _sw_installer "coordinator" "$SWARM_COORD_VENV/bin/python" -m pip install \
-                    --disable-pip-version-check --no-input --quiet -- "$SWARM_COORD_INSTALL" \
-                && [[ -x $SWARM_COORD_BIN/claudeswarm ]]; then
+                && _sw_coord_pip && [[ -x $SWARM_COORD_BIN/claudeswarm ]]; then
             printf '%s' "$SWARM_COORD_INSTALL" > "$_sw_marker"
             _sw_coord_installed=true
             _sw_installed+=("$SWARM_COORD_INSTALL")
         else
             [[ -x $SWARM_COORD_BIN/claudeswarm ]] || _sw_prov_why=${_sw_prov_why:-"no claudeswarm in $SWARM_COORD_BIN afterwards"}
             _sw_last=$(tail -n 3 -- "$_sw_prov_log" 2>/dev/null | tr '\n' ' ' || true)
-            _sw_coord_fail "installing the coordinator failed: $SWARM_COORD_INSTALL ($_sw_prov_why; see $_sw_prov_log): ${_sw_last:0:300}"
+            _sw_coord_fail "installing the coordinator failed: $SWARM_COORD_INSTALL (${_sw_coord_step:+$_sw_coord_step: }$_sw_prov_why; see $_sw_prov_log): ${_sw_last:0:300}"
         fi
     fi
 fi

@@ -195,7 +195,7 @@ async def initialise(
             # them, each installer bounded by the script: allow all of it, or the run is cut before
             # it can report. Later runs install nothing and return as fast as before.
             result = await backend.run(
-                sandbox.id, script, envs=envs,
+                sandbox.id, script, stdin=bootstrap.secret_input(envs),
                 timeout_s=settings.ready_timeout_seconds + settings.command_timeout_seconds
                 + setup_plan.provision_budget_s,
             )

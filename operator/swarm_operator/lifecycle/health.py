@@ -174,7 +174,8 @@ async def _heal(book: StatusBook, spec: SwarmSandboxSpec, backend: SandboxBacken
     _, envs = await read_secrets(ref, spec, runtime)
     setup_plan = plan(ref, spec, envs, runtime.settings, await agent_files(ref, spec, runtime))
     try:
-        result = await backend.run(sandbox_id, bootstrap.render_setup(setup_plan), envs=envs,
+        result = await backend.run(sandbox_id, bootstrap.render_setup(setup_plan),
+                                   stdin=bootstrap.secret_input(envs),
                                    timeout_s=runtime.settings.ready_timeout_seconds
                                    + runtime.settings.command_timeout_seconds)
         report = bootstrap.parse_report(report_text(result.stdout, ref.uid))
