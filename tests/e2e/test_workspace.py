@@ -15,7 +15,6 @@ import functools
 import http.server
 import json
 import os
-import shutil
 import ssl
 import subprocess
 import threading
@@ -26,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.e2e.conftest import FIXTURE_BIN, REPO, Cluster, swarm, wait_for
 
 from swarm_operator import bootstrap
 from swarm_testbed.e2b import STANDIN_BIN
-from tests.e2e.conftest import FIXTURE_BIN, REPO, Cluster, swarm, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -42,10 +41,16 @@ PIN = "claudeswarm==0.4.2"
 
 
 def _git(*args: str, cwd: Path | None = None) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
-    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True,
-                          text=True).stdout.strip()
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 @dataclass
@@ -98,9 +103,28 @@ def git_server(tmp_path: Path) -> Iterator[GitServer]:
     _git("clone", "-q", "--bare", str(work), str(root / "repo.git"))
     _git("update-server-info", cwd=root / "repo.git")
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     seen: list[str] = []
     handler = functools.partial(_AuthHandler, directory=str(root), seen=seen)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -109,8 +133,13 @@ def git_server(tmp_path: Path) -> Iterator[GitServer]:
     server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield GitServer(url=f"https://127.0.0.1:{server.server_address[1]}/repo.git", ca=cert,
-                    tag_commit=tag_commit, head_commit=head_commit, auth_seen=seen)
+    yield GitServer(
+        url=f"https://127.0.0.1:{server.server_address[1]}/repo.git",
+        ca=cert,
+        tag_commit=tag_commit,
+        head_commit=head_commit,
+        auth_seen=seen,
+    )
     server.shutdown()
     server.server_close()
 
@@ -122,8 +151,11 @@ def sandbox_home(tmp_path: Path, git_server: GitServer) -> Path:
     bin_dir = home / ".local" / "bin"
     bin_dir.mkdir(parents=True)
     (home / ".profile").write_text('PATH="$HOME/.local/bin:$PATH"\n')
-    for tool in [*FIXTURE_BIN.iterdir(), STANDIN_BIN / "mcp-gateway",
-                 REPO / "testbed" / "swarm_testbed" / "playground" / "bin" / "claude"]:
+    for tool in [
+        *FIXTURE_BIN.iterdir(),
+        STANDIN_BIN / "mcp-gateway",
+        REPO / "testbed" / "swarm_testbed" / "playground" / "bin" / "claude",
+    ]:
         (bin_dir / tool.name).symlink_to(tool.resolve())
     # The sandbox has its own /tmp: the CA goes in its home, as a template would carry it.
     (home / ".company-ca.pem").write_bytes(git_server.ca.read_bytes())
@@ -164,29 +196,54 @@ def _cmdlines_containing(needle: bytes) -> list[str]:
 
 
 def test_workspace_mcp_agent_config_on_prebuilt_template(
-        cluster: Cluster, e2b: Any, git_server: GitServer, start_operator: Any) -> None:
+    cluster: Cluster, e2b: Any, git_server: GitServer, start_operator: Any
+) -> None:
     operator = start_operator()
     _secrets(cluster)
-    cluster.core.create_namespaced_config_map("default", {
-        "metadata": {"name": "agent-cfg"},
-        "data": {"settings.json": json.dumps({"permissions": {"deny": ["Bash(rm -rf:*)"]}}),
-                 "claude.json": json.dumps({"theme": "dark"}),
-                 "CLAUDE.md": "Work in small commits.\n"},
-    })
-    cluster.apply(swarm(
-        "tools", agents=2,
-        agent={"command": "claude", "apiKeySecretRef": {"name": "anthropic", "key": "apiKey"},
-               "config": {"configMapName": "agent-cfg"}},
-        coordinator={"enabled": True, "install": PIN},
-        workspace={"repo": git_server.url, "ref": "v1.0.0",
-                   "credentialsSecretRef": {"name": "git-creds", "key": "token"}},
-        mcp=[{"name": "gh", "type": "github", "tokenSecretRef": {"name": "mcp-tokens", "key": "github"}},
-             {"name": "search", "type": "exa", "tokenSecretRef": {"name": "mcp-tokens", "key": "exa"}},
-             {"name": "files", "type": "filesystem"},
-             {"name": "notes", "type": "custom", "server": "notion", "fields": [
-                 {"name": "internalIntegrationToken",
-                  "valueFrom": {"secretKeyRef": {"name": "mcp-tokens", "key": "notion"}}}]}],
-    ))
+    cluster.core.create_namespaced_config_map(
+        "default",
+        {
+            "metadata": {"name": "agent-cfg"},
+            "data": {
+                "settings.json": json.dumps({"permissions": {"deny": ["Bash(rm -rf:*)"]}}),
+                "claude.json": json.dumps({"theme": "dark"}),
+                "CLAUDE.md": "Work in small commits.\n",
+            },
+        },
+    )
+    cluster.apply(
+        swarm(
+            "tools",
+            agents=2,
+            agent={
+                "command": "claude",
+                "apiKeySecretRef": {"name": "anthropic", "key": "apiKey"},
+                "config": {"configMapName": "agent-cfg"},
+            },
+            coordinator={"enabled": True, "install": PIN},
+            workspace={
+                "repo": git_server.url,
+                "ref": "v1.0.0",
+                "credentialsSecretRef": {"name": "git-creds", "key": "token"},
+            },
+            mcp=[
+                {"name": "gh", "type": "github", "tokenSecretRef": {"name": "mcp-tokens", "key": "github"}},
+                {"name": "search", "type": "exa", "tokenSecretRef": {"name": "mcp-tokens", "key": "exa"}},
+                {"name": "files", "type": "filesystem"},
+                {
+                    "name": "notes",
+                    "type": "custom",
+                    "server": "notion",
+                    "fields": [
+                        {
+                            "name": "internalIntegrationToken",
+                            "valueFrom": {"secretKeyRef": {"name": "mcp-tokens", "key": "notion"}},
+                        }
+                    ],
+                },
+            ],
+        )
+    )
     try:
         cluster.wait_condition("default", "tools", "Ready", timeout=60)
     except AssertionError:
@@ -194,8 +251,12 @@ def test_workspace_mcp_agent_config_on_prebuilt_template(
     status = cluster.status("default", "tools")
 
     # Workspace: cloned at the tag's commit, through the credentials.
-    assert status["workspace"] == {"repo": git_server.url, "ref": "v1.0.0", "commit": git_server.tag_commit,
-                                   "path": "/home/user/workspace"}
+    assert status["workspace"] == {
+        "repo": git_server.url,
+        "ref": "v1.0.0",
+        "commit": git_server.tag_commit,
+        "path": "/home/user/workspace",
+    }
     [sandbox] = [s for s in e2b.inspect() if s["alive"]]
     home = Path(sandbox["home"])
     assert (home / "workspace" / "README.md").read_text() == "version one\n"
@@ -209,7 +270,9 @@ def test_workspace_mcp_agent_config_on_prebuilt_template(
         "notion": {"internalIntegrationToken": NOTION_TOKEN},
     }
     assert sandbox["mcpGateway"]["port"] == bootstrap.MCP_GATEWAY_PORT and sandbox["mcpGateway"]["token_set"]
-    assert status["mcp"] == [{"name": n, "state": "Ready", "message": ""} for n in ("gh", "search", "files", "notes")]
+    assert status["mcp"] == [
+        {"name": n, "state": "Ready", "message": ""} for n in ("gh", "search", "files", "notes")
+    ]
 
     # Agent configuration: onboarding, coordinator permissions + hook, gateway, ConfigMap overrides.
     claude = json.loads((home / ".claude.json").read_text())
@@ -240,18 +303,21 @@ def test_workspace_mcp_agent_config_on_prebuilt_template(
     for secret in (GIT_TOKEN, GITHUB_TOKEN, EXA_KEY, NOTION_TOKEN, ANTHROPIC_KEY):
         assert secret not in operator.log()
         assert secret not in json.dumps(status)
-        assert secret not in json.dumps(sandbox["metadata"]) and secret not in json.dumps(sandbox["createRequest"])
+        assert secret not in json.dumps(sandbox["metadata"]) and secret not in json.dumps(
+            sandbox["createRequest"]
+        )
         assert all(secret not in " ".join(c["argv"]) for c in sandbox["commands"])
         # MCP secrets: on the gateway's own argv only, where E2B's contract puts them (--config JSON).
         assert all(_is_gateway(pid) for pid in _cmdlines_containing(secret.encode())), secret
-    assert _cmdlines_containing(ANTHROPIC_KEY.encode()) == []
         # Handed to the setup script on its stdin: no command the operator started carries one in
         # its environment (envd's process list and /proc would show it for the whole run).
         assert all(secret not in json.dumps(c["envs"]) for c in sandbox["commands"]), secret
+    assert _cmdlines_containing(ANTHROPIC_KEY.encode()) == []
 
 
-def test_floating_refs_are_invalid_spec(cluster: Cluster, e2b: Any, git_server: GitServer,
-                                        start_operator: Any) -> None:
+def test_floating_refs_are_invalid_spec(
+    cluster: Cluster, e2b: Any, git_server: GitServer, start_operator: Any
+) -> None:
     start_operator()
     cluster.secret("default", "git-creds", {"token": GIT_TOKEN})
     creds = {"credentialsSecretRef": {"name": "git-creds", "key": "token"}}
@@ -265,16 +331,23 @@ def test_floating_refs_are_invalid_spec(cluster: Cluster, e2b: Any, git_server: 
     assert "is a branch" in cond["message"] and "allowFloatingRef" in cond["message"]
     wait_for(lambda: not [s for s in e2b.inspect() if s["alive"]], 15, message="sandbox killed")
     # allowFloatingRef: the branch tip is accepted and reported.
-    cluster.apply(swarm("floating", workspace={"repo": git_server.url, "ref": "main",
-                                               "allowFloatingRef": True, **creds}))
+    cluster.apply(
+        swarm(
+            "floating", workspace={"repo": git_server.url, "ref": "main", "allowFloatingRef": True, **creds}
+        )
+    )
     cluster.wait_condition("default", "floating", "Ready", timeout=60)
     assert cluster.status("default", "floating")["workspace"]["commit"] == git_server.head_commit
 
 
 def _mcp_swarm(name: str, **spec: Any) -> dict[str, Any]:
-    return swarm(name, agents=1, coordinator={"enabled": False},
-                 mcp=[{"name": "search", "type": "exa", "tokenSecretRef": {"name": "mcp-tokens", "key": "exa"}}],
-                 **spec)
+    return swarm(
+        name,
+        agents=1,
+        coordinator={"enabled": False},
+        mcp=[{"name": "search", "type": "exa", "tokenSecretRef": {"name": "mcp-tokens", "key": "exa"}}],
+        **spec,
+    )
 
 
 def _gateway_pid(home: Path) -> int:
@@ -285,7 +358,8 @@ def _gateway_pid(home: Path) -> int:
 
 
 def test_health_probes_refresh_status_mcp_and_restart_the_gateway(
-        cluster: Cluster, e2b: Any, start_operator: Any) -> None:
+    cluster: Cluster, e2b: Any, start_operator: Any
+) -> None:
     """status.mcp follows the gateway between setup runs: a killed gateway shows as Failed on the
     next probe (the agents keep running, so the phase stays Ready); with restartDeadAgents the probe
     reruns the setup, which starts the gateway again, and status.mcp is Ready again."""
@@ -303,19 +377,28 @@ def test_health_probes_refresh_status_mcp_and_restart_the_gateway(
         status = cluster.status("default", "probed")
         mcp = status.get("mcp") or [{}]
         return status if mcp[0].get("state") == "Failed" else None
+
     status = wait_for(failed, 30, message="status.mcp Failed after the gateway died")
     assert "did not answer on /mcp" in status["mcp"][0]["message"]
     assert status["health"]["status"] == "Unhealthy" and status["health"]["reason"] == "McpGatewayUnavailable"
     assert status["phase"] == "Ready"  # the agents still run; only their tools are gone
 
     cluster.custom.patch_namespaced_custom_object(
-        "claudeswarm.io", "v1alpha1", "default", "swarmsandboxes", "probed",
-        {"spec": {"healthCheck": {"restartDeadAgents": True}}})
+        "claudeswarm.io",
+        "v1alpha1",
+        "default",
+        "swarmsandboxes",
+        "probed",
+        {"spec": {"healthCheck": {"restartDeadAgents": True}}},
+    )
 
     def ready_again() -> dict[str, Any] | None:
         status = cluster.status("default", "probed")
-        ok = (status.get("mcp") or [{}])[0].get("state") == "Ready" and status["health"]["status"] == "Healthy"
+        ok = (status.get("mcp") or [{}])[0].get("state") == "Ready" and status["health"][
+            "status"
+        ] == "Healthy"
         return status if ok else None
+
     healthy = wait_for(ready_again, 30, message="status.mcp Ready after the spec change")
     assert "reason" not in healthy["health"], healthy["health"]  # a nested key dropped is removed
     # The spec change reran the setup; now the health probe alone must bring the gateway back.
@@ -329,16 +412,26 @@ def test_health_probes_refresh_status_mcp_and_restart_the_gateway(
     # is left alone and said so, as for an agent past its budget.
     generation = cluster.get("default", "probed")["metadata"]["generation"]
     cluster.custom.patch_namespaced_custom_object(
-        "claudeswarm.io", "v1alpha1", "default", "swarmsandboxes", "probed",
-        {"spec": {"healthCheck": {"maxRestarts": 2}}})
+        "claudeswarm.io",
+        "v1alpha1",
+        "default",
+        "swarmsandboxes",
+        "probed",
+        {"spec": {"healthCheck": {"maxRestarts": 2}}},
+    )
     cluster.wait_condition("default", "probed", "Ready", timeout=30)
-    wait_for(lambda: cluster.condition("default", "probed", "Synced")["observedGeneration"] > generation,
-             30, message="the spec change reconciled")  # Synced: written by the reconcile only
+    wait_for(
+        lambda: cluster.condition("default", "probed", "Synced")["observedGeneration"] > generation,
+        30,
+        message="the spec change reconciled",
+    )  # Synced: written by the reconcile only
     third = _gateway_pid(home)
     os.kill(third, 9)
     status = wait_for(failed, 30, message="status.mcp Failed past the budget")
-    assert "restarted 2 time(s)" in status["mcp"][0]["message"] \
-        or "after 2 restart(s)" in status["mcp"][0]["message"], status["mcp"]
+    assert (
+        "restarted 2 time(s)" in status["mcp"][0]["message"]
+        or "after 2 restart(s)" in status["mcp"][0]["message"]
+    ), status["mcp"]
     time.sleep(12)  # two more probe intervals: nobody restarts it
     assert _gateway_pid(home) == third
     status = cluster.status("default", "probed")
@@ -348,7 +441,8 @@ def test_health_probes_refresh_status_mcp_and_restart_the_gateway(
 
 
 def test_an_mcp_swarm_on_e2b_s_gateway_template_is_ready_with_its_secret_on_the_gateway_argv_only(
-        cluster: Cluster, e2b_emulator_factory: Any, start_operator: Any) -> None:
+    cluster: Cluster, e2b_emulator_factory: Any, start_operator: Any
+) -> None:
     """E2B's stock ``mcp-gateway`` template, its gateway started the way E2B's SDK starts it (as root,
     ``mcp-gateway --config <JSON>``, GATEWAY_ACCESS_TOKEN in its environment; e2b SDK
     sandbox_async/main.py ``AsyncSandbox.create(mcp=...)``): status.mcp is Ready, and the MCP secret
@@ -365,19 +459,25 @@ def test_an_mcp_swarm_on_e2b_s_gateway_template_is_ready_with_its_secret_on_the_
     [sandbox] = [s for s in stock.inspect() if s["alive"]]
     assert sandbox["stockTemplate"] == "mcp-gateway"
     # The gateway got its config with the secret, on E2B's port, with an access token.
-    assert sandbox["mcpGateway"] == {"config": {"exa": {"apiKey": EXA_KEY}},
-                                     "port": bootstrap.MCP_GATEWAY_PORT, "token_set": True}
+    assert sandbox["mcpGateway"] == {
+        "config": {"exa": {"apiKey": EXA_KEY}},
+        "port": bootstrap.MCP_GATEWAY_PORT,
+        "token_set": True,
+    }
     # Only as the environment of the one setup command (the SDK's envs=), never its script or argv.
     assert all(EXA_KEY not in " ".join(c["argv"]) for c in sandbox["commands"])
     assert any(EXA_KEY in c["envs"].values() for c in sandbox["commands"])
     assert EXA_KEY not in operator.log() and EXA_KEY not in json.dumps(status)
     assert all(EXA_KEY not in (e.message or "") for e in cluster.events("default", "gw"))
-    assert EXA_KEY not in json.dumps(sandbox["metadata"]) and EXA_KEY not in json.dumps(sandbox["createRequest"])
+    assert EXA_KEY not in json.dumps(sandbox["metadata"]) and EXA_KEY not in json.dumps(
+        sandbox["createRequest"]
+    )
     # No file in the home holds it (the stand-in's own record of what it received -- what the
     # emulator's inspection showed above -- is the test double's, not the gateway's).
     home = Path(sandbox["home"])
-    assert [f for f in _files_containing(home, EXA_KEY.encode())
-            if f != ".mcp-gateway-standin/received.json"] == []
+    assert [
+        f for f in _files_containing(home, EXA_KEY.encode()) if f != ".mcp-gateway-standin/received.json"
+    ] == []
     holders = _cmdlines_containing(EXA_KEY.encode())
     assert holders and all(_is_gateway(pid) for pid in holders), holders
 
@@ -389,5 +489,7 @@ def _is_gateway(pid: str) -> bool:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return True  # gone meanwhile
-    return any(arg.rsplit(b"/", 1)[-1] == b"mcp-gateway" and argv[i + 1:i + 2] == [b"--config"]
-               for i, arg in enumerate(argv))
+    return any(
+        arg.rsplit(b"/", 1)[-1] == b"mcp-gateway" and argv[i + 1 : i + 2] == [b"--config"]
+        for i, arg in enumerate(argv)
+    )

@@ -33,13 +33,33 @@ DEFAULT_TEMPLATE = Settings().default_template  # what a spec naming no template
 
 
 def _report(desired: int, ready: int) -> str:
-    panes = [{"index": i, "target": f"s:0.{i}", "pane_id": f"%{i}", "pid": 100 + i, "alive": i < ready,
-              "dead": i >= ready, "exit_status": None if i < ready else 1, "command": "sleep",
-              "restarts": 0} for i in range(desired)]
+    panes = [
+        {
+            "index": i,
+            "target": f"s:0.{i}",
+            "pane_id": f"%{i}",
+            "pid": 100 + i,
+            "alive": i < ready,
+            "dead": i >= ready,
+            "exit_status": None if i < ready else 1,
+            "command": "sleep",
+            "restarts": 0,
+        }
+        for i in range(desired)
+    ]
     body = {
-        "kind": "setup", "version": 1, "session": "s", "socket": "s", "state_dir": ".swarm/s",
-        "server": True, "agents": {"desired": desired, "ready": ready, "failed": desired - ready},
-        "panes": panes, "created": [], "removed": [], "restarted": [], "env_missing": [],
+        "kind": "setup",
+        "version": 1,
+        "session": "s",
+        "socket": "s",
+        "state_dir": ".swarm/s",
+        "server": True,
+        "agents": {"desired": desired, "ready": ready, "failed": desired - ready},
+        "panes": panes,
+        "created": [],
+        "removed": [],
+        "restarted": [],
+        "env_missing": [],
         "timed_out": ready < desired,
         "coordinator": {"enabled": False, "installed": False, "discovered": None, "error": None},
         "steps": {"tmux": 0.01},
@@ -63,19 +83,22 @@ class FakeBackend:
         self.counter += 1
         sid = f"sbx-{self.counter}"
         now = started_at or datetime.now(timezone.utc)
-        self.sandboxes[sid] = SandboxInfo(sid, DEFAULT_TEMPLATE, {TAG_UID: uid}, now,
-                                          now + timedelta(seconds=600), "running")
+        self.sandboxes[sid] = SandboxInfo(
+            sid, DEFAULT_TEMPLATE, {TAG_UID: uid}, now, now + timedelta(seconds=600), "running"
+        )
         return sid
 
-    async def create(self, template: str, metadata: Mapping[str, str], envs: Any = None, *,
-                     timeout_s: int, **_: Any) -> SandboxInfo:
+    async def create(
+        self, template: str, metadata: Mapping[str, str], envs: Any = None, *, timeout_s: int, **_: Any
+    ) -> SandboxInfo:
         return self.sandboxes[self.add(metadata[TAG_UID])]
 
     async def list(self, metadata: Mapping[str, str], state: str = "both", **_: Any) -> list[SandboxInfo]:
         if self.list_error is not None:
             raise self.list_error
-        return [s for s in self.sandboxes.values()
-                if all(s.metadata.get(k) == v for k, v in metadata.items())]
+        return [
+            s for s in self.sandboxes.values() if all(s.metadata.get(k) == v for k, v in metadata.items())
+        ]
 
     async def kill(self, sandbox_id: str, **_: Any) -> bool:
         self.killed.append(sandbox_id)
@@ -133,10 +156,13 @@ class Pool:
 
 def _runtime(backend: FakeBackend, recorder: Recorder, **settings: Any) -> Runtime:
     return Runtime(
-        settings=Settings.from_env({"SWARM_INIT_BACKOFF_SECONDS": "0",
-                                    "SWARM_DEFAULT_KEY_NAMESPACES": "*", **settings}),
-        backends=Pool(backend), secrets=SecretReader(FakeSecrets()),
-        status=recorder, events=recorder,
+        settings=Settings.from_env(
+            {"SWARM_INIT_BACKOFF_SECONDS": "0", "SWARM_DEFAULT_KEY_NAMESPACES": "*", **settings}
+        ),
+        backends=Pool(backend),
+        secrets=SecretReader(FakeSecrets()),
+        status=recorder,
+        events=recorder,
     )
 
 
@@ -186,8 +212,11 @@ async def test_retry_on_same_sandbox_recovers_within_budget() -> None:
     backend, recorder = FakeBackend(ready_per_run=[0, 2]), Recorder()
     await lifecycle.reconcile(REF, _spec(SPEC), _status(None), _runtime(backend, recorder))
     assert not backend.killed and recorder.status()["phase"] == "Ready"
-    assert any("attempt 1/3 failed" in (c.get("message") or "")
-               for p in recorder.patches for c in p.get("conditions", []))
+    assert any(
+        "attempt 1/3 failed" in (c.get("message") or "")
+        for p in recorder.patches
+        for c in p.get("conditions", [])
+    )
 
 
 async def test_duplicates_are_killed_keeping_the_tracked_one() -> None:
@@ -269,7 +298,9 @@ async def test_lease_renewal_never_goes_past_the_ttl() -> None:
 async def test_delete_kills_every_tagged_sandbox_and_tolerates_gone_ones() -> None:
     backend, recorder = FakeBackend(), Recorder()
     a, b = backend.add(REF.uid), backend.add(REF.uid)
-    await lifecycle.delete(REF, _spec(SPEC), _status({"sandbox": {"id": "sbx-already-gone"}}), _runtime(backend, recorder))
+    await lifecycle.delete(
+        REF, _spec(SPEC), _status({"sandbox": {"id": "sbx-already-gone"}}), _runtime(backend, recorder)
+    )
     assert sorted(backend.killed) == sorted([a, b, "sbx-already-gone"])
     assert not backend.sandboxes
 
@@ -294,20 +325,26 @@ async def test_delete_of_a_refused_spec_still_honours_its_orphan_policy() -> Non
     runtime.remember(REF.uid).api_key = KEY
     sid = backend.add(REF.uid)
     # Its own key: with the operator's default key Orphan is never honoured (lifecycle.tenancy).
-    body = {**SPEC, "agents": "many", "deletionPolicy": "Orphan",
-            "e2b": {"apiKeySecretRef": {"name": "team-key", "key": "api-key"}}}
+    body = {
+        **SPEC,
+        "agents": "many",
+        "deletionPolicy": "Orphan",
+        "e2b": {"apiKeySecretRef": {"name": "team-key", "key": "api-key"}},
+    }
     with pytest.raises(InvalidSpecError) as parsed:
         _spec(body)
-    await lifecycle.delete(REF, lifecycle.UnusableSpec.of(body, parsed.value),
-                           _status({"sandbox": {"id": sid}}), runtime)
+    await lifecycle.delete(
+        REF, lifecycle.UnusableSpec.of(body, parsed.value), _status({"sandbox": {"id": sid}}), runtime
+    )
     assert not backend.killed and backend.timeouts == [(sid, Settings().orphan_timeout_seconds)]
     assert [e[1] for e in recorder.events] == ["Orphaned"]
     assert REF.uid not in runtime.memory
     # And without the Orphan wish the same refused spec is torn down.
     runtime.remember(REF.uid).api_key = KEY
     body = {**SPEC, "agents": "many"}
-    await lifecycle.delete(REF, lifecycle.UnusableSpec.of(body, parsed.value),
-                           _status({"sandbox": {"id": sid}}), runtime)
+    await lifecycle.delete(
+        REF, lifecycle.UnusableSpec.of(body, parsed.value), _status({"sandbox": {"id": sid}}), runtime
+    )
     assert backend.killed == [sid]
 
 
@@ -339,20 +376,23 @@ async def test_the_sweeper_looks_under_every_key_in_use_and_the_default_one() ->
 
 # ----- the plan's lifetime cap: leases and creates never past it, a hand-over before it ----------
 
+
 @dataclass
 class CappedBackend(FakeBackend):
     """The fake, also remembering the timeout each create asked for."""
 
     create_timeouts: list[int] = field(default_factory=list)
 
-    async def create(self, template: str, metadata: Mapping[str, str], envs: Any = None, *,
-                     timeout_s: int, **_: Any) -> SandboxInfo:
+    async def create(
+        self, template: str, metadata: Mapping[str, str], envs: Any = None, *, timeout_s: int, **_: Any
+    ) -> SandboxInfo:
         self.create_timeouts.append(timeout_s)
         return await super().create(template, metadata, envs, timeout_s=timeout_s)
 
 
-async def _ready(backend: FakeBackend, recorder: Recorder, spec: Mapping[str, Any] = SPEC,
-                 **settings: Any) -> tuple[Runtime, str]:
+async def _ready(
+    backend: FakeBackend, recorder: Recorder, spec: Mapping[str, Any] = SPEC, **settings: Any
+) -> tuple[Runtime, str]:
     runtime = _runtime(backend, recorder, **settings)
     await lifecycle.reconcile(REF, _spec(spec), _status(None), runtime)
     assert recorder.status()["phase"] == "Ready"
@@ -438,10 +478,12 @@ async def test_handover_is_not_due_before_the_lead_time() -> None:
     assert not handover_due(spec, settings, start, start, start + timedelta(seconds=3539))
     assert handover_due(spec, settings, start, start, start + timedelta(seconds=3540))
     # A ttl ending after the cap still needs the hand-over; one ending at the cap does not.
-    assert handover_due(_spec({**SPEC, "ttlSeconds": 3601}), settings, start, start,
-                        start + timedelta(seconds=3550))
-    assert not handover_due(_spec({**SPEC, "ttlSeconds": 3600}), settings, start, start,
-                            start + timedelta(seconds=3550))
+    assert handover_due(
+        _spec({**SPEC, "ttlSeconds": 3601}), settings, start, start, start + timedelta(seconds=3550)
+    )
+    assert not handover_due(
+        _spec({**SPEC, "ttlSeconds": 3600}), settings, start, start, start + timedelta(seconds=3550)
+    )
 
 
 async def test_a_failed_handover_keeps_the_old_sandbox_to_its_cap_then_recreates() -> None:
@@ -486,8 +528,13 @@ async def test_a_resumed_sandbox_counts_its_cap_from_the_resume() -> None:
     started = datetime.now(timezone.utc) - timedelta(seconds=3590)
     sid = backend.add(REF.uid, started)
     backend.sandboxes[sid] = SandboxInfo(sid, "base", {TAG_UID: REF.uid}, started, started, "paused")
-    status = {"sandbox": {"id": sid, "template": runtime.settings.default_template,
-                          "startedAt": started.isoformat()}}
+    status = {
+        "sandbox": {
+            "id": sid,
+            "template": runtime.settings.default_template,
+            "startedAt": started.isoformat(),
+        }
+    }
     await lifecycle.reconcile(REF, _spec(SPEC), _status(status), runtime)
     await lifecycle.renew_lease(REF, _spec(SPEC), _status(recorder.status()), runtime)
     assert backend.timeouts == [(sid, 600)] and set(backend.sandboxes) == {sid}  # no hand-over
@@ -537,7 +584,9 @@ async def test_the_setup_run_allows_the_provision_budget_and_names_the_step() ->
     from swarm_operator import bootstrap
 
     backend, recorder = SlowIdentityBackend(), Recorder()
-    runtime = _runtime(backend, recorder, SWARM_READY_TIMEOUT_SECONDS="20", SWARM_COMMAND_TIMEOUT_SECONDS="30")
+    runtime = _runtime(
+        backend, recorder, SWARM_READY_TIMEOUT_SECONDS="20", SWARM_COMMAND_TIMEOUT_SECONDS="30"
+    )
     await lifecycle.reconcile(REF, _spec(SPEC), _status(None), runtime)
     budget = bootstrap.BootstrapPlan(session="s", socket="s", agents=1, command="c").provision_budget_s
     assert budget >= 6 * 300 and backend.setup_timeouts == [20 + 30 + budget]
@@ -559,5 +608,10 @@ async def test_what_the_first_run_installed_is_a_step_and_a_normal_event() -> No
     await initialise(book, _spec(SPEC), backend, backend.sandboxes[sid], {})
     steps = book.status.metrics.step_seconds
     assert steps["provision"] == 4.2 and steps["init.tmux"] == 0.01 and "init.provision" not in steps
-    assert recorder.events == [("Normal", "Provisioned", "installed tmux, uv==0.13.8 at start; "
-                                "skip this with `swarm-operator template --build`")]
+    assert recorder.events == [
+        (
+            "Normal",
+            "Provisioned",
+            "installed tmux, uv==0.13.8 at start; skip this with `swarm-operator template --build`",
+        )
+    ]

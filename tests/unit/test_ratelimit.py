@@ -22,8 +22,13 @@ class FakeClock:
         self.now += seconds
 
 
-def limiter(clock: FakeClock, per_minute: float | None = None, per_hour: float | None = None,
-            per_namespace: int | None = None, **kw: float) -> CreationLimiter:
+def limiter(
+    clock: FakeClock,
+    per_minute: float | None = None,
+    per_hour: float | None = None,
+    per_namespace: int | None = None,
+    **kw: float,
+) -> CreationLimiter:
     return CreationLimiter(per_minute, per_hour, per_namespace, clock=clock, **kw)
 
 
@@ -155,8 +160,9 @@ def test_fifo_earlier_waiter_gets_the_next_token() -> None:
     c = lim.try_acquire("c", "ns")
     # c's token is the second to come: 1.5 tokens away at one per minute.
     assert c.retry_after_s == pytest.approx(90.0)
-    assert c.message == ("operator-wide creation limit of 1/min reached; 1 earlier request waiting;"
-                         " next slot in 90.0 s")
+    assert c.message == (
+        "operator-wide creation limit of 1/min reached; 1 earlier request waiting; next slot in 90.0 s"
+    )
     assert lim.waiting() == ["b", "c"]
     clock.advance(30.0)
     assert not lim.try_acquire("c", "ns")  # the token that just arrived is b's
@@ -287,7 +293,9 @@ operations = st.lists(
     ops=operations,
 )
 def test_limits_hold_for_any_sequence(
-    per_minute: int, per_hour: int | None, per_namespace: int | None,
+    per_minute: int,
+    per_hour: int | None,
+    per_namespace: int | None,
     ops: list[tuple[float, str, int, int]],
 ) -> None:
     clock = FakeClock(0.0)

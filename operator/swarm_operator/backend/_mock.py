@@ -67,8 +67,8 @@ class MockBackend:
         sandbox_id = f"sbx-{next(self._ids)}"
         start = started_at or _now()
         self.sandboxes[sandbox_id] = SandboxInfo(
-            sandbox_id, template, dict(metadata), start,
-            start + datetime.timedelta(seconds=timeout_s), state)
+            sandbox_id, template, dict(metadata), start, start + datetime.timedelta(seconds=timeout_s), state
+        )
         return sandbox_id
 
     def _check(self, operation: str, sandbox_id: str | None = None) -> SandboxInfo | None:
@@ -110,8 +110,11 @@ class MockBackend:
         retry: RetryPolicy | None = None,
     ) -> list[SandboxInfo]:
         self._check("list")
-        return [s for s in self.sandboxes.values()
-                if state in ("both", s.state) and all(s.metadata.get(k) == v for k, v in metadata.items())]
+        return [
+            s
+            for s in self.sandboxes.values()
+            if state in ("both", s.state) and all(s.metadata.get(k) == v for k, v in metadata.items())
+        ]
 
     async def get(
         self,

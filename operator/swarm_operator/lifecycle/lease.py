@@ -72,11 +72,19 @@ async def _renew(
     now = datetime.now(timezone.utc)
     started_at = sandbox.started_at or now
     if spec.ttl_seconds is not None and now >= started_at + timedelta(seconds=spec.ttl_seconds):
-        await kill_and_record(book, backend, sandbox.id, Reason.SANDBOX_EXPIRED,
-                              f"sandbox {sandbox.id} reached ttlSeconds={spec.ttl_seconds} and was killed")
-        book.set(ConditionType.SYNCED, "False", Reason.SANDBOX_EXPIRED,
-                 f"the sandbox lived its ttlSeconds ({spec.ttl_seconds}s); "
-                 f"change the spec to start a new one")
+        await kill_and_record(
+            book,
+            backend,
+            sandbox.id,
+            Reason.SANDBOX_EXPIRED,
+            f"sandbox {sandbox.id} reached ttlSeconds={spec.ttl_seconds} and was killed",
+        )
+        book.set(
+            ConditionType.SYNCED,
+            "False",
+            Reason.SANDBOX_EXPIRED,
+            f"the sandbox lived its ttlSeconds ({spec.ttl_seconds}s); change the spec to start a new one",
+        )
         await book.commit()
         return None
     start = lifetime_start(book) or started_at
@@ -92,10 +100,18 @@ async def _renew(
     try:
         await backend.set_timeout(sandbox.id, lease)
     except SandboxNotFound:
-        book.set(ConditionType.SANDBOX_CREATED, "False", Reason.SANDBOX_NOT_FOUND,
-                 f"sandbox {sandbox.id} is gone; a new one will be created")
-        book.set(ConditionType.AGENTS_READY, "False", Reason.SANDBOX_NOT_FOUND,
-                 "the sandbox running the agents is gone")
+        book.set(
+            ConditionType.SANDBOX_CREATED,
+            "False",
+            Reason.SANDBOX_NOT_FOUND,
+            f"sandbox {sandbox.id} is gone; a new one will be created",
+        )
+        book.set(
+            ConditionType.AGENTS_READY,
+            "False",
+            Reason.SANDBOX_NOT_FOUND,
+            "the sandbox running the agents is gone",
+        )
         book.status.agents = None
         await book.commit()
         raise

@@ -31,8 +31,7 @@ def size_of(sandbox: SandboxInfo | None) -> Size | None:
     return Size(sandbox.vcpu, sandbox.memory_mib)
 
 
-def meter(book: StatusBook, state: Meter, size: Size | None = None, *,
-          now: datetime | None = None) -> None:
+def meter(book: StatusBook, state: Meter, size: Size | None = None, *, now: datetime | None = None) -> None:
     """From ``now`` on the resource's sandbox is ``state`` (and ``size``, None: unchanged).
 
     ``status.cost`` is brought up to date only when due (state or size changed, or the cadence
@@ -58,8 +57,9 @@ def close(ref: ResourceRef, status: SwarmSandboxStatus, runtime: Runtime) -> Non
     (status goes with the resource) before the caller forgets the resource."""
     if status.cost is None:
         return
-    ledger = accrue(status.cost, datetime.now(timezone.utc), "Stopped", None,
-                    Prices.from_settings(runtime.settings))
+    ledger = accrue(
+        status.cost, datetime.now(timezone.utc), "Stopped", None, Prices.from_settings(runtime.settings)
+    )
     runtime.metrics.observe_cost(ref.uid, ref.namespace, ledger)
 
 
