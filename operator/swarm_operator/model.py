@@ -946,6 +946,14 @@ class SandboxStatus(_Status):
     expires_at: Timestamp | None = Field(
         default=None, description="When E2B will kill the sandbox unless the operator renews its lease.",
     )
+    init_attempts: int | None = Field(
+        default=None, ge=0, le=1000,
+        description=(
+            "Setup attempts started on this sandbox that have not (yet) brought every agent up,"
+            " timeouts and backend errors included. At the operator's SWARM_INIT_ATTEMPTS the sandbox"
+            " is killed and the resource Failed (InitFailed). In status so a restart keeps the count."
+        ),
+    )
 
 
 class AgentItem(_Status):

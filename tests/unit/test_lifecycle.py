@@ -13,7 +13,11 @@ import pytest
 from swarm_operator import lifecycle
 from swarm_operator.backend import (
     AuthenticationFailed,
+    BackendError,
     BackendUnavailable,
+    CommandTimeout,
+    InvalidRequest,
+    OutputLimitExceeded,
     CommandResult,
     SandboxInfo,
     SandboxNotFound,
@@ -56,6 +60,8 @@ class FakeBackend:
     killed: list[str] = field(default_factory=list)
     timeouts: list[tuple[str, int]] = field(default_factory=list)
     list_error: Exception | None = None
+    #: Raised, one per setup run, before ``ready_per_run`` is consulted.
+    run_errors: list[Exception] = field(default_factory=list)
     counter: int = 0
 
     def add(self, uid: str, started_at: datetime | None = None) -> str:
@@ -89,6 +95,8 @@ class FakeBackend:
         if script == IDENTITY_SCRIPT:  # answers as the sandbox it is
             uid = self.sandboxes[sandbox_id].metadata[TAG_UID]
             return CommandResult(0, f"swarm-identity {sandbox_id} {uid}\n")
+        if self.run_errors:
+            raise self.run_errors.pop(0)
         ready = self.ready_per_run.pop(0) if self.ready_per_run else 2
         return CommandResult(0, _report(2, ready))
 
@@ -331,3 +339,89 @@ async def test_the_sweeper_looks_under_every_key_in_use_and_the_default_one() ->
     assert await keys_in_use({"e2b_other"}, reader, default) == {"e2b_other", KEY}
     missing = SecretKeyRef(default.namespace, default.name, "no-such-key")
     assert await keys_in_use({"e2b_other"}, reader, missing) == {"e2b_other"}
+
+
+# -- issue 16, hole 1: every non-terminal setup failure spends the init budget, which ends in a kill
+
+
+@pytest.mark.parametrize("error", [
+    CommandTimeout("the setup script ran past 420s"),
+    InvalidRequest("E2B answered 400: bad request"),
+    BackendUnavailable("E2B answered 502"),
+    OutputLimitExceeded("the command printed more than 1 MiB"),
+    BackendError("E2B answered 418"),
+], ids=lambda e: type(e).__name__)
+async def test_any_non_terminal_setup_failure_spends_the_budget_and_ends_killed(error: Exception) -> None:
+    backend, recorder = FakeBackend(run_errors=[error] * 3), Recorder()
+    with pytest.raises(GiveUp) as info:
+        await lifecycle.reconcile(REF, _spec(SPEC), _status(None), _runtime(backend, recorder))
+    assert info.value.reason == "InitFailed"
+    assert backend.killed == ["sbx-1"] and not backend.sandboxes
+    status = recorder.status()
+    assert status["phase"] == "Failed" and "step init" in _conditions(status)["Ready"]["message"]
+    assert status["metrics"]["commandsExecuted"] == 3 and status["metrics"]["commandsFailed"] == 3
+
+
+async def test_the_budget_survives_an_operator_restart() -> None:
+    """Two attempts spent, then the operator restarts (a new Runtime, nothing in memory): the next
+    reconcile has one attempt left, not three."""
+    backend, recorder = FakeBackend(run_errors=[CommandTimeout("ran past 420s")] * 5), Recorder()
+    sid = backend.add(REF.uid)
+    status = {"sandbox": {"id": sid, "initAttempts": 2}}
+    with pytest.raises(GiveUp):
+        await lifecycle.reconcile(REF, _spec(SPEC), _status(status), _runtime(backend, recorder))
+    assert backend.killed == [sid] and len(backend.run_errors) == 4
+
+
+async def test_a_spent_budget_found_at_start_kills_without_another_run() -> None:
+    backend, recorder = FakeBackend(), Recorder()
+    sid = backend.add(REF.uid)
+    status = {"sandbox": {"id": sid, "initAttempts": 3}}
+    with pytest.raises(GiveUp) as info:
+        await lifecycle.reconcile(REF, _spec(SPEC), _status(status), _runtime(backend, recorder))
+    assert info.value.reason == "InitFailed" and backend.killed == [sid]
+    assert recorder.status()["phase"] == "Failed"
+
+
+async def test_identity_call_failures_spend_the_budget_too() -> None:
+    backend, recorder = FakeBackend(), Recorder()
+    runtime = _runtime(backend, recorder)
+    real_run = backend.run
+
+    async def timing_out(sandbox_id: str, script: str, envs: Any = None, **kw: Any) -> CommandResult:
+        if script == IDENTITY_SCRIPT:
+            raise CommandTimeout("the identity call ran past 30s")
+        return await real_run(sandbox_id, script, envs, **kw)
+
+    backend.run = timing_out  # type: ignore[method-assign]
+    status = _status(None)
+    for _ in range(2):
+        with pytest.raises(RetryLater):
+            await lifecycle.reconcile(REF, _spec(SPEC), status, runtime)
+        status = _status(recorder.status())
+    with pytest.raises(GiveUp) as info:
+        await lifecycle.reconcile(REF, _spec(SPEC), status, runtime)
+    assert info.value.reason == "InitFailed" and backend.killed == ["sbx-1"]
+
+
+async def test_success_clears_the_count_and_the_lease_stops_at_a_spent_budget() -> None:
+    backend, recorder = FakeBackend(run_errors=[CommandTimeout("ran past")]), Recorder()
+    runtime = _runtime(backend, recorder)
+    await lifecycle.reconcile(REF, _spec(SPEC), _status(None), runtime)
+    assert recorder.patches[-1]["sandbox"].get("initAttempts") is None
+    assert recorder.status()["phase"] == "Ready"
+    # A sandbox whose budget is spent but whose kill has not gone through gets no new lease.
+    sid = backend.add(REF.uid)
+    spent = {"sandbox": {"id": sid, "initAttempts": 3}}
+    await lifecycle.renew_lease(REF, _spec(SPEC), _status(spent), runtime)
+    assert backend.timeouts == []
+
+
+def test_the_coordinator_install_fits_inside_the_setup_run() -> None:
+    from swarm_operator.lifecycle import agents, budget
+
+    for env in ({}, {"SWARM_COMMAND_TIMEOUT_SECONDS": "20"}, {"SWARM_COMMAND_TIMEOUT_SECONDS": "900"}):
+        settings = Settings.from_env(env)
+        plan = agents.plan(REF, _spec({**SPEC, "coordinator": {"enabled": True}}), {}, settings)
+        assert plan.install_timeout_s < settings.command_timeout_seconds
+        assert plan.install_timeout_s + plan.ready_timeout_s < budget.setup_timeout_seconds(settings)

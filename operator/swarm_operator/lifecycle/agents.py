@@ -20,8 +20,9 @@ import pydantic
 
 from swarm_operator import agentconfig, bootstrap, logs
 from swarm_operator.backend import AuthenticationFailed, BackendError, SandboxBackend, SandboxInfo, SandboxNotFound
-from swarm_operator.conditions import ConditionType, Reason
+from swarm_operator.conditions import TERMINAL_REASONS, ConditionType, Reason
 from swarm_operator.config import Settings
+from swarm_operator.lifecycle import budget
 from swarm_operator.lifecycle.runtime import ResourceRef, Runtime
 from swarm_operator.lifecycle.sandbox import kill_and_record
 from swarm_operator.lifecycle.status import StatusBook, give_up
@@ -107,6 +108,7 @@ def plan(ref: ResourceRef, spec: SwarmSandboxSpec, envs: Mapping[str, str],
         coordinator_enabled=spec.coordinator.enabled,
         coordinator_install=spec.coordinator.install,
         ready_timeout_s=settings.ready_timeout_seconds,
+        install_timeout_s=budget.install_timeout_seconds(settings),
         restart_dead=spec.health_check.restart_dead_agents,
         max_restarts=spec.health_check.max_restarts,
         workdir=(workspace.path or DEFAULT_WORKSPACE_PATH) if workspace else "",
@@ -179,25 +181,28 @@ async def initialise(
     except InvalidSpecError as exc:
         await give_up(book, Reason.INVALID_SPEC, f"invalid spec: {exc}")
     script = bootstrap.render_setup(setup_plan)
-    cause = ""
-    for attempt in range(1, settings.init_attempts + 1):
+    # The budget is the sandbox's, in status: a restart (or a retry after another failure)
+    # continues the count instead of starting over (see lifecycle.budget).
+    first = budget.used(book, sandbox.id) + 1
+    cause = _last_cause(book) if first > settings.init_attempts else ""
+    for attempt in range(first, settings.init_attempts + 1):
+        budget.charge(book, sandbox.id, attempt)
+        await book.commit()  # counted before it runs: an attempt cut by a restart is spent too
         started = time.monotonic()
         try:
             result = await backend.run(
-                sandbox.id, script, envs=envs,
-                timeout_s=settings.ready_timeout_seconds + settings.command_timeout_seconds,
+                sandbox.id, script, envs=envs, timeout_s=budget.setup_timeout_seconds(settings),
             )
-            metrics = book.status.metrics or MetricsStatus()
-            metrics.commands_executed += 1
-            if not result.ok:
-                metrics.commands_failed += 1
-            book.status.metrics = metrics
+            _count_command(book, failed=not result.ok)
             report = bootstrap.parse_report(result.stdout)
         except (AuthenticationFailed, SandboxNotFound):
             raise
         except BackendError as exc:
-            if not exc.transient:
+            _count_command(book, failed=True)
+            if exc.reason in TERMINAL_REASONS and not exc.transient:
                 raise
+            # Timeouts, 4xx, 5xx alike: each spends one attempt, so no failure keeps a sandbox
+            # Initializing (and billing) for ever.
             cause = f"step init: {exc.reason}: {exc.message}"
         except ValueError as exc:  # no parsable report: the script could not do its job
             cause = f"step init: setup script failed (exit {result.exit_code}): {exc}; " \
@@ -211,7 +216,9 @@ async def initialise(
             record_tools(book, spec, report)
             await _refuse_unfixable(book, backend, sandbox, report)
             ready = report.agents.ready
-            if report.ready and ready >= spec.agents:
+            shortfall = registry_shortfall(spec, report)
+            if report.ready and ready >= spec.agents and shortfall is None:
+                budget.clear(book, sandbox.id)
                 book.set(ConditionType.AGENTS_READY, "True", Reason.AVAILABLE,
                          f"{ready}/{spec.agents} agents running")
                 logger.info("%d/%d agents running", ready, spec.agents,
@@ -219,6 +226,8 @@ async def initialise(
                                    "duration": round(time.monotonic() - started, 3)})
                 return
             cause = f"step init: {ready}/{spec.agents} agents running"
+            if shortfall is not None and report.ready and ready >= spec.agents:
+                cause = f"step coordinator: {shortfall}"
             if report.errors:
                 cause += ": " + "; ".join(
                     f"{e.step}{'' if e.agent is None else f' agent {e.agent}'}: {e.message}"
@@ -229,14 +238,31 @@ async def initialise(
                      f"attempt {attempt}/{settings.init_attempts} failed, retrying: {cause}")
             await book.commit()
             await asyncio.sleep(settings.init_backoff_seconds * 2 ** (attempt - 1))
-    # Budget spent: kill first, then report, so a crash in between still leaves no leak behind
-    # (the next reconcile sees the id gone and the resource Failed with the same cause).
-    await kill_and_record(
-        book, backend, sandbox.id, Reason.INIT_FAILED,
-        f"sandbox {sandbox.id} killed after {settings.init_attempts} failed initialisations", cause)
-    await give_up(book, Reason.INIT_FAILED,
-                  f"initialisation failed {settings.init_attempts} times, last: {cause}; "
-                  f"the sandbox was killed; change the spec to try again")
+    await budget.exhausted(book, backend, sandbox.id, cause)
+
+
+def _last_cause(book: StatusBook) -> str:
+    """Why the last counted attempt failed, as recorded (the budget was spent before a restart)."""
+    agents = next((c for c in book.status.conditions if c.type == ConditionType.AGENTS_READY), None)
+    if agents is not None and agents.status == "False" and agents.message:
+        return agents.message
+    return "the last attempt did not finish (the operator restarted during it)"
+
+
+def _count_command(book: StatusBook, *, failed: bool) -> None:
+    """status.metrics.commandsExecuted/commandsFailed: every command the operator ran in the
+    sandbox, timed-out ones (counted as failed) included."""
+    metrics = book.status.metrics or MetricsStatus()
+    metrics.commands_executed += 1
+    if failed:
+        metrics.commands_failed += 1
+    book.status.metrics = metrics
+
+
+def registry_shortfall(spec: SwarmSandboxSpec, report: bootstrap.BootstrapReport) -> str | None:
+    """With the coordinator enabled, every agent must be registered with it: the message saying
+    how many are not, or None when all are (or the coordinator is off)."""
+    return None
 
 
 async def _refuse_unfixable(book: StatusBook, backend: SandboxBackend, sandbox: SandboxInfo,

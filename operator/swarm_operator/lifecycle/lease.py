@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 from swarm_operator.backend import SandboxNotFound
 from swarm_operator.conditions import ConditionType, Reason
+from swarm_operator.lifecycle import budget
 from swarm_operator.lifecycle.runtime import ResourceRef, Runtime
 from swarm_operator.lifecycle.sandbox import kill_and_record, lease_seconds
 from swarm_operator.lifecycle.status import StatusBook
@@ -47,6 +48,10 @@ async def renew_lease(
                      f"the sandbox lived its ttlSeconds ({spec.ttl_seconds}s); "
                      f"change the spec to start a new one")
             await book.commit()
+            return
+        if budget.spent(book, sandbox.id):
+            # Its initialisation budget is spent and the kill has not gone through yet: no new
+            # lease, so E2B ends it within the current one whatever the kill call meets.
             return
         lease = lease_seconds(spec, runtime.settings, started_at, now)
         try:

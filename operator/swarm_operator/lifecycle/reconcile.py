@@ -25,6 +25,7 @@ from swarm_operator.backend import (
     SandboxInfo,
 )
 from swarm_operator.conditions import TERMINAL_REASONS, ConditionType, Reason
+from swarm_operator.lifecycle import budget
 from swarm_operator.lifecycle.agents import agent_files, initialise, plan, read_secrets, unusable
 from swarm_operator.lifecycle.rotation import rotated, secrets_applied, stop_agents
 from swarm_operator.lifecycle.runtime import ResourceRef, RetryLater, Runtime, backoff
@@ -115,7 +116,11 @@ async def _run(
 ) -> None:
     """The resource is not suspended: have its verified sandbox run the spec's agents."""
     sandbox: SandboxInfo = await ensure_sandbox(book, spec, backend, policy)
-    await verify_identity(book, backend, sandbox, retry)
+    try:
+        await verify_identity(book, backend, sandbox, retry)
+    except BackendError as exc:
+        await budget.charge_failure(book, backend, sandbox.id, exc)
+        raise
     wanted = spec.template or book.runtime.settings.default_template
     current = book.status.sandbox.template if book.status.sandbox else None
     shown = network.network_status(policy)

@@ -108,6 +108,8 @@ async def ensure_sandbox(
                   spec.template or settings.default_template if how == Reason.CREATED else sandbox.template),
         started_at=previous.started_at if same and previous.started_at else sandbox.started_at,
         expires_at=sandbox.end_at,
+        # The init budget is the sandbox's: kept while it is the same one (lifecycle.budget).
+        init_attempts=previous.init_attempts if same else None,
     )
     if not same or book.status.network is None:
         # What this sandbox was created with: the policy of this spec (an adopted one was created
