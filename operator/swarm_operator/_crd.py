@@ -161,6 +161,11 @@ CEL_MIRRORS: Final[dict[str, Callable[[dict[str, Any]], bool]]] = {
         or str(env.get("name", "")).startswith(model.RESERVED_ENV_PREFIXES)
     ),
     model._cel_secret_references_rule(): lambda spec: _secret_references(spec) <= model.MAX_SECRET_REFERENCES,
+    model._cel_args_size_rule(): lambda args: sum(
+        len(a) for a in args if isinstance(a, str)) <= model.MAX_ARGS_CHARS,
+    model._cel_mcp_values_size_rule(): lambda mcp: sum(
+        len(f.get("value") or "") for m in mcp if isinstance(m, dict)
+        for f in (m.get("fields") or []) if isinstance(f, dict)) <= model.MAX_MCP_VALUE_CHARS,
 }
 
 
@@ -204,10 +209,11 @@ def extension_violations(schema: dict[str, Any], value: Any, path: str = "") -> 
     """What the API server would refuse beyond plain JSON Schema: CEL rules (via :data:`CEL_MIRRORS`)
     and ``x-kubernetes-list-type: map`` key uniqueness. ``value`` should already be defaulted."""
     problems: list[str] = []
-    if isinstance(value, dict):
+    if isinstance(value, (dict, list)):  # rules sit on objects and on lists (aggregate sizes)
         for rule in schema.get("x-kubernetes-validations", ()):
             if not CEL_MIRRORS[rule["rule"]](value):
                 problems.append(f"{path or '<root>'}: {rule['message']}")
+    if isinstance(value, dict):
         for key, sub in schema.get("properties", {}).items():
             if key in value:
                 problems += extension_violations(sub, value[key], f"{path}.{key}")

@@ -34,6 +34,8 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_valida
 
 __all__ = [
     "MAX_SECRETS",
+    "MAX_ARGS_CHARS",
+    "MAX_MCP_VALUE_CHARS",
     "MAX_SECRET_REFERENCES",
     "MAX_STEPS",
     "RESERVED_ENV_NAMES",
@@ -112,6 +114,13 @@ _RESERVED_ENV_TEXT: Final = (
 #: Secret key references one resource may carry (agent.env valueFrom, the two apiKeySecretRefs,
 #: workspace.credentialsSecretRef, mcp tokenSecretRef and fields valueFrom): the schema's bound.
 MAX_SECRET_REFERENCES: Final = 64
+#: Characters all of ``agent.args`` may hold together, and all literal ``mcp[].fields[].value``
+#: together. Both are rendered into the one setup script, which must fit in one command
+#: (``bootstrap.MAX_SCRIPT_BYTES``, about 77 KB of it left for user text): these bounds refuse
+#: at the API server what could never fit; the operator still renders and measures the whole
+#: script (ConfigMap files included) before it creates a sandbox.
+MAX_ARGS_CHARS: Final = 32_768
+MAX_MCP_VALUE_CHARS: Final = 16_384
 #: Distinct Secrets (by name) one resource may reference: each is read again every re-read interval
 #: and its values held for log redaction, so a resource naming hundreds would cost every tenant.
 #: Several keys of one Secret count once: group a resource's values in a few Secrets.
@@ -207,6 +216,15 @@ def _cel_reserved_env_rule() -> str:
     names = ", ".join(f"'{n}'" for n in RESERVED_ENV_NAMES)
     prefixes = " && ".join(f"!self.name.startsWith('{p}')" for p in RESERVED_ENV_PREFIXES)
     return f"!(self.name in [{names}]) && {prefixes}"
+
+
+def _cel_args_size_rule() -> str:
+    return f"self.map(a, size(a)).sum() <= {MAX_ARGS_CHARS}"
+
+
+def _cel_mcp_values_size_rule() -> str:
+    return ("self.map(m, has(m.fields) ? m.fields.map(f, has(f.value) ? size(f.value) : 0).sum() : 0)"
+            f".sum() <= {MAX_MCP_VALUE_CHARS}")
 
 
 def _cel_secret_references_rule() -> str:
@@ -436,7 +454,12 @@ class AgentSpec(_Spec):
     )
     args: list[Annotated[str, Field(max_length=4096)]] = Field(
         default_factory=list, max_length=64,
-        description="Arguments passed to the command, each quoted as one word.",
+        description=f"Arguments passed to the command, each quoted as one word; at most "
+        f"{MAX_ARGS_CHARS} characters together.",
+        json_schema_extra={"x-kubernetes-validations": [{
+            "rule": _cel_args_size_rule(),
+            "message": f"agent.args may hold at most {MAX_ARGS_CHARS} characters together",
+        }]},
     )
     env: list[EnvVar] = Field(
         default_factory=list, max_length=128,
@@ -471,6 +494,14 @@ class AgentSpec(_Spec):
     def is_claude_code(self) -> bool:
         """Whether the agent is Claude Code, whose configuration files the operator writes."""
         return self.command.rsplit("/", 1)[-1] == "claude"
+
+    @field_validator("args")
+    @classmethod
+    def _args_fit(cls, args: list[str]) -> list[str]:
+        total = sum(len(a) for a in args)
+        if total > MAX_ARGS_CHARS:
+            raise ValueError(f"{total} characters together, over the limit of {MAX_ARGS_CHARS}")
+        return args
 
     @field_validator("env")
     @classmethod
@@ -808,7 +839,14 @@ class SwarmSandboxSpec(_Spec):
         default_factory=list, max_length=16,
         description="MCP servers for the agents, run by E2B's MCP gateway in the sandbox; the "
         "agents' configuration points at the gateway. Secrets come from Secret keys.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        json_schema_extra={
+            "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+            "x-kubernetes-validations": [{
+                "rule": _cel_mcp_values_size_rule(),
+                "message": f"mcp literal field values may hold at most {MAX_MCP_VALUE_CHARS} "
+                "characters together",
+            }],
+        },
     )
 
     network: NetworkSpec | None = Field(
@@ -824,6 +862,10 @@ class SwarmSandboxSpec(_Spec):
     @field_validator("mcp")
     @classmethod
     def _one_entry_per_server(cls, mcp: list[McpServerSpec]) -> list[McpServerSpec]:
+        total = sum(len(f.value or "") for entry in mcp for f in entry.fields)
+        if total > MAX_MCP_VALUE_CHARS:
+            raise ValueError(f"literal field values hold {total} characters together, over the limit "
+                             f"of {MAX_MCP_VALUE_CHARS}")
         seen: dict[str, str] = {}
         for entry in mcp:
             if entry.name in seen.values():

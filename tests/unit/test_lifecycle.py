@@ -104,6 +104,14 @@ class FakeBackend:
 
 
 class FakeSecrets:
+    #: ConfigMap name -> data, for spec.agent.config.
+    config_maps: dict[str, dict[str, str]] = {}
+
+    def read_namespaced_config_map(self, name: str, namespace: str, **_: Any) -> Any:
+        from types import SimpleNamespace
+
+        return SimpleNamespace(data=self.config_maps[name])
+
     def read_namespaced_secret(self, name: str, namespace: str, **_: Any) -> Any:
         import base64
         from types import SimpleNamespace
@@ -425,3 +433,49 @@ def test_the_coordinator_install_fits_inside_the_setup_run() -> None:
         plan = agents.plan(REF, _spec({**SPEC, "coordinator": {"enabled": True}}), {}, settings)
         assert plan.install_timeout_s < settings.command_timeout_seconds
         assert plan.install_timeout_s + plan.ready_timeout_s < budget.setup_timeout_seconds(settings)
+
+
+# -- issue 16, hole 2: everything the sandbox will be given is rendered and measured before create
+
+
+@pytest.mark.parametrize("body", [
+    {**SPEC, "agent": {"command": "sleep", "args": ["a" * 4096] * 30}},
+    {**SPEC, "mcp": [{"name": f"m{i}", "type": "custom", "server": f"s{i}",
+                      "fields": [{"name": f"f{j}", "value": "v" * 4096} for j in range(8)]}
+                     for i in range(4)]},
+], ids=["30 args of 4096 chars", "128 KB of MCP field values"])
+async def test_aggregate_sizes_the_crd_cannot_refuse_per_field_are_refused_by_the_model(
+        body: dict[str, Any]) -> None:
+    from swarm_operator import _crd
+
+    # The API server refuses them (the CEL mirrors say so) and so does the model; nothing is made.
+    schema = _crd.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert _crd.extension_violations(schema, body)
+    backend, recorder = FakeBackend(), Recorder()
+    with pytest.raises(InvalidSpecError) as parsed:
+        _spec(body)
+    with pytest.raises(GiveUp):
+        await lifecycle.refuse_spec(REF, parsed.value, _status(None), _runtime(backend, recorder))
+    assert backend.counter == 0 and recorder.status()["phase"] == "Failed"
+
+
+async def test_an_oversized_agent_configmap_is_invalid_and_creates_nothing() -> None:
+    FakeSecrets.config_maps = {"big": {"notes.md": "x" * 200_000}}
+    backend, recorder = FakeBackend(), Recorder()
+    body = {**SPEC, "agent": {"command": "claude", "config": {"configMapName": "big"}}}
+    with pytest.raises(GiveUp) as info:
+        await lifecycle.reconcile(REF, _spec(body), _status(None), _runtime(backend, recorder))
+    assert info.value.reason == "InvalidSpec" and backend.counter == 0 and not backend.sandboxes
+    message = _conditions(recorder.status())["Ready"]["message"]
+    assert "bytes one command can carry" in message and "spec.agent.config ConfigMap" in message
+
+
+async def test_args_within_their_limit_plus_a_configmap_over_the_script_limit_are_refused() -> None:
+    FakeSecrets.config_maps = {"mid": {"notes.md": "x" * 50_000}}
+    backend, recorder = FakeBackend(), Recorder()
+    body = {**SPEC, "agent": {"command": "claude", "args": ["a" * 4096] * 8,
+                              "config": {"configMapName": "mid"}}}
+    with pytest.raises(GiveUp) as info:
+        await lifecycle.reconcile(REF, _spec(body), _status(None), _runtime(backend, recorder))
+    assert info.value.reason == "InvalidSpec" and backend.counter == 0
+    assert "spec.agent.args 32768 bytes" in _conditions(recorder.status())["Ready"]["message"]

@@ -56,7 +56,8 @@ def _seconds(value: float) -> str:
     return f"{value:.3f}"
 
 
-def _render(kind: str, plan: BootstrapPlan, extra: dict[str, str | int | bool | Iterable[str]]) -> str:
+def _render(kind: str, plan: BootstrapPlan, extra: dict[str, str | int | bool | Iterable[str]],
+            *, check: bool = True) -> str:
     common: dict[str, str | int | bool | Iterable[str]] = {
         "SWARM_SESSION": plan.session,
         "SWARM_SOCKET": plan.socket,
@@ -73,18 +74,19 @@ def _render(kind: str, plan: BootstrapPlan, extra: dict[str, str | int | bool | 
     lines += [_assign(k, v) for k, v in {**common, **extra}.items()]
     script = "\n".join(lines) + "\n" + _body("_common.sh") + _body(f"{kind}.sh")
     size = len(script.encode("utf-8"))
-    if size > MAX_SCRIPT_BYTES:
+    if check and size > MAX_SCRIPT_BYTES:
         raise ValueError(f"the rendered {kind} script is {size} bytes; at most {MAX_SCRIPT_BYTES} "
                          "fit in one command (are the agent args huge?)")
     return script
 
 
-def render_setup(plan: BootstrapPlan) -> str:
+def render_setup(plan: BootstrapPlan, *, check: bool = True) -> str:
     """The idempotent setup script: create, rerun, scale to ``plan.agents``, restart dead agents.
 
     Run it with the agent env values in its environment (``envs=`` holding ``plan.env_names``, and
     the script-only ``SWARM_SECRET_*`` values: workspace password, MCP tokens); parse its stdout
-    with :func:`parse_report`.
+    with :func:`parse_report`. ``check=False`` returns an oversized script instead of raising, for a
+    caller that measures it and says which inputs to shrink.
     """
     return _render("setup", plan, {
         "SWARM_COMMAND": plan.command,
@@ -110,7 +112,7 @@ def render_setup(plan: BootstrapPlan) -> str:
         "SWARM_MCP_GATEWAY": plan.mcp_gateway,
         "SWARM_MCP_PORT": plan.mcp_port,
         "SWARM_MCP_START_TIMEOUT_S": plan.mcp_start_timeout_s,
-    })
+    }, check=check)
 
 
 def render_probe(plan: BootstrapPlan) -> str:

@@ -139,10 +139,18 @@ def unusable(build_plan: Callable[[], bootstrap.BootstrapPlan], envs: Mapping[st
     """
     problems = [f"spec.agent.env[{name}]: the value holds a NUL byte, which no environment "
                 f"variable can carry" for name, value in envs.items() if "\x00" in value]
+    problems += [f"{_env_field(name)}: {size} bytes as NAME=value, over the {MAX_ENV_STRING_BYTES} "
+                 f"bytes Linux passes in one environment variable"
+                 for name, size in _env_sizes(envs) if size > MAX_ENV_STRING_BYTES]
     if problems:
         return problems
     try:
-        build_plan()
+        setup_plan = build_plan()
+        # Rendered and measured here, before any sandbox exists: a script too big for one command
+        # must never be found out after the create (it would leave a sandbox Initializing).
+        size = len(bootstrap.render_setup(setup_plan, check=False).encode("utf-8"))
+        if size > bootstrap.MAX_SCRIPT_BYTES:
+            problems.append(_too_big(setup_plan, size))
     except InvalidSpecError as exc:
         problems.extend(exc.problems)
     except pydantic.ValidationError as exc:
@@ -152,6 +160,35 @@ def unusable(build_plan: Callable[[], bootstrap.BootstrapPlan], envs: Mapping[st
             message = str(err.get("ctx", {}).get("error") or err["msg"])
             problems.append(f"{field}{where}: {message}")
     return problems
+
+
+#: Linux's MAX_ARG_STRLEN (32 pages): the most one ``NAME=value`` string of a process's
+#: environment may hold; a longer one makes the setup run fail with E2BIG inside the sandbox.
+MAX_ENV_STRING_BYTES = 131_072
+
+
+def _env_sizes(envs: Mapping[str, str]) -> list[tuple[str, int]]:
+    return [(name, len(name.encode()) + 1 + len(value.encode("utf-8", "surrogatepass")))
+            for name, value in envs.items()]
+
+
+def _env_field(name: str) -> str:
+    if name.startswith(bootstrap.SECRET_ENV_PREFIX):
+        return f"the Secret value behind {name} (workspace credentials or an MCP token)"
+    return f"spec.agent.env[{name}]"
+
+
+def _too_big(setup_plan: bootstrap.BootstrapPlan, size: int) -> str:
+    """Which inputs make the script too big, largest first, so the message says what to shrink."""
+    parts = {
+        "spec.agent.args": sum(len(a.encode()) for a in setup_plan.args),
+        "agent configuration (spec.agent.config ConfigMap and defaults)": len(setup_plan.agent_config.encode()),
+        "spec.mcp": len(setup_plan.mcp.encode()),
+        "spec.workspace": len(setup_plan.workspace_repo.encode()) + len(setup_plan.workspace_ref.encode()),
+    }
+    biggest = ", ".join(f"{name} {n} bytes" for name, n in sorted(parts.items(), key=lambda p: -p[1]) if n)
+    return (f"spec: the setup script these inputs render to is {size} bytes, over the "
+            f"{bootstrap.MAX_SCRIPT_BYTES} bytes one command can carry ({biggest}); make them smaller")
 
 
 # Which spec field feeds each plan field, so a plan refusal names what the user wrote.
