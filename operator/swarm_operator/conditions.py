@@ -85,6 +85,9 @@ class Reason(str, enum.Enum):
     INITIALIZING = "Initializing"  # the setup script is starting (or retrying) the agents.
     AVAILABLE = "Available"  # every desired agent runs (also Ready=True).
     AGENTS_DEGRADED = "AgentsDegraded"  # some agents are dead past their restart budget.
+    #: The coordinator is enabled and its registry holds fewer agents than the spec asks for: the
+    #: panes run but cannot coordinate, so the resource is not Ready.
+    AGENTS_NOT_REGISTERED = "AgentsNotRegistered"
     #: The sandbox's MCP gateway cannot read its configuration from a file; starting it with the
     #: configuration on its command line would expose the MCP secrets, so it is not started.
     MCP_GATEWAY_UNSUPPORTED = "McpGatewayUnsupported"

@@ -35,7 +35,7 @@ REF = ResourceRef(namespace="ns", name="swarm", uid="uid-1", generation=1)
 KEY = "e2b_" + "a" * 40
 
 
-def _report(desired: int, ready: int) -> str:
+def _report(desired: int, ready: int, registered: int | None = None) -> str:
     panes = [{"index": i, "target": f"s:0.{i}", "pane_id": f"%{i}", "pid": 100 + i, "alive": i < ready,
               "dead": i >= ready, "exit_status": None if i < ready else 1, "command": "sleep",
               "restarts": 0} for i in range(desired)]
@@ -44,7 +44,8 @@ def _report(desired: int, ready: int) -> str:
         "server": True, "agents": {"desired": desired, "ready": ready, "failed": desired - ready},
         "panes": panes, "created": [], "removed": [], "restarted": [], "env_missing": [],
         "timed_out": ready < desired,
-        "coordinator": {"enabled": False, "installed": False, "discovered": None, "error": None},
+        "coordinator": {"enabled": registered is not None, "installed": registered is not None,
+                        "discovered": registered, "error": None},
         "steps": {"tmux": 0.01},
         "errors": [{"step": "ready", "agent": i, "message": "agent exited"} for i in range(ready, desired)],
     }
@@ -60,6 +61,8 @@ class FakeBackend:
     killed: list[str] = field(default_factory=list)
     timeouts: list[tuple[str, int]] = field(default_factory=list)
     list_error: Exception | None = None
+    #: Agents the coordinator registers per setup run (None: coordinator off).
+    registered: int | None = None
     #: Raised, one per setup run, before ``ready_per_run`` is consulted.
     run_errors: list[Exception] = field(default_factory=list)
     counter: int = 0
@@ -98,7 +101,7 @@ class FakeBackend:
         if self.run_errors:
             raise self.run_errors.pop(0)
         ready = self.ready_per_run.pop(0) if self.ready_per_run else 2
-        return CommandResult(0, _report(2, ready))
+        return CommandResult(0, _report(2, ready, self.registered))
 
     async def resume(self, sandbox_id: str, timeout_s: int, **_: Any) -> None: ...
 
@@ -479,3 +482,25 @@ async def test_args_within_their_limit_plus_a_configmap_over_the_script_limit_ar
         await lifecycle.reconcile(REF, _spec(body), _status(None), _runtime(backend, recorder))
     assert info.value.reason == "InvalidSpec" and backend.counter == 0
     assert "spec.agent.args 32768 bytes" in _conditions(recorder.status())["Ready"]["message"]
+
+
+# -- issue 16, hole 7: with the coordinator on, Ready needs every agent registered with it
+
+
+async def test_a_coordinator_registering_fewer_agents_than_desired_is_never_ready() -> None:
+    backend, recorder = FakeBackend(registered=1), Recorder()
+    body = {**SPEC, "coordinator": {"enabled": True}}
+    with pytest.raises(GiveUp) as info:
+        await lifecycle.reconcile(REF, _spec(body), _status(None), _runtime(backend, recorder))
+    assert info.value.reason == "InitFailed" and backend.killed == ["sbx-1"]
+    reasons = [c["reason"] for p in recorder.patches for c in p.get("conditions", [])
+               if c["type"] == "AgentsReady"]
+    assert "AgentsNotRegistered" in reasons and "Available" not in reasons
+    assert "1/2 agents registered with the coordinator" in _conditions(recorder.status())["Ready"]["message"]
+
+
+async def test_a_coordinator_registering_every_agent_is_ready() -> None:
+    backend, recorder = FakeBackend(registered=2), Recorder()
+    body = {**SPEC, "coordinator": {"enabled": True}}
+    await lifecycle.reconcile(REF, _spec(body), _status(None), _runtime(backend, recorder))
+    assert recorder.status()["phase"] == "Ready"

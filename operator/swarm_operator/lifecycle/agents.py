@@ -271,7 +271,9 @@ async def initialise(
                     for e in report.errors
                 )[:2000]
         if attempt < settings.init_attempts:
-            book.set(ConditionType.AGENTS_READY, "False", Reason.INITIALIZING,
+            unregistered = cause.startswith("step coordinator:")
+            book.set(ConditionType.AGENTS_READY, "False",
+                     Reason.AGENTS_NOT_REGISTERED if unregistered else Reason.INITIALIZING,
                      f"attempt {attempt}/{settings.init_attempts} failed, retrying: {cause}")
             await book.commit()
             await asyncio.sleep(settings.init_backoff_seconds * 2 ** (attempt - 1))
@@ -298,7 +300,13 @@ def _count_command(book: StatusBook, *, failed: bool) -> None:
 
 def registry_shortfall(spec: SwarmSandboxSpec, report: bootstrap.BootstrapReport) -> str | None:
     """With the coordinator enabled, every agent must be registered with it: the message saying
-    how many are not, or None when all are (or the coordinator is off)."""
+    how many are, or None when all are (or the coordinator is off). A discovery that failed is
+    already an error of the run."""
+    found = report.coordinator.discovered
+    if not (spec.coordinator.enabled and report.coordinator.enabled) or found is None:
+        return None
+    if found < spec.agents:
+        return f"{found}/{spec.agents} agents registered with the coordinator"
     return None
 
 

@@ -22,6 +22,7 @@ from swarm_operator.lifecycle.agents import (
     read_secrets,
     record_agents,
     record_tools,
+    registry_shortfall,
 )
 from swarm_operator.lifecycle.runtime import ResourceRef, Runtime
 from swarm_operator.lifecycle.status import StatusBook
@@ -89,8 +90,14 @@ async def check_health(
                 return
             verdict = _verdict(previous, Reason.MCP_GATEWAY_UNAVAILABLE if down else None)
             record_agents(book, spec, report.panes, report.agents.alive)
-            book.set(ConditionType.AGENTS_READY, "True", Reason.AVAILABLE,
-                     f"{report.agents.alive}/{spec.agents} agents running")
+            registered = _registered(spec, report)
+            if registered is not None:
+                verdict = _verdict(previous, Reason.AGENTS_NOT_REGISTERED)
+                book.set(ConditionType.AGENTS_READY, "False", Reason.AGENTS_NOT_REGISTERED,
+                         f"{report.agents.alive}/{spec.agents} agents running, {registered}")
+            else:
+                book.set(ConditionType.AGENTS_READY, "True", Reason.AVAILABLE,
+                         f"{report.agents.alive}/{spec.agents} agents running")
         else:
             dead = [p for p in report.panes if not p.alive]
             healable = [p for p in dead if p.restarts < spec.health_check.max_restarts]
@@ -136,7 +143,8 @@ async def _heal(book: StatusBook, spec: SwarmSandboxSpec, backend: SandboxBacken
         book.event("Normal", Reason.AGENT_RESTARTED,
                    f"restarted agent(s) {', '.join(map(str, report.restarted))} in place")
     agent_errors = [e for e in report.errors if e.step != "mcp"]
-    if ready >= spec.agents and report.agents.ready == report.agents.desired and not agent_errors:
+    if ready >= spec.agents and report.agents.ready == report.agents.desired and not agent_errors \
+            and registry_shortfall(spec, report) is None:
         book.set(ConditionType.AGENTS_READY, "True", Reason.AVAILABLE,
                  f"{ready}/{spec.agents} agents running")
         # The gateway alone still down: the agents run without their tools.
@@ -147,6 +155,16 @@ async def _heal(book: StatusBook, spec: SwarmSandboxSpec, backend: SandboxBacken
                  f"{ready}/{spec.agents} agents running after restarts")
         book.status.health = _verdict(book.status.health, Reason.AGENTS_DEGRADED)
     await book.commit()
+
+
+def _registered(spec: SwarmSandboxSpec, report: bootstrap.HealthReport) -> str | None:
+    """With the coordinator on, the registry must hold every agent: how many it holds, when fewer."""
+    registry = report.registry
+    if not spec.coordinator.enabled or registry is None or registry.agents is None:
+        return None
+    if registry.agents < spec.agents:
+        return f"{registry.agents}/{spec.agents} registered with the coordinator"
+    return None
 
 
 def _verdict(previous: HealthStatus | None, reason: str | None) -> HealthStatus:
