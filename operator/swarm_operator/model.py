@@ -809,7 +809,9 @@ class SwarmSandboxSpec(_Spec):
     ttl_seconds: int | None = Field(
         default=None, ge=60, le=86400,
         description="Hard cap on the sandbox's lifetime, in seconds. When reached the sandbox is killed "
-        "and the resource is Failed with reason SandboxExpired. Unset: no cap beyond E2B's own.",
+        "and the resource is Failed with reason SandboxExpired. Unset: the operator's default "
+        "(SWARM_DEFAULT_TTL_SECONDS, 2 h unless set); never more than its maximum "
+        "(SWARM_MAX_TTL_SECONDS, 8 h unless set). status.sandbox.ttlSeconds shows the one applied.",
     )
     e2b: E2BSpec | None = Field(default=None, alias="e2b", description="E2B account settings.")
     coordinator: CoordinatorSpec = Field(
@@ -987,6 +989,13 @@ class SandboxStatus(_Status):
     started_at: Timestamp | None = Field(default=None, description="When the sandbox was created or adopted.")
     expires_at: Timestamp | None = Field(
         default=None, description="When E2B will kill the sandbox unless the operator renews its lease.",
+    )
+    ttl_seconds: int | None = Field(
+        default=None, ge=0,
+        description=(
+            "The lifetime this sandbox gets: spec.ttlSeconds, else the operator's default"
+            " (SWARM_DEFAULT_TTL_SECONDS), never over its maximum (SWARM_MAX_TTL_SECONDS)."
+        ),
     )
     init_attempts: int | None = Field(
         default=None, ge=0, le=1000,

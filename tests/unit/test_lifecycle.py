@@ -504,3 +504,88 @@ async def test_a_coordinator_registering_every_agent_is_ready() -> None:
     body = {**SPEC, "coordinator": {"enabled": True}}
     await lifecycle.reconcile(REF, _spec(body), _status(None), _runtime(backend, recorder))
     assert recorder.status()["phase"] == "Ready"
+
+
+# -- issue 16, hole 3: a replacement is debounced and takes a creation token like any create
+
+
+async def _ready_on_base(backend: FakeBackend, recorder: Recorder, runtime: Runtime,
+                         age_s: float) -> SwarmSandboxStatus:
+    sid = backend.add(REF.uid, datetime.now(timezone.utc) - timedelta(seconds=age_s))
+    status = {"sandbox": {"id": sid, "template": "base",
+                          "startedAt": (datetime.now(timezone.utc) - timedelta(seconds=age_s)).isoformat()}}
+    return await lifecycle.reconcile(REF, _spec(SPEC), _status(status), runtime)
+
+
+async def test_a_template_change_waits_for_a_creation_token() -> None:
+    backend, recorder = FakeBackend(), Recorder()
+    runtime = _runtime(backend, recorder)
+    clock = [0.0]
+    runtime.limiter = CreationLimiter(1, None, None, clock=lambda: clock[0])
+    status = await _ready_on_base(backend, recorder, runtime, age_s=3600)
+    other = ResourceRef("ns", "other", "uid-2", 1)
+    await lifecycle.reconcile(other, _spec(SPEC), _status(None), runtime)  # takes the only token
+    created = backend.counter
+    moved = _spec({**SPEC, "template": "other"})
+    with pytest.raises(RetryLater) as info:
+        await lifecycle.reconcile(REF, moved, status, runtime)
+    assert info.value.reason == "RateLimited" and 50 < info.value.delay <= 60
+    assert backend.counter == created  # no create while throttled
+    assert recorder.status()["phase"] == "Ready"  # the old sandbox keeps the agents running
+    clock[0] += info.value.delay
+    status = await lifecycle.reconcile(REF, moved, status, runtime)
+    assert backend.counter == created + 1 and status.sandbox is not None
+    assert status.sandbox.template == "other"
+
+
+async def test_a_replacement_is_debounced_by_the_current_sandboxs_age() -> None:
+    backend, recorder = FakeBackend(), Recorder()
+    runtime = _runtime(backend, recorder, SWARM_REPLACE_DEBOUNCE_SECONDS="30")
+    status = await _ready_on_base(backend, recorder, runtime, age_s=5)
+    created = backend.counter
+    with pytest.raises(RetryLater) as info:
+        await lifecycle.reconcile(REF, _spec({**SPEC, "template": "other"}), status, runtime)
+    assert info.value.reason == "RateLimited" and 20 <= info.value.delay <= 26
+    assert backend.counter == created and "at most once every 30s" in str(info.value)
+
+
+# -- issue 16, hole 5: every sandbox has a lifetime: the spec's, else the default, never over the max
+
+
+async def test_a_silent_spec_gets_the_default_lifetime_shown_in_status() -> None:
+    backend, recorder = FakeBackend(), Recorder()
+    status = await lifecycle.reconcile(REF, _spec(SPEC), _status(None), _runtime(backend, recorder))
+    assert status.sandbox is not None and status.sandbox.ttl_seconds == 7200
+    assert recorder.status()["sandbox"]["ttlSeconds"] == 7200
+    long = await lifecycle.reconcile(REF, _spec({**SPEC, "ttlSeconds": 86400}), status,
+                                     _runtime(backend, recorder, SWARM_MAX_TTL_SECONDS="28800"))
+    assert long.sandbox is not None and long.sandbox.ttl_seconds == 28800
+
+
+@pytest.mark.parametrize(("body", "age", "where"), [
+    (SPEC, 7201, "the operator's default lifetime (7200s)"),
+    ({**SPEC, "ttlSeconds": 86400}, 28801, "the operator's maximum lifetime (28800s)"),
+])
+async def test_the_default_and_maximum_lifetimes_end_the_sandbox(
+        body: dict[str, Any], age: int, where: str) -> None:
+    backend, recorder = FakeBackend(), Recorder()
+    runtime = _runtime(backend, recorder)
+    runtime.remember(REF.uid).api_key = KEY
+    started = datetime.now(timezone.utc) - timedelta(seconds=age)
+    sid = backend.add(REF.uid, started)
+    await lifecycle.renew_lease(REF, _spec(body), _status({"sandbox": {"id": sid, "startedAt": started.isoformat()}}),
+                                runtime)
+    assert backend.killed == [sid] and recorder.status()["phase"] == "Failed"
+    assert where in _conditions(recorder.status())["Ready"]["message"]
+
+
+async def test_leases_never_run_past_the_default_lifetime() -> None:
+    backend, recorder = FakeBackend(), Recorder()
+    runtime = _runtime(backend, recorder)
+    runtime.remember(REF.uid).api_key = KEY
+    started = datetime.now(timezone.utc) - timedelta(seconds=7200 - 100)
+    sid = backend.add(REF.uid, started)
+    await lifecycle.renew_lease(REF, _spec(SPEC), _status({"sandbox": {"id": sid, "startedAt": started.isoformat()}}),
+                                runtime)
+    [(_, seconds)] = backend.timeouts
+    assert 90 <= seconds <= 100

@@ -12,7 +12,7 @@ from swarm_operator.backend import SandboxNotFound
 from swarm_operator.conditions import ConditionType, Reason
 from swarm_operator.lifecycle import budget
 from swarm_operator.lifecycle.runtime import ResourceRef, Runtime
-from swarm_operator.lifecycle.sandbox import kill_and_record, lease_seconds
+from swarm_operator.lifecycle.sandbox import kill_and_record, lease_seconds, ttl_seconds
 from swarm_operator.lifecycle.status import StatusBook
 from swarm_operator.model import SwarmSandboxSpec, SwarmSandboxStatus
 
@@ -41,12 +41,15 @@ async def renew_lease(
         backend = runtime.backends.for_key(api_key)
         now = datetime.now(timezone.utc)
         started_at = sandbox.started_at or now
-        if spec.ttl_seconds is not None and now >= started_at + timedelta(seconds=spec.ttl_seconds):
+        ttl = ttl_seconds(spec, runtime.settings)
+        if now >= started_at + timedelta(seconds=ttl):
+            where = "ttlSeconds" if spec.ttl_seconds is not None and ttl == spec.ttl_seconds else \
+                "the operator's default lifetime" if spec.ttl_seconds is None else \
+                "the operator's maximum lifetime"
             await kill_and_record(book, backend, sandbox.id, Reason.SANDBOX_EXPIRED,
-                                  f"sandbox {sandbox.id} reached ttlSeconds={spec.ttl_seconds} and was killed")
+                                  f"sandbox {sandbox.id} reached {where} ({ttl}s) and was killed")
             book.set(ConditionType.SYNCED, "False", Reason.SANDBOX_EXPIRED,
-                     f"the sandbox lived its ttlSeconds ({spec.ttl_seconds}s); "
-                     f"change the spec to start a new one")
+                     f"the sandbox lived {where} ({ttl}s); change the spec to start a new one")
             await book.commit()
             return
         if budget.spent(book, sandbox.id):

@@ -45,14 +45,18 @@ def tags(ref: ResourceRef, settings: Settings) -> dict[str, str]:
     }
 
 
+def ttl_seconds(spec: SwarmSandboxSpec, settings: Settings) -> int:
+    """The lifetime a sandbox gets: ``spec.ttlSeconds``, else the operator's default, never over
+    the operator's maximum. Every sandbox has one, so none bills unbounded."""
+    wanted = spec.ttl_seconds if spec.ttl_seconds is not None else settings.default_ttl_seconds
+    return min(wanted, settings.max_ttl_seconds)
+
+
 def lease_seconds(spec: SwarmSandboxSpec, settings: Settings, started_at: datetime,
                   now: datetime) -> int:
-    """The E2B timeout to ask for now: one lease, never past the resource's ttlSeconds."""
-    lease = settings.lease_seconds
-    if spec.ttl_seconds is not None:
-        left = (started_at + timedelta(seconds=spec.ttl_seconds) - now).total_seconds()
-        lease = min(lease, max(int(left), 1))
-    return lease
+    """The E2B timeout to ask for now: one lease, never past the sandbox's lifetime."""
+    left = (started_at + timedelta(seconds=ttl_seconds(spec, settings)) - now).total_seconds()
+    return min(settings.lease_seconds, max(int(left), 1))
 
 
 async def kill_and_record(
@@ -108,6 +112,7 @@ async def ensure_sandbox(
                   spec.template or settings.default_template if how == Reason.CREATED else sandbox.template),
         started_at=previous.started_at if same and previous.started_at else sandbox.started_at,
         expires_at=sandbox.end_at,
+        ttl_seconds=ttl_seconds(spec, settings),
         # The init budget is the sandbox's: kept while it is the same one (lifecycle.budget).
         init_attempts=previous.init_attempts if same else None,
     )
@@ -198,6 +203,7 @@ async def replace(
     """
     ref, settings = book.ref, book.runtime.settings
     old_status = book.status.sandbox
+    await _admit_replacement(book, template)
     started = time.monotonic()
     now = datetime.now(timezone.utc)
     new = await backend.create(template, tags(ref, settings), {UID_ENV: ref.uid},
@@ -222,7 +228,7 @@ async def replace(
         await give_up(book, Reason.INIT_FAILED,
                       f"could not move to template {template} ({exc}); sandbox {old.id} keeps running")
     book.status.sandbox = SandboxStatus(id=new.id, template=template, started_at=new.started_at,
-                                        expires_at=new.end_at)
+                                        expires_at=new.end_at, ttl_seconds=ttl_seconds(spec, settings))
     book.status.network = network.network_status(policy)
     book.set(ConditionType.SANDBOX_CREATED, "True", Reason.CREATED,
              f"sandbox {new.id} (template {template}) replaced {old.id}")
@@ -231,6 +237,34 @@ async def replace(
     book.event("Normal", Reason.REPLACED,
                f"sandbox {old.id} replaced by {new.id} (template {template}, egress policy)")
     return new
+
+
+async def _admit_replacement(book: StatusBook, template: str) -> None:
+    """A replacement is a create like any other: debounced (the current sandbox must be at least
+    ``SWARM_REPLACE_DEBOUNCE_SECONDS`` old, read from status so a restart keeps it) and within the
+    creation limiter's rate. Refused: ``Synced=False`` RateLimited and :class:`RetryLater`; the
+    current sandbox keeps running the agents meanwhile. The namespace cap does not apply: the
+    resource already holds its slot, and the hand-over frees it again."""
+    ref, runtime = book.ref, book.runtime
+    settings = runtime.settings
+    current = book.status.sandbox
+    message, delay = "", 0.0
+    if current is not None and current.started_at is not None:
+        age = (datetime.now(timezone.utc) - current.started_at).total_seconds()
+        if age < settings.replace_debounce_seconds:
+            delay = settings.replace_debounce_seconds - age
+            message = (f"moving to template {template} in {delay:.0f}s: a sandbox is replaced at most "
+                       f"once every {settings.replace_debounce_seconds:g}s")
+    if not message:
+        admission = runtime.limiter.try_acquire(ref.uid, ref.namespace)
+        if admission:
+            return
+        runtime.metrics.throttled(admission.scope)
+        message = f"moving to template {template} waits for a creation slot: {admission.message}"
+        delay = admission.retry_after_s
+    book.set(ConditionType.SYNCED, "False", Reason.RATE_LIMITED, message)
+    await book.commit()
+    raise RetryLater(message, delay=max(delay, 0.1), reason=Reason.RATE_LIMITED)
 
 
 async def suspend(book: StatusBook, backend: SandboxBackend) -> None:
