@@ -22,6 +22,7 @@ from swarm_operator.backend import BackendPool, BackendTimeouts, SandboxNotFound
 from swarm_operator.cluster import KubeResourceLister, KubeStatusWriter, api_client
 from swarm_operator.config import Settings
 from swarm_operator.lifecycle import GiveUp, ResourceRef, RetryLater, Runtime
+from swarm_operator.lifecycle.startup import seed_limiter
 from swarm_operator.metrics import Metrics, new_registry, start_server
 from swarm_operator.model import InvalidSpecError, SwarmSandboxSpec, SwarmSandboxStatus
 from swarm_operator.names import FINALIZER, GROUP, PLURAL, VERSION
@@ -99,6 +100,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         limiter=CreationLimiter(config.creations_per_minute, config.creations_per_hour,
                                 config.max_sandboxes_per_namespace),
     )
+    # Before any handler may create: the limiter replays what E2B knows of earlier processes.
+    await seed_limiter(memo.runtime, timeout_s=config.control_timeout_seconds * 2)
     lister = KubeResourceLister(client, namespaces=getattr(memo, "namespaces", None),
                                 timeout_s=config.kube_timeout_seconds)
     memo.sweeper_task = asyncio.create_task(_sweep_forever(memo.runtime, lister))
