@@ -89,6 +89,11 @@ class FakeBackend:
         self.killed.append(sandbox_id)
         return self.sandboxes.pop(sandbox_id, None) is not None
 
+    async def get(self, sandbox_id: str, **_: Any) -> SandboxInfo:
+        if sandbox_id not in self.sandboxes:
+            raise SandboxNotFound(f"sandbox {sandbox_id} is gone", sandbox_id=sandbox_id)
+        return self.sandboxes[sandbox_id]
+
     async def set_timeout(self, sandbox_id: str, timeout_s: int, **_: Any) -> None:
         if sandbox_id not in self.sandboxes:
             raise SandboxNotFound(f"sandbox {sandbox_id} is gone", sandbox_id=sandbox_id)
@@ -287,7 +292,7 @@ async def test_delete_kills_every_tagged_sandbox_and_tolerates_gone_ones() -> No
     backend, recorder = FakeBackend(), Recorder()
     a, b = backend.add(REF.uid), backend.add(REF.uid)
     await lifecycle.delete(REF, _spec(SPEC), _status({"sandbox": {"id": "sbx-already-gone"}}), _runtime(backend, recorder))
-    assert sorted(backend.killed) == sorted([a, b, "sbx-already-gone"])
+    assert sorted(backend.killed) == sorted([a, b])
     assert not backend.sandboxes
 
 
@@ -589,3 +594,66 @@ async def test_leases_never_run_past_the_default_lifetime() -> None:
                                 runtime)
     [(_, seconds)] = backend.timeouts
     assert 90 <= seconds <= 100
+
+
+# -- issue 16, hole 6: status.sandbox.id is a hint; the uid tag is checked before acting on it
+
+
+async def _forged(backend: FakeBackend) -> tuple[str, dict[str, Any]]:
+    """Another resource's sandbox, and a status of this resource naming it."""
+    theirs = backend.add("uid-other")
+    return theirs, {"sandbox": {"id": theirs, "startedAt": (
+        datetime.now(timezone.utc) - timedelta(days=1)).isoformat()}}
+
+
+async def test_a_forged_id_is_neither_extended_nor_killed_by_the_lease() -> None:
+    backend, recorder = FakeBackend(), Recorder()
+    runtime = _runtime(backend, recorder)
+    runtime.remember(REF.uid).api_key = KEY
+    theirs, status = await _forged(backend)  # a day old: past any ttl, so a kill would follow
+    with pytest.raises(SandboxNotFound):
+        await lifecycle.renew_lease(REF, _spec(SPEC), _status(status), runtime)
+    assert backend.killed == [] and backend.timeouts == [] and theirs in backend.sandboxes
+    assert recorder.patches[-1]["sandbox"] is None
+    assert _conditions(recorder.status())["SandboxCreated"]["reason"] == "SandboxNotFound"
+
+
+async def test_a_forged_id_is_not_probed_and_delete_kills_only_what_is_tagged_ours() -> None:
+    backend, recorder = FakeBackend(), Recorder()
+    runtime = _runtime(backend, recorder)
+    runtime.remember(REF.uid).api_key = KEY
+    mine = backend.add(REF.uid)
+    theirs, status = await _forged(backend)
+    probed: list[str] = []
+    real_run = backend.run
+
+    async def run(sandbox_id: str, script: str, envs: Any = None, **kw: Any) -> CommandResult:
+        probed.append(sandbox_id)
+        return await real_run(sandbox_id, script, envs, **kw)
+
+    backend.run = run  # type: ignore[method-assign]
+    ready = {**status, "phase": "Ready"}
+    with pytest.raises(SandboxNotFound):
+        await lifecycle.check_health(REF, _spec(SPEC), _status(ready), runtime)
+    assert probed == []
+    await lifecycle.delete(REF, _spec(SPEC), _status(status), runtime)
+    assert backend.killed == [mine] and theirs in backend.sandboxes
+
+
+async def test_the_reconcile_after_a_forged_id_adopts_its_own_sandbox() -> None:
+    backend, recorder = FakeBackend(), Recorder()
+    runtime = _runtime(backend, recorder)
+    mine = backend.add(REF.uid)
+    theirs, status = await _forged(backend)
+    done = await lifecycle.reconcile(REF, _spec(SPEC), _status(status), runtime)
+    assert done.sandbox is not None and done.sandbox.id == mine
+    assert backend.killed == [] and theirs in backend.sandboxes
+
+
+async def test_orphan_release_of_a_forged_id_touches_nothing() -> None:
+    backend, recorder = FakeBackend(), Recorder()
+    runtime = _runtime(backend, recorder)
+    runtime.remember(REF.uid).api_key = KEY
+    theirs, status = await _forged(backend)
+    await lifecycle.delete(REF, _spec({**SPEC, "deletionPolicy": "Orphan"}), _status(status), runtime)
+    assert backend.timeouts == [] and backend.killed == []

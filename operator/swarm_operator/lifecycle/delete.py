@@ -20,6 +20,7 @@ from swarm_operator.backend import NO_RETRY, AuthenticationFailed, BackendError,
 from swarm_operator.conditions import Reason
 from swarm_operator.config import Settings
 from swarm_operator.lifecycle.agents import read_secrets, teardown_plan
+from swarm_operator.lifecycle.ownership import owned
 from swarm_operator.lifecycle.runtime import ResourceRef, RetryLater, Runtime, backoff
 from swarm_operator.model import InvalidSpecError, SwarmSandboxSpec, SwarmSandboxStatus
 from swarm_operator.names import RELEASED_MARKER, TAG_UID
@@ -84,7 +85,7 @@ async def _delete(
     started = time.monotonic()
     try:
         tagged = await backend.list({TAG_UID: ref.uid})
-        ids = sorted({s.id for s in tagged} | ({known_id} if known_id else set()))
+        ids = sorted({s.id for s in tagged} | ({known_id} if await _still_ours(ref, backend, known_id, runtime) else set()))
         await asyncio.gather(*(_teardown(ref, backend, sid, runtime.settings) for sid in ids))
     except BackendError as exc:
         delay = max(exc.retry_after_s or 0.0, backoff(runtime.settings, retry))
@@ -96,6 +97,18 @@ async def _delete(
                 extra={**ref.log_extra, "step": "delete", "duration": round(time.monotonic() - started, 3)})
 
 
+async def _still_ours(ref: ResourceRef, backend: SandboxBackend, sandbox_id: str | None,
+                     runtime: Runtime) -> bool:
+    """The sandbox status names, if E2B tags it as this resource's: a forged or stale id is never
+    killed or released (the list by tag finds every sandbox that really is the resource's)."""
+    if not sandbox_id:
+        return False
+    try:
+        return await owned(runtime, ref, backend, sandbox_id)
+    except SandboxNotFound:
+        return False  # already gone: nothing to do
+
+
 async def _release(
     ref: ResourceRef, backend: SandboxBackend, sandbox_id: str | None, runtime: Runtime
 ) -> None:
@@ -104,6 +117,8 @@ async def _release(
     Without a new timeout the short lease (the dead-man's switch) would kill a sandbox the user
     asked to keep. The mark tells the orphan sweeper to leave it alone.
     """
+    if sandbox_id and not await _still_ours(ref, backend, sandbox_id, runtime):
+        sandbox_id = None
     if sandbox_id:
         try:
             await backend.run(sandbox_id, f"printf '%s\\n' {shlex.quote(ref.uid)} > {RELEASED_MARKER}",

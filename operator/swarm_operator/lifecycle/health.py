@@ -24,6 +24,7 @@ from swarm_operator.lifecycle.agents import (
     record_tools,
     registry_shortfall,
 )
+from swarm_operator.lifecycle.ownership import disown, owned
 from swarm_operator.lifecycle.runtime import ResourceRef, Runtime
 from swarm_operator.lifecycle.status import StatusBook
 from swarm_operator.model import HealthCheckSpec, HealthStatus, Phase, SwarmSandboxSpec, SwarmSandboxStatus
@@ -63,9 +64,13 @@ async def check_health(
         probe_plan = plan(ref, spec, {}, runtime.settings)
         previous = book.status.health or HealthStatus()
         try:
+            if not await owned(runtime, ref, backend, sandbox.id):
+                await disown(book, sandbox.id)  # probed nothing: the reconcile adopts or creates
             result = await backend.run(sandbox.id, bootstrap.render_probe(probe_plan), timeout_s=60)
             report = bootstrap.parse_health(result.stdout)
         except SandboxNotFound:
+            if book.status.sandbox is None:
+                raise  # disowned: already recorded
             book.set(ConditionType.SANDBOX_CREATED, "False", Reason.SANDBOX_NOT_FOUND,
                      f"sandbox {sandbox.id} is gone; a new one will be created")
             book.set(ConditionType.AGENTS_READY, "False", Reason.SANDBOX_NOT_FOUND,

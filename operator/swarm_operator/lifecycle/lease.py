@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 from swarm_operator.backend import SandboxNotFound
 from swarm_operator.conditions import ConditionType, Reason
 from swarm_operator.lifecycle import budget
+from swarm_operator.lifecycle.ownership import disown, owned
 from swarm_operator.lifecycle.runtime import ResourceRef, Runtime
 from swarm_operator.lifecycle.sandbox import kill_and_record, lease_seconds, ttl_seconds
 from swarm_operator.lifecycle.status import StatusBook
@@ -39,6 +40,13 @@ async def renew_lease(
         if spec.suspend:
             return
         backend = runtime.backends.for_key(api_key)
+        try:
+            if not await owned(runtime, ref, backend, sandbox.id):
+                await disown(book, sandbox.id)  # nothing extended, nothing killed
+        except SandboxNotFound:
+            if book.status.sandbox is not None:  # gone (a disowned one is recorded already)
+                await _gone(book, sandbox.id)
+            raise
         now = datetime.now(timezone.utc)
         started_at = sandbox.started_at or now
         ttl = ttl_seconds(spec, runtime.settings)
@@ -60,15 +68,19 @@ async def renew_lease(
         try:
             await backend.set_timeout(sandbox.id, lease)
         except SandboxNotFound:
-            book.set(ConditionType.SANDBOX_CREATED, "False", Reason.SANDBOX_NOT_FOUND,
-                     f"sandbox {sandbox.id} is gone; a new one will be created")
-            book.set(ConditionType.AGENTS_READY, "False", Reason.SANDBOX_NOT_FOUND,
-                     "the sandbox running the agents is gone")
-            book.status.agents = None
-            await book.commit()
+            await _gone(book, sandbox.id)
             raise
         expires = now + timedelta(seconds=lease)
         # Written only when it moved noticeably: a renewal is not worth an API write every time.
         if sandbox.expires_at is None or abs((sandbox.expires_at - expires).total_seconds()) > 60:
             book.status.sandbox = sandbox.model_copy(update={"expires_at": expires})
             await book.commit()
+
+
+async def _gone(book: StatusBook, sandbox_id: str) -> None:
+    book.set(ConditionType.SANDBOX_CREATED, "False", Reason.SANDBOX_NOT_FOUND,
+             f"sandbox {sandbox_id} is gone; a new one will be created")
+    book.set(ConditionType.AGENTS_READY, "False", Reason.SANDBOX_NOT_FOUND,
+             "the sandbox running the agents is gone")
+    book.status.agents = None
+    await book.commit()
