@@ -657,3 +657,20 @@ async def test_orphan_release_of_a_forged_id_touches_nothing() -> None:
     theirs, status = await _forged(backend)
     await lifecycle.delete(REF, _spec({**SPEC, "deletionPolicy": "Orphan"}), _status(status), runtime)
     assert backend.timeouts == [] and backend.killed == []
+
+
+async def test_a_resume_of_a_resource_failed_for_this_generation_creates_nothing() -> None:
+    """An operator restart runs the resume handler for every resource: one Failed InitFailed (its
+    sandbox killed) stays Failed until its spec changes, or a crash-looping operator would create
+    and bill a new sandbox for it on every start."""
+    backend, recorder = FakeBackend(ready_per_run=[0, 0, 0]), Recorder()
+    with pytest.raises(GiveUp):
+        await lifecycle.reconcile(REF, _spec(SPEC), _status(None), _runtime(backend, recorder))
+    failed = _status(recorder.status())
+    created = backend.counter
+    with pytest.raises(GiveUp) as info:
+        await lifecycle.reconcile(REF, _spec(SPEC), failed, _runtime(backend, Recorder()))
+    assert info.value.reason == "InitFailed" and backend.counter == created
+    changed = ResourceRef(REF.namespace, REF.name, REF.uid, generation=2)
+    await lifecycle.reconcile(changed, _spec(SPEC), failed, _runtime(backend, Recorder()))
+    assert backend.counter == created + 1

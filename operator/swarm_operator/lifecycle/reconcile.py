@@ -28,7 +28,7 @@ from swarm_operator.conditions import TERMINAL_REASONS, ConditionType, Reason
 from swarm_operator.lifecycle import budget
 from swarm_operator.lifecycle.agents import agent_files, initialise, plan, read_secrets, unusable
 from swarm_operator.lifecycle.rotation import rotated, secrets_applied, stop_agents
-from swarm_operator.lifecycle.runtime import ResourceRef, RetryLater, Runtime, backoff
+from swarm_operator.lifecycle.runtime import GiveUp, ResourceRef, RetryLater, Runtime, backoff
 from swarm_operator.lifecycle.sandbox import ensure_sandbox, replace, suspend, verify_identity
 from swarm_operator.lifecycle.status import StatusBook, give_up
 from swarm_operator.model import InvalidSpecError, NetworkStatus, SwarmSandboxSpec, SwarmSandboxStatus
@@ -67,6 +67,7 @@ async def _reconcile(
     ref: ResourceRef, spec: SwarmSandboxSpec, book: StatusBook, retry: int
 ) -> SwarmSandboxStatus:
     runtime = book.runtime
+    await _stay_ended(book)
     try:
         api_key, envs = await read_secrets(ref, spec, runtime)
         files = await agent_files(ref, spec, runtime)
@@ -102,6 +103,21 @@ async def _reconcile(
     book.set(ConditionType.SYNCED, "True", Reason.RECONCILED, "")
     await book.commit()
     return book.status
+
+
+#: Failures that killed the sandbox and say "change the spec to try again": a resume (operator
+#: restart) or a Secret tick on the same generation must not start another sandbox, or a
+#: crash-looping operator would re-create (and re-fail, and re-bill) every resource it failed.
+_ENDED = frozenset({Reason.INIT_FAILED, Reason.SANDBOX_EXPIRED, Reason.MCP_GATEWAY_UNSUPPORTED})
+
+
+async def _stay_ended(book: StatusBook) -> None:
+    synced = next((c for c in book.status.conditions if c.type == ConditionType.SYNCED), None)
+    if synced is None or synced.status != "False" or synced.reason not in _ENDED:
+        return
+    if book.ref.generation is None or synced.observed_generation != book.ref.generation:
+        return  # the spec changed since: try again
+    raise GiveUp(synced.message, reason=synced.reason)
 
 
 async def _run(
