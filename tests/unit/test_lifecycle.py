@@ -674,3 +674,77 @@ async def test_a_resume_of_a_resource_failed_for_this_generation_creates_nothing
     changed = ResourceRef(REF.namespace, REF.name, REF.uid, generation=2)
     await lifecycle.reconcile(changed, _spec(SPEC), failed, _runtime(backend, Recorder()))
     assert backend.counter == created + 1
+
+
+# -- issue 16, hole 8: SWARM_DELETE_TIMEOUT_SECONDS bounds a teardown pass
+
+
+async def test_a_teardown_past_the_delete_timeout_is_retried() -> None:
+    import asyncio
+
+    backend, recorder = FakeBackend(), Recorder()
+    runtime = _runtime(backend, recorder, SWARM_DELETE_TIMEOUT_SECONDS="0.2")
+    sid = backend.add(REF.uid)
+
+    async def hanging_kill(sandbox_id: str, **_: Any) -> bool:
+        await asyncio.sleep(30)
+        return True
+
+    backend.kill = hanging_kill  # type: ignore[method-assign]
+    with pytest.raises(RetryLater) as info:
+        await lifecycle.delete(REF, _spec(SPEC), _status({"sandbox": {"id": sid}}), runtime)
+    assert "longer than 0.2s" in str(info.value)
+
+
+def _probe(alive: int, registered: int | None) -> str:
+    panes = [{"index": i, "target": f"s:0.{i}", "pane_id": f"%{i}", "pid": 100 + i, "alive": True,
+              "dead": False, "exit_status": None, "command": "sleep", "restarts": 0} for i in range(alive)]
+    body = {"kind": "probe", "version": 1, "session": "s", "server": True,
+            "agents": {"desired": alive, "alive": alive, "dead": 0}, "missing": [], "extra": 0,
+            "panes": panes,
+            "registry": None if registered is None else {"path": "r", "agents": registered, "mtime": 1}}
+    return f"{MARK_BEGIN}\n{json.dumps(body)}\n{MARK_END}\n"
+
+
+async def _probed(answers: list[Any], body: dict[str, Any]) -> tuple[Recorder, Runtime]:
+    """Health probes against a Ready resource whose probe answers are ``answers`` in turn."""
+    backend, recorder = FakeBackend(), Recorder()
+    runtime = _runtime(backend, recorder)
+    status = await lifecycle.reconcile(REF, _spec(body), _status(None), runtime)
+    real_run = backend.run
+
+    async def run(sandbox_id: str, script: str, envs: Any = None, **kw: Any) -> CommandResult:
+        if "probe" not in script.split("\n", 3)[1]:
+            return await real_run(sandbox_id, script, envs, **kw)
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return CommandResult(0, answer)
+
+    backend.run = run  # type: ignore[method-assign]
+    while answers:
+        await lifecycle.check_health(REF, _spec(body), status, runtime)
+        status = _status(recorder.status())
+    return recorder, runtime
+
+
+async def test_probes_and_timed_out_probes_count_as_commands() -> None:
+    recorder, runtime = await _probed(
+        [_probe(2, None), _probe(2, None), CommandTimeout("the probe ran past 60s"), _probe(2, None)], SPEC)
+    metrics = recorder.status()["metrics"]
+    # One setup run, then four probes: the first (health now known) and the last (healthy again)
+    # are writes; the quiet second rode along with the timed-out third's write.
+    assert metrics["commandsExecuted"] == 1 + 4 and metrics["commandsFailed"] == 1
+    assert runtime.remember(REF.uid).quiet_probes == 0
+    recorder, runtime = await _probed([_probe(2, None)] * 3, SPEC)
+    assert runtime.remember(REF.uid).quiet_probes == 2  # quiet ticks wait for the next write
+
+
+async def test_a_probe_finding_fewer_agents_registered_than_desired_is_not_ready() -> None:
+    body = {**SPEC, "coordinator": {"enabled": True}}
+    recorder, _ = await _probed([_probe(2, 1)], body)
+    status = recorder.status()
+    agents = _conditions(status)["AgentsReady"]
+    assert agents["status"] == "False" and agents["reason"] == "AgentsNotRegistered"
+    assert "1/2 registered with the coordinator" in agents["message"]
+    assert status["phase"] == "Degraded" and status["health"]["reason"] == "AgentsNotRegistered"

@@ -230,12 +230,12 @@ async def initialise(
             result = await backend.run(
                 sandbox.id, script, envs=envs, timeout_s=budget.setup_timeout_seconds(settings),
             )
-            _count_command(book, failed=not result.ok)
+            count_command(book, failed=not result.ok)
             report = bootstrap.parse_report(result.stdout)
         except (AuthenticationFailed, SandboxNotFound):
             raise
         except BackendError as exc:
-            _count_command(book, failed=True)
+            count_command(book, failed=True)
             if exc.reason in TERMINAL_REASONS and not exc.transient:
                 raise
             # Timeouts, 4xx, 5xx alike: each spends one attempt, so no failure keeps a sandbox
@@ -288,11 +288,11 @@ def _last_cause(book: StatusBook) -> str:
     return "the last attempt did not finish (the operator restarted during it)"
 
 
-def _count_command(book: StatusBook, *, failed: bool) -> None:
+def count_command(book: StatusBook, *, failed: bool, executed: int = 1) -> None:
     """status.metrics.commandsExecuted/commandsFailed: every command the operator ran in the
     sandbox, timed-out ones (counted as failed) included."""
     metrics = book.status.metrics or MetricsStatus()
-    metrics.commands_executed += 1
+    metrics.commands_executed += executed
     if failed:
         metrics.commands_failed += 1
     book.status.metrics = metrics

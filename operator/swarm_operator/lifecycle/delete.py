@@ -86,7 +86,16 @@ async def _delete(
     try:
         tagged = await backend.list({TAG_UID: ref.uid})
         ids = sorted({s.id for s in tagged} | ({known_id} if await _still_ours(ref, backend, known_id, runtime) else set()))
-        await asyncio.gather(*(_teardown(ref, backend, sid, runtime.settings) for sid in ids))
+        # SWARM_DELETE_TIMEOUT_SECONDS bounds one teardown pass; past it the pass is retried.
+        await asyncio.wait_for(
+            asyncio.gather(*(_teardown(ref, backend, sid, runtime.settings) for sid in ids)),
+            timeout=runtime.settings.delete_timeout_seconds)
+    except TimeoutError:
+        delay = backoff(runtime.settings, retry)
+        logger.warning("teardown took longer than %.0fs; retrying in %.1fs",
+                       runtime.settings.delete_timeout_seconds, delay, extra=ref.log_extra)
+        raise RetryLater(f"teardown took longer than {runtime.settings.delete_timeout_seconds:g}s",
+                         delay=delay, reason=Reason.BACKEND_UNAVAILABLE) from None
     except BackendError as exc:
         delay = max(exc.retry_after_s or 0.0, backoff(runtime.settings, retry))
         logger.warning("teardown failed (%s: %s); retrying in %.1fs", exc.reason, exc.message, delay,

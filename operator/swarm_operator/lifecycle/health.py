@@ -20,6 +20,7 @@ from swarm_operator.lifecycle.agents import (
     mcp_items,
     plan,
     read_secrets,
+    count_command,
     record_agents,
     record_tools,
     registry_shortfall,
@@ -71,6 +72,7 @@ async def check_health(
         except SandboxNotFound:
             if book.status.sandbox is None:
                 raise  # disowned: already recorded
+            _count_probes(book, failed=True)
             book.set(ConditionType.SANDBOX_CREATED, "False", Reason.SANDBOX_NOT_FOUND,
                      f"sandbox {sandbox.id} is gone; a new one will be created")
             book.set(ConditionType.AGENTS_READY, "False", Reason.SANDBOX_NOT_FOUND,
@@ -80,6 +82,7 @@ async def check_health(
             raise
         except (BackendError, ValueError) as exc:
             reason = exc.reason if isinstance(exc, BackendError) else Reason.PROBE_FAILED
+            _count_probes(book, failed=True)
             book.status.health = _verdict(previous, f"{reason}: {exc}"[:1024])
             await book.commit()
             return
@@ -120,7 +123,9 @@ async def check_health(
         # Compare without the probe time: a quiet tick must not write.
         verdict = verdict.model_copy(update={"last_probe_time": previous.last_probe_time})
         book.status.health = verdict
+        runtime.remember(ref.uid).quiet_probes += 1
         if book.changed():
+            _count_probes(book, failed=False)
             book.status.health = verdict.model_copy(
                 update={"last_probe_time": datetime.now(timezone.utc)})
             await book.commit()
@@ -160,6 +165,15 @@ async def _heal(book: StatusBook, spec: SwarmSandboxSpec, backend: SandboxBacken
                  f"{ready}/{spec.agents} agents running after restarts")
         book.status.health = _verdict(book.status.health, Reason.AGENTS_DEGRADED)
     await book.commit()
+
+
+def _count_probes(book: StatusBook, *, failed: bool) -> None:
+    """Probes are commands too (status.metrics.commandsExecuted/Failed). A quiet probe is not
+    worth a status write on its own: its count waits in memory and rides along with the next
+    write (a restart loses at most the quiet ones since)."""
+    memory = book.runtime.remember(book.ref.uid)
+    quiet, memory.quiet_probes = memory.quiet_probes, 0
+    count_command(book, failed=failed, executed=quiet + (1 if failed else 0))
 
 
 def _registered(spec: SwarmSandboxSpec, report: bootstrap.HealthReport) -> str | None:
