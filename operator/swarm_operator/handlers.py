@@ -152,6 +152,7 @@ async def _sweep_forever(runtime: Runtime, lister: KubeResourceLister) -> None:
         except Exception as exc:
             logger.warning("sweep failed: %s", exc)
             continue
+        runtime.metrics.untracked(report.candidates - len(report.killed))
         if report.killed:
             runtime.metrics.orphan_killed(len(report.killed))
             logger.warning("sweep killed %d orphaned sandbox(es)", len(report.killed))

@@ -374,6 +374,12 @@ class Metrics:
             "Tagged sandboxes killed because their resource no longer exists.",
             registry=registry,
         )
+        self.untracked_sandboxes = Gauge(
+            "swarm_untracked_sandboxes",
+            "Sandboxes tagged by this operator that no SwarmSandbox tracks, at the last sweep (killed "
+            "once untracked for the sweep grace; a value that stays up means they are not).",
+            registry=registry,
+        )
         self.duplicates_killed_total = Counter(
             "swarm_duplicates_killed_total",
             "Extra sandboxes of one resource killed during adoption.",
@@ -451,6 +457,10 @@ class Metrics:
 
     def adopted(self) -> None:
         self.sandboxes_adopted_total.inc()
+
+    def untracked(self, count: int) -> None:
+        """The last sweep found ``count`` of this operator's sandboxes with no resource."""
+        self.untracked_sandboxes.set(max(count, 0))
 
     def orphan_killed(self, count: int = 1) -> None:
         self.orphans_killed_total.inc(count)

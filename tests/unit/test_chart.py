@@ -291,7 +291,8 @@ def test_monitoring_objects() -> None:
     (rule,) = find(objects, "PrometheusRule")
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
     assert set(alerts) == {"SwarmOperatorDown", "SwarmSandboxFailed", "SwarmSandboxDegraded",
-                           "SwarmReconcileErrorsHigh", "SwarmOrphanSandboxesKilled", "SwarmSpendRateHigh"}
+                           "SwarmReconcileErrorsHigh", "SwarmOrphanSandboxesKilled", "SwarmSpendRateHigh",
+                           "SwarmSandboxStuckStarting", "SwarmCreationsBlocked", "SwarmUntrackedSandboxes"}
     job = service["metadata"]["name"]
     assert all(f'job="{job}"' in r["expr"] for r in alerts.values())
     assert not any("namespace=" in r["expr"] for r in alerts.values())
@@ -398,3 +399,19 @@ def test_budget_and_cost_through_kubectl(kube_emulator: Any) -> None:
             "-p", json.dumps(patch))
     header, row = kubectl(kube_emulator.kubeconfig, "get", "swarm", "capped").splitlines()
     assert row[header.index("COST"):].split()[0] == "$0.1089"  # by offset: empty columns print nothing
+
+
+def test_the_stuck_starting_alert_waits_longer_than_the_init_bound() -> None:
+    """Issue 16: an alert for resources Creating/Initializing past the bound the README states, for
+    QuotaExceeded/RateLimited persisting, and for sandboxes no resource tracks."""
+    from swarm_operator.config import Settings
+    from swarm_operator.lifecycle import budget
+
+    (rule,) = find(render(MODES["everything"]), "PrometheusRule")
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    starting = alerts["SwarmSandboxStuckStarting"]
+    assert 'phase=~"Creating|Initializing"' in starting["expr"]
+    minutes = int(starting["for"].rstrip("m"))
+    assert minutes * 60 > budget.init_bound_seconds(Settings())
+    assert 'outcome=~"QuotaExceeded|RateLimited"' in alerts["SwarmCreationsBlocked"]["expr"]
+    assert "swarm_untracked_sandboxes{" in alerts["SwarmUntrackedSandboxes"]["expr"]

@@ -343,3 +343,14 @@ def test_ready_latency_histogram() -> None:
     assert get("swarm_ready_seconds_count") == 2
     assert get("swarm_ready_seconds_bucket", {"le": "30.0"}) == 1
     assert get("swarm_ready_seconds_bucket", {"le": "60.0"}) == 2
+
+
+def test_untracked_sandboxes_gauge_reports_the_last_sweep() -> None:
+    """Read by the SwarmUntrackedSandboxes alert (issue 16, hole 9)."""
+    from swarm_operator.metrics import Metrics, new_registry
+
+    metrics = Metrics(new_registry())
+    metrics.untracked(3)
+    assert metrics.registry.get_sample_value("swarm_untracked_sandboxes") == 3
+    metrics.untracked(-1)
+    assert metrics.registry.get_sample_value("swarm_untracked_sandboxes") == 0
