@@ -86,6 +86,8 @@ class BootstrapPlan(pydantic.BaseModel):
     settle_s: Annotated[float, pydantic.Field(ge=0, le=60)] = 0.3
     poll_interval_s: Annotated[float, pydantic.Field(ge=0.01, le=10)] = 0.05
     install_timeout_s: Annotated[int, pydantic.Field(ge=1, le=3600)] = 600
+    #: Bound on each network git call of the workspace step (ls-remote, fetch).
+    git_timeout_s: Annotated[int, pydantic.Field(ge=1, le=3600)] = 120
     discover_timeout_s: Annotated[int, pydantic.Field(ge=1, le=600)] = 60
     lock_timeout_s: Annotated[int, pydantic.Field(ge=1, le=3600)] = 120
     restart_dead: bool = True

@@ -97,6 +97,7 @@ def render_setup(plan: BootstrapPlan, *, check: bool = True) -> str:
         "SWARM_READY_TIMEOUT_MS": math.ceil(plan.ready_timeout_s * 1000),
         "SWARM_SETTLE_MS": math.ceil(plan.settle_s * 1000),
         "SWARM_INSTALL_TIMEOUT_S": plan.install_timeout_s,
+        "SWARM_GIT_TIMEOUT_S": plan.git_timeout_s,
         "SWARM_DISCOVER_TIMEOUT_S": plan.discover_timeout_s,
         "SWARM_LOCK_TIMEOUT_S": plan.lock_timeout_s,
         "SWARM_RESTART_DEAD": plan.restart_dead,

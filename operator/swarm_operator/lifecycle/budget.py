@@ -38,6 +38,12 @@ def install_timeout_seconds(settings: Settings) -> int:
     return max(1, int(settings.command_timeout_seconds * 0.8))
 
 
+def git_timeout_seconds(settings: Settings) -> int:
+    """Each network git call's bound (the workspace fetch may make two): two fifths of the command
+    timeout, so a server that never answers fails the workspace step by name, not the whole run."""
+    return max(1, int(settings.command_timeout_seconds * 0.4))
+
+
 def init_bound_seconds(settings: Settings) -> float:
     """Upper bound on the time from a sandbox on record to Ready or killed, while E2B answers
     (see the module docstring). The property test asserts it."""
