@@ -3,6 +3,7 @@ the real operator process, kubectl, both emulators."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -32,7 +33,7 @@ def test_an_oversized_spec_is_invalid_and_the_emulator_saw_no_create(
         cluster: Cluster, e2b: Any, start_operator: Any) -> None:
     start_operator()
     # Aggregate sizes the per-field schema lets through: the CRD's CEL rule refuses them (422).
-    refused = cluster.kubectl("apply", "--validate=false", "-f", "-", check=False, input=__import__("json").dumps(
+    refused = cluster.kubectl("apply", "--validate=false", "-f", "-", check=False, input=json.dumps(
         swarm("wordy", agent={"command": "sleep", "args": ["a" * 4096] * 30})))
     assert refused.returncode != 0 and "agent.args may hold at most 32768 characters" in refused.stderr
     # What no schema can see (a ConfigMap's size): rendered and measured before any create.
