@@ -4,9 +4,9 @@
 an answer lost after the service acted) and operator restarts (a crash at any call, then a new
 Runtime with empty memory), a resource reaches Ready, Failed with its sandbox killed, or gone —
 within* ``budget.init_bound_seconds(settings) + F × per_fault`` *of simulated time, F
-being the control-plane failures (list, create, kill, get, set_timeout, a rejected key) injected
-after the sandbox was made — failures of the setup run and the identity call, however many, are
-absorbed by the init budget; and at no moment are more sandboxes alive than
+being the control-plane failures (list, create, kill, get, set_timeout, a rejected key) and
+operator crashes injected after the sandbox was made — failures of the setup run and the identity
+call, however many, are absorbed by the init budget; and at no moment are more sandboxes alive than
 resources (no hand-over is modelled here, so the in-flight term is zero).*
 
 The world is simulated: a fake E2B that keeps sandboxes with their own expiry (the lease is the
@@ -84,8 +84,8 @@ class World:
     born: dict[str, float] = field(default_factory=dict)  # id -> sim time created
     faults: dict[str, list[str]] = field(default_factory=dict)
     #: Failures injected so far that the init budget does not absorb: control-plane calls (list,
-    #: create, kill, get, set_timeout) and rejected keys. Failures of the setup run and the
-    #: identity call (timeouts, hangs, 4xx, 5xx, agents that never start, a crash) are the
+    #: create, kill, get, set_timeout), rejected keys and operator crashes. Failures of the setup
+    #: run and the identity call (timeouts, hangs, 4xx, 5xx, agents that never start) are the
     #: budget's: they add nothing to the bound.
     injected: int = 0
     counter: int = 0
@@ -260,7 +260,7 @@ class Lifecycle(RuleBasedStateMachine):
         if kind == "lost" and op not in ("create", "kill"):
             return
         self.world.faults.setdefault(op, []).extend([kind] * times)
-        if op not in ("run", "identity") or kind == "auth":
+        if op not in ("run", "identity") or kind in ("auth", "crash"):
             self.world.injected += times
 
     @rule()

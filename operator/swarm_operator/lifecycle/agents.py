@@ -224,8 +224,6 @@ async def initialise(
     first = budget.used(book, sandbox.id) + 1
     cause = _last_cause(book) if first > settings.init_attempts else ""
     for attempt in range(first, settings.init_attempts + 1):
-        budget.charge(book, sandbox.id, attempt)
-        await book.commit()  # counted before it runs: an attempt cut by a restart is spent too
         started = time.monotonic()
         try:
             result = await backend.run(
@@ -271,6 +269,9 @@ async def initialise(
                     f"{e.step}{'' if e.agent is None else f' agent {e.agent}'}: {e.message}"
                     for e in report.errors
                 )[:2000]
+        # Counted once it failed, and written with the retry message below (or the kill): an
+        # attempt cut short by an operator restart is not the sandbox's failure and is not spent.
+        budget.charge(book, sandbox.id, attempt)
         if attempt < settings.init_attempts:
             unregistered = cause.startswith("step coordinator:")
             book.set(ConditionType.AGENTS_READY, "False",
@@ -286,7 +287,7 @@ def _last_cause(book: StatusBook) -> str:
     agents = next((c for c in book.status.conditions if c.type == ConditionType.AGENTS_READY), None)
     if agents is not None and agents.status == "False" and agents.message:
         return agents.message
-    return "the last attempt did not finish (the operator restarted during it)"
+    return "the initialisation budget was spent before the operator restarted"
 
 
 def count_command(book: StatusBook, *, failed: bool, executed: int = 1) -> None:

@@ -1,8 +1,8 @@
 """The initialisation budget: how a sandbox that never gets its agents up ends.
 
-Every setup attempt on a sandbox is counted in ``status.sandbox.initAttempts`` *before* it runs, so
-an attempt cut short by an operator restart is counted too, and the count survives the restart.
-Every failure that is not terminal on its own (a timeout, a 4xx, a 5xx, a script that printed no
+Every failed setup attempt on a sandbox is counted in ``status.sandbox.initAttempts``, in status so
+the count survives an operator restart (an attempt the restart itself cut short is not counted: it
+costs at most one setup timeout per restart). Every failure that is not terminal on its own (a timeout, a 4xx, a 5xx, a script that printed no
 report, agents that did not come up) spends one attempt; when ``SWARM_INIT_ATTEMPTS`` are spent the
 sandbox is killed and the resource is Failed (``InitFailed``). A success clears the count.
 
