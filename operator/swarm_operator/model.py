@@ -1000,9 +1000,9 @@ class SandboxStatus(_Status):
     init_attempts: int | None = Field(
         default=None, ge=0, le=1000,
         description=(
-            "Setup attempts started on this sandbox that have not (yet) brought every agent up,"
-            " timeouts and backend errors included. At the operator's SWARM_INIT_ATTEMPTS the sandbox"
-            " is killed and the resource Failed (InitFailed). In status so a restart keeps the count."
+            "Failed setup attempts on this sandbox since its agents were last all up, timeouts and"
+            " backend errors included. At the operator's SWARM_INIT_ATTEMPTS the sandbox is killed and"
+            " the resource Failed (InitFailed). In status so a restart keeps the count."
         ),
     )
 
