@@ -1114,6 +1114,17 @@ class SecretsStatus(_Status):
         default=None, description="When the operator last noticed a referenced Secret change.",
     )
     message: str = Field(default="", max_length=1024, description="Which Secrets changed, and what was done.")
+    applied: dict[str, Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None,
+        description="Per environment variable, a keyed digest (HMAC-SHA256 under the resource's E2B "
+        "API key, truncated) of the Secret value the agents run with, never the value: a restarted "
+        "operator still tells a rotation that happened while it was down.",
+    )
+    applied_key: str | None = Field(
+        default=None, max_length=64,
+        description="Which API key keyed the digests (a digest of it): after a key rotation they are "
+        "not compared.",
+    )
 
 
 class CostStatus(_Status):

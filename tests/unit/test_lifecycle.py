@@ -114,6 +114,8 @@ class FakeBackend:
 class FakeSecrets:
     #: ConfigMap name -> data, for spec.agent.config.
     config_maps: dict[str, dict[str, str]] = {}
+    #: More keys every Secret holds (besides the E2B API key).
+    values: dict[str, str] = {}
 
     def read_namespaced_config_map(self, name: str, namespace: str, **_: Any) -> Any:
         from types import SimpleNamespace
@@ -124,7 +126,8 @@ class FakeSecrets:
         import base64
         from types import SimpleNamespace
 
-        return SimpleNamespace(data={"api-key": base64.b64encode(KEY.encode()).decode()})
+        data = {"api-key": KEY, **self.values}
+        return SimpleNamespace(data={k: base64.b64encode(v.encode()).decode() for k, v in data.items()})
 
 
 @dataclass
@@ -748,3 +751,29 @@ async def test_a_probe_finding_fewer_agents_registered_than_desired_is_not_ready
     assert agents["status"] == "False" and agents["reason"] == "AgentsNotRegistered"
     assert "1/2 registered with the coordinator" in agents["message"]
     assert status["phase"] == "Degraded" and status["health"]["reason"] == "AgentsNotRegistered"
+
+
+# -- issue 16, hole 8: applied Secret digests survive a restart (keyed, never values)
+
+
+async def test_a_rotation_while_the_operator_was_down_is_noticed_after_the_restart() -> None:
+    body = {**SPEC, "agent": {"command": "sleep", "restartOnSecretChange": "Restart",
+                              "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "token"}}}]}}
+    FakeSecrets.values = {"token": "first-value-123"}
+    backend, recorder = FakeBackend(), Recorder()
+    try:
+        status = await lifecycle.reconcile(REF, _spec(body), _status(None), _runtime(backend, recorder))
+        assert status.secrets is not None and set(status.secrets.applied or {}) == {"TOKEN"}
+        assert "first-value-123" not in json.dumps(recorder.patches)
+        # A restart with nothing rotated: no restart of the agents.
+        status = await lifecycle.reconcile(REF, _spec(body), _status(recorder.status()),
+                                           _runtime(backend, recorder))
+        assert "AgentsRestarted" not in [e[1] for e in recorder.events]
+        # Rotated while the operator was down: the new process notices and restarts the agents.
+        FakeSecrets.values = {"token": "second-value-456"}
+        status = await lifecycle.reconcile(REF, _spec(body), _status(recorder.status()),
+                                           _runtime(backend, recorder))
+        assert "AgentsRestarted" in [e[1] for e in recorder.events]
+        assert status.secrets is not None and "TOKEN" in status.secrets.message
+    finally:
+        FakeSecrets.values = {}

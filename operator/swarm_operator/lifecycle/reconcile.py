@@ -27,7 +27,7 @@ from swarm_operator.backend import (
 from swarm_operator.conditions import TERMINAL_REASONS, ConditionType, Reason
 from swarm_operator.lifecycle import budget
 from swarm_operator.lifecycle.agents import agent_files, initialise, plan, read_secrets, unusable
-from swarm_operator.lifecycle.rotation import rotated, secrets_applied, stop_agents
+from swarm_operator.lifecycle.rotation import restore, rotated, secrets_applied, stop_agents
 from swarm_operator.lifecycle.runtime import GiveUp, ResourceRef, RetryLater, Runtime, backoff
 from swarm_operator.lifecycle.sandbox import ensure_sandbox, replace, suspend, verify_identity
 from swarm_operator.lifecycle.status import StatusBook, give_up
@@ -90,6 +90,7 @@ async def _reconcile(
                    "the E2B API key Secret changed; the operator uses the new key")
     memory.api_key = api_key
     backend = runtime.backends.for_key(api_key)
+    restore(runtime, ref, book.status)
     changed = rotated(runtime, ref, spec, envs)
     policy = network.egress_policy(spec, runtime.settings)
 
