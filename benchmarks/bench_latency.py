@@ -38,8 +38,8 @@ def run_series(bed: Bed, label: str, count: int, agents: int) -> dict[str, Any]:
         bed.delete(name)
         seen = bed.wait_gone([name], timeout=120, interval=0.02)
         gone.append(seen[name] - started)
-    e2b_s = [c + i for c, i in zip(steps.get("create", []), steps.get("init", []))]
-    overhead = [r - e for r, e in zip(ready, e2b_s)]
+    e2b_s = [c + i for c, i in zip(steps.get("create", []), steps.get("init", []), strict=False)]
+    overhead = [r - e for r, e in zip(ready, e2b_s, strict=False)]
     out = {
         "ready_p50_s": round(p50(ready), 3), "ready_p99_s": round(percentile(ready, 99), 3),
         "ready_max_s": round(max(ready), 3),

@@ -34,12 +34,15 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "operator"))
+sys.path.insert(0, str(REPO / "testbed"))
 
 import kubernetes  # noqa: E402
 
-from swarm_operator.emulators.e2b._server import E2BEmulator  # noqa: E402
-from swarm_operator.emulators.kube._server import KubeEmulatorServer  # noqa: E402
-from swarm_operator.emulators.kube.pytest_plugin import kube_api_client  # noqa: E402
+from swarm_testbed.e2b._server import E2BEmulator  # noqa: E402
+from swarm_testbed.kube._server import KubeEmulatorServer  # noqa: E402
+from swarm_testbed.kube.pytest_plugin import kube_api_client  # noqa: E402
+
+from swarm_operator._crd import package_path  # noqa: E402
 
 # A SIGKILLed operator leaves half-written requests; aiohttp would print each one's traceback.
 logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
@@ -177,7 +180,8 @@ class Bed:
 
     # ----- set-up / tear-down --------------------------------------------------------------------
     def __enter__(self) -> Bed:
-        self.kube = KubeEmulatorServer.start_in_thread(kubeconfig=self.tmp / "kubeconfig")
+        self.kube = KubeEmulatorServer.start_in_thread(
+            crd_dirs=[package_path().parent], kubeconfig=self.tmp / "kubeconfig")
         self.api = kube_api_client(self.kube)
         # Room for concurrent creates/deletes from a thread pool.
         self.api.rest_client.pool_manager.connection_pool_kw["maxsize"] = 32
@@ -190,7 +194,9 @@ class Bed:
             (home / ".local" / "bin" / tool.name).symlink_to(tool.resolve())
         self.e2b = CreateLatencyE2B.start_in_thread(
             create_latency_ms=self.create_latency_ms, home_template=home,
-            workdir=self.tmp, **self.e2b_knobs)
+            workdir=self.tmp,
+            # a prebuilt template (host tools), identity at once: the operator's path, not provisioning
+            **{"stock_templates": False, "identity_delay_seconds": 0, **self.e2b_knobs})
         self.core.create_namespace({"metadata": {"name": OPERATOR_NAMESPACE}})
         self.core.create_namespaced_secret(OPERATOR_NAMESPACE, {
             "metadata": {"name": "e2b-api-key"}, "stringData": {"api-key": API_KEY}, "type": "Opaque"})
@@ -216,6 +222,8 @@ class Bed:
             "SWARM_LOG_FORMAT": "json",
             "SWARM_LOG_LEVEL": self.log_level,
             "SWARM_METRICS_PORT": "0",
+            # Every benchmark swarm lives in `default`: the per-namespace cap (20) is not measured.
+            "SWARM_MAX_SANDBOXES_PER_NAMESPACE": "100000",
             "PYTHONPATH": str(REPO / "operator"),
         })
         env.update(self.operator_env)

@@ -9,15 +9,26 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
+from swarm_operator._crd import package_path
+
 pytest_plugins = [
-    "swarm_operator.emulators.e2b.pytest_plugin",
-    "swarm_operator.emulators.kube.pytest_plugin",
+    "swarm_testbed.e2b.pytest_plugin",
+    "swarm_testbed.kube.pytest_plugin",
 ]
 
 _exit_status: int = 0
+
+
+@pytest.fixture()
+def kube_emulator_crd_dirs() -> Sequence[Path]:
+    """The test bed serves no CRDs of its own: every ``kube_emulator`` here serves ours (a test
+    module overrides this fixture to serve others)."""
+    return [package_path().parent]
 
 
 @pytest.hookimpl(trylast=True)

@@ -227,7 +227,7 @@ def extension_violations(schema: dict[str, Any], value: Any, path: str = "") -> 
             for item in value:
                 ident = tuple(item.get(k) for k in keys) if isinstance(item, dict) else (item,)
                 if ident in seen:
-                    problems.append(f"{path}: Duplicate value: {dict(zip(keys, ident))}")
+                    problems.append(f"{path}: Duplicate value: {dict(zip(keys, ident, strict=True))}")
                 seen.add(ident)
         for i, item in enumerate(value):
             problems += extension_violations(schema["items"], item, f"{path}[{i}]")

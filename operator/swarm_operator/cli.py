@@ -1,7 +1,9 @@
 """The ``swarm-operator`` command line: thin argument parsing that delegates at once.
 
 Subcommands import what they need lazily, so ``swarm-operator version`` does not pay for kopf, the
-kubernetes client or the E2B SDK, and the emulators (an optional extra) are only imported when used.
+kubernetes client or the E2B SDK. The emulators (``emulate``, ``dev``) live in the test bed, a sibling
+distribution (``swarm_testbed``, in ``testbed/``) that the container image does not ship: they are
+imported only when used, and a one-line error says how to install them when they are missing.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def _build_parser() -> argparse.ArgumentParser:
     version = sub.add_parser("version", help="print the version and exit")
     version.set_defaults(handler=_cmd_version)
     _add_template(sub)
+    _add_doctor(sub)
 
     run = sub.add_parser("run", help="run the operator against the current kubeconfig or cluster")
     scope = run.add_mutually_exclusive_group()
@@ -73,6 +76,16 @@ def _build_parser() -> argparse.ArgumentParser:
     e2b.add_argument("--quota", type=int, default=None, help="most sandboxes alive at once")
     e2b.add_argument("--home-template", type=Path, default=None, metavar="DIR",
                      help="copied into every sandbox's home, like a template image (.profile, tools)")
+    e2b.add_argument("--plan", choices=("hobby", "pro"), default="hobby",
+                     help="E2B plan whose lifetime cap applies: hobby 1 h, pro 24 h (default %(default)s)")
+    e2b.add_argument("--lifetime-cap-seconds", type=int, default=None, metavar="N",
+                     help="override the plan's lifetime cap (counted from each sandbox's start)")
+    e2b.add_argument("--identity-delay-seconds", type=float, default=0.2, metavar="S",
+                     help="E2B_SANDBOX_ID appears in a sandbox this long after start (default %(default)s)")
+    e2b.add_argument("--permissive-egress", action="store_true",
+                     help="accept any network rule (NOT what E2B does: for checks that must fail)")
+    e2b.add_argument("--no-stock-templates", dest="stock_templates", action="store_false",
+                     help="every template, base included, has the host's tools (NOT what E2B does)")
     e2b.set_defaults(handler=_cmd_emulate_e2b)
 
     kube = emulate_sub.add_parser("kube", help="a Kubernetes API emulator with our CRD loaded")
@@ -103,6 +116,8 @@ def _build_parser() -> argparse.ArgumentParser:
     status.add_argument("-o", "--output", choices=("table", "json"), default="table",
                         help="json: the resource's status, for scripts")
     status.set_defaults(handler=_cmd_status)
+    resume = swarm_command("resume", "resume a swarm its operator paused for idleness (spec.idle)")
+    resume.set_defaults(handler=_cmd_resume)
     logs = swarm_command("logs", "the coordinator's message log from inside the sandbox")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new messages")
     logs.add_argument("--tail", type=int, default=200, metavar="N", help="lines to show (default 200)")
@@ -112,11 +127,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _add_template(sub: Any) -> None:
     template = sub.add_parser("template", help="print or build the prebuilt E2B template for swarms")
-    template.add_argument("--coordinator", required=True, metavar="REQ",
-                          help="pinned coordinator, e.g. claudeswarm==0.4.2")
-    template.add_argument("--agent-cli", required=True, metavar="NPM",
-                          help="pinned agent CLI, e.g. @anthropic-ai/claude-code@2.0.14")
-    template.add_argument("--base", default="debian:bookworm", help="base image (default %(default)s)")
+    template.add_argument("--coordinator", default=None, metavar="REQ",
+                          help="pinned coordinator (default: the operator's pin, also coordinator.install's default)")
+    template.add_argument("--agent-cli", default=None, metavar="NPM",
+                          help="pinned agent CLI (default: the Claude Code version the setup script installs)")
+    template.add_argument("--base", default=None, help="base image (default debian:trixie)")
     template.add_argument("--from-template", default=None, metavar="T",
                           help="start from an E2B template instead, e.g. mcp-gateway (needed for MCP)")
     template.add_argument("--format", choices=("dockerfile", "json"), default="dockerfile")
@@ -124,6 +139,48 @@ def _add_template(sub: Any) -> None:
                           help="build it on E2B as NAME[:tag] with the key in E2B_API_KEY; "
                                "without it the definition is printed, offline")
     template.set_defaults(handler=_cmd_template)
+
+
+def _add_doctor(sub: Any) -> None:
+    doctor = sub.add_parser("doctor", help="check, live, every E2B contract the operator relies on "
+                                           "(needs E2B_API_KEY; creates and kills a few sandboxes)")
+    doctor.add_argument("--template", default=None, metavar="T",
+                        help="template whose tools are checked (default: the operator's "
+                             "SWARM_DEFAULT_TEMPLATE setting)")
+    doctor.add_argument("--mcp-template", default="mcp-gateway", metavar="T",
+                        help="template holding E2B's mcp-gateway (default %(default)s)")
+    doctor.add_argument("--plan", choices=("hobby", "pro"), default="hobby",
+                        help="your E2B plan, for its lifetime cap (default %(default)s: 1 h; pro: 24 h)")
+    doctor.add_argument("--lifetime-cap-seconds", type=int, default=None, metavar="N",
+                        help="the plan's cap in seconds, when it is neither (overrides --plan)")
+    doctor.add_argument("--call-timeout", type=float, default=30.0, metavar="S",
+                        help="bound on each E2B call (default %(default)ss; a create gets twice it)")
+    doctor.set_defaults(handler=_cmd_doctor)
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from swarm_operator.backend import doctor
+    from swarm_operator.config import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"swarm-operator doctor: bad setting: {exc}", file=sys.stderr)
+        return 2
+    options = doctor.Options(
+        template=args.template or settings.default_template,
+        mcp_template=args.mcp_template,
+        lifetime_cap_s=args.lifetime_cap_seconds or doctor.PLAN_CAPS[args.plan],
+        lease_s=settings.lease_seconds,
+        user=settings.sandbox_user,
+        call_timeout_s=args.call_timeout,
+        create_timeout_s=2 * args.call_timeout,
+    )
+
+    async def check() -> None:
+        raise SystemExit(await doctor.main(options))
+
+    return run_async(check)
 
 
 def _cmd_template(args: argparse.Namespace) -> int:
@@ -186,8 +243,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     os._exit(status)
 
 
+#: What to say when a command needs the test bed and it is not installed.
+TESTBED_MISSING = ("needs the test bed (the swarm_testbed package, not in the container image): "
+                   "run scripts/setup, or pip install -e testbed/ from a checkout")
+
+
+def _has_testbed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("swarm_testbed") is not None
+
+
 def _cmd_emulate_e2b(args: argparse.Namespace) -> int:
-    from swarm_operator.emulators.e2b import E2BEmulator
+    if not _has_testbed():
+        print(f"swarm-operator emulate: {TESTBED_MISSING}", file=sys.stderr)
+        return 1
+    from swarm_testbed.e2b import E2BEmulator
 
     async def serve() -> None:
         async with E2BEmulator(
@@ -199,6 +270,11 @@ def _cmd_emulate_e2b(args: argparse.Namespace) -> int:
             seed=args.seed,
             quota=args.quota,
             home_template=args.home_template,
+            plan=args.plan,
+            lifetime_cap_seconds=args.lifetime_cap_seconds,
+            identity_delay_seconds=args.identity_delay_seconds,
+            permissive_egress=args.permissive_egress,
+            stock_templates=args.stock_templates,
         ) as emulator:
             print(f"E2B emulator listening on {emulator.url}", flush=True)
             await _until_signalled()
@@ -207,10 +283,17 @@ def _cmd_emulate_e2b(args: argparse.Namespace) -> int:
 
 
 def _cmd_emulate_kube(args: argparse.Namespace) -> int:
-    from swarm_operator.emulators.kube import KubeEmulatorServer
+    if not _has_testbed():
+        print(f"swarm-operator emulate: {TESTBED_MISSING}", file=sys.stderr)
+        return 1
+    from swarm_testbed.kube import KubeEmulatorServer
+
+    from swarm_operator._crd import package_path
 
     async def serve() -> None:
-        async with KubeEmulatorServer(host=args.host, port=args.port) as server:
+        # The test bed knows no product: it serves the CRDs it is given, ours.
+        async with KubeEmulatorServer(host=args.host, port=args.port,
+                                      crd_dirs=[package_path().parent]) as server:
             server.write_kubeconfig(args.kubeconfig)
             print(f"Kubernetes emulator listening on {server.url} (kubeconfig: {args.kubeconfig})",
                   flush=True)
@@ -220,6 +303,9 @@ def _cmd_emulate_kube(args: argparse.Namespace) -> int:
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
+    if not _has_testbed():  # the Kubernetes emulator, even with real E2B
+        print(f"swarm-operator dev: {TESTBED_MISSING}", file=sys.stderr)
+        return 1
     from swarm_operator.playground import Playground, PlaygroundError, default_manifests
 
     try:
@@ -255,13 +341,9 @@ def _console(args: argparse.Namespace, action: Callable[[Any], int], *, uses_e2b
 
 def _context_namespace(kubeconfig: str | None) -> str:
     """The current context's namespace, as kubectl picks it; ``default`` when unset or unreadable."""
-    import kubernetes
+    from swarm_operator.cluster.user import context_namespace
 
-    try:
-        _, context = kubernetes.config.list_kube_config_contexts(config_file=kubeconfig)
-    except Exception:  # no kubeconfig: load_swarm reports that properly
-        return "default"
-    return str((context or {}).get("context", {}).get("namespace") or "default")
+    return context_namespace(kubeconfig)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -277,6 +359,16 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return _console(args, show, uses_e2b=False)
 
 
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from swarm_operator import console
+
+    def ask(swarm: Any) -> int:
+        print(console.resume(swarm))
+        return 0
+
+    return _console(args, ask, uses_e2b=False)
+
+
 def _cmd_logs(args: argparse.Namespace) -> int:
     from swarm_operator import console
 
@@ -289,6 +381,7 @@ def _cmd_attach(args: argparse.Namespace) -> int:
 
     def attach(swarm: Any) -> int:
         sandbox_id = swarm.sandbox_id  # "no sandbox yet" matters more than "no terminal"
+        console.refuse_if_suspended(swarm)  # and so does "suspended" (connect checks E2B's side)
         if not sys.stdin.isatty():
             raise console.ConsoleError("attach needs a terminal (stdin is not a tty)")
         print(f"attaching to {swarm.namespace}/{swarm.name} (sandbox {sandbox_id}); "

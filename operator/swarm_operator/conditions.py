@@ -54,7 +54,10 @@ class ConditionType(str, enum.Enum):
     AGENTS_READY = "AgentsReady"  # every desired agent pane runs.
     READY = "Ready"  # overall: computed by ready_condition(), never written directly.
     SYNCED = "Synced"  # the last reconcile succeeded; False carries the error's reason.
-    SUSPENDED = "Suspended"  # the sandbox is paused because spec.suspend is true.
+    SUSPENDED = "Suspended"  # the sandbox is paused: spec.suspend, its budget, or idleness.
+    #: spec.budget (or the operator's per-namespace daily cap) is reached; True until a limit is
+    #: raised or cleared. Its action shows in Suspended (Suspend) or Synced (Delete).
+    BUDGET_EXCEEDED = "BudgetExceeded"
 
     def __str__(self) -> str:
         return self.value
@@ -80,6 +83,10 @@ class Reason(str, enum.Enum):
     SANDBOX_NOT_FOUND = "SandboxNotFound"  # the sandbox in status is gone; a new one is made.
     SANDBOX_EXPIRED = "SandboxExpired"  # ttlSeconds reached: killed, resource Failed (terminal).
     INIT_FAILED = "InitFailed"  # the setup budget was spent: killed, resource Failed (terminal).
+    #: The sandbox misbehaved on SWARM_QUARANTINE_AFTER probes in a row (output past the cap, a
+    #: hang to the probe timeout, an unreadable report): killed, resource Failed (terminal). Also on
+    #: AgentsReady and Synced.
+    SANDBOX_QUARANTINED = "SandboxQuarantined"
 
     # -- AgentsReady: do the desired agent panes run?
     INITIALIZING = "Initializing"  # the setup script is starting (or retrying) the agents.
@@ -88,13 +95,14 @@ class Reason(str, enum.Enum):
     #: The coordinator is enabled and its registry holds fewer agents than the spec asks for: the
     #: panes run but cannot coordinate, so the resource is not Ready.
     AGENTS_NOT_REGISTERED = "AgentsNotRegistered"
-    #: The sandbox's MCP gateway cannot read its configuration from a file; starting it with the
-    #: configuration on its command line would expose the MCP secrets, so it is not started.
-    MCP_GATEWAY_UNSUPPORTED = "McpGatewayUnsupported"
 
     # -- Synced: did the last reconcile succeed? (False carries what stopped it.)
     RECONCILED = "Reconciled"
     INVALID_SPEC = "InvalidSpec"  # the spec (or what it names) cannot be used; fix it (terminal).
+    #: The planned hand-over before the plan's lifetime cap could not make a new sandbox Ready: the
+    #: old sandbox keeps the agents until E2B ends it at its cap, then the resource is recreated
+    #: from scratch (SandboxNotFound). Not terminal: the swarm stays Ready until then.
+    HANDOVER_FAILED = "HandoverFailed"
     SECRET_NOT_FOUND = "SecretNotFound"  # a named Secret or key is missing; retried.
     CONFIG_MAP_NOT_FOUND = "ConfigMapNotFound"  # the agent.config ConfigMap is missing; retried.
     #: The Secret values one resource references exceed SWARM_MAX_SECRET_BYTES; retried (a Secret
@@ -105,6 +113,20 @@ class Reason(str, enum.Enum):
     #: E2B answered 403 "no access to template": the key is fine, the template is not this
     #: team's to use (terminal until the spec or the template's sharing changes).
     TEMPLATE_ACCESS_DENIED = "TemplateAccessDenied"
+    #: The operator's tenancy policy (lifecycle.tenancy), checked before any Secret is read; each is
+    #: terminal until the spec or the operator's settings change.
+    #: The resource omits spec.e2b.apiKeySecretRef in a namespace SWARM_DEFAULT_KEY_NAMESPACES
+    #: does not list: the operator's default key is not this namespace's to spend.
+    DEFAULT_KEY_NOT_ALLOWED = "DefaultKeyNotAllowed"
+    #: With the default key, the template is neither SWARM_DEFAULT_TEMPLATE nor in
+    #: SWARM_DEFAULT_KEY_TEMPLATES.
+    TEMPLATE_NOT_ALLOWED = "TemplateNotAllowed"
+    #: deletionPolicy Orphan with the default key: it would leave the platform paying for a sandbox
+    #: no resource tracks.
+    ORPHAN_NOT_ALLOWED = "OrphanNotAllowed"
+    #: The resource lives in the operator's own namespace (SWARM_NAMESPACE), whose Secrets include
+    #: the default key: no agent is ever handed those.
+    NAMESPACE_NOT_ALLOWED = "NamespaceNotAllowed"
     QUOTA_EXCEEDED = "QuotaExceeded"  # E2B's concurrent-sandbox quota; retried slowly.
     RATE_LIMITED = "RateLimited"  # E2B's or the operator's own creation limit; retried.
     BACKEND_UNAVAILABLE = "BackendUnavailable"  # E2B unreachable or failing; retried with backoff.
@@ -115,9 +137,17 @@ class Reason(str, enum.Enum):
     #: so the operator's memory stays bounded whatever the sandbox prints.
     OUTPUT_LIMIT_EXCEEDED = "OutputLimitExceeded"
 
-    # -- Suspended: is the sandbox paused by spec.suspend?
-    SUSPENDED = "Suspended"
+    # -- Suspended: is the sandbox paused, and why?
+    SUSPENDED = "Suspended"  # spec.suspend is true.
     RESUMED = "Resumed"
+    #: Every agent was idle (no pane output, no coordinator change) for spec.idle.idleAfterSeconds;
+    #: resumed by a spec change or ``swarm-operator resume``.
+    IDLE = "Idle"
+
+    # -- BudgetExceeded (also Suspended's reason for action Suspend, and Synced's for Delete, where
+    # it is terminal: the sandbox was killed and only raising or clearing a limit brings one back).
+    BUDGET_EXCEEDED = "BudgetExceeded"
+    WITHIN_BUDGET = "WithinBudget"
 
     # -- Ready: only the reasons above, plus the resource going away.
     DELETING = "Deleting"
@@ -129,10 +159,16 @@ class Reason(str, enum.Enum):
 
     # -- Events only: things that happened, not states.
     REPLACED = "Replaced"  # a template or egress change moved the agents to a new sandbox.
+    #: The sandbox neared the E2B plan's lifetime cap (SWARM_SANDBOX_MAX_LIFETIME_SECONDS): the
+    #: agents were moved to a new sandbox made Ready before the old one's end (Warning: the agents
+    #: started afresh: files written in the old sandbox are not carried over).
+    LIFETIME_HANDOVER = "LifetimeHandover"
     ORPHANED = "Orphaned"  # deletionPolicy Orphan: the sandbox was left running, untracked.
     SECRET_ROTATED = "SecretRotated"  # a Secret the resource uses changed.
     AGENTS_RESTARTED = "AgentsRestarted"  # the agents were restarted with rotated Secret values.
     AGENT_RESTARTED = "AgentRestarted"  # a dead agent was restarted in place by the health check.
+    #: The first setup run installed what the template lacks (tmux, the agent CLI, the coordinator).
+    PROVISIONED = "Provisioned"
 
     def __str__(self) -> str:
         return self.value
@@ -146,7 +182,12 @@ TERMINAL_REASONS: Final = frozenset({
     Reason.TEMPLATE_ACCESS_DENIED,
     Reason.INIT_FAILED,
     Reason.SANDBOX_EXPIRED,
-    Reason.MCP_GATEWAY_UNSUPPORTED,
+    Reason.SANDBOX_QUARANTINED,
+    Reason.DEFAULT_KEY_NOT_ALLOWED,
+    Reason.TEMPLATE_NOT_ALLOWED,
+    Reason.ORPHAN_NOT_ALLOWED,
+    Reason.NAMESPACE_NOT_ALLOWED,
+    Reason.BUDGET_EXCEEDED,
 })
 
 
@@ -205,8 +246,11 @@ def ready_condition(conditions: Sequence[Condition]) -> tuple[Status, Reason | s
     synced = find(conditions, ConditionType.SYNCED)
     if synced is not None and synced.status == "False" and synced.reason in TERMINAL_REASONS:
         return "False", synced.reason, synced.message
-    if is_true(conditions, ConditionType.SUSPENDED):
-        return "False", Reason.SUSPENDED, "the sandbox is paused (spec.suspend is true)"
+    suspended = find(conditions, ConditionType.SUSPENDED)
+    if suspended is not None and suspended.status == "True":
+        # Ready's reason stays Suspended whatever paused it (never a terminal reason: a budget
+        # pause is Suspended, not Failed); the Suspended condition's own message says why.
+        return "False", Reason.SUSPENDED, suspended.message or "the sandbox is paused (spec.suspend is true)"
     created = find(conditions, ConditionType.SANDBOX_CREATED)
     if created is None or created.status != "True":
         if synced is not None and synced.status == "False":

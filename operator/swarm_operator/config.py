@@ -9,11 +9,12 @@ read from the environment again deep inside the lifecycle.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ENV_PREFIX = "SWARM_"
 
@@ -41,7 +42,24 @@ class Settings(BaseModel):
         default="api-key", description="Key inside the default Secret holding the E2B API key."
     )
     default_template: str = Field(
-        default="base", description="E2B template used when a resource names none."
+        default="anthropic-claude-code",
+        min_length=1,
+        description=(
+            "E2B template used when a resource names none. E2B's anthropic-claude-code ships the"
+            " Claude Code CLI (and a newer Node than base), so a first swarm installs least; any"
+            " Debian-based template with passwordless sudo works (the setup installs what is"
+            " missing once), and one built by 'swarm-operator template --build' installs nothing."
+        ),
+    )
+    coordinator_install: str = Field(
+        default_factory=lambda: _coordinator_pin(),
+        min_length=1,
+        max_length=512,
+        description=(
+            "The coordinator a resource gets when its spec.coordinator.install is unset: a pinned"
+            " 'name==X.Y.Z', a 'git+https://...@<40-hex SHA>' URL or 'preinstalled'. Air-gapped"
+            " clusters point it at their own mirror's pin."
+        ),
     )
     lease_seconds: int = Field(
         default=600,
@@ -54,6 +72,24 @@ class Settings(BaseModel):
     )
     lease_renew_seconds: int = Field(
         default=120, ge=1, description="How often leases are renewed (well under lease_seconds)."
+    )
+    sandbox_max_lifetime_seconds: int = Field(
+        default=3600,
+        ge=30,
+        le=86_400,
+        description=(
+            "The E2B plan's lifetime cap, counted from a sandbox's start (Hobby 3600, Pro 86400):"
+            " leases and creates never ask past it, and before it the swarm is handed over to a new"
+            " sandbox (unless ttlSeconds ends it first)."
+        ),
+    )
+    sandbox_handover_lead_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "How long before the lifetime cap the hand-over to a new sandbox starts. Unset: one lease"
+            " renewal interval plus a create and the initialisation budget, at most half the cap."
+        ),
     )
     orphan_timeout_seconds: int = Field(
         default=3600,
@@ -105,6 +141,21 @@ class Settings(BaseModel):
             " command is killed (OutputLimitExceeded), so no sandbox can grow the operator's memory."
         ),
     )
+    probe_timeout_seconds: float = Field(
+        default=60.0, gt=0, le=3600,
+        description=(
+            "Timeout for one health probe in a sandbox. A probe reads a few lines of tmux state;"
+            " one that runs this long was made to hang by something in the sandbox."
+        ),
+    )
+    quarantine_after: int = Field(
+        default=5, ge=1, le=100,
+        description=(
+            "Health probes in a row a sandbox may misbehave on (output past the cap, a hang to the"
+            " probe timeout, an unreadable report) before it is killed and its resource Failed with"
+            " reason SandboxQuarantined. Probes back off (doubling) in between."
+        ),
+    )
     kube_timeout_seconds: float = Field(
         default=15.0, gt=0, description="Timeout for one Kubernetes API call made by the operator."
     )
@@ -121,7 +172,29 @@ class Settings(BaseModel):
         default=None, gt=0, description="Operator-wide sandbox creations per hour; unset = no limit."
     )
     max_sandboxes_per_namespace: int | None = Field(
-        default=None, ge=0, description="Live sandboxes allowed per namespace; unset = no limit."
+        default=20,
+        ge=0,
+        description=(
+            "Live sandboxes allowed per namespace (more wait, reason RateLimited); a bound on what"
+            " one tenant can make the platform pay for. Raise it for a namespace-heavy workload."
+        ),
+    )
+    default_key_namespaces: str = Field(
+        default="default",
+        description=(
+            "Comma-separated namespaces (glob patterns such as team-*; * = every namespace) whose"
+            " resources may omit spec.e2b.apiKeySecretRef and so use the operator's default E2B"
+            " key; a resource elsewhere gets reason DefaultKeyNotAllowed and no sandbox. Default:"
+            " only 'default' (the quick start's namespace); empty: no namespace."
+        ),
+    )
+    default_key_templates: str = Field(
+        default="",
+        description=(
+            "Comma-separated E2B templates (glob patterns such as claude-swarm*; * = any) a resource"
+            " using the default key may name, besides SWARM_DEFAULT_TEMPLATE, which is always"
+            " allowed; another gets reason TemplateNotAllowed. Default: empty (only the default)."
+        ),
     )
     replace_debounce_seconds: float = Field(
         default=30.0,
@@ -220,6 +293,15 @@ class Settings(BaseModel):
             " on a pause, resume, hand-over or size change); in between, spend is computed, not written."
         ),
     )
+    max_usd_per_namespace_per_day: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Operator-wide cap on the estimated spend, per namespace and UTC day, of the resources"
+            " that use the operator's default E2B API key (not their own spec.e2b.apiKeySecretRef):"
+            " reaching it pauses them (BudgetExceeded) until the next UTC day. Unset: no cap."
+        ),
+    )
     max_secret_bytes: int = Field(
         default=256 * 1024,
         ge=1024,
@@ -238,6 +320,43 @@ class Settings(BaseModel):
         default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$", description="Root log level."
     )
 
+    @model_validator(mode="after")
+    def _handover_fits(self) -> Settings:
+        lead = self.sandbox_handover_lead_seconds
+        if lead is not None and lead >= self.sandbox_max_lifetime_seconds:
+            raise ValueError(
+                f"sandbox_handover_lead_seconds ({lead}) must be under sandbox_max_lifetime_seconds"
+                f" ({self.sandbox_max_lifetime_seconds})")
+        return self
+
+    @property
+    def handover_lead_seconds(self) -> float:
+        """Seconds before the lifetime cap at which the hand-over starts.
+
+        Derived, when not set, from what a hand-over must fit in before the old sandbox dies: the
+        lease daemon notices the window at most one jittered renewal interval late, then a create
+        and every initialisation attempt with its backoff. Never more than half the cap, or a
+        sandbox would spend more time being replaced than running.
+        """
+        if self.sandbox_handover_lead_seconds is not None:
+            return float(self.sandbox_handover_lead_seconds)
+        backoffs = sum(self.init_backoff_seconds * 2 ** i for i in range(self.init_attempts - 1))
+        need = (1.1 * self.lease_renew_seconds + self.control_timeout_seconds
+                + self.init_attempts * self.ready_timeout_seconds + backoffs)
+        return float(min(need, self.sandbox_max_lifetime_seconds / 2))
+
+    @field_validator("coordinator_install")
+    @classmethod
+    def _pinned_coordinator(cls, value: str) -> str:
+        from swarm_operator.model import CoordinatorSpec  # model imports nothing from here
+
+        try:
+            CoordinatorSpec(install=value)  # the same rule, and message, as spec.coordinator.install
+        except ValidationError as exc:
+            raise ValueError("; ".join(str(e.get("ctx", {}).get("error") or e["msg"])
+                                       for e in exc.errors())) from None
+        return value
+
     @field_validator("network_allow_out", "network_deny_out", "network_forbidden_out")
     @classmethod
     def _egress_list(cls, value: str, info: Any) -> str:
@@ -248,6 +367,19 @@ class Settings(BaseModel):
         if problems:
             raise ValueError("; ".join(problems))
         return value
+
+    @field_validator("default_key_namespaces", "default_key_templates")
+    @classmethod
+    def _pattern_list(cls, value: str) -> str:
+        # The chart copies these into CEL string literals of its admission policy: plain names only.
+        bad = [p for p in _split(value) if not _PATTERN.fullmatch(p)]
+        if bad:
+            raise ValueError(f"not a name or glob pattern (letters, digits, . _ : / - * ?): {bad[0]!r}")
+        return value
+
+    def patterns(self, name: str) -> tuple[str, ...]:
+        """One of the comma-separated pattern settings (``default_key_namespaces`` ...) as a tuple."""
+        return _split(getattr(self, name))
 
     def egress_list(self, name: str) -> tuple[str, ...]:
         """One of the comma-separated egress settings as a tuple (``network_allow_out`` ...)."""
@@ -282,6 +414,14 @@ class Settings(BaseModel):
                 for err in exc.errors()
             )
             raise SettingsError(problems) from None
+
+
+_PATTERN = re.compile(r"[A-Za-z0-9._:/*?-]{1,253}")
+
+def _coordinator_pin() -> str:
+    from swarm_operator.model import COORDINATOR_PIN  # the one copy of the pin
+
+    return COORDINATOR_PIN
 
 
 def _split(value: str) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ the CLI prints it and exits non-zero. Anything else is a bug and is allowed to s
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -25,17 +26,16 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import IO, Any
 
-import kubernetes
-import urllib3
-
 from swarm_operator import bootstrap
-from swarm_operator.names import GROUP, PLURAL, VERSION
+from swarm_operator.cluster import user as cluster
+from swarm_operator.names import RESUME_ANNOTATION
 
 __all__ = [
     "DETACH_KEY",
     "ConsoleError",
     "Swarm",
     "attach",
+    "refuse_if_suspended",
     "format_status",
     "load_swarm",
     "logs",
@@ -54,7 +54,7 @@ class ConsoleError(Exception):
 class Swarm:
     """One SwarmSandbox as read from the cluster, with the client that read it."""
 
-    api: kubernetes.client.ApiClient
+    api: cluster.ApiClient
     body: dict[str, Any]
 
     @property
@@ -93,50 +93,41 @@ class Swarm:
 
 
 # ----- Kubernetes side ----------------------------------------------------------------------------
-def kube_client(kubeconfig: str | None = None, context: str | None = None) -> kubernetes.client.ApiClient:
+def kube_client(kubeconfig: str | None = None, context: str | None = None) -> cluster.ApiClient:
     """A client for the user's current (or named) kubeconfig context, in-cluster config as a fallback."""
-    configuration = kubernetes.client.Configuration()
     try:
-        kubernetes.config.load_kube_config(config_file=kubeconfig, context=context,
-                                           client_configuration=configuration)
-    except (kubernetes.config.ConfigException, FileNotFoundError, OSError) as exc:
-        try:
-            kubernetes.config.load_incluster_config(client_configuration=configuration)
-        except kubernetes.config.ConfigException:
-            where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
-            raise ConsoleError(f"no usable kubeconfig at {where} ({_first_line(exc)}); set KUBECONFIG "
-                               "or pass --kubeconfig (the playground prints its path)") from None
-    configuration.debug = False
-    configuration.retries = 1  # a cluster that is down should say so at once, not after a retry loop
-    return kubernetes.client.ApiClient(configuration)
+        # retries=1: a cluster that is down should say so at once, not after a retry loop.
+        return cluster.user_client(kubeconfig, context, retries=1)
+    except cluster.KubeconfigError as exc:
+        where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        raise ConsoleError(f"no usable kubeconfig at {where} ({exc}); set KUBECONFIG "
+                           "or pass --kubeconfig (the playground prints its path)") from None
 
 
 @contextlib.contextmanager
-def _kube_errors(api: kubernetes.client.ApiClient, what: str) -> Iterator[None]:
+def _kube_errors(api: cluster.ApiClient, what: str) -> Iterator[None]:
     """Turn transport and authorisation failures of ``what`` into one actionable line."""
     try:
         yield
-    except kubernetes.client.ApiException as exc:
+    except cluster.ClusterUnreachable as exc:
+        raise ConsoleError(f"cannot reach the cluster at {api.configuration.host} "
+                           f"({exc.reason}); is it (or `swarm-operator dev`) running?") from None
+    except cluster.ClusterError as exc:
         if exc.status in (401, 403):
             raise ConsoleError(f"the cluster refused to let you read {what} (HTTP {exc.status}); "
                                "check your kubeconfig's user and its RBAC") from None
-        if exc.status == 0 or exc.status is None:
-            raise ConsoleError(f"cannot reach the cluster at {api.configuration.host}: {exc.reason}")
+        if exc.status == 0:
+            raise ConsoleError(f"cannot reach the cluster at {api.configuration.host}: {exc.reason}") from None
         raise
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
-        raise ConsoleError(f"cannot reach the cluster at {api.configuration.host} "
-                           f"({_first_line(exc)}); is it (or `swarm-operator dev`) running?") from None
 
 
 def load_swarm(name: str, namespace: str, *, kubeconfig: str | None = None) -> Swarm:
     """Read the resource ``namespace/name``; a missing one is a :class:`ConsoleError`."""
     api = kube_client(kubeconfig)
-    custom = kubernetes.client.CustomObjectsApi(api)
     with _kube_errors(api, f"swarm {namespace}/{name}"):
         try:
-            body = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name,
-                                                       _request_timeout=_KUBE_TIMEOUT)
-        except kubernetes.client.ApiException as exc:
+            body = cluster.get_swarm(api, namespace, name, timeout=_KUBE_TIMEOUT)
+        except cluster.ClusterError as exc:
             if exc.status != 404:
                 raise
             raise ConsoleError(f"swarm {namespace}/{name} not found; list them with "
@@ -146,12 +137,8 @@ def load_swarm(name: str, namespace: str, *, kubeconfig: str | None = None) -> S
 
 def events(swarm: Swarm, limit: int = 8) -> list[dict[str, Any]]:
     """The resource's most recent Events, oldest first (as ``kubectl describe`` shows them)."""
-    core = kubernetes.client.CoreV1Api(swarm.api)
     with _kube_errors(swarm.api, f"the Events of {swarm.namespace}/{swarm.name}"):
-        found = core.list_namespaced_event(
-            swarm.namespace, field_selector=f"involvedObject.name={swarm.name}",
-            _request_timeout=_KUBE_TIMEOUT,
-        ).items
+        found = cluster.list_events(swarm.api, swarm.namespace, swarm.name, timeout=_KUBE_TIMEOUT)
     mine = [e for e in found if e.involved_object is not None and e.involved_object.name == swarm.name
             and e.involved_object.uid in (None, swarm.uid)]
     mine.sort(key=lambda e: _event_time(e) or datetime.min.replace(tzinfo=timezone.utc))
@@ -185,11 +172,10 @@ def api_key(swarm: Swarm) -> str:
             raise ConsoleError(f"bad setting: {exc}") from None
         namespace, name, key = (settings.namespace, settings.default_api_key_secret,
                                 settings.default_api_key_secret_key)
-    core = kubernetes.client.CoreV1Api(swarm.api)
     with _kube_errors(swarm.api, f"Secret {namespace}/{name}"):
         try:
-            secret = core.read_namespaced_secret(name, namespace, _request_timeout=_KUBE_TIMEOUT)
-        except kubernetes.client.ApiException as exc:
+            secret = cluster.read_secret(swarm.api, namespace, name, timeout=_KUBE_TIMEOUT)
+        except cluster.ClusterError as exc:
             if exc.status != 404:
                 raise
             raise ConsoleError(
@@ -223,6 +209,7 @@ def format_status(swarm: Swarm, recent: Sequence[Mapping[str, Any]], now: dateti
         + (f", last probe {_when(health.get('lastProbeTime'), now)}" if health.get("lastProbeTime") else "")
         + (f", {health['consecutiveFailures']} failures in a row" if health.get("consecutiveFailures") else "")
         + (f" — {health['reason']}" if health.get("reason") else ""),
+        f"Cost:       {_cost(status.get('cost'), now)}",
         "",
     ]
     items = agents.get("items") or []
@@ -247,9 +234,43 @@ def format_status(swarm: Swarm, recent: Sequence[Mapping[str, Any]], now: dateti
     return "\n".join(line.rstrip() for line in lines)
 
 
+def _cost(ledger: Any, now: datetime) -> str:
+    """Spend and rate as of ``now``: the written ledger (status.cost) extrapolated at its rate, the
+    way the operator's metrics and budget checks see it between two status writes."""
+    from pydantic import ValidationError
+
+    from swarm_operator.cost import estimate
+    from swarm_operator.model import CostStatus
+
+    if not ledger:
+        return "-"
+    try:
+        figures = estimate(CostStatus.model_validate(ledger), now)
+    except (ValidationError, ValueError):
+        return "unreadable status.cost"
+    size = f", {figures.vcpu} vCPU / {figures.memory_mib} MiB" if figures.vcpu is not None else ""
+    return (f"${figures.estimated_usd:.4f} so far, ${figures.rate_usd_per_hour:.4f}/hour now "
+            f"({figures.state.lower()}{size}); {_span(figures.sandbox_seconds)} running, "
+            f"{_span(figures.paused_seconds)} paused")
+
+
+def resume(swarm: Swarm, now: datetime | None = None) -> str:
+    """Ask the operator to lift an idle pause (``spec.idle``): one annotation, which the operator
+    watches; it then reconciles, resuming the sandbox. Returns what to tell the user."""
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    with _kube_errors(swarm.api, f"swarm {swarm.namespace}/{swarm.name}"):
+        cluster.annotate_swarm(swarm.api, swarm.namespace, swarm.name, {RESUME_ANNOTATION: stamp},
+                               timeout=_KUBE_TIMEOUT)
+    suspended: dict[str, Any] = next((c for c in swarm.status.get("conditions") or [] if c.get("type") == "Suspended"), {})
+    if suspended.get("status") == "True" and suspended.get("reason") != "Idle":
+        return (f"resume requested for {swarm.namespace}/{swarm.name}, but it is paused for "
+                f"{suspended.get('reason')}: {suspended.get('message', '')}")
+    return f"resume requested for {swarm.namespace}/{swarm.name}"
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    return ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)) for row in [header, *rows]]
+    return ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)) for row in [header, *rows]]
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -287,27 +308,78 @@ def _when(value: Any, now: datetime) -> str:
 
 
 # ----- the sandbox side ---------------------------------------------------------------------------
-def connect(swarm: Swarm) -> Any:
-    """The swarm's sandbox through the (synchronous) E2B SDK, with E2B failures as one line."""
-    from e2b import Sandbox
+_E2B_CONTROL_TIMEOUT = 15.0  # seconds for one control-plane call (get_info)
 
+
+def _suspended(swarm: Swarm) -> str:
+    """``resume`` advice if the resource says it is (or is being) suspended, else ``""``."""
+    status = swarm.status
+    conditions = status.get("conditions") or []
+    if (status.get("phase") == "Suspended"
+            or any(c.get("type") == "Suspended" and c.get("status") == "True" for c in conditions)
+            or (swarm.body.get("spec") or {}).get("suspend") is True):
+        return (f"swarm {swarm.namespace}/{swarm.name} is suspended (its sandbox is paused) and connecting "
+                f"would resume it; resume the swarm first: kubectl patch swarm {swarm.name} -n "
+                f"{swarm.namespace} --type=merge -p '{{\"spec\":{{\"suspend\":false}}}}'")
+    return ""
+
+
+def refuse_if_suspended(swarm: Swarm) -> None:
+    """A :class:`ConsoleError` if the resource says the swarm is (being) suspended; no E2B call."""
+    refusal = _suspended(swarm)
+    if refusal:
+        raise ConsoleError(refusal)
+
+
+def _awake(swarm: Swarm) -> tuple[str, str]:
+    """(sandbox id, API key) of the swarm, once both the resource and E2B's control plane say it is running.
+
+    The SDK's ``Sandbox.connect`` *resumes* a paused sandbox, which then runs (and bills) until its
+    timeout and dies there, behind the operator's back. So a suspended swarm — by its resource
+    (``spec.suspend``, phase or ``Suspended`` condition), or by the sandbox's own state, which
+    ``get_info`` reads without resuming — is refused here, before anything could connect.
+    """
+    from swarm_operator.backend import sandbox_paused
+
+    refuse_if_suspended(swarm)
     sandbox_id, key = swarm.sandbox_id, api_key(swarm)
     with _e2b_errors(sandbox_id):
-        return Sandbox.connect(sandbox_id, api_key=key)
+        # The async SDK, on a loop of its own: a sync control-plane call made first leaves the sync
+        # SDK's shared transport in a state where the PTY's bidirectional stream later stalls.
+        paused = sandbox_paused(sandbox_id, key, timeout=_E2B_CONTROL_TIMEOUT)
+    if paused:
+        raise ConsoleError(f"sandbox {sandbox_id} of swarm {swarm.namespace}/{swarm.name} is paused and "
+                           "connecting would resume it; leave it to the operator (see `swarm-operator "
+                           "status`) or resume the swarm with spec.suspend=false")
+    return sandbox_id, key
+
+
+def connect(swarm: Swarm) -> Any:
+    """The swarm's sandbox through the (synchronous) E2B SDK, with E2B failures as one line.
+
+    Never resumes: a suspended swarm or a paused sandbox is a :class:`ConsoleError`
+    (:func:`_awake`).
+    """
+    from swarm_operator.backend import connect_sync
+
+    sandbox_id, key = _awake(swarm)
+    with _e2b_errors(sandbox_id):
+        return connect_sync(sandbox_id, key)
 
 
 @contextlib.contextmanager
 def _e2b_errors(sandbox_id: str) -> Iterator[None]:
-    from e2b import exceptions
+    from swarm_operator.backend import sdk_errors
 
+    errors = sdk_errors()
     try:
         yield
-    except exceptions.AuthenticationException:
+    except errors.authentication:
         raise ConsoleError("E2B refused the API key from the swarm's Secret; put a valid key in it") from None
-    except exceptions.NotFoundException:
+    except errors.not_found:
         raise ConsoleError(f"sandbox {sandbox_id} no longer exists; the operator will replace or "
                            "report it (see `swarm-operator status`)") from None
-    except exceptions.SandboxException as exc:
+    except errors.sandbox as exc:
         raise ConsoleError(f"E2B: {_first_line(exc)}") from None
     except OSError as exc:
         url = os.environ.get("E2B_API_URL", "https://api.e2b.app")
@@ -381,10 +453,9 @@ def attach(swarm: Swarm, *, stdin: IO[bytes] | None = None, stdout: IO[bytes] | 
     The local terminal is put in raw mode so every key (Ctrl-C, the tmux prefix, arrows) reaches the
     panes; the window size follows SIGWINCH. Returns 0 on detach, else the remote client's exit code.
     """
-    from e2b.sandbox.commands.command_handle import PtySize
-    from e2b.exceptions import SandboxException
-    from e2b.sandbox.commands.command_handle import CommandExitException
+    from swarm_operator.backend import pty_size, sdk_errors
 
+    errors = sdk_errors()
     stdin = stdin or sys.stdin.buffer
     stdout = stdout or sys.stdout.buffer
     in_fd, out_fd = stdin.fileno(), stdout.fileno()
@@ -395,12 +466,12 @@ def attach(swarm: Swarm, *, stdin: IO[bytes] | None = None, stdout: IO[bytes] | 
             cols, rows = os.get_terminal_size(out_fd)
         except OSError:
             cols, rows = 80, 24
-        return PtySize(rows=rows, cols=cols)
+        return pty_size(rows, cols)
 
     with _e2b_errors(swarm.sandbox_id):
         try:
             handle = sandbox.pty.create(size(), timeout=0, envs={"TERM": os.environ.get("TERM", "xterm-256color")})
-        except SandboxException as exc:
+        except errors.sandbox as exc:
             if "unimplemented" in str(exc).lower() or "not emulated" in str(exc).lower():
                 raise ConsoleError(f"this E2B endpoint does not offer terminals (PTY): {_first_line(exc)}") from None
             raise
@@ -420,8 +491,8 @@ def attach(swarm: Swarm, *, stdin: IO[bytes] | None = None, stdout: IO[bytes] | 
         try:
             handle.wait(on_pty=show)
             result["exit"] = 0
-        except CommandExitException as exc:
-            result["exit"] = exc.exit_code or 1
+        except errors.command_exit as exc:
+            result["exit"] = getattr(exc, "exit_code", None) or 1
         except Exception:  # the stream broke (sandbox gone, network): report failure, not a hang
             result["exit"] = 1
         finally:

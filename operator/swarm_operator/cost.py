@@ -45,6 +45,8 @@ __all__ = [
     "hourly_rate",
     "seconds_until_exceeded",
     "should_refresh",
+    "spent_today",
+    "with_day",
 ]
 
 #: E2B's published compute prices, read on 2026-11-29 from e2b.dev/docs/faq/calculate-sandbox-price
@@ -159,6 +161,38 @@ def estimate(ledger: CostStatus, now: datetime) -> CostStatus:
         **ledger.model_dump(), "as_of": as_of, "sandbox_seconds": running, "paused_seconds": paused,
         "estimated_usd": usd,
     })
+
+
+def _midnight(now: datetime) -> datetime:
+    return _whole_seconds(now).replace(hour=0, minute=0, second=0)
+
+
+def with_day(ledger: CostStatus, now: datetime, previous: CostStatus | None) -> CostStatus:
+    """``ledger`` (just accrued from ``previous``) with the day's starting figure carried over, or
+    started anew on the first accrual of a UTC day: the estimate at midnight (the previous ledger
+    still covers midnight, since every accrual rolls the day)."""
+    today = _midnight(now)
+    if previous is not None and previous.day == today.date().isoformat() \
+            and previous.day_start_usd is not None:
+        start = previous.day_start_usd
+    elif previous is not None and previous.as_of is not None and previous.as_of <= today:
+        start = estimate(previous, today).estimated_usd
+    else:
+        start = (previous or ledger).estimated_usd
+    return ledger.model_copy(update={"day": today.date().isoformat(), "day_start_usd": start})
+
+
+def spent_today(ledger: CostStatus, now: datetime) -> float:
+    """Estimated USD spent since the UTC day of ``now`` began (never negative)."""
+    today = _midnight(now)
+    figure = estimate(ledger, now).estimated_usd
+    if ledger.day == today.date().isoformat() and ledger.day_start_usd is not None:
+        start = ledger.day_start_usd
+    elif ledger.as_of is not None and ledger.as_of <= today:
+        start = estimate(ledger, today).estimated_usd
+    else:
+        start = ledger.estimated_usd  # metered since a later moment today, without a day mark
+    return max(figure - start, 0.0)
 
 
 def should_refresh(written: CostStatus | None, now: datetime, cadence_seconds: float, meter: Meter,

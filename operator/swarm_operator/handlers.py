@@ -11,7 +11,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sized
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -19,14 +19,15 @@ import kopf
 
 from swarm_operator import lifecycle
 from swarm_operator.backend import BackendPool, BackendTimeouts, SandboxNotFound
-from swarm_operator.cluster import KubeResourceLister, KubeStatusWriter, api_client
+from swarm_operator.cluster import ConfigMapReleaseRecord, KubeResourceLister, KubeStatusWriter, api_client, core_api
 from swarm_operator.config import Settings
 from swarm_operator.lifecycle import GiveUp, ResourceRef, RetryLater, Runtime
 from swarm_operator.lifecycle.startup import seed_limiter
 from swarm_operator.metrics import Metrics, new_registry, start_server
 from swarm_operator.model import InvalidSpecError, SwarmSandboxSpec, SwarmSandboxStatus
-from swarm_operator.names import FINALIZER, GROUP, PLURAL, VERSION
+from swarm_operator.names import FINALIZER, GROUP, PLURAL, RESUME_ANNOTATION, VERSION
 from swarm_operator.ratelimit import CreationLimiter
+
 from swarm_operator.secrets import SecretKeyRef, SecretReader
 from swarm_operator.sweeper import Sweeper, keys_in_use
 
@@ -39,13 +40,13 @@ class _KopfEvents:
     """Posts Events through kopf's own queue (batched, retried, off the handler's path)."""
 
     def record(self, ref: ResourceRef, type_: str, reason: str, message: str) -> None:
-        body = {
+        body: kopf.RawBody = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "SwarmSandbox",
             "metadata": {"namespace": ref.namespace, "name": ref.name, "uid": ref.uid},
         }
         try:
-            kopf.event(body, type=type_, reason=reason, message=message)
+            kopf.event(kopf.Body(body), type=type_, reason=reason, message=message)
         except LookupError:  # outside kopf's context (no posting queue): the log line suffices
             pass
 
@@ -89,7 +90,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
             output_limit_bytes=config.command_output_limit_bytes,
         ),
         secrets=SecretReader(
-            _core_api(client), timeout_s=config.kube_timeout_seconds,
+            core_api(client), timeout_s=config.kube_timeout_seconds,
             ttl_s=config.secret_check_seconds, max_total_bytes=config.max_secret_bytes,
             operator_wide=[SecretKeyRef(config.namespace, config.default_api_key_secret,
                                         config.default_api_key_secret_key)],
@@ -99,6 +100,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         metrics=metrics,
         limiter=CreationLimiter(config.creations_per_minute, config.creations_per_hour,
                                 config.max_sandboxes_per_namespace),
+        released=ConfigMapReleaseRecord(client, namespace=config.namespace,
+                                        operator_id=config.operator_id,
+                                        timeout_s=config.kube_timeout_seconds),
     )
     # Before any handler may create: the limiter replays what E2B knows of earlier processes.
     await seed_limiter(memo.runtime, timeout_s=config.control_timeout_seconds * 2)
@@ -136,7 +140,8 @@ async def probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
     if task is not None and task.done():
         raise RuntimeError("the orphan sweeper stopped")
     runtime: Runtime = memo.runtime
-    return {"e2bClients": len(runtime.backends), "resourcesTracked": runtime.tracked()}
+    clients = len(runtime.backends) if isinstance(runtime.backends, Sized) else 0
+    return {"e2bClients": clients, "resourcesTracked": runtime.tracked()}
 
 
 async def _sweep_forever(runtime: Runtime, lister: KubeResourceLister) -> None:
@@ -148,7 +153,8 @@ async def _sweep_forever(runtime: Runtime, lister: KubeResourceLister) -> None:
         await asyncio.sleep(settings.sweep_interval_seconds * random.uniform(0.9, 1.1))
         keys = await keys_in_use(runtime.keys_in_use(), runtime.secrets, default_ref)
         try:
-            report = await sweeper.sweep([runtime.backends.for_key(k) for k in keys], lister.uids)
+            report = await sweeper.sweep([runtime.backends.for_key(k) for k in keys], lister.uids,
+                                         runtime.released.ids)
         except Exception as exc:
             logger.warning("sweep failed: %s", exc)
             continue
@@ -156,12 +162,6 @@ async def _sweep_forever(runtime: Runtime, lister: KubeResourceLister) -> None:
         if report.killed:
             runtime.metrics.orphan_killed(len(report.killed))
             logger.warning("sweep killed %d orphaned sandbox(es)", len(report.killed))
-
-
-def _core_api(client: Any) -> Any:
-    import kubernetes
-
-    return kubernetes.client.CoreV1Api(client)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -176,6 +176,17 @@ async def reconcile(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> N
         return
     await _translated(memo.runtime, "reconcile", lifecycle.reconcile(
         ref, spec, status, memo.runtime, retry=retry,
+    ))
+
+
+@kopf.on.field(GROUP, VERSION, PLURAL, field=("metadata", "annotations", RESUME_ANNOTATION))
+async def resume_requested(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
+    """``swarm-operator resume`` set the annotation: lift an idle pause and reconcile."""
+    spec = _spec(body)
+    if spec is None:
+        return  # the reconcile reports the spec
+    await _translated(memo.runtime, "reconcile", lifecycle.resume(
+        ResourceRef.from_body(body), spec, _status(body), memo.runtime, retry=retry,
     ))
 
 
@@ -225,7 +236,13 @@ async def health(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, 
     """Probes the agents every ``healthCheck.intervalSeconds`` (jittered so probes spread out)."""
 
     def interval() -> float:
-        return lifecycle.probe_interval(_spec(body)) * random.uniform(0.85, 1.0)
+        # Backs off while the sandbox misbehaves (status.health.sandboxFaults); sooner when a
+        # running sandbox will reach its budget before the next probe.
+        try:
+            status: SwarmSandboxStatus | None = _status(body)
+        except ValueError:  # a status the model cannot read: the plain interval
+            status = None
+        return lifecycle.probe_interval(_spec(body), status) * random.uniform(0.85, 1.0)
 
     await _periodically(stopped, memo.shutdown, body, memo.runtime, "health", lifecycle.check_health,
                         interval)
@@ -237,7 +254,7 @@ async def _periodically(
     body: kopf.Body,
     runtime: Runtime,
     name: str,
-    work: Callable[..., Awaitable[None]],
+    work: Callable[..., Awaitable[object]],
     interval: Callable[[], float],
 ) -> None:
     """A per-resource loop: wait, then ``work(ref, spec, status, runtime)`` on the live body.

@@ -13,6 +13,12 @@ per-object loggers do) is scrubbed of that resource's values and the operator-wi
 tenant's Secret value can never blank words out of another tenant's lines. A record that names no
 resource could be about any of them (a library's debug line, a traceback), so it is scrubbed of every
 registered value: when the operator cannot tell, it errs towards hiding.
+
+The JSON formatter is ours, not python-json-logger's (which kopf depends on) nor kopf's
+``ObjectJsonFormatter``: the line's shape — ``time``/``level``/``logger``/``message``, then the
+resource's namespace/name/uid lifted out of kopf's ``k8s_ref``, then other context — is what the
+chart's docs and the tests read, and with either library it would take a subclass overriding the same
+record-to-dict step these dozen lines are. The stdlib supplies everything else (handler, filter, levels).
 """
 
 from __future__ import annotations
@@ -85,7 +91,7 @@ class Redactor:
         with self._lock:
             current = self._scopes.get(scope)
             merged = fresh | (current.values if current is not None else frozenset())
-            self._scopes = {**self._scopes, scope: _Scope(merged)}
+            self._scopes = {**self._scopes, scope: _Scope(frozenset(merged))}
 
     def add(self, *values: str) -> None:
         """Register operator-wide values (the operator's own secrets)."""

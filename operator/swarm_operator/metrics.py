@@ -49,6 +49,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from swarm_operator import __version__
+from swarm_operator.logs import REDACTOR, Redactor
 from swarm_operator.backend import BackendError
 from swarm_operator.cost import estimate
 from swarm_operator.model import CostStatus, Phase
@@ -286,7 +287,8 @@ class Metrics:
     """Every series the operator exports, registered on ``registry`` (one instance per registry)."""
 
     def __init__(self, registry: CollectorRegistry,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 redactor: Redactor = REDACTOR) -> None:
         self.registry = registry
         self._handler = _BoundedLabel(HANDLERS, extra=4, pattern=r"[a-z][a-z0-9_]{0,31}")
         self._result = _BoundedLabel(RESULTS, extra=0)
@@ -390,6 +392,21 @@ class Metrics:
             "Dead agents restarted by the health check.",
             registry=registry,
         )
+        # The redactor holds every secret value read, per resource, until the resource is deleted:
+        # what it holds (memory, and work on every log line) is worth watching for growth.
+        self.redacted_values = Gauge(
+            "swarm_redactor_values",
+            "Secret values the log redactor holds, all resources together; back to its baseline once "
+            "the resources that named them are deleted.",
+            registry=registry,
+        )
+        self.redacted_values.set_function(lambda: len(redactor))
+        self.redaction_scopes = Gauge(
+            "swarm_redactor_scopes",
+            "Resources (plus the operator itself) whose Secret values the log redactor holds.",
+            registry=registry,
+        )
+        self.redaction_scopes.set_function(lambda: len(redactor.scopes()))
         self.build_info = Gauge(
             "swarm_build_info",
             "Always 1; the labels say which build runs.",

@@ -20,6 +20,7 @@ Status models are lenient readers (the operator wrote what they read) and strict
 
 from __future__ import annotations
 
+import collections
 import enum
 import ipaddress
 import math
@@ -38,6 +39,7 @@ __all__ = [
     "MAX_MCP_VALUE_CHARS",
     "MAX_SECRET_REFERENCES",
     "MAX_STEPS",
+    "COORDINATOR_PIN",
     "RESERVED_ENV_NAMES",
     "RESERVED_ENV_PREFIXES",
     "AgentItem",
@@ -52,6 +54,7 @@ __all__ = [
     "EnvVar",
     "EnvVarSource",
     "HealthCheckSpec",
+    "IdleSpec",
     "HealthStatus",
     "InvalidSpecError",
     "McpField",
@@ -142,6 +145,13 @@ _PINNED_GIT: Final = re.compile(
     r"(#(egg|subdirectory)=[A-Za-z0-9._/-]+(&(egg|subdirectory)=[A-Za-z0-9._/-]+)?)?$"
 )
 PREINSTALLED: Final = "preinstalled"
+#: The coordinator a resource gets unless it says otherwise, and the default of ``swarm-operator
+#: template --coordinator``: the one copy of this pin. claudeswarm (github.com/boriscardano/
+#: claude-swarm) is not on PyPI — PyPI's ``claude-swarm`` is an unrelated project with no
+#: ``claudeswarm`` command — so the pin is the commit the operator's hook and permissions were
+#: checked against (see agentconfig). It needs Python >= 3.12 in the sandbox (PEP 695 syntax).
+#: A template built with this pin records it, so such a sandbox installs nothing.
+COORDINATOR_PIN: Final = "git+https://github.com/boriscardano/claude-swarm@7d93e2e69a9d0acc63db57c0812ff438d86e010a"
 #: Where agent.apiKeySecretRef puts the key: the variable Claude Code reads.
 ANTHROPIC_API_KEY: Final = "ANTHROPIC_API_KEY"
 
@@ -370,7 +380,8 @@ class EnvVarSource(_Spec):
 
     secret_key_ref: SecretKeySelector = Field(
         description="Take the value from a key of a Secret in the resource's namespace. The value "
-        "reaches the sandbox as an environment variable, never on a command line.",
+        "reaches the sandbox as an environment variable, never on a command line; anything "
+        "running in the sandbox can read it (see docs/threat-model.md).",
     )
 
 
@@ -463,14 +474,17 @@ class AgentSpec(_Spec):
     )
     env: list[EnvVar] = Field(
         default_factory=list, max_length=128,
-        description="Environment of every agent, as in a container spec. Values reach the sandbox "
-        "as environment variables (never on a command line). Names must be unique.",
+        description="Environment of every agent, as in a container spec. Values reach the agents "
+        "as environment variables, through a 0600 env file their own account reads (never on a "
+        "command line); anything running in the sandbox can read them. Names must be unique.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     api_key_secret_ref: SecretRef | None = Field(
         default=None,
         description="Secret key holding the agents' Anthropic API key. It reaches the agents as "
-        "ANTHROPIC_API_KEY in their environment only: never a file, a command line or status.",
+        "ANTHROPIC_API_KEY in their environment, through a 0600 env file their own account reads: "
+        "never a command line, status, an Event or the operator's logs. The agents (and anything "
+        "else in the sandbox) can read it: give them a key you would give the agents.",
     )
     config: AgentConfigSpec | None = Field(
         default=None,
@@ -506,10 +520,10 @@ class AgentSpec(_Spec):
     @field_validator("env")
     @classmethod
     def _unique_names(cls, env: list[EnvVar]) -> list[EnvVar]:
-        seen: set[str] = set()
-        dupes = [e.name for e in env if e.name in seen or seen.add(e.name)]  # type: ignore[func-returns-value]
+        counts = collections.Counter(e.name for e in env)
+        dupes = sorted(name for name, count in counts.items() if count > 1)
         if dupes:
-            raise ValueError(f"duplicate env names: {', '.join(sorted(set(dupes)))}")
+            raise ValueError(f"duplicate env names: {', '.join(dupes)}")
         return env
 
 
@@ -518,7 +532,8 @@ class E2BSpec(_Spec):
 
     api_key_secret_ref: SecretRef | None = Field(
         default=None,
-        description="Secret key holding the E2B API key. Unset: the operator-wide default Secret.",
+        description="Secret key holding the E2B API key. Unset: the operator-wide default Secret, in "
+        "the namespaces the operator allows to use it (else reason DefaultKeyNotAllowed).",
     )
 
 
@@ -526,18 +541,23 @@ class CoordinatorSpec(_Spec):
     """The claudeswarm coordinator that lets agents find and message each other."""
 
     enabled: bool = Field(default=True, description="Start the coordinator in the sandbox.")
-    install: str = Field(
-        default=PREINSTALLED, min_length=1, max_length=512, pattern=INSTALL_LOOSE,
+    install: str | None = Field(
+        default=None, min_length=1, max_length=512, pattern=INSTALL_LOOSE,
         description="How to get the coordinator: a pinned pip requirement 'name==X.Y.Z', a "
         "'git+https://host/repo@<40-hex commit SHA>' URL, or 'preinstalled' (the template has it). "
+        "A pin the sandbox lacks is installed by the setup script (a template built by "
+        "'swarm-operator template' with the same pin installs nothing). Unset: the operator's "
+        "SWARM_COORDINATOR_INSTALL (by default its pin of claudeswarm, whose dependencies are installed "
+        "from a lock shipped with the operator (sha256 hashes, wheels only) and itself by commit without "
+        "dependencies; a mirror on air-gapped clusters). Any other pin is installed as pip resolves it. "
         "Anything unpinned is refused by the operator with Ready=False, reason InvalidSpec.",
     )
 
     @field_validator("install")
     @classmethod
-    def _pinned(cls, install: str) -> str:
+    def _pinned(cls, install: str | None) -> str | None:
         # Not in the schema on purpose: see the module docstring.
-        if not is_pinned_install(install):
+        if install is not None and not is_pinned_install(install):
             raise ValueError(_explain_unpinned(install))
         return install
 
@@ -573,9 +593,12 @@ class WorkspaceSpec(_Spec):
     )
     credentials_secret_ref: SecretRef | None = Field(
         default=None,
-        description="Secret key holding a token or password for a private repository. Git gets it "
-        "from a credential helper reading the setup script's environment: it is never in the URL, "
-        "a command line, .git/config or any file left in the sandbox.",
+        description="Secret key holding a token or password for a private repository. The setup "
+        "script gets it on its stdin, never in its environment; git gets it from a credential "
+        "helper reading a 0600 file that is removed right after the clone: it is never in the URL, "
+        "a command line, .git/config, a process environment or any file left in the sandbox. "
+        "During the clone the agents' account can read that file: use a token scoped to this "
+        "repository, read-only where the agents need no push.",
     )
     username: str = Field(
         default="x-access-token", min_length=1, max_length=256, pattern=r"^[A-Za-z0-9._@+-]+$",
@@ -656,7 +679,8 @@ class McpServerSpec(_Spec):
     )
     token_secret_ref: SecretRef | None = Field(
         default=None,
-        description="Secret key holding the service token (github, exa, perplexity).",
+        description="Secret key holding the service token (github, exa, perplexity). The gateway "
+        "reads it from a 0600 file, never a command line; the agents' account can read that file.",
     )
     server: str | None = Field(
         default=None, min_length=1, max_length=256, pattern=MCP_SERVER,
@@ -777,6 +801,17 @@ class BudgetSpec(_Spec):
     )
 
 
+class IdleSpec(_Spec):
+    """When a swarm that does nothing stops costing: its sandbox is paused (work kept)."""
+
+    idle_after_seconds: int = Field(
+        ge=10, le=604_800,
+        description="Pause the sandbox once every agent has been idle this long: no pane printed "
+        "anything and the coordinator registry did not change (as the health probe sees them, so "
+        "within one health interval after). A spec change or `swarm-operator resume` resumes it.",
+    )
+
+
 class SwarmSandboxSpec(_Spec):
     """Desired state of a SwarmSandbox."""
 
@@ -804,7 +839,8 @@ class SwarmSandboxSpec(_Spec):
     )
     template: str | None = Field(
         default=None, min_length=1, max_length=128, pattern=TEMPLATE,
-        description="E2B template id or alias. Unset: the operator's default template.",
+        description="E2B template id or alias. Unset: the operator's default template. With the "
+        "operator's default E2B key, only the templates the operator allows (else reason TemplateNotAllowed).",
     )
     ttl_seconds: int | None = Field(
         default=None, ge=60, le=86400,
@@ -822,7 +858,8 @@ class SwarmSandboxSpec(_Spec):
     deletion_policy: Literal["Delete", "Orphan"] = Field(
         default="Delete",
         description="What happens to the sandbox when the resource is deleted: Delete kills it; Orphan "
-        "leaves it running and stops tracking it.",
+        "leaves it running and stops tracking it. Orphan needs the resource's own E2B key "
+        "(e2b.apiKeySecretRef); with the operator's default key it is refused (reason OrphanNotAllowed).",
     )
     health_check: HealthCheckSpec = Field(
         default_factory=HealthCheckSpec,
@@ -859,6 +896,10 @@ class SwarmSandboxSpec(_Spec):
     budget: BudgetSpec | None = Field(
         default=None,
         description="A spend or sandbox-time cap and what to do when it is reached. Unset: no cap.",
+    )
+    idle: IdleSpec | None = Field(
+        default=None,
+        description="Pause the sandbox when every agent has been idle for a while. Unset: never.",
     )
 
     @field_validator("mcp")
@@ -963,7 +1004,7 @@ class Condition(_Status):
     type: str = Field(
         min_length=1, max_length=316,
         pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
-        description="Type of condition: SandboxCreated, AgentsReady, Ready, Synced or Suspended.",
+        description="Type of condition: SandboxCreated, AgentsReady, Ready, Synced, Suspended or BudgetExceeded.",
     )
     status: Literal["True", "False", "Unknown"] = Field(description="Status of the condition.")
     reason: str = Field(
@@ -986,9 +1027,15 @@ class SandboxStatus(_Status):
 
     id: str | None = Field(default=None, max_length=256, description="E2B sandbox id.")
     template: str | None = Field(default=None, max_length=128, description="Template the sandbox runs.")
-    started_at: Timestamp | None = Field(default=None, description="When the sandbox was created or adopted.")
+    started_at: Timestamp | None = Field(
+        default=None,
+        description="When the sandbox was created or adopted; kept across a lifetime hand-over, so "
+        "ttlSeconds counts the swarm's whole life.",
+    )
     expires_at: Timestamp | None = Field(
-        default=None, description="When E2B will kill the sandbox unless the operator renews its lease.",
+        default=None,
+        description="When E2B will end the sandbox unless the operator renews its lease: never past "
+        "the plan's lifetime cap (SWARM_SANDBOX_MAX_LIFETIME_SECONDS from the sandbox's start).",
     )
     ttl_seconds: int | None = Field(
         default=None, ge=0,
@@ -1045,6 +1092,13 @@ class HealthStatus(_Status):
     last_probe_time: Timestamp | None = Field(default=None, description="When the last probe finished.")
     reason: str | None = Field(default=None, max_length=1024, description="Why, when not Healthy.")
     consecutive_failures: int = Field(default=0, ge=0, description="Failed probes in a row.")
+    sandbox_faults: int = Field(
+        default=0, ge=0,
+        description="Probes in a row the sandbox itself failed (output past the operator's cap, a "
+        "hang to the probe timeout, an unreadable report); probes back off meanwhile, and at the "
+        "operator's quarantine threshold the sandbox is killed and the resource Failed with reason "
+        "SandboxQuarantined. A failure of E2B itself neither counts nor resets it.",
+    )
 
 
 class MetricsStatus(_Status):
@@ -1169,6 +1223,15 @@ class CostStatus(_Status):
     summary: str = Field(
         default="$0.0000", max_length=32, description="estimatedUSD for kubectl get, e.g. $0.0123 or $4.56.",
     )
+    day: str | None = Field(
+        default=None, max_length=10, pattern=r"^\d{4}-\d{2}-\d{2}$",
+        description="The UTC day dayStartUSD belongs to (for the operator's per-namespace daily cap).",
+    )
+    day_start_usd: float | None = Field(
+        default=None, ge=0, alias="dayStartUSD",
+        description="estimatedUSD when that UTC day began (or when the resource was first metered "
+        "that day): spend today is the estimate now minus this.",
+    )
 
     @model_validator(mode="after")
     def _summarise(self) -> CostStatus:
@@ -1192,7 +1255,7 @@ class SwarmSandboxStatus(_Status):
     conditions: list[Condition] = Field(
         default_factory=list, max_length=16,
         description="Latest observations: SandboxCreated, AgentsReady, Ready (overall), Synced "
-        "(last reconcile succeeded), Suspended.",
+        "(last reconcile succeeded), Suspended (paused: spec.suspend, budget or idle), BudgetExceeded.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     sandbox: SandboxStatus | None = Field(default=None, description="The backing E2B sandbox.")

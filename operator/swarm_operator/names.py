@@ -1,5 +1,5 @@
 """The operator's names, one copy: the resource's API coordinates, the tags every sandbox carries,
-the marks the operator leaves inside a sandbox, and the environment names it gives one.
+and the environment names it gives one.
 
 The ground floor of the package: it imports nothing of ours, so every layer (handlers, lifecycle,
 cluster adapter, sweeper, console, CRD generator) can name these without importing the lifecycle.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
-    "FINALIZER", "GROUP", "KIND", "PLURAL", "RELEASED_MARKER", "SINGULAR", "TAG_NAME",
+    "FINALIZER", "GROUP", "KIND", "PLURAL", "RESUME_ANNOTATION", "SINGULAR", "TAG_NAME",
     "TAG_NAMESPACE", "TAG_OPERATOR", "TAG_UID", "UID_ENV", "VERSION",
 ]
 
@@ -25,15 +25,15 @@ SINGULAR: Final = "swarmsandbox"
 #: kopf's finalizer on every resource: the operator's name for it, not kopf's default.
 FINALIZER: Final = "claudeswarm.io/finalizer"
 
+#: Set (to a time) by ``swarm-operator resume``: lifts an idle pause. Not under GROUP's prefix,
+#: where kopf keeps its own bookkeeping annotations.
+RESUME_ANNOTATION: Final = "resume.claudeswarm.io/requested-at"
+
 #: Metadata tags written on every sandbox. The uid tag is what adopt-or-create searches by.
 TAG_UID: Final = "claudeswarm.io/uid"
 TAG_NAMESPACE: Final = "claudeswarm.io/namespace"
 TAG_NAME: Final = "claudeswarm.io/name"
 TAG_OPERATOR: Final = "claudeswarm.io/operator"
-
-#: Written inside a sandbox released by ``deletionPolicy: Orphan`` (E2B metadata is immutable after
-#: create, so the mark lives in the sandbox): the orphan sweeper never kills a sandbox that has it.
-RELEASED_MARKER: Final = "$HOME/.swarm-released"
 
 #: The sandbox's own (non-secret) environment variable holding the resource uid, set at create and
 #: read back from inside before any secret is sent.

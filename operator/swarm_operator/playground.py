@@ -38,9 +38,11 @@ from typing import Any, TextIO
 
 import yaml
 
+from swarm_operator.cluster import user as cluster
+from swarm_operator.model import COORDINATOR_PIN
+
 __all__ = ["MARKER_VAR", "Playground", "PlaygroundError", "default_manifests", "stragglers"]
 
-GROUP, VERSION, PLURAL = "claudeswarm.io", "v1alpha1", "swarmsandboxes"
 OPERATOR_NAMESPACE = "swarm-system"
 #: Set in every child's environment to the playground's temp dir; not ``SWARM_*``, which the operator
 #: reserves for its settings (and refuses when unknown).
@@ -217,7 +219,12 @@ class Playground:
             self._say("  E2B                      the real service (E2B_API_KEY)")
         else:
             api_key = "e2b_" + secrets.token_hex(20)
-            e2b = self._spawn("e2b-emulator", ["emulate", "e2b", "--home-template", str(home)], self._env())
+            # The demo home stands for a prebuilt template (tools on every template, identity at
+            # once): opt-ins by name until the operator provisions stock `base` and retries its
+            # identity check (issue 14 items 1 and 7).
+            e2b = self._spawn("e2b-emulator", ["emulate", "e2b", "--home-template", str(home),
+                                               "--no-stock-templates", "--identity-delay-seconds", "0"],
+                              self._env())
             e2b_url = self._await_line(e2b, r"listening on (\S+)").group(1)
             exports.update(E2B_API_URL=e2b_url, E2B_SANDBOX_URL=e2b_url)
             self._say(f"  E2B emulator             {e2b_url}  (sandboxes are local processes;"
@@ -257,7 +264,8 @@ class Playground:
         home = self._dir / "sandbox-home"
         bin_dir = home / ".local" / "bin"
         bin_dir.mkdir(parents=True)
-        for asset in resources.files("swarm_operator.emulators").joinpath("playground", "bin").iterdir():
+        # The stand-ins ship with the test bed (never in the image); `dev` checked it is installed.
+        for asset in resources.files("swarm_testbed").joinpath("playground", "bin").iterdir():
             target = bin_dir / asset.name
             target.write_bytes(asset.read_bytes())
             target.chmod(0o755)
@@ -265,59 +273,35 @@ class Playground:
             'PATH="$HOME/.local/bin:$PATH"\n'
             f"export {MARKER_VAR}={shlex.quote(str(self._dir))}\n"
         )
+        # The pin a prebuilt template records: the default coordinator.install is then satisfied.
+        (home / ".swarm-template").mkdir()
+        (home / ".swarm-template" / "coordinator").write_text(COORDINATOR_PIN)
         return home
 
     @staticmethod
     def _client(kubeconfig: Path) -> Any:
-        import kubernetes
-
-        configuration = kubernetes.client.Configuration()
-        kubernetes.config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
-        return kubernetes.client.ApiClient(configuration)
+        return cluster.user_client(kubeconfig, in_cluster_fallback=False)
 
     def _ensure_namespace(self, name: str) -> None:
-        import kubernetes
-
         try:
-            kubernetes.client.CoreV1Api(self._api).create_namespace({"metadata": {"name": name}},
-                                                                     _request_timeout=10)
-        except kubernetes.client.ApiException as exc:
+            cluster.create_namespace(self._api, name, timeout=10)
+        except cluster.ClusterError as exc:
             if exc.status != 409:
                 raise PlaygroundError(f"cannot create namespace {name}: {exc.reason}") from None
 
     def _apply(self, document: dict[str, Any]) -> None:
         """Create the object, or merge-patch it when it exists: ``kubectl apply`` for our purposes."""
-        import kubernetes
-        from kubernetes.dynamic import DynamicClient
-        from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
-
         kind, meta = document.get("kind"), document.get("metadata") or {}
-        what = f"{kind} {meta.get('name')}"
         try:
-            resource = DynamicClient(self._api).resources.get(api_version=document.get("apiVersion"), kind=kind)
-        except ResourceNotFoundError:
-            raise PlaygroundError(f"the cluster does not know {document.get('apiVersion')} {kind}") from None
-        namespace = None
-        if resource.namespaced:
-            namespace = meta.get("namespace") or "default"
-            self._ensure_namespace(namespace)
-        try:
-            resource.create(body=document, namespace=namespace)
-        except DynamicApiError as exc:
-            if exc.status != 409:
-                raise PlaygroundError(f"cannot create {what}: {exc.summary()}") from None
-            resource.patch(body=document, name=meta.get("name"), namespace=namespace,
-                           content_type="application/merge-patch+json")
-        except kubernetes.client.ApiException as exc:
-            raise PlaygroundError(f"cannot create {what}: {exc.reason}") from None
+            cluster.apply(self._api, document, before_create=self._ensure_namespace)
+        except cluster.UnknownKind as exc:
+            raise PlaygroundError(f"the cluster does not know {exc}") from None
+        except cluster.ClusterError as exc:
+            raise PlaygroundError(f"cannot create {kind} {meta.get('name')}: {exc.reason}") from None
 
     # ----- progress -------------------------------------------------------------------------------
     def _swarms(self) -> list[dict[str, Any]]:
-        import kubernetes
-
-        listed = kubernetes.client.CustomObjectsApi(self._api).list_cluster_custom_object(
-            GROUP, VERSION, PLURAL, _request_timeout=10)
-        return sorted(listed.get("items") or [],
+        return sorted(cluster.list_swarms(self._api, timeout=10),
                       key=lambda b: (b["metadata"].get("namespace", ""), b["metadata"]["name"]))
 
     def _watch(self) -> int:
@@ -386,23 +370,19 @@ class Playground:
             self._say("stopped; nothing left behind.")
 
     def _delete_all(self) -> None:
-        import kubernetes
-
-        custom = kubernetes.client.CustomObjectsApi(self._api)
         for body in self._swarms():
             meta = body["metadata"]
-            with contextlib.suppress(kubernetes.client.ApiException):
-                custom.delete_namespaced_custom_object(GROUP, VERSION, meta["namespace"], PLURAL,
-                                                       meta["name"], _request_timeout=10)
+            with contextlib.suppress(cluster.ClusterError):
+                cluster.delete_swarm(self._api, meta["namespace"], meta["name"], timeout=10)
         deadline = time.monotonic() + _DELETE_TIMEOUT
         while time.monotonic() < deadline and not self._hurried:
             remaining = self._swarms()
             if not remaining:
                 return
             time.sleep(0.2)
-        remaining = [f"{b['metadata']['namespace']}/{b['metadata']['name']}" for b in self._swarms()]
-        if remaining:
-            self._say(f"gave up waiting for {', '.join(remaining)}"
+        left = [f"{b['metadata']['namespace']}/{b['metadata']['name']}" for b in self._swarms()]
+        if left:
+            self._say(f"gave up waiting for {', '.join(left)}"
                       + ("; their E2B leases will expire on their own" if self.e2b == "real" else ""))
 
     def _say(self, line: str) -> None:
@@ -415,7 +395,8 @@ def progress_row(body: Mapping[str, Any]) -> dict[str, str]:
     meta, status = body.get("metadata") or {}, body.get("status") or {}
     agents = status.get("agents") or {}
     steps = (status.get("metrics") or {}).get("stepSeconds") or {}
-    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    ready: Mapping[str, Any] = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
     note = "" if ready.get("status") == "True" else (ready.get("message") or status.get("message") or "")
     return {
         "resource": f"{meta.get('namespace', 'default')}/{meta.get('name')}",
@@ -434,4 +415,4 @@ def render_table(rows: Sequence[Mapping[str, str]]) -> list[str]:
         return ["(no SwarmSandbox resources yet)"]
     table = [[c.upper() for c in columns]] + [[row[c] for c in columns] for row in rows]
     widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in table]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)).rstrip() for r in table]

@@ -15,6 +15,7 @@ a Secret created after a ``SecretNotFound`` is seen at the next attempt.
 from __future__ import annotations
 
 import asyncio
+import functools
 import base64
 import binascii
 import time
@@ -25,9 +26,9 @@ from typing import Any, Final, Protocol
 from swarm_operator.logs import OPERATOR_WIDE, REDACTOR, Redactor
 
 #: Default bound on the bytes of all Secret values one resource's read may return (UTF-8, each
-#: distinct key once). The values become the setup script's environment, where Linux caps one
-#: variable at 128 KiB and all of them with the arguments at a few MiB; a resource needing more is
-#: carrying files, not credentials.
+#: distinct key once). The values are handed to the setup script on its stdin and the agent ones
+#: become the agents' environment, where Linux caps one variable at 128 KiB and all of them with the
+#: arguments at a few MiB; a resource needing more is carrying files, not credentials.
 MAX_SECRET_BYTES: Final = 256 * 1024
 
 
@@ -91,9 +92,9 @@ class ConfigMapNotFound(SecretNotFound):
 class SecretsApi(Protocol):
     """The calls we need from ``kubernetes.client.CoreV1Api``; a Protocol so tests can fake it."""
 
-    def read_namespaced_secret(self, name: str, namespace: str, **kwargs: Any) -> Any: ...
+    def read_namespaced_secret(self, name: str, namespace: str, *, _request_timeout: float) -> Any: ...
 
-    def read_namespaced_config_map(self, name: str, namespace: str, **kwargs: Any) -> Any: ...
+    def read_namespaced_config_map(self, name: str, namespace: str, *, _request_timeout: float) -> Any: ...
 
 
 class SecretReader:
@@ -197,7 +198,7 @@ class SecretReader:
         if running is None:
             running = asyncio.ensure_future(self._fetch(namespace, name))
             self._inflight[key] = running
-            running.add_done_callback(lambda done, k=key: self._settle(k, done))
+            running.add_done_callback(functools.partial(self._settle, key))
         try:
             # shield: one caller cancelled (its handler timed out) must not cancel the others' GET.
             return await asyncio.shield(running)

@@ -7,8 +7,10 @@ deleted before the next reconcile. It only ever touches sandboxes carrying this 
 
 Safety against races with creation: sandboxes are listed *before* resources, so a sandbox created for
 a resource that exists is always matched; and a candidate is killed only when it was already a
-candidate one grace period earlier. Sandboxes released with ``deletionPolicy: Orphan`` carry a marker
-file inside (written at release, since E2B metadata cannot change after create) and are never swept.
+candidate one grace period earlier. Sandboxes released with ``deletionPolicy: Orphan`` are spared by
+the operator's own record of them (``released_ids``: a ConfigMap in its namespace, written at
+release), never by anything inside a sandbox: an agent can create any file there, and an orphan
+whose agent did so must still die.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 
 from swarm_operator.backend import BackendError, SandboxBackend
 from swarm_operator.secrets import SecretKeyRef, SecretNotFound, SecretReader
-from swarm_operator.names import RELEASED_MARKER, TAG_OPERATOR, TAG_UID
+from swarm_operator.names import TAG_OPERATOR, TAG_UID
 
 logger = logging.getLogger("swarm_operator.sweeper")
 
@@ -44,14 +46,15 @@ class Sweeper:
     grace_s: float
     clock: Callable[[], float] = time.monotonic
     _first_seen: dict[str, float] = field(default_factory=dict)
-    _released: set[str] = field(default_factory=set)
 
     async def sweep(
         self,
         backends: Iterable[SandboxBackend],
         live_uids: Callable[[], Awaitable[set[str]]],
+        released_ids: Callable[[], Awaitable[set[str]]],
     ) -> SweepReport:
-        """One pass over every backend (one per API key in use)."""
+        """One pass over every backend (one per API key in use). A record of releases that cannot be
+        read stops this pass's kills (a released sandbox must never die of an API hiccup)."""
         report = SweepReport()
         tagged: list[tuple[SandboxBackend, str, str]] = []
         for backend in backends:
@@ -66,10 +69,11 @@ class Sweeper:
             self._first_seen.clear()
             return report
         uids = await live_uids()  # listed after the sandboxes: see the module docstring
+        released = await released_ids()
         now = self.clock()
         orphans = {sid: (backend, uid) for backend, sid, uid in tagged
-                   if uid not in uids and sid not in self._released}
-        report.released = sum(1 for _, sid, _ in tagged if sid in self._released)
+                   if uid not in uids and sid not in released}
+        report.released = sum(1 for _, sid, _ in tagged if sid in released)
         for sid in list(self._first_seen):
             if sid not in orphans:
                 del self._first_seen[sid]
@@ -79,10 +83,6 @@ class Sweeper:
             if now - first < self.grace_s:
                 continue
             try:
-                if await _is_released(backend, sid):
-                    self._released.add(sid)
-                    report.released += 1
-                    continue
                 await backend.kill(sid)
             except BackendError as exc:
                 report.errors += 1
@@ -108,9 +108,3 @@ async def keys_in_use(known: Iterable[str], secrets: SecretReader, default: Secr
     except Exception as exc:  # the API server being away must not end the loop
         logger.warning("sweep: cannot read the default API key (%s)", exc)
     return keys
-
-
-async def _is_released(backend: SandboxBackend, sandbox_id: str) -> bool:
-    result = await backend.run(sandbox_id, f"test -e {RELEASED_MARKER}", timeout_s=30)
-    return result.exit_code == 0
-

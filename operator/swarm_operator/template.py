@@ -3,9 +3,32 @@
 A sandbox from this template reaches Ready without installing anything: tmux, git, Python, Node.js,
 the agent CLI and the coordinator are in the image, and the coordinator's pin is recorded in
 ``~/.swarm-template/coordinator``; the setup script treats a ``coordinator.install`` equal to that
-pin as satisfied (any other pin is installed into the sandbox as before).
+pin as satisfied (any other pin is installed into the sandbox as before). Without this template the
+setup script installs what is missing on the first run (its ``provision`` step), from the same pins:
+:data:`~swarm_operator.model.COORDINATOR_PIN` and
+:data:`~swarm_operator.bootstrap.CLAUDE_CODE_PACKAGE` are the defaults here and there, one copy each.
 
-The definition uses the ``e2b`` SDK's template builder, so it can be printed offline (as the
+The default base is Debian 13 (trixie): its Python 3.13 satisfies claudeswarm (>= 3.12), which
+bookworm's 3.11 does not.
+
+Supply chain: what the build installs is pinned by content where the builder allows it.
+
+* The agent CLI: the operator's pin of Claude Code is packed (``npm pack``) and its sha512 checked
+  against the registry's ``dist.integrity`` recorded in
+  :data:`~swarm_operator.bootstrap.NPM_INTEGRITY` before ``npm install -g`` installs that file; a
+  mismatch fails the build; its native per-platform package for the build machine is packed and
+  checked the same way and installed beside it with ``--omit=optional``. A custom ``--agent-cli`` pin
+  with no recorded integrity is installed by name (npm checks it against the registry only).
+* The coordinator: for the default pin its dependencies come from the shipped lock
+  (``bootstrap/coordinator.lock``, copied into the build context) with ``--require-hashes
+  --only-binary=:all:`` (wheels only), and the coordinator itself from its git commit with
+  ``--no-deps --no-build-isolation``. A custom ``--coordinator`` pin installs as pip resolves it.
+* The base image is **not** pinned by digest: ``debian:trixie`` is a tag, and no digest could be
+  obtained where this was written (no network access to Docker Hub), so none is recorded here. The
+  builder takes any image reference: pass ``--base debian:trixie@sha256:<digest>`` to pin one.
+
+The definition uses the ``e2b`` SDK's template builder (reached through the backend package, the only
+importer of the SDK), so it can be printed offline (as the
 Dockerfile-like text the SDK derives, or its JSON) and built with the user's API key, which is read
 from the environment (``E2B_API_KEY``), never from the command line.
 
@@ -17,41 +40,77 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import shlex
 import sys
 from typing import Any, Final
 
-from swarm_operator.model import is_pinned_install
+from importlib import resources
 
-__all__ = ["definition", "main_build", "render"]
+from swarm_operator.backend import build_template, new_template, render_template
+from swarm_operator.bootstrap import CLAUDE_CODE_PACKAGE, NPM_INTEGRITY, NPM_NATIVE, NPM_PINNED, coordinator_lock
+from swarm_operator.model import COORDINATOR_PIN, is_pinned_install
 
-#: An exact npm package version, e.g. ``@anthropic-ai/claude-code@2.0.14``: no ranges, no tags.
-_NPM_PINNED: Final = re.compile(r"^(@[a-z0-9][a-z0-9._-]*/)?[a-z0-9][a-z0-9._-]*@[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?$")
+__all__ = ["DEFAULT_BASE", "definition", "main_build", "render"]
+
+DEFAULT_BASE: Final = "debian:trixie"
 SYSTEM_PACKAGES: Final = ("tmux", "git", "ca-certificates", "curl", "python3", "python3-venv",
                           "python3-pip", "nodejs", "npm", "util-linux")
 MARKER: Final = "/home/user/.swarm-template/coordinator"
+#: Where the build puts the coordinator's lock (copied from the package).
+LOCK_IN_IMAGE: Final = "/tmp/swarm-coordinator.lock"
+_PIP: Final = "pip install --break-system-packages --no-cache-dir"
 
 
-def definition(*, coordinator: str, agent_cli: str, base: str = "debian:bookworm",
+def _hex(integrity: str) -> str:
+    return base64.b64decode(integrity.removeprefix("sha512-")).hex()
+
+
+def _npm_verified(package: str, integrity: str, native: dict[str, str] | None = None) -> str:
+    """One RUN line: pack ``package`` (and, when ``native`` maps ``uname -m`` to its native
+    per-platform package, the one for the build machine), refuse each unless its sha512 is the
+    pinned one, then install exactly those files (``--omit=optional``: npm fetches nothing else)."""
+    line = ('d=$(mktemp -d) && cd "$d" && npm pack --silent ' + shlex.quote(package)
+            + f' && printf "%s  %s\\n" {_hex(integrity)} *.tgz | sha512sum -c --strict -')
+    if not native:
+        return line + ' && npm install -g "$d"/*.tgz && cd / && rm -rf "$d"'
+    cases = " ".join(f"{machine}) n={shlex.quote(pkg)}; h={_hex(NPM_INTEGRITY[pkg])};;"
+                     for machine, pkg in sorted(native.items()))
+    return (line + f' && case "$(uname -m)" in {cases} *) echo "no pinned native package for $(uname -m)" >&2;'
+            ' exit 1;; esac && mkdir native && cd native && npm pack --silent "$n"'
+            ' && printf "%s  %s\\n" "$h" *.tgz | sha512sum -c --strict - && cd "$d"'
+            ' && npm install -g --omit=optional "$d"/*.tgz "$d"/native/*.tgz && cd / && rm -rf "$d"')
+
+
+def definition(*, coordinator: str | None = None, agent_cli: str | None = None, base: str | None = None,
                from_template: str | None = None) -> Any:
-    """The template as an ``e2b.AsyncTemplate`` builder chain. Raises ValueError for an unpinned
-    coordinator or agent CLI: a template is built once and used for months; it must not drift."""
-    from e2b import AsyncTemplate
+    """The template as an ``e2b.AsyncTemplate`` builder chain; None means the operator's own pin (or
+    base). Raises ValueError for an unpinned coordinator or agent CLI: a template is built once and
+    used for months; it must not drift."""
+    coordinator = COORDINATOR_PIN if coordinator is None else coordinator
+    agent_cli = CLAUDE_CODE_PACKAGE if agent_cli is None else agent_cli
+    base = DEFAULT_BASE if base is None else base
 
     if coordinator == "preinstalled" or not is_pinned_install(coordinator):
         raise ValueError(f"--coordinator {coordinator!r} must be pinned: name==X.Y.Z or "
                          "git+https://host/repo@<40-hex commit SHA>")
-    if not _NPM_PINNED.match(agent_cli):
+    if not NPM_PINNED.match(agent_cli):
         raise ValueError(f"--agent-cli {agent_cli!r} must be an exact npm version, e.g. "
-                         "@anthropic-ai/claude-code@2.0.14")
-    start = AsyncTemplate()
+                         f"{CLAUDE_CODE_PACKAGE}")
+    lock_pin, _ = coordinator_lock()
+    start = new_template(file_context_path=str(resources.files("swarm_operator.bootstrap")))
     builder = start.from_template(from_template) if from_template else start.from_image(base)
+    builder = builder.apt_install(list(SYSTEM_PACKAGES), no_install_recommends=True)
+    integrity = NPM_INTEGRITY.get(agent_cli)
+    builder = (builder.run_cmd(_npm_verified(agent_cli, integrity, NPM_NATIVE.get(agent_cli)), user="root")
+               if integrity else builder.npm_install(agent_cli, g=True))
+    if coordinator == lock_pin:
+        builder = (builder.copy("coordinator.lock", LOCK_IN_IMAGE)
+                   .run_cmd(f"{_PIP} --require-hashes --only-binary=:all: -r {LOCK_IN_IMAGE}", user="root")
+                   .run_cmd(f"{_PIP} --no-deps --no-build-isolation -- {shlex.quote(coordinator)}", user="root"))
+    else:
+        builder = builder.run_cmd(f"{_PIP} -- {shlex.quote(coordinator)}", user="root")
     return (
         builder
-        .apt_install(list(SYSTEM_PACKAGES), no_install_recommends=True)
-        .npm_install(agent_cli, g=True)
-        .run_cmd(f"pip install --break-system-packages --no-cache-dir -- {shlex.quote(coordinator)}", user="root")
         .run_cmd(f"mkdir -p /home/user/.swarm-template && printf %s {shlex.quote(coordinator)} > {MARKER}",
                  user="user")
         .set_workdir("/home/user")
@@ -60,15 +119,11 @@ def definition(*, coordinator: str, agent_cli: str, base: str = "debian:bookworm
 
 def render(template: Any, fmt: str = "dockerfile") -> str:
     """The definition as text, offline: ``dockerfile`` (readable steps) or ``json`` (the SDK's)."""
-    from e2b import AsyncTemplate
-
-    return AsyncTemplate.to_json(template) if fmt == "json" else AsyncTemplate.to_dockerfile(template)
+    return render_template(template, fmt)
 
 
 def main_build(template: Any, name: str, *, cpu_count: int | None = None, memory_mb: int | None = None) -> int:
     """Build ``template`` as ``name`` with the key in ``E2B_API_KEY``; build logs go to stderr."""
-    from e2b import AsyncTemplate
-
     if not os.environ.get("E2B_API_KEY"):
         print("swarm-operator template: set E2B_API_KEY (the key is read from the environment only)",
               file=sys.stderr)
@@ -77,7 +132,6 @@ def main_build(template: Any, name: str, *, cpu_count: int | None = None, memory
     def log(entry: Any) -> None:
         print(str(entry), file=sys.stderr)
 
-    info = asyncio.run(AsyncTemplate.build(template, name, cpu_count=cpu_count, memory_mb=memory_mb,
-                                           on_build_logs=log))
+    info = asyncio.run(build_template(template, name, cpu_count=cpu_count, memory_mb=memory_mb, on_log=log))
     print(getattr(info, "template_id", None) or info)
     return 0

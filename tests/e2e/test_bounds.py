@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from swarm_operator.config import Settings
-from swarm_operator.lifecycle import budget
+from swarm_operator.lifecycle import bounds
 from swarm_operator.names import GROUP, PLURAL, VERSION
 from tests.e2e.conftest import Cluster, swarm, wait_for
 
@@ -80,7 +80,7 @@ def test_a_workspace_clone_that_hangs_ends_failed_naming_the_step_with_the_sandb
     settings = {"SWARM_COMMAND_TIMEOUT_SECONDS": "5", "SWARM_READY_TIMEOUT_SECONDS": "5",
                 "SWARM_INIT_ATTEMPTS": "2"}
     start_operator(**settings)
-    bound = budget.init_bound_seconds(Settings.from_env({
+    bound = bounds.init_bound_seconds(Settings.from_env({
         **settings, "SWARM_MAX_RETRY_DELAY_SECONDS": "3", "SWARM_INIT_BACKOFF_SECONDS": "0.2"}))
     started = time.monotonic()
     cluster.apply(swarm("hung", workspace={"repo": silent_https, "ref": "a" * 40}))

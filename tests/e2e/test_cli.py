@@ -107,7 +107,7 @@ def test_logs_shows_the_coordinator_messages_and_follows(
 
 
 def test_attach_in_a_terminal(cluster: Cluster, e2b: Any, e2b_api_key: str, ready_swarm: dict[str, Any],
-                              terminal: Any) -> None:
+                              terminal: Any) -> None:  # noqa: F811  (the fixture imported above)
     env = {"KUBECONFIG": str(cluster.kubeconfig), "E2B_API_URL": e2b.url, "E2B_SANDBOX_URL": e2b.url}
     term: Terminal = terminal(f"{SWARM_OPERATOR} attach chat", env)
     term.wait(r"Ctrl-\] detaches", 30)
@@ -158,3 +158,43 @@ def test_missing_secret_and_no_sandbox_yet(cluster: Cluster, e2b: Any, ready_swa
     cluster.custom.create_namespaced_custom_object("claudeswarm.io", "v1alpha1", "default", "swarmsandboxes",
                                                    swarm("later"))
     _one_line_error(_cli(cluster, e2b, "attach", "later"), "has no sandbox yet")
+
+
+def _state(e2b: Any, sandbox_id: str) -> str:
+    [record] = [s for s in e2b.inspect() if s["sandboxID"] == sandbox_id]
+    return str(record["state"])
+
+
+def test_a_suspended_swarm_is_never_resumed(cluster: Cluster, e2b: Any, ready_swarm: dict[str, Any]) -> None:
+    """``Sandbox.connect`` resumes a paused sandbox (which then dies at its timeout, behind the
+    operator's back): ``logs`` and ``attach`` refuse a suspended swarm instead; ``status`` reads only
+    the cluster, and still works."""
+    sandbox_id = cluster.status("default", "chat")["sandbox"]["id"]
+    cluster.kubectl("patch", "swarm", "chat", "--type=merge", "-p", '{"spec": {"suspend": true}}')
+    cluster.wait_condition("default", "chat", "Suspended", "True")
+    assert _state(e2b, sandbox_id) == "paused"
+    for command in (["logs", "chat"], ["logs", "chat", "-f"], ["attach", "chat"]):
+        _one_line_error(_cli(cluster, e2b, *command), "is suspended", "would resume it", '"suspend":false')
+    proc = _cli(cluster, e2b, "status", "chat")
+    assert proc.returncode == 0 and "Suspended" in proc.stdout, proc
+    assert _state(e2b, sandbox_id) == "paused"
+
+
+def test_a_paused_sandbox_is_never_resumed(cluster: Cluster, e2b: Any, e2b_api_key: str,
+                                           start_operator: Any, terminal: Any) -> None:
+    """The resource may not know yet (operator down, E2B's auto-pause): the sandbox's own state,
+    read from the control plane without resuming, is checked before any connect."""
+    operator = start_operator()
+    cluster.apply(swarm("nap", agents=1))
+    cluster.wait_condition("default", "nap", "Ready", timeout=60)
+    operator.stop()  # nobody else touches the sandbox from here on
+    sandbox_id = cluster.status("default", "nap")["sandbox"]["id"]
+    Sandbox.pause(sandbox_id, api_key=e2b_api_key, api_url=e2b.url)
+    assert _state(e2b, sandbox_id) == "paused"
+    _one_line_error(_cli(cluster, e2b, "logs", "nap"), f"sandbox {sandbox_id}", "is paused", "would resume it")
+    # attach checks E2B's side when it connects, i.e. after the terminal check: give it a terminal.
+    env = {"KUBECONFIG": str(cluster.kubeconfig), "E2B_API_URL": e2b.url, "E2B_SANDBOX_URL": e2b.url}
+    term: Terminal = terminal(f"{SWARM_OPERATOR} attach nap", env)
+    term.wait(rf"sandbox {sandbox_id} of swarm default/nap is paused and connecting\s+would resume it", 30)
+    term.wait(r"EXIT=1", 10)
+    assert _state(e2b, sandbox_id) == "paused"

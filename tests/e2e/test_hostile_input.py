@@ -190,3 +190,49 @@ def test_hostile_input_is_refused_or_harmless(cluster: Cluster, e2b: Any, start_
     assert all(v in ("422", "InvalidSpec", "Ready", "InitFailed", "TemplateNotFound", "SecretsTooLarge")
                for v in outcomes.values()), outcomes
     print(json.dumps(outcomes, indent=1, ensure_ascii=False))
+
+
+def test_hostile_tenancy_input_is_refused(cluster: Cluster, e2b: Any, start_operator: Any) -> None:
+    """Attempts to spend the operator's default key where the policy says no, to reach its own
+    namespace, or to borrow its key Secret by name: each gets its stable reason (or a 422), and the
+    E2B emulator sees no create at all."""
+    import httpx
+
+    operator = start_operator(SWARM_DEFAULT_KEY_NAMESPACES="default", SWARM_DEFAULT_KEY_TEMPLATES="")
+    for namespace in ("team-x", "default-evil", "swarm-system"):
+        cluster.namespace(namespace)
+    borrow = {"e2b": {"apiKeySecretRef": {"name": "e2b-api-key", "key": "api-key"}}}
+    cases: list[tuple[str, str, dict[str, Any], str]] = [
+        ("other namespace, default key", "team-x", {}, "DefaultKeyNotAllowed"),
+        ("look-alike namespace", "default-evil", {}, "DefaultKeyNotAllowed"),
+        ("orphan on the platform's bill", "default", {"deletionPolicy": "Orphan"}, "OrphanNotAllowed"),
+        ("template look-alike", "default", {"template": "base.evil"}, "TemplateNotAllowed"),
+        ("template path games", "default", {"template": "base/../gpu"}, "TemplateNotAllowed"),
+        ("operator namespace, borrowed key", "swarm-system", borrow, "NamespaceNotAllowed"),
+        ("operator namespace, default key", "swarm-system", {}, "NamespaceNotAllowed"),
+        # A key ref is namespace-local: naming the operator's Secret finds only the team's own.
+        ("borrow the default key by name", "team-x", borrow, "SecretNotFound"),
+        ("orphan spelled differently", "default", {"deletionPolicy": "orphan"}, "422"),
+    ]
+    outcomes: dict[str, str] = {}
+    for index, (label, namespace, spec, expected) in enumerate(cases):
+        body = _swarm(f"tenancy-{index}", spec)
+        body["metadata"]["namespace"] = namespace
+        try:
+            cluster.custom.create_namespaced_custom_object("claudeswarm.io", "v1alpha1", namespace,
+                                                           "swarmsandboxes", body)
+        except kubernetes.client.ApiException as exc:
+            assert exc.status == 422, f"{label}: {exc.status}"
+            outcomes[label] = "422"
+            continue
+
+        def settled(n: str = f"tenancy-{index}", ns: str = namespace) -> str | None:
+            ready = cluster.condition(ns, n, "Ready")
+            return ready["reason"] if ready is not None and ready["status"] == "False" and \
+                ready["reason"] != "Creating" else None
+
+        outcomes[label] = wait_for(settled, 60, message=f"{label} settled")
+    assert outcomes == {label: expected for label, _, _, expected in cases}, outcomes
+    stats = httpx.get(f"{e2b.url}/_emulator/stats", timeout=10).json()
+    assert stats["operations"].get("sandbox.create", 0) == 0 and not e2b.inspect()
+    assert operator.proc.poll() is None and "Traceback" not in operator.log()

@@ -77,9 +77,13 @@ def test_apply_ready_with_live_panes_then_delete_kills_sandbox(
     assert "Traceback" not in log
 
 
-def test_orphan_policy_leaves_sandbox_running(cluster: Cluster, e2b: Any, start_operator: Any) -> None:
+def test_orphan_policy_leaves_sandbox_running(cluster: Cluster, e2b: Any, e2b_api_key: str,
+                                              start_operator: Any) -> None:
     start_operator()
-    cluster.apply(swarm("keep", agents=1, deletionPolicy="Orphan"))
+    # Orphan needs the team's own key (never the operator's default: OrphanNotAllowed).
+    cluster.secret("default", "team-key", {"api-key": e2b_api_key})
+    cluster.apply(swarm("keep", agents=1, deletionPolicy="Orphan",
+                        e2b={"apiKeySecretRef": {"name": "team-key", "key": "api-key"}}))
     cluster.wait_condition("default", "keep", "Ready")
     sandbox_id = cluster.status("default", "keep")["sandbox"]["id"]
     cluster.kubectl("delete", "swarm", "keep", "--timeout=60s", timeout=70)

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from e2b import Sandbox
 
-from tests.e2e.conftest import Cluster, swarm, wait_for
+from tests.e2e.conftest import E2E_OPT_INS, Cluster, swarm, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -36,7 +36,11 @@ def _tagged_sandbox(e2b: Any, api_key: str, uid: str) -> str:
 def test_sweeper_kills_orphans_but_not_released_sandboxes(
         cluster: Cluster, e2b: Any, e2b_api_key: str, start_operator: Any) -> None:
     start_operator(SWARM_SWEEP_INTERVAL_SECONDS="1", SWARM_SWEEP_GRACE_SECONDS="1")
-    cluster.apply(swarm("kept", agents=1, deletionPolicy="Orphan"), swarm("live", agents=1))
+    # Orphan needs the team's own key (never the operator's default: OrphanNotAllowed).
+    cluster.secret("default", "team-key", {"api-key": e2b_api_key})
+    cluster.apply(swarm("kept", agents=1, deletionPolicy="Orphan",
+                        e2b={"apiKeySecretRef": {"name": "team-key", "key": "api-key"}}),
+                  swarm("live", agents=1))
     cluster.wait_condition("default", "kept", "Ready")
     cluster.wait_condition("default", "live", "Ready")
     released = cluster.status("default", "kept")["sandbox"]["id"]
@@ -64,7 +68,7 @@ def test_lease_is_renewed_and_expires_once_the_operator_is_gone(
 
 def test_faults_at_twenty_percent_converge_without_leaks(
         cluster: Cluster, e2b_emulator_factory: Any, start_operator: Any) -> None:
-    faulty = e2b_emulator_factory(fault_rate=0.2, seed=7)
+    faulty = e2b_emulator_factory(fault_rate=0.2, seed=7, **E2E_OPT_INS)
     start_operator(E2B_API_URL=faulty.url, E2B_SANDBOX_URL=faulty.url)
     names = [f"flaky-{i}" for i in range(5)]
     cluster.apply(*(swarm(n, agents=2) for n in names))
@@ -79,7 +83,7 @@ def test_faults_at_twenty_percent_converge_without_leaks(
 
 def test_wrong_api_key_is_authentication_failed_without_hot_loop(
         cluster: Cluster, e2b_emulator_factory: Any, e2b_api_key: str, start_operator: Any) -> None:
-    e2b = e2b_emulator_factory(api_key=e2b_api_key)
+    e2b = e2b_emulator_factory(api_key=e2b_api_key, **E2E_OPT_INS)
     start_operator(E2B_API_URL=e2b.url, E2B_SANDBOX_URL=e2b.url)
     cluster.secret("default", "bad-key", {"api-key": "e2b_" + "f" * 40})
     cluster.apply(swarm("denied", agents=1, e2b={"apiKeySecretRef": {"name": "bad-key", "key": "api-key"}}))
@@ -93,7 +97,7 @@ def test_wrong_api_key_is_authentication_failed_without_hot_loop(
 
 def test_quota_exceeded_is_reported_and_recovers_when_capacity_returns(
         cluster: Cluster, e2b_emulator_factory: Any, start_operator: Any) -> None:
-    limited = e2b_emulator_factory(quota=1)
+    limited = e2b_emulator_factory(quota=1, **E2E_OPT_INS)
     start_operator(E2B_API_URL=limited.url, E2B_SANDBOX_URL=limited.url, SWARM_QUOTA_RETRY_SECONDS="2")
     cluster.apply(swarm("first", agents=1))
     cluster.wait_condition("default", "first", "Ready")
@@ -164,7 +168,7 @@ def test_chaos_operator_killed_at_random_moments_converges_to_one_sandbox_each(
 
 def test_unknown_template_is_template_not_found_and_creates_nothing(
         cluster: Cluster, e2b_emulator_factory: Any, sandbox_home: Any, start_operator: Any) -> None:
-    strict = e2b_emulator_factory(templates={"base"}, home_template=sandbox_home)
+    strict = e2b_emulator_factory(templates={"base"}, home_template=sandbox_home, **E2E_OPT_INS)
     start_operator(E2B_API_URL=strict.url, E2B_SANDBOX_URL=strict.url)
     cluster.apply(swarm("typo", agents=1, template="bsae"))
     cond = cluster.wait_condition("default", "typo", "Ready", "False", reason="TemplateNotFound")

@@ -57,11 +57,15 @@ def _invalid(cluster: Cluster, name: str) -> str:
 
 def test_egress_policy_reaches_e2b_and_bad_policies_are_refused(
         cluster: Cluster, e2b: Any, start_operator: Any) -> None:
+    # The emulator validates egress as E2B's API does (e2b-dev/infra sandbox_create.go: a host name in
+    # allowOut is a 400 unless denyOut holds 0.0.0.0/0; denyOut takes IPs/CIDRs only): no opt-in.
+    assert not e2b.emulator.knobs.permissive_egress
     start_operator(SWARM_NETWORK_DENY_OUT="10.0.0.0/8",
                    SWARM_NETWORK_FORBIDDEN_OUT="169.254.0.0/16,*.evil.example")
     cluster.apply(
         swarm("egress", agents=1, network={"allowInternet": False,
                                            "allowOut": ["api.anthropic.com", "1.2.3.0/24"]}),
+        swarm("github", agents=1, network={"allowInternet": False, "allowOut": ["github.com"]}),
         swarm("defaults", agents=1),
         swarm("host-bits", agents=1, network={"allowOut": ["10.0.0.1/8"]}),
         swarm("deny-by-name", agents=1, network={"denyOut": ["example.com"]}),
@@ -69,7 +73,11 @@ def test_egress_policy_reaches_e2b_and_bad_policies_are_refused(
         swarm("forbidden-host", agents=1, network={"allowOut": ["*.evil.example"]}),
     )
     cluster.wait_condition("default", "egress", "Ready", timeout=60)
+    cluster.wait_condition("default", "github", "Ready", timeout=60)
     cluster.wait_condition("default", "defaults", "Ready", timeout=60)
+    github = _sandbox(e2b, cluster.status("default", "github")["sandbox"]["id"])
+    assert github["createRequest"]["allow_internet_access"] is False
+    assert github["createRequest"]["network"] == {"allowOut": ["github.com"], "denyOut": ["0.0.0.0/0"]}
     sent = _sandbox(e2b, cluster.status("default", "egress")["sandbox"]["id"])["createRequest"]
     assert sent["allow_internet_access"] is False
     assert sent["network"]["allowOut"] == ["api.anthropic.com", "1.2.3.0/24"]
@@ -90,8 +98,8 @@ def test_egress_policy_reaches_e2b_and_bad_policies_are_refused(
     refused = cluster.kubectl("apply", "--validate=false", "-f", "-", check=False, input=json.dumps(
         swarm("bad-pattern", network={"allowOut": ["a b; touch /tmp/x"]})))
     assert refused.returncode != 0 and "allowOut" in refused.stderr
-    # Nothing was created for a refused policy: two sandboxes, the two valid resources'.
-    assert len(e2b.inspect(include_dead=True)) == 2
+    # Nothing was created for a refused policy: three sandboxes, the three valid resources'.
+    assert len(e2b.inspect(include_dead=True)) == 3
 
     # A policy change moves the agents to a sandbox created with the new policy.
     old_id = cluster.status("default", "egress")["sandbox"]["id"]
@@ -100,7 +108,13 @@ def test_egress_policy_reaches_e2b_and_bad_policies_are_refused(
         {"spec": {"network": {"allowInternet": True}}})
     new_id = wait_for(lambda: (sid := cluster.status("default", "egress").get("sandbox", {}).get("id")) != old_id
                       and sid, 60, message="replacement sandbox")
-    assert _sandbox(e2b, new_id)["createRequest"]["allow_internet_access"] is True
+    sent = _sandbox(e2b, new_id)["createRequest"]
+    assert sent["allow_internet_access"] is True
+    # Internet on with a host name allowed: what E2B accepts is denyOut 0.0.0.0/0 with the policy's
+    # entries and every address range it does not deny allowed (backend network_request).
+    assert sent["network"]["denyOut"] == ["0.0.0.0/0"]
+    assert sent["network"]["allowOut"][:2] == ["api.anthropic.com", "1.2.3.0/24"]
+    assert "10.0.0.0/8" not in sent["network"]["allowOut"] and "11.0.0.0/8" in sent["network"]["allowOut"]
     wait_for(lambda: not _sandbox(e2b, old_id)["alive"], 30, message="old sandbox killed")
 
 
@@ -146,6 +160,9 @@ def test_agents_run_unprivileged_with_secrets_only_in_env_or_their_0600_file(
     sandbox_id = cluster.status("default", "lowpriv")["sandbox"]["id"]
     record = _sandbox(e2b, sandbox_id)
     assert record["commands"] and all(c["user"] == "user" and c["uid"] == USER_UID for c in record["commands"])
+    # The operator hands the values to the setup script on its stdin: no command it started carries
+    # one in its environment (envd's process list, /proc/PID/environ).
+    assert all(canary not in str(c["envs"]) and key_canary not in str(c["envs"]) for c in record["commands"])
 
     processes = _processes(sandbox_id)
     agents = _agents(sandbox_id)

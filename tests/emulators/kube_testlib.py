@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import pytest
 
-from swarm_operator.emulators.kube import ThreadedKubeEmulator
+from swarm_testbed.kube import ThreadedKubeEmulator
 
 CRD_DIR = Path(__file__).parent / "kube_crds"
 KUBECTL = Path(sys.executable).parent / "kubectl"

@@ -16,8 +16,8 @@ from e2b.exceptions import (
     TimeoutException,
 )
 
-from swarm_operator.emulators.e2b import EmulatorThread
-from swarm_operator.emulators.e2b._knobs import Knobs
+from swarm_testbed.e2b import EmulatorThread
+from swarm_testbed.e2b._knobs import Knobs
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -67,6 +67,8 @@ async def test_five_concurrent_sandboxes(e2b_env: EmulatorThread) -> None:
     sandboxes = await asyncio.gather(*(AsyncSandbox.create(timeout=60, metadata={"i": str(i)})
                                        for i in range(5)))
     assert len({s.sandbox_id for s in sandboxes}) == 5
+    # envd fills E2B_SANDBOX_ID only after start (e2b-dev/infra envd init.go, mmds.go): wait it out.
+    await asyncio.sleep(e2b_env.emulator.knobs.identity_delay_seconds)
     outputs = await asyncio.gather(*(s.commands.run("echo $E2B_SANDBOX_ID > ~/me; cat ~/me")
                                      for s in sandboxes))
     assert [o.stdout.strip() for o in outputs] == [s.sandbox_id for s in sandboxes]

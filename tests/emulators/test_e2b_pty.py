@@ -16,7 +16,7 @@ import pytest
 from e2b import AsyncSandbox, CommandExitException, PtySize, Sandbox
 from e2b.sandbox_sync.commands.command_handle import CommandHandle
 
-from swarm_operator.emulators.e2b import EmulatorThread, Isolation
+from swarm_testbed.e2b import EmulatorThread, Isolation
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -133,7 +133,7 @@ async def test_pty_shell_async(e2b_env: EmulatorThread) -> None:
 
 
 def test_pty_runs_tmux(e2b_env: EmulatorThread) -> None:
-    sandbox = Sandbox.create(timeout=60)
+    sandbox = Sandbox.create("with-tmux", timeout=60)  # a template of one's own: stock base has no tmux
     try:
         handle = sandbox.pty.create(PtySize(rows=30, cols=100), timeout=30)
         term = Terminal(handle)

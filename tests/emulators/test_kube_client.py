@@ -12,8 +12,8 @@ import kubernetes.watch
 import pytest
 from kube_testlib import GROUP, PLURAL, VERSION, eventually, kube_emulator_crd_dirs, widget  # noqa: F401
 
-from swarm_operator.emulators.kube import ThreadedKubeEmulator
-from swarm_operator.emulators.kube.pytest_plugin import kube_api_client
+from swarm_testbed.kube import ThreadedKubeEmulator
+from swarm_testbed.kube.pytest_plugin import kube_api_client
 
 
 @pytest.fixture()

@@ -13,8 +13,8 @@ import kubernetes.client as k8s
 import pytest
 from kube_testlib import GROUP, PLURAL, VERSION, eventually, kube_emulator_crd_dirs, widget  # noqa: F401
 
-from swarm_operator.emulators.kube import ThreadedKubeEmulator
-from swarm_operator.emulators.kube.pytest_plugin import kube_api_client
+from swarm_testbed.kube import ThreadedKubeEmulator
+from swarm_testbed.kube.pytest_plugin import kube_api_client
 
 OPERATOR = Path(__file__).parent / "kopf_minimal_operator.py"
 

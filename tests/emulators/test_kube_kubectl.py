@@ -12,8 +12,8 @@ from kube_testlib import (  # noqa: F401
     CRD_DIR, GROUP, KUBECTL, PLURAL, VERSION, kube_emulator_crd_dirs, kubectl, widget,
 )
 
-from swarm_operator.emulators.kube import ThreadedKubeEmulator
-from swarm_operator.emulators.kube.pytest_plugin import kube_api_client
+from swarm_testbed.kube import ThreadedKubeEmulator
+from swarm_testbed.kube.pytest_plugin import kube_api_client
 
 
 def apply(handle: ThreadedKubeEmulator, manifest: dict | str, *, check: bool = True) -> subprocess.CompletedProcess[str]:

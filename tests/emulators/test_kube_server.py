@@ -1,4 +1,4 @@
-"""The emulator's serving shell: the package's own CRD by default, kubeconfig, clean and quick stops."""
+"""The emulator's serving shell: the CRDs it is given (ours, via the conftest), kubeconfig, quick stops."""
 
 from __future__ import annotations
 
@@ -11,12 +11,17 @@ import kubernetes.client as k8s
 import pytest
 from kube_testlib import kubectl
 
-from swarm_operator.emulators.kube import KubeEmulatorServer, ThreadedKubeEmulator, default_crd_dirs
-from swarm_operator.emulators.kube.pytest_plugin import kube_api_client
+from swarm_testbed.kube import KubeEmulator, KubeEmulatorServer, ThreadedKubeEmulator
+from swarm_testbed.kube.pytest_plugin import kube_api_client
 
 
-def test_serves_the_package_swarmsandbox_crd_by_default(kube_emulator: ThreadedKubeEmulator) -> None:
-    assert default_crd_dirs(), "the package must ship swarm_operator/crds/"
+def test_serves_no_crd_unless_given_one() -> None:
+    # The test bed knows no product (it imports nothing from the operator): CRDs are passed in.
+    emulator = KubeEmulator()
+    assert emulator.crd_dirs == () and not emulator._crd_versions
+
+
+def test_serves_the_swarmsandbox_crd_the_conftest_passes_in(kube_emulator: ThreadedKubeEmulator) -> None:
     client = kube_api_client(kube_emulator)
     try:
         custom = k8s.CustomObjectsApi(client)

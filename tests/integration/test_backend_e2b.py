@@ -29,7 +29,7 @@ from swarm_operator.backend import (
     RetryPolicy,
     SandboxNotFound,
 )
-from swarm_operator.emulators.e2b import EmulatorThread
+from swarm_testbed.e2b import EmulatorThread
 
 pytestmark = pytest.mark.timeout(120)
 

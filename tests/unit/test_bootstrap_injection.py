@@ -105,6 +105,14 @@ def home() -> Iterator[pathlib.Path]:
         shutil.rmtree(_ROOT, ignore_errors=True)
 
 
+def _injected() -> bool:
+    """Whether this example created the canary; removes it, so the next example starts clean and a
+    finding is reported (and shrunk) against the example that caused it, not a later innocent one."""
+    found = CANARY.exists()
+    CANARY.unlink(missing_ok=True)
+    return found
+
+
 def _env(home: pathlib.Path, values: dict[str, str]) -> dict[str, str]:
     return {"HOME": str(home), "TMUX_TMPDIR": str(_ROOT / "t"), "PATH": os.environ["PATH"], "LANG": "C.UTF-8",
             **values}
@@ -125,6 +133,7 @@ def test_running_hostile_values_injects_nothing(home: pathlib.Path, case: tuple[
     plan, values = case
     # A command that really exists would legitimately run its args (think `touch CANARY`): not a leak.
     assume(shutil.which(plan.command, path=os.environ["PATH"]) is None)
+    _injected()  # whatever an earlier, failed example left
     env = _env(home, values)
     try:
         r = subprocess.run(["/bin/bash", "-c", render_setup(plan)], env=env, cwd=home, capture_output=True,
@@ -149,7 +158,8 @@ def test_running_hostile_values_injects_nothing(home: pathlib.Path, case: tuple[
     finally:
         for sock in (_ROOT / "t").glob("tmux-*/*"):
             subprocess.run(["tmux", "-S", str(sock), "kill-server"], capture_output=True, timeout=10)
-    assert not CANARY.exists(), f"injection via {plan!r}"
+        injected = _injected()
+    assert not injected, f"injection via {plan!r}"
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -160,6 +170,7 @@ def test_running_hostile_tool_inputs_injects_nothing(home: pathlib.Path,
     clone fails (nothing listens on the port), the config files are written, and nothing runs."""
     plan, values = case
     assume(shutil.which(plan.command, path=os.environ["PATH"]) is None)
+    _injected()  # whatever an earlier, failed example left
     env = _env(home, values)
     try:
         r = subprocess.run(["/bin/bash", "-c", render_setup(plan)], env=env, cwd=home, capture_output=True,
@@ -172,4 +183,5 @@ def test_running_hostile_tool_inputs_injects_nothing(home: pathlib.Path,
         for sock in (_ROOT / "t").glob("tmux-*/*"):
             subprocess.run(["tmux", "-S", str(sock), "kill-server"], capture_output=True, timeout=10)
         subprocess.run(["pkill", "-f", f"{home}"], capture_output=True, timeout=10)
-    assert not CANARY.exists(), f"injection via {plan!r}"
+        injected = _injected()
+    assert not injected, f"injection via {plan!r}"

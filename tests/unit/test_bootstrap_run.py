@@ -36,6 +36,9 @@ from swarm_operator.bootstrap import (
 FIXTURE_BIN = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "bin"
 SECRET_TOKEN = "tok3n-9f1c2e7a"
 SECRET = f"it's \"{SECRET_TOKEN}\" $(touch /nope) `x`\nline2 ünï"
+#: The stand-in gateway (started `mcp-gateway --config JSON`, the only way the setup script starts one)
+#: in the foreground as this user, writing no token file into the host's /etc.
+GATEWAY_SDK_MODE = {"SWARM_STANDIN_GATEWAY_FOREGROUND": "1"}
 
 
 @dataclass
@@ -382,7 +385,7 @@ def test_probe_checks_the_mcp_gateway_through_mcp_itself(box: Box) -> None:
 
 
 def test_a_dead_mcp_gateway_is_restarted_within_the_budget_then_left(box: Box) -> None:
-    from swarm_operator.emulators.e2b import STANDIN_BIN
+    from swarm_testbed.e2b import STANDIN_BIN
 
     port = _free_port()
     plan = make_plan(agents=1, mcp=json.dumps({"config": {"exa": {"apiKey": "k"}}}), mcp_port=port,
@@ -399,24 +402,24 @@ def test_a_dead_mcp_gateway_is_restarted_within_the_budget_then_left(box: Box) -
         while _running(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
 
-    first = setup(box, plan, login=False)
+    first = setup(box, plan, login=False, **GATEWAY_SDK_MODE)
     assert first.mcp is not None and first.mcp.gateway and first.mcp.started and first.mcp.restarts == 0
     assert first.mcp.tools == 1 and not first.errors
-    again = setup(box, plan, login=False)  # alive, same configuration: left alone
+    again = setup(box, plan, login=False, **GATEWAY_SDK_MODE)  # alive, same configuration: left alone
     assert again.mcp is not None and again.mcp.gateway and not again.mcp.started
     kill_gateway()
-    probe = parse_health(box.run(render_probe(plan), login=False).stdout)
+    probe = parse_health(box.run(render_probe(plan), login=False, **GATEWAY_SDK_MODE).stdout)
     assert probe.mcp is not None and not probe.mcp.gateway and probe.mcp.restarts == 0
-    healed = setup(box, plan, login=False)
+    healed = setup(box, plan, login=False, **GATEWAY_SDK_MODE)
     assert healed.mcp is not None and healed.mcp.gateway and healed.mcp.started and healed.mcp.restarts == 1
     kill_gateway()
-    spent = setup(box, plan, login=False)
+    spent = setup(box, plan, login=False, **GATEWAY_SDK_MODE)
     assert spent.mcp is not None and not spent.mcp.gateway and spent.mcp.restarts == 1
     # Not an error (the agents keep running); the report and so status.mcp say why.
     assert not spent.errors and "maxRestarts" in (spent.mcp.error or "")
     # A new configuration is a fresh start, with a fresh budget.
     changed = setup(box, plan.model_copy(update={"mcp": json.dumps({"config": {"exa": {"apiKey": "k2"}}})}),
-                    login=False)
+                    login=False, **GATEWAY_SDK_MODE)
     assert changed.mcp is not None and changed.mcp.gateway and changed.mcp.restarts == 0
     kill_gateway()
 
@@ -429,13 +432,13 @@ def _free_port() -> int:
 
 
 def test_an_mcp_secret_missing_from_the_environment_is_a_reported_error(box: Box) -> None:
-    from swarm_operator.emulators.e2b import STANDIN_BIN
+    from swarm_testbed.e2b import STANDIN_BIN
 
     mcp = {"config": {"exa": {}}, "secrets": [["exa", "apiKey", "SWARM_SECRET_MCP_0_TOKEN"]]}
     plan = make_plan(agents=1, mcp=json.dumps(mcp), mcp_port=_free_port(),
                      mcp_gateway=str(STANDIN_BIN / "mcp-gateway"), mcp_start_timeout_s=1)
-    report = setup(box, plan, login=False)  # the script still reports (no unbound variable)
-    assert [e.step for e in report.errors] == ["mcp", "mcp"]
+    report = setup(box, plan, login=False, **GATEWAY_SDK_MODE)  # the script still reports (no unbound variable)
+    assert [e.step for e in report.errors] == ["mcp"]  # no gateway started, none checked
     assert "exa.apiKey was not provided" in report.errors[0].message
     assert report.mcp is not None and not report.mcp.gateway and report.mcp.restarts == 0
     assert not (box.home / plan.state_dir / "mcp-gateway" / "config.json").exists()

@@ -46,7 +46,9 @@ MODES: dict[str, dict[str, Any]] = {
                      "deleteGraceSeconds": 10, "deleteTimeoutSeconds": 120, "controlTimeoutSeconds": 30,
                      "commandTimeoutSeconds": 600, "kubeTimeoutSeconds": 20, "retryDelaySeconds": 2,
                      "maxRetryDelaySeconds": 600, "creationsPerMinute": 5, "creationsPerHour": 100,
-                     "maxSandboxesPerNamespace": 20, "logFormat": "text", "logLevel": "DEBUG"},
+                     "maxSandboxesPerNamespace": 20, "logFormat": "text", "logLevel": "DEBUG",
+                     "defaultKeyNamespaces": "default,team-*", "defaultKeyTemplates": "claude-swarm*"},
+        "admissionPolicy": {"enabled": True, "validationActions": ["Deny", "Audit"]},
         "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
     },
 }
@@ -193,17 +195,7 @@ def test_every_swarm_variable_is_accepted_by_the_operator(values: dict[str, Any]
     assert settings.namespace == "swarm-system"
 
 
-def _cli_accepts(flag: str) -> bool:
-    run = next(a for a in cli._build_parser()._subparsers._group_actions[0].choices.items() if a[0] == "run")[1]
-    return flag in run._option_string_actions
-
-
-@pytest.mark.parametrize("values", [
-    pytest.param(v, id=k, marks=pytest.mark.xfail(
-        k == "shard-by-label" and not _cli_accepts("--selector"), strict=True,
-        reason="swarm-operator run has no --selector yet (requested from the lead)"))
-    for k, v in MODES.items()
-])
+@mode
 def test_rendered_arguments_parse_with_the_operator_cli(values: dict[str, Any]) -> None:
     container = _operator_container(render(values))
     assert "command" not in container  # the image's entrypoint is `swarm-operator run`
@@ -217,6 +209,8 @@ def test_rendered_arguments_parse_with_the_operator_cli(values: dict[str, Any]) 
         assert args.namespace == watch["namespaces"] and not args.all_namespaces
     else:
         assert args.all_namespaces and not args.namespace
+    # A label shard reaches the operator as its --selector, verbatim; no shard, no selector.
+    assert args.selector == (values.get("sharding", {}).get("labelSelector") or None)
 
 
 def test_namespaces_mode_grants_no_cluster_roles() -> None:
@@ -226,8 +220,12 @@ def test_namespaces_mode_grants_no_cluster_roles() -> None:
     assert roles == {("team-a", "swarm-swarm-operator"), ("team-b", "swarm-swarm-operator"),
                      ("swarm-system", "swarm-swarm-operator-own")}
     (own,) = [r for r in find(objects, "Role") if r["metadata"]["name"].endswith("-own")]
-    assert own["rules"] == [{"apiGroups": [""], "resources": ["secrets"],
-                             "resourceNames": ["swarm-swarm-operator-e2b"], "verbs": ["get"]}]
+    assert own["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["swarm-swarm-operator-e2b"],
+         "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["swarm-swarm-operator-released"],
+         "verbs": ["get", "patch"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]}]
 
 
 def test_default_key_secret_existing_or_created() -> None:
@@ -405,13 +403,141 @@ def test_the_stuck_starting_alert_waits_longer_than_the_init_bound() -> None:
     """Issue 16: an alert for resources Creating/Initializing past the bound the README states, for
     QuotaExceeded/RateLimited persisting, and for sandboxes no resource tracks."""
     from swarm_operator.config import Settings
-    from swarm_operator.lifecycle import budget
+    from swarm_operator.lifecycle import bounds
 
     (rule,) = find(render(MODES["everything"]), "PrometheusRule")
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
     starting = alerts["SwarmSandboxStuckStarting"]
     assert 'phase=~"Creating|Initializing"' in starting["expr"]
     minutes = int(starting["for"].rstrip("m"))
-    assert minutes * 60 > budget.init_bound_seconds(Settings())
+    assert minutes * 60 > bounds.init_bound_seconds(Settings())
     assert 'outcome=~"QuotaExceeded|RateLimited"' in alerts["SwarmCreationsBlocked"]["expr"]
     assert "swarm_untracked_sandboxes{" in alerts["SwarmUntrackedSandboxes"]["expr"]
+
+
+# -- The tenancy ValidatingAdmissionPolicy (admissionPolicy.enabled) ----------------------------------
+
+_TENANCY_VALUES: dict[str, Any] = {
+    "admissionPolicy": {"enabled": True},
+    "settings": {"defaultKeyNamespaces": "default, team-*", "defaultKeyTemplates": "claude-swarm*,x.y"},
+}
+
+
+def _policy(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    objects = render(values)
+    (policy,) = find(objects, "ValidatingAdmissionPolicy")
+    (binding,) = find(objects, "ValidatingAdmissionPolicyBinding")
+    return policy, binding
+
+
+@pytest.mark.parametrize("values", [
+    _TENANCY_VALUES, {"admissionPolicy": {"enabled": True}},
+    {**_TENANCY_VALUES, "watch": {"mode": "namespaces", "namespaces": ["team-a"]},
+     "admissionPolicy": {"enabled": True, "validationActions": ["Warn", "Audit"]}},
+], ids=["lists", "operator-defaults", "namespaces-mode-warn"])
+def test_admission_policy_renders_and_validates(values: dict[str, Any]) -> None:
+    policy, binding = _policy(values)
+    for obj in (policy, binding):
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
+    assert policy["spec"]["failurePolicy"] == "Fail"
+    assert policy["spec"]["matchConstraints"]["resourceRules"][0]["resources"] == ["swarmsandboxes"]
+    watch = values.get("watch", {})
+    if watch.get("mode") == "namespaces":
+        (selector,) = binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"]
+        assert selector["values"] == [*watch["namespaces"], "swarm-system"]
+        assert binding["spec"]["validationActions"] == ["Warn", "Audit"]
+    else:
+        assert "matchResources" not in binding["spec"] and binding["spec"]["validationActions"] == ["Deny"]
+    assert not find(render({}), "ValidatingAdmissionPolicy")  # off unless asked for
+
+
+def _admits(policy: dict[str, Any], namespace: str, spec: dict[str, Any],
+            old_spec: dict[str, Any] | None = None) -> tuple[bool, list[str]]:
+    """Evaluate the policy as the API server does (match conditions, variables, validations) with
+    a real CEL interpreter: (admitted, the messages of the validations that failed)."""
+    import celpy
+
+    env = celpy.Environment()
+
+    def evaluate(expression: str, activation: dict[str, Any]) -> Any:
+        return env.program(env.compile(expression)).evaluate(activation)
+
+    obj = {"apiVersion": "claudeswarm.io/v1alpha1", "kind": "SwarmSandbox",
+           "metadata": {"name": "s", "namespace": namespace}, "spec": spec}
+    old = None if old_spec is None else {**obj, "spec": old_spec}
+    activation: dict[str, Any] = {
+        "object": celpy.json_to_cel(obj), "oldObject": celpy.json_to_cel(old),
+        "request": celpy.json_to_cel({"namespace": namespace,
+                                      "operation": "CREATE" if old is None else "UPDATE"}),
+    }
+    if not all(evaluate(c["expression"], activation) for c in policy["spec"]["matchConditions"]):
+        return True, []
+    variables = {v["name"]: evaluate(v["expression"], activation) for v in policy["spec"]["variables"]}
+    activation["variables"] = celpy.celtypes.MapType(
+        {celpy.celtypes.StringType(k): v for k, v in variables.items()})
+    failed = []
+    for rule in policy["spec"]["validations"]:
+        if not evaluate(rule["expression"], activation):
+            failed.append(str(evaluate(rule["messageExpression"], activation)) if "messageExpression" in rule
+                          else rule["message"])
+    return not failed, failed
+
+
+_OWN_KEY = {"e2b": {"apiKeySecretRef": {"name": "team-key", "key": "api-key"}}}
+_SPECS: dict[str, dict[str, Any]] = {
+    "minimal": {"agents": 1},
+    "own key": {"agents": 1, **_OWN_KEY},
+    "orphan": {"agents": 1, "deletionPolicy": "Orphan"},
+    "orphan own key": {"agents": 1, "deletionPolicy": "Orphan", **_OWN_KEY},
+    "delete": {"agents": 1, "deletionPolicy": "Delete"},
+    "default template named": {"agents": 1, "template": "anthropic-claude-code"},
+    "allowed glob": {"agents": 1, "template": "claude-swarm-v3"},
+    "literal dot": {"agents": 1, "template": "x.y"},
+    "dot is not any": {"agents": 1, "template": "xzy"},
+    "glob is anchored": {"agents": 1, "template": "team/claude-swarm"},
+    "other template": {"agents": 1, "template": "gpu-xl"},
+    "other template own key": {"agents": 1, "template": "gpu-xl", **_OWN_KEY},
+}
+_NAMESPACES = ["default", "team-a", "teamb", "other", "swarm-system", "xdefault"]
+
+
+@pytest.mark.parametrize("values", [_TENANCY_VALUES, {"admissionPolicy": {"enabled": True}}],
+                         ids=["lists", "operator-defaults"])
+def test_admission_policy_cel_agrees_with_the_operator(values: dict[str, Any]) -> None:
+    """On every namespace x spec, the policy admits exactly what the operator serves
+    (lifecycle.tenancy.refusal with the settings the chart gives it), and says the same reason."""
+    from swarm_operator.lifecycle.tenancy import refusal
+    from swarm_operator.model import SwarmSandboxSpec
+
+    policy, _ = _policy(values)
+    env = {e["name"]: e["value"] for e in _operator_container(render(values))["env"] if "value" in e}
+    settings = Settings.from_env({**env, "SWARM_NAMESPACE": "swarm-system"})
+    verdicts = {}
+    for namespace in _NAMESPACES:
+        for label, spec in _SPECS.items():
+            refused = refusal(namespace, SwarmSandboxSpec.from_body({"agent": {"command": "x"}, **spec}), settings)
+            admitted, messages = _admits(policy, namespace, spec)
+            assert admitted == (refused is None), (namespace, label, messages, refused)
+            if refused is not None:
+                assert messages[0].startswith(f"{refused.reason}: "), (namespace, label, messages)
+            verdicts[namespace, label] = admitted
+    # The verdicts are not trivial either way.
+    assert verdicts["default", "minimal"] and not verdicts["swarm-system", "own key"]
+    assert not verdicts["default", "orphan"] and verdicts["default", "orphan own key"]
+    assert not verdicts["other", "minimal"] and verdicts["other", "own key"]
+    assert not verdicts["default", "other template"] and verdicts["default", "other template own key"]
+    if values is _TENANCY_VALUES:
+        assert verdicts["team-a", "minimal"] and not verdicts["teamb", "minimal"]
+        assert verdicts["default", "literal dot"] and not verdicts["default", "dot is not any"]
+        assert verdicts["default", "allowed glob"] and not verdicts["default", "glob is anchored"]
+
+
+def test_admission_policy_skips_updates_that_leave_the_spec_alone() -> None:
+    """A refused resource made before the policy can still lose its finalizer (kopf patches
+    metadata); a spec change is checked like a create."""
+    policy, _ = _policy(_TENANCY_VALUES)
+    orphan = {"agents": 1, "deletionPolicy": "Orphan"}
+    assert _admits(policy, "default", orphan, old_spec=orphan) == (True, [])
+    admitted, messages = _admits(policy, "default", orphan, old_spec={"agents": 1})
+    assert not admitted and messages[0].startswith("OrphanNotAllowed: ")

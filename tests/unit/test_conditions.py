@@ -165,8 +165,8 @@ def test_terminal_reasons_are_reasons() -> None:
     assert TERMINAL_REASONS <= set(Reason)
     assert {str(r) for r in TERMINAL_REASONS} == {
         "InvalidSpec", "AuthenticationFailed", "TemplateNotFound", "TemplateAccessDenied", "InitFailed",
-        "SandboxExpired",
-        "McpGatewayUnsupported"}
+        "SandboxExpired", "SandboxQuarantined", "DefaultKeyNotAllowed", "TemplateNotAllowed", "OrphanNotAllowed",
+        "NamespaceNotAllowed", "BudgetExceeded"}
 
 
 def test_reasons_fit_the_condition_reason_pattern() -> None:

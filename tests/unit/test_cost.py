@@ -117,7 +117,7 @@ def _expected(history: list[Interval], start: datetime) -> tuple[int, int, float
 @given(history=histories, start=starts)
 def test_spend_never_decreases(history: list[Interval], start: datetime) -> None:
     _, seen = _replay(history, start)
-    for before, after in zip(seen, seen[1:]):
+    for before, after in zip(seen, seen[1:], strict=False):
         assert after.sandbox_seconds >= before.sandbox_seconds
         assert after.paused_seconds >= before.paused_seconds
         assert after.estimated_usd >= before.estimated_usd

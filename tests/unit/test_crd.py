@@ -149,4 +149,4 @@ def test_model_is_the_source_of_field_names() -> None:
     spec = _schema()["properties"]["spec"]["properties"]
     assert set(spec) == {f.alias for f in model.SwarmSandboxSpec.model_fields.values()}
     assert set(spec) == {"agents", "agent", "template", "ttlSeconds", "e2b", "coordinator",
-                         "deletionPolicy", "healthCheck", "suspend", "workspace", "mcp", "network", "budget"}
+                         "deletionPolicy", "healthCheck", "suspend", "workspace", "mcp", "network", "budget", "idle"}

@@ -129,5 +129,5 @@ def test_the_check_catches_a_wrong_query(query: str) -> None:
 
 
 def test_invalid_promql_is_refused_by_the_parser() -> None:
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError):
         _parse("sum by (namespace (swarm_sandboxes)")

@@ -8,8 +8,10 @@ import re
 import subprocess
 import tomllib
 import venv
+import zipfile
 from pathlib import Path
 
+import pytest
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -54,22 +56,38 @@ def test_lock_pins_every_runtime_and_build_dependency_with_hashes() -> None:
     assert "--find-links" not in LOCK.read_text() and "--index-url" not in LOCK.read_text()
 
 
-def test_lock_installs_with_hashes_and_the_cli_starts(tmp_path: Path) -> None:
-    """What the Dockerfile's build stage does, in a fresh venv: hashed deps, then the project alone."""
-    env_dir = tmp_path / "venv"
+@pytest.fixture(scope="module")
+def locked_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv holding exactly requirements.lock, hashes checked: the Dockerfile's build stage."""
+    env_dir = tmp_path_factory.mktemp("locked") / "venv"
     venv.EnvBuilder(with_pip=True, symlinks=True).create(env_dir)
     py = env_dir / "bin" / "python"
+    result = subprocess.run([str(py), "-m", "pip", "install", "-q", "--require-hashes", "--no-deps",
+                             "--only-binary=:all:", "-r", str(LOCK)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return py
+
+
+def _build_context(tmp_path: Path) -> Path:
+    """The Dockerfile's build context, copied so a build leaves the tree clean."""
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("operator", "pyproject.toml", "README.md"):
+        subprocess.run(["cp", "-r", str(ROOT / name), str(source)], check=True)
+    return source
+
+
+def test_lock_installs_with_hashes_and_the_cli_starts(tmp_path: Path, locked_python: Path) -> None:
+    """What the Dockerfile's build stage does, in a fresh venv: hashed deps, then the project alone."""
+    env_dir = locked_python.parent.parent
+    py = locked_python
 
     def pip(*args: str) -> None:
         result = subprocess.run([str(py), "-m", "pip", "install", "-q", *args], capture_output=True,
                                 text=True, timeout=600)
         assert result.returncode == 0, result.stdout + result.stderr
 
-    pip("--require-hashes", "--no-deps", "--only-binary=:all:", "-r", str(LOCK))
-    source = tmp_path / "src"  # the Dockerfile's build context, copied so the build leaves the tree clean
-    source.mkdir()
-    for name in ("operator", "pyproject.toml", "README.md"):
-        subprocess.run(["cp", "-r", str(ROOT / name), str(source)], check=True)
+    source = _build_context(tmp_path)
     pip("--no-deps", "--no-build-isolation", "--no-index", str(source))
     check = subprocess.run([str(py), "-m", "pip", "check"], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout
@@ -81,6 +99,12 @@ def test_lock_installs_with_hashes_and_the_cli_starts(tmp_path: Path) -> None:
                              capture_output=True, text=True, timeout=60,
                              env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert imports.returncode == 0, imports.stderr
+    # The image has no test bed: the commands that need it say so in one line, no traceback.
+    for command in (["dev"], ["emulate", "kube", "--kubeconfig", str(tmp_path / "kc")], ["emulate", "e2b"]):
+        missing = subprocess.run([str(env_dir / "bin" / "swarm-operator"), *command], capture_output=True,
+                                 text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+        assert missing.returncode == 1 and missing.stderr.count("\n") == 1, missing.stderr
+        assert "swarm_testbed" in missing.stderr and "scripts/setup" in missing.stderr
 
 
 def test_dockerfile_keeps_its_promises() -> None:
@@ -101,10 +125,52 @@ def test_dockerfile_keeps_its_promises() -> None:
 
 
 def test_dockerignore_admits_only_the_build_inputs() -> None:
-    lines = [l for l in (ROOT / ".dockerignore").read_text().splitlines() if l and not l.startswith("#")]
+    lines = [x for x in (ROOT / ".dockerignore").read_text().splitlines() if x and not x.startswith("#")]
     assert lines[0] == "*"
-    admitted = {l[1:].rstrip("/") for l in lines if l.startswith("!")}
+    admitted = {x[1:].rstrip("/") for x in lines if x.startswith("!")}
     copied = set()
     for match in re.findall(r"^COPY (?!--from)(.+) \S+$", DOCKERFILE.read_text(), re.M):
         copied |= {Path(p).name if "/" not in p else p for p in match.split()}
     assert {c.rstrip("/") for c in copied} == admitted
+
+
+#: What only the test bed may hold: emulators, the playground's stand-in binaries, pytest plugins.
+_TEST_BED = re.compile(r"(^|/)(swarm_testbed|emulators?|testbed|pytest_plugin\.py|conftest\.py|playground/bin"
+                       r"|claudeswarm|mcp-gateway)(/|$)")
+
+
+def _copied_sources() -> list[str]:
+    """The build-context paths the Dockerfile's COPY lines read (not ``COPY --from`` another stage)."""
+    sources: list[str] = []
+    for match in re.findall(r"^COPY (?!--from)(.+) \S+$", DOCKERFILE.read_text(), re.M):
+        sources += match.split()
+    return sources
+
+
+def test_image_copies_no_test_bed() -> None:
+    """Every tracked file the Dockerfile's COPY set brings into the image: none is an emulator, a
+    stand-in binary or a pytest plugin (they live in testbed/, a distribution of their own)."""
+    sources = _copied_sources()
+    assert "operator" in sources and not any(_TEST_BED.search(s) for s in sources), sources
+    files = subprocess.run(["git", "-C", str(ROOT), "ls-files", "--", *sources], capture_output=True,
+                           text=True, check=True).stdout.split()
+    assert any(f.startswith("operator/swarm_operator/") for f in files)  # the listing is real
+    assert [f for f in files if _TEST_BED.search(f)] == []
+    # And the pattern does catch the test bed, so the empty list above means something.
+    bed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "--", "testbed"], capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert bed and all(_TEST_BED.search(f) for f in bed)
+
+
+def test_operator_wheel_ships_no_test_bed(tmp_path: Path, locked_python: Path) -> None:
+    """The wheel the image installs, built the way the Dockerfile builds it (the locked setuptools, no
+    isolation, no index), lists no test bed file."""
+    source = _build_context(tmp_path)
+    built = subprocess.run([str(locked_python), "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                            "--no-index", "-w", str(tmp_path / "dist"), str(source)],
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stdout + built.stderr
+    (wheel,) = (tmp_path / "dist").glob("swarm_operator-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "swarm_operator/handlers.py" in names and "swarm_operator/crds/swarmsandbox.yaml" in names
+    assert [n for n in names if _TEST_BED.search(n)] == []

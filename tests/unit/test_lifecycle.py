@@ -33,6 +33,7 @@ from swarm_operator.secrets import SecretReader
 
 REF = ResourceRef(namespace="ns", name="swarm", uid="uid-1", generation=1)
 KEY = "e2b_" + "a" * 40
+DEFAULT_TEMPLATE = Settings().default_template  # what a spec naming no template runs on
 
 
 def _report(desired: int, ready: int, registered: int | None = None) -> str:
@@ -71,7 +72,7 @@ class FakeBackend:
         self.counter += 1
         sid = f"sbx-{self.counter}"
         now = started_at or datetime.now(timezone.utc)
-        self.sandboxes[sid] = SandboxInfo(sid, "base", {TAG_UID: uid}, now,
+        self.sandboxes[sid] = SandboxInfo(sid, DEFAULT_TEMPLATE, {TAG_UID: uid}, now,
                                           now + timedelta(seconds=600), "running")
         return sid
 
@@ -159,7 +160,8 @@ class Pool:
 
 def _runtime(backend: FakeBackend, recorder: Recorder, **settings: Any) -> Runtime:
     return Runtime(
-        settings=Settings.from_env({"SWARM_INIT_BACKOFF_SECONDS": "0", **settings}),
+        settings=Settings.from_env({"SWARM_INIT_BACKOFF_SECONDS": "0",
+                                    "SWARM_DEFAULT_KEY_NAMESPACES": "*", **settings}),
         backends=Pool(backend), secrets=SecretReader(FakeSecrets()),
         status=recorder, events=recorder,
     )
@@ -318,7 +320,9 @@ async def test_delete_of_a_refused_spec_still_honours_its_orphan_policy() -> Non
     runtime = _runtime(backend, recorder)
     runtime.remember(REF.uid).api_key = KEY
     sid = backend.add(REF.uid)
-    body = {**SPEC, "agents": "many", "deletionPolicy": "Orphan"}
+    # Its own key: with the operator's default key Orphan is never honoured (lifecycle.tenancy).
+    body = {**SPEC, "agents": "many", "deletionPolicy": "Orphan",
+            "e2b": {"apiKeySecretRef": {"name": "team-key", "key": "api-key"}}}
     with pytest.raises(InvalidSpecError) as parsed:
         _spec(body)
     await lifecycle.delete(REF, lifecycle.UnusableSpec.of(body, parsed.value),
@@ -437,13 +441,13 @@ async def test_success_clears_the_count_and_the_lease_stops_at_a_spent_budget() 
 
 
 def test_the_coordinator_install_fits_inside_the_setup_run() -> None:
-    from swarm_operator.lifecycle import agents, budget
+    from swarm_operator.lifecycle import agents, bounds
 
     for env in ({}, {"SWARM_COMMAND_TIMEOUT_SECONDS": "20"}, {"SWARM_COMMAND_TIMEOUT_SECONDS": "900"}):
         settings = Settings.from_env(env)
         plan = agents.plan(REF, _spec({**SPEC, "coordinator": {"enabled": True}}), {}, settings)
         assert plan.install_timeout_s < settings.command_timeout_seconds
-        assert plan.install_timeout_s + plan.ready_timeout_s < budget.setup_timeout_seconds(settings)
+        assert plan.install_timeout_s + plan.ready_timeout_s < bounds.setup_timeout_seconds(settings)
 
 
 # -- issue 16, hole 2: everything the sandbox will be given is rendered and measured before create
@@ -777,3 +781,229 @@ async def test_a_rotation_while_the_operator_was_down_is_noticed_after_the_resta
         assert status.secrets is not None and "TOKEN" in status.secrets.message
     finally:
         FakeSecrets.values = {}
+
+
+# ----- the plan's lifetime cap: leases and creates never past it, a hand-over before it ----------
+
+@dataclass
+class CappedBackend(FakeBackend):
+    """The fake, also remembering the timeout each create asked for."""
+
+    create_timeouts: list[int] = field(default_factory=list)
+
+    async def create(self, template: str, metadata: Mapping[str, str], envs: Any = None, *,
+                     timeout_s: int, **_: Any) -> SandboxInfo:
+        self.create_timeouts.append(timeout_s)
+        return await super().create(template, metadata, envs, timeout_s=timeout_s)
+
+
+async def _ready(backend: FakeBackend, recorder: Recorder, spec: Mapping[str, Any] = SPEC,
+                 **settings: Any) -> tuple[Runtime, str]:
+    runtime = _runtime(backend, recorder, **settings)
+    await lifecycle.reconcile(REF, _spec(spec), _status(None), runtime)
+    assert recorder.status()["phase"] == "Ready"
+    return runtime, recorder.status()["sandbox"]["id"]
+
+
+def _aged(runtime: Runtime, recorder: Recorder, sid: str, seconds: float) -> SwarmSandboxStatus:
+    """The sandbox's lifetime as if it started ``seconds`` ago (status' startedAt too)."""
+    started = datetime.now(timezone.utc) - timedelta(seconds=seconds)
+    runtime.remember(REF.uid).lifetime = (sid, started)
+    status = recorder.status()
+    status["sandbox"] = {**status["sandbox"], "startedAt": started.isoformat()}
+    return _status(status)
+
+
+async def test_create_never_asks_a_timeout_over_the_plans_cap() -> None:
+    # e2b-dev/infra timeout_helper.go: a create over the team's max instance length is a 400.
+    backend, recorder = CappedBackend(), Recorder()
+    await _ready(backend, recorder, SWARM_LEASE_SECONDS="7200", SWARM_SANDBOX_MAX_LIFETIME_SECONDS="3600")
+    assert backend.create_timeouts == [3600]
+
+
+async def test_lease_renewal_never_asks_past_the_cap_and_expires_at_is_the_real_end() -> None:
+    backend, recorder = FakeBackend(), Recorder()
+    runtime, sid = await _ready(backend, recorder, SWARM_SANDBOX_HANDOVER_LEAD_SECONDS="60")
+    status = _aged(runtime, recorder, sid, 3500)  # cap (3600 s) in 100 s; hand-over not yet due
+    await lifecycle.renew_lease(REF, _spec(SPEC), status, runtime)
+    [(renewed, seconds)] = backend.timeouts
+    assert renewed == sid and 98 <= seconds <= 100  # not the 600 s lease: the cap comes first
+    cap_end = datetime.fromisoformat(status.sandbox.started_at.isoformat()) + timedelta(seconds=3600)
+    expires = datetime.fromisoformat(recorder.status()["sandbox"]["expiresAt"].replace("Z", "+00:00"))
+    assert abs((expires - cap_end).total_seconds()) <= 2
+    assert len(backend.sandboxes) == 1 and backend.killed == []
+
+
+async def test_handover_before_the_cap_makes_the_new_sandbox_ready_before_the_old_dies() -> None:
+    backend, recorder = FakeBackend(), Recorder()
+    runtime, old = await _ready(backend, recorder, SWARM_SANDBOX_HANDOVER_LEAD_SECONDS="60")
+    status = _aged(runtime, recorder, old, 3560)  # 40 s left: inside the 60 s lead
+    original_start = status.sandbox.started_at
+    writes = len(recorder.patches)
+    await lifecycle.renew_lease(REF, _spec(SPEC), status, runtime)
+    # The old sandbox's lease was stretched to the rest of its lifetime (never past it) first.
+    [(renewed, seconds)] = backend.timeouts
+    assert renewed == old and 38 <= seconds <= 40
+    final = recorder.status()
+    new = final["sandbox"]["id"]
+    assert new != old and backend.killed == [old] and set(backend.sandboxes) == {new}
+    # Status named the old sandbox until the new one was Ready, then the new one; never none,
+    # and the swarm never left Ready (the old sandbox ran the agents meanwhile).
+    named = [p["sandbox"]["id"] for p in recorder.patches[writes:] if p.get("sandbox")]
+    assert named[-1] == new and all(n in (old, new) for n in named)
+    assert all(p.get("sandbox") is not None for p in recorder.patches[writes:] if "sandbox" in p)
+    assert all(p["phase"] == "Ready" for p in recorder.patches[writes:] if "phase" in p)
+    assert final["phase"] == "Ready"
+    # ttlSeconds keeps counting the swarm's life: startedAt is the first sandbox's.
+    assert datetime.fromisoformat(final["sandbox"]["startedAt"].replace("Z", "+00:00")) == original_start
+    [event] = [e for e in recorder.events if e[1] == "LifetimeHandover"]
+    assert event[0] == "Warning" and old in event[2] and new in event[2]
+    assert runtime.remember(REF.uid).lifetime[0] == new
+    # The new sandbox's own cap is far off: the next renewal hands nothing over.
+    await lifecycle.renew_lease(REF, _spec(SPEC), _status(final), runtime)
+    assert set(backend.sandboxes) == {new}
+
+
+async def test_no_handover_when_ttl_ends_the_swarm_first() -> None:
+    backend, recorder = FakeBackend(), Recorder()
+    spec = {**SPEC, "ttlSeconds": 3590}  # ends 10 s before the cap
+    runtime, sid = await _ready(backend, recorder, spec, SWARM_SANDBOX_HANDOVER_LEAD_SECONDS="60")
+    status = _aged(runtime, recorder, sid, 3560)
+    await lifecycle.renew_lease(REF, _spec(spec), status, runtime)
+    [(renewed, seconds)] = backend.timeouts
+    assert renewed == sid and 28 <= seconds <= 30  # to the ttl, which ends first
+    assert set(backend.sandboxes) == {sid} and backend.killed == []
+
+
+async def test_handover_is_not_due_before_the_lead_time() -> None:
+    from swarm_operator.lifecycle.sandbox import handover_due
+
+    settings = Settings.from_env({"SWARM_SANDBOX_HANDOVER_LEAD_SECONDS": "60"})
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    spec = _spec(SPEC)
+    assert not handover_due(spec, settings, start, start, start + timedelta(seconds=3539))
+    assert handover_due(spec, settings, start, start, start + timedelta(seconds=3540))
+    # A ttl ending after the cap still needs the hand-over; one ending at the cap does not.
+    assert handover_due(_spec({**SPEC, "ttlSeconds": 3601}), settings, start, start,
+                        start + timedelta(seconds=3550))
+    assert not handover_due(_spec({**SPEC, "ttlSeconds": 3600}), settings, start, start,
+                            start + timedelta(seconds=3550))
+
+
+async def test_a_failed_handover_keeps_the_old_sandbox_to_its_cap_then_recreates() -> None:
+    backend, recorder = FakeBackend(), Recorder()
+    runtime, old = await _ready(backend, recorder, SWARM_SANDBOX_HANDOVER_LEAD_SECONDS="60")
+    status = _aged(runtime, recorder, old, 3560)
+    backend.ready_per_run = [0, 0, 0]  # the new sandbox never gets its agents up
+    writes = len(recorder.patches)
+    with pytest.raises(RetryLater) as retried:  # the lease daemon logs it; kopf retries after the cap
+        await lifecycle.renew_lease(REF, _spec(SPEC), status, runtime)
+    assert 38 <= retried.value.delay <= 42
+    final = recorder.status()
+    # The new sandbox's failed setup was never the resource's state: no Failed, no InitFailed.
+    assert all(p.get("phase") in (None, "Ready") for p in recorder.patches[writes:])
+    assert "InitFailed" not in {r for _, r, _ in recorder.events}
+    assert final["sandbox"]["id"] == old and set(backend.sandboxes) == {old}
+    assert final["phase"] == "Ready"  # the old sandbox still runs every agent
+    synced = _conditions(final)["Synced"]
+    assert synced["status"] == "False" and synced["reason"] == "HandoverFailed"
+    assert "then a new sandbox is created from scratch" in synced["message"]
+    assert "hand-over failed" in final["message"]
+    assert ("Warning", "HandoverFailed") in {(t, r) for t, r, _ in recorder.events}
+    # Not tried again for this sandbox: the next renewal only renews, never past the cap.
+    created = backend.counter
+    await lifecycle.renew_lease(REF, _spec(SPEC), _status(final), runtime)
+    assert backend.counter == created and backend.timeouts[-1][0] == old
+    # E2B ends it at its cap: the renewal finds it gone, and the reconcile recreates the resource.
+    backend.sandboxes.pop(old)
+    with pytest.raises(SandboxNotFound):
+        await lifecycle.renew_lease(REF, _spec(SPEC), _status(final), runtime)
+    assert _conditions(recorder.status())["SandboxCreated"]["reason"] == "SandboxNotFound"
+    backend.ready_per_run = []
+    await lifecycle.reconcile(REF, _spec(SPEC), _status(recorder.status()), runtime)
+    assert recorder.status()["phase"] == "Ready" and recorder.status()["sandbox"]["id"] not in (old,)
+
+
+async def test_a_resumed_sandbox_counts_its_cap_from_the_resume() -> None:
+    # A resume is a new instance (e2b-dev/infra sandbox_connect.go resumes through the create
+    # path): its cap restarts, so a long-paused swarm is not handed over the moment it resumes.
+    backend, recorder = FakeBackend(), Recorder()
+    runtime = _runtime(backend, recorder, SWARM_SANDBOX_HANDOVER_LEAD_SECONDS="60")
+    started = datetime.now(timezone.utc) - timedelta(seconds=3590)
+    sid = backend.add(REF.uid, started)
+    backend.sandboxes[sid] = SandboxInfo(sid, "base", {TAG_UID: REF.uid}, started, started, "paused")
+    status = {"sandbox": {"id": sid, "template": runtime.settings.default_template,
+                          "startedAt": started.isoformat()}}
+    await lifecycle.reconcile(REF, _spec(SPEC), _status(status), runtime)
+    await lifecycle.renew_lease(REF, _spec(SPEC), _status(recorder.status()), runtime)
+    assert backend.timeouts == [(sid, 600)] and set(backend.sandboxes) == {sid}  # no hand-over
+
+
+@dataclass
+class SlowIdentityBackend(FakeBackend):
+    """envd fills E2B_SANDBOX_ID asynchronously (e2b-dev/infra packages/envd/internal/host/mmds.go):
+    the first ``blank_looks`` identity checks see it empty. Records each setup run's timeout."""
+
+    blank_looks: int = 0
+    identity_looks: int = 0
+    setup_timeouts: list[float] = field(default_factory=list)
+
+    async def run(self, sandbox_id: str, script: str, envs: Any = None, **kw: Any) -> CommandResult:
+        if script == IDENTITY_SCRIPT:
+            self.identity_looks += 1
+            if self.identity_looks <= self.blank_looks:
+                return CommandResult(0, f"swarm-identity  {REF.uid}\n")
+        else:
+            self.setup_timeouts.append(kw["timeout_s"])
+        return await super().run(sandbox_id, script, envs, **kw)
+
+
+async def test_an_identity_that_appears_late_is_waited_for_within_a_bound() -> None:
+    backend, recorder = SlowIdentityBackend(blank_looks=2), Recorder()
+    await lifecycle.reconcile(REF, _spec(SPEC), _status(None), _runtime(backend, recorder))
+    assert backend.identity_looks == 3 and not backend.killed
+    assert recorder.status()["phase"] == "Ready"
+
+
+async def test_an_identity_that_never_appears_is_a_mismatch_after_the_bounded_retries() -> None:
+    import time
+
+    from swarm_operator.lifecycle import sandbox as sandbox_module
+
+    backend, recorder = SlowIdentityBackend(blank_looks=1000), Recorder()
+    started = time.monotonic()
+    with pytest.raises(RetryLater) as info:
+        await lifecycle.reconcile(REF, _spec(SPEC), _status(None), _runtime(backend, recorder))
+    assert time.monotonic() - started <= sandbox_module.IDENTITY_WAIT_S + 1
+    assert info.value.reason == "IdentityMismatch" and backend.killed == ["sbx-1"]
+    assert backend.identity_looks == sandbox_module.IDENTITY_ATTEMPTS and not backend.setup_timeouts
+
+
+async def test_the_setup_run_allows_the_provision_budget_and_names_the_step() -> None:
+    from swarm_operator import bootstrap
+
+    backend, recorder = SlowIdentityBackend(), Recorder()
+    runtime = _runtime(backend, recorder, SWARM_READY_TIMEOUT_SECONDS="20", SWARM_COMMAND_TIMEOUT_SECONDS="30")
+    await lifecycle.reconcile(REF, _spec(SPEC), _status(None), runtime)
+    budget = bootstrap.BootstrapPlan(session="s", socket="s", agents=1, command="c").provision_budget_s
+    assert budget >= 6 * 300 and backend.setup_timeouts == [20 + 30 + budget]
+
+
+async def test_what_the_first_run_installed_is_a_step_and_a_normal_event() -> None:
+    from swarm_operator.lifecycle.agents import initialise
+    from swarm_operator.lifecycle.status import StatusBook
+
+    class Installing(FakeBackend):
+        async def run(self, sandbox_id: str, script: str, envs: Any = None, **_: Any) -> CommandResult:
+            body = json.loads(_report(2, 2).split("\n")[1])
+            body.update(steps={"tmux": 0.01, "provision": 4.2}, installed=["tmux", "uv==0.13.8"])
+            return CommandResult(0, f"{MARK_BEGIN}\n{json.dumps(body)}\n{MARK_END}\n")
+
+    backend, recorder = Installing(), Recorder()
+    sid = backend.add(REF.uid)
+    book = StatusBook(REF, _status(None), _runtime(backend, recorder))
+    await initialise(book, _spec(SPEC), backend, backend.sandboxes[sid], {})
+    steps = book.status.metrics.step_seconds
+    assert steps["provision"] == 4.2 and steps["init.tmux"] == 0.01 and "init.provision" not in steps
+    assert recorder.events == [("Normal", "Provisioned", "installed tmux, uv==0.13.8 at start; "
+                                "skip this with `swarm-operator template --build`")]

@@ -3,7 +3,7 @@
 *From any state, with any sequence of E2B failures (each error class, timeouts, hangs, 4xx, 5xx,
 an answer lost after the service acted) and operator restarts (a crash at any call, then a new
 Runtime with empty memory), a resource reaches Ready, Failed with its sandbox killed, or gone —
-within* ``budget.init_bound_seconds(settings) + F × per_fault`` *of simulated time, F
+within* ``bounds.init_bound_seconds(settings) + F × per_fault`` *of simulated time, F
 being the control-plane failures (list, create, kill, get, set_timeout, a rejected key) and
 operator crashes injected after the sandbox was made — failures of the setup run and the identity
 call, however many, are absorbed by the init budget; and at no moment are more sandboxes alive than
@@ -43,7 +43,7 @@ from swarm_operator.backend import (
     SandboxNotFound,
 )
 from swarm_operator.config import Settings
-from swarm_operator.lifecycle import GiveUp, ResourceRef, RetryLater, Runtime, budget
+from swarm_operator.lifecycle import GiveUp, ResourceRef, RetryLater, Runtime, bounds
 from swarm_operator.lifecycle.sandbox import IDENTITY_SCRIPT
 from swarm_operator.model import SwarmSandboxSpec, SwarmSandboxStatus
 from swarm_operator.names import TAG_UID
@@ -63,8 +63,8 @@ SETTINGS = Settings(
 #: What one injected failure may cost at most: the longest wait the lifecycle asks for after a
 #: failure (backoff cap with its jitter, the quota wait) plus the longest call it can hang.
 PER_FAULT = max(SETTINGS.max_retry_delay_seconds * 1.2, SETTINGS.quota_retry_seconds) \
-    + budget.setup_timeout_seconds(SETTINGS) + SETTINGS.control_timeout_seconds
-BOUND = budget.init_bound_seconds(SETTINGS)
+    + bounds.setup_timeout_seconds(SETTINGS) + SETTINGS.control_timeout_seconds
+BOUND = bounds.init_bound_seconds(SETTINGS)
 
 OPS = ("list", "create", "kill", "get", "set_timeout", "run", "identity")
 KINDS = ("5xx", "4xx", "timeout", "hang", "429", "quota", "output", "unknown", "lost", "crash",
@@ -401,7 +401,7 @@ TestLifecycleProperty.settings = settings(
 def test_the_bound_is_what_the_readme_states() -> None:
     """The README quotes the bound for the default settings; keep the two in step."""
     defaults = Settings()
-    assert budget.init_bound_seconds(defaults) == (
+    assert bounds.init_bound_seconds(defaults) == (
         defaults.init_attempts * (defaults.ready_timeout_seconds + defaults.command_timeout_seconds
                                   + defaults.control_timeout_seconds + 1.2 * defaults.max_retry_delay_seconds)
         + sum(defaults.init_backoff_seconds * 2 ** i for i in range(defaults.init_attempts))

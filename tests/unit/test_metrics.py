@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import platform
 import socket
+import threading
 import urllib.request
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -235,9 +238,45 @@ def test_registries_are_independent() -> None:
         Metrics(one.registry)
 
 
+def _own_listening_ports() -> set[int]:
+    """TCP ports this process listens on, read from /proc (no trust in the code under test)."""
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/net/tcp"), reason="reads /proc (Linux)")
 def test_port_zero_serves_nothing() -> None:
-    close = start_server(0, CollectorRegistry())
-    close()  # a no-op, but callable like the real closer
+    """Port 0 means metrics off, not "any free port": no socket listens, no server thread runs."""
+    ports, threads = _own_listening_ports(), set(threading.enumerate())
+    close = start_server(0, CollectorRegistry(), addr="127.0.0.1")
+    try:
+        assert _own_listening_ports() == ports
+        assert set(threading.enumerate()) == threads
+    finally:
+        close()
+    assert close() is None  # callable again, like the real closer
+
+
+def test_own_listening_ports_sees_a_metrics_server() -> None:
+    """The probe above can see a server: a real port shows up in it (so its silence means something)."""
+    port = _free_port()
+    close = start_server(port, CollectorRegistry(), addr="127.0.0.1")
+    try:
+        assert port in _own_listening_ports()
+    finally:
+        close()
 
 
 def test_closer_frees_the_port() -> None:

@@ -94,10 +94,17 @@ def _sources() -> Iterable[tuple[Path, str]]:
         yield path, path.read_text()
 
 
-def client_permissions() -> set[Perm]:
-    """Permissions the operator's direct kubernetes-client calls need."""
+#: Modules whose client calls reach only the operator's own namespace (its "-own" Role grants them).
+_OWN_NAMESPACE_MODULES = frozenset({"released.py"})
+
+
+def client_permissions(*, own: bool = False) -> set[Perm]:
+    """Permissions the operator's direct kubernetes-client calls need (``own``: those of the calls
+    made only in its own namespace, which no tenant namespace's role grants)."""
     perms: set[Perm] = set()
     for path, text in _sources():
+        if (path.name in _OWN_NAMESPACE_MODULES) != own:
+            continue
         for name in set(re.findall(r"\b[a-z_]+\b", text)) & _client_methods():
             verb, _scope, kind, status, _all = _CLIENT_CALL.match(name).groups()  # type: ignore[union-attr]
             if kind == "custom_object":
@@ -141,8 +148,9 @@ def test_client_scan_finds_the_known_calls() -> None:
     """The scanner itself works: the calls the operator is known to make are found, in the modules
     the operator runs, and client-only modules are left out."""
     names = {p.name for p, _ in _sources()}
-    assert {"handlers.py", "cluster.py", "secrets.py", "reconcile.py", "config.py"} <= names
-    assert not any(n.startswith("_server") or n == "playground.py" for n in names)
+    assert {"handlers.py", "_operator.py", "secrets.py", "reconcile.py", "config.py"} <= names
+    # The user's side of the cluster adapter (console, playground) is not the operator's.
+    assert not any(n.startswith("_server") or n in ("playground.py", "user.py") for n in names)
     perms = client_permissions()
     assert ("", "secrets", "get") in perms
     assert (GROUP, f"{PLURAL}/status", "patch") in perms
@@ -174,7 +182,10 @@ def test_cluster_role_grants_exactly_what_is_used(replicas: int) -> None:
     (role,) = find(objects, "ClusterRole")
     expected = client_permissions() | kopf_permissions(clusterwide=True, peering=replicas > 1)
     assert _granted(role["rules"]) == expected
-    assert not find(objects, "Role")  # cluster mode: the default key Secret is covered by the ClusterRole
+    # Cluster mode: the default key Secret is covered by the ClusterRole; the release record is not.
+    (own,) = find(objects, "Role")
+    assert own["metadata"]["namespace"] == "swarm-system"
+    assert _granted(own["rules"]) == client_permissions(own=True)
     (binding,) = find(objects, "ClusterRoleBinding")
     (sa,) = find(objects, "ServiceAccount")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"],
@@ -192,10 +203,22 @@ def test_namespace_roles_grant_exactly_what_is_used(replicas: int) -> None:
         assert _granted(role["rules"]) == expected, ns
         (binding,) = [b for b in find(objects, "RoleBinding") if b["metadata"]["namespace"] == ns]
         assert binding["roleRef"]["name"] == role["metadata"]["name"]
-    # The operator's own namespace: reading the one default-key Secret is all it needs there.
+    # The operator's own namespace: reading the one default-key Secret, and its release record.
     (own,) = [r for r in find(objects, "Role") if r["metadata"]["namespace"] == "swarm-system"]
-    assert _granted(own["rules"]) == {("", "secrets", "get")} <= client_permissions()
+    assert _granted(own["rules"]) == {("", "secrets", "get")} | client_permissions(own=True)
+    assert ("", "secrets", "get") in client_permissions()
     assert own["rules"][0]["resourceNames"]
+
+
+def test_own_namespace_calls_are_the_release_record_and_named() -> None:
+    """What only the operator's namespace grants: the release record's ConfigMap, by name wherever
+    RBAC can name it (create cannot be)."""
+    assert client_permissions(own=True) == {("", "configmaps", v) for v in ("get", "patch", "create")}
+    for objects in (render({}), render({"watch": {"mode": "namespaces", "namespaces": ["a"]}})):
+        (own,) = [r for r in find(objects, "Role") if r["metadata"]["name"].endswith("-own")]
+        for rule in own["rules"]:
+            if rule["resources"] == ["configmaps"] and rule["verbs"] != ["create"]:
+                assert rule["resourceNames"] == ["swarm-swarm-operator-released"]
 
 
 def test_no_wildcards_and_patch_on_peering_is_scoped_to_our_object() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from swarm_operator.config import Settings
-from swarm_operator.emulators.kube.pytest_plugin import kube_api_client
+from swarm_testbed.kube.pytest_plugin import kube_api_client
 from swarm_operator.logs import OPERATOR_WIDE, REDACTOR, Redactor
 from swarm_operator.secrets import (
     MAX_SECRET_BYTES,

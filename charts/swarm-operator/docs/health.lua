@@ -12,7 +12,12 @@ local terminal = {
   TemplateAccessDenied = true,
   InitFailed = true,
   SandboxExpired = true,
-  McpGatewayUnsupported = true,
+  SandboxQuarantined = true,
+  DefaultKeyNotAllowed = true,
+  TemplateNotAllowed = true,
+  OrphanNotAllowed = true,
+  NamespaceNotAllowed = true,
+  BudgetExceeded = true,
 }
 
 local function condition(status, type)

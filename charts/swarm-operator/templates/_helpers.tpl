@@ -75,3 +75,19 @@ app.kubernetes.io/part-of: swarm-operator
 {{- fail "set e2b.apiKey.existingSecret or e2b.apiKey.value, not both" }}
 {{- end }}
 {{- end }}
+
+{{/*
+Comma-separated glob patterns as a CEL list of anchored RE2 regexes: '*' any run, '?' one
+character, everything else literal (swarm_operator.lifecycle.tenancy.glob_match reads them alike).
+*/}}
+{{- define "swarm-operator.globRegexes" -}}
+{{- $out := list }}
+{{- range splitList "," . }}
+{{- $p := trim . }}
+{{- if $p }}
+{{- $re := regexQuoteMeta $p | replace "\\*" ".*" | replace "\\?" "." }}
+{{- $out = append $out (printf "r'^%s$'" $re) }}
+{{- end }}
+{{- end }}
+{{- printf "[%s]" (join ", " $out) }}
+{{- end }}

@@ -9,6 +9,13 @@ Typical use::
 
 Every method raises only :class:`BackendError` subclasses, each with a stable ``reason`` (a
 condition reason), an actionable ``message``, ``transient`` and ``retry_after_s``.
+
+:class:`MockBackend` is the seam's in-memory implementation for tests (httpx's MockTransport is the
+model): sandboxes in a dict, scripts answered by a handler, errors injected by method name.
+
+The package is the only importer of the ``e2b`` SDK (an import-linter contract): besides the seam, it
+holds the SDK calls of ``swarm-operator template`` (``_template.py``) and of the console's ``logs`` and
+``attach``, which use the SDK's synchronous client at a terminal (``_terminal.py``).
 """
 
 from ._e2b import (
@@ -34,6 +41,7 @@ from ._errors import (
     TemplateNotFound,
     classify,
 )
+from ._mock import MockBackend, ScriptHandler
 from ._protocol import (
     BackendTimeouts,
     CallObserver,
@@ -45,6 +53,8 @@ from ._protocol import (
     StateFilter,
 )
 from ._retry import NO_RETRY, RetryPolicy, backoff_delay, call_with_retry
+from ._template import build_template, new_template, render_template
+from ._terminal import SdkErrors, connect_sync, pty_size, sandbox_paused, sdk_errors
 
 __all__ = [
     "ALL_TRAFFIC",
@@ -61,6 +71,7 @@ __all__ = [
     "E2BBackend",
     "EgressPolicy",
     "InvalidRequest",
+    "MockBackend",
     "OutputLimitExceeded",
     "QuotaExceeded",
     "RateLimited",
@@ -69,13 +80,22 @@ __all__ = [
     "SandboxInfo",
     "SandboxNotFound",
     "SandboxState",
+    "SdkErrors",
+    "ScriptHandler",
     "StateFilter",
     "TemplateAccessDenied",
     "TemplateNotFound",
     "backoff_delay",
+    "build_template",
     "call_with_retry",
     "classify",
+    "connect_sync",
+    "sandbox_paused",
     "egress_entry_refusal",
     "key_fingerprint",
     "network_request",
+    "new_template",
+    "pty_size",
+    "render_template",
+    "sdk_errors",
 ]

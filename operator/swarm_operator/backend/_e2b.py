@@ -41,7 +41,7 @@ from ._errors import (
     classify,
 )
 from ._protocol import BackendTimeouts, CallObserver, CommandResult, EgressPolicy, SandboxInfo, StateFilter
-from ._retry import RetryPolicy, call_with_retry
+from ._retry import NO_RETRY, RetryPolicy, call_with_retry
 
 __all__ = [
     "ALL_TRAFFIC",
@@ -272,6 +272,7 @@ class E2BBackend:
             template,
             extra={"operation": "create", "sandbox_id": sandbox.sandbox_id},
         )
+        vcpu, memory_mib = await self._size(sandbox.sandbox_id)
         return SandboxInfo(
             id=sandbox.sandbox_id,
             template=template,
@@ -279,7 +280,22 @@ class E2BBackend:
             started_at=now,
             end_at=now + datetime.timedelta(seconds=timeout_s),
             state="running",
+            vcpu=vcpu,
+            memory_mib=memory_mib,
         )
+
+    async def _size(self, sandbox_id: str) -> tuple[int | None, int | None]:
+        """The new sandbox's allocated vCPU and memory: one ``get`` (E2B's create answer, the
+        ``Sandbox`` model of e2b-dev/infra's openapi.yml, has no size; ``SandboxDetail`` has
+        ``cpuCount``/``memoryMB``). Not retried and never fatal: the sandbox exists and is returned
+        either way, and the cost ledger prices an unknown size at the last known one."""
+        try:
+            info = await self.get(sandbox_id, retry=NO_RETRY)
+        except BackendError as exc:
+            logger.info("size of sandbox %s not read (%s); priced at the last known size",
+                        sandbox_id, exc.reason, extra={"operation": "get", "sandbox_id": sandbox_id})
+            return None, None
+        return info.vcpu, info.memory_mib
 
     async def list(
         self,
@@ -383,6 +399,7 @@ class E2BBackend:
         cwd: str | None = None,
         user: str | None = None,
         retry: RetryPolicy | None = None,
+        stdin: bytes | None = None,
     ) -> CommandResult:
         command_s = self.timeouts.command_s if timeout_s is None else timeout_s
         start_s = self.timeouts.command_start_s
@@ -407,7 +424,19 @@ class E2BBackend:
                         on_stdout=out.feed,
                         on_stderr=err_.feed,
                         retain_output=False,
+                        stdin=stdin is not None,
                     )
+                    if stdin is not None:
+                        # Handed over once, in one envd request, the moment the command exists: it
+                        # never enters the command's environment (envd's process list, /proc). The
+                        # script reads its own end marker and closes stdin itself. A failed send
+                        # leaves a command waiting on stdin: it is killed before the error goes up.
+                        try:
+                            await handle.send_stdin(stdin, request_timeout=start_s)
+                        except BaseException:
+                            with contextlib.suppress(Exception):
+                                await asyncio.wait_for(handle.kill(), _KILL_TIMEOUT_S)
+                            raise
                     exit_code = await _wait_capped(handle, out, err_)
             except _OutputFlood as flood:
                 raise OutputLimitExceeded(
@@ -722,7 +751,14 @@ def _info(sdk_info: Any) -> SandboxInfo:
         started_at=sdk_info.started_at,
         end_at=sdk_info.end_at,
         state="paused" if str(state) == "paused" else "running",
+        vcpu=_count(getattr(sdk_info, "cpu_count", None)),
+        memory_mib=_count(getattr(sdk_info, "memory_mb", None)),
     )
+
+
+def _count(value: Any) -> int | None:
+    """A size figure from E2B, or None when absent or not a sane count."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 class BackendPool:

@@ -33,9 +33,12 @@ StateFilter = Literal["running", "paused", "both"]
 class SandboxInfo:
     """What the operator needs to know about one sandbox.
 
-    After ``create`` the times are the client's estimate (now, now + timeout): asking the service
-    would cost a round trip on the path from created to Ready, and the lease renewal corrects
-    ``end_at`` anyway. ``list``/``get`` report the service's own values.
+    After ``create`` the times are the client's estimate (now, now + timeout): the lease renewal
+    corrects ``end_at`` anyway. ``list``/``get`` report the service's own values.
+
+    ``vcpu``/``memory_mib`` are the sandbox's allocated size (what E2B bills for): E2B's create
+    answer does not carry them, so ``create`` asks once more (one ``get``); ``None`` when that
+    answer was not had (the cost ledger then keeps the last known size, see ``swarm_operator.cost``).
     """
 
     id: str
@@ -44,6 +47,8 @@ class SandboxInfo:
     started_at: datetime.datetime
     end_at: datetime.datetime
     state: SandboxState
+    vcpu: int | None = None
+    memory_mib: int | None = None
 
 
 @dataclass(frozen=True)
@@ -105,8 +110,9 @@ class SandboxBackend(Protocol):
     """Runs sandboxes for one API key. Every method is async, bounded in time, and raises only
     :class:`~swarm_operator.backend.BackendError` subclasses.
 
-    Secrets reach a sandbox only through ``envs`` (of ``create`` or ``run``), never through a
-    script's text: scripts are logged on failure and visible in the sandbox's process list.
+    Secrets reach a sandbox only through ``run``'s ``stdin`` (or ``envs``, which stay visible in
+    the command's environment while it runs), never through a script's text: scripts are logged
+    on failure and visible in the sandbox's process list.
     """
 
     async def create(
@@ -125,7 +131,7 @@ class SandboxBackend(Protocol):
         egress policy (None: E2B's default, everything allowed).
 
         ``envs`` become the sandbox's own environment, visible to every process in it for its whole
-        life: they must not be secret (secrets go to ``run``'s ``envs``, per command).
+        life: they must not be secret (secrets go to ``run``'s ``stdin``, per command).
 
         Not idempotent: a create that fails *ambiguously* (timeout, dropped connection, 5xx other
         than 503) may have started a sandbox, so it is never repeated here. It raises
@@ -187,6 +193,7 @@ class SandboxBackend(Protocol):
         cwd: str | None = None,
         user: str | None = None,
         retry: RetryPolicy | None = None,
+        stdin: bytes | None = None,
     ) -> CommandResult:
         """Run ``script`` with bash as ``user`` (None: the backend's sandbox user, an unprivileged
         account) in the user's home and wait for it to finish. No ``~/`` shell startup file
@@ -195,7 +202,9 @@ class SandboxBackend(Protocol):
         Each output stream is kept up to the backend's byte cap; a command printing more is killed
         and :class:`OutputLimitExceeded` raised, so a sandbox cannot grow the operator's memory.
 
-        The script must not contain secrets: pass them in ``envs``. Transient failures are retried,
+        The script must not contain secrets. Pass them on ``stdin`` (sent once, right after the
+        command starts; the script must read it): ``envs`` are visible in the command's environment
+        (``/proc/PID/environ``, envd's process list) for as long as it runs. Transient failures are retried,
         so the script must be idempotent; pass ``retry=NO_RETRY`` when it is not. Running on a
         paused sandbox resumes it (the SDK's connect does).
         """

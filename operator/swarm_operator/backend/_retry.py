@@ -8,6 +8,15 @@ was written are still retried inside the SDK's transport; those can never have r
 Full jitter (a delay drawn uniformly from ``[0, min(cap, base * 2**attempt)]``) spreads the retries
 of many resources failing together — the usual case when E2B has a hiccup — instead of having them
 return in lockstep.
+
+Why not tenacity: it has the pieces (``wait_random_exponential``, ``stop_after_attempt``,
+``stop_before_delay``), but what this module adds is exactly what tenacity leaves to the caller: each
+attempt is *given* its time budget (its timeout cut to what is left of the deadline), a ``Retry-After``
+is a floor on the wait and one longer than ``max_delay_s`` is raised at once for the lifecycle to
+schedule, and the clock, sleep and randomness are injected so tests/unit/test_backend_retry.py runs
+the schedule deterministically without waiting. Expressing that in tenacity takes a custom wait, a
+custom stop, a budget closure and a clock it cannot be given — more code than this loop — and would
+add a runtime dependency to the image's hash-locked set.
 """
 
 from __future__ import annotations
@@ -54,7 +63,7 @@ NO_RETRY = RetryPolicy(attempts=1)
 
 def backoff_delay(attempt: int, policy: RetryPolicy, rng: Callable[[], float] = random.random) -> float:
     """The full-jitter wait before retry number ``attempt`` (0 for the first retry)."""
-    ceiling = min(policy.max_delay_s, policy.base_delay_s * (2 ** min(attempt, 32)))
+    ceiling = min(policy.max_delay_s, policy.base_delay_s * (2.0 ** min(attempt, 32)))
     return ceiling * rng()
 
 

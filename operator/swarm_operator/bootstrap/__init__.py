@@ -4,20 +4,34 @@ Each script is rendered from a :class:`BootstrapPlan`, run in one ``commands.run
 with one JSON report that the matching parser turns into a typed model::
 
     script = render_setup(plan)
-    result = await sandbox.commands.run(script, envs=secret_values, timeout=...)
+    result = await backend.run(sandbox_id, script, stdin=secret_input(secret_values), timeout_s=...)
     report = parse_report(result.stdout)
 """
 
 from swarm_operator.bootstrap._plan import (
+    AGENT_CLI_PACKAGES,
+    CLAUDE_CODE_PACKAGE,
+    COORDINATOR_PYTHON,
     GIT_PASSWORD_ENV,
+    NPM_INTEGRITY,
+    NPM_NATIVE,
+    NPM_PINNED,
     SECRET_ENV_PREFIX,
     MCP_GATEWAY_PORT,
+    UV_PIN,
     BootstrapPlan,
+    coordinator_lock,
     secret_env_name,
     session_name,
     socket_name,
 )
-from swarm_operator.bootstrap._render import MAX_SCRIPT_BYTES, render_probe, render_setup, render_teardown
+from swarm_operator.bootstrap._render import (
+    MAX_SCRIPT_BYTES,
+    render_probe,
+    render_setup,
+    render_teardown,
+    secret_input,
+)
 from swarm_operator.bootstrap._report import (
     BootstrapReport,
     BootstrapReportError,
@@ -35,7 +49,14 @@ from swarm_operator.bootstrap._report import (
 )
 
 __all__ = [
+    "AGENT_CLI_PACKAGES",
+    "CLAUDE_CODE_PACKAGE",
+    "COORDINATOR_PYTHON",
     "MAX_SCRIPT_BYTES",
+    "NPM_INTEGRITY",
+    "NPM_NATIVE",
+    "UV_PIN",
+    "NPM_PINNED",
     "BootstrapPlan",
     "BootstrapReport",
     "BootstrapReportError",
@@ -56,7 +77,9 @@ __all__ = [
     "render_probe",
     "render_setup",
     "render_teardown",
+    "coordinator_lock",
     "secret_env_name",
+    "secret_input",
     "session_name",
     "socket_name",
 ]

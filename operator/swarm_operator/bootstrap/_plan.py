@@ -14,10 +14,14 @@ import json
 import re
 from typing import Annotated, Final
 
+import functools
+from importlib import resources
+
 import pydantic
 
-__all__ = ["GIT_PASSWORD_ENV", "MCP_GATEWAY_PORT", "BootstrapPlan", "secret_env_name", "session_name",
-           "socket_name"]
+__all__ = ["AGENT_CLI_PACKAGES", "CLAUDE_CODE_PACKAGE", "COORDINATOR_PYTHON", "GIT_PASSWORD_ENV",
+           "MCP_GATEWAY_PORT", "NPM_INTEGRITY", "NPM_NATIVE", "NPM_PINNED", "UV_PIN", "BootstrapPlan",
+           "coordinator_lock", "secret_env_name", "session_name", "socket_name"]
 
 #: Script-only secrets (workspace credentials, MCP tokens) arrive in the setup script's environment
 #: under this prefix; the script unsets every one of them before it starts any long-lived process,
@@ -27,8 +31,58 @@ SECRET_ENV_PREFIX: Final = "SWARM_SECRET_"
 GIT_PASSWORD_ENV: Final = SECRET_ENV_PREFIX + "GIT_PASSWORD"
 #: The port E2B's SDK expects the MCP gateway on (``Sandbox.mcp_port``).
 MCP_GATEWAY_PORT: Final = 50005
+#: The Claude Code CLI a sandbox without one gets (``npm install -g``), and the default of
+#: ``swarm-operator template --agent-cli``: the one copy of this pin. 2.1.197 is the last release whose
+#: ``engines`` accepts Node 18+ (2.1.198 and later declare Node >= 22); E2B's ``base`` template ships
+#: Node 20.9.0 (e2b-dev/E2B templates/base/e2b.Dockerfile: ``ENV NODE_VERSION 20.9.0``).
+CLAUDE_CODE_PACKAGE: Final = "@anthropic-ai/claude-code@2.1.197"
+#: The coordinator (claudeswarm) needs Python >= 3.12 (its pyproject's requires-python); E2B's
+#: ``base`` builds on python:3.11 (3.11.6). On an older python3 the setup script gets a managed Python
+#: from uv instead (``uv venv --python 3.12``), uv itself installed at this pin with
+#: ``python3 -m pip install --user``: the one copy of the pin.
+COORDINATOR_PYTHON: Final = "3.12"
+UV_PIN: Final = "uv==0.13.8"
+#: Agent commands the setup script can install when the template lacks them, by command name.
+AGENT_CLI_PACKAGES: Final = {"claude": CLAUDE_CODE_PACKAGE}
+#: The npm registry's ``dist.integrity`` of each pinned package the operator installs, read once
+#: from registry.npmjs.org (``GET /@anthropic-ai%2fclaude-code/2.1.197``) and recorded here: the
+#: setup script and the template refuse a tarball whose sha512 differs. A package the operator does
+#: not know (a custom agent CLI pin) is installed by name, trusting the registry as npm does.
+NPM_INTEGRITY: Final = {
+    CLAUDE_CODE_PACKAGE: "sha512-EqrwbRcI7M5y8jQlayIfTMmbZJ2OQaLOc7KwIWKdryQCdKWUEFr+C9rMovZUuj2Asndi7aqLujEzRtr471gncg==",
+    "@anthropic-ai/claude-code-linux-x64@2.1.197":
+        "sha512-rIlKmrY0QMyHgPRX/MYWNj039vbypICvI9jVe3rs9Xy2RnNklySjyPxqh62QadznzoftEO23uYQ1tFePcQ//bg==",
+    "@anthropic-ai/claude-code-linux-arm64@2.1.197":
+        "sha512-sx6SoGj3MNR5CV+YDkNtbLHXa1tn3G8qcYFgm1gnvOi9ODQUKbhiPfankJfkTMDVekOvnKJhm6i9hGFIPzp7cQ==",
+}
+#: Claude Code is a small wrapper whose native binary comes in an optional per-platform package
+#: (its ``optionalDependencies``; ``install.cjs`` finds it next to the wrapper). npm would fetch that
+#: one itself, checked only against the registry, so the operator pins it too: per ``uname -m`` of a
+#: glibc Linux (E2B's templates are Debian), packed and checked like the wrapper, then installed
+#: beside it with ``--omit=optional``.
+NPM_NATIVE: Final = {
+    CLAUDE_CODE_PACKAGE: {"x86_64": "@anthropic-ai/claude-code-linux-x64@2.1.197",
+                          "aarch64": "@anthropic-ai/claude-code-linux-arm64@2.1.197"},
+}
+_INTEGRITY = re.compile(r"sha512-[A-Za-z0-9+/]{86}==")
+#: An exact npm package version, e.g. ``@anthropic-ai/claude-code@2.1.197``: no ranges, no tags,
+#: and never anything npm could read as an option (it starts with ``@`` or a letter or digit).
+NPM_PINNED: Final = re.compile(
+    r"^(@[a-z0-9][a-z0-9._-]*/)?[a-z0-9][a-z0-9._-]*@[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?$")
 _SECRET_ENV = re.compile(r"SWARM_SECRET_[A-Z0-9_]{1,64}")
 _HTTPS_URL = re.compile(r"https://[^\s\x00-\x1f]+")
+
+
+@functools.cache
+def coordinator_lock() -> tuple[str, str]:
+    """``(pin, text)`` of the shipped lock (``coordinator.lock``, written by
+    ``scripts/lock-coordinator``): the coordinator requirement it was resolved for (its first
+    line, ``# coordinator: <pin>``) and the requirements file with a sha256 for every wheel."""
+    text = (resources.files(__package__) / "coordinator.lock").read_text(encoding="utf-8")
+    first = text.split("\n", 1)[0]
+    if not first.startswith("# coordinator: "):
+        raise RuntimeError("coordinator.lock lacks its '# coordinator: <pin>' header")
+    return first.removeprefix("# coordinator: ").strip(), text
 
 
 def secret_env_name(*parts: str) -> str:
@@ -85,7 +139,23 @@ class BootstrapPlan(pydantic.BaseModel):
     # An agent is "ready" once it has run this long; one that crashes at once is reported dead.
     settle_s: Annotated[float, pydantic.Field(ge=0, le=60)] = 0.3
     poll_interval_s: Annotated[float, pydantic.Field(ge=0.01, le=10)] = 0.05
-    install_timeout_s: Annotated[int, pydantic.Field(ge=1, le=3600)] = 600
+    #: The bound on each installer the provision step runs (apt-get update, apt-get install, npm,
+    #: the coordinator's venv and pip): cut by ``timeout``, reported, never a hang.
+    install_timeout_s: Annotated[int, pydantic.Field(ge=1, le=3600)] = 300
+    #: The pinned npm package that provides ``command`` when the sandbox lacks it (installed with
+    #: ``sudo npm install -g``). None: the one :data:`AGENT_CLI_PACKAGES` knows for this command
+    #: (Claude Code for ``claude``), else nothing; "" never installs an agent CLI.
+    agent_cli_install: _Text | None = None
+    #: The ``sha512-...`` integrity the packed ``agent_cli_install`` tarball must have. None: the one
+    #: :data:`NPM_INTEGRITY` records for that pin, else none (installed by name, unchecked).
+    agent_cli_integrity: _Text | None = None
+    #: ``(uname -m, package, integrity)`` of the agent CLI's pinned native packages. None: what
+    #: :data:`NPM_NATIVE` and :data:`NPM_INTEGRITY` record for ``agent_cli_install``, else none.
+    agent_cli_native: tuple[tuple[str, str, str], ...] | None = None
+    #: A requirements file with hashes for the coordinator's dependencies (see the setup script's
+    #: provision step). None: the shipped lock when ``coordinator_install`` is the pin it was made
+    #: for (the operator's default), else none: a custom pin installs as pip resolves it.
+    coordinator_lock: _Text | None = None
     #: Bound on each network git call of the workspace step (ls-remote, fetch).
     git_timeout_s: Annotated[int, pydantic.Field(ge=1, le=3600)] = 120
     discover_timeout_s: Annotated[int, pydantic.Field(ge=1, le=600)] = 60
@@ -94,6 +164,10 @@ class BootstrapPlan(pydantic.BaseModel):
     #: Restarts allowed per agent (counted on its pane); None = no limit.
     max_restarts: Annotated[int, pydantic.Field(ge=0, le=1000)] | None = None
     python: Annotated[_Text, pydantic.Field(min_length=1)] = "python3"
+    #: The oldest Python (``M.m``) the coordinator runs on; an older ``python`` gets a managed one
+    #: from uv (:data:`uv_pin`) for the coordinator's venv.
+    coordinator_python: Annotated[str, pydantic.Field(pattern=r"^[0-9]{1,2}\.[0-9]{1,3}$")] = COORDINATOR_PYTHON
+    uv_pin: Annotated[str, pydantic.Field(pattern=r"^uv==[0-9]+\.[0-9]+\.[0-9]+$")] = UV_PIN
     # Big enough that tiled 100 panes stay >= 40x20 cells; more panes than fit go to new windows.
     window_width: Annotated[int, pydantic.Field(ge=10, le=10000)] = 400
     window_height: Annotated[int, pydantic.Field(ge=10, le=10000)] = 200
@@ -163,11 +237,57 @@ class BootstrapPlan(pydantic.BaseModel):
                 raise ValueError(f"mcp secret {entry!r} must be [server, field, SWARM_SECRET_*]")
         return text
 
+    @pydantic.field_validator("agent_cli_install")
+    @classmethod
+    def _npm_pinned(cls, package: str | None) -> str | None:
+        if package and not NPM_PINNED.match(package):
+            raise ValueError(f"{package!r} is not an exact npm version (e.g. {CLAUDE_CODE_PACKAGE})")
+        return package
+
+    @pydantic.field_validator("agent_cli_integrity")
+    @classmethod
+    def _sha512(cls, integrity: str | None) -> str | None:
+        if integrity and not _INTEGRITY.fullmatch(integrity):
+            raise ValueError("must be an npm sha512 integrity: sha512-<88 base64 characters>")
+        return integrity
+
+    @pydantic.field_validator("agent_cli_native")
+    @classmethod
+    def _native(cls, native: tuple[tuple[str, str, str], ...] | None) -> tuple[tuple[str, str, str], ...] | None:
+        for machine, package, integrity in native or ():
+            if not re.fullmatch(r"[a-z0-9_]{1,32}", machine) or not NPM_PINNED.match(package) \
+                    or not _INTEGRITY.fullmatch(integrity):
+                raise ValueError(f"native package {(machine, package, integrity)!r} must be "
+                                 "(uname -m, an exact npm version, a sha512 integrity)")
+        return native
+
     @pydantic.model_validator(mode="after")
-    def _default_state_dir(self) -> BootstrapPlan:
+    def _defaults(self) -> BootstrapPlan:
         if not self.state_dir:
             object.__setattr__(self, "state_dir", f".swarm/{self.session}")
+        if self.agent_cli_install is None:
+            object.__setattr__(self, "agent_cli_install",
+                               AGENT_CLI_PACKAGES.get(self.command.rsplit("/", 1)[-1], ""))
+        if self.agent_cli_integrity is None:
+            object.__setattr__(self, "agent_cli_integrity", NPM_INTEGRITY.get(self.agent_cli_install or "", ""))
+        if self.agent_cli_native is None:
+            native = NPM_NATIVE.get(self.agent_cli_install or "", {}) if self.agent_cli_integrity else {}
+            object.__setattr__(self, "agent_cli_native", tuple(
+                (machine, package, NPM_INTEGRITY[package]) for machine, package in native.items()))
+        if self.coordinator_lock is None:
+            pin, text = coordinator_lock()
+            object.__setattr__(self, "coordinator_lock", text if self.coordinator_install == pin else "")
         return self
+
+    @property
+    def provision_budget_s(self) -> int:
+        """The most the provision step can take: at most ten bounded installers (apt-get update,
+        apt-get install, npm pack of the agent CLI and of its native package, npm install, then for
+        the coordinator either venv + pip for its locked dependencies + pip for itself or, on a Python
+        older than it needs, uv + ``uv venv`` + ``uv pip`` twice), each cut by ``timeout`` and killed
+        10 s later. A caller's command timeout must allow this on top of its own, or a first run on a
+        bare template is cut before it can report."""
+        return 10 * (self.install_timeout_s + 10)
 
 
 def _slug(text: str, limit: int) -> str:

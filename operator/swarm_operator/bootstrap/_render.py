@@ -5,20 +5,20 @@ The only place user text enters a script is :func:`_assign`, and it always goes 
 from variables and pass them on as argv, so no value is ever parsed as shell code — not by bash, not
 by tmux (commands with several arguments are executed without a shell), not by pip (``--``).
 Secret values are never rendered at all: only their *names* are, and the script reads the values
-from its own environment (the SDK's ``envs=``).
+once from its stdin (:func:`secret_input`) into variables it never exports.
 """
 
 from __future__ import annotations
 
 import math
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from importlib import resources
 
-from swarm_operator.bootstrap._plan import BootstrapPlan
+from swarm_operator.bootstrap._plan import MCP_GATEWAY_PORT, BootstrapPlan
 from swarm_operator.bootstrap._report import MARK_BEGIN, MARK_END
 
-__all__ = ["MAX_SCRIPT_BYTES", "render_probe", "render_setup", "render_teardown"]
+__all__ = ["MAX_SCRIPT_BYTES", "render_probe", "render_setup", "render_teardown", "secret_input"]
 
 # The SDK runs a command as `bash -l -c SCRIPT`: the script is one argv string, which Linux caps at
 # 128 KiB (MAX_ARG_STRLEN). Refuse early and clearly rather than fail as E2BIG inside the sandbox.
@@ -83,17 +83,25 @@ def _render(kind: str, plan: BootstrapPlan, extra: dict[str, str | int | bool | 
 def render_setup(plan: BootstrapPlan, *, check: bool = True) -> str:
     """The idempotent setup script: create, rerun, scale to ``plan.agents``, restart dead agents.
 
-    Run it with the agent env values in its environment (``envs=`` holding ``plan.env_names``, and
-    the script-only ``SWARM_SECRET_*`` values: workspace password, MCP tokens); parse its stdout
-    with :func:`parse_report`. ``check=False`` returns an oversized script instead of raising, for a
-    caller that measures it and says which inputs to shrink.
+    Hand it the agent env values (``plan.env_names``) and the script-only ``SWARM_SECRET_*`` values
+    (workspace password, MCP tokens) on its stdin, encoded by :func:`secret_input`, never through
+    its environment; parse its stdout with :func:`parse_report`. On a template that lacks tmux, the agent CLI or the coordinator the
+    first run installs them: allow ``plan.provision_budget_s`` on top of the command's own timeout. ``check=False`` returns
+    an oversized script instead of raising, for a caller that measures it and says which inputs to
+    shrink.
     """
     return _render("setup", plan, {
         "SWARM_COMMAND": plan.command,
         "SWARM_ARGS": plan.args,
         "SWARM_ENV_NAMES": plan.env_names,
         "SWARM_COORD_INSTALL": plan.coordinator_install,
+        "SWARM_AGENT_CLI": plan.agent_cli_install or "",
+        "SWARM_AGENT_CLI_INTEGRITY": plan.agent_cli_integrity or "",
+        "SWARM_AGENT_CLI_NATIVE": [field for triple in plan.agent_cli_native or () for field in triple],
+        "SWARM_COORD_LOCK": plan.coordinator_lock or "",
         "SWARM_PYTHON": plan.python,
+        "SWARM_COORD_PYTHON": plan.coordinator_python,
+        "SWARM_UV_PIN": plan.uv_pin,
         "SWARM_READY_TIMEOUT_MS": math.ceil(plan.ready_timeout_s * 1000),
         "SWARM_SETTLE_MS": math.ceil(plan.settle_s * 1000),
         "SWARM_INSTALL_TIMEOUT_S": plan.install_timeout_s,
@@ -112,8 +120,23 @@ def render_setup(plan: BootstrapPlan, *, check: bool = True) -> str:
         "SWARM_MCP": plan.mcp,
         "SWARM_MCP_GATEWAY": plan.mcp_gateway,
         "SWARM_MCP_PORT": plan.mcp_port,
+        "SWARM_MCP_E2B_PORT": MCP_GATEWAY_PORT,
         "SWARM_MCP_START_TIMEOUT_S": plan.mcp_start_timeout_s,
     }, check=check)
+
+
+def secret_input(values: Mapping[str, str]) -> bytes:
+    """The setup script's stdin: ``NAME NUL VALUE NUL`` per value, then an empty name.
+
+    The script reads it at its start into shell variables it never exports, so no value is in the
+    environment of the setup process (``/proc/PID/environ``, envd's process list) nor of anything it
+    starts. NUL cannot occur in a name or an environment value, so the framing is unambiguous."""
+    out = bytearray()
+    for name, value in values.items():
+        if "\x00" in name or "\x00" in value or not name:
+            raise ValueError(f"secret {name!r}: NUL cannot be passed to a process")
+        out += name.encode() + b"\x00" + value.encode("utf-8", "surrogateescape") + b"\x00"
+    return bytes(out + b"\x00")
 
 
 def render_probe(plan: BootstrapPlan) -> str:

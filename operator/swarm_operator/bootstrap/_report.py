@@ -88,9 +88,6 @@ class McpReport(_Model):
     started: bool = False  # started (or restarted with a new configuration) by this run
     tools: int | None = None  # tools the gateway lists, all servers together
     servers: dict[str, McpServerReport] | None = None
-    #: The gateway cannot take its configuration from a file (no ``--config-file``): starting it
-    #: the SDK's way would put every MCP secret on its command line, so the script refused.
-    unsupported: bool = False
     restarts: int = 0  # times the gateway was restarted under its current configuration
     error: str | None = None
 
@@ -120,11 +117,15 @@ class BootstrapReport(_Model):
     env_missing: list[str]
     timed_out: bool
     coordinator: CoordinatorReport
-    steps: dict[str, float]  # seconds per step: prepare, env, workspace, mcp, agent_config, tmux, ...
+    #: Seconds per step: prepare, env, workspace, mcp, agent_config, provision (only when an
+    #: installer ran), tmux, ready, discover.
+    steps: dict[str, float]
     errors: list[StepError]
     workspace: WorkspaceReport | None = None
     mcp: McpReport | None = None
-    #: What this run installed (e.g. "coordinator"); empty when the template had everything.
+    #: What this run's provision step installed, as it was asked for: apt packages (``tmux``), the
+    #: agent CLI's npm package and the coordinator's requirement, each with its pinned version;
+    #: empty when the template had everything (and then ``steps`` has no ``provision``).
     installed: list[str] = []
     #: Agent configuration files written, relative to the home directory.
     agent_config: list[str] = []
@@ -158,6 +159,18 @@ class HealthReport(_Model):
     panes: list[PaneReport]
     registry: RegistryReport | None
     mcp: McpReport | None = None  # present when the spec configures MCP servers
+    #: Epoch seconds of the agents' last pane output (tmux window_activity, newest window), and the
+    #: sandbox's clock when probed: ages are taken on one clock.
+    activity: int | None = None
+    clock: int | None = None
+
+    def idle_seconds(self) -> int | None:
+        """How long every agent has been quiet (no pane output, no coordinator registry change),
+        on the sandbox's clock; None when the probe could not tell."""
+        if self.activity is None or self.clock is None:
+            return None
+        last = max(self.activity, self.registry.mtime or 0) if self.registry is not None else self.activity
+        return max(self.clock - last, 0)
 
     @property
     def healthy(self) -> bool:

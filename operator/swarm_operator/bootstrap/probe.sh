@@ -54,10 +54,21 @@ if [[ $SWARM_MCP_ON == 1 ]]; then
         _sw_mcp='{"gateway":false,"servers":null,"error":"the MCP gateway was never started in this sandbox"}'
     fi
 fi
+# Last output of any agent window (tmux stamps window_activity on pane output) and the sandbox's
+# clock, for spec.idle: one tmux call, ages computed against the sandbox's own clock.
+_sw_act=null
+if [[ $_sw_server == true ]]; then
+    while read -r _sw_w; do
+        if [[ $_sw_w =~ ^[0-9]+$ ]] && { [[ $_sw_act == null ]] || (( _sw_w > _sw_act )); }; then
+            _sw_act=$_sw_w
+        fi
+    done < <(_sw_tmux list-windows -t "=$SWARM_SESSION" -F '#{window_activity}' 2>/dev/null || true)
+fi
+_sw_clock=$(date +%s)
 _sw_json "$SWARM_SESSION"; _sw_s=$REPLY
 _sw_join ${_sw_panes[@]+"${_sw_panes[@]}"}; _sw_pj=$REPLY
 _sw_join ${_sw_missing[@]+"${_sw_missing[@]}"}; _sw_mj=$REPLY
 _sw_emit "{\"kind\":\"probe\",\"version\":1,\"session\":$_sw_s,\"server\":$_sw_server,\
 \"agents\":{\"desired\":$SWARM_AGENTS,\"alive\":$_sw_alive,\"dead\":$_sw_dead},\"missing\":[$_sw_mj],\"extra\":$_sw_extra,\
-\"panes\":[$_sw_pj],\"registry\":$_sw_registry,\"mcp\":$_sw_mcp}"
+\"panes\":[$_sw_pj],\"registry\":$_sw_registry,\"mcp\":$_sw_mcp,\"activity\":$_sw_act,\"clock\":$_sw_clock}"
 exit 0

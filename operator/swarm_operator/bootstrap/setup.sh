@@ -4,6 +4,27 @@
 
 unset -v TMUX TMUX_PANE   # never talk to a tmux server this script happens to run under
 
+# -- secrets: handed over once, on stdin, never through the environment --
+# The operator writes NAME NUL VALUE NUL pairs, then an empty NAME, and closes stdin (the backend's
+# ``run(stdin=...)``). They land in variables of this shell that are never exported: the process's
+# environment (/proc/PID/environ, envd's process list) holds none of them for as long as this script
+# runs, and no child inherits one. Only the names this script expects are taken: agent env names
+# (SWARM_ENV_NAMES) and script-only secrets (SWARM_SECRET_*). Values already in the environment (an
+# older operator passed them as envs=) are still used, so an upgrade mid-flight converges.
+if [[ ! -t 0 ]]; then
+    _sw_want=" ${SWARM_ENV_NAMES[*]-} "
+    while IFS= read -r -d '' _sw_k; do
+        [[ -n $_sw_k ]] || break
+        IFS= read -r -d '' _sw_v || true
+        if [[ $_sw_k =~ ^SWARM_SECRET_[A-Z0-9_]+$ || ( $_sw_k =~ ^[A-Za-z_][A-Za-z0-9_]*$ && $_sw_want == *" $_sw_k "* ) ]]; then
+            unset -v "$_sw_k"
+            printf -v "$_sw_k" '%s' "$_sw_v"
+        fi
+    done
+    unset -v _sw_k _sw_v _sw_want
+fi
+exec 0< /dev/null   # nothing started from here on holds the operator's end of the pipe
+
 declare -A _sw_step=()
 _sw_step_begin() { _sw_now_ms; _sw_t0=$REPLY; }
 _sw_step_end() { _sw_now_ms; _sw_step[$1]=$(( REPLY - _sw_t0 )); }
@@ -46,6 +67,11 @@ if [[ $SWARM_COORD_ENABLED == 1 && $SWARM_COORD_INSTALL != preinstalled ]]; then
 else
     SWARM_COORD_BIN=''
 fi
+# The workspace credential's file (see the workspace step): one left by a run that was killed
+# mid-clone goes now, and this run's goes when the script ends, however it ends.
+_sw_pw_file=$SWARM_STATE_DIR/git-credential
+rm -f -- "$_sw_pw_file"
+trap 'rm -f -- "$_sw_pw_file"' EXIT
 _sw_step_end prepare
 
 # -- env: agent env values from this process's environment (the SDK's envs=) into a 0600 file --
@@ -69,12 +95,18 @@ done
 _sw_step_end env
 
 # -- workspace: clone the repository at the pinned commit (idempotent: a rerun at that commit is a no-op) --
-# Credentials: git asks a helper that prints $SWARM_SECRET_GIT_PASSWORD from this script's
-# environment. The helper's text (on git's command line) holds variable names only; nothing is
-# written to .git/config or any credential store (-c credential.helper= clears configured helpers).
+# Credentials: git asks a helper that prints the password from a 0600 file in the 0700 state
+# directory, written by a builtin (no argv holds it) and removed right after this step (and by the
+# EXIT trap). Neither git's nor this script's environment ever holds the value; the helper's text
+# (on git's command line) holds a path only; nothing is written to .git/config or any credential
+# store (-c credential.helper= clears configured helpers).
 _sw_step_begin
 _sw_blocked=false _sw_ws_commit='' _sw_ws_error='' _sw_ws_floating=false
-_sw_cred_helper='!f() { test "$1" = get || exit 0; test -n "${SWARM_SECRET_GIT_PASSWORD-}" || exit 0; printf "username=%s\npassword=%s\n" "$_SW_GIT_USER" "$SWARM_SECRET_GIT_PASSWORD"; }; f'
+if [[ -n $SWARM_WS_REPO && -n ${SWARM_SECRET_GIT_PASSWORD-} ]]; then
+    printf '%s' "$SWARM_SECRET_GIT_PASSWORD" > "$_sw_pw_file"   # umask 077: 0600
+fi
+unset -v SWARM_SECRET_GIT_PASSWORD
+_sw_cred_helper='!f() { test "$1" = get || exit 0; test -s "$_SW_GIT_PWFILE" || exit 0; printf "username=%s\npassword=%s\n" "$_SW_GIT_USER" "$(cat "$_SW_GIT_PWFILE")"; }; f'
 # Every network git call is bounded (SWARM_GIT_TIMEOUT_S): a server that accepts and never answers
 # fails the workspace step by name, well inside the setup run's own timeout.
 _sw_git_timeout=()
@@ -82,6 +114,7 @@ command -v timeout >/dev/null 2>&1 && _sw_git_timeout=(timeout "$SWARM_GIT_TIMEO
 _sw_git() {
     local rc=0
     GIT_TERMINAL_PROMPT=0 GIT_ASKPASS=/bin/false SSH_ASKPASS=/bin/false _SW_GIT_USER=$SWARM_WS_USERNAME \
+        _SW_GIT_PWFILE=$_sw_pw_file \
         ${_sw_git_timeout[@]+"${_sw_git_timeout[@]}"} \
         git -c credential.helper= -c "credential.helper=$_sw_cred_helper" -c core.hooksPath=/dev/null "$@" 9>&- || rc=$?
     if ((rc == 124)); then
@@ -166,110 +199,179 @@ _sw_workspace() {
         > "$SWARM_STATE_DIR/workspace.resolved"
 }
 [[ -n $SWARM_WS_REPO ]] && _sw_workspace
-unset -v SWARM_SECRET_GIT_PASSWORD
+rm -f -- "$_sw_pw_file"
 _sw_step_end workspace
 
-# -- mcp: E2B's MCP gateway, configured from a 0600 file (never from its command line) --
-# E2B's SDK starts the gateway as `mcp-gateway --config <JSON with the tokens>`, which puts every
-# token in the process list; this step builds the same JSON in a 0600 file from SWARM_SECRET_*
-# variables and starts the gateway with --config-file, its access token in its environment. A
-# gateway without --config-file is refused (reported as unsupported), never started the SDK's way.
+# -- mcp: E2B's MCP gateway, started the way E2B starts it --
+# e2b SDK sandbox_async/main.py (Sandbox.create(mcp=...)): `mcp-gateway --config '<json>'`, run as root
+# (user="root") in the foreground with GATEWAY_ACCESS_TOKEN in its environment; the gateway daemonises
+# and serves MCP on port 50005 (sandbox/main.py: mcp_port), path /mcp. No other way to configure it
+# exists in any E2B repository. This step runs that command, with one difference: the JSON (it holds
+# the MCP secrets) reaches the command through the environment of a constant command body, so the
+# rendered script, the request that carries it and every log hold variable names only. The JSON is
+# then on the gateway's own argv inside the sandbox, as E2B's way requires: readable by the sandbox's
+# own processes. That protects nothing less than before: the agents in this sandbox can become root
+# (e2b-dev/infra .../finalize/configure.sh: `user` has NOPASSWD sudo), so nothing inside one sandbox
+# is hidden from its agents anyway. Only a sha256 of the JSON is kept on disk (to notice a change).
 _sw_step_begin
 _sw_mcp_report=null
+# The secrets reach it on its stdin (NAME NUL VALUE NUL ..., written by the builtin printf), not
+# through its environment: they are variables of this script, never exported.
 _sw_mcp_build='
 import json, os, sys
 spec = json.loads(os.environ["SWARM_MCP"])
 config = spec["config"]
+parts = sys.stdin.buffer.read().decode("utf-8", "surrogateescape").split("\0")
+values = dict(zip(parts[0::2], parts[1::2]))
 for server, field, env in spec.get("secrets", []):
-    if env not in os.environ:
+    if env not in values:
         sys.exit("the value for %s.%s was not provided" % (server, field))
-    config.setdefault(server, {})[field] = os.environ[env]
+    config.setdefault(server, {})[field] = values[env]
 for server in spec.get("workspace", []):
     config.setdefault(server, {})["paths"] = [os.environ["SWARM_WORKDIR"]]
 json.dump(config, sys.stdout, sort_keys=True)
 '
+_sw_gw_pids() {
+    # _sw_gw_pids NAME -> REPLY_PIDS: processes running a gateway named NAME with --config on our
+    # port (`--port N` when it is not E2B's, none when it is). Read from /proc, which shows every
+    # user's argv: the gateway runs as root, this script as the sandbox user.
+    local d i port
+    local -a argv
+    REPLY_PIDS=()
+    for d in /proc/[0-9]*; do
+        mapfile -d '' -t argv < "$d/cmdline" 2>/dev/null || continue
+        for (( i = 0; i + 1 < ${#argv[@]}; i++ )); do
+            [[ ${argv[i]##*/} == "$1" && ${argv[i+1]} == --config ]] || continue
+            port=$SWARM_MCP_E2B_PORT
+            for (( ; i + 1 < ${#argv[@]}; i++ )); do
+                [[ ${argv[i]} == --port ]] && port=${argv[i+1]}
+            done
+            [[ $port == "$SWARM_MCP_PORT" ]] && REPLY_PIDS+=("${d#/proc/}")
+            break
+        done
+    done
+}
+_sw_redact=()
+_sw_gw_log_tail() {
+    # The last line of the gateway's log, for a report, with every MCP secret and the access token
+    # masked: a gateway that fails may print its argv, which holds the configuration (the JSON, as
+    # it is, and each value JSON-escaped as it appears inside it).
+    local line v
+    line=$(tail -n 1 -- "$_sw_mcp_dir/gateway.log" 2>/dev/null | cut -c1-400) || line=''
+    for v in ${_sw_redact[@]+"${_sw_redact[@]}"}; do
+        [[ -n $v ]] || continue
+        line=${line//"$v"/***}
+        _sw_json "$v"; v=${REPLY:1:${#REPLY}-2}
+        line=${line//"$v"/***}
+    done
+    REPLY=${line:0:200}
+}
 if [[ -n $SWARM_MCP && $_sw_blocked == false ]]; then
     _sw_mcp_dir=$SWARM_STATE_DIR/mcp-gateway
     mkdir -p -- "$_sw_mcp_dir" && chmod 700 -- "$_sw_mcp_dir"
     [[ -s $_sw_mcp_dir/token ]] || python3 -c 'import secrets; print(secrets.token_hex(24))' > "$_sw_mcp_dir/token"
-    _sw_started=false _sw_unsupported=false _sw_gave_up=false
+    rm -f -- "$_sw_mcp_dir/config.json"   # an older script kept the JSON in a file: nothing reads it now
+    _sw_started=false _sw_gave_up=false _sw_checked=false
     _sw_restarts=$(cat -- "$_sw_mcp_dir/restarts" 2>/dev/null || true)
     [[ $_sw_restarts =~ ^[0-9]+$ ]] || _sw_restarts=0
-    if SWARM_MCP=$SWARM_MCP SWARM_WORKDIR=$SWARM_WORKDIR python3 -c "$_sw_mcp_build" > "$_sw_mcp_dir/config.json.new" 2> "$_sw_mcp_dir/build.err"; then
-        _sw_pid=$(cat -- "$_sw_mcp_dir/pid" 2>/dev/null || true)
+    _sw_gw=$(command -v "$SWARM_MCP_GATEWAY" 2>/dev/null || true)
+    # As root, as E2B's SDK runs it (user="root"); sudo keeps exactly these two variables.
+    _sw_gw_root=()
+    (( EUID == 0 )) || _sw_gw_root=(sudo -n --preserve-env=SWARM_MCP_CONFIG,GATEWAY_ACCESS_TOKEN)
+    _sw_msg=''
+    _sw_secrets_out() { local n; for n in $(compgen -v SWARM_SECRET_ || true); do printf '%s\0%s\0' "$n" "${!n}"; done; }
+    if ! _sw_cfg=$(_sw_secrets_out | SWARM_MCP=$SWARM_MCP SWARM_WORKDIR=$SWARM_WORKDIR python3 -c "$_sw_mcp_build" 2> "$_sw_mcp_dir/build.err"); then
+        _sw_msg="cannot build the MCP gateway configuration: $(tail -n 1 -- "$_sw_mcp_dir/build.err")"
+    elif [[ -z $_sw_gw ]]; then
+        _sw_msg="$SWARM_MCP_GATEWAY is not installed in the sandbox (use E2B's mcp-gateway template: swarm-operator template --from-template mcp-gateway)"
+    fi
+    # Script memory only (never exported, never written): what a report must never show.
+    _sw_redact=("$(< "$_sw_mcp_dir/token")")
+    for _sw_n in $(compgen -v SWARM_SECRET_ || true); do _sw_redact+=("${!_sw_n}"); done
+    if [[ -n $_sw_msg ]]; then
+        _sw_error mcp '' "$_sw_msg"
+        _sw_json "$_sw_msg"
+        _sw_mcp_report="{\"gateway\":false,\"servers\":null,\"restarts\":$_sw_restarts,\"error\":$REPLY}"
+    else
+        _sw_hash=$(printf '%s' "$_sw_cfg" | sha256sum); _sw_hash=${_sw_hash%% *}
         _sw_same=false
-        cmp -s -- "$_sw_mcp_dir/config.json.new" "$_sw_mcp_dir/config.json" 2>/dev/null && _sw_same=true
-        if _sw_running "$_sw_pid" && [[ $_sw_same == true ]]; then   # (a zombie is not running)
-            rm -f -- "$_sw_mcp_dir/config.json.new"   # running with exactly this configuration
+        [[ $(cat -- "$_sw_mcp_dir/config.sha256" 2>/dev/null || true) == "$_sw_hash" ]] && _sw_same=true
+        _sw_out=''
+        if [[ $_sw_same == true ]]; then
+            # Started before with exactly this configuration: one MCP exchange says whether it still serves.
+            _sw_now_ms
+            _sw_out=$(_sw_mcp_check "$_sw_mcp_dir/token" "$(( REPLY / 1000 ))" 2>&1 || true)
+        fi
+        if [[ $_sw_out == '{"gateway": true'* ]]; then
+            _sw_checked=true   # serving with this configuration: left alone
         else
-            # A gateway that died under an unchanged configuration is restarted within the same
-            # budget as an agent (healthCheck.maxRestarts); a new configuration starts the count afresh.
-            [[ $_sw_same == true ]] || _sw_restarts=0
-            if [[ $_sw_same == true && $_sw_pid =~ ^[0-9]+$ ]]; then
-                if (( SWARM_MAX_RESTARTS >= 0 && _sw_restarts >= SWARM_MAX_RESTARTS )); then
-                    _sw_gave_up=true
-                else
-                    _sw_restarts=$(( _sw_restarts + 1 ))
-                fi
+            # A gateway that stopped serving under an unchanged configuration is restarted within the
+            # same budget as an agent (healthCheck.maxRestarts); a new configuration starts the count afresh.
+            if [[ $_sw_same == false ]]; then
+                _sw_restarts=0
+            elif (( SWARM_MAX_RESTARTS >= 0 && _sw_restarts >= SWARM_MAX_RESTARTS )); then
+                _sw_gave_up=true
+            else
+                _sw_restarts=$(( _sw_restarts + 1 ))
             fi
             printf '%s' "$_sw_restarts" > "$_sw_mcp_dir/restarts"
             if [[ $_sw_gave_up == true ]]; then
-                rm -f -- "$_sw_mcp_dir/config.json.new"
-                _sw_msg="the MCP gateway died again with its restarts (healthCheck.maxRestarts) spent; not restarted. Its log ends: $(tail -n 1 -- "$_sw_mcp_dir/gateway.log" 2>/dev/null | cut -c1-200)"
+                _sw_gw_log_tail
+                _sw_msg="the MCP gateway died again with its restarts (healthCheck.maxRestarts) spent; not restarted. Its log ends: $REPLY"
                 _sw_json "$_sw_msg"
                 # Reported, not an error: the agents keep running; health and status.mcp say it.
                 _sw_mcp_report="{\"gateway\":false,\"servers\":null,\"restarts\":$_sw_restarts,\"error\":$REPLY}"
             else
-                [[ $_sw_pid =~ ^[0-9]+$ ]] && kill "$_sw_pid" 2>/dev/null && sleep 0.2
-                mv -f -- "$_sw_mcp_dir/config.json.new" "$_sw_mcp_dir/config.json"
+                # One gateway per port: an old one (another configuration, or hung) goes first, as root.
+                _sw_gw_pids "${_sw_gw##*/}"
+                if (( ${#REPLY_PIDS[@]} )); then
+                    ${_sw_gw_root[@]+"${_sw_gw_root[@]}"} /bin/sh -c 'kill "$@"' sh "${REPLY_PIDS[@]}" 2>/dev/null || true
+                    for (( _sw_i = 0; _sw_i < 40; _sw_i++ )); do
+                        _sw_gw_pids "${_sw_gw##*/}"
+                        (( ${#REPLY_PIDS[@]} )) || break
+                        sleep 0.05
+                    done
+                fi
+                _sw_port=()
+                (( SWARM_MCP_PORT == SWARM_MCP_E2B_PORT )) || _sw_port=(--port "$SWARM_MCP_PORT")
+                # E2B's gateway daemonises and its starter returns; one that stays in the foreground
+                # keeps running here. Either way this script does not wait: the MCP check below decides.
+                ( cd -- "$_sw_mcp_dir" && SWARM_MCP_CONFIG=$_sw_cfg GATEWAY_ACCESS_TOKEN=$(< "$_sw_mcp_dir/token") \
+                    exec setsid ${_sw_gw_root[@]+"${_sw_gw_root[@]}"} \
+                    /bin/sh -c 'exec "$0" --config "$SWARM_MCP_CONFIG" "$@"' "$_sw_gw" ${_sw_port[@]+"${_sw_port[@]}"} \
+                    < /dev/null > "$_sw_mcp_dir/gateway.log" 2>&1 9>&- ) &
+                printf '%s' "$_sw_hash" > "$_sw_mcp_dir/config.sha256"
                 _sw_started=true
             fi
         fi
-    else
-        _sw_error mcp '' "cannot build the MCP gateway configuration: $(tail -n 1 -- "$_sw_mcp_dir/build.err")"
-        rm -f -- "$_sw_mcp_dir/config.json.new"
     fi
-    # No secret outlives this point in the script's environment (the gateway gets its file).
+    unset -v _sw_cfg
+    # No secret outlives this point in the script's environment (the gateway has its own copy).
     for _sw_n in $(compgen -v SWARM_SECRET_ || true); do unset -v "$_sw_n"; done
-    if [[ $_sw_started == true ]]; then
-        if ! command -v "$SWARM_MCP_GATEWAY" >/dev/null 2>&1; then
-            _sw_started=false
-            _sw_error mcp '' "$SWARM_MCP_GATEWAY is not installed in the sandbox (use E2B's mcp-gateway template or swarm-operator template)"
-        else
-            # Whatever --help exits with, its text says whether the option exists.
-            _sw_help=$(timeout 10 "$SWARM_MCP_GATEWAY" --help < /dev/null 2>&1 || true)
-            if [[ $_sw_help != *--config-file* ]]; then
-                _sw_started=false _sw_unsupported=true
-                rm -f -- "$_sw_mcp_dir/config.json"   # nothing will read it: no secret left behind
-                _sw_msg="the sandbox's $SWARM_MCP_GATEWAY has no --config-file option; starting it E2B's way (--config <JSON>) would put the MCP secrets on its command line, which swarm-operator never does. Use a template whose gateway reads its configuration from a file, or remove spec.mcp"
-                _sw_json "$_sw_msg"
-                _sw_mcp_report="{\"gateway\":false,\"unsupported\":true,\"servers\":null,\"error\":$REPLY}"
-                _sw_error mcp '' "$_sw_msg"
-            else
-                ( cd -- "$_sw_mcp_dir" && GATEWAY_ACCESS_TOKEN=$(< "$_sw_mcp_dir/token") exec setsid \
-                    "$SWARM_MCP_GATEWAY" --config-file "$_sw_mcp_dir/config.json" --port "$SWARM_MCP_PORT" \
-                    < /dev/null > "$_sw_mcp_dir/gateway.log" 2>&1 9>&- ) &
-                printf '%s' "$!" > "$_sw_mcp_dir/pid"
-            fi
-        fi
-    fi
-    if [[ $_sw_unsupported == false && $_sw_gave_up == false ]]; then
+    if [[ $_sw_checked == true ]]; then
+        _sw_mcp_report="${_sw_out%$'\n'}"
+        _sw_mcp_report="${_sw_mcp_report%\}},\"started\":false,\"restarts\":$_sw_restarts}"
+    elif [[ $_sw_started == true ]]; then
         _sw_now_ms
         _sw_out=$(_sw_mcp_check "$_sw_mcp_dir/token" "$(( REPLY / 1000 + SWARM_MCP_START_TIMEOUT_S ))" 2>&1 || true)
         if [[ $_sw_out == '{"gateway": true'* ]]; then
             _sw_mcp_report="${_sw_out%$'\n'}"
-            _sw_mcp_report="${_sw_mcp_report%\}},\"started\":$_sw_started,\"restarts\":$_sw_restarts}"
+            _sw_mcp_report="${_sw_mcp_report%\}},\"started\":true,\"restarts\":$_sw_restarts}"
+            _sw_gw_pids "${_sw_gw##*/}"   # the daemon's pid, for the record (the stopping goes by /proc)
+            (( ${#REPLY_PIDS[@]} )) && printf '%s' "${REPLY_PIDS[0]}" > "$_sw_mcp_dir/pid"
         elif [[ $_sw_out == '{"gateway": false'* ]]; then
             _sw_mcp_report="${_sw_out%$'\n'}"
             _sw_mcp_report="${_sw_mcp_report%\}},\"restarts\":$_sw_restarts}"
             _sw_e=$(printf '%s' "$_sw_out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["error"])' 2>/dev/null || true)
-            _sw_error mcp '' "MCP gateway check failed: ${_sw_e:-$_sw_out}; its log ends: $(tail -n 1 -- "$_sw_mcp_dir/gateway.log" 2>/dev/null | cut -c1-200)"
+            _sw_gw_log_tail
+            _sw_error mcp '' "MCP gateway check failed: ${_sw_e:-$_sw_out}; its log ends: $REPLY"
         else
             _sw_error mcp '' "MCP gateway check failed: ${_sw_out:$(( ${#_sw_out} > 300 ? ${#_sw_out} - 300 : 0 ))}"
         fi
     fi
 fi
 for _sw_n in $(compgen -v SWARM_SECRET_ || true); do unset -v "$_sw_n"; done
+_sw_redact=()
 _sw_step_end mcp
 
 # -- agent configuration (Claude Code): onboarding done, coordinator allowed + hooked, gateway --
@@ -324,6 +426,254 @@ if [[ -n $SWARM_AGENT_CONFIG && $_sw_blocked == false ]]; then
     fi
 fi
 _sw_step_end agent_config
+
+# -- provision: install what the template lacks, once per sandbox --
+# Any Debian-based template whose user has passwordless sudo works on the first apply (E2B's do:
+# e2b-dev/infra packages/orchestrator/pkg/template/build/phases/finalize/configure.sh gives `user`
+# NOPASSWD: ALL). E2B's `base` (e2b-dev/E2B templates/base/e2b.Dockerfile) has git, curl, Node and npm
+# but no tmux and no agent CLI. Everything is checked first, so a prebuilt template (swarm-operator
+# template --build) and every rerun install nothing, and then no provision step is reported at all.
+# Each installer is bounded by `timeout` (its process group is sent SIGTERM, which sudo passes on to
+# the installer, and SIGKILL 10 s later); a failure is a reported error naming what failed and its
+# log, never a hang. It runs here, after every secret has left this script's environment (env,
+# workspace and mcp unset them), so no installer (nor a package's install script) inherits one; and
+# not at all when the workspace blocked the agents.
+_sw_step_begin
+_sw_provisioned=false
+_sw_prov_log=$SWARM_STATE_DIR/provision.log
+# As root: directly when this script already is root, else through sudo without a prompt (-n: a
+# sudo that wants a password fails at once instead of waiting for one). An argv prefix, not a
+# function, so that `timeout` can run it.
+_sw_as_root=()
+(( EUID == 0 )) || _sw_as_root=(sudo -n)
+_sw_installer() {
+    # _sw_installer WHAT CMD... -- one bounded installer, its output appended to the provision log.
+    local what=$1 rc=0
+    shift
+    _sw_prov_why=''
+    _sw_provisioned=true
+    printf '\n## %s: %s\n' "$what" "$*" >> "$_sw_prov_log"
+    timeout -k 10 "$SWARM_INSTALL_TIMEOUT_S" "$@" < /dev/null >> "$_sw_prov_log" 2>&1 9>&- || rc=$?
+    (( rc == 0 )) && return 0
+    if (( rc == 124 || rc == 137 )); then
+        _sw_prov_why="timed out after ${SWARM_INSTALL_TIMEOUT_S}s"
+    else
+        _sw_prov_why="exit status $rc"
+    fi
+    return 1
+}
+_sw_prov_fail() {
+    # _sw_prov_fail WHAT -- the reported error: what, why, and the end of the log.
+    local last
+    last=$(tail -n 3 -- "$_sw_prov_log" 2>/dev/null | tr '\n' ' ' || true)
+    _sw_error provision '' "installing $1 failed ($_sw_prov_why; see $_sw_prov_log): ${last:0:300}"
+}
+_sw_can_root() {
+    (( EUID == 0 )) && return 0
+    command -v sudo >/dev/null 2>&1 && sudo -n true >/dev/null 2>&1 9>&-
+}
+_sw_coord_fail() { _sw_json "$1"; _sw_coord_error=$REPLY; _sw_error coordinator '' "$1"; }
+# The template's own python3, never the coordinator venv's (its bin leads PATH since prepare).
+_sw_py=$(PATH=${PATH#"$SWARM_COORD_BIN:"} && command -v -- "$SWARM_PYTHON" || printf '%s' "$SWARM_PYTHON")
+_sw_npm_pack() {
+    # _sw_npm_pack PACKAGE INTEGRITY DIR -> REPLY: PACKAGE's tarball, packed (`npm pack`, as the
+    # sandbox user, into DIR, a fresh directory in the 0700 state directory) and checked against
+    # INTEGRITY (the registry's dist.integrity, recorded in the operator) before anything installs
+    # it. sha512sum, base64 and od are coreutils: no other tool is assumed.
+    local want got
+    local -a found
+    mkdir -p -- "$3"
+    _sw_installer "$1 (npm pack)" npm pack --silent --pack-destination "$3" "$1" || return 1
+    found=("$3"/*.tgz)
+    if (( ${#found[@]} != 1 )) || [[ ! -f ${found[0]} ]]; then
+        _sw_prov_why="npm pack left no single tarball in $3"
+        return 1
+    fi
+    got=$(sha512sum < "${found[0]}"); got=${got%% *}
+    want=$(printf '%s' "${2#sha512-}" | base64 -d 2>/dev/null | od -An -v -tx1 | tr -d ' \n')
+    if [[ $2 != sha512-* || -z $want || $got != "$want" ]]; then
+        _sw_prov_why="integrity mismatch: the packed $1 is not the pinned $2; not installed"
+        return 1
+    fi
+    REPLY=${found[0]}
+}
+_sw_npm_verified() {
+    # _sw_npm_verified -> REPLY_ARGV: the npm install arguments for the pinned agent CLI, every
+    # tarball verified: the package itself and, when the operator pins its native per-platform
+    # package (SWARM_AGENT_CLI_NATIVE: uname -m, package, integrity, ...), the one for this
+    # machine, installed beside it with --omit=optional so npm fetches nothing unpinned.
+    local dir=$SWARM_STATE_DIR/npm-pack machine i
+    REPLY_ARGV=()
+    rm -rf -- "$dir"
+    if ! _sw_npm_pack "$SWARM_AGENT_CLI" "$SWARM_AGENT_CLI_INTEGRITY" "$dir/cli"; then
+        rm -rf -- "$dir"
+        return 1
+    fi
+    REPLY_ARGV=("$REPLY")
+    (( ${#SWARM_AGENT_CLI_NATIVE[@]} )) || return 0
+    machine=$(uname -m)
+    for (( i = 0; i + 2 < ${#SWARM_AGENT_CLI_NATIVE[@]}; i += 3 )); do
+        [[ ${SWARM_AGENT_CLI_NATIVE[i]} == "$machine" ]] || continue
+        if ! _sw_npm_pack "${SWARM_AGENT_CLI_NATIVE[i+1]}" "${SWARM_AGENT_CLI_NATIVE[i+2]}" "$dir/native"; then
+            rm -rf -- "$dir"
+            return 1
+        fi
+        REPLY_ARGV=(--omit=optional "${REPLY_ARGV[0]}" "$REPLY")
+        return 0
+    done
+    _sw_prov_why="no pinned native package of $SWARM_AGENT_CLI for this machine ($machine)"
+    rm -rf -- "$dir"
+    return 1
+}
+_sw_coord_pip() {
+    # The coordinator into its venv. With a lock (the default pin's, shipped with the operator):
+    # first its dependencies, every one a wheel whose sha256 the lock names (--require-hashes also
+    # refuses a dependency the lock lacks), then the coordinator itself from its pinned git commit
+    # (the commit id is its content hash), --no-deps, built by the locked backend
+    # (--no-build-isolation: nothing unhashed is fetched to build it). Without a lock (a custom
+    # coordinator.install) pip installs the requirement and its dependencies as it resolves them.
+    local py=$SWARM_COORD_VENV/bin/python
+    local -a pip=("$py" -m pip install --disable-pip-version-check --no-input --quiet)
+    if [[ -z $SWARM_COORD_LOCK ]]; then
+        _sw_installer "coordinator" "${pip[@]}" -- "$SWARM_COORD_INSTALL"
+        return
+    fi
+    printf '%s\n' "$SWARM_COORD_LOCK" > "$SWARM_COORD_VENV/coordinator.lock"
+    _sw_coord_step="its dependencies from the hashed lock $SWARM_COORD_VENV/coordinator.lock"
+    _sw_installer "coordinator dependencies (hashed lock)" "${pip[@]}" --require-hashes --only-binary=:all: \
+        -r "$SWARM_COORD_VENV/coordinator.lock" || return 1
+    _sw_coord_step="the coordinator at its pinned commit"
+    _sw_installer "coordinator" "${pip[@]}" --no-deps --no-build-isolation -- "$SWARM_COORD_INSTALL"
+}
+if [[ $_sw_blocked == false ]]; then
+    _sw_apt=()
+    command -v tmux >/dev/null 2>&1 || _sw_apt+=(tmux)
+    _sw_agent_cli_missing=false
+    if [[ -n $SWARM_AGENT_CLI ]] && ! command -v "$SWARM_COMMAND" >/dev/null 2>&1; then
+        _sw_agent_cli_missing=true
+    fi
+    _sw_coord_want=false
+    if [[ $SWARM_COORD_ENABLED == 1 && $SWARM_COORD_INSTALL != preinstalled ]]; then
+        _sw_marker=$SWARM_COORD_VENV/.swarm-requirement
+        if [[ -x $SWARM_COORD_BIN/claudeswarm && -f $_sw_marker && "$(< "$_sw_marker")" == "$SWARM_COORD_INSTALL" ]]; then
+            _sw_coord_installed=true   # already satisfied: exactly this requirement was installed
+        elif [[ -f $HOME/.swarm-template/coordinator && "$(< "$HOME/.swarm-template/coordinator")" == "$SWARM_COORD_INSTALL" ]] \
+                && command -v claudeswarm >/dev/null 2>&1; then
+            _sw_coord_installed=true   # the prebuilt template (swarm-operator template) ships this exact pin
+        else
+            _sw_coord_want=true
+            # The coordinator needs Python >= SWARM_COORD_PYTHON; E2B's base has 3.11.6 (it builds on
+            # python:3.11). An older python3 gets a managed Python from uv for the venv instead.
+            _sw_coord_uv=false
+            if ! "$_sw_py" -c 'import sys; sys.exit(sys.version_info[:2] < tuple(map(int, sys.argv[1].split("."))))' \
+                    "$SWARM_COORD_PYTHON" >/dev/null 2>&1; then
+                _sw_coord_uv=true
+            # Debian's own python3 has no venv module without python3-venv (E2B's base builds on
+            # python:3.11, which has it); only then is it added to the apt install.
+            elif [[ ! -x $SWARM_COORD_VENV/bin/python ]] && ! "$_sw_py" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+                _sw_apt+=(python3-venv)
+            fi
+        fi
+    fi
+    if (( ${#_sw_apt[@]} )) || [[ $_sw_agent_cli_missing == true ]]; then
+        if ! command -v timeout >/dev/null 2>&1; then
+            _sw_error provision '' "cannot install ${_sw_apt[*]-} $SWARM_AGENT_CLI: timeout (coreutils) is missing, so an installer could not be bounded"
+            _sw_apt=() _sw_agent_cli_missing=false
+        elif ! _sw_can_root; then
+            _sw_error provision '' "cannot install ${_sw_apt[*]-} $SWARM_AGENT_CLI: not root and no passwordless sudo (use a template that has them: swarm-operator template --build)"
+            _sw_apt=() _sw_agent_cli_missing=false
+        fi
+    fi
+    if (( ${#_sw_apt[@]} )); then
+        if ! command -v apt-get >/dev/null 2>&1; then
+            _sw_error provision '' "cannot install ${_sw_apt[*]}: apt-get is missing (not a Debian-based template; use swarm-operator template --build)"
+        elif ! _sw_installer "apt-get update" ${_sw_as_root[@]+"${_sw_as_root[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get update; then
+            _sw_prov_fail "${_sw_apt[*]} (apt-get update)"
+        elif ! _sw_installer "apt-get install" ${_sw_as_root[@]+"${_sw_as_root[@]}"} env DEBIAN_FRONTEND=noninteractive \
+                apt-get install -y --no-install-recommends "${_sw_apt[@]}"; then
+            _sw_prov_fail "${_sw_apt[*]}"
+        else
+            hash -r
+            _sw_installed+=("${_sw_apt[@]}")
+            command -v tmux >/dev/null 2>&1 || _sw_error provision '' "apt-get installed tmux, but tmux is not on PATH"
+        fi
+    fi
+    if [[ $_sw_agent_cli_missing == true ]]; then
+        if ! command -v npm >/dev/null 2>&1; then
+            _sw_error provision '' "cannot install $SWARM_AGENT_CLI: npm is missing (use a template with Node.js, or swarm-operator template --build)"
+        elif [[ -n $SWARM_AGENT_CLI_INTEGRITY ]] && ! _sw_npm_verified; then
+            _sw_prov_fail "$SWARM_AGENT_CLI"
+        elif [[ -n $SWARM_AGENT_CLI_INTEGRITY ]] \
+                && ! _sw_installer "$SWARM_AGENT_CLI" ${_sw_as_root[@]+"${_sw_as_root[@]}"} npm install -g "${REPLY_ARGV[@]}"; then
+            _sw_prov_fail "$SWARM_AGENT_CLI"
+        elif [[ -z $SWARM_AGENT_CLI_INTEGRITY ]] \
+                && ! _sw_installer "$SWARM_AGENT_CLI" ${_sw_as_root[@]+"${_sw_as_root[@]}"} npm install -g "$SWARM_AGENT_CLI"; then
+            _sw_prov_fail "$SWARM_AGENT_CLI"
+        else
+            rm -rf -- "$SWARM_STATE_DIR/npm-pack"
+            hash -r
+            _sw_installed+=("$SWARM_AGENT_CLI")
+            command -v "$SWARM_COMMAND" >/dev/null 2>&1 \
+                || _sw_error provision '' "npm installed $SWARM_AGENT_CLI, but $SWARM_COMMAND is not on PATH"
+        fi
+    fi
+    if [[ $SWARM_COORD_ENABLED == 1 && $SWARM_COORD_INSTALL == preinstalled ]]; then
+        if command -v claudeswarm >/dev/null 2>&1; then
+            _sw_coord_installed=true
+        else
+            _sw_coord_fail 'coordinator is "preinstalled" but claudeswarm is not on PATH'
+        fi
+    elif [[ $_sw_coord_want == true ]]; then
+        # Into a venv of its own, as the sandbox user. "--" ends pip's options: a requirement can never
+        # be read as a flag (--index-url=...).
+        _sw_prov_why='' _sw_coord_step=''
+        if ! command -v timeout >/dev/null 2>&1; then
+            _sw_coord_fail "cannot install the coordinator: timeout (coreutils) is missing, so pip could not be bounded"
+        elif [[ $_sw_coord_uv == true ]]; then
+            # uv at its pin into the user's site (no root needed), then a venv on a Python uv manages
+            # (downloaded once into ~/.local/share/uv), then the coordinator into it. uv reads its
+            # own index variable: a pip mirror the template configures (PIP_INDEX_URL) serves uv too,
+            # exported only around these calls (never to the agents, never in an argv). A Debian
+            # python3 is "externally managed" (PEP 668) and refuses even --user installs unless told
+            # (PIP_BREAK_SYSTEM_PACKAGES, which older pips ignore): --user touches only ~/.local.
+            _sw_uv_have=$("$_sw_py" -m uv --version 2>/dev/null || true)
+            _sw_uv_index=false
+            if [[ -n ${PIP_INDEX_URL-} && -z ${UV_DEFAULT_INDEX-} && -z ${UV_INDEX_URL-} ]]; then
+                export UV_DEFAULT_INDEX=$PIP_INDEX_URL
+                _sw_uv_index=true
+            fi
+            if { [[ "$_sw_uv_have " == "uv ${SWARM_UV_PIN#uv==} "* ]] \
+                        || { _sw_installer "uv" env PIP_BREAK_SYSTEM_PACKAGES=1 "$_sw_py" -m pip install --user --disable-pip-version-check \
+                                --no-input --quiet -- "$SWARM_UV_PIN" && _sw_installed+=("$SWARM_UV_PIN"); }; } \
+                    && { [[ -x $SWARM_COORD_VENV/bin/python ]] \
+                        || _sw_installer "coordinator python" "$_sw_py" -m uv venv --quiet \
+                            --python "$SWARM_COORD_PYTHON" -- "$SWARM_COORD_VENV"; } \
+                    && _sw_installer "coordinator" "$_sw_py" -m uv pip install --quiet \
+                        --python "$SWARM_COORD_VENV/bin/python" -- "$SWARM_COORD_INSTALL" \
+                    && [[ -x $SWARM_COORD_BIN/claudeswarm ]]; then
+                printf '%s' "$SWARM_COORD_INSTALL" > "$_sw_marker"
+                _sw_coord_installed=true
+                _sw_installed+=("$SWARM_COORD_INSTALL")
+            else
+                [[ -x $SWARM_COORD_BIN/claudeswarm ]] || _sw_prov_why=${_sw_prov_why:-"no claudeswarm in $SWARM_COORD_BIN afterwards"}
+                _sw_last=$(tail -n 3 -- "$_sw_prov_log" 2>/dev/null | tr '\n' ' ' || true)
+                _sw_coord_fail "installing the coordinator failed (with uv: python3 is older than $SWARM_COORD_PYTHON): $SWARM_COORD_INSTALL ($_sw_prov_why; see $_sw_prov_log): ${_sw_last:0:300}"
+            fi
+            if [[ $_sw_uv_index == true ]]; then unset UV_DEFAULT_INDEX; fi
+        elif { [[ -x $SWARM_COORD_VENV/bin/python ]] \
+                    || _sw_installer "coordinator venv" "$_sw_py" -m venv -- "$SWARM_COORD_VENV"; } \
+                && _sw_coord_pip && [[ -x $SWARM_COORD_BIN/claudeswarm ]]; then
+            printf '%s' "$SWARM_COORD_INSTALL" > "$_sw_marker"
+            _sw_coord_installed=true
+            _sw_installed+=("$SWARM_COORD_INSTALL")
+        else
+            [[ -x $SWARM_COORD_BIN/claudeswarm ]] || _sw_prov_why=${_sw_prov_why:-"no claudeswarm in $SWARM_COORD_BIN afterwards"}
+            _sw_last=$(tail -n 3 -- "$_sw_prov_log" 2>/dev/null | tr '\n' ' ' || true)
+            _sw_coord_fail "installing the coordinator failed: $SWARM_COORD_INSTALL (${_sw_coord_step:+$_sw_coord_step: }$_sw_prov_why; see $_sw_prov_log): ${_sw_last:0:300}"
+        fi
+    fi
+fi
+if [[ $_sw_provisioned == true ]]; then _sw_step_end provision; fi
 
 # -- tmux: one server on the private socket, one session, one tagged pane per agent --
 _sw_step_begin
@@ -422,44 +772,6 @@ elif [[ $_sw_server == true ]]; then
     _sw_error tmux '' "could not list the panes of session $SWARM_SESSION"
 fi
 _sw_step_end tmux
-
-# -- coordinator install (runs while the agents boot) --
-_sw_step_begin
-_sw_coord_fail() { _sw_json "$1"; _sw_coord_error=$REPLY; _sw_error coordinator '' "$1"; }
-if [[ $SWARM_COORD_ENABLED == 1 ]]; then
-    if [[ $SWARM_COORD_INSTALL == preinstalled ]]; then
-        if command -v claudeswarm >/dev/null 2>&1; then
-            _sw_coord_installed=true
-        else
-            _sw_coord_fail 'coordinator is "preinstalled" but claudeswarm is not on PATH'
-        fi
-    else
-        _sw_marker=$SWARM_COORD_VENV/.swarm-requirement
-        if [[ -x $SWARM_COORD_BIN/claudeswarm && -f $_sw_marker && "$(< "$_sw_marker")" == "$SWARM_COORD_INSTALL" ]]; then
-            _sw_coord_installed=true   # already satisfied: exactly this requirement was installed
-        elif [[ -f $HOME/.swarm-template/coordinator && "$(< "$HOME/.swarm-template/coordinator")" == "$SWARM_COORD_INSTALL" ]] \
-                && command -v claudeswarm >/dev/null 2>&1; then
-            _sw_coord_installed=true   # the prebuilt template (swarm-operator template) ships this exact pin
-        else
-            _sw_log=$SWARM_STATE_DIR/coordinator-install.log
-            _sw_timeout=()
-            command -v timeout >/dev/null 2>&1 && _sw_timeout=(timeout "$SWARM_INSTALL_TIMEOUT_S")
-            # "--" ends pip's options: a requirement can never be read as a flag (--index-url=...).
-            if { [[ -x $SWARM_COORD_VENV/bin/python ]] || "$SWARM_PYTHON" -m venv -- "$SWARM_COORD_VENV"; } > "$_sw_log" 2>&1 \
-                && ${_sw_timeout[@]+"${_sw_timeout[@]}"} "$SWARM_COORD_VENV/bin/python" -m pip install \
-                    --disable-pip-version-check --no-input --quiet -- "$SWARM_COORD_INSTALL" >> "$_sw_log" 2>&1 \
-                && [[ -x $SWARM_COORD_BIN/claudeswarm ]]; then
-                printf '%s' "$SWARM_COORD_INSTALL" > "$_sw_marker"
-                _sw_coord_installed=true
-                _sw_installed+=(coordinator)
-            else
-                _sw_last=$(tail -n 3 -- "$_sw_log" 2>/dev/null | tr '\n' ' ' || true)
-                _sw_coord_fail "installing the coordinator failed (see $_sw_log): ${_sw_last:0:300}"
-            fi
-        fi
-    fi
-fi
-_sw_step_end coordinator_install
 
 # -- ready: poll (bounded) until every agent is alive (exec'd, pane not dead, for settle time) or dead --
 # An agent counts as alive once it has run for SWARM_SETTLE_MS (its age from the kernel's start

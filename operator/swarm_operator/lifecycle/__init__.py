@@ -31,13 +31,15 @@ from swarm_operator.lifecycle.agents import default_api_key_ref
 from swarm_operator.lifecycle.delete import UnusableSpec, delete
 from swarm_operator.lifecycle.health import check_health, probe_interval
 from swarm_operator.lifecycle.lease import renew_lease
-from swarm_operator.lifecycle.reconcile import reconcile, refuse_spec
+from swarm_operator.lifecycle.reconcile import reconcile, refuse_spec, resume
 from swarm_operator.lifecycle.rotation import watch_secrets
 from swarm_operator.lifecycle.runtime import (
     BackendProvider,
     EventRecorder,
     GiveUp,
     Memory,
+    MemoryReleaseRecord,
+    ReleaseRecord,
     ResourceRef,
     RetryLater,
     Runtime,
@@ -49,6 +51,8 @@ __all__ = [
     "EventRecorder",
     "GiveUp",
     "Memory",
+    "MemoryReleaseRecord",
+    "ReleaseRecord",
     "ResourceRef",
     "RetryLater",
     "Runtime",
@@ -60,6 +64,7 @@ __all__ = [
     "probe_interval",
     "reconcile",
     "refuse_spec",
+    "resume",
     "renew_lease",
     "watch_secrets",
 ]

@@ -19,10 +19,16 @@ from typing import NoReturn
 import pydantic
 
 from swarm_operator import agentconfig, bootstrap, logs
-from swarm_operator.backend import AuthenticationFailed, BackendError, SandboxBackend, SandboxInfo, SandboxNotFound
+from swarm_operator.backend import (
+    AuthenticationFailed,
+    BackendError,
+    SandboxBackend,
+    SandboxInfo,
+    SandboxNotFound,
+)
 from swarm_operator.conditions import TERMINAL_REASONS, ConditionType, Reason
 from swarm_operator.config import Settings
-from swarm_operator.lifecycle import budget
+from swarm_operator.lifecycle import bounds
 from swarm_operator.lifecycle.runtime import ResourceRef, Runtime
 from swarm_operator.lifecycle.sandbox import kill_and_record
 from swarm_operator.lifecycle.status import StatusBook, give_up
@@ -106,10 +112,10 @@ def plan(ref: ResourceRef, spec: SwarmSandboxSpec, envs: Mapping[str, str],
         args=list(spec.agent.args),
         env_names=sorted(n for n in envs if not n.startswith(bootstrap.SECRET_ENV_PREFIX)),
         coordinator_enabled=spec.coordinator.enabled,
-        coordinator_install=spec.coordinator.install,
+        coordinator_install=spec.coordinator.install or settings.coordinator_install,
         ready_timeout_s=settings.ready_timeout_seconds,
-        install_timeout_s=budget.install_timeout_seconds(settings),
-        git_timeout_s=budget.git_timeout_seconds(settings),
+        install_timeout_s=bounds.install_timeout_seconds(settings),
+        git_timeout_s=bounds.git_timeout_seconds(settings),
         restart_dead=spec.health_check.restart_dead_agents,
         max_restarts=spec.health_check.max_restarts,
         workdir=(workspace.path or DEFAULT_WORKSPACE_PATH) if workspace else "",
@@ -221,20 +227,26 @@ async def initialise(
     script = bootstrap.render_setup(setup_plan)
     # The budget is the sandbox's, in status: a restart (or a retry after another failure)
     # continues the count instead of starting over (see lifecycle.budget).
-    first = budget.used(book, sandbox.id) + 1
+    first = bounds.used(book, sandbox.id) + 1
     cause = _last_cause(book) if first > settings.init_attempts else ""
     for attempt in range(first, settings.init_attempts + 1):
         started = time.monotonic()
         try:
+            # The first run on a template that lacks tmux, the agent CLI or the coordinator installs
+            # them, each installer bounded by the script: allow all of it, or the run is cut before
+            # it can report. Later runs install nothing and return as fast as before.
             result = await backend.run(
-                sandbox.id, script, envs=envs, timeout_s=budget.setup_timeout_seconds(settings),
+                sandbox.id, script, stdin=bootstrap.secret_input(envs),
+                timeout_s=bounds.setup_timeout_seconds(settings) + setup_plan.provision_budget_s,
             )
             count_command(book, failed=not result.ok)
-            report = bootstrap.parse_report(result.stdout)
+            report = bootstrap.parse_report(report_text(result.stdout, ref.uid))
         except (AuthenticationFailed, SandboxNotFound):
             raise
         except BackendError as exc:
             count_command(book, failed=True)
+            # A flood past the output cap or a hang to the timeout is the sandbox's doing, like a
+            # 4xx or a 5xx: only a terminal refusal ends here; everything else spends an attempt.
             if exc.reason in TERMINAL_REASONS and not exc.transient:
                 raise
             # Timeouts, 4xx, 5xx alike: each spends one attempt, so no failure keeps a sandbox
@@ -247,14 +259,19 @@ async def initialise(
             book.step("init", time.monotonic() - started)
             book.runtime.metrics.sandbox_initialised(time.monotonic() - started)
             for name, seconds in report.steps.items():
-                book.step(f"init.{name}", seconds)
+                # provision is its own step: what a prebuilt template saves is read at a glance.
+                book.step(name if name == "provision" else f"init.{name}", seconds)
+            if report.installed:
+                book.event("Normal", Reason.PROVISIONED,
+                           f"installed {', '.join(report.installed)} at start; skip this with "
+                           f"`swarm-operator template --build`")
             record_agents(book, spec, report.panes, report.agents.ready, report.restarted)
             record_tools(book, spec, report)
             await _refuse_unfixable(book, backend, sandbox, report)
             ready = report.agents.ready
             shortfall = registry_shortfall(spec, report)
             if report.ready and ready >= spec.agents and shortfall is None:
-                budget.clear(book, sandbox.id)
+                bounds.clear(book, sandbox.id)
                 book.set(ConditionType.AGENTS_READY, "True", Reason.AVAILABLE,
                          f"{ready}/{spec.agents} agents running")
                 logger.info("%d/%d agents running", ready, spec.agents,
@@ -265,13 +282,13 @@ async def initialise(
             if shortfall is not None and report.ready and ready >= spec.agents:
                 cause = f"step coordinator: {shortfall}"
             if report.errors:
-                cause += ": " + "; ".join(
+                cause += ": " + logs.sandbox_text("; ".join(
                     f"{e.step}{'' if e.agent is None else f' agent {e.agent}'}: {e.message}"
                     for e in report.errors
-                )[:2000]
+                ), ref.uid, limit=2000, keep="head")
         # Counted once it failed, and written with the retry message below (or the kill): an
         # attempt cut short by an operator restart is not the sandbox's failure and is not spent.
-        budget.charge(book, sandbox.id, attempt)
+        bounds.charge(book, sandbox.id, attempt)
         if attempt < settings.init_attempts:
             unregistered = cause.startswith("step coordinator:")
             book.set(ConditionType.AGENTS_READY, "False",
@@ -279,7 +296,7 @@ async def initialise(
                      f"attempt {attempt}/{settings.init_attempts} failed, retrying: {cause}")
             await book.commit()
             await asyncio.sleep(settings.init_backoff_seconds * 2 ** (attempt - 1))
-    await budget.exhausted(book, backend, sandbox.id, cause)
+    await bounds.exhausted(book, backend, sandbox.id, cause)
 
 
 def _last_cause(book: StatusBook) -> str:
@@ -319,11 +336,6 @@ async def _refuse_unfixable(book: StatusBook, backend: SandboxBackend, sandbox: 
         # A branch where a pin is required: the spec must change; the sandbox holds no agents.
         await _refuse(book, backend, sandbox, Reason.INVALID_SPEC, "the workspace ref floats",
                       f"invalid spec: spec.workspace.ref: {report.workspace.error}")
-    if report.mcp is not None and report.mcp.unsupported:
-        # Retrying cannot help: the template's gateway would need the secrets on its argv.
-        await _refuse(book, backend, sandbox, Reason.MCP_GATEWAY_UNSUPPORTED,
-                      "its MCP gateway cannot be started without exposing secrets",
-                      report.mcp.error or "the MCP gateway is unsupported")
 
 
 async def _refuse(book: StatusBook, backend: SandboxBackend, sandbox: SandboxInfo, reason: Reason,
@@ -333,13 +345,27 @@ async def _refuse(book: StatusBook, backend: SandboxBackend, sandbox: SandboxInf
     await give_up(book, reason, message)
 
 
+def report_text(stdout: str, uid: str) -> str:
+    """A script's stdout, redacted with the resource's (``uid``) secrets before it is parsed.
+
+    Everything read from a report (step errors, gateway messages, workspace fields) and every parse
+    error (which quotes cut pieces of the output) then carries no secret value: redacting after a
+    cut could miss a secret cut in half.
+    """
+    return logs.REDACTOR.redact(stdout, uid)
+
+
 def mcp_down(spec: SwarmSandboxSpec, gateway: bootstrap.McpReport | None) -> bool:
     """The spec wants MCP servers and the last look found the gateway not answering."""
     return bool(spec.mcp) and gateway is not None and not gateway.gateway
 
 
-def mcp_items(spec: SwarmSandboxSpec, gateway: bootstrap.McpReport | None) -> list[McpServerStatus]:
-    """status.mcp from one look at the gateway (a setup run or a health probe)."""
+def mcp_items(spec: SwarmSandboxSpec, gateway: bootstrap.McpReport | None, uid: str) -> list[McpServerStatus]:
+    """status.mcp from one look at the gateway (a setup run or a health probe).
+
+    The messages are the gateway's own words (its log lines, a server's error), so sandbox text:
+    redacted with the resource's (``uid``) secrets and bounded before they reach status.
+    """
     items = []
     for entry in spec.mcp:
         if gateway is None:
@@ -355,7 +381,8 @@ def mcp_items(spec: SwarmSandboxSpec, gateway: bootstrap.McpReport | None) -> li
             state, message = "Failed", f"the gateway does not report server {entry.server_key}"
         else:
             state, message = ("Ready" if server.ok else "Failed"), server.message
-        items.append(McpServerStatus(name=entry.name, state=state, message=message[:1024]))
+        items.append(McpServerStatus(name=entry.name, state=state,
+                                     message=logs.sandbox_text(message, uid, limit=1024, keep="head")))
     return items
 
 
@@ -364,12 +391,18 @@ def record_tools(book: StatusBook, spec: SwarmSandboxSpec, report: bootstrap.Boo
     if spec.workspace is None:
         book.status.workspace = None
     elif report.workspace is not None:
-        book.status.workspace = WorkspaceStatus(repo=report.workspace.repo, ref=report.workspace.ref,
-                                                commit=report.workspace.commit, path=report.workspace.path)
+        # Echoed by the script from inside the sandbox: redacted, and bounded to what status holds
+        # (an overlong value would otherwise fail the status model, not just look odd).
+        def text(value: str | None, limit: int) -> str | None:
+            return None if value is None else logs.sandbox_text(value, book.ref.uid, limit=limit, keep="head")
+        workspace = report.workspace
+        book.status.workspace = WorkspaceStatus(repo=text(workspace.repo, 2048), ref=text(workspace.ref, 255),
+                                                commit=text(workspace.commit, 64),
+                                                path=text(workspace.path, 4096))
     if not spec.mcp:
         book.status.mcp = None
         return
-    book.status.mcp = mcp_items(spec, report.mcp)
+    book.status.mcp = mcp_items(spec, report.mcp, book.ref.uid)
 
 
 def record_agents(book: StatusBook, spec: SwarmSandboxSpec, panes: Sequence[bootstrap.PaneReport],

@@ -1,111 +1,160 @@
-"""The initialisation budget: how a sandbox that never gets its agents up ends.
+"""What stops the meter: ``spec.budget`` and ``spec.idle``.
 
-Every failed setup attempt on a sandbox is counted in ``status.sandbox.initAttempts``, in status so
-the count survives an operator restart (an attempt the restart itself cut short is not counted: it
-costs at most one setup timeout per restart). Every failure that is not terminal on its own (a timeout, a 4xx, a 5xx, a script that printed no
-report, agents that did not come up) spends one attempt; when ``SWARM_INIT_ATTEMPTS`` are spent the
-sandbox is killed and the resource is Failed (``InitFailed``). A success clears the count.
-
-The bound this gives, from the moment a sandbox is on record until it is Ready or killed (see
-:func:`init_bound_seconds`): ``attempts × (setup timeout + control timeout) + Σ init backoff +
-attempts × reconcile backoff cap`` — each attempt is one bounded command, and between two
-reconciles kopf waits at most the backoff cap. While the kill itself fails, the lease is not renewed
-past the spent budget (:func:`spent`), so E2B ends the sandbox within one lease.
+* **Budget.** Checked by every reconcile (before a sandbox is created or resumed) and every health
+  probe, against the spend estimated *now* (:func:`cost.check_budget`), and the health daemon
+  looks again as soon as the limit will be reached (:func:`next_look`), so a running sandbox goes
+  over by at most a few seconds. Reaching it sets ``BudgetExceeded=True`` and posts an Event once;
+  ``Suspend`` pauses the sandbox (the meter stops, work is kept: phase Suspended) and ``Delete``
+  kills it (the resource stays, Failed with reason BudgetExceeded, to say why). Raising or clearing
+  the limit is a spec change: the reconcile finds the budget no longer exceeded and resumes (or
+  creates) the sandbox.
+* **Idle.** The health probe reports how long every agent has been quiet (no pane output, no
+  coordinator registry change, on the sandbox's own clock; no extra call). Past
+  ``spec.idle.idleAfterSeconds`` the sandbox is paused (``Suspended`` reason Idle). It stays paused
+  through reconciles of the same generation (an operator restart does not wake it); a spec change,
+  or :func:`resume_idle` (``swarm-operator resume``), resumes it.
 """
 
 from __future__ import annotations
 
-from typing import NoReturn
+import logging
+import time
+from datetime import datetime, timezone
 
-from swarm_operator.backend import AuthenticationFailed, BackendError, SandboxBackend, SandboxNotFound
-from swarm_operator.conditions import TERMINAL_REASONS, Reason
-from swarm_operator.config import Settings
+from swarm_operator.backend import SandboxBackend, SandboxNotFound
+from swarm_operator.bootstrap import HealthReport
+from swarm_operator.conditions import ConditionType, Reason, find
+from swarm_operator.cost import BudgetVerdict, check_budget, seconds_until_exceeded, spent_today
+from swarm_operator.lifecycle import spend
+from swarm_operator.lifecycle.runtime import ResourceRef, Runtime
 from swarm_operator.lifecycle.sandbox import kill_and_record
-from swarm_operator.lifecycle.status import StatusBook, give_up
+from swarm_operator.lifecycle.status import StatusBook
+from swarm_operator.model import CostStatus, SwarmSandboxSpec, SwarmSandboxStatus
 
-__all__ = ["charge", "charge_failure", "clear", "exhausted", "init_bound_seconds", "setup_timeout_seconds", "spent", "used"]
+logger = logging.getLogger("swarm_operator.lifecycle")
 
+__all__ = ["enforce", "idle_hold", "lifted", "next_look", "pause", "verdict", "went_idle"]
 
-def setup_timeout_seconds(settings: Settings) -> float:
-    """How long one setup run may take before the backend cuts it (CommandTimeout): the agents'
-    ready wait plus one command's timeout for everything before it (clone, coordinator install)."""
-    return settings.ready_timeout_seconds + settings.command_timeout_seconds
-
-
-def install_timeout_seconds(settings: Settings) -> int:
-    """The coordinator install's own bound, inside the setup run's: four fifths of the command
-    timeout, so the install ends (and is reported as the failing step) before the run is cut."""
-    return max(1, int(settings.command_timeout_seconds * 0.8))
+#: The soonest the health daemon looks again for a budget about to be reached: a floor, so a
+#: resource whose probe is skipped (initialising) cannot spin.
+MIN_LOOK_SECONDS = 2.0
 
 
-def git_timeout_seconds(settings: Settings) -> int:
-    """Each network git call's bound (the workspace fetch may make two): two fifths of the command
-    timeout, so a server that never answers fails the workspace step by name, not the whole run."""
-    return max(1, int(settings.command_timeout_seconds * 0.4))
+def verdict(ref: ResourceRef, spec: SwarmSandboxSpec, cost: CostStatus | None, runtime: Runtime,
+            now: datetime) -> tuple[BudgetVerdict, str]:
+    """The resource's budget verdict at ``now`` and the action it calls for: its own
+    ``spec.budget`` first, then the operator's per-namespace daily cap, which applies to resources
+    on the operator's default key and always suspends (the namespace's work is kept; the next UTC
+    day, or a raised cap, resumes it)."""
+    own = check_budget(spec.budget, cost, now)
+    if own.exceeded:
+        assert spec.budget is not None  # a verdict of "exceeded" needs a budget
+        return own, spec.budget.action
+    memory = runtime.remember(ref.uid)
+    memory.namespace = ref.namespace
+    memory.default_key = spec.e2b is None or spec.e2b.api_key_secret_ref is None
+    if cost is not None:
+        memory.cost = cost
+    cap = runtime.settings.max_usd_per_namespace_per_day
+    if cap is None or not memory.default_key:
+        return own, "Suspend"
+    today = sum(spent_today(m.cost, now) for m in runtime.memory.values()
+                if m.namespace == ref.namespace and m.default_key and m.cost is not None)
+    if today < cap:
+        return own, "Suspend"
+    return BudgetVerdict(True, (
+        f"budget exceeded: namespace {ref.namespace} spent an estimated ${today:.4f} today (UTC) on "
+        f"the operator's default E2B key, of its daily cap ${cap:g} (SWARM_MAX_USD_PER_NAMESPACE_PER_DAY); "
+        f"the sandbox is paused until the next UTC day or a raised cap")), "Suspend"
 
 
-def init_bound_seconds(settings: Settings) -> float:
-    """Upper bound on the time from a sandbox on record to Ready or killed, while E2B answers
-    (see the module docstring). The property test asserts it."""
-    attempts = settings.init_attempts
-    per_attempt = setup_timeout_seconds(settings) + settings.control_timeout_seconds
-    pauses = sum(settings.init_backoff_seconds * 2 ** i for i in range(attempts))
-    # One identity call (30 s) and the create/list calls before the first attempt.
-    overhead = 30 + 3 * settings.control_timeout_seconds
-    return attempts * (per_attempt + settings.max_retry_delay_seconds * 1.2) + pauses + overhead
+def lifted(ref: ResourceRef, spec: SwarmSandboxSpec, status: SwarmSandboxStatus, runtime: Runtime,
+           now: datetime) -> bool:
+    """Whether a budget pause no longer holds without a spec change (the namespace's day rolled
+    over, or its cap was raised): the health daemon then has the resource reconciled, resuming it."""
+    suspended = find(status.conditions, ConditionType.SUSPENDED)
+    if spec.suspend or suspended is None or suspended.status != "True" \
+            or suspended.reason != Reason.BUDGET_EXCEEDED:
+        return False
+    return not verdict(ref, spec, status.cost, runtime, now)[0].exceeded
 
 
-def used(book: StatusBook, sandbox_id: str) -> int:
-    """Attempts already spent on ``sandbox_id`` (0 for a sandbox status does not name: a
-    replacement's attempts are counted by its caller, in memory)."""
+async def enforce(book: StatusBook, spec: SwarmSandboxSpec, backend: SandboxBackend,
+                  now: datetime) -> str | None:
+    """Whether the budget holds the sandbox stopped: if it is reached, act on it (pause or kill)
+    and return the action taken (``Suspend``/``Delete``); if not, clear ``BudgetExceeded`` (a
+    raised or cleared limit) and return None. Nothing is committed: the caller does."""
+    found, action = verdict(book.ref, spec, book.status.cost, book.runtime, now)
+    held = find(book.status.conditions, ConditionType.BUDGET_EXCEEDED)
+    if not found.exceeded:
+        if held is not None and held.status == "True":
+            book.set(ConditionType.BUDGET_EXCEEDED, "False", Reason.WITHIN_BUDGET, found.message)
+            book.event("Normal", Reason.WITHIN_BUDGET, f"{found.message}; the sandbox is resumed")
+        return None
+    book.set(ConditionType.BUDGET_EXCEEDED, "True", Reason.BUDGET_EXCEEDED, found.message)
+    if held is None or held.status != "True":
+        book.event("Warning", Reason.BUDGET_EXCEEDED, found.message)
+        logger.warning("%s", found.message, extra=book.ref.log_extra)
+    if action == "Suspend":
+        await pause(book, backend, Reason.BUDGET_EXCEEDED, found.message)
+    else:
+        sandbox = book.status.sandbox
+        if sandbox is not None and sandbox.id:
+            await kill_and_record(book, backend, sandbox.id, Reason.BUDGET_EXCEEDED, found.message,
+                                  "no agents: " + found.message)
+            book.status.network = None
+        book.set(ConditionType.SYNCED, "False", Reason.BUDGET_EXCEEDED,
+                 f"{found.message}; raise or clear spec.budget to start a new sandbox")
+    return action
+
+
+async def pause(book: StatusBook, backend: SandboxBackend, reason: Reason, message: str) -> None:
+    """Pause the sandbox for ``reason`` (E2B keeps memory and files; compute billing stops) and
+    record ``Suspended=True``: phase Suspended, Ready=False. Already paused is fine; a sandbox found
+    gone is forgotten (the resume creates one)."""
     sandbox = book.status.sandbox
-    if sandbox is None or sandbox.id != sandbox_id:
-        return 0
-    return sandbox.init_attempts or 0
+    if sandbox is not None and sandbox.id:
+        started = time.monotonic()
+        try:
+            await backend.pause(sandbox.id)
+            spend.meter(book, "Paused")
+        except SandboxNotFound:
+            book.status.sandbox = None
+            book.set(ConditionType.SANDBOX_CREATED, "False", Reason.SANDBOX_NOT_FOUND,
+                     f"sandbox {sandbox.id} is gone; a new one is created on resume")
+            spend.meter(book, "Stopped")
+        book.step("pause", time.monotonic() - started)
+        message = f"sandbox {sandbox.id} is paused: {message}"
+    book.set(ConditionType.SUSPENDED, "True", reason, message)
 
 
-def charge(book: StatusBook, sandbox_id: str, attempts: int) -> None:
-    """Record that ``attempts`` attempts are spent (or started) on ``sandbox_id``."""
-    sandbox = book.status.sandbox
-    if sandbox is not None and sandbox.id == sandbox_id:
-        book.status.sandbox = sandbox.model_copy(update={"init_attempts": attempts})
+def went_idle(spec: SwarmSandboxSpec, report: HealthReport) -> str | None:
+    """Why the swarm counts as idle now (a message), or None: spec.idle is set and every agent has
+    been quiet at least ``idleAfterSeconds`` by the probe's report."""
+    if spec.idle is None:
+        return None
+    quiet = report.idle_seconds()
+    if quiet is None or quiet < spec.idle.idle_after_seconds:
+        return None
+    return (f"every agent has been idle for {quiet}s (spec.idle.idleAfterSeconds: "
+            f"{spec.idle.idle_after_seconds}); change the spec or run `swarm-operator resume` to resume")
 
 
-def clear(book: StatusBook, sandbox_id: str) -> None:
-    """The agents are up: the next setup run (a scale, a resume) starts a fresh budget."""
-    sandbox = book.status.sandbox
-    if sandbox is not None and sandbox.id == sandbox_id and sandbox.init_attempts is not None:
-        book.status.sandbox = sandbox.model_copy(update={"init_attempts": None})
+def idle_hold(book: StatusBook) -> bool:
+    """Whether the sandbox stays paused for idleness: it was paused as Idle under this very
+    generation. A later generation (a spec change) resumes it."""
+    suspended = find(book.status.conditions, ConditionType.SUSPENDED)
+    return (suspended is not None and suspended.status == "True" and suspended.reason == Reason.IDLE
+            and suspended.observed_generation == book.ref.generation)
 
 
-def spent(book: StatusBook, sandbox_id: str) -> bool:
-    return used(book, sandbox_id) >= book.runtime.settings.init_attempts
+def next_look(spec: SwarmSandboxSpec | None, status: SwarmSandboxStatus, interval: float) -> float:
+    """Seconds until the health daemon should look again: its interval, or sooner when a running
+    sandbox will reach its budget before then (acting "within one health interval" at worst)."""
+    if spec is None or spec.budget is None or status.cost is None or status.cost.state != "Running":
+        return interval
 
-
-async def exhausted(book: StatusBook, backend: SandboxBackend, sandbox_id: str, cause: str) -> NoReturn:
-    """Budget spent: kill first, then report, so a crash in between still leaves no leak behind
-    (the next reconcile sees the id gone, or the count spent, and ends the same way)."""
-    attempts = book.runtime.settings.init_attempts
-    await kill_and_record(
-        book, backend, sandbox_id, Reason.INIT_FAILED,
-        f"sandbox {sandbox_id} killed after {attempts} failed initialisations", cause)
-    await give_up(book, Reason.INIT_FAILED,
-                  f"initialisation failed {attempts} times, last: {cause}; "
-                  f"the sandbox was killed; change the spec to try again")
-
-
-async def charge_failure(book: StatusBook, backend: SandboxBackend, sandbox_id: str,
-                         exc: BackendError) -> None:
-    """A backend failure on a tracked sandbox outside the setup run itself (the identity call, the
-    stop before a restart): it spends one attempt like a failed run, so a sandbox whose every call
-    times out still ends. Failures that end on their own terms (a rejected key, a gone sandbox, a
-    terminal reason) are left to the caller."""
-    if isinstance(exc, (AuthenticationFailed, SandboxNotFound)) or \
-            (exc.reason in TERMINAL_REASONS and not exc.transient):
-        return
-    attempts = used(book, sandbox_id) + 1
-    charge(book, sandbox_id, attempts)
-    cause = f"step identity: {exc.reason}: {exc.message}"
-    if attempts >= book.runtime.settings.init_attempts:
-        await exhausted(book, backend, sandbox_id, cause)
-    await book.commit()
+    wait = seconds_until_exceeded(spec.budget, status.cost, datetime.now(timezone.utc))
+    if wait is None:
+        return interval
+    return max(min(interval, wait + 1.0), MIN_LOOK_SECONDS)

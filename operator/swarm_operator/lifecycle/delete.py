@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shlex
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,11 +18,13 @@ from swarm_operator import bootstrap
 from swarm_operator.backend import NO_RETRY, AuthenticationFailed, BackendError, SandboxBackend, SandboxNotFound
 from swarm_operator.conditions import Reason
 from swarm_operator.config import Settings
+from swarm_operator.lifecycle import spend
 from swarm_operator.lifecycle.agents import read_secrets, teardown_plan
 from swarm_operator.lifecycle.ownership import owned
 from swarm_operator.lifecycle.runtime import ResourceRef, RetryLater, Runtime, backoff
+from swarm_operator.lifecycle.tenancy import refusal, uses_default_key
 from swarm_operator.model import InvalidSpecError, SwarmSandboxSpec, SwarmSandboxStatus
-from swarm_operator.names import RELEASED_MARKER, TAG_UID
+from swarm_operator.names import TAG_UID
 from swarm_operator.secrets import SecretNotFound
 
 logger = logging.getLogger("swarm_operator.lifecycle")
@@ -37,12 +38,16 @@ class UnusableSpec:
 
     error: InvalidSpecError
     deletion_policy: str
+    #: The spec names its own E2B key (else Orphan is not honoured: see lifecycle.tenancy).
+    own_key: bool = False
 
     @classmethod
     def of(cls, spec_body: Mapping[str, Any] | None, error: InvalidSpecError) -> UnusableSpec:
         field = SwarmSandboxSpec.model_fields["deletion_policy"]
         wanted = (spec_body or {}).get(field.alias or "deletionPolicy", field.default)
-        return cls(error, "Orphan" if wanted == "Orphan" else str(field.default))
+        e2b = (spec_body or {}).get("e2b")
+        own_key = isinstance(e2b, Mapping) and bool(e2b.get("apiKeySecretRef"))
+        return cls(error, "Orphan" if wanted == "Orphan" else str(field.default), own_key)
 
 
 async def delete(
@@ -61,6 +66,7 @@ async def delete(
     """
     async with runtime.lock(ref.uid):
         await _delete(ref, spec, status, runtime, retry)
+    spend.close(ref, status, runtime)
     runtime.forget(ref.uid)
     runtime.limiter.release(ref.uid)
     runtime.metrics.forget(ref.uid)
@@ -75,13 +81,27 @@ async def _delete(
     retry: int,
 ) -> None:
     known_id = status.sandbox.id if status.sandbox else None
+    if ref.namespace == runtime.settings.namespace and runtime.api_key(ref.uid) is None:
+        # Refused by the tenancy policy: never served, and its Secrets (the operator's own
+        # namespace's) are not read even to delete. A sandbox an older build made stops by itself
+        # within one lease, since nobody renews it.
+        logger.info("nothing to delete in the operator's own namespace", extra=ref.log_extra)
+        return
+    if isinstance(spec, SwarmSandboxSpec) and not known_id and runtime.api_key(ref.uid) is None \
+            and refusal(ref.namespace, spec, runtime.settings) is not None:
+        return  # refused by the tenancy policy and given no sandbox: no key to read, nothing to kill
     api_key = await _key_for_delete(ref, spec, runtime, retry)
     if api_key is None:
         return
     backend = runtime.backends.for_key(api_key)
     if spec.deletion_policy == "Orphan":
-        await _release(ref, backend, known_id, runtime)
-        return
+        own_key = spec.own_key if isinstance(spec, UnusableSpec) else not uses_default_key(spec)
+        if own_key:
+            await _release(ref, backend, known_id, runtime)
+            return
+        # The default key never pays for an untracked sandbox (OrphanNotAllowed): torn down.
+        logger.info("deletionPolicy Orphan is not honoured with the default key: tearing down",
+                    extra=ref.log_extra)
     started = time.monotonic()
     try:
         tagged = await backend.list({TAG_UID: ref.uid})
@@ -121,18 +141,24 @@ async def _still_ours(ref: ResourceRef, backend: SandboxBackend, sandbox_id: str
 async def _release(
     ref: ResourceRef, backend: SandboxBackend, sandbox_id: str | None, runtime: Runtime
 ) -> None:
-    """Leave the sandbox running, untracked: mark it released and give it a long timeout.
+    """Leave the sandbox running, untracked: record it released and give it a long timeout.
 
     Without a new timeout the short lease (the dead-man's switch) would kill a sandbox the user
-    asked to keep. The mark tells the orphan sweeper to leave it alone.
+    asked to keep. The record (the operator's own, outside the sandbox: see
+    :class:`~.runtime.ReleaseRecord`) tells the orphan sweeper to leave it alone; it is written
+    first, so a sandbox is never long-lived and unrecorded.
     """
     if sandbox_id and not await _still_ours(ref, backend, sandbox_id, runtime):
         sandbox_id = None
     if sandbox_id:
+        timeout = runtime.settings.orphan_timeout_seconds
         try:
-            await backend.run(sandbox_id, f"printf '%s\\n' {shlex.quote(ref.uid)} > {RELEASED_MARKER}",
-                              timeout_s=30)
-            await backend.set_timeout(sandbox_id, runtime.settings.orphan_timeout_seconds)
+            await runtime.released.record(sandbox_id, ref, time.time() + timeout + 60)
+        except Exception as exc:  # the API server away, or the record full: retried
+            raise RetryLater(f"cannot record the release of sandbox {sandbox_id} yet: {exc}",
+                             delay=backoff(runtime.settings, 0), reason=Reason.BACKEND_ERROR) from None
+        try:
+            await backend.set_timeout(sandbox_id, timeout)
         except SandboxNotFound:
             pass
         except BackendError as exc:

@@ -4,6 +4,15 @@ One call into the sandbox returns its panes (and the coordinator registry and MC
 is written only when something a person would care about changed. Dead agents (and a dead MCP
 gateway) are restarted in place by re-running the idempotent setup script, within
 ``healthCheck.maxRestarts`` each.
+
+A circuit breaker keeps one misbehaving sandbox from costing the operator (or its other tenants)
+anything: a probe the *sandbox* failed — output past the backend's cap, a hang to the probe
+timeout, a report that cannot be read — is a fault. Faults in a row are counted in
+``status.health.sandboxFaults`` (so a restarted operator carries on counting), make the resource
+Degraded with the fault's reason, and double the wait before the next probe; at
+``SWARM_QUARANTINE_AFTER`` the sandbox is killed and the resource Failed with reason
+SandboxQuarantined. A failure of E2B itself (unreachable, rate limited) is not the sandbox's doing:
+it neither counts nor resets the streak.
 """
 
 from __future__ import annotations
@@ -11,9 +20,16 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timezone
 
-from swarm_operator import bootstrap
-from swarm_operator.backend import BackendError, SandboxBackend, SandboxNotFound
+from swarm_operator import bootstrap, logs
+from swarm_operator.backend import (
+    BackendError,
+    CommandTimeout,
+    OutputLimitExceeded,
+    SandboxBackend,
+    SandboxNotFound,
+)
 from swarm_operator.conditions import ConditionType, Reason
+from swarm_operator.lifecycle import budget, spend
 from swarm_operator.lifecycle.agents import (
     agent_files,
     mcp_down,
@@ -24,19 +40,33 @@ from swarm_operator.lifecycle.agents import (
     record_agents,
     record_tools,
     registry_shortfall,
+    report_text,
 )
 from swarm_operator.lifecycle.ownership import disown, owned
 from swarm_operator.lifecycle.runtime import ResourceRef, Runtime
+from swarm_operator.lifecycle.sandbox import kill_and_record
 from swarm_operator.lifecycle.status import StatusBook
 from swarm_operator.model import HealthCheckSpec, HealthStatus, Phase, SwarmSandboxSpec, SwarmSandboxStatus
 
 logger = logging.getLogger("swarm_operator.lifecycle")
 
 
-def probe_interval(spec: SwarmSandboxSpec | None) -> float:
-    """Seconds between two probes: the spec's ``healthCheck.intervalSeconds``, or the model's
-    default when there is no usable spec (the reconcile reports why)."""
-    return float((spec.health_check if spec is not None else HealthCheckSpec()).interval_seconds)
+#: What the longest backed-off wait between two probes may be (or the spec's interval, if longer).
+MAX_PROBE_BACKOFF_S = 900.0
+#: The failures only the sandbox causes (see the module docstring); a ValueError is a report that
+#: could not be read.
+_FAULTS = (OutputLimitExceeded, CommandTimeout, ValueError)
+
+
+def probe_interval(spec: SwarmSandboxSpec | None, status: SwarmSandboxStatus | None = None) -> float:
+    """Seconds until the next probe: the spec's ``healthCheck.intervalSeconds`` (or the model's
+    default when there is no usable spec: the reconcile reports why), doubled for every fault in a
+    row of the sandbox so a misbehaving one costs less and less until it is quarantined; sooner
+    when the running sandbox will reach its budget before then."""
+    base = float((spec.health_check if spec is not None else HealthCheckSpec()).interval_seconds)
+    faults = status.health.sandbox_faults if status is not None and status.health is not None else 0
+    interval = min(base * 2 ** min(faults, 16), max(base, MAX_PROBE_BACKOFF_S))
+    return budget.next_look(spec, status, interval) if status is not None else interval
 
 
 async def check_health(
@@ -53,22 +83,38 @@ async def check_health(
     re-running the idempotent setup script; past that the resource stays Degraded with the counts.
     Raises :class:`SandboxNotFound` when the sandbox is gone, so the caller can reconcile.
     """
+    if budget.lifted(ref, spec, status, runtime, datetime.now(timezone.utc)):
+        # A budget pause that ends without a spec change (the namespace's day rolled over):
+        # resumed by exactly the reconcile a spec change gets (imported here: it imports us).
+        from swarm_operator.lifecycle.reconcile import reconcile
+
+        await reconcile(ref, spec, status, runtime)
+        return
     async with runtime.lock(ref.uid):
         book = StatusBook(ref, status, runtime)
         sandbox = book.status.sandbox
         api_key = runtime.api_key(ref.uid)
         if sandbox is None or sandbox.id is None or api_key is None:
             return
-        if spec.suspend or book.status.phase in (Phase.FAILED, Phase.INITIALIZING, Phase.CREATING):
-            return
+        if spec.suspend or book.status.phase in (Phase.FAILED, Phase.INITIALIZING, Phase.CREATING,
+                                                 Phase.SUSPENDED):
+            return  # (a probe would resume a paused sandbox: E2B's connect does)
         backend = runtime.backends.for_key(api_key)
+        if await budget.enforce(book, spec, backend, datetime.now(timezone.utc)) is not None:
+            await book.commit()
+            return
         probe_plan = plan(ref, spec, {}, runtime.settings)
         previous = book.status.health or HealthStatus()
+        if previous.sandbox_faults >= runtime.settings.quarantine_after:
+            # Counted out already (the kill failed, or the operator restarted before it): no probe.
+            await _quarantine(book, backend, sandbox.id)
+            return
         try:
             if not await owned(runtime, ref, backend, sandbox.id):
                 await disown(book, sandbox.id)  # probed nothing: the reconcile adopts or creates
-            result = await backend.run(sandbox.id, bootstrap.render_probe(probe_plan), timeout_s=60)
-            report = bootstrap.parse_health(result.stdout)
+            result = await backend.run(sandbox.id, bootstrap.render_probe(probe_plan),
+                                       timeout_s=runtime.settings.probe_timeout_seconds)
+            report = bootstrap.parse_health(report_text(result.stdout, ref.uid))
         except SandboxNotFound:
             if book.status.sandbox is None:
                 raise  # disowned: already recorded
@@ -78,12 +124,17 @@ async def check_health(
             book.set(ConditionType.AGENTS_READY, "False", Reason.SANDBOX_NOT_FOUND,
                      "the sandbox running the agents is gone")
             book.status.health = _verdict(previous, Reason.SANDBOX_NOT_FOUND)
+            spend.meter(book, "Stopped")
             await book.commit()
             raise
         except (BackendError, ValueError) as exc:
-            reason = exc.reason if isinstance(exc, BackendError) else Reason.PROBE_FAILED
             _count_probes(book, failed=True)
-            book.status.health = _verdict(previous, f"{reason}: {exc}"[:1024])
+            await _probe_failed(book, backend, sandbox.id, previous, exc)
+            return
+        idle = budget.went_idle(spec, report)
+        if idle is not None:
+            await budget.pause(book, backend, Reason.IDLE, idle)
+            book.event("Normal", Reason.IDLE, f"sandbox {sandbox.id} paused: {idle}")
             await book.commit()
             return
         down = mcp_down(spec, report.mcp)
@@ -91,7 +142,7 @@ async def check_health(
         mcp_healable = down and report.mcp is not None \
             and report.mcp.restarts < spec.health_check.max_restarts
         if spec.mcp and report.mcp is not None:
-            book.status.mcp = mcp_items(spec, report.mcp)
+            book.status.mcp = mcp_items(spec, report.mcp, ref.uid)
         if report.healthy:
             if mcp_healable and spec.health_check.restart_dead_agents:
                 await _heal(book, spec, backend, sandbox.id)  # restarts the gateway
@@ -124,6 +175,7 @@ async def check_health(
         verdict = verdict.model_copy(update={"last_probe_time": previous.last_probe_time})
         book.status.health = verdict
         runtime.remember(ref.uid).quiet_probes += 1
+        spend.meter(book, "Running")  # rewrites status.cost only when SWARM_COST_REFRESH_MINUTES passed
         if book.changed():
             _count_probes(book, failed=False)
             book.status.health = verdict.model_copy(
@@ -139,12 +191,15 @@ async def _heal(book: StatusBook, spec: SwarmSandboxSpec, backend: SandboxBacken
     _, envs = await read_secrets(ref, spec, runtime)
     setup_plan = plan(ref, spec, envs, runtime.settings, await agent_files(ref, spec, runtime))
     try:
-        result = await backend.run(sandbox_id, bootstrap.render_setup(setup_plan), envs=envs,
+        result = await backend.run(sandbox_id, bootstrap.render_setup(setup_plan),
+                                   stdin=bootstrap.secret_input(envs),
                                    timeout_s=runtime.settings.ready_timeout_seconds
                                    + runtime.settings.command_timeout_seconds)
-        report = bootstrap.parse_report(result.stdout)
+        report = bootstrap.parse_report(report_text(result.stdout, ref.uid))
     except (BackendError, ValueError) as exc:
         logger.warning("self-heal failed: %s", exc, extra={**ref.log_extra, "sandbox_id": sandbox_id})
+        if isinstance(exc, _FAULTS):  # the setup run misbehaved just like a probe can
+            await _probe_failed(book, backend, sandbox_id, book.status.health, exc)
         return
     record_agents(book, spec, report.panes, report.agents.ready, report.restarted)
     record_tools(book, spec, report)
@@ -186,10 +241,65 @@ def _registered(spec: SwarmSandboxSpec, report: bootstrap.HealthReport) -> str |
     return None
 
 
-def _verdict(previous: HealthStatus | None, reason: str | None) -> HealthStatus:
-    """A probe's verdict, stamped now: Healthy without a reason, else one more failure in a row."""
+async def _probe_failed(book: StatusBook, backend: SandboxBackend, sandbox_id: str,
+                        previous: HealthStatus | None, exc: BackendError | ValueError) -> None:
+    """Record a probe (or self-heal run) that gave no answer; count it if the sandbox caused it,
+    and degrade or quarantine the resource by the count."""
+    reason = exc.reason if isinstance(exc, BackendError) else Reason.PROBE_FAILED
+    # The message may quote the sandbox (a report's parse error): redacted and bounded like any.
+    text = logs.sandbox_text(f"{reason}: {exc}", book.ref.uid, limit=1024, keep="head")
+    fault = isinstance(exc, _FAULTS)
+    book.status.health = _verdict(previous, text, fault=fault, answered=False)
+    faults, limit = book.status.health.sandbox_faults, book.runtime.settings.quarantine_after
+    if fault and faults >= limit:
+        await _quarantine(book, backend, sandbox_id)
+        return
+    if fault:
+        book.set(ConditionType.AGENTS_READY, "False", reason,
+                 f"the sandbox failed {faults} health probe(s) in a row ({text}); probes back off, "
+                 f"and at {limit} in a row the sandbox is killed (SandboxQuarantined)")
+    await book.commit()
+
+
+async def _quarantine(book: StatusBook, backend: SandboxBackend, sandbox_id: str) -> None:
+    """Kill a sandbox that keeps misbehaving and make its resource Failed (SandboxQuarantined).
+
+    Killed first, recorded after: a crash in between leaves no billing sandbox. When the kill
+    itself fails (E2B unreachable) the count stays in status and the next probe tick tries again.
+    """
+    health = book.status.health or HealthStatus()
+    message = (f"sandbox {sandbox_id} was quarantined: it misbehaved on {health.sandbox_faults} "
+               f"health probes in a row, last: {health.reason or 'unknown'}; it was killed; "
+               f"change the spec (or its agents' command) to try again")
+    try:
+        await kill_and_record(book, backend, sandbox_id, Reason.SANDBOX_QUARANTINED,
+                              f"sandbox {sandbox_id} killed: quarantined", message)
+    except BackendError as exc:
+        logger.warning("quarantine of sandbox %s deferred: %s", sandbox_id, exc,
+                       extra={**book.ref.log_extra, "sandbox_id": sandbox_id})
+        await book.commit()
+        return
+    book.status.agents = None
+    # The count was this sandbox's: whatever sandbox a spec change brings starts from zero.
+    book.status.health = health.model_copy(update={"sandbox_faults": 0})
+    book.set(ConditionType.SYNCED, "False", Reason.SANDBOX_QUARANTINED, message)
+    await book.commit()
+    logger.warning("%s: %s", Reason.SANDBOX_QUARANTINED, message,
+                   extra={**book.ref.log_extra, "sandbox_id": sandbox_id})
+
+
+def _verdict(previous: HealthStatus | None, reason: str | None, *, fault: bool = False,
+             answered: bool = True) -> HealthStatus:
+    """A probe's verdict, stamped now: Healthy without a reason, else one more failure in a row.
+
+    Sandbox faults in a row: one more on a ``fault``; back to 0 once the sandbox ``answered`` (a
+    readable report, healthy or not); carried over when E2B itself failed (no answer, no fault).
+    """
     now = datetime.now(timezone.utc)
+    before = previous or HealthStatus()
+    faults = before.sandbox_faults + 1 if fault else (0 if answered else before.sandbox_faults)
     if reason is None:
-        return HealthStatus(status="Healthy", consecutive_failures=0, last_probe_time=now)
-    failures = (previous or HealthStatus()).consecutive_failures + 1
-    return HealthStatus(status="Unhealthy", reason=reason, consecutive_failures=failures, last_probe_time=now)
+        return HealthStatus(status="Healthy", consecutive_failures=0, sandbox_faults=faults,
+                            last_probe_time=now)
+    return HealthStatus(status="Unhealthy", reason=reason, consecutive_failures=before.consecutive_failures + 1,
+                        sandbox_faults=faults, last_probe_time=now)

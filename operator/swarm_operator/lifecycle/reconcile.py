@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from typing import NoReturn
 
 from swarm_operator import network
@@ -23,14 +24,23 @@ from swarm_operator.backend import (
     RateLimited,
     SandboxBackend,
     SandboxInfo,
+    SandboxNotFound,
 )
-from swarm_operator.conditions import TERMINAL_REASONS, ConditionType, Reason
-from swarm_operator.lifecycle import budget
+from swarm_operator.conditions import TERMINAL_REASONS, ConditionType, Reason, find
+from swarm_operator.lifecycle import bounds, budget, spend
 from swarm_operator.lifecycle.agents import agent_files, initialise, plan, read_secrets, unusable
 from swarm_operator.lifecycle.rotation import restore, rotated, secrets_applied, stop_agents
 from swarm_operator.lifecycle.runtime import GiveUp, ResourceRef, RetryLater, Runtime, backoff
-from swarm_operator.lifecycle.sandbox import ensure_sandbox, replace, suspend, verify_identity
+from swarm_operator.lifecycle.sandbox import (
+    ensure_sandbox,
+    kill_and_record,
+    lifetime_handover_due,
+    replace,
+    suspend,
+    verify_identity,
+)
 from swarm_operator.lifecycle.status import StatusBook, give_up
+from swarm_operator.lifecycle.tenancy import Refusal, refusal
 from swarm_operator.model import InvalidSpecError, NetworkStatus, SwarmSandboxSpec, SwarmSandboxStatus
 from swarm_operator.secrets import SecretNotFound
 
@@ -51,7 +61,30 @@ async def reconcile(
     in the status (``Synced=False`` with a stable reason and a message a person can act on).
     """
     async with runtime.lock(ref.uid):
-        return await _reconcile(ref, spec, StatusBook(ref, status, runtime), retry)
+        book = StatusBook(ref, status, runtime)
+        spend.note_applied(book)
+        written = await _reconcile(ref, spec, book, retry)
+        spend.note_ready(book)
+        return written
+
+
+async def resume(
+    ref: ResourceRef,
+    spec: SwarmSandboxSpec,
+    status: SwarmSandboxStatus,
+    runtime: Runtime,
+    *,
+    retry: int = 0,
+) -> SwarmSandboxStatus:
+    """``swarm-operator resume``: lift an idle pause (``Suspended`` reason Idle), then reconcile,
+    which resumes the sandbox. Anything else (spec.suspend, a budget) keeps holding: the reconcile
+    says why. Raises like :func:`reconcile`."""
+    async with runtime.lock(ref.uid):
+        book = StatusBook(ref, status, runtime)
+        if budget.idle_hold(book):
+            book.set(ConditionType.SUSPENDED, "False", Reason.RESUMED, "resume requested")
+            book.event("Normal", Reason.RESUMED, "resume requested: the idle sandbox is resumed")
+        return await _reconcile(ref, spec, book, retry)
 
 
 async def refuse_spec(
@@ -67,6 +100,9 @@ async def _reconcile(
     ref: ResourceRef, spec: SwarmSandboxSpec, book: StatusBook, retry: int
 ) -> SwarmSandboxStatus:
     runtime = book.runtime
+    refused = refusal(ref.namespace, spec, runtime.settings)
+    if refused is not None:  # before any Secret is read: see lifecycle.tenancy
+        return await _refuse_by_policy(book, refused)
     await _stay_ended(book)
     try:
         api_key, envs = await read_secrets(ref, spec, runtime)
@@ -97,6 +133,12 @@ async def _reconcile(
     try:
         if spec.suspend:
             await suspend(book, backend)
+        elif (action := await budget.enforce(book, spec, backend, datetime.now(timezone.utc))) is not None:
+            if action == "Delete":  # the sandbox is killed; only a spec change brings one back
+                synced = find(book.status.conditions, ConditionType.SYNCED)
+                return await give_up(book, Reason.BUDGET_EXCEEDED, synced.message if synced else "")
+        elif budget.idle_hold(book):
+            pass  # paused for idleness under this generation: a spec change or `resume` wakes it
         else:
             await _run(book, spec, backend, policy, envs, files, changed, retry)
     except BackendError as exc:
@@ -109,7 +151,7 @@ async def _reconcile(
 #: Failures that killed the sandbox and say "change the spec to try again": a resume (operator
 #: restart) or a Secret tick on the same generation must not start another sandbox, or a
 #: crash-looping operator would re-create (and re-fail, and re-bill) every resource it failed.
-_ENDED = frozenset({Reason.INIT_FAILED, Reason.SANDBOX_EXPIRED, Reason.MCP_GATEWAY_UNSUPPORTED})
+_ENDED = frozenset({Reason.INIT_FAILED, Reason.SANDBOX_EXPIRED, Reason.SANDBOX_QUARANTINED})
 
 
 async def _stay_ended(book: StatusBook) -> None:
@@ -119,6 +161,29 @@ async def _stay_ended(book: StatusBook) -> None:
     if book.ref.generation is None or synced.observed_generation != book.ref.generation:
         return  # the spec changed since: try again
     raise GiveUp(synced.message, reason=synced.reason)
+
+
+async def _refuse_by_policy(book: StatusBook, refused: Refusal) -> NoReturn:
+    """The tenancy policy refuses the resource: terminal until its spec or the operator's settings
+    change, and no sandbox. One made before the policy changed is killed with the key this process
+    used for it; after a restart (no key remembered, and none is read) nobody renews its lease, so
+    it stops within one lease (SWARM_LEASE_SECONDS)."""
+    memory = book.runtime.remember(book.ref.uid)
+    sandbox = book.status.sandbox
+    if sandbox is not None and sandbox.id and memory.api_key is not None:
+        try:
+            await kill_and_record(book, book.runtime.backends.for_key(memory.api_key), sandbox.id,
+                                  refused.reason, f"sandbox {sandbox.id} killed: {refused.message}",
+                                  "no agents: the operator's tenancy policy refuses this resource")
+        except SandboxNotFound:
+            book.status.sandbox = None
+        except BackendError as exc:
+            await _backend_failed(book, exc, 0)  # records it, then raises RetryLater or GiveUp
+            raise
+    memory.api_key = None  # the lease and Secret daemons stop acting for it
+    memory.verified = None
+    book.set(ConditionType.SANDBOX_CREATED, "False", refused.reason, refused.message)
+    await give_up(book, refused.reason, refused.message)
 
 
 async def _run(
@@ -136,7 +201,7 @@ async def _run(
     try:
         await verify_identity(book, backend, sandbox, retry)
     except BackendError as exc:
-        await budget.charge_failure(book, backend, sandbox.id, exc)
+        await bounds.charge_failure(book, backend, sandbox.id, exc)
         raise
     wanted = spec.template or book.runtime.settings.default_template
     current = book.status.sandbox.template if book.status.sandbox else None
@@ -146,6 +211,13 @@ async def _run(
         sandbox = await replace(
             book, spec, backend, sandbox, wanted, policy, retry,
             lambda new: initialise(book, spec, backend, new, envs, files),
+        )
+        secrets_applied(book, spec, envs, changed, restarted=True)
+    elif lifetime_handover_due(book, spec):
+        sandbox = await replace(
+            book, spec, backend, sandbox, wanted, policy, retry,
+            lambda new: initialise(book, spec, backend, new, envs, files),
+            reason=Reason.LIFETIME_HANDOVER,
         )
         secrets_applied(book, spec, envs, changed, restarted=True)
     else:

@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from swarm_operator.backend import SandboxBackend
 from swarm_operator.config import Settings
 from swarm_operator.metrics import Metrics, new_registry
+from swarm_operator.model import CostStatus
 from swarm_operator.ratelimit import CreationLimiter
 from swarm_operator.secrets import SecretReader
 
 __all__ = [
-    "BackendProvider", "EventRecorder", "GiveUp", "Memory", "ResourceRef", "RetryLater", "Runtime",
+    "BackendProvider", "EventRecorder", "GiveUp", "Memory", "MemoryReleaseRecord", "ReleaseRecord",
+    "ResourceRef", "RetryLater", "Runtime",
     "StatusWriter", "backoff",
 ]
 
@@ -61,6 +65,29 @@ class EventRecorder(Protocol):
     def record(self, ref: ResourceRef, type_: str, reason: str, message: str) -> None: ...
 
 
+class ReleaseRecord(Protocol):
+    """The operator's own record of sandboxes released by ``deletionPolicy: Orphan``: what the orphan
+    sweeper spares. Kept outside every sandbox (``released.ConfigMapReleaseRecord`` in production),
+    since anything inside one is the agents' to forge."""
+
+    async def record(self, sandbox_id: str, ref: ResourceRef, until: float) -> None: ...
+
+    async def ids(self) -> set[str]: ...
+
+
+@dataclass
+class MemoryReleaseRecord:
+    """A :class:`ReleaseRecord` in this process's memory only (tests, and runs without a cluster)."""
+
+    entries: dict[str, float] = field(default_factory=dict)
+
+    async def record(self, sandbox_id: str, ref: ResourceRef, until: float) -> None:
+        self.entries[sandbox_id] = until
+
+    async def ids(self) -> set[str]:
+        return {sid for sid, until in self.entries.items() if until > time.time()}
+
+
 class BackendProvider(Protocol):
     """One backend per API key, reused (``backend.BackendPool`` is the production one)."""
 
@@ -94,6 +121,22 @@ class Memory:
     #: The same digests as last read (differs from the above while a restart is pending), so the
     #: Secret watch reacts to a change once, not on every tick.
     secret_seen: dict[str, str] | None = field(default=None, repr=False)
+    #: (generation, wall-clock time this process first saw it, whether its Ready was reported) for
+    #: the apply-to-Ready histogram. After a restart a generation already Ready is not reported again.
+    applied: tuple[int | None, float, bool] | None = None
+    #: The resource's namespace, last cost ledger and whether it uses the operator's default key:
+    #: what the per-namespace daily cap (SWARM_MAX_USD_PER_NAMESPACE_PER_DAY) sums. Learnt again
+    #: after a restart as each resource is reconciled (the ledgers themselves live in status).
+    namespace: str | None = None
+    cost: CostStatus | None = None
+    default_key: bool = False
+    #: (sandbox id, when its E2B lifetime cap started counting): the sandbox's start as E2B reports
+    #: it, or the moment before this process resumed it (a resume is a new instance). Learnt again
+    #: on the adopt every reconcile does first, so a restart loses nothing the cap needs.
+    lifetime: tuple[str, datetime] | None = None
+    #: The sandbox whose lifetime hand-over failed for good (its new sandbox could not be made
+    #: Ready): not tried again for it; it runs to its cap and the resource is then recreated.
+    handover_failed: str | None = None
 
 
 @dataclass
@@ -109,6 +152,7 @@ class Runtime:
     limiter: CreationLimiter = field(
         default_factory=lambda: CreationLimiter(None, None, None), repr=False
     )
+    released: ReleaseRecord = field(default_factory=MemoryReleaseRecord, repr=False)
     #: One :class:`Memory` per resource uid.
     memory: dict[str, Memory] = field(default_factory=dict, repr=False)
 
@@ -156,5 +200,5 @@ class GiveUp(Exception):
 
 def backoff(settings: Settings, retry: int) -> float:
     """Exponential backoff with jitter, capped: the reconcile-level retry delay."""
-    base = settings.retry_delay_seconds * (2 ** min(retry, 16))
+    base = settings.retry_delay_seconds * (2.0 ** min(retry, 16))
     return min(settings.max_retry_delay_seconds, base) * random.uniform(0.8, 1.2)

@@ -8,8 +8,10 @@ every phase change.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, NoReturn
 
 from swarm_operator import logs
@@ -17,6 +19,7 @@ from swarm_operator.conditions import (
     TERMINAL_REASONS,
     ConditionType,
     Reason,
+    Status,
     derive_phase,
     refresh_ready,
     set_condition,
@@ -46,12 +49,12 @@ class StatusBook:
         self._written = self.status.to_patch()
         self._phase = self.status.phase
 
-    def set(self, type_: ConditionType, status: str, reason: str, message: str = "") -> None:
+    def set(self, type_: ConditionType, status: Status, reason: str, message: str = "") -> None:
         # Messages quote sandbox text (step errors, stderr tails, gateway lines): every one goes
         # through the resource's redactor and a length bound before it reaches status.
         message = logs.sandbox_text(message, self.ref.uid, limit=CONDITION_MESSAGE_LIMIT, keep="head")
         self.status.conditions = set_condition(
-            self.status.conditions, type_, status, reason, message,  # type: ignore[arg-type]
+            self.status.conditions, type_, status, reason, message,
             observed_generation=self.ref.generation,
         )
 
@@ -59,6 +62,18 @@ class StatusBook:
         """Post a Kubernetes Event about this resource (never raises, never blocks)."""
         message = logs.sandbox_text(message, self.ref.uid, limit=EVENT_MESSAGE_LIMIT, keep="head")
         self.runtime.events.record(self.ref, type_, reason, message)
+
+    @contextlib.contextmanager
+    def unannounced(self) -> Iterator[None]:
+        """Changes made inside stay in the draft, but no commit writes them and no Event is posted
+        until a commit after the block: for work whose intermediate states would mislead (a
+        hand-over's new sandbox failing its setup while the old one runs every agent)."""
+        runtime, written, phase = self.runtime, self._written, self._phase
+        self.runtime = dataclasses.replace(runtime, status=_Unwritten(), events=_Unwritten())
+        try:
+            yield
+        finally:
+            self.runtime, self._written, self._phase = runtime, written, phase
 
     def step(self, name: str, seconds: float) -> None:
         metrics = self.status.metrics or MetricsStatus()
@@ -110,12 +125,23 @@ class StatusBook:
             self._phase = self.status.phase
 
 
+class _Unwritten:
+    """A status writer and event recorder that keeps nothing (:meth:`StatusBook.unannounced`)."""
+
+    async def patch_status(self, ref: ResourceRef, patch: Mapping[str, Any]) -> None:
+        return None
+
+    def record(self, ref: ResourceRef, type_: str, reason: str, message: str) -> None:
+        return None
+
+
 _STARTING = frozenset({Phase.CREATING, Phase.INITIALIZING})
 
 _WARNING_REASONS = frozenset(TERMINAL_REASONS) | {
     Reason.IDENTITY_MISMATCH, Reason.SECRET_NOT_FOUND, Reason.CONFIG_MAP_NOT_FOUND,
     Reason.QUOTA_EXCEEDED, Reason.RATE_LIMITED, Reason.BACKEND_UNAVAILABLE, Reason.SANDBOX_NOT_FOUND,
-    Reason.AGENTS_DEGRADED, Reason.AGENTS_NOT_REGISTERED,
+    Reason.AGENTS_DEGRADED, Reason.AGENTS_NOT_REGISTERED, Reason.OUTPUT_LIMIT_EXCEEDED, Reason.COMMAND_TIMEOUT,
+    Reason.PROBE_FAILED,
 }
 
 
