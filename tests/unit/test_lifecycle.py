@@ -161,7 +161,7 @@ class Pool:
 def _runtime(backend: FakeBackend, recorder: Recorder, **settings: Any) -> Runtime:
     return Runtime(
         settings=Settings.from_env({"SWARM_INIT_BACKOFF_SECONDS": "0",
-                                    "SWARM_DEFAULT_KEY_NAMESPACES": "*", **settings}),
+                                    "SWARM_DEFAULT_KEY_NAMESPACES": "*", "SWARM_DEFAULT_KEY_TEMPLATES": "*", **settings}),
         backends=Pool(backend), secrets=SecretReader(FakeSecrets()),
         status=recorder, events=recorder,
     )
@@ -524,7 +524,7 @@ async def test_a_coordinator_registering_every_agent_is_ready() -> None:
 async def _ready_on_base(backend: FakeBackend, recorder: Recorder, runtime: Runtime,
                          age_s: float) -> SwarmSandboxStatus:
     sid = backend.add(REF.uid, datetime.now(timezone.utc) - timedelta(seconds=age_s))
-    status = {"sandbox": {"id": sid, "template": "base",
+    status = {"sandbox": {"id": sid, "template": runtime.settings.default_template,
                           "startedAt": (datetime.now(timezone.utc) - timedelta(seconds=age_s)).isoformat()}}
     return await lifecycle.reconcile(REF, _spec(SPEC), _status(status), runtime)
 
@@ -534,7 +534,7 @@ async def test_a_template_change_waits_for_a_creation_token() -> None:
     runtime = _runtime(backend, recorder)
     clock = [0.0]
     runtime.limiter = CreationLimiter(1, None, None, clock=lambda: clock[0])
-    status = await _ready_on_base(backend, recorder, runtime, age_s=3600)
+    status = await _ready_on_base(backend, recorder, runtime, age_s=600)
     other = ResourceRef("ns", "other", "uid-2", 1)
     await lifecycle.reconcile(other, _spec(SPEC), _status(None), runtime)  # takes the only token
     created = backend.counter
@@ -985,8 +985,14 @@ async def test_the_setup_run_allows_the_provision_budget_and_names_the_step() ->
     backend, recorder = SlowIdentityBackend(), Recorder()
     runtime = _runtime(backend, recorder, SWARM_READY_TIMEOUT_SECONDS="20", SWARM_COMMAND_TIMEOUT_SECONDS="30")
     await lifecycle.reconcile(REF, _spec(SPEC), _status(None), runtime)
-    budget = bootstrap.BootstrapPlan(session="s", socket="s", agents=1, command="c").provision_budget_s
-    assert budget >= 6 * 300 and backend.setup_timeouts == [20 + 30 + budget]
+    from swarm_operator.lifecycle import bounds
+
+    # Each installer is bounded inside the setup run (four fifths of the command timeout); the first
+    # run's timeout allows every installer on top of the run's own.
+    install = bounds.install_timeout_seconds(runtime.settings)
+    budget = bootstrap.BootstrapPlan(session="s", socket="s", agents=1, command="c",
+                                     install_timeout_s=install).provision_budget_s
+    assert budget >= 6 * install and backend.setup_timeouts == [20 + 30 + budget]
 
 
 async def test_what_the_first_run_installed_is_a_step_and_a_normal_event() -> None:
