@@ -37,10 +37,15 @@ def main() -> None:
     args = parser.parse_args()
     kills = args.kills or (15 if args.quick else 50)
     rng = random.Random(args.seed)
-    settings = {"SWARM_LEASE_SECONDS": "600", "SWARM_SWEEP_INTERVAL_SECONDS": "3600",
-                "SWARM_DELETE_GRACE_SECONDS": "1", "SWARM_RETRY_DELAY_SECONDS": "0.5",
-                "SWARM_MAX_RETRY_DELAY_SECONDS": "3", "SWARM_INIT_BACKOFF_SECONDS": "0.2",
-                "SWARM_CREATIONS_PER_MINUTE": "100000"}
+    settings = {
+        "SWARM_LEASE_SECONDS": "600",
+        "SWARM_SWEEP_INTERVAL_SECONDS": "3600",
+        "SWARM_DELETE_GRACE_SECONDS": "1",
+        "SWARM_RETRY_DELAY_SECONDS": "0.5",
+        "SWARM_MAX_RETRY_DELAY_SECONDS": "3",
+        "SWARM_INIT_BACKOFF_SECONDS": "0.2",
+        "SWARM_CREATIONS_PER_MINUTE": "100000",
+    }
     created = 0
     live: list[str] = []
     deleted: list[str] = []
@@ -63,8 +68,11 @@ def main() -> None:
             bed.kill_operator()
             bed.start_operator()
         chaos_s = time.monotonic() - started
-        print(f"{kills} SIGKILLs in {chaos_s:.1f}s; {created} resources created, {len(deleted)} deleted, "
-              f"{len(live)} live", flush=True)
+        print(
+            f"{kills} SIGKILLs in {chaos_s:.1f}s; {created} resources created, {len(deleted)} deleted, "
+            f"{len(live)} live",
+            flush=True,
+        )
         converge_started = time.monotonic()
         not_ready: list[str] = []
         try:
@@ -72,8 +80,11 @@ def main() -> None:
         except TimeoutError as exc:
             print(f"not converged: {exc}")
             objects = bed.all()
-            not_ready = sorted(n for n in live if n in objects and not (objects[n].get("status") or {}).get(
-                "phase") == "Ready")
+            not_ready = sorted(
+                n
+                for n in live
+                if n in objects and not (objects[n].get("status") or {}).get("phase") == "Ready"
+            )
         not_gone: list[str] = []
         try:
             bed.wait_gone(deleted, timeout=120, interval=0.25)
@@ -84,6 +95,7 @@ def main() -> None:
         objects = bed.all()
         if not_ready or not_gone:
             import shutil
+
             keep = Path(tempfile.gettempdir()) / "swarm-bench-chaos-logs"
             shutil.rmtree(keep, ignore_errors=True)
             shutil.copytree(bed.tmp, keep, ignore=shutil.ignore_patterns("sandbox-home", "e2b-emulator-*"))
@@ -92,9 +104,11 @@ def main() -> None:
             obj = objects.get(name) or {}
             meta = obj.get("metadata", {})
             status = obj.get("status") or {}
-            print(f"  {name}: phase={status.get('phase')} finalizers={meta.get('finalizers')} "
-                  f"annotations={ {k: v[:120] for k, v in (meta.get('annotations') or {}).items()} } "
-                  f"conditions={[(c['type'], c['status'], c['reason']) for c in status.get('conditions', [])]}")
+            print(
+                f"  {name}: phase={status.get('phase')} finalizers={meta.get('finalizers')} "
+                f"annotations={ {k: v[:120] for k, v in (meta.get('annotations') or {}).items()} } "
+                f"conditions={[(c['type'], c['status'], c['reason']) for c in status.get('conditions', [])]}"
+            )
         live_uids = {o["metadata"]["uid"]: n for n, o in objects.items() if n in live}
 
         def census() -> tuple[int, int, int]:
@@ -111,11 +125,16 @@ def main() -> None:
         except TimeoutError:
             pass
         leaked, duplicates, missing = census()
-        tracked = {(objects[n].get("status") or {}).get("sandbox", {}).get("id") for n in live if n in objects}
+        tracked = {
+            (objects[n].get("status") or {}).get("sandbox", {}).get("id") for n in live if n in objects
+        }
         untracked = sum(1 for s in bed.alive_sandboxes() if s["sandboxID"] not in tracked)
-        print(f"after convergence ({converge_s:.1f}s): leaked {leaked}, duplicates {duplicates}, "
-              f"live resources without a sandbox {missing}, alive sandboxes not in any status {untracked}; "
-              f"not Ready {not_ready or 'none'}, not gone {not_gone or 'none'}", flush=True)
+        print(
+            f"after convergence ({converge_s:.1f}s): leaked {leaked}, duplicates {duplicates}, "
+            f"live resources without a sandbox {missing}, alive sandboxes not in any status {untracked}; "
+            f"not Ready {not_ready or 'none'}, not gone {not_gone or 'none'}",
+            flush=True,
+        )
         for name in live:
             bed.delete(name)
         try:
@@ -128,15 +147,32 @@ def main() -> None:
         e2b = bed.e2b_stats()
         bed.stop_operator()
     print(f"E2B calls: {e2b['operations']}")
-    emit("chaos", {
-        "kills": kills, "resources_created": created, "deleted_during_chaos": len(deleted),
-        "live_at_end": len(live), "chaos_s": round(chaos_s, 1), "converge_s": round(converge_s, 1),
-        "leaked": leaked, "duplicates": duplicates, "missing": missing, "untracked": untracked,
-        "not_ready": not_ready, "not_gone": not_gone, "left_after_delete_all": left_after_delete_all,
-        "sandboxes_created": e2b["operations"].get("sandbox.create", 0),
-        "ok": leaked == 0 and duplicates == 0 and missing == 0 and untracked == 0
-        and not not_ready and not not_gone and left_after_delete_all == 0,
-    })
+    emit(
+        "chaos",
+        {
+            "kills": kills,
+            "resources_created": created,
+            "deleted_during_chaos": len(deleted),
+            "live_at_end": len(live),
+            "chaos_s": round(chaos_s, 1),
+            "converge_s": round(converge_s, 1),
+            "leaked": leaked,
+            "duplicates": duplicates,
+            "missing": missing,
+            "untracked": untracked,
+            "not_ready": not_ready,
+            "not_gone": not_gone,
+            "left_after_delete_all": left_after_delete_all,
+            "sandboxes_created": e2b["operations"].get("sandbox.create", 0),
+            "ok": leaked == 0
+            and duplicates == 0
+            and missing == 0
+            and untracked == 0
+            and not not_ready
+            and not not_gone
+            and left_after_delete_all == 0,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -48,8 +48,14 @@ def main() -> None:
     with Bed() as bed:
         bed.start_operator()
         for i, name in enumerate(names):
-            bed.create(swarm(name, agents=1, agent={"command": "sleep", "args": [str(base + i)]},
-                             healthCheck={"intervalSeconds": args.interval, "restartDeadAgents": False}))
+            bed.create(
+                swarm(
+                    name,
+                    agents=1,
+                    agent={"command": "sleep", "args": [str(base + i)]},
+                    healthCheck={"intervalSeconds": args.interval, "restartDeadAgents": False},
+                )
+            )
         bed.wait_ready(names, timeout=120)
         plan = sorted((rng.uniform(0, args.interval), name, str(base + i)) for i, name in enumerate(names))
         t0 = time.monotonic()
@@ -79,11 +85,22 @@ def main() -> None:
     missed = sorted(set(names) - set(detections))
     target = args.interval + 1.0
     worst = max(values) if values else float("nan")
-    print(f"\ndeath -> Degraded over {len(values)} kills: p50 {p50(values):.2f}s, max {worst:.2f}s "
-          f"(target <= {target:.0f}s); not detected: {missed or 'none'}")
-    emit("health", {"interval_s": args.interval, "count": count, "p50_s": round(p50(values), 2),
-                    "max_s": round(worst, 2), "missed": missed, "target_s": target,
-                    "ok": not missed and worst <= target})
+    print(
+        f"\ndeath -> Degraded over {len(values)} kills: p50 {p50(values):.2f}s, max {worst:.2f}s "
+        f"(target <= {target:.0f}s); not detected: {missed or 'none'}"
+    )
+    emit(
+        "health",
+        {
+            "interval_s": args.interval,
+            "count": count,
+            "p50_s": round(p50(values), 2),
+            "max_s": round(worst, 2),
+            "missed": missed,
+            "target_s": target,
+            "ok": not missed and worst <= target,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,9 @@ def run_series(bed: Bed, label: str, count: int, agents: int) -> dict[str, Any]:
         seen = bed.wait_ready([name], timeout=120, interval=0.02)
         ready.append(seen[name] - started)
         obj = bed.get(name) or {}
-        for step, seconds in (((obj.get("status") or {}).get("metrics") or {}).get("stepSeconds") or {}).items():
+        for step, seconds in (
+            ((obj.get("status") or {}).get("metrics") or {}).get("stepSeconds") or {}
+        ).items():
             steps.setdefault(step, []).append(seconds)
     gone: list[float] = []
     for name in names:
@@ -41,17 +43,25 @@ def run_series(bed: Bed, label: str, count: int, agents: int) -> dict[str, Any]:
     e2b_s = [c + i for c, i in zip(steps.get("create", []), steps.get("init", []), strict=False)]
     overhead = [r - e for r, e in zip(ready, e2b_s, strict=False)]
     out = {
-        "ready_p50_s": round(p50(ready), 3), "ready_p99_s": round(percentile(ready, 99), 3),
+        "ready_p50_s": round(p50(ready), 3),
+        "ready_p99_s": round(percentile(ready, 99), 3),
         "ready_max_s": round(max(ready), 3),
-        "delete_p50_s": round(p50(gone), 3), "delete_p99_s": round(percentile(gone, 99), 3),
+        "delete_p50_s": round(p50(gone), 3),
+        "delete_p99_s": round(percentile(gone, 99), 3),
         "step_p50_s": {k: round(p50(v), 3) for k, v in sorted(steps.items())},
         "kopf_and_k8s_overhead_p50_s": round(p50(overhead), 3) if overhead else None,
     }
-    print(f"[{label}] apply->Ready p50 {out['ready_p50_s']:.3f}s p99 {out['ready_p99_s']:.3f}s "
-          f"max {out['ready_max_s']:.3f}s | delete->gone p50 {out['delete_p50_s']:.3f}s "
-          f"p99 {out['delete_p99_s']:.3f}s", flush=True)
-    print(f"[{label}] operator step p50s {out['step_p50_s']}; apply->Ready minus (create+init) "
-          f"p50 {out['kopf_and_k8s_overhead_p50_s']}s", flush=True)
+    print(
+        f"[{label}] apply->Ready p50 {out['ready_p50_s']:.3f}s p99 {out['ready_p99_s']:.3f}s "
+        f"max {out['ready_max_s']:.3f}s | delete->gone p50 {out['delete_p50_s']:.3f}s "
+        f"p99 {out['delete_p99_s']:.3f}s",
+        flush=True,
+    )
+    print(
+        f"[{label}] operator step p50s {out['step_p50_s']}; apply->Ready minus (create+init) "
+        f"p50 {out['kopf_and_k8s_overhead_p50_s']}s",
+        flush=True,
+    )
     return out
 
 
@@ -73,10 +83,15 @@ def main() -> None:
     zero = results.get("0ms")
     ok = None
     if zero:
-        ok = (zero["ready_p50_s"] < TARGETS["ready_p50_s"] and zero["ready_p99_s"] < TARGETS["ready_p99_s"]
-              and zero["delete_p50_s"] < TARGETS["delete_p50_s"])
-    emit("latency", {"count": count, "agents": args.agents, "series": results, "targets_at_0ms": TARGETS,
-                     "ok": ok})
+        ok = (
+            zero["ready_p50_s"] < TARGETS["ready_p50_s"]
+            and zero["ready_p99_s"] < TARGETS["ready_p99_s"]
+            and zero["delete_p50_s"] < TARGETS["delete_p50_s"]
+        )
+    emit(
+        "latency",
+        {"count": count, "agents": args.agents, "series": results, "targets_at_0ms": TARGETS, "ok": ok},
+    )
 
 
 if __name__ == "__main__":

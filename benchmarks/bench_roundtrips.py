@@ -42,19 +42,27 @@ def main() -> None:
                 after = sum(v for k, v in ops.items() if k not in IGNORED_BEFORE_CREATE)
                 per_resource.append(after)
                 ops_seen = ops
-                print(f"N={n:<3} {name:<10} ready in {elapsed:5.2f}s  calls after create: {after}  "
-                      f"all calls: {stats['total']}  {ops}", flush=True)
+                print(
+                    f"N={n:<3} {name:<10} ready in {elapsed:5.2f}s  calls after create: {after}  "
+                    f"all calls: {stats['total']}  {ops}",
+                    flush=True,
+                )
             results[str(n)] = {"after_create": per_resource, "operations": ops_seen}
         bed.stop_operator()
     worst = max(max(r["after_create"]) for r in results.values())  # type: ignore[arg-type]
     same = len({tuple(r["after_create"]) for r in results.values()}) == 1  # type: ignore[arg-type]
     print(f"\nround trips after create: worst {worst} (target <= {TARGET}); same for every N: {same}")
-    emit("roundtrips", {
-        "after_create_by_n": {n: r["after_create"] for n, r in results.items()},
-        "operations_by_n": {n: r["operations"] for n, r in results.items()},
-        "worst": worst, "same_for_every_n": same, "target": TARGET,
-        "ok": worst <= TARGET and same,
-    })
+    emit(
+        "roundtrips",
+        {
+            "after_create_by_n": {n: r["after_create"] for n, r in results.items()},
+            "operations_by_n": {n: r["operations"] for n, r in results.items()},
+            "worst": worst,
+            "same_for_every_n": same,
+            "target": TARGET,
+            "ok": worst <= TARGET and same,
+        },
+    )
 
 
 if __name__ == "__main__":

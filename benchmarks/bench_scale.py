@@ -19,7 +19,7 @@ import os
 import threading
 import time
 
-from harness import RESOURCE, Bed, cpu_seconds, machine_cpu, emit, finish, machine, p50, percentile, swarm
+from harness import RESOURCE, Bed, cpu_seconds, emit, finish, machine, machine_cpu, p50, percentile, swarm
 
 TARGETS = {"all_ready_s": 20.0, "peak_rss_mb": 250.0, "k8s_writes_per_resource": 6.0}
 
@@ -32,17 +32,30 @@ def main() -> None:
     parser.add_argument("--create-latency-ms", type=float, default=300.0)
     parser.add_argument("--all-latency-ms", type=float, default=0.0)
     parser.add_argument("--timeout", type=float, default=600.0, help="give up waiting after this many s")
-    parser.add_argument("--py-spy", metavar="PATH",
-                        help="record the operator with py-spy (if installed) into PATH (speedscope JSON)")
-    parser.add_argument("--operator-env", action="append", default=[],
-                        help="extra SWARM_*=value for the operator (repeatable), for experiments")
+    parser.add_argument(
+        "--py-spy",
+        metavar="PATH",
+        help="record the operator with py-spy (if installed) into PATH (speedscope JSON)",
+    )
+    parser.add_argument(
+        "--operator-env",
+        action="append",
+        default=[],
+        help="extra SWARM_*=value for the operator (repeatable), for experiments",
+    )
     args = parser.parse_args()
     count = args.count or (50 if args.quick else 200)
-    env = {"SWARM_CREATIONS_PER_MINUTE": "100000", "SWARM_DELETE_GRACE_SECONDS": "1",
-           **dict(kv.split("=", 1) for kv in args.operator_env)}
+    env = {
+        "SWARM_CREATIONS_PER_MINUTE": "100000",
+        "SWARM_DELETE_GRACE_SECONDS": "1",
+        **dict(kv.split("=", 1) for kv in args.operator_env),
+    }
     names = [f"scale-{i:03d}" for i in range(count)]
-    with Bed(create_latency_ms=args.create_latency_ms,
-             e2b_knobs={"latency_ms": args.all_latency_ms}, operator_env=env) as bed:
+    with Bed(
+        create_latency_ms=args.create_latency_ms,
+        e2b_knobs={"latency_ms": args.all_latency_ms},
+        operator_env=env,
+    ) as bed:
         proc = bed.start_operator()
         rss_samples: list[float] = []
         stop_sampling = threading.Event()
@@ -62,10 +75,25 @@ def main() -> None:
             import subprocess
             import sys
             from pathlib import Path
+
             exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-            spy = subprocess.Popen([exe, "record", "--nonblocking", "-r", "50", "-f", "speedscope",
-                                    "-o", args.py_spy, "-p", str(proc.pid)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            spy = subprocess.Popen(
+                [
+                    exe,
+                    "record",
+                    "--nonblocking",
+                    "-r",
+                    "50",
+                    "-f",
+                    "speedscope",
+                    "-o",
+                    args.py_spy,
+                    "-p",
+                    str(proc.pid),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             time.sleep(1.0)
         cpu_before = cpu_seconds(proc.pid) or 0.0
         bench_cpu_before = cpu_seconds(os.getpid()) or 0.0
@@ -87,17 +115,22 @@ def main() -> None:
         all_ready_s = max(seen.values()) - started
         per_resource = [seen[n] - applied[n] for n in names]
         ready_writes = bed.counter.snapshot()
-        print(f"all {count} Ready {all_ready_s:.2f}s after the first apply "
-              f"(per resource apply->Ready p50 {p50(per_resource):.2f}s p99 {percentile(per_resource, 99):.2f}s)",
-              flush=True)
+        print(
+            f"all {count} Ready {all_ready_s:.2f}s after the first apply "
+            f"(per resource apply->Ready p50 {p50(per_resource):.2f}s p99 {percentile(per_resource, 99):.2f}s)",
+            flush=True,
+        )
         e2b_at_ready = bed.e2b_stats()
         operator_cpu_ready = (cpu_seconds(proc.pid) or 0.0) - cpu_before
         bench_cpu_ready = (cpu_seconds(os.getpid()) or 0.0) - bench_cpu_before
         busy_after, total_after = machine_cpu()
         machine_busy = (busy_after - busy_before) / max(total_after - total_before, 1e-9)
-        print(f"CPU used until all Ready: operator {operator_cpu_ready:.1f}s, emulators (this process) "
-              f"{bench_cpu_ready:.1f}s, whole machine busy {machine_busy:.0%} (sandboxes' bash/tmux are the "
-              f"rest), over {all_ready_s:.1f}s wall on {os.cpu_count()} cores", flush=True)
+        print(
+            f"CPU used until all Ready: operator {operator_cpu_ready:.1f}s, emulators (this process) "
+            f"{bench_cpu_ready:.1f}s, whole machine busy {machine_busy:.0%} (sandboxes' bash/tmux are the "
+            f"rest), over {all_ready_s:.1f}s wall on {os.cpu_count()} cores",
+            flush=True,
+        )
         if spy is not None:
             spy.terminate()
             spy.wait(30)
@@ -118,45 +151,66 @@ def main() -> None:
         bed.stop_operator()
         assert proc.returncode is not None
 
-    writes_by_kind = {k: v for k, v in snapshot.items()
-                      if k.split(" ", 1)[0] in {"create", "update", "patch", "delete", "deletecollection"}}
+    writes_by_kind = {
+        k: v
+        for k, v in snapshot.items()
+        if k.split(" ", 1)[0] in {"create", "update", "patch", "delete", "deletecollection"}
+    }
     total_writes = sum(writes_by_kind.values())
     bench_writes = snapshot.get(f"create {RESOURCE}", 0) + snapshot.get(f"delete {RESOURCE}", 0)
     operator_writes = total_writes - bench_writes
-    ready_operator_writes = sum(v for k, v in ready_writes.items()
-                                if k.split(" ", 1)[0] in {"create", "update", "patch", "delete"}) \
-        - ready_writes.get(f"create {RESOURCE}", 0)
-    print(f"Kubernetes writes: {total_writes} total = {bench_writes} by the bench (create+delete) + "
-          f"{operator_writes} by the operator -> {operator_writes / count:.2f} per resource "
-          f"(create->Ready only: {ready_operator_writes / count:.2f}); all writes incl. the bench's "
-          f"{total_writes / count:.2f} per resource")
+    ready_operator_writes = sum(
+        v for k, v in ready_writes.items() if k.split(" ", 1)[0] in {"create", "update", "patch", "delete"}
+    ) - ready_writes.get(f"create {RESOURCE}", 0)
+    print(
+        f"Kubernetes writes: {total_writes} total = {bench_writes} by the bench (create+delete) + "
+        f"{operator_writes} by the operator -> {operator_writes / count:.2f} per resource "
+        f"(create->Ready only: {ready_operator_writes / count:.2f}); all writes incl. the bench's "
+        f"{total_writes / count:.2f} per resource"
+    )
     for key, value in sorted(writes_by_kind.items()):
         print(f"    {key:<55} {value:>6}  ({value / count:.2f}/resource)")
     reads = {k: v for k, v in snapshot.items() if k not in writes_by_kind}
     print(f"Kubernetes reads (bench polling included): {reads}")
-    print(f"E2B calls: {e2b['total']} -> {e2b['total'] / count:.2f} per resource; by operation "
-          f"{e2b['operations']}; at Ready: {e2b_at_ready['total'] / count:.2f} per resource")
-    print(f"operator peak RSS (VmHWM) {peak:.1f} MiB (idle at start {idle_rss or 0:.1f} MiB); "
-          f"sandboxes left alive after delete: {leaked}")
+    print(
+        f"E2B calls: {e2b['total']} -> {e2b['total'] / count:.2f} per resource; by operation "
+        f"{e2b['operations']}; at Ready: {e2b_at_ready['total'] / count:.2f} per resource"
+    )
+    print(
+        f"operator peak RSS (VmHWM) {peak:.1f} MiB (idle at start {idle_rss or 0:.1f} MiB); "
+        f"sandboxes left alive after delete: {leaked}"
+    )
     summary = {
-        "count": count, "agents": args.agents, "create_latency_ms": args.create_latency_ms,
-        "all_latency_ms": args.all_latency_ms, "apply_s": round(apply_s, 2),
+        "count": count,
+        "agents": args.agents,
+        "create_latency_ms": args.create_latency_ms,
+        "all_latency_ms": args.all_latency_ms,
+        "apply_s": round(apply_s, 2),
         "all_ready_s": round(all_ready_s, 2),
         "apply_to_ready_p50_s": round(p50(per_resource), 2),
         "apply_to_ready_p99_s": round(percentile(per_resource, 99), 2),
         "all_gone_s": round(all_gone_s, 2),
-        "peak_rss_mb": round(peak * 1.048576, 1), "peak_rss_mib": round(peak, 1),
+        "peak_rss_mb": round(peak * 1.048576, 1),
+        "peak_rss_mib": round(peak, 1),
         "k8s_writes_per_resource_operator": round(operator_writes / count, 2),
         "k8s_writes_per_resource_incl_bench": round(total_writes / count, 2),
         "k8s_writes_by_kind": writes_by_kind,
-        "e2b_calls_per_resource": round(e2b["total"] / count, 2), "e2b_operations": e2b["operations"],
+        "e2b_calls_per_resource": round(e2b["total"] / count, 2),
+        "e2b_operations": e2b["operations"],
         "operator_cpu_s_to_ready": round(operator_cpu_ready, 1),
         "bench_process_cpu_s_to_ready": round(bench_cpu_ready, 1),
         "machine_busy_to_ready": round(machine_busy, 2),
-        "leaked_after_delete": leaked, "operator_env": env, "machine": machine(), "targets": TARGETS,
+        "leaked_after_delete": leaked,
+        "operator_env": env,
+        "machine": machine(),
+        "targets": TARGETS,
     }
-    summary["ok"] = (all_ready_s < TARGETS["all_ready_s"] and summary["peak_rss_mb"] < TARGETS["peak_rss_mb"]
-                     and operator_writes / count <= TARGETS["k8s_writes_per_resource"] and leaked == 0)
+    summary["ok"] = (
+        all_ready_s < TARGETS["all_ready_s"]
+        and summary["peak_rss_mb"] < TARGETS["peak_rss_mb"]
+        and operator_writes / count <= TARGETS["k8s_writes_per_resource"]
+        and leaked == 0
+    )
     emit("scale", summary)
 
 

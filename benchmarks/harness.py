@@ -38,11 +38,10 @@ sys.path.insert(0, str(REPO / "testbed"))
 
 import kubernetes  # noqa: E402
 
+from swarm_operator._crd import package_path  # noqa: E402
 from swarm_testbed.e2b._server import E2BEmulator  # noqa: E402
 from swarm_testbed.kube._server import KubeEmulatorServer  # noqa: E402
 from swarm_testbed.kube.pytest_plugin import kube_api_client  # noqa: E402
-
-from swarm_operator._crd import package_path  # noqa: E402
 
 # A SIGKILLed operator leaves half-written requests; aiohttp would print each one's traceback.
 logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
@@ -72,8 +71,12 @@ def swarm(name: str, namespace: str = "default", **spec: Any) -> dict[str, Any]:
     spec.setdefault("agents", 2)
     spec.setdefault("agent", {"command": "sleep", "args": ["100000"]})
     spec.setdefault("coordinator", {"enabled": False})
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "SwarmSandbox",
-            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "SwarmSandbox",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -114,8 +117,9 @@ def emit(name: str, summary: dict[str, Any]) -> None:
     print("JSON: " + json.dumps({"benchmark": name, **summary}, sort_keys=True, default=str), flush=True)
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.05,
-             message: str = "condition") -> Any:
+def wait_for(
+    predicate: Callable[[], Any], timeout: float, interval: float = 0.05, message: str = "condition"
+) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
@@ -166,8 +170,14 @@ def is_ready(obj: dict[str, Any]) -> bool:
 class Bed:
     """Kubernetes + E2B emulators (threads) and the operator (subprocess). Use as a context manager."""
 
-    def __init__(self, *, e2b_knobs: dict[str, Any] | None = None, create_latency_ms: float = 0.0,
-                 operator_env: dict[str, str] | None = None, log_level: str = "INFO") -> None:
+    def __init__(
+        self,
+        *,
+        e2b_knobs: dict[str, Any] | None = None,
+        create_latency_ms: float = 0.0,
+        operator_env: dict[str, str] | None = None,
+        log_level: str = "INFO",
+    ) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="swarm-bench-"))
         self.e2b_knobs = dict(e2b_knobs or {})
         self.create_latency_ms = create_latency_ms
@@ -181,7 +191,8 @@ class Bed:
     # ----- set-up / tear-down --------------------------------------------------------------------
     def __enter__(self) -> Bed:
         self.kube = KubeEmulatorServer.start_in_thread(
-            crd_dirs=[package_path().parent], kubeconfig=self.tmp / "kubeconfig")
+            crd_dirs=[package_path().parent], kubeconfig=self.tmp / "kubeconfig"
+        )
         self.api = kube_api_client(self.kube)
         # Room for concurrent creates/deletes from a thread pool.
         self.api.rest_client.pool_manager.connection_pool_kw["maxsize"] = 32
@@ -193,13 +204,17 @@ class Bed:
         for tool in FIXTURE_BIN.iterdir():
             (home / ".local" / "bin" / tool.name).symlink_to(tool.resolve())
         self.e2b = CreateLatencyE2B.start_in_thread(
-            create_latency_ms=self.create_latency_ms, home_template=home,
+            create_latency_ms=self.create_latency_ms,
+            home_template=home,
             workdir=self.tmp,
             # a prebuilt template (host tools), identity at once: the operator's path, not provisioning
-            **{"stock_templates": False, "identity_delay_seconds": 0, **self.e2b_knobs})
+            **{"stock_templates": False, "identity_delay_seconds": 0, **self.e2b_knobs},
+        )
         self.core.create_namespace({"metadata": {"name": OPERATOR_NAMESPACE}})
-        self.core.create_namespaced_secret(OPERATOR_NAMESPACE, {
-            "metadata": {"name": "e2b-api-key"}, "stringData": {"api-key": API_KEY}, "type": "Opaque"})
+        self.core.create_namespaced_secret(
+            OPERATOR_NAMESPACE,
+            {"metadata": {"name": "e2b-api-key"}, "stringData": {"api-key": API_KEY}, "type": "Opaque"},
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -213,19 +228,21 @@ class Bed:
     # ----- the operator --------------------------------------------------------------------------
     def start_operator(self, **settings: str) -> subprocess.Popen[bytes]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SWARM_", "E2B_"))}
-        env.update({
-            "KUBECONFIG": str(self.kube.kubeconfig),
-            "E2B_API_URL": self.e2b.url,
-            "E2B_SANDBOX_URL": self.e2b.url,
-            "SWARM_NAMESPACE": OPERATOR_NAMESPACE,
-            "SWARM_OPERATOR_ID": "bench",
-            "SWARM_LOG_FORMAT": "json",
-            "SWARM_LOG_LEVEL": self.log_level,
-            "SWARM_METRICS_PORT": "0",
-            # Every benchmark swarm lives in `default`: the per-namespace cap (20) is not measured.
-            "SWARM_MAX_SANDBOXES_PER_NAMESPACE": "100000",
-            "PYTHONPATH": str(REPO / "operator"),
-        })
+        env.update(
+            {
+                "KUBECONFIG": str(self.kube.kubeconfig),
+                "E2B_API_URL": self.e2b.url,
+                "E2B_SANDBOX_URL": self.e2b.url,
+                "SWARM_NAMESPACE": OPERATOR_NAMESPACE,
+                "SWARM_OPERATOR_ID": "bench",
+                "SWARM_LOG_FORMAT": "json",
+                "SWARM_LOG_LEVEL": self.log_level,
+                "SWARM_METRICS_PORT": "0",
+                # Every benchmark swarm lives in `default`: the per-namespace cap (20) is not measured.
+                "SWARM_MAX_SANDBOXES_PER_NAMESPACE": "100000",
+                "PYTHONPATH": str(REPO / "operator"),
+            }
+        )
         env.update(self.operator_env)
         env.update(settings)
         self.log_path = self.tmp / f"operator-{self.starts}.log"
@@ -233,10 +250,13 @@ class Bed:
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "swarm_operator", "run", "--standalone", "--all-namespaces"],
-                env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp)
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.tmp,
+            )
         proc = self.proc
-        wait_for(lambda: "started" in self.log() or proc.poll() is not None, 60,
-                 message="operator start-up")
+        wait_for(lambda: "started" in self.log() or proc.poll() is not None, 60, message="operator start-up")
         if proc.poll() is not None:
             raise RuntimeError(f"operator exited at start:\n{self.log()[-4000:]}")
         return proc
@@ -286,8 +306,9 @@ class Bed:
         page = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
         return {item["metadata"]["name"]: item for item in page.get("items", [])}
 
-    def wait_ready(self, names: Iterable[str], timeout: float, interval: float = 0.05,
-                   namespace: str = "default") -> dict[str, float]:
+    def wait_ready(
+        self, names: Iterable[str], timeout: float, interval: float = 0.05, namespace: str = "default"
+    ) -> dict[str, float]:
         """Poll (one LIST a poll) until every name is Ready; returns monotonic time each was seen Ready."""
         waiting = set(names)
         seen: dict[str, float] = {}
@@ -307,8 +328,9 @@ class Bed:
                 time.sleep(interval)
         return seen
 
-    def wait_gone(self, names: Iterable[str], timeout: float, interval: float = 0.05,
-                  namespace: str = "default") -> dict[str, float]:
+    def wait_gone(
+        self, names: Iterable[str], timeout: float, interval: float = 0.05, namespace: str = "default"
+    ) -> dict[str, float]:
         waiting = set(names)
         seen: dict[str, float] = {}
         deadline = time.monotonic() + timeout

@@ -25,26 +25,36 @@ ORDER = ["roundtrips", "latency", "health", "scale", "chaos"]
 
 def headline(name: str, s: dict) -> str:
     if name == "roundtrips":
-        return f"E2B calls create->Ready by N {s['after_create_by_n']} (target <= {s['target']}, same for all N)"
+        return (
+            f"E2B calls create->Ready by N {s['after_create_by_n']} (target <= {s['target']}, same for all N)"
+        )
     if name == "latency":
         parts = []
         for label, r in s["series"].items():
-            parts.append(f"{label}: Ready p50 {r['ready_p50_s']}s p99 {r['ready_p99_s']}s, delete p50 {r['delete_p50_s']}s")
+            parts.append(
+                f"{label}: Ready p50 {r['ready_p50_s']}s p99 {r['ready_p99_s']}s, delete p50 {r['delete_p50_s']}s"
+            )
         return "; ".join(parts)
     if name == "health":
         return f"death->Degraded p50 {s['p50_s']}s max {s['max_s']}s (target <= {s['target_s']}s)"
     if name == "scale":
-        return (f"{s['count']} all Ready {s['all_ready_s']}s, peak RSS {s['peak_rss_mb']} MB, "
-                f"k8s writes/resource {s['k8s_writes_per_resource_operator']}, E2B calls/resource "
-                f"{s['e2b_calls_per_resource']}")
+        return (
+            f"{s['count']} all Ready {s['all_ready_s']}s, peak RSS {s['peak_rss_mb']} MB, "
+            f"k8s writes/resource {s['k8s_writes_per_resource_operator']}, E2B calls/resource "
+            f"{s['e2b_calls_per_resource']}"
+        )
     if name == "chaos":
-        return (f"{s['kills']} kills: leaked {s['leaked']}, duplicates {s['duplicates']}, "
-                f"missing {s['missing']}, left after delete-all {s['left_after_delete_all']}")
+        return (
+            f"{s['kills']} kills: leaked {s['leaked']}, duplicates {s['duplicates']}, "
+            f"missing {s['missing']}, left after delete-all {s['left_after_delete_all']}"
+        )
     return json.dumps(s)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", default=",".join(ORDER))
     parser.add_argument("--timeout", type=float, default=1200.0, help="per benchmark, seconds")
@@ -62,7 +72,10 @@ def main() -> int:
             if proc.returncode != 0:
                 print(proc.stderr[-3000:], file=sys.stderr)
         except subprocess.TimeoutExpired as exc:
-            out, rc = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or ""), -1
+            out, rc = (
+                (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or ""),
+                -1,
+            )
             print(f"{name}: timed out after {args.timeout:.0f}s", file=sys.stderr)
         print(out, end="", flush=True)
         line = next((ln for ln in reversed(out.splitlines()) if ln.startswith("JSON: ")), None)
@@ -70,7 +83,7 @@ def main() -> int:
         if line is None:
             rows.append((name, "FAILED", f"exit {rc}, no summary", elapsed))
             continue
-        summary = json.loads(line[len("JSON: "):])
+        summary = json.loads(line[len("JSON: ") :])
         summary["wall_s"] = round(elapsed, 1)
         summaries[name] = summary
         rows.append((name, "ok" if summary.get("ok") else "MISS", headline(name, summary), elapsed))
@@ -80,8 +93,13 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"quick": args.quick, "results": summaries}, indent=2, sort_keys=True))
     print(f"\nsummaries written to {args.out}")
-    print("JSON: " + json.dumps({"benchmark": "all", "quick": args.quick,
-                                 "ok": {n: s.get("ok") for n, s in summaries.items()}}, sort_keys=True))
+    print(
+        "JSON: "
+        + json.dumps(
+            {"benchmark": "all", "quick": args.quick, "ok": {n: s.get("ok") for n, s in summaries.items()}},
+            sort_keys=True,
+        )
+    )
     return 0 if all(v == "ok" for _, v, _, _ in rows) else 1
 
 

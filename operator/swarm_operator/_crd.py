@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Final
 
 import yaml
@@ -25,17 +25,44 @@ from swarm_operator import model
 from swarm_operator.names import GROUP, KIND, PLURAL, SINGULAR, VERSION
 
 __all__ = [
-    "CEL_MIRRORS", "GROUP", "KIND", "PLURAL", "VERSION",
-    "apply_defaults", "crd", "extension_violations", "package_path", "render", "structural",
+    "CEL_MIRRORS",
+    "GROUP",
+    "KIND",
+    "PLURAL",
+    "VERSION",
+    "apply_defaults",
+    "crd",
+    "extension_violations",
+    "package_path",
+    "render",
+    "structural",
 ]
 
 
 # Keywords that carry over from pydantic's output unchanged; anything else is a bug to look at.
-_KEPT: Final = frozenset({
-    "type", "format", "description", "default", "enum", "properties", "required", "items",
-    "additionalProperties", "minimum", "maximum", "minLength", "maxLength", "pattern", "minItems",
-    "maxItems", "x-kubernetes-validations", "x-kubernetes-list-type", "x-kubernetes-list-map-keys",
-})
+_KEPT: Final = frozenset(
+    {
+        "type",
+        "format",
+        "description",
+        "default",
+        "enum",
+        "properties",
+        "required",
+        "items",
+        "additionalProperties",
+        "minimum",
+        "maximum",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "minItems",
+        "maxItems",
+        "x-kubernetes-validations",
+        "x-kubernetes-list-type",
+        "x-kubernetes-list-map-keys",
+    }
+)
 
 
 def structural(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -78,10 +105,27 @@ def structural(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> di
 
 def _key_order(key: str) -> tuple[int, str]:
     # A stable, readable order: what the field is first, then its bounds, then its children.
-    order = ["description", "type", "format", "default", "enum", "minimum", "maximum", "minLength",
-             "maxLength", "pattern", "minItems", "maxItems", "x-kubernetes-list-type",
-             "x-kubernetes-list-map-keys", "required", "properties", "additionalProperties", "items",
-             "x-kubernetes-validations"]
+    order = [
+        "description",
+        "type",
+        "format",
+        "default",
+        "enum",
+        "minimum",
+        "maximum",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "minItems",
+        "maxItems",
+        "x-kubernetes-list-type",
+        "x-kubernetes-list-map-keys",
+        "required",
+        "properties",
+        "additionalProperties",
+        "items",
+        "x-kubernetes-validations",
+    ]
     return (order.index(key), key) if key in order else (len(order), key)
 
 
@@ -101,8 +145,10 @@ def crd() -> dict[str, Any]:
         "description": "A swarm of coding agents (tmux panes running Claude Code) in one E2B sandbox.",
         "type": "object",
         "properties": {
-            "apiVersion": {"description": "Versioned schema of this representation of an object.",
-                           "type": "string"},
+            "apiVersion": {
+                "description": "Versioned schema of this representation of an object.",
+                "type": "string",
+            },
             "kind": {"description": "REST resource this object represents.", "type": "string"},
             "metadata": {"type": "object"},
             "spec": spec,
@@ -124,29 +170,52 @@ def crd() -> dict[str, Any]:
                 "categories": ["claudeswarm"],
             },
             "scope": "Namespaced",
-            "versions": [{
-                "name": VERSION,
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "additionalPrinterColumns": [
-                    {"name": "Phase", "type": "string", "jsonPath": ".status.phase",
-                     "description": "Lifecycle phase, derived from the conditions."},
-                    # One "ready/desired" column like Deployment's READY; the operator writes the string
-                    # (status.agents.summary) because printer columns cannot compute.
-                    {"name": "Agents", "type": "string", "jsonPath": ".status.agents.summary",
-                     "description": "Agents ready/desired."},
-                    {"name": "Sandbox", "type": "string", "jsonPath": ".status.sandbox.id",
-                     "description": "E2B sandbox id."},
-                    # A string the operator formats ("$0.0123"): a number column would print every digit.
-                    {"name": "Cost", "type": "string", "jsonPath": ".status.cost.summary",
-                     "description": "Estimated sandbox compute spend in USD, as of the last status write."},
-                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                    {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1,
-                     "description": "Why the resource is in its phase."},
-                ],
-                "schema": {"openAPIV3Schema": schema},
-            }],
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [
+                        {
+                            "name": "Phase",
+                            "type": "string",
+                            "jsonPath": ".status.phase",
+                            "description": "Lifecycle phase, derived from the conditions.",
+                        },
+                        # One "ready/desired" column like Deployment's READY; the operator writes the string
+                        # (status.agents.summary) because printer columns cannot compute.
+                        {
+                            "name": "Agents",
+                            "type": "string",
+                            "jsonPath": ".status.agents.summary",
+                            "description": "Agents ready/desired.",
+                        },
+                        {
+                            "name": "Sandbox",
+                            "type": "string",
+                            "jsonPath": ".status.sandbox.id",
+                            "description": "E2B sandbox id.",
+                        },
+                        # A string the operator formats ("$0.0123"): a number column would print every digit.
+                        {
+                            "name": "Cost",
+                            "type": "string",
+                            "jsonPath": ".status.cost.summary",
+                            "description": "Estimated sandbox compute spend in USD, as of the last status write.",
+                        },
+                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                        {
+                            "name": "Message",
+                            "type": "string",
+                            "jsonPath": ".status.message",
+                            "priority": 1,
+                            "description": "Why the resource is in its phase.",
+                        },
+                    ],
+                    "schema": {"openAPIV3Schema": schema},
+                }
+            ],
         },
     }
 
@@ -156,22 +225,33 @@ def crd() -> dict[str, Any]:
 #: every rule the CRD carries has one here.
 CEL_MIRRORS: Final[dict[str, Callable[[dict[str, Any]], bool]]] = {
     "has(self.value) != has(self.valueFrom)": lambda env: ("value" in env) != ("valueFrom" in env),
-    model._cel_reserved_env_rule(): lambda env: not (
-        env.get("name") in model.RESERVED_ENV_NAMES
-        or str(env.get("name", "")).startswith(model.RESERVED_ENV_PREFIXES)
+    model._cel_reserved_env_rule(): lambda env: (
+        not (
+            env.get("name") in model.RESERVED_ENV_NAMES
+            or str(env.get("name", "")).startswith(model.RESERVED_ENV_PREFIXES)
+        )
     ),
     model._cel_secret_references_rule(): lambda spec: _secret_references(spec) <= model.MAX_SECRET_REFERENCES,
-    model._cel_args_size_rule(): lambda args: sum(
-        len(a) for a in args if isinstance(a, str)) <= model.MAX_ARGS_CHARS,
-    model._cel_mcp_values_size_rule(): lambda mcp: sum(
-        len(f.get("value") or "") for m in mcp if isinstance(m, dict)
-        for f in (m.get("fields") or []) if isinstance(f, dict)) <= model.MAX_MCP_VALUE_CHARS,
+    model._cel_args_size_rule(): lambda args: (
+        sum(len(a) for a in args if isinstance(a, str)) <= model.MAX_ARGS_CHARS
+    ),
+    model._cel_mcp_values_size_rule(): lambda mcp: (
+        sum(
+            len(f.get("value") or "")
+            for m in mcp
+            if isinstance(m, dict)
+            for f in (m.get("fields") or [])
+            if isinstance(f, dict)
+        )
+        <= model.MAX_MCP_VALUE_CHARS
+    ),
 }
 
 
 def _secret_references(spec: dict[str, Any]) -> int:
     """How many Secret key references a raw spec carries (the mirror of the spec-level CEL rule).
     Tolerates ill-typed parts: the API server never runs CEL on a spec its schema refuses."""
+
     def obj(value: Any) -> dict[str, Any]:
         return value if isinstance(value, dict) else {}
 

@@ -31,13 +31,13 @@ from grafana_foundation_sdk.models.common import (
     StackingMode,
     VizOrientation,
 )
-from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 from grafana_foundation_sdk.models.dashboard import (
     DashboardCursorSync,
     DataSourceRef,
     VariableRefresh,
     VariableSort,
 )
+from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 __all__ = ["UID", "build", "dashboard_path", "queries", "render"]
 
@@ -52,14 +52,35 @@ def _query(expr: str, legend: str = "__auto", ref: str = "A") -> prometheus.Data
 
 
 def _legend() -> VizLegendOptions:
-    return (VizLegendOptions().show_legend(True).display_mode(LegendDisplayMode.TABLE)
-            .placement(LegendPlacement.BOTTOM).calcs(["lastNotNull", "max"]))
+    return (
+        VizLegendOptions()
+        .show_legend(True)
+        .display_mode(LegendDisplayMode.TABLE)
+        .placement(LegendPlacement.BOTTOM)
+        .calcs(["lastNotNull", "max"])
+    )
 
 
-def _series(title: str, description: str, unit: str, *targets: prometheus.Dataquery,
-            stacked: bool = False, span: int = 12) -> timeseries.Panel:
-    panel = (timeseries.Panel().title(title).description(description).unit(unit).datasource(_DS)
-             .height(8).span(span).min(0).legend(_legend()).fill_opacity(10 if not stacked else 40))
+def _series(
+    title: str,
+    description: str,
+    unit: str,
+    *targets: prometheus.Dataquery,
+    stacked: bool = False,
+    span: int = 12,
+) -> timeseries.Panel:
+    panel = (
+        timeseries.Panel()
+        .title(title)
+        .description(description)
+        .unit(unit)
+        .datasource(_DS)
+        .height(8)
+        .span(span)
+        .min(0)
+        .legend(_legend())
+        .fill_opacity(10 if not stacked else 40)
+    )
     if stacked:
         panel = panel.stacking(StackingConfig().mode(StackingMode.NORMAL))
     for target in targets:
@@ -68,9 +89,17 @@ def _series(title: str, description: str, unit: str, *targets: prometheus.Dataqu
 
 
 def _stat(title: str, description: str, unit: str, expr: str, span: int = 6) -> stat.Panel:
-    return (stat.Panel().title(title).description(description).unit(unit).datasource(_DS).height(4)
-            .span(span).reduce_options(ReduceDataOptions().calcs(["lastNotNull"]))
-            .with_target(_query(expr, legend="")))
+    return (
+        stat.Panel()
+        .title(title)
+        .description(description)
+        .unit(unit)
+        .datasource(_DS)
+        .height(4)
+        .span(span)
+        .reduce_options(ReduceDataOptions().calcs(["lastNotNull"]))
+        .with_target(_query(expr, legend=""))
+    )
 
 
 def build() -> dashboard.Dashboard:
@@ -79,8 +108,10 @@ def build() -> dashboard.Dashboard:
     board = (
         dashboard.Dashboard("Swarm operator")
         .uid(UID)
-        .description("SwarmSandboxes by phase, time to Ready, E2B calls, restarts, orphans and "
-                     "estimated sandbox spend, from the swarm-operator's /metrics.")
+        .description(
+            "SwarmSandboxes by phase, time to Ready, E2B calls, restarts, orphans and "
+            "estimated sandbox spend, from the swarm-operator's /metrics."
+        )
         .tags(["swarm-operator", "e2b"])
         .editable()
         .refresh("1m")
@@ -89,75 +120,174 @@ def build() -> dashboard.Dashboard:
         .tooltip(DashboardCursorSync.CROSSHAIR)
         .with_variable(dashboard.DatasourceVariable("datasource").label("Data source").type("prometheus"))
         .with_variable(
-            dashboard.QueryVariable("job").label("Operator").datasource(_DS)
-            .query("label_values(swarm_build_info, job)").refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
-            .sort(VariableSort.ALPHABETICAL_ASC).multi(True).include_all(True).all_value(".+")
+            dashboard.QueryVariable("job")
+            .label("Operator")
+            .datasource(_DS)
+            .query("label_values(swarm_build_info, job)")
+            .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+            .sort(VariableSort.ALPHABETICAL_ASC)
+            .multi(True)
+            .include_all(True)
+            .all_value(".+")
         )
         .with_variable(
-            dashboard.QueryVariable("namespace").label("Namespace").datasource(_DS)
+            dashboard.QueryVariable("namespace")
+            .label("Namespace")
+            .datasource(_DS)
             .query('label_values(swarm_sandboxes{job=~"$job"}, namespace)')
-            .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED).sort(VariableSort.ALPHABETICAL_ASC)
-            .multi(True).include_all(True).all_value(".+")
+            .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+            .sort(VariableSort.ALPHABETICAL_ASC)
+            .multi(True)
+            .include_all(True)
+            .all_value(".+")
         )
         .with_row(dashboard.Row("Spend (estimated from the operator's price table)"))
-        .with_panel(_stat("Spend rate", "What the running sandboxes cost per hour now.", "currencyUSD",
-                          f"sum(swarm_sandbox_rate_usd_per_hour{{{_NS}}})"))
-        .with_panel(_stat("Spend in range", "Estimated USD accrued over the dashboard's time range.",
-                          "currencyUSD", f"sum(increase(swarm_sandbox_estimated_usd_total{{{_NS}}}[$__range]))"))
-        .with_panel(_stat("Sandbox hours in range", "Running (billed) sandbox time over the time range; "
-                          "paused time is not counted.", "h",
-                          f"sum(increase(swarm_sandbox_seconds_total{{{_NS}}}[$__range])) / 3600"))
-        .with_panel(_stat("Live sandboxes", "SwarmSandboxes in a phase with a running or paused sandbox.",
-                          "short", f'sum(swarm_sandboxes{{{_NS}, phase=~"Ready|Degraded|Initializing|Suspended"}})'))
-        .with_panel(_series(
-            "Spend rate by namespace", "Estimated USD per hour of the running sandboxes, by namespace.",
-            "currencyUSD",
-            _query(f"sum by (namespace) (swarm_sandbox_rate_usd_per_hour{{{_NS}}})", "{{namespace}}"),
-            stacked=True))
         .with_panel(
-            bargauge.Panel().title("Spend by namespace").description(
-                "Estimated USD accrued over the dashboard's time range, by namespace.")
-            .unit("currencyUSD").datasource(_DS).height(8).span(12).orientation(VizOrientation.HORIZONTAL)
+            _stat(
+                "Spend rate",
+                "What the running sandboxes cost per hour now.",
+                "currencyUSD",
+                f"sum(swarm_sandbox_rate_usd_per_hour{{{_NS}}})",
+            )
+        )
+        .with_panel(
+            _stat(
+                "Spend in range",
+                "Estimated USD accrued over the dashboard's time range.",
+                "currencyUSD",
+                f"sum(increase(swarm_sandbox_estimated_usd_total{{{_NS}}}[$__range]))",
+            )
+        )
+        .with_panel(
+            _stat(
+                "Sandbox hours in range",
+                "Running (billed) sandbox time over the time range; paused time is not counted.",
+                "h",
+                f"sum(increase(swarm_sandbox_seconds_total{{{_NS}}}[$__range])) / 3600",
+            )
+        )
+        .with_panel(
+            _stat(
+                "Live sandboxes",
+                "SwarmSandboxes in a phase with a running or paused sandbox.",
+                "short",
+                f'sum(swarm_sandboxes{{{_NS}, phase=~"Ready|Degraded|Initializing|Suspended"}})',
+            )
+        )
+        .with_panel(
+            _series(
+                "Spend rate by namespace",
+                "Estimated USD per hour of the running sandboxes, by namespace.",
+                "currencyUSD",
+                _query(f"sum by (namespace) (swarm_sandbox_rate_usd_per_hour{{{_NS}}})", "{{namespace}}"),
+                stacked=True,
+            )
+        )
+        .with_panel(
+            bargauge.Panel()
+            .title("Spend by namespace")
+            .description("Estimated USD accrued over the dashboard's time range, by namespace.")
+            .unit("currencyUSD")
+            .datasource(_DS)
+            .height(8)
+            .span(12)
+            .orientation(VizOrientation.HORIZONTAL)
             .reduce_options(ReduceDataOptions().calcs(["lastNotNull"]))
-            .with_target(_query(f"sum by (namespace) (increase(swarm_sandbox_estimated_usd_total{{{_NS}}}[$__range]))",
-                                "{{namespace}}").instant())
+            .with_target(
+                _query(
+                    f"sum by (namespace) (increase(swarm_sandbox_estimated_usd_total{{{_NS}}}[$__range]))",
+                    "{{namespace}}",
+                ).instant()
+            )
         )
         .with_row(dashboard.Row("Swarms"))
-        .with_panel(_series(
-            "Swarms by phase", "SwarmSandbox resources in each phase.", "short",
-            _query(f"sum by (phase) (swarm_sandboxes{{{_NS}}})", "{{phase}}"), stacked=True))
         .with_panel(
-            heatmap.Panel().title("Apply → Ready latency").description(
-                "Time from a spec generation being applied to the resource being Ready with it.")
-            .datasource(_DS).height(8).span(12).calculate(False)
-            .with_target(_query(f"sum by (le) (increase(swarm_ready_seconds_bucket{{{_OP}}}{rate}))",
-                                "{{le}}").format(PromQueryFormat.HEATMAP))
+            _series(
+                "Swarms by phase",
+                "SwarmSandbox resources in each phase.",
+                "short",
+                _query(f"sum by (phase) (swarm_sandboxes{{{_NS}}})", "{{phase}}"),
+                stacked=True,
+            )
         )
-        .with_panel(_series(
-            "Apply → Ready quantiles", "p50 and p95 of the time from apply to Ready.", "s",
-            _query(f"histogram_quantile(0.5, sum by (le) (rate(swarm_ready_seconds_bucket{{{_OP}}}{rate})))", "p50"),
-            _query(f"histogram_quantile(0.95, sum by (le) (rate(swarm_ready_seconds_bucket{{{_OP}}}{rate})))", "p95",
-                   ref="B")))
-        .with_panel(_series(
-            "Agent restarts and orphans killed",
-            "Dead agents restarted by the health check; sandboxes killed because their resource was gone.",
-            "short",
-            _query(f"sum(increase(swarm_agent_restarts_total{{{_OP}}}{rate}))", "agent restarts"),
-            _query(f"sum(increase(swarm_orphans_killed_total{{{_OP}}}{rate}))", "orphans killed", ref="B")))
+        .with_panel(
+            heatmap.Panel()
+            .title("Apply → Ready latency")
+            .description("Time from a spec generation being applied to the resource being Ready with it.")
+            .datasource(_DS)
+            .height(8)
+            .span(12)
+            .calculate(False)
+            .with_target(
+                _query(f"sum by (le) (increase(swarm_ready_seconds_bucket{{{_OP}}}{rate}))", "{{le}}").format(
+                    PromQueryFormat.HEATMAP
+                )
+            )
+        )
+        .with_panel(
+            _series(
+                "Apply → Ready quantiles",
+                "p50 and p95 of the time from apply to Ready.",
+                "s",
+                _query(
+                    f"histogram_quantile(0.5, sum by (le) (rate(swarm_ready_seconds_bucket{{{_OP}}}{rate})))",
+                    "p50",
+                ),
+                _query(
+                    f"histogram_quantile(0.95, sum by (le) (rate(swarm_ready_seconds_bucket{{{_OP}}}{rate})))",
+                    "p95",
+                    ref="B",
+                ),
+            )
+        )
+        .with_panel(
+            _series(
+                "Agent restarts and orphans killed",
+                "Dead agents restarted by the health check; sandboxes killed because their resource was gone.",
+                "short",
+                _query(f"sum(increase(swarm_agent_restarts_total{{{_OP}}}{rate}))", "agent restarts"),
+                _query(
+                    f"sum(increase(swarm_orphans_killed_total{{{_OP}}}{rate}))", "orphans killed", ref="B"
+                ),
+            )
+        )
         .with_row(dashboard.Row("E2B"))
-        .with_panel(_series(
-            "E2B calls by operation and outcome", "Calls to E2B per second (every attempt, every list page).",
-            "reqps",
-            _query(f"sum by (operation, outcome) (rate(swarm_e2b_calls_total{{{_OP}}}{rate}))",
-                   "{{operation}} {{outcome}}"), stacked=True))
-        .with_panel(_series(
-            "E2B errors by operation and outcome", "Calls to E2B that did not succeed, per second.", "reqps",
-            _query(f'sum by (operation, outcome) (rate(swarm_e2b_calls_total{{{_OP}, outcome!="ok"}}{rate}))',
-                   "{{operation}} {{outcome}}"), stacked=True))
-        .with_panel(_series(
-            "E2B call latency p95", "95th percentile of one call's duration, by operation.", "s",
-            _query(f"histogram_quantile(0.95, sum by (operation, le) (rate(swarm_e2b_call_seconds_bucket{{{_OP}}}{rate})))",
-                   "{{operation}}"), span=24))
+        .with_panel(
+            _series(
+                "E2B calls by operation and outcome",
+                "Calls to E2B per second (every attempt, every list page).",
+                "reqps",
+                _query(
+                    f"sum by (operation, outcome) (rate(swarm_e2b_calls_total{{{_OP}}}{rate}))",
+                    "{{operation}} {{outcome}}",
+                ),
+                stacked=True,
+            )
+        )
+        .with_panel(
+            _series(
+                "E2B errors by operation and outcome",
+                "Calls to E2B that did not succeed, per second.",
+                "reqps",
+                _query(
+                    f'sum by (operation, outcome) (rate(swarm_e2b_calls_total{{{_OP}, outcome!="ok"}}{rate}))',
+                    "{{operation}} {{outcome}}",
+                ),
+                stacked=True,
+            )
+        )
+        .with_panel(
+            _series(
+                "E2B call latency p95",
+                "95th percentile of one call's duration, by operation.",
+                "s",
+                _query(
+                    f"histogram_quantile(0.95, sum by (operation, le) (rate(swarm_e2b_call_seconds_bucket{{{_OP}}}{rate})))",
+                    "{{operation}}",
+                ),
+                span=24,
+            )
+        )
     )
     return board
 
@@ -191,7 +321,13 @@ def queries(model: dict[str, Any]) -> list[str]:
 
 
 def dashboard_path() -> Path:
-    return Path(__file__).resolve().parents[2] / "charts" / "swarm-operator" / "dashboards" / "swarm-operator.json"
+    return (
+        Path(__file__).resolve().parents[2]
+        / "charts"
+        / "swarm-operator"
+        / "dashboards"
+        / "swarm-operator.json"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

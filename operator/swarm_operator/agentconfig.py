@@ -32,12 +32,14 @@ def tool_secret_refs(namespace: str, spec: SwarmSandboxSpec) -> dict[str, Secret
     for index, entry in enumerate(spec.mcp):
         if entry.token_secret_ref is not None:
             refs[bootstrap.secret_env_name("MCP", str(index), "TOKEN")] = SecretKeyRef(
-                namespace, entry.token_secret_ref.name, entry.token_secret_ref.key)
+                namespace, entry.token_secret_ref.name, entry.token_secret_ref.key
+            )
         for field_ in entry.fields:
             if field_.value_from is not None:
                 sel = field_.value_from.secret_key_ref
                 refs[bootstrap.secret_env_name("MCP", str(index), field_.name)] = SecretKeyRef(
-                    namespace, sel.name, sel.key)
+                    namespace, sel.name, sel.key
+                )
     return refs
 
 
@@ -84,8 +86,10 @@ def claude_config_json(spec: SwarmSandboxSpec, files: Mapping[str, str]) -> str:
         raise InvalidSpecError([f"spec.agent.config: claude.json/settings.json is not JSON: {exc}"]) from None
     if not isinstance(user_claude, dict) or not isinstance(user_settings, dict):
         raise InvalidSpecError(["spec.agent.config: claude.json and settings.json must be JSON objects"])
-    return json.dumps({"claude_json": user_claude, "settings": _merge(settings, user_settings),
-                       "files": extra}, sort_keys=True)
+    return json.dumps(
+        {"claude_json": user_claude, "settings": _merge(settings, user_settings), "files": extra},
+        sort_keys=True,
+    )
 
 
 def mcp_config_json(spec: SwarmSandboxSpec) -> str:
@@ -99,13 +103,20 @@ def mcp_config_json(spec: SwarmSandboxSpec) -> str:
         server = entry.server_key
         config[server] = {}
         if entry.type in MCP_TOKEN_FIELDS:
-            secrets.append([server, MCP_TOKEN_FIELDS[entry.type][1],
-                            bootstrap.secret_env_name("MCP", str(index), "TOKEN")])
+            secrets.append(
+                [
+                    server,
+                    MCP_TOKEN_FIELDS[entry.type][1],
+                    bootstrap.secret_env_name("MCP", str(index), "TOKEN"),
+                ]
+            )
         elif entry.type == "filesystem":
             workspace.append(server)
         for field_ in entry.fields:
             if field_.value_from is not None:
-                secrets.append([server, field_.name, bootstrap.secret_env_name("MCP", str(index), field_.name)])
+                secrets.append(
+                    [server, field_.name, bootstrap.secret_env_name("MCP", str(index), field_.name)]
+                )
             else:
                 config[server][field_.name] = field_.value
     return json.dumps({"config": config, "secrets": secrets, "workspace": workspace}, sort_keys=True)

@@ -48,19 +48,44 @@ def _build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the operator against the current kubeconfig or cluster")
     scope = run.add_mutually_exclusive_group()
-    scope.add_argument("-n", "--namespace", action="append", default=[], metavar="NS",
-                       help="watch this namespace (repeatable; glob patterns allowed)")
-    scope.add_argument("-A", "--all-namespaces", action="store_true",
-                       help="watch every namespace (the default when no --namespace is given)")
-    run.add_argument("--standalone", action="store_true",
-                     help="no peering: do not coordinate with other operator instances")
-    run.add_argument("--peering", default=None, metavar="NAME",
-                     help="kopf peering object name, for one active instance among replicas")
-    run.add_argument("--selector", default=None, metavar="SELECTOR",
-                     help="only SwarmSandboxes matching this label selector (server-side); for "
-                          "sharding resources across several operator releases")
-    run.add_argument("--liveness", default=None, metavar="URL",
-                     help="serve kopf's liveness probe, e.g. http://0.0.0.0:8081/healthz")
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="watch this namespace (repeatable; glob patterns allowed)",
+    )
+    scope.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_true",
+        help="watch every namespace (the default when no --namespace is given)",
+    )
+    run.add_argument(
+        "--standalone",
+        action="store_true",
+        help="no peering: do not coordinate with other operator instances",
+    )
+    run.add_argument(
+        "--peering",
+        default=None,
+        metavar="NAME",
+        help="kopf peering object name, for one active instance among replicas",
+    )
+    run.add_argument(
+        "--selector",
+        default=None,
+        metavar="SELECTOR",
+        help="only SwarmSandboxes matching this label selector (server-side); for "
+        "sharding resources across several operator releases",
+    )
+    run.add_argument(
+        "--liveness",
+        default=None,
+        metavar="URL",
+        help="serve kopf's liveness probe, e.g. http://0.0.0.0:8081/healthz",
+    )
     run.set_defaults(handler=_cmd_run)
 
     emulate = sub.add_parser("emulate", help="run an offline emulator (E2B or the Kubernetes API)")
@@ -74,18 +99,44 @@ def _build_parser() -> argparse.ArgumentParser:
     e2b.add_argument("--fault-rate", type=float, default=0.0, help="share of calls that fail (0..1)")
     e2b.add_argument("--seed", type=int, default=None, help="seed for the fault injector")
     e2b.add_argument("--quota", type=int, default=None, help="most sandboxes alive at once")
-    e2b.add_argument("--home-template", type=Path, default=None, metavar="DIR",
-                     help="copied into every sandbox's home, like a template image (.profile, tools)")
-    e2b.add_argument("--plan", choices=("hobby", "pro"), default="hobby",
-                     help="E2B plan whose lifetime cap applies: hobby 1 h, pro 24 h (default %(default)s)")
-    e2b.add_argument("--lifetime-cap-seconds", type=int, default=None, metavar="N",
-                     help="override the plan's lifetime cap (counted from each sandbox's start)")
-    e2b.add_argument("--identity-delay-seconds", type=float, default=0.2, metavar="S",
-                     help="E2B_SANDBOX_ID appears in a sandbox this long after start (default %(default)s)")
-    e2b.add_argument("--permissive-egress", action="store_true",
-                     help="accept any network rule (NOT what E2B does: for checks that must fail)")
-    e2b.add_argument("--no-stock-templates", dest="stock_templates", action="store_false",
-                     help="every template, base included, has the host's tools (NOT what E2B does)")
+    e2b.add_argument(
+        "--home-template",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="copied into every sandbox's home, like a template image (.profile, tools)",
+    )
+    e2b.add_argument(
+        "--plan",
+        choices=("hobby", "pro"),
+        default="hobby",
+        help="E2B plan whose lifetime cap applies: hobby 1 h, pro 24 h (default %(default)s)",
+    )
+    e2b.add_argument(
+        "--lifetime-cap-seconds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="override the plan's lifetime cap (counted from each sandbox's start)",
+    )
+    e2b.add_argument(
+        "--identity-delay-seconds",
+        type=float,
+        default=0.2,
+        metavar="S",
+        help="E2B_SANDBOX_ID appears in a sandbox this long after start (default %(default)s)",
+    )
+    e2b.add_argument(
+        "--permissive-egress",
+        action="store_true",
+        help="accept any network rule (NOT what E2B does: for checks that must fail)",
+    )
+    e2b.add_argument(
+        "--no-stock-templates",
+        dest="stock_templates",
+        action="store_false",
+        help="every template, base included, has the host's tools (NOT what E2B does)",
+    )
     e2b.set_defaults(handler=_cmd_emulate_e2b)
 
     kube = emulate_sub.add_parser("kube", help="a Kubernetes API emulator with our CRD loaded")
@@ -95,26 +146,47 @@ def _build_parser() -> argparse.ArgumentParser:
     kube.set_defaults(handler=_cmd_emulate_kube)
 
     dev = sub.add_parser("dev", help="the playground: emulators, operator and examples, live, in one command")
-    dev.add_argument("-f", "--filename", dest="files", action="append", type=Path, default=[],
-                     metavar="FILE", help="manifests to apply (repeatable; default: examples/*.yaml)")
-    dev.add_argument("--e2b", choices=("emulator", "real"), default="emulator",
-                     help="E2B emulator (default) or the real service (needs E2B_API_KEY)")
+    dev.add_argument(
+        "-f",
+        "--filename",
+        dest="files",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="manifests to apply (repeatable; default: examples/*.yaml)",
+    )
+    dev.add_argument(
+        "--e2b",
+        choices=("emulator", "real"),
+        default="emulator",
+        help="E2B emulator (default) or the real service (needs E2B_API_KEY)",
+    )
     dev.add_argument("--keep-temp", action="store_true", help="keep the temp directory (logs) at exit")
     dev.set_defaults(handler=_cmd_dev)
 
     def swarm_command(name: str, help: str) -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=help)
         command.add_argument("name", metavar="NAME", help="the SwarmSandbox")
-        command.add_argument("-n", "--namespace", default=None,
-                             help="its namespace (default: the kubeconfig context's, else default)")
+        command.add_argument(
+            "-n",
+            "--namespace",
+            default=None,
+            help="its namespace (default: the kubeconfig context's, else default)",
+        )
         command.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG)")
         return command
 
     attach = swarm_command("attach", "attach this terminal to the swarm's tmux session (Ctrl-] detaches)")
     attach.set_defaults(handler=_cmd_attach)
     status = swarm_command("status", "agents, health, sandbox, expiry, recent Events and step timings")
-    status.add_argument("-o", "--output", choices=("table", "json"), default="table",
-                        help="json: the resource's status, for scripts")
+    status.add_argument(
+        "-o",
+        "--output",
+        choices=("table", "json"),
+        default="table",
+        help="json: the resource's status, for scripts",
+    )
     status.set_defaults(handler=_cmd_status)
     resume = swarm_command("resume", "resume a swarm its operator paused for idleness (spec.idle)")
     resume.set_defaults(handler=_cmd_resume)
@@ -127,34 +199,74 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _add_template(sub: Any) -> None:
     template = sub.add_parser("template", help="print or build the prebuilt E2B template for swarms")
-    template.add_argument("--coordinator", default=None, metavar="REQ",
-                          help="pinned coordinator (default: the operator's pin, also coordinator.install's default)")
-    template.add_argument("--agent-cli", default=None, metavar="NPM",
-                          help="pinned agent CLI (default: the Claude Code version the setup script installs)")
+    template.add_argument(
+        "--coordinator",
+        default=None,
+        metavar="REQ",
+        help="pinned coordinator (default: the operator's pin, also coordinator.install's default)",
+    )
+    template.add_argument(
+        "--agent-cli",
+        default=None,
+        metavar="NPM",
+        help="pinned agent CLI (default: the Claude Code version the setup script installs)",
+    )
     template.add_argument("--base", default=None, help="base image (default debian:trixie)")
-    template.add_argument("--from-template", default=None, metavar="T",
-                          help="start from an E2B template instead, e.g. mcp-gateway (needed for MCP)")
+    template.add_argument(
+        "--from-template",
+        default=None,
+        metavar="T",
+        help="start from an E2B template instead, e.g. mcp-gateway (needed for MCP)",
+    )
     template.add_argument("--format", choices=("dockerfile", "json"), default="dockerfile")
-    template.add_argument("--build", default=None, metavar="NAME",
-                          help="build it on E2B as NAME[:tag] with the key in E2B_API_KEY; "
-                               "without it the definition is printed, offline")
+    template.add_argument(
+        "--build",
+        default=None,
+        metavar="NAME",
+        help="build it on E2B as NAME[:tag] with the key in E2B_API_KEY; "
+        "without it the definition is printed, offline",
+    )
     template.set_defaults(handler=_cmd_template)
 
 
 def _add_doctor(sub: Any) -> None:
-    doctor = sub.add_parser("doctor", help="check, live, every E2B contract the operator relies on "
-                                           "(needs E2B_API_KEY; creates and kills a few sandboxes)")
-    doctor.add_argument("--template", default=None, metavar="T",
-                        help="template whose tools are checked (default: the operator's "
-                             "SWARM_DEFAULT_TEMPLATE setting)")
-    doctor.add_argument("--mcp-template", default="mcp-gateway", metavar="T",
-                        help="template holding E2B's mcp-gateway (default %(default)s)")
-    doctor.add_argument("--plan", choices=("hobby", "pro"), default="hobby",
-                        help="your E2B plan, for its lifetime cap (default %(default)s: 1 h; pro: 24 h)")
-    doctor.add_argument("--lifetime-cap-seconds", type=int, default=None, metavar="N",
-                        help="the plan's cap in seconds, when it is neither (overrides --plan)")
-    doctor.add_argument("--call-timeout", type=float, default=30.0, metavar="S",
-                        help="bound on each E2B call (default %(default)ss; a create gets twice it)")
+    doctor = sub.add_parser(
+        "doctor",
+        help="check, live, every E2B contract the operator relies on "
+        "(needs E2B_API_KEY; creates and kills a few sandboxes)",
+    )
+    doctor.add_argument(
+        "--template",
+        default=None,
+        metavar="T",
+        help="template whose tools are checked (default: the operator's SWARM_DEFAULT_TEMPLATE setting)",
+    )
+    doctor.add_argument(
+        "--mcp-template",
+        default="mcp-gateway",
+        metavar="T",
+        help="template holding E2B's mcp-gateway (default %(default)s)",
+    )
+    doctor.add_argument(
+        "--plan",
+        choices=("hobby", "pro"),
+        default="hobby",
+        help="your E2B plan, for its lifetime cap (default %(default)s: 1 h; pro: 24 h)",
+    )
+    doctor.add_argument(
+        "--lifetime-cap-seconds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the plan's cap in seconds, when it is neither (overrides --plan)",
+    )
+    doctor.add_argument(
+        "--call-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="bound on each E2B call (default %(default)ss; a create gets twice it)",
+    )
     doctor.set_defaults(handler=_cmd_doctor)
 
 
@@ -187,8 +299,12 @@ def _cmd_template(args: argparse.Namespace) -> int:
     from swarm_operator import template
 
     try:
-        definition = template.definition(coordinator=args.coordinator, agent_cli=args.agent_cli,
-                                         base=args.base, from_template=args.from_template)
+        definition = template.definition(
+            coordinator=args.coordinator,
+            agent_cli=args.agent_cli,
+            base=args.base,
+            from_template=args.from_template,
+        )
     except ValueError as exc:
         print(f"swarm-operator template: {exc}", file=sys.stderr)
         return 2
@@ -244,8 +360,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 #: What to say when a command needs the test bed and it is not installed.
-TESTBED_MISSING = ("needs the test bed (the swarm_testbed package, not in the container image): "
-                   "run scripts/setup, or pip install -e testbed/ from a checkout")
+TESTBED_MISSING = (
+    "needs the test bed (the swarm_testbed package, not in the container image): "
+    "run scripts/setup, or pip install -e testbed/ from a checkout"
+)
 
 
 def _has_testbed() -> bool:
@@ -286,17 +404,18 @@ def _cmd_emulate_kube(args: argparse.Namespace) -> int:
     if not _has_testbed():
         print(f"swarm-operator emulate: {TESTBED_MISSING}", file=sys.stderr)
         return 1
-    from swarm_testbed.kube import KubeEmulatorServer
-
     from swarm_operator._crd import package_path
+    from swarm_testbed.kube import KubeEmulatorServer
 
     async def serve() -> None:
         # The test bed knows no product: it serves the CRDs it is given, ours.
-        async with KubeEmulatorServer(host=args.host, port=args.port,
-                                      crd_dirs=[package_path().parent]) as server:
+        async with KubeEmulatorServer(
+            host=args.host, port=args.port, crd_dirs=[package_path().parent]
+        ) as server:
             server.write_kubeconfig(args.kubeconfig)
-            print(f"Kubernetes emulator listening on {server.url} (kubeconfig: {args.kubeconfig})",
-                  flush=True)
+            print(
+                f"Kubernetes emulator listening on {server.url} (kubeconfig: {args.kubeconfig})", flush=True
+            )
             await _until_signalled()
 
     return run_async(serve)
@@ -372,8 +491,9 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 def _cmd_logs(args: argparse.Namespace) -> int:
     from swarm_operator import console
 
-    return _console(args, lambda swarm: console.logs(swarm, follow=args.follow, lines=args.tail),
-                    uses_e2b=True)
+    return _console(
+        args, lambda swarm: console.logs(swarm, follow=args.follow, lines=args.tail), uses_e2b=True
+    )
 
 
 def _cmd_attach(args: argparse.Namespace) -> int:
@@ -384,8 +504,9 @@ def _cmd_attach(args: argparse.Namespace) -> int:
         console.refuse_if_suspended(swarm)  # and so does "suspended" (connect checks E2B's side)
         if not sys.stdin.isatty():
             raise console.ConsoleError("attach needs a terminal (stdin is not a tty)")
-        print(f"attaching to {swarm.namespace}/{swarm.name} (sandbox {sandbox_id}); "
-              "Ctrl-] detaches", flush=True)
+        print(
+            f"attaching to {swarm.namespace}/{swarm.name} (sandbox {sandbox_id}); Ctrl-] detaches", flush=True
+        )
         return console.attach(swarm)
 
     return _console(args, attach, uses_e2b=True)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Final, Literal
 
 from swarm_operator.model import Condition, Phase
@@ -175,24 +175,26 @@ class Reason(str, enum.Enum):
 
 
 #: Reasons that make the resource Failed: retrying alone will not fix them.
-TERMINAL_REASONS: Final = frozenset({
-    Reason.INVALID_SPEC,
-    Reason.AUTHENTICATION_FAILED,
-    Reason.TEMPLATE_NOT_FOUND,
-    Reason.TEMPLATE_ACCESS_DENIED,
-    Reason.INIT_FAILED,
-    Reason.SANDBOX_EXPIRED,
-    Reason.SANDBOX_QUARANTINED,
-    Reason.DEFAULT_KEY_NOT_ALLOWED,
-    Reason.TEMPLATE_NOT_ALLOWED,
-    Reason.ORPHAN_NOT_ALLOWED,
-    Reason.NAMESPACE_NOT_ALLOWED,
-    Reason.BUDGET_EXCEEDED,
-})
+TERMINAL_REASONS: Final = frozenset(
+    {
+        Reason.INVALID_SPEC,
+        Reason.AUTHENTICATION_FAILED,
+        Reason.TEMPLATE_NOT_FOUND,
+        Reason.TEMPLATE_ACCESS_DENIED,
+        Reason.INIT_FAILED,
+        Reason.SANDBOX_EXPIRED,
+        Reason.SANDBOX_QUARANTINED,
+        Reason.DEFAULT_KEY_NOT_ALLOWED,
+        Reason.TEMPLATE_NOT_ALLOWED,
+        Reason.ORPHAN_NOT_ALLOWED,
+        Reason.NAMESPACE_NOT_ALLOWED,
+        Reason.BUDGET_EXCEEDED,
+    }
+)
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def find(conditions: Iterable[Condition], type_: str) -> Condition | None:
@@ -275,8 +277,13 @@ def refresh_ready(
     """``conditions`` with Ready recomputed by :func:`ready_condition` and merged in."""
     status, reason, message = ready_condition(conditions)
     return set_condition(
-        conditions, ConditionType.READY, status, reason, message,
-        observed_generation=observed_generation, now=now,
+        conditions,
+        ConditionType.READY,
+        status,
+        reason,
+        message,
+        observed_generation=observed_generation,
+        now=now,
     )
 
 

@@ -135,21 +135,27 @@ class Settings(BaseModel):
         default=300.0, gt=0, description="Timeout for one command run inside a sandbox."
     )
     command_output_limit_bytes: int = Field(
-        default=1024 * 1024, ge=4096, le=64 * 1024 * 1024,
+        default=1024 * 1024,
+        ge=4096,
+        le=64 * 1024 * 1024,
         description=(
             "Most bytes one command in a sandbox may print per stream (stdout, stderr); past it the"
             " command is killed (OutputLimitExceeded), so no sandbox can grow the operator's memory."
         ),
     )
     probe_timeout_seconds: float = Field(
-        default=60.0, gt=0, le=3600,
+        default=60.0,
+        gt=0,
+        le=3600,
         description=(
             "Timeout for one health probe in a sandbox. A probe reads a few lines of tmux state;"
             " one that runs this long was made to hang by something in the sandbox."
         ),
     )
     quarantine_after: int = Field(
-        default=5, ge=1, le=100,
+        default=5,
+        ge=1,
+        le=100,
         description=(
             "Health probes in a row a sandbox may misbehave on (output past the cap, a hang to the"
             " probe timeout, an unreadable report) before it is killed and its resource Failed with"
@@ -326,7 +332,8 @@ class Settings(BaseModel):
         if lead is not None and lead >= self.sandbox_max_lifetime_seconds:
             raise ValueError(
                 f"sandbox_handover_lead_seconds ({lead}) must be under sandbox_max_lifetime_seconds"
-                f" ({self.sandbox_max_lifetime_seconds})")
+                f" ({self.sandbox_max_lifetime_seconds})"
+            )
         return self
 
     @property
@@ -340,9 +347,13 @@ class Settings(BaseModel):
         """
         if self.sandbox_handover_lead_seconds is not None:
             return float(self.sandbox_handover_lead_seconds)
-        backoffs = sum(self.init_backoff_seconds * 2 ** i for i in range(self.init_attempts - 1))
-        need = (1.1 * self.lease_renew_seconds + self.control_timeout_seconds
-                + self.init_attempts * self.ready_timeout_seconds + backoffs)
+        backoffs = sum(self.init_backoff_seconds * 2**i for i in range(self.init_attempts - 1))
+        need = (
+            1.1 * self.lease_renew_seconds
+            + self.control_timeout_seconds
+            + self.init_attempts * self.ready_timeout_seconds
+            + backoffs
+        )
         return float(min(need, self.sandbox_max_lifetime_seconds / 2))
 
     @field_validator("coordinator_install")
@@ -353,8 +364,9 @@ class Settings(BaseModel):
         try:
             CoordinatorSpec(install=value)  # the same rule, and message, as spec.coordinator.install
         except ValidationError as exc:
-            raise ValueError("; ".join(str(e.get("ctx", {}).get("error") or e["msg"])
-                                       for e in exc.errors())) from None
+            raise ValueError(
+                "; ".join(str(e.get("ctx", {}).get("error") or e["msg"]) for e in exc.errors())
+            ) from None
         return value
 
     @field_validator("network_allow_out", "network_deny_out", "network_forbidden_out")
@@ -399,7 +411,7 @@ class Settings(BaseModel):
         for key, value in environ.items():
             if not key.startswith(ENV_PREFIX):
                 continue
-            field = key[len(ENV_PREFIX):].lower()
+            field = key[len(ENV_PREFIX) :].lower()
             if field in known:
                 values[field] = value
             elif field not in _FOREIGN_SWARM_VARIABLES:
@@ -410,13 +422,13 @@ class Settings(BaseModel):
             return cls.model_validate(values)
         except ValidationError as exc:
             problems = "; ".join(
-                f"{ENV_PREFIX}{'.'.join(map(str, err['loc'])).upper()}: {err['msg']}"
-                for err in exc.errors()
+                f"{ENV_PREFIX}{'.'.join(map(str, err['loc'])).upper()}: {err['msg']}" for err in exc.errors()
             )
             raise SettingsError(problems) from None
 
 
 _PATTERN = re.compile(r"[A-Za-z0-9._:/*?-]{1,253}")
+
 
 def _coordinator_pin() -> str:
     from swarm_operator.model import COORDINATOR_PIN  # the one copy of the pin

@@ -11,7 +11,6 @@ the CLI prints it and exits non-zero. Anything else is a bug and is allowed to s
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import json
@@ -23,7 +22,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import IO, Any
 
 from swarm_operator import bootstrap
@@ -86,9 +85,11 @@ class Swarm:
         sandbox_id = (self.status.get("sandbox") or {}).get("id")
         if not sandbox_id:
             phase = self.status.get("phase") or "Pending"
-            raise ConsoleError(f"swarm {self.namespace}/{self.name} has no sandbox yet (phase {phase}); "
-                               f"wait for it: kubectl wait --for=condition=Ready swarm/{self.name} "
-                               f"-n {self.namespace}")
+            raise ConsoleError(
+                f"swarm {self.namespace}/{self.name} has no sandbox yet (phase {phase}); "
+                f"wait for it: kubectl wait --for=condition=Ready swarm/{self.name} "
+                f"-n {self.namespace}"
+            )
         return str(sandbox_id)
 
 
@@ -100,8 +101,10 @@ def kube_client(kubeconfig: str | None = None, context: str | None = None) -> cl
         return cluster.user_client(kubeconfig, context, retries=1)
     except cluster.KubeconfigError as exc:
         where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
-        raise ConsoleError(f"no usable kubeconfig at {where} ({exc}); set KUBECONFIG "
-                           "or pass --kubeconfig (the playground prints its path)") from None
+        raise ConsoleError(
+            f"no usable kubeconfig at {where} ({exc}); set KUBECONFIG "
+            "or pass --kubeconfig (the playground prints its path)"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -110,14 +113,20 @@ def _kube_errors(api: cluster.ApiClient, what: str) -> Iterator[None]:
     try:
         yield
     except cluster.ClusterUnreachable as exc:
-        raise ConsoleError(f"cannot reach the cluster at {api.configuration.host} "
-                           f"({exc.reason}); is it (or `swarm-operator dev`) running?") from None
+        raise ConsoleError(
+            f"cannot reach the cluster at {api.configuration.host} "
+            f"({exc.reason}); is it (or `swarm-operator dev`) running?"
+        ) from None
     except cluster.ClusterError as exc:
         if exc.status in (401, 403):
-            raise ConsoleError(f"the cluster refused to let you read {what} (HTTP {exc.status}); "
-                               "check your kubeconfig's user and its RBAC") from None
+            raise ConsoleError(
+                f"the cluster refused to let you read {what} (HTTP {exc.status}); "
+                "check your kubeconfig's user and its RBAC"
+            ) from None
         if exc.status == 0:
-            raise ConsoleError(f"cannot reach the cluster at {api.configuration.host}: {exc.reason}") from None
+            raise ConsoleError(
+                f"cannot reach the cluster at {api.configuration.host}: {exc.reason}"
+            ) from None
         raise
 
 
@@ -130,8 +139,10 @@ def load_swarm(name: str, namespace: str, *, kubeconfig: str | None = None) -> S
         except cluster.ClusterError as exc:
             if exc.status != 404:
                 raise
-            raise ConsoleError(f"swarm {namespace}/{name} not found; list them with "
-                               f"`kubectl get swarm -n {namespace}` (or -A)") from None
+            raise ConsoleError(
+                f"swarm {namespace}/{name} not found; list them with "
+                f"`kubectl get swarm -n {namespace}` (or -A)"
+            ) from None
     return Swarm(api=api, body=body)
 
 
@@ -139,18 +150,35 @@ def events(swarm: Swarm, limit: int = 8) -> list[dict[str, Any]]:
     """The resource's most recent Events, oldest first (as ``kubectl describe`` shows them)."""
     with _kube_errors(swarm.api, f"the Events of {swarm.namespace}/{swarm.name}"):
         found = cluster.list_events(swarm.api, swarm.namespace, swarm.name, timeout=_KUBE_TIMEOUT)
-    mine = [e for e in found if e.involved_object is not None and e.involved_object.name == swarm.name
-            and e.involved_object.uid in (None, swarm.uid)]
-    mine.sort(key=lambda e: _event_time(e) or datetime.min.replace(tzinfo=timezone.utc))
-    return [{"time": _event_time(e), "type": e.type or "", "reason": e.reason or "",
-             "message": (e.message or "").strip(), "count": e.count or 1} for e in mine[-limit:]]
+    mine = [
+        e
+        for e in found
+        if e.involved_object is not None
+        and e.involved_object.name == swarm.name
+        and e.involved_object.uid in (None, swarm.uid)
+    ]
+    mine.sort(key=lambda e: _event_time(e) or datetime.min.replace(tzinfo=UTC))
+    return [
+        {
+            "time": _event_time(e),
+            "type": e.type or "",
+            "reason": e.reason or "",
+            "message": (e.message or "").strip(),
+            "count": e.count or 1,
+        }
+        for e in mine[-limit:]
+    ]
 
 
 def _event_time(event: Any) -> datetime | None:
-    for value in (event.last_timestamp, event.event_time, event.first_timestamp,
-                  event.metadata.creation_timestamp if event.metadata else None):
+    for value in (
+        event.last_timestamp,
+        event.event_time,
+        event.first_timestamp,
+        event.metadata.creation_timestamp if event.metadata else None,
+    ):
         if isinstance(value, datetime):
-            return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+            return value if value.tzinfo else value.replace(tzinfo=UTC)
     return None
 
 
@@ -170,8 +198,11 @@ def api_key(swarm: Swarm) -> str:
             settings = Settings.from_env()
         except SettingsError as exc:
             raise ConsoleError(f"bad setting: {exc}") from None
-        namespace, name, key = (settings.namespace, settings.default_api_key_secret,
-                                settings.default_api_key_secret_key)
+        namespace, name, key = (
+            settings.namespace,
+            settings.default_api_key_secret,
+            settings.default_api_key_secret_key,
+        )
     with _kube_errors(swarm.api, f"Secret {namespace}/{name}"):
         try:
             secret = cluster.read_secret(swarm.api, namespace, name, timeout=_KUBE_TIMEOUT)
@@ -180,7 +211,8 @@ def api_key(swarm: Swarm) -> str:
                 raise
             raise ConsoleError(
                 f"Secret {namespace}/{name} with the E2B API key not found; create it: kubectl create "
-                f"secret generic {name} -n {namespace} --from-literal={key}=<your E2B API key>") from None
+                f"secret generic {name} -n {namespace} --from-literal={key}=<your E2B API key>"
+            ) from None
     raw = (secret.data or {}).get(key)
     if raw is None:
         raise ConsoleError(f"Secret {namespace}/{name} has no key {key!r}; add the E2B API key under it")
@@ -190,7 +222,7 @@ def api_key(swarm: Swarm) -> str:
 # ----- status -------------------------------------------------------------------------------------
 def format_status(swarm: Swarm, recent: Sequence[Mapping[str, Any]], now: datetime | None = None) -> str:
     """A ``kubectl describe``-like page: summary, sandbox, health, agents, conditions, steps, Events."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     status = swarm.status
     agents = status.get("agents") or {}
     sandbox = status.get("sandbox") or {}
@@ -207,28 +239,64 @@ def format_status(swarm: Swarm, recent: Sequence[Mapping[str, Any]], now: dateti
         f"Expires:    {_when(sandbox.get('expiresAt'), now)}",
         f"Health:     {health.get('status', 'Unknown')}"
         + (f", last probe {_when(health.get('lastProbeTime'), now)}" if health.get("lastProbeTime") else "")
-        + (f", {health['consecutiveFailures']} failures in a row" if health.get("consecutiveFailures") else "")
+        + (
+            f", {health['consecutiveFailures']} failures in a row"
+            if health.get("consecutiveFailures")
+            else ""
+        )
         + (f" — {health['reason']}" if health.get("reason") else ""),
         f"Cost:       {_cost(status.get('cost'), now)}",
         "",
     ]
     items = agents.get("items") or []
-    lines += _table(["AGENT", "PANE", "STATE", "RESTARTS"],
-                    [[f"agent-{i.get('id')}", i.get("pane") or "-", i.get("state") or "Unknown",
-                      str(i.get("restarts", 0))] for i in items]) if items else ["Agents: none reported yet"]
+    lines += (
+        _table(
+            ["AGENT", "PANE", "STATE", "RESTARTS"],
+            [
+                [
+                    f"agent-{i.get('id')}",
+                    i.get("pane") or "-",
+                    i.get("state") or "Unknown",
+                    str(i.get("restarts", 0)),
+                ]
+                for i in items
+            ],
+        )
+        if items
+        else ["Agents: none reported yet"]
+    )
     lines.append("")
     conditions = status.get("conditions") or []
     if conditions:
-        lines += _table(["CONDITION", "STATUS", "REASON", "SINCE", "MESSAGE"],
-                        [[c.get("type", ""), c.get("status", ""), c.get("reason", ""),
-                          _ago(c.get("lastTransitionTime"), now), c.get("message", "")] for c in conditions])
+        lines += _table(
+            ["CONDITION", "STATUS", "REASON", "SINCE", "MESSAGE"],
+            [
+                [
+                    c.get("type", ""),
+                    c.get("status", ""),
+                    c.get("reason", ""),
+                    _ago(c.get("lastTransitionTime"), now),
+                    c.get("message", ""),
+                ]
+                for c in conditions
+            ],
+        )
         lines.append("")
     lines.append("Steps:      " + (", ".join(f"{k} {float(v):.2f}s" for k, v in steps.items()) or "-"))
     lines.append("")
     if recent:
-        lines += _table(["AGE", "TYPE", "REASON", "MESSAGE"],
-                        [[_ago(e["time"], now), e["type"], e["reason"],
-                          e["message"] + (f" (x{e['count']})" if e["count"] > 1 else "")] for e in recent])
+        lines += _table(
+            ["AGE", "TYPE", "REASON", "MESSAGE"],
+            [
+                [
+                    _ago(e["time"], now),
+                    e["type"],
+                    e["reason"],
+                    e["message"] + (f" (x{e['count']})" if e["count"] > 1 else ""),
+                ]
+                for e in recent
+            ],
+        )
     else:
         lines.append("Events: none")
     return "\n".join(line.rstrip() for line in lines)
@@ -249,33 +317,43 @@ def _cost(ledger: Any, now: datetime) -> str:
     except (ValidationError, ValueError):
         return "unreadable status.cost"
     size = f", {figures.vcpu} vCPU / {figures.memory_mib} MiB" if figures.vcpu is not None else ""
-    return (f"${figures.estimated_usd:.4f} so far, ${figures.rate_usd_per_hour:.4f}/hour now "
-            f"({figures.state.lower()}{size}); {_span(figures.sandbox_seconds)} running, "
-            f"{_span(figures.paused_seconds)} paused")
+    return (
+        f"${figures.estimated_usd:.4f} so far, ${figures.rate_usd_per_hour:.4f}/hour now "
+        f"({figures.state.lower()}{size}); {_span(figures.sandbox_seconds)} running, "
+        f"{_span(figures.paused_seconds)} paused"
+    )
 
 
 def resume(swarm: Swarm, now: datetime | None = None) -> str:
     """Ask the operator to lift an idle pause (``spec.idle``): one annotation, which the operator
     watches; it then reconciles, resuming the sandbox. Returns what to tell the user."""
-    stamp = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     with _kube_errors(swarm.api, f"swarm {swarm.namespace}/{swarm.name}"):
-        cluster.annotate_swarm(swarm.api, swarm.namespace, swarm.name, {RESUME_ANNOTATION: stamp},
-                               timeout=_KUBE_TIMEOUT)
-    suspended: dict[str, Any] = next((c for c in swarm.status.get("conditions") or [] if c.get("type") == "Suspended"), {})
+        cluster.annotate_swarm(
+            swarm.api, swarm.namespace, swarm.name, {RESUME_ANNOTATION: stamp}, timeout=_KUBE_TIMEOUT
+        )
+    suspended: dict[str, Any] = next(
+        (c for c in swarm.status.get("conditions") or [] if c.get("type") == "Suspended"), {}
+    )
     if suspended.get("status") == "True" and suspended.get("reason") != "Idle":
-        return (f"resume requested for {swarm.namespace}/{swarm.name}, but it is paused for "
-                f"{suspended.get('reason')}: {suspended.get('message', '')}")
+        return (
+            f"resume requested for {swarm.namespace}/{swarm.name}, but it is paused for "
+            f"{suspended.get('reason')}: {suspended.get('message', '')}"
+        )
     return f"resume requested for {swarm.namespace}/{swarm.name}"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    return ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)) for row in [header, *rows]]
+    return [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False))
+        for row in [header, *rows]
+    ]
 
 
 def _parse_time(value: Any) -> datetime | None:
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     if not value:
         return None
     try:
@@ -315,12 +393,16 @@ def _suspended(swarm: Swarm) -> str:
     """``resume`` advice if the resource says it is (or is being) suspended, else ``""``."""
     status = swarm.status
     conditions = status.get("conditions") or []
-    if (status.get("phase") == "Suspended"
-            or any(c.get("type") == "Suspended" and c.get("status") == "True" for c in conditions)
-            or (swarm.body.get("spec") or {}).get("suspend") is True):
-        return (f"swarm {swarm.namespace}/{swarm.name} is suspended (its sandbox is paused) and connecting "
-                f"would resume it; resume the swarm first: kubectl patch swarm {swarm.name} -n "
-                f"{swarm.namespace} --type=merge -p '{{\"spec\":{{\"suspend\":false}}}}'")
+    if (
+        status.get("phase") == "Suspended"
+        or any(c.get("type") == "Suspended" and c.get("status") == "True" for c in conditions)
+        or (swarm.body.get("spec") or {}).get("suspend") is True
+    ):
+        return (
+            f"swarm {swarm.namespace}/{swarm.name} is suspended (its sandbox is paused) and connecting "
+            f"would resume it; resume the swarm first: kubectl patch swarm {swarm.name} -n "
+            f'{swarm.namespace} --type=merge -p \'{{"spec":{{"suspend":false}}}}\''
+        )
     return ""
 
 
@@ -348,9 +430,11 @@ def _awake(swarm: Swarm) -> tuple[str, str]:
         # SDK's shared transport in a state where the PTY's bidirectional stream later stalls.
         paused = sandbox_paused(sandbox_id, key, timeout=_E2B_CONTROL_TIMEOUT)
     if paused:
-        raise ConsoleError(f"sandbox {sandbox_id} of swarm {swarm.namespace}/{swarm.name} is paused and "
-                           "connecting would resume it; leave it to the operator (see `swarm-operator "
-                           "status`) or resume the swarm with spec.suspend=false")
+        raise ConsoleError(
+            f"sandbox {sandbox_id} of swarm {swarm.namespace}/{swarm.name} is paused and "
+            "connecting would resume it; leave it to the operator (see `swarm-operator "
+            "status`) or resume the swarm with spec.suspend=false"
+        )
     return sandbox_id, key
 
 
@@ -377,8 +461,10 @@ def _e2b_errors(sandbox_id: str) -> Iterator[None]:
     except errors.authentication:
         raise ConsoleError("E2B refused the API key from the swarm's Secret; put a valid key in it") from None
     except errors.not_found:
-        raise ConsoleError(f"sandbox {sandbox_id} no longer exists; the operator will replace or "
-                           "report it (see `swarm-operator status`)") from None
+        raise ConsoleError(
+            f"sandbox {sandbox_id} no longer exists; the operator will replace or "
+            "report it (see `swarm-operator status`)"
+        ) from None
     except errors.sandbox as exc:
         raise ConsoleError(f"E2B: {_first_line(exc)}") from None
     except OSError as exc:
@@ -409,8 +495,9 @@ done
 """
 
 
-def logs(swarm: Swarm, *, follow: bool = False, lines: int = 200,
-         out: Callable[[str], None] | None = None) -> int:
+def logs(
+    swarm: Swarm, *, follow: bool = False, lines: int = 200, out: Callable[[str], None] | None = None
+) -> int:
     """Print the coordinator's message log; with ``follow`` keep printing until Ctrl-C (exit 0)."""
     write = out or _write_stdout
     sandbox = connect(swarm)
@@ -446,8 +533,13 @@ def _write_stdout(text: str) -> None:
     sys.stdout.flush()
 
 
-def attach(swarm: Swarm, *, stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None,
-           detach_key: bytes = DETACH_KEY) -> int:
+def attach(
+    swarm: Swarm,
+    *,
+    stdin: IO[bytes] | None = None,
+    stdout: IO[bytes] | None = None,
+    detach_key: bytes = DETACH_KEY,
+) -> int:
     """Join the swarm's tmux session through an E2B PTY until the detach key or the session ends.
 
     The local terminal is put in raw mode so every key (Ctrl-C, the tmux prefix, arrows) reaches the
@@ -470,14 +562,19 @@ def attach(swarm: Swarm, *, stdin: IO[bytes] | None = None, stdout: IO[bytes] | 
 
     with _e2b_errors(swarm.sandbox_id):
         try:
-            handle = sandbox.pty.create(size(), timeout=0, envs={"TERM": os.environ.get("TERM", "xterm-256color")})
+            handle = sandbox.pty.create(
+                size(), timeout=0, envs={"TERM": os.environ.get("TERM", "xterm-256color")}
+            )
         except errors.sandbox as exc:
             if "unimplemented" in str(exc).lower() or "not emulated" in str(exc).lower():
-                raise ConsoleError(f"this E2B endpoint does not offer terminals (PTY): {_first_line(exc)}") from None
+                raise ConsoleError(
+                    f"this E2B endpoint does not offer terminals (PTY): {_first_line(exc)}"
+                ) from None
             raise
     # ``exec``: when tmux leaves (detach, session gone) the PTY ends with tmux's exit status.
-    attach_cmd = (f"exec tmux -L {shlex.quote(swarm.socket)} attach-session "
-                  f"-t {shlex.quote('=' + swarm.session)}\n")
+    attach_cmd = (
+        f"exec tmux -L {shlex.quote(swarm.socket)} attach-session -t {shlex.quote('=' + swarm.session)}\n"
+    )
     sandbox.pty.send_stdin(handle.pid, attach_cmd.encode())
 
     ended = threading.Event()
@@ -499,8 +596,11 @@ def attach(swarm: Swarm, *, stdin: IO[bytes] | None = None, stdout: IO[bytes] | 
             ended.set()
 
     resized = threading.Event()
-    previous_winch = signal.signal(signal.SIGWINCH, lambda *_: resized.set()) \
-        if threading.current_thread() is threading.main_thread() else None
+    previous_winch = (
+        signal.signal(signal.SIGWINCH, lambda *_: resized.set())
+        if threading.current_thread() is threading.main_thread()
+        else None
+    )
     reader = threading.Thread(target=pump, name="swarm-attach-output", daemon=True)
     reader.start()
     status = 0

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 from swarm_operator.config import Settings
@@ -101,8 +101,8 @@ def hourly_rate(size: Size, prices: Prices) -> float:
 
 
 def _whole_seconds(now: datetime) -> datetime:
-    now = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
-    return now.astimezone(timezone.utc).replace(microsecond=0)
+    now = now if now.tzinfo else now.replace(tzinfo=UTC)
+    return now.astimezone(UTC).replace(microsecond=0)
 
 
 def _advance(ledger: CostStatus, now: datetime) -> tuple[datetime, int, int, float]:
@@ -123,8 +123,9 @@ def _advance(ledger: CostStatus, now: datetime) -> tuple[datetime, int, int, flo
     return now, running, paused, usd
 
 
-def accrue(ledger: CostStatus | None, now: datetime, meter: Meter, size: Size | None,
-           prices: Prices) -> CostStatus:
+def accrue(
+    ledger: CostStatus | None, now: datetime, meter: Meter, size: Size | None, prices: Prices
+) -> CostStatus:
     """The ledger with the time since ``asOf`` charged at its recorded state and rate, and metering
     from ``now`` on in state ``meter`` for a sandbox of ``size``.
 
@@ -157,10 +158,15 @@ def estimate(ledger: CostStatus, now: datetime) -> CostStatus:
     """The figures at ``now`` without a state change: what :func:`accrue` would write if nothing
     changed. For metrics, the CLI and budget checks between two status writes."""
     as_of, running, paused, usd = _advance(ledger, now)
-    return CostStatus.model_validate({
-        **ledger.model_dump(), "as_of": as_of, "sandbox_seconds": running, "paused_seconds": paused,
-        "estimated_usd": usd,
-    })
+    return CostStatus.model_validate(
+        {
+            **ledger.model_dump(),
+            "as_of": as_of,
+            "sandbox_seconds": running,
+            "paused_seconds": paused,
+            "estimated_usd": usd,
+        }
+    )
 
 
 def _midnight(now: datetime) -> datetime:
@@ -172,8 +178,11 @@ def with_day(ledger: CostStatus, now: datetime, previous: CostStatus | None) -> 
     started anew on the first accrual of a UTC day: the estimate at midnight (the previous ledger
     still covers midnight, since every accrual rolls the day)."""
     today = _midnight(now)
-    if previous is not None and previous.day == today.date().isoformat() \
-            and previous.day_start_usd is not None:
+    if (
+        previous is not None
+        and previous.day == today.date().isoformat()
+        and previous.day_start_usd is not None
+    ):
         start = previous.day_start_usd
     elif previous is not None and previous.as_of is not None and previous.as_of <= today:
         start = estimate(previous, today).estimated_usd
@@ -195,8 +204,9 @@ def spent_today(ledger: CostStatus, now: datetime) -> float:
     return max(figure - start, 0.0)
 
 
-def should_refresh(written: CostStatus | None, now: datetime, cadence_seconds: float, meter: Meter,
-                   size: Size | None) -> bool:
+def should_refresh(
+    written: CostStatus | None, now: datetime, cadence_seconds: float, meter: Meter, size: Size | None
+) -> bool:
     """Whether the written figures are due: never written, the metering state or the known size
     changed, or ``cadence_seconds`` passed since ``asOf``. Otherwise a probe or reconcile leaves
     ``status.cost`` alone, so a quiet resource costs no status writes between cadence ticks."""
@@ -233,15 +243,20 @@ def check_budget(budget: BudgetSpec | None, ledger: CostStatus | None, now: date
         text = f"sandbox time {hours:.2f} h of maxHours {budget.max_hours:g} h"
         (reached if hours >= budget.max_hours else within).append(text)
     if reached:
-        action = ("the sandbox is paused until a limit is raised or cleared" if budget.action == "Suspend"
-                  else "the sandbox is killed")
-        return BudgetVerdict(True, f"budget exceeded: {'; '.join(reached)}; {action} (spec.budget.action: "
-                                   f"{budget.action})")
+        action = (
+            "the sandbox is paused until a limit is raised or cleared"
+            if budget.action == "Suspend"
+            else "the sandbox is killed"
+        )
+        return BudgetVerdict(
+            True, f"budget exceeded: {'; '.join(reached)}; {action} (spec.budget.action: {budget.action})"
+        )
     return BudgetVerdict(False, "within budget: " + "; ".join(within))
 
 
-def seconds_until_exceeded(budget: BudgetSpec | None, ledger: CostStatus | None,
-                           now: datetime) -> float | None:
+def seconds_until_exceeded(
+    budget: BudgetSpec | None, ledger: CostStatus | None, now: datetime
+) -> float | None:
     """How long until the budget is reached if nothing changes: 0 when already reached, ``None``
     when it never will be (no limit, or the meter is not running). Lets the caller look again in
     time instead of only at its next periodic check."""

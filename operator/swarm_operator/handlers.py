@@ -19,7 +19,13 @@ import kopf
 
 from swarm_operator import lifecycle
 from swarm_operator.backend import BackendPool, BackendTimeouts, SandboxNotFound
-from swarm_operator.cluster import ConfigMapReleaseRecord, KubeResourceLister, KubeStatusWriter, api_client, core_api
+from swarm_operator.cluster import (
+    ConfigMapReleaseRecord,
+    KubeResourceLister,
+    KubeStatusWriter,
+    api_client,
+    core_api,
+)
 from swarm_operator.config import Settings
 from swarm_operator.lifecycle import GiveUp, ResourceRef, RetryLater, Runtime
 from swarm_operator.lifecycle.startup import seed_limiter
@@ -27,7 +33,6 @@ from swarm_operator.metrics import Metrics, new_registry, start_server
 from swarm_operator.model import InvalidSpecError, SwarmSandboxSpec, SwarmSandboxStatus
 from swarm_operator.names import FINALIZER, GROUP, PLURAL, RESUME_ANNOTATION, VERSION
 from swarm_operator.ratelimit import CreationLimiter
-
 from swarm_operator.secrets import SecretKeyRef, SecretReader
 from swarm_operator.sweeper import Sweeper, keys_in_use
 
@@ -58,7 +63,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration",
+        prefix=GROUP,
+        key="last-handled-configuration",
     )
     settings.networking.request_timeout = config.kube_timeout_seconds * 4
     settings.networking.connect_timeout = config.kube_timeout_seconds
@@ -74,7 +80,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # The kubernetes client is synchronous and runs in threads; asyncio's default pool (a few
     # threads on a small node) would queue hundreds of resources' Secret reads and status writes.
     asyncio.get_running_loop().set_default_executor(
-        ThreadPoolExecutor(max_workers=KUBE_THREADS, thread_name_prefix="kube"))
+        ThreadPoolExecutor(max_workers=KUBE_THREADS, thread_name_prefix="kube")
+    )
     client = api_client(pool_size=KUBE_THREADS)
     metrics = Metrics(new_registry())
     memo.metrics_close = start_server(config.metrics_port, metrics.registry)
@@ -90,24 +97,34 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
             output_limit_bytes=config.command_output_limit_bytes,
         ),
         secrets=SecretReader(
-            core_api(client), timeout_s=config.kube_timeout_seconds,
-            ttl_s=config.secret_check_seconds, max_total_bytes=config.max_secret_bytes,
-            operator_wide=[SecretKeyRef(config.namespace, config.default_api_key_secret,
-                                        config.default_api_key_secret_key)],
+            core_api(client),
+            timeout_s=config.kube_timeout_seconds,
+            ttl_s=config.secret_check_seconds,
+            max_total_bytes=config.max_secret_bytes,
+            operator_wide=[
+                SecretKeyRef(
+                    config.namespace, config.default_api_key_secret, config.default_api_key_secret_key
+                )
+            ],
         ),
         status=KubeStatusWriter(client, timeout_s=config.kube_timeout_seconds),
         events=_KopfEvents(),
         metrics=metrics,
-        limiter=CreationLimiter(config.creations_per_minute, config.creations_per_hour,
-                                config.max_sandboxes_per_namespace),
-        released=ConfigMapReleaseRecord(client, namespace=config.namespace,
-                                        operator_id=config.operator_id,
-                                        timeout_s=config.kube_timeout_seconds),
+        limiter=CreationLimiter(
+            config.creations_per_minute, config.creations_per_hour, config.max_sandboxes_per_namespace
+        ),
+        released=ConfigMapReleaseRecord(
+            client,
+            namespace=config.namespace,
+            operator_id=config.operator_id,
+            timeout_s=config.kube_timeout_seconds,
+        ),
     )
     # Before any handler may create: the limiter replays what E2B knows of earlier processes.
     await seed_limiter(memo.runtime, timeout_s=config.control_timeout_seconds * 2)
-    lister = KubeResourceLister(client, namespaces=getattr(memo, "namespaces", None),
-                                timeout_s=config.kube_timeout_seconds)
+    lister = KubeResourceLister(
+        client, namespaces=getattr(memo, "namespaces", None), timeout_s=config.kube_timeout_seconds
+    )
     memo.sweeper_task = asyncio.create_task(_sweep_forever(memo.runtime, lister))
     # Set at cleanup. kopf can start a daemon for an event that arrives while it is shutting down,
     # after its daemon killer is gone; such a daemon would never see ``stopped`` and would hold
@@ -153,8 +170,9 @@ async def _sweep_forever(runtime: Runtime, lister: KubeResourceLister) -> None:
         await asyncio.sleep(settings.sweep_interval_seconds * random.uniform(0.9, 1.1))
         keys = await keys_in_use(runtime.keys_in_use(), runtime.secrets, default_ref)
         try:
-            report = await sweeper.sweep([runtime.backends.for_key(k) for k in keys], lister.uids,
-                                         runtime.released.ids)
+            report = await sweeper.sweep(
+                [runtime.backends.for_key(k) for k in keys], lister.uids, runtime.released.ids
+            )
         except Exception as exc:
             logger.warning("sweep failed: %s", exc)
             continue
@@ -174,9 +192,17 @@ async def reconcile(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> N
     except InvalidSpecError as exc:
         await _translated(memo.runtime, "reconcile", lifecycle.refuse_spec(ref, exc, status, memo.runtime))
         return
-    await _translated(memo.runtime, "reconcile", lifecycle.reconcile(
-        ref, spec, status, memo.runtime, retry=retry,
-    ))
+    await _translated(
+        memo.runtime,
+        "reconcile",
+        lifecycle.reconcile(
+            ref,
+            spec,
+            status,
+            memo.runtime,
+            retry=retry,
+        ),
+    )
 
 
 @kopf.on.field(GROUP, VERSION, PLURAL, field=("metadata", "annotations", RESUME_ANNOTATION))
@@ -185,9 +211,17 @@ async def resume_requested(body: kopf.Body, retry: int, memo: kopf.Memo, **_: An
     spec = _spec(body)
     if spec is None:
         return  # the reconcile reports the spec
-    await _translated(memo.runtime, "reconcile", lifecycle.resume(
-        ResourceRef.from_body(body), spec, _status(body), memo.runtime, retry=retry,
-    ))
+    await _translated(
+        memo.runtime,
+        "reconcile",
+        lifecycle.resume(
+            ResourceRef.from_body(body),
+            spec,
+            _status(body),
+            memo.runtime,
+            retry=retry,
+        ),
+    )
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
@@ -197,9 +231,17 @@ async def delete(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None
         spec = SwarmSandboxSpec.from_body(body.get("spec"))
     except InvalidSpecError as exc:  # still deleted: with the key last used, per its deletionPolicy
         spec = lifecycle.UnusableSpec.of(body.get("spec"), exc)
-    await _translated(memo.runtime, "delete", lifecycle.delete(
-        ResourceRef.from_body(body), spec, _status(body), memo.runtime, retry=retry,
-    ))
+    await _translated(
+        memo.runtime,
+        "delete",
+        lifecycle.delete(
+            ResourceRef.from_body(body),
+            spec,
+            _status(body),
+            memo.runtime,
+            retry=retry,
+        ),
+    )
 
 
 def _spec(body: kopf.Body) -> SwarmSandboxSpec | None:
@@ -218,8 +260,15 @@ def _status(body: kopf.Body) -> SwarmSandboxStatus:
 async def lease(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Renews the sandbox's lease while the resource exists; recreates a sandbox found gone."""
     runtime: Runtime = memo.runtime
-    await _periodically(stopped, memo.shutdown, body, runtime, "lease", lifecycle.renew_lease,
-                        lambda: runtime.settings.lease_renew_seconds * random.uniform(0.9, 1.1))
+    await _periodically(
+        stopped,
+        memo.shutdown,
+        body,
+        runtime,
+        "lease",
+        lifecycle.renew_lease,
+        lambda: runtime.settings.lease_renew_seconds * random.uniform(0.9, 1.1),
+    )
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0)
@@ -227,8 +276,15 @@ async def secrets(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo,
     """Re-reads the Secrets this resource names (GET by name, never a cluster-wide Secret watch,
     so RBAC needs no list/watch on Secrets) and reconciles when one changed."""
     runtime: Runtime = memo.runtime
-    await _periodically(stopped, memo.shutdown, body, runtime, "secrets", lifecycle.watch_secrets,
-                        lambda: runtime.settings.secret_check_seconds * random.uniform(0.9, 1.1))
+    await _periodically(
+        stopped,
+        memo.shutdown,
+        body,
+        runtime,
+        "secrets",
+        lifecycle.watch_secrets,
+        lambda: runtime.settings.secret_check_seconds * random.uniform(0.9, 1.1),
+    )
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0)
@@ -244,8 +300,9 @@ async def health(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, 
             status = None
         return lifecycle.probe_interval(_spec(body), status) * random.uniform(0.85, 1.0)
 
-    await _periodically(stopped, memo.shutdown, body, memo.runtime, "health", lifecycle.check_health,
-                        interval)
+    await _periodically(
+        stopped, memo.shutdown, body, memo.runtime, "health", lifecycle.check_health, interval
+    )
 
 
 async def _periodically(

@@ -30,7 +30,7 @@ import sys
 import threading
 import unicodedata
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Final
 
 REDACTED = "[REDACTED]"
@@ -162,8 +162,14 @@ SANDBOX_TEXT_LIMIT: Final = 1024
 _ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])")
 
 
-def sandbox_text(text: str, scope: str, *, limit: int = SANDBOX_TEXT_LIMIT, keep: str = "tail",
-                 redactor: Redactor | None = None) -> str:
+def sandbox_text(
+    text: str,
+    scope: str,
+    *,
+    limit: int = SANDBOX_TEXT_LIMIT,
+    keep: str = "tail",
+    redactor: Redactor | None = None,
+) -> str:
     """Text that came out of a sandbox (a stderr tail, a step error, a gateway log line), made fit for
     status and Events: redacted with the resource's scope, stripped of terminal escapes and control
     characters, and at most ``limit`` characters.
@@ -183,7 +189,7 @@ def sandbox_text(text: str, scope: str, *, limit: int = SANDBOX_TEXT_LIMIT, keep
         return text
     if keep == "head":
         return text[: limit - 1] + "…"
-    return "…" + text[len(text) - limit + 1:]
+    return "…" + text[len(text) - limit + 1 :]
 
 
 def record_scope(record: logging.LogRecord) -> str | None:
@@ -226,7 +232,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(),
+            "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),

@@ -39,7 +39,7 @@ import threading
 from collections import Counter as _Tally
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -49,9 +49,9 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from swarm_operator import __version__
-from swarm_operator.logs import REDACTOR, Redactor
 from swarm_operator.backend import BackendError
 from swarm_operator.cost import estimate
+from swarm_operator.logs import REDACTOR, Redactor
 from swarm_operator.model import CostStatus, Phase
 
 __all__ = [
@@ -259,7 +259,8 @@ class _CostCollector(Collector):
                 totals[meter.namespace] = (before[0] + seconds, before[1] + usd)
                 running = meter.ledger.state == "Running"
                 rates[meter.namespace] = rates.get(meter.namespace, 0.0) + (
-                    meter.ledger.rate_usd_per_hour if running else 0.0)
+                    meter.ledger.rate_usd_per_hour if running else 0.0
+                )
         seconds_family = CounterMetricFamily(self.SECONDS, self._SECONDS_HELP, labels=("namespace",))
         usd_family = CounterMetricFamily(self.USD, self._USD_HELP, labels=("namespace",))
         for namespace in sorted(totals):
@@ -286,9 +287,12 @@ def new_registry() -> CollectorRegistry:
 class Metrics:
     """Every series the operator exports, registered on ``registry`` (one instance per registry)."""
 
-    def __init__(self, registry: CollectorRegistry,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-                 redactor: Redactor = REDACTOR) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        redactor: Redactor = REDACTOR,
+    ) -> None:
         self.registry = registry
         self._handler = _BoundedLabel(HANDLERS, extra=4, pattern=r"[a-z][a-z0-9_]{0,31}")
         self._result = _BoundedLabel(RESULTS, extra=0)

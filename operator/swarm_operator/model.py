@@ -26,12 +26,12 @@ import ipaddress
 import math
 import re
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
 import pydantic
-from pydantic.alias_generators import to_camel
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator, model_validator
+from pydantic.alias_generators import to_camel
 
 __all__ = [
     "MAX_SECRETS",
@@ -105,13 +105,33 @@ INSTALL_LOOSE: Final = r"^\S+$"
 #: LD_* and GLIBC_TUNABLES reach every process it starts. TMUX* would break the orchestration,
 #: E2B_* the sandbox's own agent (envd), SWARM_* and _SW*/_sw* the operator's script-only values.
 RESERVED_ENV_NAMES: Final = (
-    "PATH", "HOME", "SHELL", "USER", "LOGNAME", "PWD", "OLDPWD", "IFS", "ENV", "CDPATH", "GLOBIGNORE",
-    "SHELLOPTS", "POSIXLY_CORRECT", "PS4", "PROMPT_COMMAND", "REPLY", "UID", "EUID", "PPID",
+    "PATH",
+    "HOME",
+    "SHELL",
+    "USER",
+    "LOGNAME",
+    "PWD",
+    "OLDPWD",
+    "IFS",
+    "ENV",
+    "CDPATH",
+    "GLOBIGNORE",
+    "SHELLOPTS",
+    "POSIXLY_CORRECT",
+    "PS4",
+    "PROMPT_COMMAND",
+    "REPLY",
+    "UID",
+    "EUID",
+    "PPID",
 )
 RESERVED_ENV_PREFIXES: Final = ("SWARM_", "LD_", "BASH", "GLIBC_", "E2B_", "TMUX", "_SW", "_sw")
 _RESERVED_ENV_TEXT: Final = (
-    ", ".join(RESERVED_ENV_NAMES) + " or a name starting with "
-    + ", ".join(RESERVED_ENV_PREFIXES[:-1]) + " or " + RESERVED_ENV_PREFIXES[-1]
+    ", ".join(RESERVED_ENV_NAMES)
+    + " or a name starting with "
+    + ", ".join(RESERVED_ENV_PREFIXES[:-1])
+    + " or "
+    + RESERVED_ENV_PREFIXES[-1]
 )
 
 #: Secret key references one resource may carry (agent.env valueFrom, the two apiKeySecretRefs,
@@ -151,14 +171,18 @@ PREINSTALLED: Final = "preinstalled"
 #: ``claudeswarm`` command — so the pin is the commit the operator's hook and permissions were
 #: checked against (see agentconfig). It needs Python >= 3.12 in the sandbox (PEP 695 syntax).
 #: A template built with this pin records it, so such a sandbox installs nothing.
-COORDINATOR_PIN: Final = "git+https://github.com/boriscardano/claude-swarm@7d93e2e69a9d0acc63db57c0812ff438d86e010a"
+COORDINATOR_PIN: Final = (
+    "git+https://github.com/boriscardano/claude-swarm@7d93e2e69a9d0acc63db57c0812ff438d86e010a"
+)
 #: Where agent.apiKeySecretRef puts the key: the variable Claude Code reads.
 ANTHROPIC_API_KEY: Final = "ANTHROPIC_API_KEY"
 
 #: A workspace repository: https only, a host (name or IPv4) and optional port, a path of safe
 #: characters. No userinfo (credentials in a URL end up in .git/config, logs and process lists), no
 #: query or fragment, nothing a shell or git would read as syntax or an option.
-GIT_REPO_URL: Final = r"^https://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?(/[A-Za-z0-9._~+-]+)+/?$"
+GIT_REPO_URL: Final = (
+    r"^https://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?(/[A-Za-z0-9._~+-]+)+/?$"
+)
 #: A workspace ref as the schema lets it through: a full commit SHA, a refs/... name or a bare name.
 #: Which bare names are tags is decided in the sandbox (``git ls-remote``): see WorkspaceSpec.
 GIT_REF: Final = r"^[A-Za-z0-9][A-Za-z0-9._/+-]*$"
@@ -175,8 +199,10 @@ CONFIGMAP_KEY: Final = r"^[-._a-zA-Z0-9]+$"
 #: An egress destination as the schema lets it through: an IPv4 address or CIDR, or a host name
 #: with an optional leading ``*.`` wildcard. The operator then checks octets, prefix lengths, host
 #: bits and label lengths (``network_entry_problem``), which a regex cannot say well.
-EGRESS_ENTRY: Final = (r"^([0-9]{1,3}(\.[0-9]{1,3}){3}(/[0-9]{1,2})?"
-                       r"|(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)$")
+EGRESS_ENTRY: Final = (
+    r"^([0-9]{1,3}(\.[0-9]{1,3}){3}(/[0-9]{1,2})?"
+    r"|(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)$"
+)
 
 # Plain words for a pattern mismatch: "should match pattern '^[a-z0-9]([-a-z0-9]*...'" helps no one.
 _PATTERN_HINTS: Final = {
@@ -233,8 +259,10 @@ def _cel_args_size_rule() -> str:
 
 
 def _cel_mcp_values_size_rule() -> str:
-    return ("self.map(m, has(m.fields) ? m.fields.map(f, has(f.value) ? size(f.value) : 0).sum() : 0)"
-            f".sum() <= {MAX_MCP_VALUE_CHARS}")
+    return (
+        "self.map(m, has(m.fields) ? m.fields.map(f, has(f.value) ? size(f.value) : 0).sum() : 0)"
+        f".sum() <= {MAX_MCP_VALUE_CHARS}"
+    )
 
 
 def _cel_secret_references_rule() -> str:
@@ -261,7 +289,7 @@ def _explain_unpinned(install: str) -> str:
     if install.startswith("git+"):
         if not install.startswith("git+https://"):
             return f"{install!r} is not allowed: only git+https:// URLs are accepted; {hint}"
-        ref = install.rsplit("@", 1)[1].split("#", 1)[0] if "@" in install[len("git+https://"):] else ""
+        ref = install.rsplit("@", 1)[1].split("#", 1)[0] if "@" in install[len("git+https://") :] else ""
         if not ref:
             return f"{install!r} is not pinned: the git URL has no @<commit SHA>; {hint}"
         return f"{install!r} is not pinned: git ref {ref!r} is not a full 40-hex commit SHA; {hint}"
@@ -278,8 +306,8 @@ def _explain_unpinned(install: str) -> str:
 def _utc(value: datetime) -> datetime:
     # Naive times are taken as UTC: the operator only ever produces UTC, and a timestamp read back from
     # the API server carries "Z".
-    value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).replace(microsecond=0)
+    value = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).replace(microsecond=0)
 
 
 def _rfc3339(value: datetime) -> str:
@@ -356,11 +384,15 @@ class SecretRef(_Spec):
     """A key in a Secret in the resource's own namespace."""
 
     name: str = Field(
-        min_length=1, max_length=253, pattern=DNS_SUBDOMAIN,
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
         description="Name of the Secret, in the same namespace as the SwarmSandbox.",
     )
     key: str = Field(
-        min_length=1, max_length=253, pattern=SECRET_KEY,
+        min_length=1,
+        max_length=253,
+        pattern=SECRET_KEY,
         description="Key within the Secret's data.",
     )
 
@@ -398,7 +430,8 @@ class EnvVar(_Spec):
                 {
                     "rule": _cel_reserved_env_rule(),
                     "messageExpression": "'env name ' + self.name + ' is reserved: names that shadow "
-                    + _RESERVED_ENV_TEXT + " are refused'",
+                    + _RESERVED_ENV_TEXT
+                    + " are refused'",
                     "message": f"env names that shadow {_RESERVED_ENV_TEXT} are refused",
                 },
             ]
@@ -406,12 +439,15 @@ class EnvVar(_Spec):
     )
 
     name: str = Field(
-        min_length=1, max_length=256, pattern=ENV_NAME,
+        min_length=1,
+        max_length=256,
+        pattern=ENV_NAME,
         description="Variable name: letters, digits and underscores, not starting with a digit. Names "
         f"that shadow {_RESERVED_ENV_TEXT} are refused: the operator and the sandbox own them.",
     )
     value: str | None = Field(
-        default=None, max_length=32768,
+        default=None,
+        max_length=32768,
         description="Literal value. Use valueFrom for anything secret.",
     )
     value_from: EnvVarSource | None = Field(
@@ -423,7 +459,9 @@ class EnvVar(_Spec):
     @classmethod
     def _not_reserved(cls, name: str) -> str:
         if name in RESERVED_ENV_NAMES or name.startswith(RESERVED_ENV_PREFIXES):
-            raise ValueError(f"env name {name} is reserved: names that shadow {_RESERVED_ENV_TEXT} are refused")
+            raise ValueError(
+                f"env name {name} is reserved: names that shadow {_RESERVED_ENV_TEXT} are refused"
+            )
         return name
 
     @model_validator(mode="after")
@@ -444,7 +482,9 @@ class AgentConfigSpec(_Spec):
     """
 
     config_map_name: str = Field(
-        min_length=1, max_length=253, pattern=DNS_SUBDOMAIN,
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
         description="Name of a ConfigMap in the resource's namespace whose keys are agent "
         "configuration files (claude.json and settings.json are merged, other keys written to "
         "~/.claude/<key>).",
@@ -459,21 +499,30 @@ class AgentSpec(_Spec):
     """What runs in each tmux pane."""
 
     command: str = Field(
-        default="claude", min_length=1, max_length=1024, pattern=COMMAND,
+        default="claude",
+        min_length=1,
+        max_length=1024,
+        pattern=COMMAND,
         description="Program started in every agent pane: a name on the sandbox's PATH or an absolute "
         "path, one word (arguments go to args).",
     )
     args: list[Annotated[str, Field(max_length=4096)]] = Field(
-        default_factory=list, max_length=64,
+        default_factory=list,
+        max_length=64,
         description=f"Arguments passed to the command, each quoted as one word; at most "
         f"{MAX_ARGS_CHARS} characters together.",
-        json_schema_extra={"x-kubernetes-validations": [{
-            "rule": _cel_args_size_rule(),
-            "message": f"agent.args may hold at most {MAX_ARGS_CHARS} characters together",
-        }]},
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": _cel_args_size_rule(),
+                    "message": f"agent.args may hold at most {MAX_ARGS_CHARS} characters together",
+                }
+            ]
+        },
     )
     env: list[EnvVar] = Field(
-        default_factory=list, max_length=128,
+        default_factory=list,
+        max_length=128,
         description="Environment of every agent, as in a container spec. Values reach the agents "
         "as environment variables, through a 0600 env file their own account reads (never on a "
         "command line); anything running in the sandbox can read them. Names must be unique.",
@@ -500,8 +549,9 @@ class AgentSpec(_Spec):
     @model_validator(mode="after")
     def _api_key_not_twice(self) -> AgentSpec:
         if self.api_key_secret_ref is not None and any(e.name == ANTHROPIC_API_KEY for e in self.env):
-            raise ValueError(f"set the API key either with apiKeySecretRef or with env "
-                             f"{ANTHROPIC_API_KEY}, not both")
+            raise ValueError(
+                f"set the API key either with apiKeySecretRef or with env {ANTHROPIC_API_KEY}, not both"
+            )
         return self
 
     @property
@@ -542,7 +592,10 @@ class CoordinatorSpec(_Spec):
 
     enabled: bool = Field(default=True, description="Start the coordinator in the sandbox.")
     install: str | None = Field(
-        default=None, min_length=1, max_length=512, pattern=INSTALL_LOOSE,
+        default=None,
+        min_length=1,
+        max_length=512,
+        pattern=INSTALL_LOOSE,
         description="How to get the coordinator: a pinned pip requirement 'name==X.Y.Z', a "
         "'git+https://host/repo@<40-hex commit SHA>' URL, or 'preinstalled' (the template has it). "
         "A pin the sandbox lacks is installed by the setup script (a template built by "
@@ -576,18 +629,25 @@ class WorkspaceSpec(_Spec):
     """
 
     repo: str = Field(
-        min_length=9, max_length=2048, pattern=GIT_REPO_URL,
+        min_length=9,
+        max_length=2048,
+        pattern=GIT_REPO_URL,
         description="https:// URL of the git repository. No credentials in the URL: use "
         "credentialsSecretRef.",
     )
     ref: str = Field(
-        min_length=1, max_length=255, pattern=GIT_REF,
+        min_length=1,
+        max_length=255,
+        pattern=GIT_REF,
         description="What to check out: a full 40-hex commit SHA, refs/tags/NAME, or a tag name "
         "(verified to be a tag inside the sandbox). Branches are refused with InvalidSpec unless "
         "allowFloatingRef is true.",
     )
     path: str | None = Field(
-        default=None, min_length=1, max_length=255, pattern=SANDBOX_PATH,
+        default=None,
+        min_length=1,
+        max_length=255,
+        pattern=SANDBOX_PATH,
         description="Where to clone it, relative to the sandbox user's home or absolute. The "
         "agents start in this directory. Unset: 'workspace'.",
     )
@@ -601,7 +661,10 @@ class WorkspaceSpec(_Spec):
         "repository, read-only where the agents need no push.",
     )
     username: str = Field(
-        default="x-access-token", min_length=1, max_length=256, pattern=r"^[A-Za-z0-9._@+-]+$",
+        default="x-access-token",
+        min_length=1,
+        max_length=256,
+        pattern=r"^[A-Za-z0-9._@+-]+$",
         description="User name sent with the credentials (GitHub tokens accept 'x-access-token').",
     )
     allow_floating_ref: bool = Field(
@@ -630,8 +693,10 @@ class WorkspaceSpec(_Spec):
         if self.allow_floating_ref or _FULL_SHA.match(self.ref) or self.ref.startswith("refs/tags/"):
             return self
         if self.ref.startswith("refs/heads/"):
-            raise ValueError(f"ref {self.ref!r} is a branch, which floats: pin a commit SHA or a tag, "
-                             "or set allowFloatingRef")
+            raise ValueError(
+                f"ref {self.ref!r} is a branch, which floats: pin a commit SHA or a tag, "
+                "or set allowFloatingRef"
+            )
         if self.ref.startswith("refs/"):
             raise ValueError(f"ref {self.ref!r} is neither a tag nor a commit SHA")
         return self
@@ -645,7 +710,9 @@ class McpField(_Spec):
     """One setting of a custom MCP server: a literal value or a Secret key."""
 
     name: str = Field(
-        min_length=1, max_length=128, pattern=r"^[A-Za-z][A-Za-z0-9_]*$",
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z][A-Za-z0-9_]*$",
         description="The setting's key in the server's gateway configuration (e.g. apiKey).",
     )
     value: str | None = Field(default=None, max_length=4096, description="Literal value (not secret).")
@@ -670,7 +737,9 @@ class McpServerSpec(_Spec):
     """One MCP server the agents can use, run by E2B's MCP gateway inside the sandbox."""
 
     name: str = Field(
-        min_length=1, max_length=63, pattern=MCP_NAME,
+        min_length=1,
+        max_length=63,
+        pattern=MCP_NAME,
         description="Name of the entry; reported in status.mcp.",
     )
     type: Literal["github", "exa", "perplexity", "filesystem", "custom"] = Field(
@@ -683,11 +752,15 @@ class McpServerSpec(_Spec):
         "reads it from a 0600 file, never a command line; the agents' account can read that file.",
     )
     server: str | None = Field(
-        default=None, min_length=1, max_length=256, pattern=MCP_SERVER,
+        default=None,
+        min_length=1,
+        max_length=256,
+        pattern=MCP_SERVER,
         description="custom only: the server's key in E2B's MCP catalog (e.g. 'notion').",
     )
     fields: list[McpField] = Field(
-        default_factory=list, max_length=32,
+        default_factory=list,
+        max_length=32,
         description="custom only: the server's settings, literal or from Secrets.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
@@ -698,8 +771,10 @@ class McpServerSpec(_Spec):
         if needs_token and self.token_secret_ref is None:
             raise ValueError(f"mcp {self.name}: type {self.type} needs tokenSecretRef")
         if not needs_token and self.token_secret_ref is not None:
-            raise ValueError(f"mcp {self.name}: tokenSecretRef is for github, exa and perplexity; "
-                             "custom servers take fields")
+            raise ValueError(
+                f"mcp {self.name}: tokenSecretRef is for github, exa and perplexity; "
+                "custom servers take fields"
+            )
         if (self.type == "custom") != (self.server is not None):
             raise ValueError(f"mcp {self.name}: server is required for type custom and only for it")
         if self.type != "custom" and self.fields:
@@ -720,16 +795,21 @@ class HealthCheckSpec(_Spec):
     """How the operator watches the agents once they run."""
 
     interval_seconds: int = Field(
-        default=30, ge=5, le=3600,
+        default=30,
+        ge=5,
+        le=3600,
         description="Seconds between health probes of the sandbox and its agent panes.",
     )
     restart_dead_agents: bool = Field(
-        default=True, description="Restart an agent whose pane process has exited.",
+        default=True,
+        description="Restart an agent whose pane process has exited.",
     )
     max_restarts: int = Field(
-        default=3, ge=0, le=100,
+        default=3,
+        ge=0,
+        le=100,
         description="Restarts allowed per agent (and for the MCP gateway) before it is left dead; a dead "
-                    "agent then leaves the resource Degraded, a dead gateway its health Unhealthy.",
+        "agent then leaves the resource Degraded, a dead gateway its health Unhealthy.",
     )
 
 
@@ -747,12 +827,14 @@ class NetworkSpec(_Spec):
         description="Whether outbound internet traffic is allowed at all. Unset: the operator's default.",
     )
     allow_out: list[Annotated[str, Field(min_length=1, max_length=253, pattern=EGRESS_ENTRY)]] | None = Field(
-        default=None, max_length=64,
+        default=None,
+        max_length=64,
         description="Destinations allowed even when the rest is denied: IPv4 addresses, CIDRs or host "
         "names ('*.example.com' matches subdomains). Unset: the operator's default.",
     )
     deny_out: list[Annotated[str, Field(min_length=1, max_length=18, pattern=EGRESS_ENTRY)]] | None = Field(
-        default=None, max_length=64,
+        default=None,
+        max_length=64,
         description="Destinations denied: IPv4 addresses or CIDRs (E2B denies by address only). "
         "Unset: the operator's default.",
     )
@@ -768,8 +850,9 @@ class NetworkSpec(_Spec):
     @field_validator("deny_out")
     @classmethod
     def _deny_entries(cls, entries: list[str] | None) -> list[str] | None:
-        problems = [p for e in entries or []
-                    if (p := network_entry_problem(e, hosts_allowed=False)) is not None]
+        problems = [
+            p for e in entries or [] if (p := network_entry_problem(e, hosts_allowed=False)) is not None
+        ]
         if problems:
             raise ValueError("; ".join(problems))
         return entries
@@ -784,12 +867,17 @@ class BudgetSpec(_Spec):
     """
 
     max_usd: float | None = Field(
-        default=None, alias="maxUSD", ge=0, le=1_000_000,
+        default=None,
+        alias="maxUSD",
+        ge=0,
+        le=1_000_000,
         description="Estimated spend in USD (status.cost.estimatedUSD) at which the budget is "
         "exceeded (0: at once).",
     )
     max_hours: float | None = Field(
-        default=None, ge=0, le=1_000_000,
+        default=None,
+        ge=0,
+        le=1_000_000,
         description="Running sandbox time in hours (status.cost.sandboxSeconds / 3600), summed over "
         "every sandbox the resource has had, at which the budget is exceeded. Paused time does not count.",
     )
@@ -805,7 +893,8 @@ class IdleSpec(_Spec):
     """When a swarm that does nothing stops costing: its sandbox is paused (work kept)."""
 
     idle_after_seconds: int = Field(
-        ge=10, le=604_800,
+        ge=10,
+        le=604_800,
         description="Pause the sandbox once every agent has been idle this long: no pane printed "
         "anything and the coordinator registry did not change (as the health probe sees them, so "
         "within one health interval after). A spec change or `swarm-operator resume` resumes it.",
@@ -829,7 +918,9 @@ class SwarmSandboxSpec(_Spec):
     )
 
     agents: int = Field(
-        default=4, ge=1, le=100,
+        default=4,
+        ge=1,
+        le=100,
         description="Number of agents (tmux panes). Changing it scales the panes in place.",
     )
     agent: AgentSpec = Field(
@@ -838,12 +929,17 @@ class SwarmSandboxSpec(_Spec):
         json_schema_extra={"default": {}},
     )
     template: str | None = Field(
-        default=None, min_length=1, max_length=128, pattern=TEMPLATE,
+        default=None,
+        min_length=1,
+        max_length=128,
+        pattern=TEMPLATE,
         description="E2B template id or alias. Unset: the operator's default template. With the "
         "operator's default E2B key, only the templates the operator allows (else reason TemplateNotAllowed).",
     )
     ttl_seconds: int | None = Field(
-        default=None, ge=60, le=86400,
+        default=None,
+        ge=60,
+        le=86400,
         description="Hard cap on the sandbox's lifetime, in seconds. When reached the sandbox is killed "
         "and the resource is Failed with reason SandboxExpired. Unset: the operator's default "
         "(SWARM_DEFAULT_TTL_SECONDS, 2 h unless set); never more than its maximum "
@@ -875,16 +971,20 @@ class SwarmSandboxSpec(_Spec):
         description="A git repository cloned into the sandbox at a pinned commit; the agents work in it.",
     )
     mcp: list[McpServerSpec] = Field(
-        default_factory=list, max_length=16,
+        default_factory=list,
+        max_length=16,
         description="MCP servers for the agents, run by E2B's MCP gateway in the sandbox; the "
         "agents' configuration points at the gateway. Secrets come from Secret keys.",
         json_schema_extra={
-            "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
-            "x-kubernetes-validations": [{
-                "rule": _cel_mcp_values_size_rule(),
-                "message": f"mcp literal field values may hold at most {MAX_MCP_VALUE_CHARS} "
-                "characters together",
-            }],
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+            "x-kubernetes-validations": [
+                {
+                    "rule": _cel_mcp_values_size_rule(),
+                    "message": f"mcp literal field values may hold at most {MAX_MCP_VALUE_CHARS} "
+                    "characters together",
+                }
+            ],
         },
     )
 
@@ -907,15 +1007,19 @@ class SwarmSandboxSpec(_Spec):
     def _one_entry_per_server(cls, mcp: list[McpServerSpec]) -> list[McpServerSpec]:
         total = sum(len(f.value or "") for entry in mcp for f in entry.fields)
         if total > MAX_MCP_VALUE_CHARS:
-            raise ValueError(f"literal field values hold {total} characters together, over the limit "
-                             f"of {MAX_MCP_VALUE_CHARS}")
+            raise ValueError(
+                f"literal field values hold {total} characters together, over the limit "
+                f"of {MAX_MCP_VALUE_CHARS}"
+            )
         seen: dict[str, str] = {}
         for entry in mcp:
             if entry.name in seen.values():
                 raise ValueError(f"duplicate mcp name {entry.name}")
             if entry.server_key in seen:
-                raise ValueError(f"mcp {entry.name} and {seen[entry.server_key]} both configure "
-                                 f"server {entry.server_key}: the gateway runs each server once")
+                raise ValueError(
+                    f"mcp {entry.name} and {seen[entry.server_key]} both configure "
+                    f"server {entry.server_key}: the gateway runs each server once"
+                )
             seen[entry.server_key] = entry.name
         return mcp
 
@@ -924,13 +1028,16 @@ class SwarmSandboxSpec(_Spec):
         refs = self.secret_references()
         fields = sorted({path.split("[", 1)[0] for path, _ in refs})
         if len(refs) > MAX_SECRET_REFERENCES:
-            raise ValueError(f"{len(refs)} Secret key references (in {', '.join(fields)}), over the "
-                             f"limit of {MAX_SECRET_REFERENCES} per resource")
+            raise ValueError(
+                f"{len(refs)} Secret key references (in {', '.join(fields)}), over the "
+                f"limit of {MAX_SECRET_REFERENCES} per resource"
+            )
         names = sorted({ref.name for _, ref in refs})
         if len(names) > MAX_SECRETS:
             raise ValueError(
                 f"{len(names)} distinct Secrets referenced (in {', '.join(fields)}), over the limit "
-                f"of {MAX_SECRETS} per resource: put several keys in one Secret")
+                f"of {MAX_SECRETS} per resource: put several keys in one Secret"
+            )
         return self
 
     def secret_references(self) -> list[tuple[str, SecretRef]]:
@@ -1002,13 +1109,16 @@ class Condition(_Status):
     model_config = ConfigDict(frozen=True, validate_assignment=False)
 
     type: str = Field(
-        min_length=1, max_length=316,
+        min_length=1,
+        max_length=316,
         pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
         description="Type of condition: SandboxCreated, AgentsReady, Ready, Synced, Suspended or BudgetExceeded.",
     )
     status: Literal["True", "False", "Unknown"] = Field(description="Status of the condition.")
     reason: str = Field(
-        min_length=1, max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+        min_length=1,
+        max_length=1024,
+        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
         description="Machine-readable CamelCase reason for the last transition.",
     )
     message: str = Field(default="", max_length=32768, description="Human-readable details.")
@@ -1016,7 +1126,8 @@ class Condition(_Status):
         description="When the status last changed (not when the condition was last written).",
     )
     observed_generation: int | None = Field(
-        default=None, ge=0,
+        default=None,
+        ge=0,
         description="The .metadata.generation the condition was computed from.",
         json_schema_extra={"format": "int64"},
     )
@@ -1038,14 +1149,17 @@ class SandboxStatus(_Status):
         "the plan's lifetime cap (SWARM_SANDBOX_MAX_LIFETIME_SECONDS from the sandbox's start).",
     )
     ttl_seconds: int | None = Field(
-        default=None, ge=0,
+        default=None,
+        ge=0,
         description=(
             "The lifetime this sandbox gets: spec.ttlSeconds, else the operator's default"
             " (SWARM_DEFAULT_TTL_SECONDS), never over its maximum (SWARM_MAX_TTL_SECONDS)."
         ),
     )
     init_attempts: int | None = Field(
-        default=None, ge=0, le=1000,
+        default=None,
+        ge=0,
+        le=1000,
         description=(
             "Failed setup attempts on this sandbox since its agents were last all up, timeouts and"
             " backend errors included. At the operator's SWARM_INIT_ATTEMPTS the sandbox is killed and"
@@ -1060,7 +1174,8 @@ class AgentItem(_Status):
     id: int = Field(ge=0, le=99, description="Agent index, 0-based.")
     pane: str | None = Field(default=None, max_length=256, description="tmux pane id (e.g. %3).")
     state: Literal["Starting", "Running", "Dead", "Restarting", "Unknown"] = Field(
-        default="Unknown", description="Last observed state of the agent process.",
+        default="Unknown",
+        description="Last observed state of the agent process.",
     )
     restarts: int = Field(default=0, ge=0, description="Times the operator restarted this agent.")
 
@@ -1072,7 +1187,9 @@ class AgentsStatus(_Status):
     ready: int = Field(default=0, ge=0, description="Agents observed running.")
     summary: str = Field(default="0/0", max_length=16, description="ready/desired, for kubectl get.")
     items: list[AgentItem] = Field(
-        default_factory=list, max_length=100, description="Per-agent state.",
+        default_factory=list,
+        max_length=100,
+        description="Per-agent state.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["id"]},
     )
 
@@ -1088,12 +1205,15 @@ class AgentsStatus(_Status):
 class HealthStatus(_Status):
     """The last health probe."""
 
-    status: Literal["Healthy", "Unhealthy", "Unknown"] = Field(default="Unknown", description="Verdict of the last probe.")
+    status: Literal["Healthy", "Unhealthy", "Unknown"] = Field(
+        default="Unknown", description="Verdict of the last probe."
+    )
     last_probe_time: Timestamp | None = Field(default=None, description="When the last probe finished.")
     reason: str | None = Field(default=None, max_length=1024, description="Why, when not Healthy.")
     consecutive_failures: int = Field(default=0, ge=0, description="Failed probes in a row.")
     sandbox_faults: int = Field(
-        default=0, ge=0,
+        default=0,
+        ge=0,
         description="Probes in a row the sandbox itself failed (output past the operator's cap, a "
         "hang to the probe timeout, an unreadable report); probes back off meanwhile, and at the "
         "operator's quarantine threshold the sandbox is killed and the resource Failed with reason "
@@ -1121,9 +1241,16 @@ class MetricsStatus(_Status):
         sandbox reporting junk can neither fail a status write nor grow the status."""
         if not isinstance(steps, Mapping):
             return steps
-        kept = {k: v for k, v in steps.items()
-                if isinstance(k, str) and STEP_NAME.match(k) and isinstance(v, (int, float))
-                and not isinstance(v, bool) and math.isfinite(v) and v >= 0}
+        kept = {
+            k: v
+            for k, v in steps.items()
+            if isinstance(k, str)
+            and STEP_NAME.match(k)
+            and isinstance(v, (int, float))
+            and not isinstance(v, bool)
+            and math.isfinite(v)
+            and v >= 0
+        }
         ordered = sorted(kept, key=lambda k: "." in k)  # stable: keeps the order within each group
         return {k: kept[k] for k in ordered[:MAX_STEPS]}
 
@@ -1142,7 +1269,8 @@ class McpServerStatus(_Status):
 
     name: str = Field(max_length=63, description="The spec.mcp entry's name.")
     state: Literal["Ready", "Failed", "Unknown"] = Field(
-        default="Unknown", description="Ready when the gateway reports the server healthy.",
+        default="Unknown",
+        description="Ready when the gateway reports the server healthy.",
     )
     message: str = Field(default="", max_length=1024, description="Why, when not Ready.")
 
@@ -1165,7 +1293,8 @@ class SecretsStatus(_Status):
         "old values (agent.restartOnSecretChange: Never).",
     )
     last_change_time: Timestamp | None = Field(
-        default=None, description="When the operator last noticed a referenced Secret change.",
+        default=None,
+        description="When the operator last noticed a referenced Secret change.",
     )
     message: str = Field(default="", max_length=1024, description="Which Secrets changed, and what was done.")
     applied: dict[str, Annotated[str, Field(max_length=64)]] | None = Field(
@@ -1175,7 +1304,8 @@ class SecretsStatus(_Status):
         "operator still tells a rotation that happened while it was down.",
     )
     applied_key: str | None = Field(
-        default=None, max_length=64,
+        default=None,
+        max_length=64,
         description="Which API key keyed the digests (a digest of it): after a key rotation they are "
         "not compared.",
     )
@@ -1191,44 +1321,63 @@ class CostStatus(_Status):
     """
 
     sandbox_seconds: int = Field(
-        default=0, ge=0,
+        default=0,
+        ge=0,
         description="Seconds a sandbox was running (billed) up to asOf, all sandboxes of the resource summed.",
         json_schema_extra={"format": "int64"},
     )
     paused_seconds: int = Field(
-        default=0, ge=0,
+        default=0,
+        ge=0,
         description="Seconds a sandbox was paused up to asOf: not billed as compute, counted apart.",
         json_schema_extra={"format": "int64"},
     )
     estimated_usd: float = Field(
-        default=0.0, ge=0, alias="estimatedUSD",
+        default=0.0,
+        ge=0,
+        alias="estimatedUSD",
         description="Estimated compute spend in USD up to asOf, from the operator's price table.",
     )
-    as_of: Timestamp | None = Field(default=None, description="When the figures above were last brought up to date.")
+    as_of: Timestamp | None = Field(
+        default=None, description="When the figures above were last brought up to date."
+    )
     state: Literal["Running", "Paused", "Stopped"] = Field(
         default="Stopped",
         description="What the meter has counted since asOf: Running (billed), Paused (counted apart) "
         "or Stopped (no sandbox).",
     )
-    vcpu: int | None = Field(default=None, ge=0, le=1024, description="vCPUs of the current sandbox, from E2B.")
+    vcpu: int | None = Field(
+        default=None, ge=0, le=1024, description="vCPUs of the current sandbox, from E2B."
+    )
     memory_mib: int | None = Field(
-        default=None, ge=0, alias="memoryMiB", description="Memory of the current sandbox in MiB, from E2B.",
+        default=None,
+        ge=0,
+        alias="memoryMiB",
+        description="Memory of the current sandbox in MiB, from E2B.",
         json_schema_extra={"format": "int64"},
     )
     rate_usd_per_hour: float = Field(
-        default=0.0, ge=0, alias="rateUSDPerHour",
+        default=0.0,
+        ge=0,
+        alias="rateUSDPerHour",
         description="Estimated USD per hour since asOf: the running sandbox's size priced, or 0 when "
         "paused or stopped.",
     )
     summary: str = Field(
-        default="$0.0000", max_length=32, description="estimatedUSD for kubectl get, e.g. $0.0123 or $4.56.",
+        default="$0.0000",
+        max_length=32,
+        description="estimatedUSD for kubectl get, e.g. $0.0123 or $4.56.",
     )
     day: str | None = Field(
-        default=None, max_length=10, pattern=r"^\d{4}-\d{2}-\d{2}$",
+        default=None,
+        max_length=10,
+        pattern=r"^\d{4}-\d{2}-\d{2}$",
         description="The UTC day dayStartUSD belongs to (for the operator's per-namespace daily cap).",
     )
     day_start_usd: float | None = Field(
-        default=None, ge=0, alias="dayStartUSD",
+        default=None,
+        ge=0,
+        alias="dayStartUSD",
         description="estimatedUSD when that UTC day began (or when the resource was first metered "
         "that day): spend today is the estimate now minus this.",
     )
@@ -1248,12 +1397,15 @@ class SwarmSandboxStatus(_Status):
 
     phase: Phase | None = Field(default=None, description="One-word summary, derived from the conditions.")
     observed_generation: int | None = Field(
-        default=None, ge=0, description="The .metadata.generation last acted on.",
+        default=None,
+        ge=0,
+        description="The .metadata.generation last acted on.",
         json_schema_extra={"format": "int64"},
     )
     message: str | None = Field(default=None, max_length=32768, description="Human-readable summary.")
     conditions: list[Condition] = Field(
-        default_factory=list, max_length=16,
+        default_factory=list,
+        max_length=16,
         description="Latest observations: SandboxCreated, AgentsReady, Ready (overall), Synced "
         "(last reconcile succeeded), Suspended (paused: spec.suspend, budget or idle), BudgetExceeded.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
@@ -1264,7 +1416,9 @@ class SwarmSandboxStatus(_Status):
     metrics: MetricsStatus | None = Field(default=None, description="Operator activity counters.")
     workspace: WorkspaceStatus | None = Field(default=None, description="The cloned workspace.")
     mcp: list[McpServerStatus] | None = Field(
-        default=None, max_length=16, description="MCP servers, as checked through the gateway.",
+        default=None,
+        max_length=16,
+        description="MCP servers, as checked through the gateway.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     network: NetworkStatus | None = Field(default=None, description="The sandbox's egress policy.")

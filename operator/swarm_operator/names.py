@@ -11,8 +11,18 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
-    "FINALIZER", "GROUP", "KIND", "PLURAL", "RESUME_ANNOTATION", "SINGULAR", "TAG_NAME",
-    "TAG_NAMESPACE", "TAG_OPERATOR", "TAG_UID", "UID_ENV", "VERSION",
+    "FINALIZER",
+    "GROUP",
+    "KIND",
+    "PLURAL",
+    "RESUME_ANNOTATION",
+    "SINGULAR",
+    "TAG_NAME",
+    "TAG_NAMESPACE",
+    "TAG_OPERATOR",
+    "TAG_UID",
+    "UID_ENV",
+    "VERSION",
 ]
 
 # The custom resource's API coordinates.

@@ -18,17 +18,25 @@ from swarm_operator.config import Settings
 from swarm_operator.model import NetworkStatus, SwarmSandboxSpec
 
 
-
 def egress_policy(spec: SwarmSandboxSpec, settings: Settings) -> EgressPolicy:
     """The policy a sandbox of this spec is created with: each unset spec field takes the operator's
     default, and the operator's forbidden addresses are denied on every sandbox."""
     network = spec.network
-    allow_internet = network.allow_internet if network and network.allow_internet is not None \
+    allow_internet = (
+        network.allow_internet
+        if network and network.allow_internet is not None
         else settings.network_allow_internet
-    allow_out = network.allow_out if network and network.allow_out is not None \
+    )
+    allow_out = (
+        network.allow_out
+        if network and network.allow_out is not None
         else settings.egress_list("network_allow_out")
-    deny_out = network.deny_out if network and network.deny_out is not None \
+    )
+    deny_out = (
+        network.deny_out
+        if network and network.deny_out is not None
         else settings.egress_list("network_deny_out")
+    )
     forbidden = [e for e in settings.egress_list("network_forbidden_out") if _is_address(e)]
     return EgressPolicy(
         allow_internet=allow_internet,
@@ -54,23 +62,40 @@ def egress_problems(spec: SwarmSandboxSpec, settings: Settings) -> list[str]:
     problems = []
     network = spec.network
     sources = (
-        ("spec.network.allowOut", "SWARM_NETWORK_ALLOW_OUT (operator default)",
-         network.allow_out if network else None, "network_allow_out", False),
-        ("spec.network.denyOut", "SWARM_NETWORK_DENY_OUT (operator default)",
-         network.deny_out if network else None, "network_deny_out", True),
+        (
+            "spec.network.allowOut",
+            "SWARM_NETWORK_ALLOW_OUT (operator default)",
+            network.allow_out if network else None,
+            "network_allow_out",
+            False,
+        ),
+        (
+            "spec.network.denyOut",
+            "SWARM_NETWORK_DENY_OUT (operator default)",
+            network.deny_out if network else None,
+            "network_deny_out",
+            True,
+        ),
     )
     for field, setting, given, name, deny in sources:
         entries, where = (given, field) if given is not None else (settings.egress_list(name), setting)
         problems += [f"{where}: {why}" for e in entries if (why := egress_entry_refusal(e, deny=deny))]
-    problems += [f"SWARM_NETWORK_FORBIDDEN_OUT: {why}" for e in forbidden
-                 if _is_address(e) and (why := egress_entry_refusal(e, deny=True))]
+    problems += [
+        f"SWARM_NETWORK_FORBIDDEN_OUT: {why}"
+        for e in forbidden
+        if _is_address(e) and (why := egress_entry_refusal(e, deny=True))
+    ]
     for entry in allowed:
         hit = next((f for f in forbidden if _overlaps(entry, f)), None)
         if hit is not None:
-            where = "spec.network.allowOut" if spec.network and spec.network.allow_out is not None \
+            where = (
+                "spec.network.allowOut"
+                if spec.network and spec.network.allow_out is not None
                 else "SWARM_NETWORK_ALLOW_OUT (operator default)"
-            problems.append(f"{where}: {entry!r} opens {hit!r}, which the operator forbids for "
-                            f"every resource")
+            )
+            problems.append(
+                f"{where}: {entry!r} opens {hit!r}, which the operator forbids for every resource"
+            )
     return problems
 
 
@@ -93,5 +118,6 @@ def _overlaps(entry: str, forbidden: str) -> bool:
 
 def network_status(policy: EgressPolicy) -> NetworkStatus:
     """The policy as status.network shows it."""
-    return NetworkStatus(allow_internet=policy.allow_internet, allow_out=list(policy.allow_out),
-                         deny_out=list(policy.deny_out))
+    return NetworkStatus(
+        allow_internet=policy.allow_internet, allow_out=list(policy.allow_out), deny_out=list(policy.deny_out)
+    )

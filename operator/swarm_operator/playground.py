@@ -184,9 +184,14 @@ class Playground:
         log = self._dir / f"{name}.log"
         with log.open("wb") as sink:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "swarm_operator", *args], env=dict(env), cwd=self._dir,
-                stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=_die_with_parent,
+                [sys.executable, "-m", "swarm_operator", *args],
+                env=dict(env),
+                cwd=self._dir,
+                stdin=subprocess.DEVNULL,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         child = _Child(name, proc, log)
         self._children.append(child)
@@ -201,7 +206,9 @@ class Playground:
             if child.proc.poll() is not None:
                 raise PlaygroundError(f"the {child.name} exited at start:\n{child.tail()}")
             time.sleep(0.05)
-        raise PlaygroundError(f"the {child.name} did not start within {_STARTUP_TIMEOUT:.0f}s:\n{child.tail()}")
+        raise PlaygroundError(
+            f"the {child.name} did not start within {_STARTUP_TIMEOUT:.0f}s:\n{child.tail()}"
+        )
 
     def _start(self, documents: list[dict[str, Any]]) -> None:
         (self._dir / "tmp").mkdir()
@@ -209,7 +216,9 @@ class Playground:
         kubeconfig = self._dir / "kubeconfig"
         self._say(f"swarm-operator playground in {self._dir}")
 
-        kube = self._spawn("kubernetes-emulator", ["emulate", "kube", "--kubeconfig", str(kubeconfig)], self._env())
+        kube = self._spawn(
+            "kubernetes-emulator", ["emulate", "kube", "--kubeconfig", str(kubeconfig)], self._env()
+        )
         kube_url = self._await_line(kube, r"listening on (\S+)").group(1)
         self._say(f"  Kubernetes API emulator  {kube_url}")
 
@@ -222,24 +231,47 @@ class Playground:
             # The demo home stands for a prebuilt template (tools on every template, identity at
             # once): opt-ins by name until the operator provisions stock `base` and retries its
             # identity check (issue 14 items 1 and 7).
-            e2b = self._spawn("e2b-emulator", ["emulate", "e2b", "--home-template", str(home),
-                                               "--no-stock-templates", "--identity-delay-seconds", "0"],
-                              self._env())
+            e2b = self._spawn(
+                "e2b-emulator",
+                [
+                    "emulate",
+                    "e2b",
+                    "--home-template",
+                    str(home),
+                    "--no-stock-templates",
+                    "--identity-delay-seconds",
+                    "0",
+                ],
+                self._env(),
+            )
             e2b_url = self._await_line(e2b, r"listening on (\S+)").group(1)
             exports.update(E2B_API_URL=e2b_url, E2B_SANDBOX_URL=e2b_url)
-            self._say(f"  E2B emulator             {e2b_url}  (sandboxes are local processes;"
-                      " `claude` is a demo stand-in)")
+            self._say(
+                f"  E2B emulator             {e2b_url}  (sandboxes are local processes;"
+                " `claude` is a demo stand-in)"
+            )
 
         self._api = self._client(kubeconfig)
         self._ensure_namespace(OPERATOR_NAMESPACE)
-        self._apply({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                     "metadata": {"name": "e2b-api-key", "namespace": OPERATOR_NAMESPACE},
-                     "stringData": {"api-key": api_key}})
+        self._apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": "Opaque",
+                "metadata": {"name": "e2b-api-key", "namespace": OPERATOR_NAMESPACE},
+                "stringData": {"api-key": api_key},
+            }
+        )
 
         env = {k: v for k, v in self._env().items() if not k.startswith("SWARM_") or k == MARKER_VAR}
         env.update(exports)
-        env.update(SWARM_NAMESPACE=OPERATOR_NAMESPACE, SWARM_OPERATOR_ID="playground",
-                   SWARM_LOG_FORMAT="json", SWARM_METRICS_PORT="0", SWARM_DELETE_GRACE_SECONDS="1")
+        env.update(
+            SWARM_NAMESPACE=OPERATOR_NAMESPACE,
+            SWARM_OPERATOR_ID="playground",
+            SWARM_LOG_FORMAT="json",
+            SWARM_METRICS_PORT="0",
+            SWARM_DELETE_GRACE_SECONDS="1",
+        )
         operator = self._spawn("operator", ["run", "--standalone", "--all-namespaces"], env)
         self._await_line(operator, r"operator \S+ started")
         self._say(f"  operator                 log: {operator.log}")
@@ -250,10 +282,14 @@ class Playground:
             self._apply(document)
         self._say("")
         self._say(f"kubeconfig: {kubeconfig}")
-        self._say(f"In another terminal:  source {env_file}   (sets KUBECONFIG"
-                  + (", E2B_API_URL, E2B_SANDBOX_URL)" if self.e2b != "real" else ")"))
-        self._say("  kubectl get swarm -A  ·  swarm-operator status NAME  ·  swarm-operator logs NAME -f"
-                  "  ·  swarm-operator attach NAME   (Ctrl-] detaches)")
+        self._say(
+            f"In another terminal:  source {env_file}   (sets KUBECONFIG"
+            + (", E2B_API_URL, E2B_SANDBOX_URL)" if self.e2b != "real" else ")")
+        )
+        self._say(
+            "  kubectl get swarm -A  ·  swarm-operator status NAME  ·  swarm-operator logs NAME -f"
+            "  ·  swarm-operator attach NAME   (Ctrl-] detaches)"
+        )
         self._say("Ctrl-C stops everything and removes the temp directory.")
         self._say("")
 
@@ -270,8 +306,7 @@ class Playground:
             target.write_bytes(asset.read_bytes())
             target.chmod(0o755)
         (home / ".profile").write_text(
-            'PATH="$HOME/.local/bin:$PATH"\n'
-            f"export {MARKER_VAR}={shlex.quote(str(self._dir))}\n"
+            f'PATH="$HOME/.local/bin:$PATH"\nexport {MARKER_VAR}={shlex.quote(str(self._dir))}\n'
         )
         # The pin a prebuilt template records: the default coordinator.install is then satisfied.
         (home / ".swarm-template").mkdir()
@@ -301,8 +336,10 @@ class Playground:
 
     # ----- progress -------------------------------------------------------------------------------
     def _swarms(self) -> list[dict[str, Any]]:
-        return sorted(cluster.list_swarms(self._api, timeout=10),
-                      key=lambda b: (b["metadata"].get("namespace", ""), b["metadata"]["name"]))
+        return sorted(
+            cluster.list_swarms(self._api, timeout=10),
+            key=lambda b: (b["metadata"].get("namespace", ""), b["metadata"]["name"]),
+        )
 
     def _watch(self) -> int:
         tty = self.out.isatty()
@@ -311,7 +348,9 @@ class Playground:
         while True:
             for child in self._children:
                 if child.proc.poll() is not None:
-                    raise PlaygroundError(f"the {child.name} exited ({child.proc.returncode}):\n{child.tail()}")
+                    raise PlaygroundError(
+                        f"the {child.name} exited ({child.proc.returncode}):\n{child.tail()}"
+                    )
             rows = [progress_row(body) for body in self._swarms()]
             if tty:
                 table = render_table(rows)
@@ -320,8 +359,10 @@ class Playground:
                 drawn = len(table)
             else:
                 for row in rows:
-                    line = (f"{row['resource']}: phase {row['phase']}, agents {row['agents']}, "
-                            f"sandbox {row['sandbox']}, steps {row['steps']}")
+                    line = (
+                        f"{row['resource']}: phase {row['phase']}, agents {row['agents']}, "
+                        f"sandbox {row['sandbox']}, steps {row['steps']}"
+                    )
                     if last.get(row["resource"]) != line:
                         last[row["resource"]] = line
                         self._say(line)
@@ -382,8 +423,10 @@ class Playground:
             time.sleep(0.2)
         left = [f"{b['metadata']['namespace']}/{b['metadata']['name']}" for b in self._swarms()]
         if left:
-            self._say(f"gave up waiting for {', '.join(left)}"
-                      + ("; their E2B leases will expire on their own" if self.e2b == "real" else ""))
+            self._say(
+                f"gave up waiting for {', '.join(left)}"
+                + ("; their E2B leases will expire on their own" if self.e2b == "real" else "")
+            )
 
     def _say(self, line: str) -> None:
         self.out.write(line + "\n")
@@ -396,7 +439,8 @@ def progress_row(body: Mapping[str, Any]) -> dict[str, str]:
     agents = status.get("agents") or {}
     steps = (status.get("metrics") or {}).get("stepSeconds") or {}
     ready: Mapping[str, Any] = next(
-        (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+        (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {}
+    )
     note = "" if ready.get("status") == "True" else (ready.get("message") or status.get("message") or "")
     return {
         "resource": f"{meta.get('namespace', 'default')}/{meta.get('name')}",

@@ -15,9 +15,9 @@ a Secret created after a ``SecretNotFound`` is seen at the next attempt.
 from __future__ import annotations
 
 import asyncio
-import functools
 import base64
 import binascii
+import functools
 import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
@@ -169,12 +169,13 @@ class SecretReader:
         """The resource ``scope`` is gone: its values leave the redactor (cached Secrets age out)."""
         self._redactor.clear(scope)
 
-    async def read_config_map(self, namespace: str, name: str, *, optional: bool = False
-                              ) -> dict[str, str]:
+    async def read_config_map(self, namespace: str, name: str, *, optional: bool = False) -> dict[str, str]:
         """A ConfigMap's data (key -> text); ``{}`` for a missing optional one."""
         try:
             body = await asyncio.to_thread(
-                self._api.read_namespaced_config_map, name, namespace,
+                self._api.read_namespaced_config_map,
+                name,
+                namespace,
                 _request_timeout=self._timeout_s,
             )
         except Exception as exc:

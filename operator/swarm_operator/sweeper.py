@@ -21,8 +21,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from swarm_operator.backend import BackendError, SandboxBackend
-from swarm_operator.secrets import SecretKeyRef, SecretNotFound, SecretReader
 from swarm_operator.names import TAG_OPERATOR, TAG_UID
+from swarm_operator.secrets import SecretKeyRef, SecretNotFound, SecretReader
 
 logger = logging.getLogger("swarm_operator.sweeper")
 
@@ -71,8 +71,9 @@ class Sweeper:
         uids = await live_uids()  # listed after the sandboxes: see the module docstring
         released = await released_ids()
         now = self.clock()
-        orphans = {sid: (backend, uid) for backend, sid, uid in tagged
-                   if uid not in uids and sid not in released}
+        orphans = {
+            sid: (backend, uid) for backend, sid, uid in tagged if uid not in uids and sid not in released
+        }
         report.released = sum(1 for _, sid, _ in tagged if sid in released)
         for sid in list(self._first_seen):
             if sid not in orphans:
@@ -86,13 +87,18 @@ class Sweeper:
                 await backend.kill(sid)
             except BackendError as exc:
                 report.errors += 1
-                logger.warning("sweep: %s failed (%s: %s)", sid, exc.reason, exc.message,
-                               extra={"sandbox_id": sid})
+                logger.warning(
+                    "sweep: %s failed (%s: %s)", sid, exc.reason, exc.message, extra={"sandbox_id": sid}
+                )
                 continue
             self._first_seen.pop(sid, None)
             report.killed.append(sid)
-            logger.warning("killed orphaned sandbox %s (resource uid %s no longer exists)", sid, uid,
-                           extra={"sandbox_id": sid})
+            logger.warning(
+                "killed orphaned sandbox %s (resource uid %s no longer exists)",
+                sid,
+                uid,
+                extra={"sandbox_id": sid},
+            )
         return report
 
 

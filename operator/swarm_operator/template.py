@@ -42,19 +42,34 @@ import asyncio
 import os
 import shlex
 import sys
+from importlib import resources
 from typing import Any, Final
 
-from importlib import resources
-
 from swarm_operator.backend import build_template, new_template, render_template
-from swarm_operator.bootstrap import CLAUDE_CODE_PACKAGE, NPM_INTEGRITY, NPM_NATIVE, NPM_PINNED, coordinator_lock
+from swarm_operator.bootstrap import (
+    CLAUDE_CODE_PACKAGE,
+    NPM_INTEGRITY,
+    NPM_NATIVE,
+    NPM_PINNED,
+    coordinator_lock,
+)
 from swarm_operator.model import COORDINATOR_PIN, is_pinned_install
 
 __all__ = ["DEFAULT_BASE", "definition", "main_build", "render"]
 
 DEFAULT_BASE: Final = "debian:trixie"
-SYSTEM_PACKAGES: Final = ("tmux", "git", "ca-certificates", "curl", "python3", "python3-venv",
-                          "python3-pip", "nodejs", "npm", "util-linux")
+SYSTEM_PACKAGES: Final = (
+    "tmux",
+    "git",
+    "ca-certificates",
+    "curl",
+    "python3",
+    "python3-venv",
+    "python3-pip",
+    "nodejs",
+    "npm",
+    "util-linux",
+)
 MARKER: Final = "/home/user/.swarm-template/coordinator"
 #: Where the build puts the coordinator's lock (copied from the package).
 LOCK_IN_IMAGE: Final = "/tmp/swarm-coordinator.lock"
@@ -69,20 +84,32 @@ def _npm_verified(package: str, integrity: str, native: dict[str, str] | None = 
     """One RUN line: pack ``package`` (and, when ``native`` maps ``uname -m`` to its native
     per-platform package, the one for the build machine), refuse each unless its sha512 is the
     pinned one, then install exactly those files (``--omit=optional``: npm fetches nothing else)."""
-    line = ('d=$(mktemp -d) && cd "$d" && npm pack --silent ' + shlex.quote(package)
-            + f' && printf "%s  %s\\n" {_hex(integrity)} *.tgz | sha512sum -c --strict -')
+    line = (
+        'd=$(mktemp -d) && cd "$d" && npm pack --silent '
+        + shlex.quote(package)
+        + f' && printf "%s  %s\\n" {_hex(integrity)} *.tgz | sha512sum -c --strict -'
+    )
     if not native:
         return line + ' && npm install -g "$d"/*.tgz && cd / && rm -rf "$d"'
-    cases = " ".join(f"{machine}) n={shlex.quote(pkg)}; h={_hex(NPM_INTEGRITY[pkg])};;"
-                     for machine, pkg in sorted(native.items()))
-    return (line + f' && case "$(uname -m)" in {cases} *) echo "no pinned native package for $(uname -m)" >&2;'
-            ' exit 1;; esac && mkdir native && cd native && npm pack --silent "$n"'
-            ' && printf "%s  %s\\n" "$h" *.tgz | sha512sum -c --strict - && cd "$d"'
-            ' && npm install -g --omit=optional "$d"/*.tgz "$d"/native/*.tgz && cd / && rm -rf "$d"')
+    cases = " ".join(
+        f"{machine}) n={shlex.quote(pkg)}; h={_hex(NPM_INTEGRITY[pkg])};;"
+        for machine, pkg in sorted(native.items())
+    )
+    return (
+        line + f' && case "$(uname -m)" in {cases} *) echo "no pinned native package for $(uname -m)" >&2;'
+        ' exit 1;; esac && mkdir native && cd native && npm pack --silent "$n"'
+        ' && printf "%s  %s\\n" "$h" *.tgz | sha512sum -c --strict - && cd "$d"'
+        ' && npm install -g --omit=optional "$d"/*.tgz "$d"/native/*.tgz && cd / && rm -rf "$d"'
+    )
 
 
-def definition(*, coordinator: str | None = None, agent_cli: str | None = None, base: str | None = None,
-               from_template: str | None = None) -> Any:
+def definition(
+    *,
+    coordinator: str | None = None,
+    agent_cli: str | None = None,
+    base: str | None = None,
+    from_template: str | None = None,
+) -> Any:
     """The template as an ``e2b.AsyncTemplate`` builder chain; None means the operator's own pin (or
     base). Raises ValueError for an unpinned coordinator or agent CLI: a template is built once and
     used for months; it must not drift."""
@@ -91,30 +118,35 @@ def definition(*, coordinator: str | None = None, agent_cli: str | None = None, 
     base = DEFAULT_BASE if base is None else base
 
     if coordinator == "preinstalled" or not is_pinned_install(coordinator):
-        raise ValueError(f"--coordinator {coordinator!r} must be pinned: name==X.Y.Z or "
-                         "git+https://host/repo@<40-hex commit SHA>")
+        raise ValueError(
+            f"--coordinator {coordinator!r} must be pinned: name==X.Y.Z or "
+            "git+https://host/repo@<40-hex commit SHA>"
+        )
     if not NPM_PINNED.match(agent_cli):
-        raise ValueError(f"--agent-cli {agent_cli!r} must be an exact npm version, e.g. "
-                         f"{CLAUDE_CODE_PACKAGE}")
+        raise ValueError(
+            f"--agent-cli {agent_cli!r} must be an exact npm version, e.g. {CLAUDE_CODE_PACKAGE}"
+        )
     lock_pin, _ = coordinator_lock()
     start = new_template(file_context_path=str(resources.files("swarm_operator.bootstrap")))
     builder = start.from_template(from_template) if from_template else start.from_image(base)
     builder = builder.apt_install(list(SYSTEM_PACKAGES), no_install_recommends=True)
     integrity = NPM_INTEGRITY.get(agent_cli)
-    builder = (builder.run_cmd(_npm_verified(agent_cli, integrity, NPM_NATIVE.get(agent_cli)), user="root")
-               if integrity else builder.npm_install(agent_cli, g=True))
+    builder = (
+        builder.run_cmd(_npm_verified(agent_cli, integrity, NPM_NATIVE.get(agent_cli)), user="root")
+        if integrity
+        else builder.npm_install(agent_cli, g=True)
+    )
     if coordinator == lock_pin:
-        builder = (builder.copy("coordinator.lock", LOCK_IN_IMAGE)
-                   .run_cmd(f"{_PIP} --require-hashes --only-binary=:all: -r {LOCK_IN_IMAGE}", user="root")
-                   .run_cmd(f"{_PIP} --no-deps --no-build-isolation -- {shlex.quote(coordinator)}", user="root"))
+        builder = (
+            builder.copy("coordinator.lock", LOCK_IN_IMAGE)
+            .run_cmd(f"{_PIP} --require-hashes --only-binary=:all: -r {LOCK_IN_IMAGE}", user="root")
+            .run_cmd(f"{_PIP} --no-deps --no-build-isolation -- {shlex.quote(coordinator)}", user="root")
+        )
     else:
         builder = builder.run_cmd(f"{_PIP} -- {shlex.quote(coordinator)}", user="root")
-    return (
-        builder
-        .run_cmd(f"mkdir -p /home/user/.swarm-template && printf %s {shlex.quote(coordinator)} > {MARKER}",
-                 user="user")
-        .set_workdir("/home/user")
-    )
+    return builder.run_cmd(
+        f"mkdir -p /home/user/.swarm-template && printf %s {shlex.quote(coordinator)} > {MARKER}", user="user"
+    ).set_workdir("/home/user")
 
 
 def render(template: Any, fmt: str = "dockerfile") -> str:
@@ -122,11 +154,15 @@ def render(template: Any, fmt: str = "dockerfile") -> str:
     return render_template(template, fmt)
 
 
-def main_build(template: Any, name: str, *, cpu_count: int | None = None, memory_mb: int | None = None) -> int:
+def main_build(
+    template: Any, name: str, *, cpu_count: int | None = None, memory_mb: int | None = None
+) -> int:
     """Build ``template`` as ``name`` with the key in ``E2B_API_KEY``; build logs go to stderr."""
     if not os.environ.get("E2B_API_KEY"):
-        print("swarm-operator template: set E2B_API_KEY (the key is read from the environment only)",
-              file=sys.stderr)
+        print(
+            "swarm-operator template: set E2B_API_KEY (the key is read from the environment only)",
+            file=sys.stderr,
+        )
         return 2
 
     def log(entry: Any) -> None:

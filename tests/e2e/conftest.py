@@ -22,8 +22,8 @@ from typing import Any
 import kubernetes
 import pytest
 
-from swarm_testbed.kube.pytest_plugin import kube_api_client
 from swarm_operator.model import COORDINATOR_PIN
+from swarm_testbed.kube.pytest_plugin import kube_api_client
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE_BIN = REPO / "tests" / "fixtures" / "bin"
@@ -32,8 +32,9 @@ GROUP, VERSION, PLURAL = "claudeswarm.io", "v1alpha1", "swarmsandboxes"
 OPERATOR_NAMESPACE = "swarm-system"
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1,
-             message: str = "condition") -> Any:
+def wait_for(
+    predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1, message: str = "condition"
+) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail with ``message`` after ``timeout``."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -61,19 +62,28 @@ class Cluster:
     def custom(self) -> kubernetes.client.CustomObjectsApi:
         return kubernetes.client.CustomObjectsApi(self.api)
 
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
-                timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
             [str(KUBECTL), "--kubeconfig", str(self.kubeconfig), *args],
-            input=input, capture_output=True, text=True, timeout=timeout,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         if check and proc.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr}")
         return proc
 
     def apply(self, *objects: dict[str, Any]) -> None:
-        self.kubectl("apply", "--validate=false", "-f", "-",
-                     input=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)}))
+        self.kubectl(
+            "apply",
+            "--validate=false",
+            "-f",
+            "-",
+            input=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)}),
+        )
 
     def namespace(self, name: str) -> None:
         try:
@@ -83,9 +93,14 @@ class Cluster:
                 raise
 
     def secret(self, namespace: str, name: str, data: dict[str, str]) -> None:
-        self.core.create_namespaced_secret(namespace, {
-            "metadata": {"name": name}, "stringData": data, "type": "Opaque",
-        })
+        self.core.create_namespaced_secret(
+            namespace,
+            {
+                "metadata": {"name": name},
+                "stringData": data,
+                "type": "Opaque",
+            },
+        )
 
     def get(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -99,21 +114,33 @@ class Cluster:
         return (self.get(namespace, name) or {}).get("status") or {}
 
     def condition(self, namespace: str, name: str, type_: str) -> dict[str, Any] | None:
-        return next((c for c in self.status(namespace, name).get("conditions", [])
-                     if c["type"] == type_), None)
+        return next(
+            (c for c in self.status(namespace, name).get("conditions", []) if c["type"] == type_), None
+        )
 
-    def wait_condition(self, namespace: str, name: str, type_: str, status: str = "True",
-                       reason: str | None = None, timeout: float = 60) -> dict[str, Any]:
+    def wait_condition(
+        self,
+        namespace: str,
+        name: str,
+        type_: str,
+        status: str = "True",
+        reason: str | None = None,
+        timeout: float = 60,
+    ) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
             cond = self.condition(namespace, name, type_)
             if cond and cond["status"] == status and (reason is None or cond["reason"] == reason):
                 return cond
             return None
+
         return wait_for(check, timeout, message=f"{namespace}/{name} {type_}={status} {reason or ''}")
 
     def events(self, namespace: str, name: str) -> list[Any]:
-        return [e for e in self.core.list_namespaced_event(namespace).items
-                if e.involved_object and e.involved_object.name == name]
+        return [
+            e
+            for e in self.core.list_namespaced_event(namespace).items
+            if e.involved_object and e.involved_object.name == name
+        ]
 
 
 @dataclass
@@ -143,8 +170,12 @@ def swarm(name: str, namespace: str = "default", **spec: Any) -> dict[str, Any]:
     spec.setdefault("agents", 2)
     spec.setdefault("agent", {"command": "sleep", "args": ["100000"]})
     spec.setdefault("coordinator", {"enabled": False})
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "SwarmSandbox",
-            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "SwarmSandbox",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
 
 
 @pytest.fixture()
@@ -189,47 +220,60 @@ def e2b(e2b_emulator_factory: Any, sandbox_home: Path) -> Any:
 
 
 @pytest.fixture()
-def start_operator(cluster: Cluster, e2b: Any, e2b_api_key: str, tmp_path: Path
-                   ) -> Iterator[Callable[..., OperatorProcess]]:
+def start_operator(
+    cluster: Cluster, e2b: Any, e2b_api_key: str, tmp_path: Path
+) -> Iterator[Callable[..., OperatorProcess]]:
     """Starts the operator (default API-key Secret in place); every one is stopped at teardown."""
     cluster.secret(OPERATOR_NAMESPACE, "e2b-api-key", {"api-key": e2b_api_key})
     started: list[OperatorProcess] = []
 
     def start(*args: str, **settings: str) -> OperatorProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SWARM_", "E2B_"))}
-        env.update({
-            "KUBECONFIG": str(cluster.kubeconfig),
-            "E2B_API_URL": e2b.url,
-            "E2B_SANDBOX_URL": e2b.url,
-            "SWARM_NAMESPACE": OPERATOR_NAMESPACE,
-            "SWARM_OPERATOR_ID": "e2e",
-            "SWARM_LOG_FORMAT": "json",
-            "SWARM_LOG_LEVEL": "DEBUG",
-            "SWARM_READY_TIMEOUT_SECONDS": "20",
-            "SWARM_DELETE_GRACE_SECONDS": "1",
-            "SWARM_RETRY_DELAY_SECONDS": "0.5",
-            "SWARM_MAX_RETRY_DELAY_SECONDS": "3",
-            "SWARM_INIT_BACKOFF_SECONDS": "0.2",
-            "SWARM_METRICS_PORT": "0",
-            # The harness opts into the permissive tenancy settings by name (tests use several
-            # namespaces and templates with the default key, and more than 20 swarms in one
-            # namespace); tests/e2e/test_tenancy.py runs with the restrictive ones.
-            "SWARM_DEFAULT_KEY_NAMESPACES": "*",
-            "SWARM_DEFAULT_KEY_TEMPLATES": "*",
-            "SWARM_MAX_SANDBOXES_PER_NAMESPACE": "1000",
-        })
+        env.update(
+            {
+                "KUBECONFIG": str(cluster.kubeconfig),
+                "E2B_API_URL": e2b.url,
+                "E2B_SANDBOX_URL": e2b.url,
+                "SWARM_NAMESPACE": OPERATOR_NAMESPACE,
+                "SWARM_OPERATOR_ID": "e2e",
+                "SWARM_LOG_FORMAT": "json",
+                "SWARM_LOG_LEVEL": "DEBUG",
+                "SWARM_READY_TIMEOUT_SECONDS": "20",
+                "SWARM_DELETE_GRACE_SECONDS": "1",
+                "SWARM_RETRY_DELAY_SECONDS": "0.5",
+                "SWARM_MAX_RETRY_DELAY_SECONDS": "3",
+                "SWARM_INIT_BACKOFF_SECONDS": "0.2",
+                "SWARM_METRICS_PORT": "0",
+                # The harness opts into the permissive tenancy settings by name (tests use several
+                # namespaces and templates with the default key, and more than 20 swarms in one
+                # namespace); tests/e2e/test_tenancy.py runs with the restrictive ones.
+                "SWARM_DEFAULT_KEY_NAMESPACES": "*",
+                "SWARM_DEFAULT_KEY_TEMPLATES": "*",
+                "SWARM_MAX_SANDBOXES_PER_NAMESPACE": "1000",
+            }
+        )
         env.update(settings)
         log_path = tmp_path / f"operator-{len(started)}.log"
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "swarm_operator", "run", "--standalone",
-                 *(args or ("--all-namespaces",))],
-                env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
+                [
+                    sys.executable,
+                    "-m",
+                    "swarm_operator",
+                    "run",
+                    "--standalone",
+                    *(args or ("--all-namespaces",)),
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=tmp_path,
             )
         operator = OperatorProcess(proc=proc, log_path=log_path, env=env)
         started.append(operator)
-        wait_for(lambda: "started" in operator.log() or proc.poll() is not None, 30,
-                 message="operator start-up")
+        wait_for(
+            lambda: "started" in operator.log() or proc.poll() is not None, 30, message="operator start-up"
+        )
         assert proc.poll() is None, f"operator exited at start:\n{operator.log()}"
         return operator
 

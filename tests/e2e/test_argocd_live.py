@@ -7,7 +7,6 @@ from typing import Any
 
 import lupa
 import pytest
-
 from tests.e2e.conftest import REPO, Cluster, swarm
 
 pytestmark = pytest.mark.e2e
@@ -27,14 +26,25 @@ def test_health_lua_on_live_statuses(cluster: Cluster, e2b: Any, start_operator:
         swarm("healthy", agents=1),
         swarm("broken", coordinator={"enabled": True, "install": "claudeswarm"}),
         swarm("paused", agents=1, suspend=True),
-        swarm("waiting", agents=1, agent={"command": "sleep", "env": [
-            {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "absent", "key": "k"}}}]}),
+        swarm(
+            "waiting",
+            agents=1,
+            agent={
+                "command": "sleep",
+                "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "absent", "key": "k"}}}],
+            },
+        ),
     )
     cluster.wait_condition("default", "healthy", "Ready")
     cluster.wait_condition("default", "broken", "Ready", "False", reason="InvalidSpec")
     cluster.wait_condition("default", "paused", "Suspended", "True")
     cluster.wait_condition("default", "waiting", "Ready", "False", reason="SecretNotFound")
-    verdicts = {name: _health(cluster.get("default", name))
-                for name in ("healthy", "broken", "paused", "waiting")}
-    assert verdicts == {"healthy": "Healthy", "broken": "Degraded", "paused": "Suspended",
-                        "waiting": "Progressing"}
+    verdicts = {
+        name: _health(cluster.get("default", name)) for name in ("healthy", "broken", "paused", "waiting")
+    }
+    assert verdicts == {
+        "healthy": "Healthy",
+        "broken": "Degraded",
+        "paused": "Suspended",
+        "waiting": "Progressing",
+    }

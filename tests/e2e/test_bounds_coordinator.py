@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.e2e.conftest import FIXTURE_BIN, Cluster, swarm, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -44,7 +43,8 @@ def sandbox_home(tmp_path: Path) -> Path:
 
 
 def test_a_coordinator_registering_n_minus_1_of_n_agents_is_not_ready(
-        cluster: Cluster, e2b: Any, start_operator: Any) -> None:
+    cluster: Cluster, e2b: Any, start_operator: Any
+) -> None:
     start_operator(SWARM_INIT_ATTEMPTS="2")
     cluster.apply(swarm("short", agents=3, coordinator={"enabled": True}))
     seen: set[str] = set()

@@ -14,11 +14,11 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from tests.e2e.conftest import Cluster, swarm, wait_for
+from tests.e2e.test_cli import _cli
 
 from swarm_operator import _dashboard
 from swarm_operator.cost import E2B_USD_PER_GIB_SECOND, E2B_USD_PER_VCPU_SECOND
-from tests.e2e.conftest import Cluster, swarm, wait_for
-from tests.e2e.test_cli import _cli
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from test_dashboard import _label_values, _parse, _problems, _reads  # noqa: E402
@@ -40,8 +40,11 @@ def _free_port() -> int:
 
 def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def _state(e2b: Any, sandbox_id: str) -> str:
@@ -50,7 +53,8 @@ def _state(e2b: Any, sandbox_id: str) -> str:
 
 
 def test_a_tiny_budget_pauses_the_sandbox_and_raising_it_resumes(
-        cluster: Cluster, e2b: Any, start_operator: Any) -> None:
+    cluster: Cluster, e2b: Any, start_operator: Any
+) -> None:
     port = _free_port()
     start_operator(SWARM_METRICS_PORT=str(port))
     # $0.0002 is about 6 s of the default sandbox: reached soon after Ready.
@@ -62,8 +66,9 @@ def test_a_tiny_budget_pauses_the_sandbox_and_raising_it_resumes(
     assert (cost["state"], cost["vcpu"], cost["memoryMiB"]) == ("Running", 2, 1024)  # from E2B's info
     assert cost["rateUSDPerHour"] == pytest.approx(RATE)
 
-    cond = cluster.wait_condition("default", "pricey", "BudgetExceeded", "True", reason="BudgetExceeded",
-                                  timeout=20)
+    cond = cluster.wait_condition(
+        "default", "pricey", "BudgetExceeded", "True", reason="BudgetExceeded", timeout=20
+    )
     assert "maxUSD $0.0002" in cond["message"]
     cluster.wait_condition("default", "pricey", "Suspended", "True", reason="BudgetExceeded")
     paused = cluster.status("default", "pricey")
@@ -73,7 +78,9 @@ def test_a_tiny_budget_pauses_the_sandbox_and_raising_it_resumes(
     spent = paused["cost"]["estimatedUSD"]
     # Acted on within the health interval of reaching it: at most 5 s of spend past the limit.
     assert 0.0002 <= spent <= 0.0002 + RATE * 5 / 3600
-    assert any(e.reason == "BudgetExceeded" and e.type == "Warning" for e in cluster.events("default", "pricey"))
+    assert any(
+        e.reason == "BudgetExceeded" and e.type == "Warning" for e in cluster.events("default", "pricey")
+    )
 
     # The meter stopped: neither status, nor the metrics (computed at scrape time), nor the CLI grow.
     first = _scrape(port)
@@ -113,14 +120,16 @@ def test_a_tiny_budget_pauses_the_sandbox_and_raising_it_resumes(
     for name, labels in _scrape(port):
         live.setdefault(name, set()).update(k for k, _ in labels)
     queries = _dashboard.queries(json.loads(_dashboard.dashboard_path().read_text()))
-    read = {name for q in queries for name, _ in
-            _reads(_parse(_label_values(q)[0] if _label_values(q) else q))}
+    read = {
+        name for q in queries for name, _ in _reads(_parse(_label_values(q)[0] if _label_values(q) else q))
+    }
     assert len(read) >= 7
     assert [p for q in queries for p in _problems(q, live)] == []
 
 
 def test_budget_delete_kills_the_sandbox_and_keeps_the_resource(
-        cluster: Cluster, e2b: Any, start_operator: Any) -> None:
+    cluster: Cluster, e2b: Any, start_operator: Any
+) -> None:
     start_operator()
     cluster.apply(swarm("capped", agents=1, healthCheck=FAST, budget={"maxHours": 0.001, "action": "Delete"}))
     cluster.wait_condition("default", "capped", "Ready")
@@ -137,10 +146,13 @@ def test_budget_delete_kills_the_sandbox_and_keeps_the_resource(
 
 
 def test_an_idle_swarm_is_paused_a_printing_one_is_not_and_resume_wakes_it(
-        cluster: Cluster, e2b: Any, start_operator: Any) -> None:
+    cluster: Cluster, e2b: Any, start_operator: Any
+) -> None:
     start_operator()
-    cluster.apply(swarm("idler", agents=1, healthCheck=FAST, idle={"idleAfterSeconds": 10}),
-                  swarm("busy", agents=1, healthCheck=FAST, idle={"idleAfterSeconds": 10}, agent=_PRINTING))
+    cluster.apply(
+        swarm("idler", agents=1, healthCheck=FAST, idle={"idleAfterSeconds": 10}),
+        swarm("busy", agents=1, healthCheck=FAST, idle={"idleAfterSeconds": 10}, agent=_PRINTING),
+    )
     cluster.wait_condition("default", "idler", "Ready")
     cluster.wait_condition("default", "busy", "Ready")
     idler = cluster.status("default", "idler")["sandbox"]["id"]

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.e2e.conftest import KUBECTL, REPO, wait_for
 
 from swarm_operator.playground import stragglers
-from tests.e2e.conftest import KUBECTL, REPO, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -32,8 +32,14 @@ class Terminal:
         self._tmux("new-session", "-d", "-x", "220", "-y", "50", "-s", "t", wrapped)
 
     def _tmux(self, *args: str) -> str:
-        return subprocess.run(["tmux", "-L", "test", *args], env=self.env, capture_output=True,
-                              text=True, timeout=10, check=True).stdout
+        return subprocess.run(
+            ["tmux", "-L", "test", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
 
     def screen(self) -> str:
         return self._tmux("capture-pane", "-p", "-J", "-t", "t", "-S", "-200")
@@ -43,8 +49,12 @@ class Terminal:
 
     def wait(self, pattern: str, timeout: float = 60) -> re.Match[str]:
         try:
-            return wait_for(lambda: re.search(pattern, self.screen()), timeout, interval=0.1,
-                            message=f"{pattern!r} on screen")
+            return wait_for(
+                lambda: re.search(pattern, self.screen()),
+                timeout,
+                interval=0.1,
+                message=f"{pattern!r} on screen",
+            )
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n--- screen ---\n{self.screen()}") from None
 
@@ -86,8 +96,12 @@ def test_dev_shows_ready_serves_kubectl_and_ctrl_c_leaves_nothing(terminal: type
 
     # The live table reaches Ready with all four demo agents (drawn in place: a TTY).
     term.wait(r"default/hello-swarm\s+Ready\s+4/4\s+\w+\s+create [\d.]+s init [\d.]+s", 60)
-    listed = subprocess.run([str(KUBECTL), "--kubeconfig", str(kubeconfig), "get", "swarm", "-A"],
-                            capture_output=True, text=True, timeout=30)
+    listed = subprocess.run(
+        [str(KUBECTL), "--kubeconfig", str(kubeconfig), "get", "swarm", "-A"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert listed.returncode == 0, listed.stderr
     assert re.search(r"hello-swarm\s+Ready\s+4/4", listed.stdout), listed.stdout
     # The env file lets another terminal reach both APIs.
@@ -107,8 +121,9 @@ def test_dev_shows_ready_serves_kubectl_and_ctrl_c_leaves_nothing(terminal: type
 
 def test_dev_with_a_bad_manifest_says_so_in_one_line(tmp_path: Path) -> None:
     missing = tmp_path / "nope.yaml"
-    proc = subprocess.run([str(SWARM_OPERATOR), "dev", "-f", str(missing)], capture_output=True,
-                          text=True, timeout=30)
+    proc = subprocess.run(
+        [str(SWARM_OPERATOR), "dev", "-f", str(missing)], capture_output=True, text=True, timeout=30
+    )
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert f"cannot read {missing}" in proc.stderr
@@ -116,8 +131,13 @@ def test_dev_with_a_bad_manifest_says_so_in_one_line(tmp_path: Path) -> None:
 
 def test_dev_real_e2b_needs_a_key() -> None:
     env = {k: v for k, v in os.environ.items() if k != "E2B_API_KEY"}
-    proc = subprocess.run([str(SWARM_OPERATOR), "dev", "--e2b", "real", "-f", str(REPO / "examples" / "minimal.yaml")],
-                          capture_output=True, text=True, timeout=30, env=env)
+    proc = subprocess.run(
+        [str(SWARM_OPERATOR), "dev", "--e2b", "real", "-f", str(REPO / "examples" / "minimal.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
     assert proc.returncode == 1
     assert proc.stderr.strip() == "swarm-operator dev: --e2b real needs E2B_API_KEY set to your E2B API key"
 

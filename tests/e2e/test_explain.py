@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from tests.e2e.conftest import Cluster
 
 from swarm_operator import _crd
-from tests.e2e.conftest import Cluster
 
 pytestmark = pytest.mark.e2e
 

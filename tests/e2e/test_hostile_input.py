@@ -14,7 +14,6 @@ from typing import Any
 
 import kubernetes
 import pytest
-
 from tests.e2e.conftest import Cluster, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -43,15 +42,22 @@ def _payloads(canary: Path) -> list[tuple[str, str]]:
 
 
 def _swarm(name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    base: dict[str, Any] = {"agents": 1, "agent": {"command": "fake-agent"},
-                            "coordinator": {"enabled": False}}
+    base: dict[str, Any] = {
+        "agents": 1,
+        "agent": {"command": "fake-agent"},
+        "coordinator": {"enabled": False},
+    }
     for key, value in spec.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
             base[key] = {**base[key], **value}
         else:
             base[key] = value
-    return {"apiVersion": "claudeswarm.io/v1alpha1", "kind": "SwarmSandbox",
-            "metadata": {"name": name, "namespace": "default"}, "spec": base}
+    return {
+        "apiVersion": "claudeswarm.io/v1alpha1",
+        "kind": "SwarmSandbox",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": base,
+    }
 
 
 def _cases(canary: Path) -> list[tuple[str, dict[str, Any]]]:
@@ -72,15 +78,41 @@ def _cases(canary: Path) -> list[tuple[str, dict[str, Any]]]:
         ("env name HOME", {"agent": {"env": [{"name": "HOME", "value": "/"}]}}),
         ("env name with $()", {"agent": {"env": [{"name": f"X$(touch {canary})", "value": "v"}]}}),
         ("env name with newline", {"agent": {"env": [{"name": "X\nY", "value": "v"}]}}),
-        ("secret ref name hostile", {"agent": {"env": [{"name": "K", "valueFrom": {
-            "secretKeyRef": {"name": f"$(touch {canary})", "key": "k"}}}]}}),
-        ("secret ref key hostile", {"agent": {"env": [{"name": "K", "valueFrom": {
-            "secretKeyRef": {"name": "s", "key": f"k;touch {canary}"}}}]}}),
+        (
+            "secret ref name hostile",
+            {
+                "agent": {
+                    "env": [
+                        {
+                            "name": "K",
+                            "valueFrom": {"secretKeyRef": {"name": f"$(touch {canary})", "key": "k"}},
+                        }
+                    ]
+                }
+            },
+        ),
+        (
+            "secret ref key hostile",
+            {
+                "agent": {
+                    "env": [
+                        {
+                            "name": "K",
+                            "valueFrom": {"secretKeyRef": {"name": "s", "key": f"k;touch {canary}"}},
+                        }
+                    ]
+                }
+            },
+        ),
         ("api key secret hostile", {"e2b": {"apiKeySecretRef": {"name": "`reboot`", "key": "k"}}}),
-        ("huge env list", {"agent": {"env": [{"name": f"VAR_{i}", "value": "x" * 1024}
-                                             for i in range(100)]}}),
-        ("too many env entries", {"agent": {"env": [{"name": f"VAR_{i}", "value": "v"}
-                                                    for i in range(1000)]}}),
+        (
+            "huge env list",
+            {"agent": {"env": [{"name": f"VAR_{i}", "value": "x" * 1024} for i in range(100)]}},
+        ),
+        (
+            "too many env entries",
+            {"agent": {"env": [{"name": f"VAR_{i}", "value": "v"} for i in range(1000)]}},
+        ),
         ("huge arg", {"agent": {"args": ["y" * 200_000]}}),
         ("deletionPolicy injection", {"deletionPolicy": f"Delete; touch {canary}"}),
         ("agents as string", {"agents": "4; touch"}),
@@ -95,26 +127,81 @@ def _cases(canary: Path) -> list[tuple[str, dict[str, Any]]]:
         ("network.allowOut too many", {"network": {"allowOut": [f"10.0.{i}.0/24" for i in range(65)]}}),
         # Names bash, the dynamic linker, glibc, tmux, E2B's envd or the operator act on (reserved by
         # pattern): agent env is also the setup script's environment.
-        *((f"env name {name}", {"agent": {"env": [{"name": name, "value": f"$(touch {canary})"}]}})
-          for name in ("SWARM_SECRET_GIT_PASSWORD", "BASH_ENV", "BASH_FUNC_x", "LD_AUDIT",
-                       "GLIBC_TUNABLES", "E2B_ACCESS_TOKEN", "TMUX_TMPDIR", "ENV", "SHELLOPTS", "_sw_x")),
+        *(
+            (f"env name {name}", {"agent": {"env": [{"name": name, "value": f"$(touch {canary})"}]}})
+            for name in (
+                "SWARM_SECRET_GIT_PASSWORD",
+                "BASH_ENV",
+                "BASH_FUNC_x",
+                "LD_AUDIT",
+                "GLIBC_TUNABLES",
+                "E2B_ACCESS_TOKEN",
+                "TMUX_TMPDIR",
+                "ENV",
+                "SHELLOPTS",
+                "_sw_x",
+            )
+        ),
         # Secret fan-out: references bounded by the schema, distinct Secrets by the operator (before
         # any read), the bytes they hold by the operator after reading (HOSTILE_BIG_SECRET).
-        ("secret references over the schema bound", {"agent": {"env": [
-            {"name": f"K{i}", "valueFrom": {"secretKeyRef": {"name": "one", "key": f"k{i}"}}}
-            for i in range(65)]}}),
-        ("secret references over the bound through mcp fields", {
-            "agent": {"env": [{"name": f"K{i}", "valueFrom": {"secretKeyRef": {"name": "one", "key": f"k{i}"}}}
-                              for i in range(40)]},
-            "mcp": [{"name": "c", "type": "custom", "server": "notion", "fields": [
-                {"name": f"f{j}", "valueFrom": {"secretKeyRef": {"name": "one", "key": f"f{j}"}}}
-                for j in range(25)]}]}),
-        ("too many distinct secrets", {"agent": {"env": [
-            {"name": f"K{i}", "valueFrom": {"secretKeyRef": {"name": f"secret-{i}", "key": "k"}}}
-            for i in range(17)]}}),
-        ("secret values too large", {"agent": {"env": [
-            {"name": f"BIG_{key}", "valueFrom": {"secretKeyRef": {"name": HOSTILE_BIG_SECRET, "key": key}}}
-            for key in ("a", "b")]}}),
+        (
+            "secret references over the schema bound",
+            {
+                "agent": {
+                    "env": [
+                        {"name": f"K{i}", "valueFrom": {"secretKeyRef": {"name": "one", "key": f"k{i}"}}}
+                        for i in range(65)
+                    ]
+                }
+            },
+        ),
+        (
+            "secret references over the bound through mcp fields",
+            {
+                "agent": {
+                    "env": [
+                        {"name": f"K{i}", "valueFrom": {"secretKeyRef": {"name": "one", "key": f"k{i}"}}}
+                        for i in range(40)
+                    ]
+                },
+                "mcp": [
+                    {
+                        "name": "c",
+                        "type": "custom",
+                        "server": "notion",
+                        "fields": [
+                            {"name": f"f{j}", "valueFrom": {"secretKeyRef": {"name": "one", "key": f"f{j}"}}}
+                            for j in range(25)
+                        ],
+                    }
+                ],
+            },
+        ),
+        (
+            "too many distinct secrets",
+            {
+                "agent": {
+                    "env": [
+                        {"name": f"K{i}", "valueFrom": {"secretKeyRef": {"name": f"secret-{i}", "key": "k"}}}
+                        for i in range(17)
+                    ]
+                }
+            },
+        ),
+        (
+            "secret values too large",
+            {
+                "agent": {
+                    "env": [
+                        {
+                            "name": f"BIG_{key}",
+                            "valueFrom": {"secretKeyRef": {"name": HOSTILE_BIG_SECRET, "key": key}},
+                        }
+                        for key in ("a", "b")
+                    ]
+                }
+            },
+        ),
     ]
     return cases
 
@@ -127,9 +214,13 @@ def test_hostile_input_is_refused_or_harmless(cluster: Cluster, e2b: Any, start_
     canary = CANARY_DIR / f"swarm-canary-{uuid.uuid4().hex}"
     operator = start_operator()
     api = cluster.custom
-    cluster.core.create_namespaced_secret("default", kubernetes.client.V1Secret(
-        metadata=kubernetes.client.V1ObjectMeta(name=HOSTILE_BIG_SECRET),
-        string_data={"a": "a" * 150_000, "b": "b" * 150_000}))
+    cluster.core.create_namespaced_secret(
+        "default",
+        kubernetes.client.V1Secret(
+            metadata=kubernetes.client.V1ObjectMeta(name=HOSTILE_BIG_SECRET),
+            string_data={"a": "a" * 150_000, "b": "b" * 150_000},
+        ),
+    )
     cases = _cases(canary)
     assert len(cases) >= 60
     outcomes: dict[str, str] = {}
@@ -137,8 +228,9 @@ def test_hostile_input_is_refused_or_harmless(cluster: Cluster, e2b: Any, start_
     for index, (label, spec) in enumerate(cases):
         name = f"hostile-{index:03d}"
         try:
-            api.create_namespaced_custom_object("claudeswarm.io", "v1alpha1", "default",
-                                                "swarmsandboxes", _swarm(name, spec))
+            api.create_namespaced_custom_object(
+                "claudeswarm.io", "v1alpha1", "default", "swarmsandboxes", _swarm(name, spec)
+            )
         except kubernetes.client.ApiException as exc:
             assert exc.status == 422, f"{label}: {exc.status} {exc.body}"
             assert "spec" in json.loads(exc.body)["message"], label
@@ -158,8 +250,7 @@ def test_hostile_input_is_refused_or_harmless(cluster: Cluster, e2b: Any, start_
         return None
 
     resource_of = dict(outcomes)
-    verdicts = {name: wait_for(lambda n=name: settled(n), 120, message=f"{name} settled")
-                for name in created}
+    verdicts = {name: wait_for(lambda n=name: settled(n), 120, message=f"{name} settled") for name in created}
     for label, outcome in outcomes.items():
         if outcome != "422":
             outcomes[label] = verdicts[outcome]
@@ -185,10 +276,15 @@ def test_hostile_input_is_refused_or_harmless(cluster: Cluster, e2b: Any, start_
     message = cluster.condition("default", resource_of["secret values too large"], "Ready")["message"]
     # 2 keys (3 while the default E2B key is not declared operator-wide to the reader).
     assert "limit of 262144 bytes per resource (setting SWARM_MAX_SECRET_BYTES)" in message, message
-    assert "a" * 64 not in json.dumps(cluster.custom.get_namespaced_custom_object(
-        "claudeswarm.io", "v1alpha1", "default", "swarmsandboxes", resource_of["secret values too large"]))
-    assert all(v in ("422", "InvalidSpec", "Ready", "InitFailed", "TemplateNotFound", "SecretsTooLarge")
-               for v in outcomes.values()), outcomes
+    assert "a" * 64 not in json.dumps(
+        cluster.custom.get_namespaced_custom_object(
+            "claudeswarm.io", "v1alpha1", "default", "swarmsandboxes", resource_of["secret values too large"]
+        )
+    )
+    assert all(
+        v in ("422", "InvalidSpec", "Ready", "InitFailed", "TemplateNotFound", "SecretsTooLarge")
+        for v in outcomes.values()
+    ), outcomes
     print(json.dumps(outcomes, indent=1, ensure_ascii=False))
 
 
@@ -219,8 +315,9 @@ def test_hostile_tenancy_input_is_refused(cluster: Cluster, e2b: Any, start_oper
         body = _swarm(f"tenancy-{index}", spec)
         body["metadata"]["namespace"] = namespace
         try:
-            cluster.custom.create_namespaced_custom_object("claudeswarm.io", "v1alpha1", namespace,
-                                                           "swarmsandboxes", body)
+            cluster.custom.create_namespaced_custom_object(
+                "claudeswarm.io", "v1alpha1", namespace, "swarmsandboxes", body
+            )
         except kubernetes.client.ApiException as exc:
             assert exc.status == 422, f"{label}: {exc.status}"
             outcomes[label] = "422"
@@ -228,8 +325,11 @@ def test_hostile_tenancy_input_is_refused(cluster: Cluster, e2b: Any, start_oper
 
         def settled(n: str = f"tenancy-{index}", ns: str = namespace) -> str | None:
             ready = cluster.condition(ns, n, "Ready")
-            return ready["reason"] if ready is not None and ready["status"] == "False" and \
-                ready["reason"] != "Creating" else None
+            return (
+                ready["reason"]
+                if ready is not None and ready["status"] == "False" and ready["reason"] != "Creating"
+                else None
+            )
 
         outcomes[label] = wait_for(settled, 60, message=f"{label} settled")
     assert outcomes == {label: expected for label, _, _, expected in cases}, outcomes

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 from e2b import Sandbox
+from tests.e2e.conftest import Cluster, swarm, wait_for
 
 from swarm_operator import bootstrap
-from tests.e2e.conftest import Cluster, swarm, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +26,9 @@ def _panes(e2b: Any, api_key: str, cluster: Cluster, namespace: str, name: str) 
     session = bootstrap.session_name(namespace, name, uid)
     socket = bootstrap.socket_name(namespace, name, uid)
     out = _sandbox_shell(
-        e2b, api_key, body["status"]["sandbox"]["id"],
+        e2b,
+        api_key,
+        body["status"]["sandbox"]["id"],
         f"tmux -L {socket} list-panes -s -t ={session} -F '#{{pane_dead}} #{{pane_current_command}}'",
     )
     return out.splitlines()
@@ -37,7 +39,8 @@ def _running(e2b: Any) -> list[dict[str, Any]]:
 
 
 def test_apply_ready_with_live_panes_then_delete_kills_sandbox(
-        cluster: Cluster, e2b: Any, e2b_api_key: str, start_operator: Any) -> None:
+    cluster: Cluster, e2b: Any, e2b_api_key: str, start_operator: Any
+) -> None:
     operator = start_operator()
     cluster.apply(swarm("alpha", agents=3))
     cluster.kubectl("wait", "--for=condition=Ready", "swarm/alpha", "--timeout=60s", timeout=70)
@@ -61,8 +64,10 @@ def test_apply_ready_with_live_panes_then_delete_kills_sandbox(
     [sandbox] = _running(e2b)
     assert sandbox["sandboxID"] == status["sandbox"]["id"]
     assert sandbox["metadata"] == {
-        "claudeswarm.io/uid": body["metadata"]["uid"], "claudeswarm.io/namespace": "default",
-        "claudeswarm.io/name": "alpha", "claudeswarm.io/operator": "e2e",
+        "claudeswarm.io/uid": body["metadata"]["uid"],
+        "claudeswarm.io/namespace": "default",
+        "claudeswarm.io/name": "alpha",
+        "claudeswarm.io/operator": "e2e",
     }
     panes = _panes(e2b, e2b_api_key, cluster, "default", "alpha")
     assert panes == ["0 sleep"] * 3
@@ -77,13 +82,20 @@ def test_apply_ready_with_live_panes_then_delete_kills_sandbox(
     assert "Traceback" not in log
 
 
-def test_orphan_policy_leaves_sandbox_running(cluster: Cluster, e2b: Any, e2b_api_key: str,
-                                              start_operator: Any) -> None:
+def test_orphan_policy_leaves_sandbox_running(
+    cluster: Cluster, e2b: Any, e2b_api_key: str, start_operator: Any
+) -> None:
     start_operator()
     # Orphan needs the team's own key (never the operator's default: OrphanNotAllowed).
     cluster.secret("default", "team-key", {"api-key": e2b_api_key})
-    cluster.apply(swarm("keep", agents=1, deletionPolicy="Orphan",
-                        e2b={"apiKeySecretRef": {"name": "team-key", "key": "api-key"}}))
+    cluster.apply(
+        swarm(
+            "keep",
+            agents=1,
+            deletionPolicy="Orphan",
+            e2b={"apiKeySecretRef": {"name": "team-key", "key": "api-key"}},
+        )
+    )
     cluster.wait_condition("default", "keep", "Ready")
     sandbox_id = cluster.status("default", "keep")["sandbox"]["id"]
     cluster.kubectl("delete", "swarm", "keep", "--timeout=60s", timeout=70)
@@ -92,13 +104,25 @@ def test_orphan_policy_leaves_sandbox_running(cluster: Cluster, e2b: Any, e2b_ap
 
 
 def test_missing_secret_reported_then_ready_once_created(
-        cluster: Cluster, e2b: Any, start_operator: Any) -> None:
+    cluster: Cluster, e2b: Any, start_operator: Any
+) -> None:
     start_operator()
-    cluster.apply(swarm("needs-key", agents=1, agent={
-        "command": "sleep", "args": ["100000"],
-        "env": [{"name": "ANTHROPIC_API_KEY",
-                 "valueFrom": {"secretKeyRef": {"name": "anthropic", "key": "token"}}}],
-    }))
+    cluster.apply(
+        swarm(
+            "needs-key",
+            agents=1,
+            agent={
+                "command": "sleep",
+                "args": ["100000"],
+                "env": [
+                    {
+                        "name": "ANTHROPIC_API_KEY",
+                        "valueFrom": {"secretKeyRef": {"name": "anthropic", "key": "token"}},
+                    }
+                ],
+            },
+        )
+    )
     cond = cluster.wait_condition("default", "needs-key", "Ready", "False", reason="SecretNotFound")
     assert "anthropic" in cond["message"] and "token" in cond["message"]
     assert cluster.status("default", "needs-key")["phase"] == "Pending"
@@ -108,7 +132,8 @@ def test_missing_secret_reported_then_ready_once_created(
 
 
 def test_unpinned_coordinator_install_is_invalid_spec_and_creates_nothing(
-        cluster: Cluster, e2b: Any, start_operator: Any) -> None:
+    cluster: Cluster, e2b: Any, start_operator: Any
+) -> None:
     start_operator()
     cluster.apply(swarm("loose", coordinator={"enabled": True, "install": "claudeswarm>=0.1"}))
     cond = cluster.wait_condition("default", "loose", "Ready", "False", reason="InvalidSpec")
@@ -117,14 +142,21 @@ def test_unpinned_coordinator_install_is_invalid_spec_and_creates_nothing(
     assert not e2b.inspect(include_dead=True)
 
 
-@pytest.mark.parametrize(("spec", "field"), [
-    ({"agents": 0}, "spec.agents"),
-    ({"agents": 101}, "spec.agents"),
-    ({"deletionPolicy": "Keep"}, "spec.deletionPolicy"),
-    ({"agent": {"command": "sleep", "env": [{"name": "LD_PRELOAD", "value": "x"}]}}, "starting with SWARM_, LD_"),
-])
-def test_schema_invalid_specs_are_refused_with_422(cluster: Cluster, spec: dict[str, Any],
-                                                   field: str) -> None:
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({"agents": 0}, "spec.agents"),
+        ({"agents": 101}, "spec.agents"),
+        ({"deletionPolicy": "Keep"}, "spec.deletionPolicy"),
+        (
+            {"agent": {"command": "sleep", "env": [{"name": "LD_PRELOAD", "value": "x"}]}},
+            "starting with SWARM_, LD_",
+        ),
+    ],
+)
+def test_schema_invalid_specs_are_refused_with_422(
+    cluster: Cluster, spec: dict[str, Any], field: str
+) -> None:
     manifest = swarm("bad", **spec)
     proc = cluster.kubectl("apply", "--validate=false", "-f", "-", input=json.dumps(manifest), check=False)
     assert proc.returncode != 0
@@ -133,24 +165,37 @@ def test_schema_invalid_specs_are_refused_with_422(cluster: Cluster, spec: dict[
 
 
 def test_canary_secret_never_leaves_the_agents_environment(
-        cluster: Cluster, e2b: Any, e2b_api_key: str, start_operator: Any) -> None:
+    cluster: Cluster, e2b: Any, e2b_api_key: str, start_operator: Any
+) -> None:
     canary = "canary-7f3a9c1e5b2d4680"
     operator = start_operator()
     cluster.secret("default", "agent-keys", {"anthropic": canary})
-    cluster.apply(swarm("secretive", agents=2, agent={
-        "command": "sleep", "args": ["100000"],
-        "env": [{"name": "ANTHROPIC_API_KEY",
-                 "valueFrom": {"secretKeyRef": {"name": "agent-keys", "key": "anthropic"}}},
-                {"name": "PLAIN", "value": "visible"}],
-    }))
+    cluster.apply(
+        swarm(
+            "secretive",
+            agents=2,
+            agent={
+                "command": "sleep",
+                "args": ["100000"],
+                "env": [
+                    {
+                        "name": "ANTHROPIC_API_KEY",
+                        "valueFrom": {"secretKeyRef": {"name": "agent-keys", "key": "anthropic"}},
+                    },
+                    {"name": "PLAIN", "value": "visible"},
+                ],
+            },
+        )
+    )
     cluster.wait_condition("default", "secretive", "Ready")
     body = cluster.get("default", "secretive")
     # The agents do receive it, through their environment...
     sandbox_id = body["status"]["sandbox"]["id"]
     session = bootstrap.session_name("default", "secretive", body["metadata"]["uid"])
     socket = bootstrap.socket_name("default", "secretive", body["metadata"]["uid"])
-    pane_pid = _sandbox_shell(e2b, e2b_api_key, sandbox_id,
-                              f"tmux -L {socket} list-panes -t ={session} -F '#{{pane_pid}}'").split()[0]
+    pane_pid = _sandbox_shell(
+        e2b, e2b_api_key, sandbox_id, f"tmux -L {socket} list-panes -t ={session} -F '#{{pane_pid}}'"
+    ).split()[0]
     environ = _sandbox_shell(e2b, e2b_api_key, sandbox_id, f"tr '\\0' '\\n' < /proc/{pane_pid}/environ")
     assert f"ANTHROPIC_API_KEY={canary}" in environ
     # ...and nowhere else: not the operator's log, Events, status, annotations, sandbox metadata,
@@ -167,7 +212,8 @@ def test_canary_secret_never_leaves_the_agents_environment(
 
 
 def test_same_name_in_two_namespaces_gets_two_sandboxes_and_sessions(
-        cluster: Cluster, e2b: Any, e2b_api_key: str, start_operator: Any) -> None:
+    cluster: Cluster, e2b: Any, e2b_api_key: str, start_operator: Any
+) -> None:
     start_operator()
     cluster.namespace("team-a")
     cluster.namespace("team-b")

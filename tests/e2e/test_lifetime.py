@@ -6,14 +6,13 @@ Ready sandbox before the cap: never two sandboxes but during the hand-over, neve
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.e2e.conftest import E2E_OPT_INS, Cluster, swarm, wait_for
 from e2b import Sandbox
+from tests.e2e.conftest import E2E_OPT_INS, Cluster, swarm, wait_for
 
 from swarm_operator import bootstrap
 
@@ -33,8 +32,9 @@ SETTINGS = {
 @pytest.fixture()
 def e2b(e2b_emulator_factory: Any, sandbox_home: Path) -> Any:
     """The harness's emulator, on Hobby with a 45 s lifetime cap."""
-    return e2b_emulator_factory(home_template=sandbox_home, plan="hobby", lifetime_cap_seconds=CAP,
-                                **E2E_OPT_INS)
+    return e2b_emulator_factory(
+        home_template=sandbox_home, plan="hobby", lifetime_cap_seconds=CAP, **E2E_OPT_INS
+    )
 
 
 def _panes(e2b: Any, api_key: str, cluster: Cluster, name: str) -> list[str]:
@@ -43,12 +43,17 @@ def _panes(e2b: Any, api_key: str, cluster: Cluster, name: str) -> list[str]:
     body = cluster.get("default", name)
     assert body is not None
     uid = body["metadata"]["uid"]
-    session, socket = bootstrap.session_name("default", name, uid), bootstrap.socket_name("default", name, uid)
-    sandbox = Sandbox.connect(body["status"]["sandbox"]["id"], timeout=10, api_key=api_key,
-                              api_url=e2b.url, sandbox_url=e2b.url)
+    session, socket = (
+        bootstrap.session_name("default", name, uid),
+        bootstrap.socket_name("default", name, uid),
+    )
+    sandbox = Sandbox.connect(
+        body["status"]["sandbox"]["id"], timeout=10, api_key=api_key, api_url=e2b.url, sandbox_url=e2b.url
+    )
     return sandbox.commands.run(
         f"tmux -L {socket} list-panes -s -t ={session} -F '#{{pane_dead}} #{{pane_current_command}}'",
-        timeout=20).stdout.splitlines()
+        timeout=20,
+    ).stdout.splitlines()
 
 
 def _when(stamp: str) -> datetime:
@@ -56,7 +61,8 @@ def _when(stamp: str) -> datetime:
 
 
 def test_swarm_is_handed_over_to_a_new_ready_sandbox_before_the_plans_cap(
-        cluster: Cluster, e2b: Any, e2b_api_key: str, start_operator: Any) -> None:
+    cluster: Cluster, e2b: Any, e2b_api_key: str, start_operator: Any
+) -> None:
     start_operator(**SETTINGS)
     cluster.apply(swarm("capped", agents=2))
     cluster.wait_condition("default", "capped", "Ready", timeout=30)
@@ -83,8 +89,11 @@ def test_swarm_is_handed_over_to_a_new_ready_sandbox_before_the_plans_cap(
         if first["id"] not in alive:
             status = cluster.status("default", "capped")
             ready = cluster.condition("default", "capped", "Ready") or {}
-            seen_when_old_gone = {"sandbox": status.get("sandbox") or {}, "ready": ready.get("status"),
-                                  "at": datetime.now(timezone.utc)}
+            seen_when_old_gone = {
+                "sandbox": status.get("sandbox") or {},
+                "ready": ready.get("status"),
+                "at": datetime.now(UTC),
+            }
             break
         time.sleep(0.05)
     assert seen_when_old_gone is not None, "the first sandbox outlived the plan's cap"
@@ -98,8 +107,11 @@ def test_swarm_is_handed_over_to_a_new_ready_sandbox_before_the_plans_cap(
     assert (seen_when_old_gone["at"] - _when(old["startedAt"])).total_seconds() < CAP
     # Two sandboxes only during the hand-over: the new one's create, identity check and setup.
     assert both_for < 15, f"two sandboxes for {both_for:.1f}s"
-    wait_for(lambda: [s["sandboxID"] for s in e2b.inspect() if s["alive"]] == [new_id], 5,
-             message="only the new sandbox left")
+    wait_for(
+        lambda: [s["sandboxID"] for s in e2b.inspect() if s["alive"]] == [new_id],
+        5,
+        message="only the new sandbox left",
+    )
     status = cluster.status("default", "capped")
     assert status["phase"] == "Ready" and status["sandbox"]["startedAt"] == first["startedAt"]
     [new] = [s for s in e2b.inspect() if s["sandboxID"] == new_id]

@@ -9,7 +9,6 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-
 from tests.e2e.conftest import Cluster, swarm, wait_for
 from tests.e2e.test_lifecycle import _panes, _sandbox_shell
 
@@ -25,9 +24,12 @@ def _kill_agent(e2b: Any, key: str, cluster: Cluster, name: str, index: int) -> 
     uid = body["metadata"]["uid"]
     socket_name = bootstrap.socket_name("default", name, uid)
     session = bootstrap.session_name("default", name, uid)
-    _sandbox_shell(e2b, key, body["status"]["sandbox"]["id"],
-                   f"kill $(tmux -L {socket_name} list-panes -s -t ={session} -F '#{{pane_pid}}' "
-                   f"| sed -n {index + 1}p)")
+    _sandbox_shell(
+        e2b,
+        key,
+        body["status"]["sandbox"]["id"],
+        f"kill $(tmux -L {socket_name} list-panes -s -t ={session} -F '#{{pane_pid}}' | sed -n {index + 1}p)",
+    )
 
 
 def _item(cluster: Cluster, name: str, index: int) -> dict[str, Any]:
@@ -35,14 +37,14 @@ def _item(cluster: Cluster, name: str, index: int) -> dict[str, Any]:
 
 
 def test_dead_agent_is_seen_within_one_interval_when_not_restarted(
-        cluster: Cluster, e2b: Any, e2b_api_key: str, start_operator: Any) -> None:
+    cluster: Cluster, e2b: Any, e2b_api_key: str, start_operator: Any
+) -> None:
     start_operator()
     cluster.apply(swarm("frail", agents=2, healthCheck={**FAST, "restartDeadAgents": False}))
     cluster.wait_condition("default", "frail", "Ready")
     _kill_agent(e2b, e2b_api_key, cluster, "frail", 1)
     killed_at = time.monotonic()
-    cluster.wait_condition("default", "frail", "AgentsReady", "False", reason="AgentsDegraded",
-                           timeout=5 + 3)
+    cluster.wait_condition("default", "frail", "AgentsReady", "False", reason="AgentsDegraded", timeout=5 + 3)
     assert time.monotonic() - killed_at <= 5 + 1 + 1  # interval + 1 s (+1 s for polling)
     status = cluster.status("default", "frail")
     assert status["phase"] == "Degraded"
@@ -52,7 +54,8 @@ def test_dead_agent_is_seen_within_one_interval_when_not_restarted(
 
 
 def test_dead_agent_is_restarted_until_max_restarts_then_stays_degraded(
-        cluster: Cluster, e2b: Any, e2b_api_key: str, start_operator: Any) -> None:
+    cluster: Cluster, e2b: Any, e2b_api_key: str, start_operator: Any
+) -> None:
     start_operator()
     cluster.apply(swarm("phoenix", agents=2, healthCheck={**FAST, "maxRestarts": 1}))
     cluster.wait_condition("default", "phoenix", "Ready")
@@ -62,37 +65,43 @@ def test_dead_agent_is_restarted_until_max_restarts_then_stays_degraded(
     cluster.wait_condition("default", "phoenix", "Ready")
     assert cluster.status("default", "phoenix")["metrics"]["restarts"] >= 1
     _kill_agent(e2b, e2b_api_key, cluster, "phoenix", 0)
-    cluster.wait_condition("default", "phoenix", "AgentsReady", "False", reason="AgentsDegraded",
-                           timeout=15)
+    cluster.wait_condition("default", "phoenix", "AgentsReady", "False", reason="AgentsDegraded", timeout=15)
     time.sleep(6)  # another tick: over its budget the agent stays dead
     status = cluster.status("default", "phoenix")
     assert status["phase"] == "Degraded"
-    assert status["agents"]["items"][0] == {**status["agents"]["items"][0], "state": "Dead",
-                                            "restarts": 1}
+    assert status["agents"]["items"][0] == {**status["agents"]["items"][0], "state": "Dead", "restarts": 1}
     assert status["sandbox"]["id"] == sandbox_id
     reasons = {e.reason for e in cluster.events("default", "phoenix")}
     assert {"AgentRestarted", "Available", "AgentsDegraded"} <= reasons
 
 
-def test_scale_in_place_keeps_the_sandbox(cluster: Cluster, e2b: Any, e2b_api_key: str,
-                                          start_operator: Any) -> None:
+def test_scale_in_place_keeps_the_sandbox(
+    cluster: Cluster, e2b: Any, e2b_api_key: str, start_operator: Any
+) -> None:
     start_operator()
     cluster.apply(swarm("elastic", agents=2))
     cluster.wait_condition("default", "elastic", "Ready")
     sandbox_id = cluster.status("default", "elastic")["sandbox"]["id"]
     for agents in (5, 1):
-        cluster.kubectl("patch", "swarm", "elastic", "--type=merge", "-p",
-                        f'{{"spec": {{"agents": {agents}}}}}')
-        wait_for(lambda a=agents: cluster.status("default", "elastic").get("agents", {}).get("summary")
-                 == f"{a}/{a}", 30, message=f"{agents} agents")
+        cluster.kubectl(
+            "patch", "swarm", "elastic", "--type=merge", "-p", f'{{"spec": {{"agents": {agents}}}}}'
+        )
+        wait_for(
+            lambda a=agents: (
+                cluster.status("default", "elastic").get("agents", {}).get("summary") == f"{a}/{a}"
+            ),
+            30,
+            message=f"{agents} agents",
+        )
         cluster.wait_condition("default", "elastic", "Ready")
         assert cluster.status("default", "elastic")["sandbox"]["id"] == sandbox_id
         assert _panes(e2b, e2b_api_key, cluster, "default", "elastic") == ["0 sleep"] * agents
     assert len([s for s in e2b.inspect() if s["alive"]]) == 1
 
 
-def test_suspend_pauses_and_resume_reverifies(cluster: Cluster, e2b: Any, e2b_api_key: str,
-                                              start_operator: Any) -> None:
+def test_suspend_pauses_and_resume_reverifies(
+    cluster: Cluster, e2b: Any, e2b_api_key: str, start_operator: Any
+) -> None:
     start_operator()
     cluster.apply(swarm("sleepy", agents=2))
     cluster.wait_condition("default", "sleepy", "Ready")
@@ -113,8 +122,11 @@ def test_quiet_health_ticks_write_nothing(cluster: Cluster, e2b: Any, start_oper
     start_operator()
     cluster.apply(swarm("quiet", agents=1, healthCheck=FAST))
     cluster.wait_condition("default", "quiet", "Ready")
-    wait_for(lambda: cluster.status("default", "quiet").get("health", {}).get("status") == "Healthy",
-             15, message="first health verdict")
+    wait_for(
+        lambda: cluster.status("default", "quiet").get("health", {}).get("status") == "Healthy",
+        15,
+        message="first health verdict",
+    )
     counter = cluster.emulator.emulator.counter
     before = counter.writes()
     time.sleep(11)  # two more ticks with nothing changed
@@ -135,8 +147,11 @@ def test_metrics_after_a_known_sequence(cluster: Cluster, e2b: Any, start_operat
     cluster.wait_condition("default", "counted-b", "Ready")
     cluster.kubectl("delete", "swarm", "counted-b", "--timeout=60s", timeout=70)
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for family in text_string_to_metric_families(text) for s in family.samples}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
     def value(name: str, **labels: str) -> float:
         return samples.get((name, tuple(sorted(labels.items()))), 0.0)
@@ -146,10 +161,24 @@ def test_metrics_after_a_known_sequence(cluster: Cluster, e2b: Any, start_operat
     assert value("swarm_sandbox_init_seconds_count") >= 2
     assert value("swarm_e2b_calls_total", operation="create", outcome="ok") == 2
     assert value("swarm_e2b_calls_total", operation="kill", outcome="ok") >= 1
-    assert value("controller_runtime_reconcile_total", controller="swarmsandbox",
-                 handler="delete", result="success") == 1
-    assert value("controller_runtime_reconcile_total", controller="swarmsandbox",
-                 handler="reconcile", result="success") >= 2
+    assert (
+        value(
+            "controller_runtime_reconcile_total",
+            controller="swarmsandbox",
+            handler="delete",
+            result="success",
+        )
+        == 1
+    )
+    assert (
+        value(
+            "controller_runtime_reconcile_total",
+            controller="swarmsandbox",
+            handler="reconcile",
+            result="success",
+        )
+        >= 2
+    )
     build = [k for k in samples if k[0] == "swarm_build_info"]
     assert build and samples[build[0]] == 1
     assert not any("sbx" in str(k) or "counted-a" in str(k) for k in samples), "no per-resource labels"
@@ -164,18 +193,23 @@ def test_events_show_the_phase_transitions(cluster: Cluster, e2b: Any, start_ope
     assert any("Initializing -> Ready" in m for m in messages)
     cluster.kubectl("patch", "swarm", "storied", "--type=merge", "-p", '{"spec": {"suspend": true}}')
     cluster.wait_condition("default", "storied", "Suspended", "True")
-    wait_for(lambda: any("Ready -> Suspended" in e.message for e in cluster.events("default", "storied")),
-             10, message="suspend event")
+    wait_for(
+        lambda: any("Ready -> Suspended" in e.message for e in cluster.events("default", "storied")),
+        10,
+        message="suspend event",
+    )
 
 
 def test_liveness_probe_answers_with_the_operators_own_checks(
-        cluster: Cluster, e2b: Any, start_operator: Any) -> None:
+    cluster: Cluster, e2b: Any, start_operator: Any
+) -> None:
     port = _free_port()
     start_operator("--all-namespaces", "--liveness", f"http://127.0.0.1:{port}/healthz")
     cluster.apply(swarm("alive", agents=1))
     cluster.wait_condition("default", "alive", "Ready")
-    answer = wait_for(lambda: _get_or_none(f"http://127.0.0.1:{port}/healthz"), 15,
-                      message="liveness endpoint")
+    answer = wait_for(
+        lambda: _get_or_none(f"http://127.0.0.1:{port}/healthz"), 15, message="liveness endpoint"
+    )
     assert answer.status_code == 200
     assert answer.json()["operator"] == {"e2bClients": 1, "resourcesTracked": 1}
 
@@ -188,7 +222,8 @@ def _get_or_none(url: str) -> httpx.Response | None:
 
 
 def test_label_selector_shards_resources_between_operators(
-        cluster: Cluster, e2b: Any, start_operator: Any) -> None:
+    cluster: Cluster, e2b: Any, start_operator: Any
+) -> None:
     start_operator("--all-namespaces", "--selector", "shard=a")
     mine, theirs = swarm("mine", agents=1), swarm("theirs", agents=1)
     mine["metadata"]["labels"] = {"shard": "a"}
@@ -201,7 +236,8 @@ def test_label_selector_shards_resources_between_operators(
 
 
 def test_template_change_switches_to_a_new_sandbox_then_kills_the_old(
-        cluster: Cluster, e2b: Any, e2b_api_key: str, start_operator: Any) -> None:
+    cluster: Cluster, e2b: Any, e2b_api_key: str, start_operator: Any
+) -> None:
     start_operator()
     cluster.apply(swarm("moving", agents=2, template="base"))
     cluster.wait_condition("default", "moving", "Ready")
@@ -220,8 +256,11 @@ def test_template_change_switches_to_a_new_sandbox_then_kills_the_old(
     wait_for(switched, 60, interval=0.05, message="moved to the new template")
     new = cluster.status("default", "moving")["sandbox"]
     assert new["id"] != old["id"]
-    wait_for(lambda: [s["sandboxID"] for s in e2b.inspect() if s["alive"]] == [new["id"]], 10,
-             message="old sandbox killed")
+    wait_for(
+        lambda: [s["sandboxID"] for s in e2b.inspect() if s["alive"]] == [new["id"]],
+        10,
+        message="old sandbox killed",
+    )
     assert most_alive <= 2, "at most one extra sandbox, only during the switch"
     [record] = [s for s in e2b.inspect() if s["alive"]]
     assert record["templateID"] == "other"

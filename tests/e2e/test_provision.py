@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.e2e.conftest import E2E_OPT_INS, REPO, Cluster
 
 from swarm_operator.bootstrap import CLAUDE_CODE_PACKAGE, UV_PIN
-from tests.e2e.conftest import E2E_OPT_INS, REPO, Cluster
 
 pytestmark = pytest.mark.e2e
 
@@ -31,9 +31,13 @@ MIRRORED_COORDINATOR = "claude-swarm==0.3.1"
 PLAYGROUND_CLAUDE = REPO / "operator" / "swarm_operator" / "emulators" / "playground" / "bin" / "claude"
 #: The emulated sandboxes run the host's python3, as old as E2B's base (3.11) on CI: then the
 #: coordinator's Python 3.12 comes from uv. On a newer host the venv is made with python3 itself.
-_OLD_PYTHON = subprocess.run(["/usr/bin/python3", "-c", "import sys; sys.exit(sys.version_info < (3, 12))"],
-                             check=False).returncode != 0
-COORDINATOR_INSTALLS = ([("uv", "python3.12"), ("uv", MIRRORED_COORDINATOR)] if _OLD_PYTHON else [])
+_OLD_PYTHON = (
+    subprocess.run(
+        ["/usr/bin/python3", "-c", "import sys; sys.exit(sys.version_info < (3, 12))"], check=False
+    ).returncode
+    != 0
+)
+COORDINATOR_INSTALLS = [("uv", "python3.12"), ("uv", MIRRORED_COORDINATOR)] if _OLD_PYTHON else []
 COORDINATOR_INSTALLED = [UV_PIN, MIRRORED_COORDINATOR] if _OLD_PYTHON else [MIRRORED_COORDINATOR]
 MINIMAL = yaml.safe_load((REPO / "examples" / "minimal.yaml").read_text())
 
@@ -63,16 +67,23 @@ def _provisioned(cluster: Cluster, installed: list[str]) -> None:
     status = cluster.status("default", "hello-swarm")
     assert status["metrics"]["stepSeconds"]["provision"] > 0
     events = [e for e in cluster.events("default", "hello-swarm") if e.reason == "Provisioned"]
-    assert [(e.type, e.message) for e in events] == [(
-        "Normal", f"installed {', '.join(installed)} at start; skip this with `swarm-operator template --build`")]
+    assert [(e.type, e.message) for e in events] == [
+        (
+            "Normal",
+            f"installed {', '.join(installed)} at start; skip this with `swarm-operator template --build`",
+        )
+    ]
 
 
 def test_minimal_example_on_stock_base_installs_what_is_missing_once(
-        cluster: Cluster, e2b: Any, start_operator: Any) -> None:
+    cluster: Cluster, e2b: Any, start_operator: Any
+) -> None:
     view = _first_apply(cluster, e2b, start_operator, SWARM_DEFAULT_TEMPLATE="base")
     # e2b-dev/E2B templates/base/e2b.Dockerfile: no tmux, no agent CLI, no coordinator.
     assert view["templateID"] == "base" and view["stockTemplate"] == "base" and view["toolsHidden"]
-    installs = [(i["manager"], i["package"]) for i in view["installs"] if i["package"]]  # not `apt-get update`
+    installs = [
+        (i["manager"], i["package"]) for i in view["installs"] if i["package"]
+    ]  # not `apt-get update`
     name, version = CLAUDE_CODE_PACKAGE.rsplit("@", 1)
     assert installs == [("apt", "tmux"), ("npm", name), *COORDINATOR_INSTALLS]
     assert next(i for i in view["installs"] if i["manager"] == "npm")["version"] == version
@@ -80,11 +91,14 @@ def test_minimal_example_on_stock_base_installs_what_is_missing_once(
 
 
 def test_minimal_example_on_the_default_template_has_claude_code_already(
-        cluster: Cluster, e2b: Any, start_operator: Any) -> None:
+    cluster: Cluster, e2b: Any, start_operator: Any
+) -> None:
     view = _first_apply(cluster, e2b, start_operator)  # SWARM_DEFAULT_TEMPLATE unset: the default
     assert view["templateID"] == "anthropic-claude-code"
     assert [(i["manager"], i["package"]) for i in view["installs"] if i["package"]] == [
-        ("apt", "tmux"), *COORDINATOR_INSTALLS]  # no npm: claude is there
+        ("apt", "tmux"),
+        *COORDINATOR_INSTALLS,
+    ]  # no npm: claude is there
     _provisioned(cluster, ["tmux", *COORDINATOR_INSTALLED])
 
 

@@ -19,17 +19,17 @@ from typing import Any
 import httpx
 import pytest
 from e2b import Sandbox
-
-from swarm_operator import bootstrap
 from tests.e2e.conftest import Cluster, swarm, wait_for
 from tests.e2e.test_operations import _free_port
 
+from swarm_operator import bootstrap
+
 pytestmark = pytest.mark.e2e
 
-TWO_GB = 2 * 1024 ** 3
+TWO_GB = 2 * 1024**3
 #: The operator's peak resident memory must stay under this whatever the sandboxes print (it idles
 #: well under half of it; one 2 GB output held in memory would be ten times over).
-RSS_LIMIT_BYTES = 400 * 1024 ** 2
+RSS_LIMIT_BYTES = 400 * 1024**2
 
 
 def _peak_rss(pid: int) -> int:
@@ -57,34 +57,46 @@ def _ready(cluster: Cluster, name: str) -> tuple[str, str]:
 
 
 def test_a_rogue_sandbox_cannot_take_the_operator_down(
-        cluster: Cluster, e2b: Any, e2b_api_key: str, start_operator: Any) -> None:
-    operator = start_operator(SWARM_QUARANTINE_AFTER="2", SWARM_PROBE_TIMEOUT_SECONDS="3",
-                              SWARM_LOG_LEVEL="INFO")
+    cluster: Cluster, e2b: Any, e2b_api_key: str, start_operator: Any
+) -> None:
+    operator = start_operator(
+        SWARM_QUARANTINE_AFTER="2", SWARM_PROBE_TIMEOUT_SECONDS="3", SWARM_LOG_LEVEL="INFO"
+    )
     probe_every = {"intervalSeconds": 5}
     names = ("bystander", "profile", "flood", "hang")
     cluster.apply(*(swarm(n, agents=1, healthCheck=probe_every) for n in names))
     ids = {name: _ready(cluster, name) for name in names}
 
     # 1. ~/.bash_profile printing 2 GB: the operator's commands never read it.
-    _as_agent(e2b, e2b_api_key, ids["profile"][0],
-              f"printf 'head -c {TWO_GB} /dev/zero | tr \"\\\\0\" x\\n' > ~/.bash_profile")
+    _as_agent(
+        e2b,
+        e2b_api_key,
+        ids["profile"][0],
+        f"printf 'head -c {TWO_GB} /dev/zero | tr \"\\\\0\" x\\n' > ~/.bash_profile",
+    )
     # 2. A tmux on the agents' PATH printing 2 GB: every probe floods past the output cap.
-    _as_agent(e2b, e2b_api_key, ids["flood"][0],
-              "mkdir -p ~/.local/bin && "
-              f"printf '#!/bin/sh\\nhead -c {TWO_GB} /dev/zero | tr \"\\\\0\" x\\n' > ~/.local/bin/tmux && "
-              "chmod +x ~/.local/bin/tmux")
+    _as_agent(
+        e2b,
+        e2b_api_key,
+        ids["flood"][0],
+        "mkdir -p ~/.local/bin && "
+        f"printf '#!/bin/sh\\nhead -c {TWO_GB} /dev/zero | tr \"\\\\0\" x\\n' > ~/.local/bin/tmux && "
+        "chmod +x ~/.local/bin/tmux",
+    )
     # 3. The agents' tmux server stopped (SIGSTOP): every probe hangs to its timeout.
     socket = bootstrap.socket_name("default", "hang", ids["hang"][1])
-    _as_agent(e2b, e2b_api_key, ids["hang"][0],
-              f"kill -STOP \"$(tmux -L {socket} display-message -p '#{{pid}}')\"")
+    _as_agent(
+        e2b, e2b_api_key, ids["hang"][0], f"kill -STOP \"$(tmux -L {socket} display-message -p '#{{pid}}')\""
+    )
     probes_before = {name: _probes(e2b, ids[name][0]) for name in ("profile", "bystander")}
     homes = {name: Path(_sandbox(e2b, ids[name][0])["home"]) for name in names}
     assert (homes["profile"] / ".bash_profile").read_text().startswith(f"head -c {TWO_GB} /dev/zero")
     assert (homes["flood"] / ".local" / "bin" / "tmux").read_text().startswith("#!/bin/sh\nhead -c")
 
     for name, fault in (("flood", "OutputLimitExceeded"), ("hang", "CommandTimeout")):
-        ready = cluster.wait_condition("default", name, "Ready", "False", reason="SandboxQuarantined",
-                                       timeout=90)
+        ready = cluster.wait_condition(
+            "default", name, "Ready", "False", reason="SandboxQuarantined", timeout=90
+        )
         assert fault in ready["message"] and "2 health probes in a row" in ready["message"], ready
         status = cluster.status("default", name)
         assert status["phase"] == "Failed" and "sandbox" not in status
@@ -95,8 +107,11 @@ def test_a_rogue_sandbox_cannot_take_the_operator_down(
     # The profile's sandbox was probed (twice, so one answer was surely recorded) after the plant and
     # is still healthy; so is the bystander. A failed probe would have written an Unhealthy verdict.
     for name in ("profile", "bystander"):
-        wait_for(lambda name=name: _probes(e2b, ids[name][0]) >= probes_before[name] + 2, 30,
-                 message=f"{name} probed after the plant")
+        wait_for(
+            lambda name=name: _probes(e2b, ids[name][0]) >= probes_before[name] + 2,
+            30,
+            message=f"{name} probed after the plant",
+        )
         status = cluster.status("default", name)
         assert status["phase"] == "Ready", status
         assert status["health"]["status"] == "Healthy" and status["health"]["sandboxFaults"] == 0, status
@@ -104,8 +119,8 @@ def test_a_rogue_sandbox_cannot_take_the_operator_down(
 
     assert operator.proc.poll() is None, "the operator is still running"
     peak = _peak_rss(operator.proc.pid)
-    assert peak < RSS_LIMIT_BYTES, f"operator peak RSS {peak / 1024 ** 2:.0f} MiB"
-    print(f"operator peak RSS {peak / 1024 ** 2:.0f} MiB")
+    assert peak < RSS_LIMIT_BYTES, f"operator peak RSS {peak / 1024**2:.0f} MiB"
+    print(f"operator peak RSS {peak / 1024**2:.0f} MiB")
     log = operator.log()
     assert "Traceback" not in log
     # No command of the operator ever carried the E2B key into a sandbox.
@@ -140,7 +155,8 @@ def _lines(log: str, name: str) -> list[str]:
 
 
 def test_redaction_is_per_resource_and_released_on_delete(
-        cluster: Cluster, e2b: Any, start_operator: Any) -> None:
+    cluster: Cluster, e2b: Any, start_operator: Any
+) -> None:
     port = _free_port()
     operator = start_operator(SWARM_METRICS_PORT=str(port), SWARM_LOG_LEVEL="INFO")
     # A resource naming no Secret first: the operator's own key is read, and that is the baseline.
@@ -154,9 +170,15 @@ def test_redaction_is_per_resource_and_released_on_delete(
     cluster.secret("default", "gamma-secret", {"v": "Initializing"})
 
     def using(name: str, secret: str) -> dict[str, Any]:
-        return swarm(name, agents=1, agent={
-            "command": "sleep", "args": ["100000"],
-            "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": secret, "key": "v"}}}]})
+        return swarm(
+            name,
+            agents=1,
+            agent={
+                "command": "sleep",
+                "args": ["100000"],
+                "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": secret, "key": "v"}}}],
+            },
+        )
 
     cluster.apply(using("tiny", "tiny-secret"), using("gamma", "gamma-secret"), swarm("beta", agents=1))
     for name in ("tiny", "gamma", "beta"):
@@ -177,6 +199,9 @@ def test_redaction_is_per_resource_and_released_on_delete(
 
     for name in ("tiny", "gamma"):
         cluster.kubectl("delete", "swarmsandbox", name, "--wait=false")
-    wait_for(lambda: cluster.get("default", "tiny") is None and cluster.get("default", "gamma") is None,
-             60, message="deleted")
+    wait_for(
+        lambda: cluster.get("default", "tiny") is None and cluster.get("default", "gamma") is None,
+        60,
+        message="deleted",
+    )
     wait_for(lambda: _redactor_values(port) == baseline, 20, message="the redactor back at its baseline")

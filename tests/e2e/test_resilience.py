@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import pytest
 from e2b import Sandbox
-
 from tests.e2e.conftest import E2E_OPT_INS, Cluster, swarm, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -26,35 +25,50 @@ def _stats(handle: Any) -> dict[str, Any]:
 
 def _tagged_sandbox(e2b: Any, api_key: str, uid: str) -> str:
     sandbox = Sandbox.create(
-        "base", api_key=api_key, api_url=e2b.url, sandbox_url=e2b.url, timeout=300,
-        metadata={"claudeswarm.io/uid": uid, "claudeswarm.io/operator": "e2e",
-                  "claudeswarm.io/namespace": "default", "claudeswarm.io/name": "ghost"},
+        "base",
+        api_key=api_key,
+        api_url=e2b.url,
+        sandbox_url=e2b.url,
+        timeout=300,
+        metadata={
+            "claudeswarm.io/uid": uid,
+            "claudeswarm.io/operator": "e2e",
+            "claudeswarm.io/namespace": "default",
+            "claudeswarm.io/name": "ghost",
+        },
     )
     return sandbox.sandbox_id
 
 
 def test_sweeper_kills_orphans_but_not_released_sandboxes(
-        cluster: Cluster, e2b: Any, e2b_api_key: str, start_operator: Any) -> None:
+    cluster: Cluster, e2b: Any, e2b_api_key: str, start_operator: Any
+) -> None:
     start_operator(SWARM_SWEEP_INTERVAL_SECONDS="1", SWARM_SWEEP_GRACE_SECONDS="1")
     # Orphan needs the team's own key (never the operator's default: OrphanNotAllowed).
     cluster.secret("default", "team-key", {"api-key": e2b_api_key})
-    cluster.apply(swarm("kept", agents=1, deletionPolicy="Orphan",
-                        e2b={"apiKeySecretRef": {"name": "team-key", "key": "api-key"}}),
-                  swarm("live", agents=1))
+    cluster.apply(
+        swarm(
+            "kept",
+            agents=1,
+            deletionPolicy="Orphan",
+            e2b={"apiKeySecretRef": {"name": "team-key", "key": "api-key"}},
+        ),
+        swarm("live", agents=1),
+    )
     cluster.wait_condition("default", "kept", "Ready")
     cluster.wait_condition("default", "live", "Ready")
     released = cluster.status("default", "kept")["sandbox"]["id"]
     live = cluster.status("default", "live")["sandbox"]["id"]
     cluster.kubectl("delete", "swarm", "kept", "--timeout=60s", timeout=70)
     orphan = _tagged_sandbox(e2b, e2b_api_key, "uid-of-a-resource-that-is-gone")
-    wait_for(lambda: orphan not in {s["sandboxID"] for s in _alive(e2b)}, 20,
-             message="orphan swept")
+    wait_for(lambda: orphan not in {s["sandboxID"] for s in _alive(e2b)}, 20, message="orphan swept")
     time.sleep(2.5)  # two more sweeps: the released and the live sandbox must survive them
     assert {s["sandboxID"] for s in _alive(e2b)} == {released, live}
 
 
 def test_lease_is_renewed_and_expires_once_the_operator_is_gone(
-        cluster: Cluster, e2b: Any, start_operator: Any) -> None:
+    cluster: Cluster, e2b: Any, start_operator: Any
+) -> None:
     operator = start_operator(SWARM_LEASE_SECONDS="6", SWARM_LEASE_RENEW_SECONDS="1")
     cluster.apply(swarm("leased", agents=1))
     cluster.wait_condition("default", "leased", "Ready")
@@ -67,7 +81,8 @@ def test_lease_is_renewed_and_expires_once_the_operator_is_gone(
 
 
 def test_faults_at_twenty_percent_converge_without_leaks(
-        cluster: Cluster, e2b_emulator_factory: Any, start_operator: Any) -> None:
+    cluster: Cluster, e2b_emulator_factory: Any, start_operator: Any
+) -> None:
     faulty = e2b_emulator_factory(fault_rate=0.2, seed=7, **E2E_OPT_INS)
     start_operator(E2B_API_URL=faulty.url, E2B_SANDBOX_URL=faulty.url)
     names = [f"flaky-{i}" for i in range(5)]
@@ -82,7 +97,8 @@ def test_faults_at_twenty_percent_converge_without_leaks(
 
 
 def test_wrong_api_key_is_authentication_failed_without_hot_loop(
-        cluster: Cluster, e2b_emulator_factory: Any, e2b_api_key: str, start_operator: Any) -> None:
+    cluster: Cluster, e2b_emulator_factory: Any, e2b_api_key: str, start_operator: Any
+) -> None:
     e2b = e2b_emulator_factory(api_key=e2b_api_key, **E2E_OPT_INS)
     start_operator(E2B_API_URL=e2b.url, E2B_SANDBOX_URL=e2b.url)
     cluster.secret("default", "bad-key", {"api-key": "e2b_" + "f" * 40})
@@ -96,7 +112,8 @@ def test_wrong_api_key_is_authentication_failed_without_hot_loop(
 
 
 def test_quota_exceeded_is_reported_and_recovers_when_capacity_returns(
-        cluster: Cluster, e2b_emulator_factory: Any, start_operator: Any) -> None:
+    cluster: Cluster, e2b_emulator_factory: Any, start_operator: Any
+) -> None:
     limited = e2b_emulator_factory(quota=1, **E2E_OPT_INS)
     start_operator(E2B_API_URL=limited.url, E2B_SANDBOX_URL=limited.url, SWARM_QUOTA_RETRY_SECONDS="2")
     cluster.apply(swarm("first", agents=1))
@@ -120,7 +137,8 @@ def test_sigterm_stops_cleanly_with_exit_zero(cluster: Cluster, e2b: Any, start_
 
 @pytest.mark.timeout(600)
 def test_chaos_operator_killed_at_random_moments_converges_to_one_sandbox_each(
-        cluster: Cluster, e2b: Any, start_operator: Any) -> None:
+    cluster: Cluster, e2b: Any, start_operator: Any
+) -> None:
     """20 resources; the operator SIGKILLed 10 times across create, init and delete, restarted each time.
 
     In the end every remaining resource is Ready, every deleted one is gone, and the emulator holds
@@ -167,7 +185,8 @@ def test_chaos_operator_killed_at_random_moments_converges_to_one_sandbox_each(
 
 
 def test_unknown_template_is_template_not_found_and_creates_nothing(
-        cluster: Cluster, e2b_emulator_factory: Any, sandbox_home: Any, start_operator: Any) -> None:
+    cluster: Cluster, e2b_emulator_factory: Any, sandbox_home: Any, start_operator: Any
+) -> None:
     strict = e2b_emulator_factory(templates={"base"}, home_template=sandbox_home, **E2E_OPT_INS)
     start_operator(E2B_API_URL=strict.url, E2B_SANDBOX_URL=strict.url)
     cluster.apply(swarm("typo", agents=1, template="bsae"))
@@ -180,15 +199,19 @@ def test_unknown_template_is_template_not_found_and_creates_nothing(
     assert not [s for s in strict.inspect() if s["alive"]]
 
 
-def test_creation_rate_limit_throttles_then_proceeds(
-        cluster: Cluster, e2b: Any, start_operator: Any) -> None:
+def test_creation_rate_limit_throttles_then_proceeds(cluster: Cluster, e2b: Any, start_operator: Any) -> None:
     start_operator(SWARM_CREATIONS_PER_MINUTE="6")  # a burst of 6, then one every 10 s
     names = [f"queued-{i}" for i in range(7)]
     cluster.apply(*(swarm(n, agents=1) for n in names))
     throttled = wait_for(
-        lambda: [n for n in names
-                 if (cluster.condition("default", n, "SandboxCreated") or {}).get("reason") == "RateLimited"],
-        30, message="one resource throttled")
+        lambda: [
+            n
+            for n in names
+            if (cluster.condition("default", n, "SandboxCreated") or {}).get("reason") == "RateLimited"
+        ],
+        30,
+        message="one resource throttled",
+    )
     assert len(throttled) == 1
     message = cluster.condition("default", throttled[0], "SandboxCreated")["message"]
     assert "6/min" in message

@@ -7,28 +7,41 @@ from typing import Any
 
 import httpx
 import pytest
-
 from tests.e2e.conftest import Cluster, swarm, wait_for
 from tests.e2e.test_operations import _free_port, _get_or_none
 
 pytestmark = pytest.mark.e2e
 
 
-def test_metrics_probe_and_debug_logs_hold_no_secret(cluster: Cluster, e2b: Any, e2b_api_key: str,
-                                                      start_operator: Any) -> None:
+def test_metrics_probe_and_debug_logs_hold_no_secret(
+    cluster: Cluster, e2b: Any, e2b_api_key: str, start_operator: Any
+) -> None:
     canary = "canary-surface-5b7e1d93a2"
     metrics_port, probe_port = _free_port(), _free_port()
-    operator = start_operator("--all-namespaces", "--liveness", f"http://127.0.0.1:{probe_port}/healthz",
-                              SWARM_METRICS_PORT=str(metrics_port), SWARM_LOG_LEVEL="DEBUG")
+    operator = start_operator(
+        "--all-namespaces",
+        "--liveness",
+        f"http://127.0.0.1:{probe_port}/healthz",
+        SWARM_METRICS_PORT=str(metrics_port),
+        SWARM_LOG_LEVEL="DEBUG",
+    )
     cluster.secret("default", "agent-keys", {"token": canary})
-    cluster.apply(swarm("guarded", agents=1, agent={
-        "command": "sleep", "args": ["100000"],
-        "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "agent-keys", "key": "token"}}}],
-    }))
+    cluster.apply(
+        swarm(
+            "guarded",
+            agents=1,
+            agent={
+                "command": "sleep",
+                "args": ["100000"],
+                "env": [
+                    {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "agent-keys", "key": "token"}}}
+                ],
+            },
+        )
+    )
     cluster.wait_condition("default", "guarded", "Ready")
     metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
-    probe = wait_for(lambda: _get_or_none(f"http://127.0.0.1:{probe_port}/healthz"), 15,
-                     message="probe").text
+    probe = wait_for(lambda: _get_or_none(f"http://127.0.0.1:{probe_port}/healthz"), 15, message="probe").text
     sandbox_id = cluster.status("default", "guarded")["sandbox"]["id"]
     uid = cluster.get("default", "guarded")["metadata"]["uid"]
     for surface in (metrics, probe):

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.e2e.conftest import OPERATOR_NAMESPACE, Cluster, swarm, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -38,8 +37,14 @@ def _processes(sandbox_id: str) -> list[dict[str, Any]]:
             continue
         uid = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
         env = dict(item.decode(errors="replace").split("=", 1) for item in environ if b"=" in item)
-        found.append({"pid": int(entry.name), "uid": uid, "argv": [a.decode(errors="replace") for a in argv],
-                      "env": env})
+        found.append(
+            {
+                "pid": int(entry.name),
+                "uid": uid,
+                "argv": [a.decode(errors="replace") for a in argv],
+                "env": env,
+            }
+        )
     return found
 
 
@@ -56,15 +61,20 @@ def _invalid(cluster: Cluster, name: str) -> str:
 
 
 def test_egress_policy_reaches_e2b_and_bad_policies_are_refused(
-        cluster: Cluster, e2b: Any, start_operator: Any) -> None:
+    cluster: Cluster, e2b: Any, start_operator: Any
+) -> None:
     # The emulator validates egress as E2B's API does (e2b-dev/infra sandbox_create.go: a host name in
     # allowOut is a 400 unless denyOut holds 0.0.0.0/0; denyOut takes IPs/CIDRs only): no opt-in.
     assert not e2b.emulator.knobs.permissive_egress
-    start_operator(SWARM_NETWORK_DENY_OUT="10.0.0.0/8",
-                   SWARM_NETWORK_FORBIDDEN_OUT="169.254.0.0/16,*.evil.example")
+    start_operator(
+        SWARM_NETWORK_DENY_OUT="10.0.0.0/8", SWARM_NETWORK_FORBIDDEN_OUT="169.254.0.0/16,*.evil.example"
+    )
     cluster.apply(
-        swarm("egress", agents=1, network={"allowInternet": False,
-                                           "allowOut": ["api.anthropic.com", "1.2.3.0/24"]}),
+        swarm(
+            "egress",
+            agents=1,
+            network={"allowInternet": False, "allowOut": ["api.anthropic.com", "1.2.3.0/24"]},
+        ),
         swarm("github", agents=1, network={"allowInternet": False, "allowOut": ["github.com"]}),
         swarm("defaults", agents=1),
         swarm("host-bits", agents=1, network={"allowOut": ["10.0.0.1/8"]}),
@@ -85,18 +95,28 @@ def test_egress_policy_reaches_e2b_and_bad_policies_are_refused(
     # 0.0.0.0/0 — which is also all that allowInternetAccess=false enforces (create_instance.go).
     assert sent["network"]["denyOut"] == ["0.0.0.0/0"]
     assert cluster.status("default", "egress")["network"] == {
-        "allowInternet": False, "allowOut": ["api.anthropic.com", "1.2.3.0/24"],
-        "denyOut": ["10.0.0.0/8", "169.254.0.0/16"]}
+        "allowInternet": False,
+        "allowOut": ["api.anthropic.com", "1.2.3.0/24"],
+        "denyOut": ["10.0.0.0/8", "169.254.0.0/16"],
+    }
     default_sent = _sandbox(e2b, cluster.status("default", "defaults")["sandbox"]["id"])["createRequest"]
     assert default_sent["allow_internet_access"] is True
     assert default_sent["network"] == {"denyOut": ["10.0.0.0/8", "169.254.0.0/16"]}
 
-    assert "spec.network.allowOut" in _invalid(cluster, "host-bits") and "host bits" in _invalid(cluster, "host-bits")
+    assert "spec.network.allowOut" in _invalid(cluster, "host-bits") and "host bits" in _invalid(
+        cluster, "host-bits"
+    )
     assert "spec.network.denyOut" in _invalid(cluster, "deny-by-name")
     assert "spec.network.allowOut" in _invalid(cluster, "forbidden-cidr")
     assert "'*.evil.example'" in _invalid(cluster, "forbidden-host")
-    refused = cluster.kubectl("apply", "--validate=false", "-f", "-", check=False, input=json.dumps(
-        swarm("bad-pattern", network={"allowOut": ["a b; touch /tmp/x"]})))
+    refused = cluster.kubectl(
+        "apply",
+        "--validate=false",
+        "-f",
+        "-",
+        check=False,
+        input=json.dumps(swarm("bad-pattern", network={"allowOut": ["a b; touch /tmp/x"]})),
+    )
     assert refused.returncode != 0 and "allowOut" in refused.stderr
     # Nothing was created for a refused policy: three sandboxes, the three valid resources'.
     assert len(e2b.inspect(include_dead=True)) == 3
@@ -104,10 +124,18 @@ def test_egress_policy_reaches_e2b_and_bad_policies_are_refused(
     # A policy change moves the agents to a sandbox created with the new policy.
     old_id = cluster.status("default", "egress")["sandbox"]["id"]
     cluster.custom.patch_namespaced_custom_object(
-        "claudeswarm.io", "v1alpha1", "default", "swarmsandboxes", "egress",
-        {"spec": {"network": {"allowInternet": True}}})
-    new_id = wait_for(lambda: (sid := cluster.status("default", "egress").get("sandbox", {}).get("id")) != old_id
-                      and sid, 60, message="replacement sandbox")
+        "claudeswarm.io",
+        "v1alpha1",
+        "default",
+        "swarmsandboxes",
+        "egress",
+        {"spec": {"network": {"allowInternet": True}}},
+    )
+    new_id = wait_for(
+        lambda: (sid := cluster.status("default", "egress").get("sandbox", {}).get("id")) != old_id and sid,
+        60,
+        message="replacement sandbox",
+    )
     sent = _sandbox(e2b, new_id)["createRequest"]
     assert sent["allow_internet_access"] is True
     # Internet on with a host name allowed: what E2B accepts is denyOut 0.0.0.0/0 with the policy's
@@ -119,47 +147,76 @@ def test_egress_policy_reaches_e2b_and_bad_policies_are_refused(
 
 
 def test_identity_mismatch_gets_no_secret_and_recovers(
-        cluster: Cluster, e2b: Any, start_operator: Any) -> None:
+    cluster: Cluster, e2b: Any, start_operator: Any
+) -> None:
     canary = "canary-identity-7f3a9c01d2"
     e2b.emulator.knobs.identity_mismatch = True
     operator = start_operator()
     cluster.secret("default", "agent-keys", {"token": canary})
-    cluster.apply(swarm("impostor", agents=1, agent={
-        "command": "sleep", "args": ["100000"],
-        "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "agent-keys", "key": "token"}}}]}))
+    cluster.apply(
+        swarm(
+            "impostor",
+            agents=1,
+            agent={
+                "command": "sleep",
+                "args": ["100000"],
+                "env": [
+                    {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "agent-keys", "key": "token"}}}
+                ],
+            },
+        )
+    )
     synced = cluster.wait_condition("default", "impostor", "Synced", "False", reason="IdentityMismatch")
     assert "before any secret was sent" in synced["message"]
     wait_for(lambda: len(e2b.inspect(include_dead=True)) >= 2, 30, message="a second, retried sandbox")
     e2b.emulator.knobs.identity_mismatch = False
     cluster.wait_condition("default", "impostor", "Ready", timeout=60)
     sandboxes = e2b.inspect(include_dead=True)
-    impostors = [s for s in sandboxes if s["sandboxID"] != cluster.status("default", "impostor")["sandbox"]["id"]]
+    impostors = [
+        s for s in sandboxes if s["sandboxID"] != cluster.status("default", "impostor")["sandbox"]["id"]
+    ]
     assert impostors and all(not s["alive"] for s in impostors), "every mismatched sandbox was killed"
     for sandbox in impostors:
         # Only the identity probe ran there: no setup script, no secret in any call's envs.
-        assert [c["argv"][-1] for c in sandbox["commands"]] == \
-            [c["argv"][-1] for c in sandbox["commands"] if "swarm-identity" in c["argv"][-1]]
+        assert [c["argv"][-1] for c in sandbox["commands"]] == [
+            c["argv"][-1] for c in sandbox["commands"] if "swarm-identity" in c["argv"][-1]
+        ]
         assert all(canary not in str(c["envs"]) for c in sandbox["commands"])
-        assert sandbox["envVars"] == {"SWARM_RESOURCE_UID": cluster.get("default", "impostor")["metadata"]["uid"]}
+        assert sandbox["envVars"] == {
+            "SWARM_RESOURCE_UID": cluster.get("default", "impostor")["metadata"]["uid"]
+        }
     reasons = {e.reason for e in cluster.events("default", "impostor")}
     assert "IdentityMismatch" in reasons
     assert canary not in operator.log()
 
 
 def test_agents_run_unprivileged_with_secrets_only_in_env_or_their_0600_file(
-        cluster: Cluster, e2b: Any, start_operator: Any) -> None:
+    cluster: Cluster, e2b: Any, start_operator: Any
+) -> None:
     canary, key_canary = "canary-priv-0b1e44f9aa", "canary-anthropic-91c2d7e0bb"
     e2b.emulator.user_uid = USER_UID
     start_operator()
     cluster.secret("default", "agent-keys", {"token": canary, "anthropic": key_canary})
-    cluster.apply(swarm("lowpriv", agents=2, agent={
-        "command": "sleep", "args": ["100000"],
-        "apiKeySecretRef": {"name": "agent-keys", "key": "anthropic"},
-        "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "agent-keys", "key": "token"}}}]}))
+    cluster.apply(
+        swarm(
+            "lowpriv",
+            agents=2,
+            agent={
+                "command": "sleep",
+                "args": ["100000"],
+                "apiKeySecretRef": {"name": "agent-keys", "key": "anthropic"},
+                "env": [
+                    {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "agent-keys", "key": "token"}}}
+                ],
+            },
+        )
+    )
     cluster.wait_condition("default", "lowpriv", "Ready", timeout=60)
     sandbox_id = cluster.status("default", "lowpriv")["sandbox"]["id"]
     record = _sandbox(e2b, sandbox_id)
-    assert record["commands"] and all(c["user"] == "user" and c["uid"] == USER_UID for c in record["commands"])
+    assert record["commands"] and all(
+        c["user"] == "user" and c["uid"] == USER_UID for c in record["commands"]
+    )
     # The operator hands the values to the setup script on its stdin: no command it started carries
     # one in its environment (envd's process list, /proc/PID/environ).
     assert all(canary not in str(c["envs"]) and key_canary not in str(c["envs"]) for c in record["commands"])
@@ -173,7 +230,9 @@ def test_agents_run_unprivileged_with_secrets_only_in_env_or_their_0600_file(
     for process in processes:
         assert not any(canary in a or key_canary in a for a in process["argv"]), process["argv"]
         if process not in agents:  # the tmux server and the rest never inherit an agent secret
-            assert canary not in str(process["env"]) and key_canary not in str(process["env"]), process["argv"]
+            assert canary not in str(process["env"]) and key_canary not in str(process["env"]), process[
+                "argv"
+            ]
 
     home, tmp = Path(record["home"]), Path(record["home"]).parent / "tmp"
     holders, references = [], []
@@ -205,10 +264,25 @@ def test_agents_run_unprivileged_with_secrets_only_in_env_or_their_0600_file(
 def _in_sandbox(record: dict[str, Any], script: str) -> list[str]:
     """argv running ``script`` the way the emulator runs a sandbox command for ``user``."""
     home = Path(record["home"])
-    return ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
-            'mount --bind "$1" /home/user && mount --bind "$2" /tmp && shift 2 && exec "$@"', "sh",
-            str(home), str(home.parent / "tmp"), "setpriv", f"--reuid={USER_UID}", f"--regid={USER_UID}",
-            "--clear-groups", "/bin/sh", "-c", script]
+    return [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "/bin/sh",
+        "-c",
+        'mount --bind "$1" /home/user && mount --bind "$2" /tmp && shift 2 && exec "$@"',
+        "sh",
+        str(home),
+        str(home.parent / "tmp"),
+        "setpriv",
+        f"--reuid={USER_UID}",
+        f"--regid={USER_UID}",
+        "--clear-groups",
+        "/bin/sh",
+        "-c",
+        script,
+    ]
 
 
 def _fingerprint(key: str) -> str:
@@ -216,7 +290,8 @@ def _fingerprint(key: str) -> str:
 
 
 def test_rotation_switches_the_e2b_key_and_restarts_or_flags_agents(
-        cluster: Cluster, e2b: Any, e2b_api_key: str, start_operator: Any) -> None:
+    cluster: Cluster, e2b: Any, e2b_api_key: str, start_operator: Any
+) -> None:
     old_token, new_token = "canary-old-token-5d1c", "canary-new-token-8e2f"
     new_key = "e2b_" + "fedcba9876543210" * 2 + "76543210"
     e2b.emulator.api_key = e2b_api_key
@@ -224,35 +299,50 @@ def test_rotation_switches_the_e2b_key_and_restarts_or_flags_agents(
     cluster.secret("default", "agent-keys", {"token": old_token})
     env = [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "agent-keys", "key": "token"}}}]
     cluster.apply(
-        swarm("rotate-restart", agents=1, agent={"command": "sleep", "args": ["100000"], "env": env,
-                                                  "restartOnSecretChange": "Restart"}),
+        swarm(
+            "rotate-restart",
+            agents=1,
+            agent={"command": "sleep", "args": ["100000"], "env": env, "restartOnSecretChange": "Restart"},
+        ),
         swarm("rotate-never", agents=1, agent={"command": "sleep", "args": ["100000"], "env": env}),
     )
     for name in ("rotate-restart", "rotate-never"):
         cluster.wait_condition("default", name, "Ready", timeout=60)
-    ids = {name: cluster.status("default", name)["sandbox"]["id"] for name in ("rotate-restart", "rotate-never")}
+    ids = {
+        name: cluster.status("default", name)["sandbox"]["id"] for name in ("rotate-restart", "rotate-never")
+    }
 
     # The old key is revoked at E2B, and the Secret gets the new one.
     e2b.emulator.api_key = new_key
     switched = len(e2b.emulator.auth_log)
-    cluster.core.patch_namespaced_secret("e2b-api-key", OPERATOR_NAMESPACE, {"stringData": {"api-key": new_key}})
+    cluster.core.patch_namespaced_secret(
+        "e2b-api-key", OPERATOR_NAMESPACE, {"stringData": {"api-key": new_key}}
+    )
     cluster.core.patch_namespaced_secret("agent-keys", "default", {"stringData": {"token": new_token}})
 
     def renewed_with_new_key() -> bool:
         later = list(e2b.emulator.auth_log)[switched:]
         return any(op == "sandbox.timeout" and fp == _fingerprint(new_key) and ok for op, fp, ok in later)
+
     wait_for(renewed_with_new_key, 30, message="a lease renewal with the new key")
 
-    wait_for(lambda: [a["env"].get("TOKEN") for a in _agents(ids["rotate-restart"])] == [new_token], 30,
-             message="the restarted agent sees the new value")
-    secrets = wait_for(lambda: cluster.status("default", "rotate-never").get("secrets"), 30,
-                       message="restart pending reported")
+    wait_for(
+        lambda: [a["env"].get("TOKEN") for a in _agents(ids["rotate-restart"])] == [new_token],
+        30,
+        message="the restarted agent sees the new value",
+    )
+    secrets = wait_for(
+        lambda: cluster.status("default", "rotate-never").get("secrets"),
+        30,
+        message="restart pending reported",
+    )
     # Each resource notices the rotation on its own Secret check; once both have reconciled with
     # it, every later call uses the new key.
     tail = len(e2b.emulator.auth_log)
     wait_for(lambda: len(e2b.emulator.auth_log) > tail + 6, 30, message="more E2B calls")
-    assert all(fp == _fingerprint(new_key) and ok for _, fp, ok in list(e2b.emulator.auth_log)[tail:]), \
+    assert all(fp == _fingerprint(new_key) and ok for _, fp, ok in list(e2b.emulator.auth_log)[tail:]), (
         "every call after the switch uses the new key"
+    )
     assert secrets["restartPending"] is True and "TOKEN" in secrets["message"]
     assert new_token not in secrets["message"] and old_token not in secrets["message"]
     assert [a["env"].get("TOKEN") for a in _agents(ids["rotate-never"])] == [old_token]

@@ -14,14 +14,16 @@ from typing import Any
 import httpx
 import pytest
 from e2b import Sandbox
-
 from tests.e2e.conftest import OPERATOR_NAMESPACE, Cluster, swarm, wait_for
 
 pytestmark = pytest.mark.e2e
 
 #: The operator's own defaults, spelled out (the harness sets permissive ones for other tests).
-STRICT = {"SWARM_DEFAULT_KEY_NAMESPACES": "default", "SWARM_DEFAULT_KEY_TEMPLATES": "",
-          "SWARM_MAX_SANDBOXES_PER_NAMESPACE": "20"}
+STRICT = {
+    "SWARM_DEFAULT_KEY_NAMESPACES": "default",
+    "SWARM_DEFAULT_KEY_TEMPLATES": "",
+    "SWARM_MAX_SANDBOXES_PER_NAMESPACE": "20",
+}
 OWN_KEY = {"apiKeySecretRef": {"name": "team-key", "key": "api-key"}}
 #: Where the operator's in-sandbox released mark used to be: any agent can create this file.
 FORGED_MARK = "$HOME/.swarm-released"
@@ -44,7 +46,8 @@ def _failed(cluster: Cluster, namespace: str, name: str, reason: str) -> dict[st
 
 
 def test_default_key_outside_the_allowed_namespaces_gets_a_stable_reason_and_no_sandbox(
-        cluster: Cluster, e2b: Any, e2b_api_key: str, start_operator: Any) -> None:
+    cluster: Cluster, e2b: Any, e2b_api_key: str, start_operator: Any
+) -> None:
     operator = start_operator(**STRICT)
     cluster.namespace("team-x")
     counter = cluster.emulator.emulator.counter
@@ -86,7 +89,7 @@ def test_the_per_namespace_cap_holds(cluster: Cluster, e2b: Any, start_operator:
     def ready_ones() -> list[str]:
         return [n for n in names if (c := cluster.condition("default", n, "Ready")) and c["status"] == "True"]
 
-    ready = wait_for(lambda: (r if len(r := ready_ones()) == 2 else None), 60, message="two of three Ready")
+    ready = wait_for(lambda: r if len(r := ready_ones()) == 2 else None, 60, message="two of three Ready")
     (waiting,) = set(names) - set(ready)
     cond = cluster.wait_condition("default", waiting, "Synced", "False", reason="RateLimited")
     assert "namespace" in cond["message"]
@@ -102,8 +105,10 @@ def test_the_per_namespace_cap_holds(cluster: Cluster, e2b: Any, start_operator:
 
 def test_orphan_with_the_default_key_is_refused(cluster: Cluster, e2b: Any, start_operator: Any) -> None:
     start_operator(**STRICT)
-    cluster.apply(swarm("keep-on-us", agents=1, deletionPolicy="Orphan"),
-                  swarm("other-template", agents=1, template="big-expensive"))
+    cluster.apply(
+        swarm("keep-on-us", agents=1, deletionPolicy="Orphan"),
+        swarm("other-template", agents=1, template="big-expensive"),
+    )
     cond = _failed(cluster, "default", "keep-on-us", "OrphanNotAllowed")
     assert "spec.deletionPolicy" in cond["message"]
     cond = _failed(cluster, "default", "other-template", "TemplateNotAllowed")
@@ -114,19 +119,24 @@ def test_orphan_with_the_default_key_is_refused(cluster: Cluster, e2b: Any, star
 
 
 def test_an_agent_forging_the_released_mark_does_not_stop_the_sweeper(
-        cluster: Cluster, e2b: Any, e2b_api_key: str, start_operator: Any) -> None:
+    cluster: Cluster, e2b: Any, e2b_api_key: str, start_operator: Any
+) -> None:
     sweep = {"SWARM_SWEEP_INTERVAL_SECONDS": "1", "SWARM_SWEEP_GRACE_SECONDS": "1"}
     first = start_operator(**STRICT, **sweep)
     cluster.secret("default", "team-key", {"api-key": e2b_api_key})
     forger_agent = {"command": "sh", "args": ["-c", f"touch {FORGED_MARK}; exec sleep 100000"]}
-    cluster.apply(swarm("forger", agents=1, agent=forger_agent),
-                  swarm("kept", agents=1, deletionPolicy="Orphan", e2b=OWN_KEY))
+    cluster.apply(
+        swarm("forger", agents=1, agent=forger_agent),
+        swarm("kept", agents=1, deletionPolicy="Orphan", e2b=OWN_KEY),
+    )
     cluster.wait_condition("default", "forger", "Ready")
     cluster.wait_condition("default", "kept", "Ready")
     forged = cluster.status("default", "forger")["sandbox"]["id"]
     kept = cluster.status("default", "kept")["sandbox"]["id"]
     sandbox = Sandbox.connect(forged, api_key=e2b_api_key, api_url=e2b.url, sandbox_url=e2b.url)
-    assert sandbox.commands.run(f"test -e {FORGED_MARK} && echo forged", timeout=20).stdout.strip() == "forged"
+    assert (
+        sandbox.commands.run(f"test -e {FORGED_MARK} && echo forged", timeout=20).stdout.strip() == "forged"
+    )
 
     # A legitimate release (its own key): recorded by the operator, outside every sandbox.
     cluster.kubectl("delete", "swarm", "kept", "--timeout=60s", timeout=70)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from tests.e2e.conftest import Cluster, swarm, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -30,14 +29,21 @@ def test_documented_order_leaves_nothing(cluster: Cluster, e2b: Any, start_opera
 
 
 def test_operator_removed_first_then_finalizer_removed_by_hand(
-        cluster: Cluster, e2b: Any, start_operator: Any) -> None:
+    cluster: Cluster, e2b: Any, start_operator: Any
+) -> None:
     operator = start_operator(SWARM_LEASE_SECONDS="8", SWARM_LEASE_RENEW_SECONDS="2")
     cluster.apply(swarm("stuck", agents=1))
     cluster.wait_condition("default", "stuck", "Ready")
     assert operator.stop() == 0
     cluster.kubectl("delete", "swarm", "stuck", "--wait=false")
-    body = wait_for(lambda: (cluster.get("default", "stuck") or {}).get("metadata", {}).get(
-        "deletionTimestamp") and cluster.get("default", "stuck"), 10, message="Terminating")
+    body = wait_for(
+        lambda: (
+            (cluster.get("default", "stuck") or {}).get("metadata", {}).get("deletionTimestamp")
+            and cluster.get("default", "stuck")
+        ),
+        10,
+        message="Terminating",
+    )
     assert body["metadata"]["finalizers"], "held by the finalizer while no operator runs"
     cluster.kubectl("patch", "swarm", "stuck", "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
     wait_for(lambda: cluster.get("default", "stuck") is None, 10, message="gone")

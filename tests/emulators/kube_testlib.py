@@ -36,11 +36,19 @@ def widget(name: str, **spec: object) -> dict:
     }
 
 
-def kubectl(handle: ThreadedKubeEmulator, *args: str, input: str | None = None,
-            check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def kubectl(
+    handle: ThreadedKubeEmulator,
+    *args: str,
+    input: str | None = None,
+    check: bool = True,
+    timeout: float = 30,
+) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [str(KUBECTL), "--kubeconfig", str(handle.kubeconfig), *args],
-        input=input, capture_output=True, text=True, timeout=timeout,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr}")

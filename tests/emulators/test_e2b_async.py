@@ -64,13 +64,15 @@ async def test_ten_concurrent_commands_in_one_sandbox(e2b_env: EmulatorThread) -
 
 
 async def test_five_concurrent_sandboxes(e2b_env: EmulatorThread) -> None:
-    sandboxes = await asyncio.gather(*(AsyncSandbox.create(timeout=60, metadata={"i": str(i)})
-                                       for i in range(5)))
+    sandboxes = await asyncio.gather(
+        *(AsyncSandbox.create(timeout=60, metadata={"i": str(i)}) for i in range(5))
+    )
     assert len({s.sandbox_id for s in sandboxes}) == 5
     # envd fills E2B_SANDBOX_ID only after start (e2b-dev/infra envd init.go, mmds.go): wait it out.
     await asyncio.sleep(e2b_env.emulator.knobs.identity_delay_seconds)
-    outputs = await asyncio.gather(*(s.commands.run("echo $E2B_SANDBOX_ID > ~/me; cat ~/me")
-                                     for s in sandboxes))
+    outputs = await asyncio.gather(
+        *(s.commands.run("echo $E2B_SANDBOX_ID > ~/me; cat ~/me") for s in sandboxes)
+    )
     assert [o.stdout.strip() for o in outputs] == [s.sandbox_id for s in sandboxes]
     assert len(await AsyncSandbox.list().next_items()) == 5
     assert all(await asyncio.gather(*(s.kill() for s in sandboxes)))
@@ -78,9 +80,11 @@ async def test_five_concurrent_sandboxes(e2b_env: EmulatorThread) -> None:
 
 
 async def test_seeded_faults_surface_as_documented_sdk_errors(
-        e2b_emulator_factory: Callable[..., EmulatorThread], e2b_api_key: str) -> None:
-    emulator = e2b_emulator_factory(fault_rate=0.2, seed=11, fault_hang_seconds=1.0,
-                                    fault_operations=["sandbox.get", "process.start"])
+    e2b_emulator_factory: Callable[..., EmulatorThread], e2b_api_key: str
+) -> None:
+    emulator = e2b_emulator_factory(
+        fault_rate=0.2, seed=11, fault_hang_seconds=1.0, fault_operations=["sandbox.get", "process.start"]
+    )
     opts = {"api_key": e2b_api_key, "api_url": emulator.url, "sandbox_url": emulator.url}
     sandbox = await AsyncSandbox.create(timeout=60, **opts)
     outcomes: collections.Counter[str] = collections.Counter()

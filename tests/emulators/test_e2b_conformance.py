@@ -33,6 +33,7 @@ def _opts(emulator: EmulatorThread, key: str) -> dict[str, Any]:
 def _run(sandbox: Sandbox, cmd: str, **kwargs: Any) -> Any:
     """Run without raising on a non-zero exit (the SDK raises): returns (exit_code, stdout, stderr)."""
     from e2b.sandbox.commands.command_handle import CommandExitException
+
     try:
         result = sandbox.commands.run(cmd, timeout=120, **kwargs)
         return result.exit_code, result.stdout, result.stderr
@@ -47,7 +48,8 @@ def _hiding(emulator: EmulatorThread) -> None:
 
 # ----- stock templates ------------------------------------------------------------------------------
 def test_base_has_no_tmux_nor_agent_but_git_node_and_passwordless_sudo(
-        e2b_emulator_factory: Factory, e2b_api_key: str) -> None:
+    e2b_emulator_factory: Factory, e2b_api_key: str
+) -> None:
     """templates/base/e2b.Dockerfile (build-essential, curl, git, Node; no tmux, no agent CLI) and
     packages/orchestrator/pkg/template/build/phases/finalize/configure.sh (`user` NOPASSWD sudo)."""
     emulator = e2b_emulator_factory()
@@ -64,7 +66,8 @@ def test_base_has_no_tmux_nor_agent_but_git_node_and_passwordless_sudo(
 
 
 def test_base_installs_tools_offline_with_sudo_apt_npm_and_pip(
-        e2b_emulator_factory: Factory, e2b_api_key: str) -> None:
+    e2b_emulator_factory: Factory, e2b_api_key: str
+) -> None:
     """configure.sh: `user` may become root, so a setup installs what e2b.Dockerfile lacks: tmux from
     apt, the agent CLI from npm, the coordinator (PyPI claude-swarm) with pip -- offline here, through
     the emulator's stand-ins and its /_pypi/simple/ index (PIP_INDEX_URL, emulator only)."""
@@ -79,14 +82,21 @@ def test_base_installs_tools_offline_with_sudo_apt_npm_and_pip(
         assert _run(sandbox, "sudo npm install -g @anthropic-ai/claude-code@2.0.14", user="user")[0] == 0
         assert _run(sandbox, "command -v claude", user="user")[1] == "/usr/local/bin/claude\n"
         assert _run(sandbox, "sudo npm install -g left-pad@1.0.0", user="user")[0] != 0
-        code, out, err = _run(sandbox, "python3 -m venv ~/.swarm-venv && ~/.swarm-venv/bin/pip install -q "
-                                       "claude-swarm==0.4.2 && ~/.swarm-venv/bin/claudeswarm broadcast-message "
-                                       "INFO hi && cat agent_messages.log", user="user")
+        code, out, err = _run(
+            sandbox,
+            "python3 -m venv ~/.swarm-venv && ~/.swarm-venv/bin/pip install -q "
+            "claude-swarm==0.4.2 && ~/.swarm-venv/bin/claudeswarm broadcast-message "
+            "INFO hi && cat agent_messages.log",
+            user="user",
+        )
         assert code == 0, err
         assert json.loads(out.splitlines()[-1])["content"] == "hi"
         installs = emulator.inspect()[0]["installs"]
         assert [(i["manager"], i["package"]) for i in installs] == [
-            ("apt", ""), ("apt", "tmux"), ("npm", "@anthropic-ai/claude-code")]
+            ("apt", ""),
+            ("apt", "tmux"),
+            ("npm", "@anthropic-ai/claude-code"),
+        ]
         assert installs[2]["version"] == "2.0.14"
         assert emulator.emulator.pypi_downloads == ["claude_swarm-0.4.2-py3-none-any.whl"]
     finally:
@@ -114,7 +124,8 @@ def test_installs_need_sudo_when_user_is_not_root(e2b_emulator_factory: Factory,
 
 
 def test_anthropic_claude_code_has_claude_and_otherwise_is_base(
-        e2b_emulator_factory: Factory, e2b_api_key: str) -> None:
+    e2b_emulator_factory: Factory, e2b_api_key: str
+) -> None:
     """E2B's published `anthropic-claude-code` template: Claude Code CLI preinstalled on base."""
     emulator = e2b_emulator_factory()
     _hiding(emulator)
@@ -141,8 +152,9 @@ def test_a_template_of_ones_own_has_the_host_tools(e2b_emulator_factory: Factory
         base.kill()
 
 
-def test_home_template_under_tmp_is_copied_not_linked(e2b_emulator_factory: Factory, e2b_api_key: str,
-                                                      tmp_path: Path) -> None:
+def test_home_template_under_tmp_is_copied_not_linked(
+    e2b_emulator_factory: Factory, e2b_api_key: str, tmp_path: Path
+) -> None:
     """Issue 15 item 7: a checkout under /tmp is hidden by each sandbox's private /tmp, so a home
     template linking into it would dangle: the emulator copies what the links point at."""
     assert str(tmp_path).startswith("/tmp/")
@@ -163,8 +175,9 @@ def test_home_template_under_tmp_is_copied_not_linked(e2b_emulator_factory: Fact
 
 
 # ----- egress ---------------------------------------------------------------------------------------
-def test_egress_rules_are_validated_like_sandbox_create_go(e2b_emulator_factory: Factory,
-                                                           e2b_api_key: str) -> None:
+def test_egress_rules_are_validated_like_sandbox_create_go(
+    e2b_emulator_factory: Factory, e2b_api_key: str
+) -> None:
     """packages/api/internal/handlers/sandbox_create.go validateEgressRules (messages verbatim) and
     packages/api/internal/orchestrator/create_instance.go buildNetworkConfig."""
     emulator = e2b_emulator_factory()
@@ -180,10 +193,15 @@ def test_egress_rules_are_validated_like_sandbox_create_go(e2b_emulator_factory:
         Sandbox.create(timeout=30, allow_internet_access=False, network={"allow_out": ["github.com"]}, **opts)
     assert emulator.inspect(include_dead=True) == []
 
-    ok = Sandbox.create(timeout=30, network={"allow_out": ["github.com", "1.1.1.1"], "deny_out": ["0.0.0.0/0"]},
-                        **opts)
-    closed = Sandbox.create(timeout=30, allow_internet_access=False,
-                            network={"allow_out": ["8.8.8.8/32"], "deny_out": ["10.0.0.0/8"]}, **opts)
+    ok = Sandbox.create(
+        timeout=30, network={"allow_out": ["github.com", "1.1.1.1"], "deny_out": ["0.0.0.0/0"]}, **opts
+    )
+    closed = Sandbox.create(
+        timeout=30,
+        allow_internet_access=False,
+        network={"allow_out": ["8.8.8.8/32"], "deny_out": ["10.0.0.0/8"]},
+        **opts,
+    )
     views = {s["sandboxID"]: s for s in emulator.inspect()}
     assert views[ok.sandbox_id]["egress"] == {"allowOut": ["github.com", "1.1.1.1"], "denyOut": ["0.0.0.0/0"]}
     # create_instance.go: allow_internet_access=false REPLACES the deny list with 0.0.0.0/0.
@@ -212,7 +230,8 @@ def test_create_over_the_plan_cap_is_400(e2b_emulator_factory: Factory, e2b_api_
 
 
 def test_set_timeout_is_clamped_to_the_cap_from_start_then_refused(
-        e2b_emulator_factory: Factory, e2b_api_key: str) -> None:
+    e2b_emulator_factory: Factory, e2b_api_key: str
+) -> None:
     """packages/api/internal/orchestrator/keep_alive.go KeepAliveFor + getMaxAllowedTTL: the end is
     now + min(timeout, cap - age) -- silently; once older than the cap: 400 "Max instance length
     exceeded" (here the cap is lowered under a live sandbox, as a plan change would)."""
@@ -231,7 +250,8 @@ def test_set_timeout_is_clamped_to_the_cap_from_start_then_refused(
 
 
 def test_set_timeout_zero_ends_the_sandbox_and_paused_is_not_found(
-        e2b_emulator_factory: Factory, e2b_api_key: str) -> None:
+    e2b_emulator_factory: Factory, e2b_api_key: str
+) -> None:
     """packages/api/internal/handlers/sandbox_timeout.go: timeout 0 (negative as 0) -> KeepAliveFor
     with allowShorter -> ends now. A paused sandbox is not in the sandbox store (sandbox_connect.go:
     "Sandbox not in store at all -> ... snapshot resume"), so its timeout is a 404."""
@@ -251,7 +271,8 @@ def test_set_timeout_zero_ends_the_sandbox_and_paused_is_not_found(
 
 
 def test_connect_only_extends_defaults_to_five_minutes_and_refuses_over_the_cap(
-        e2b_emulator_factory: Factory, e2b_api_key: str) -> None:
+    e2b_emulator_factory: Factory, e2b_api_key: str
+) -> None:
     """packages/api/internal/handlers/sandbox_connect.go: over the cap -> 400; running ->
     KeepAliveFor(allowShorter=false); the v2 route's timeout defaults to 300 s (SDK model
     e2b/api/client/models/connect_sandbox_v2.py)."""
@@ -263,7 +284,7 @@ def test_connect_only_extends_defaults_to_five_minutes_and_refuses_over_the_cap(
     assert sandbox.get_info().end_at == before  # never shortened
     short = Sandbox.create(timeout=20, **opts)
     Sandbox.connect(short.sandbox_id, **opts)
-    extended = short.get_info().end_at - datetime.datetime.now(datetime.timezone.utc)
+    extended = short.get_info().end_at - datetime.datetime.now(datetime.UTC)
     assert datetime.timedelta(seconds=290) < extended <= datetime.timedelta(seconds=300)
     with pytest.raises(SandboxException, match="Timeout cannot be greater than 1 hours"):
         Sandbox.connect(sandbox.sandbox_id, timeout=3601, **opts)
@@ -291,8 +312,11 @@ def test_429_carries_retry_after(e2b_emulator_factory: Factory, e2b_api_key: str
     first = Sandbox.create(timeout=30, **_opts(emulator, e2b_api_key))
     with pytest.raises(RateLimitException):
         Sandbox.create(timeout=30, **_opts(emulator, e2b_api_key))
-    raw = httpx.post(f"{emulator.url}/v2/sandboxes", headers={"X-API-KEY": e2b_api_key},
-                     json={"templateID": "base", "timeout": 30})
+    raw = httpx.post(
+        f"{emulator.url}/v2/sandboxes",
+        headers={"X-API-KEY": e2b_api_key},
+        json={"templateID": "base", "timeout": 30},
+    )
     assert raw.status_code == 429 and raw.headers["Retry-After"] == "7"
     first.kill()
     limited = e2b_emulator_factory(fault_rate=1.0, fault_kinds=["429"], fault_operations=["sandbox.list"])
@@ -307,8 +331,11 @@ def test_forbidden_template_is_403_not_an_auth_error(e2b_emulator_factory: Facto
     emulator = e2b_emulator_factory(templates_forbidden=["team-secret"])
     with pytest.raises(SandboxException, match="you don't have access to template 'team-secret'"):
         Sandbox.create("team-secret", timeout=30, **_opts(emulator, e2b_api_key))
-    raw = httpx.post(f"{emulator.url}/v2/sandboxes", headers={"X-API-KEY": e2b_api_key},
-                     json={"templateID": "team-secret", "timeout": 30})
+    raw = httpx.post(
+        f"{emulator.url}/v2/sandboxes",
+        headers={"X-API-KEY": e2b_api_key},
+        json={"templateID": "team-secret", "timeout": 30},
+    )
     assert raw.status_code == 403
 
 
@@ -318,8 +345,11 @@ async def test_the_sdks_own_mcp_start_and_token_work(e2b_emulator_factory: Facto
     `mcp-gateway --config '<json>'` as root with GATEWAY_ACCESS_TOKEN; get_mcp_token() reads
     /etc/mcp-gateway/.token as root; the gateway serves MCP (streamable HTTP) on 50005 at /mcp."""
     emulator = e2b_emulator_factory()
-    sandbox = await AsyncSandbox.create(mcp={"exa": {"apiKey": "mcp-secret"}, "off": {"apiKey": ""}},
-                                        timeout=60, **_opts(emulator, e2b_api_key))
+    sandbox = await AsyncSandbox.create(
+        mcp={"exa": {"apiKey": "mcp-secret"}, "off": {"apiKey": ""}},
+        timeout=60,
+        **_opts(emulator, e2b_api_key),
+    )
     try:
         token = await sandbox.get_mcp_token()
         assert token and len(token) == 36
@@ -329,8 +359,10 @@ async def test_the_sdks_own_mcp_start_and_token_work(e2b_emulator_factory: Facto
         assert start["user"] == "root" and start["envs"] == {"GATEWAY_ACCESS_TOKEN": token}
         assert view["mcpGateway"]["port"] == 50005 and view["mcpGateway"]["token_set"]
         assert not os.path.exists("/etc/mcp-gateway/.token")  # the sandbox's own /etc/mcp-gateway
-        init = ('{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-03-26",'
-                '"capabilities":{},"clientInfo":{"name":"t","version":"0"}}}')
+        init = (
+            '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-03-26",'
+            '"capabilities":{},"clientInfo":{"name":"t","version":"0"}}}'
+        )
         script = (
             'h=$(mktemp); curl -sf -D "$h" -o /dev/null -H "Authorization: Bearer $T" '
             '-H "Content-Type: application/json" -H "Accept: application/json, text/event-stream" '
@@ -338,11 +370,13 @@ async def test_the_sdks_own_mcp_start_and_token_work(e2b_emulator_factory: Facto
             's=$(grep -i "^mcp-session-id:" "$h" | cut -d" " -f2 | tr -d "\\r") && '
             'curl -sf -H "Authorization: Bearer $T" -H "Mcp-Session-Id: $s" -H "Content-Type: application/json" '
             '-H "Accept: application/json, text/event-stream" http://localhost:50005/mcp '
-            """-d '{"jsonrpc":"2.0","id":2,"method":"tools/list"}'""")
+            """-d '{"jsonrpc":"2.0","id":2,"method":"tools/list"}'"""
+        )
         listed = await sandbox.commands.run(script, envs={"T": token})
         assert [t["name"] for t in json.loads(listed.stdout)["result"]["tools"]] == ["exa_status"]
         refused = await sandbox.commands.run(
-            "curl -s -o /dev/null -w '%{http_code}' -X POST http://localhost:50005/mcp -d '{}'")
+            "curl -s -o /dev/null -w '%{http_code}' -X POST http://localhost:50005/mcp -d '{}'"
+        )
         assert refused.stdout == "401"
     finally:
         await sandbox.kill()
@@ -353,17 +387,35 @@ def test_cli_knobs_reach_the_emulator(e2b_api_key: str) -> None:
     """`swarm-operator emulate e2b --plan ... --lifetime-cap-seconds ... --identity-delay-seconds ...
     --permissive-egress` (the names other tools and CI rely on)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "swarm_operator", "emulate", "e2b", "--plan", "pro", "--lifetime-cap-seconds",
-         "90", "--identity-delay-seconds", "0.5", "--permissive-egress"],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "swarm_operator",
+            "emulate",
+            "e2b",
+            "--plan",
+            "pro",
+            "--lifetime-cap-seconds",
+            "90",
+            "--identity-delay-seconds",
+            "0.5",
+            "--permissive-egress",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         url = line.rsplit(" ", 1)[-1].strip()
         with urllib.request.urlopen(f"{url}/_emulator/config", timeout=10) as answer:
             config = json.load(answer)
-        assert (config["plan"], config["lifetime_cap"], config["identity_delay_seconds"],
-                config["permissive_egress"]) == ("pro", 90, 0.5, True)
+        assert (
+            config["plan"],
+            config["lifetime_cap"],
+            config["identity_delay_seconds"],
+            config["permissive_egress"],
+        ) == ("pro", 90, 0.5, True)
     finally:
         proc.terminate()
         proc.wait(20)

@@ -146,13 +146,20 @@ def test_pty_runs_tmux(e2b_env: EmulatorThread) -> None:
             return sandbox.commands.run("tmux capture-pane -p -t ptytest", timeout=10).stdout
 
         assert _wait_for(lambda: "inside-6" in pane()), pane()
-        clients = sandbox.commands.run("tmux list-clients -F '#{client_tty} #{client_width}x#{client_height}'",
-                                       timeout=10).stdout
+        clients = sandbox.commands.run(
+            "tmux list-clients -F '#{client_tty} #{client_width}x#{client_height}'", timeout=10
+        ).stdout
         assert re.fullmatch(r"/dev/pts/\d+ 100x30\n", clients), clients
 
         sandbox.pty.resize(handle.pid, PtySize(rows=33, cols=90))  # tmux follows SIGWINCH
-        assert _wait_for(lambda: sandbox.commands.run(
-            "tmux list-clients -F '#{client_width}x#{client_height}'", timeout=10).stdout == "90x33\n")
+        assert _wait_for(
+            lambda: (
+                sandbox.commands.run(
+                    "tmux list-clients -F '#{client_width}x#{client_height}'", timeout=10
+                ).stdout
+                == "90x33\n"
+            )
+        )
 
         assert handle.kill() is True
         assert term.finished.wait(10) and isinstance(term.error, CommandExitException)
@@ -178,8 +185,9 @@ def test_sandbox_kill_ends_pty_processes(e2b_env: EmulatorThread) -> None:
 
 
 @pytest.mark.parametrize("isolation", list(Isolation), ids=lambda i: i.value)
-def test_pty_under_every_isolation(isolation: Isolation, e2b_emulator_factory: Callable[..., EmulatorThread],
-                                   e2b_api_key: str) -> None:
+def test_pty_under_every_isolation(
+    isolation: Isolation, e2b_emulator_factory: Callable[..., EmulatorThread], e2b_api_key: str
+) -> None:
     emulator = e2b_emulator_factory(isolation=isolation)
     sandbox = Sandbox.create(timeout=60, api_key=e2b_api_key, api_url=emulator.url, sandbox_url=emulator.url)
     try:

@@ -43,19 +43,25 @@ def _alive(pid: int) -> bool:
 
 
 def test_sandbox_life_cycle(e2b_env: EmulatorThread) -> None:
-    sandbox = Sandbox.create(template="base", timeout=120, metadata={"owner": "t1"},
-                             envs={"FROM_SANDBOX": "s"})
+    sandbox = Sandbox.create(
+        template="base", timeout=120, metadata={"owner": "t1"}, envs={"FROM_SANDBOX": "s"}
+    )
     try:
-        result = sandbox.commands.run("echo out; echo err >&2; echo $FROM_SANDBOX $FROM_CMD; pwd",
-                                      envs={"FROM_CMD": "c"})
+        result = sandbox.commands.run(
+            "echo out; echo err >&2; echo $FROM_SANDBOX $FROM_CMD; pwd", envs={"FROM_CMD": "c"}
+        )
         assert result.exit_code == 0
         assert result.stdout == "out\ns c\n/home/user\n"
         assert result.stderr == "err\n"
 
         assert sandbox.commands.run("pwd", cwd="/tmp").stdout == "/tmp\n"
         # envd fills E2B_SANDBOX_ID asynchronously after start (e2b-dev/infra envd init.go, mmds.go).
-        assert _wait_for(lambda: sandbox.commands.run("echo $HOME $E2B_SANDBOX_ID").stdout.split() ==
-                         ["/home/user", sandbox.sandbox_id])
+        assert _wait_for(
+            lambda: (
+                sandbox.commands.run("echo $HOME $E2B_SANDBOX_ID").stdout.split()
+                == ["/home/user", sandbox.sandbox_id]
+            )
+        )
 
         with pytest.raises(CommandExitException) as failed:
             sandbox.commands.run("echo partial; exit 3")
@@ -128,16 +134,18 @@ def test_expiry_kills_sandbox_and_its_processes(e2b_env: EmulatorThread) -> None
     sandbox = Sandbox.create(timeout=1)
     handle = sandbox.commands.run("sleep 60", background=True)
     assert _alive(handle.pid)
-    assert _wait_for(lambda: not any(s.sandbox_id == sandbox.sandbox_id
-                                     for s in Sandbox.list().next_items()), timeout=5)
+    assert _wait_for(
+        lambda: not any(s.sandbox_id == sandbox.sandbox_id for s in Sandbox.list().next_items()), timeout=5
+    )
     assert _wait_for(lambda: not _alive(handle.pid))
     assert sandbox.is_running() is False
     dead = _get_json(f"{e2b_env.url}/_emulator/sandboxes/{sandbox.sandbox_id}")
     assert dead["state"] == "expired" and dead["alive"] is False
 
 
-def test_wrong_api_key_is_refused(e2b_emulator_factory: Callable[..., EmulatorThread],
-                                  e2b_api_key: str) -> None:
+def test_wrong_api_key_is_refused(
+    e2b_emulator_factory: Callable[..., EmulatorThread], e2b_api_key: str
+) -> None:
     strict = e2b_emulator_factory(api_key=e2b_api_key)
     urls = {"api_url": strict.url, "sandbox_url": strict.url}
     with pytest.raises(AuthenticationException):
@@ -174,8 +182,9 @@ def test_tmux_servers_are_private_and_die_with_their_sandbox(e2b_env: EmulatorTh
 
 
 def test_inspection_api_records_requests_and_commands(e2b_env: EmulatorThread) -> None:
-    sandbox = Sandbox.create(timeout=60, metadata={"k": "v"}, envs={"PUBLIC": "1"},
-                             allow_internet_access=False)
+    sandbox = Sandbox.create(
+        timeout=60, metadata={"k": "v"}, envs={"PUBLIC": "1"}, allow_internet_access=False
+    )
     sandbox.commands.run("echo hi", envs={"TOKEN_VIA_ENV": "secret"})
     view = _get_json(f"{e2b_env.url}/_emulator/sandboxes/{sandbox.sandbox_id}")
     assert view["envVarKeys"] == ["PUBLIC"] and view["envVars"] == {"PUBLIC": "1"}
@@ -202,8 +211,9 @@ def test_inspection_api_records_requests_and_commands(e2b_env: EmulatorThread) -
     assert _get_json(f"{e2b_env.url}/_emulator/stats")["control"] == 0
 
 
-def test_quota_answers_429_like_e2b(e2b_emulator_factory: Callable[..., EmulatorThread],
-                                    e2b_api_key: str) -> None:
+def test_quota_answers_429_like_e2b(
+    e2b_emulator_factory: Callable[..., EmulatorThread], e2b_api_key: str
+) -> None:
     from e2b.exceptions import RateLimitException
 
     emulator = e2b_emulator_factory(quota=1)
@@ -215,11 +225,11 @@ def test_quota_answers_429_like_e2b(e2b_emulator_factory: Callable[..., Emulator
     Sandbox.create(timeout=30, **opts).kill()
 
 
-def test_emulator_exit_kills_every_sandbox(e2b_emulator_factory: Callable[..., EmulatorThread],
-                                          e2b_api_key: str) -> None:
+def test_emulator_exit_kills_every_sandbox(
+    e2b_emulator_factory: Callable[..., EmulatorThread], e2b_api_key: str
+) -> None:
     emulator = e2b_emulator_factory()
-    sandbox = Sandbox.create(timeout=60, api_key=e2b_api_key, api_url=emulator.url,
-                             sandbox_url=emulator.url)
+    sandbox = Sandbox.create(timeout=60, api_key=e2b_api_key, api_url=emulator.url, sandbox_url=emulator.url)
     pid = sandbox.commands.run("sleep 60", background=True).pid
     home = emulator.inspect()[0]["home"]
     emulator.stop()

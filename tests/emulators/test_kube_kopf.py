@@ -24,10 +24,18 @@ def operator_log(kube_emulator: ThreadedKubeEmulator, tmp_path: Path) -> Iterato
     log = tmp_path / "kopf.log"
     with log.open("w") as sink:
         process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "kopf"), "run", "--standalone", "--namespace", "default",
-             "--verbose", str(OPERATOR)],
+            [
+                str(Path(sys.executable).parent / "kopf"),
+                "run",
+                "--standalone",
+                "--namespace",
+                "default",
+                "--verbose",
+                str(OPERATOR),
+            ],
             env={**os.environ, "KUBECONFIG": str(kube_emulator.kubeconfig)},
-            stdout=sink, stderr=subprocess.STDOUT,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
         )
         try:
             yield log
@@ -72,8 +80,16 @@ def test_kopf_operator_lifecycle(kube_emulator: ThreadedKubeEmulator, operator_l
     log = operator_log.read_text()
     assert log.count("CREATE-HANDLER-RAN w1") == 1, log
     assert log.count("DELETE-HANDLER-RAN w1") == 1, log
-    for trouble in ("[ERROR", "[WARNING", "Traceback", "will retry", "Patching failed",
-                    "inconsistencies", "APIServerError", "APIClientError"):
+    for trouble in (
+        "[ERROR",
+        "[WARNING",
+        "Traceback",
+        "will retry",
+        "Patching failed",
+        "inconsistencies",
+        "APIServerError",
+        "APIClientError",
+    ):
         assert trouble not in log, f"{trouble!r} in the operator's log:\n{log}"
     counter = kube_emulator.emulator.counter
     resource = f"{PLURAL}.{GROUP}"

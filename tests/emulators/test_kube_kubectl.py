@@ -9,14 +9,23 @@ import kubernetes.client as k8s
 import pytest
 import yaml
 from kube_testlib import (  # noqa: F401
-    CRD_DIR, GROUP, KUBECTL, PLURAL, VERSION, kube_emulator_crd_dirs, kubectl, widget,
+    CRD_DIR,
+    GROUP,
+    KUBECTL,
+    PLURAL,
+    VERSION,
+    kube_emulator_crd_dirs,
+    kubectl,
+    widget,
 )
 
 from swarm_testbed.kube import ThreadedKubeEmulator
 from swarm_testbed.kube.pytest_plugin import kube_api_client
 
 
-def apply(handle: ThreadedKubeEmulator, manifest: dict | str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
+def apply(
+    handle: ThreadedKubeEmulator, manifest: dict | str, *, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     text = manifest if isinstance(manifest, str) else yaml.safe_dump(manifest)
     return kubectl(handle, "apply", "--validate=false", "-f", "-", input=text, check=check)
 
@@ -49,8 +58,13 @@ def test_get_prints_the_crd_printer_columns(kube_emulator: ThreadedKubeEmulator)
     client = kube_api_client(kube_emulator)
     try:
         k8s.CustomObjectsApi(client).patch_namespaced_custom_object_status(
-            GROUP, VERSION, "default", PLURAL, "w1",
-            {"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}})
+            GROUP,
+            VERSION,
+            "default",
+            PLURAL,
+            "w1",
+            {"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}},
+        )
     finally:
         client.close()
     lines = kubectl(kube_emulator, "get", "widgets", "-l", "team=red").stdout.splitlines()
@@ -61,22 +75,36 @@ def test_get_prints_the_crd_printer_columns(kube_emulator: ThreadedKubeEmulator)
 
 
 def test_secrets_apply_and_read(kube_emulator: ThreadedKubeEmulator) -> None:
-    apply(kube_emulator, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "e2b"},
-                          "stringData": {"apiKey": "e2b_abc"}})
+    apply(
+        kube_emulator,
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "e2b"},
+            "stringData": {"apiKey": "e2b_abc"},
+        },
+    )
     key = kubectl(kube_emulator, "get", "secret", "e2b", "-o", "jsonpath={.data.apiKey}").stdout
     assert key == "ZTJiX2FiYw=="
 
 
 def test_dry_run_server_stores_nothing(kube_emulator: ThreadedKubeEmulator) -> None:
-    result = kubectl(kube_emulator, "apply", "--validate=false", "--dry-run=server", "-f", "-",
-                     input=yaml.safe_dump(widget("w1")))
+    result = kubectl(
+        kube_emulator,
+        "apply",
+        "--validate=false",
+        "--dry-run=server",
+        "-f",
+        "-",
+        input=yaml.safe_dump(widget("w1")),
+    )
     assert "(server dry run)" in result.stdout
     assert "No resources found" in kubectl(kube_emulator, "get", "widgets").stderr
 
 
 def test_delete_waits_for_the_object_to_go(kube_emulator: ThreadedKubeEmulator) -> None:
     apply(kube_emulator, widget("w1"))
-    assert 'deleted' in kubectl(kube_emulator, "delete", "widget", "w1", "--timeout=10s").stdout
+    assert "deleted" in kubectl(kube_emulator, "delete", "widget", "w1", "--timeout=10s").stdout
     result = kubectl(kube_emulator, "get", "widget", "w1", check=False)
     assert result.returncode == 1 and "(NotFound)" in result.stderr
 
@@ -86,7 +114,9 @@ def test_crd_applied_at_runtime_is_served(kube_emulator: ThreadedKubeEmulator) -
     crd["metadata"]["name"] = "gizmos.test.example.com"
     crd["spec"]["names"] = {"plural": "gizmos", "singular": "gizmo", "kind": "Gizmo"}
     apply(kube_emulator, crd)
-    kubectl(kube_emulator, "wait", "--for=condition=Established", "crd/gizmos.test.example.com", "--timeout=10s")
+    kubectl(
+        kube_emulator, "wait", "--for=condition=Established", "crd/gizmos.test.example.com", "--timeout=10s"
+    )
     apply(kube_emulator, {**widget("g1"), "kind": "Gizmo"})
     assert get_json(kube_emulator, "gizmo", "g1")["spec"]["mode"] == "Slow"
 
@@ -95,8 +125,19 @@ def test_wait_for_condition_ready(kube_emulator: ThreadedKubeEmulator) -> None:
     """kubectl wait lists, then watches with fieldSelector=metadata.name from the list's version."""
     apply(kube_emulator, widget("w1"))
     waiter = subprocess.Popen(
-        [str(KUBECTL), "--kubeconfig", str(kube_emulator.kubeconfig), "wait", "--for=condition=Ready",
-         "widget/w1", "--timeout=20s"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            str(KUBECTL),
+            "--kubeconfig",
+            str(kube_emulator.kubeconfig),
+            "wait",
+            "--for=condition=Ready",
+            "widget/w1",
+            "--timeout=20s",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         client = kube_api_client(kube_emulator)
         try:
@@ -104,13 +145,23 @@ def test_wait_for_condition_ready(kube_emulator: ThreadedKubeEmulator) -> None:
             # A change to another object and a not-yet-ready status: the waiter must keep waiting.
             apply(kube_emulator, widget("w2"))
             custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, "default", PLURAL, "w1",
-                {"status": {"conditions": [{"type": "Ready", "status": "False"}]}})
+                GROUP,
+                VERSION,
+                "default",
+                PLURAL,
+                "w1",
+                {"status": {"conditions": [{"type": "Ready", "status": "False"}]}},
+            )
             with pytest.raises(subprocess.TimeoutExpired):
                 waiter.wait(0.5)
             custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, "default", PLURAL, "w1",
-                {"status": {"conditions": [{"type": "Ready", "status": "True"}]}})
+                GROUP,
+                VERSION,
+                "default",
+                PLURAL,
+                "w1",
+                {"status": {"conditions": [{"type": "Ready", "status": "True"}]}},
+            )
         finally:
             client.close()
         out, err = waiter.communicate(timeout=20)

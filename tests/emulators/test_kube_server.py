@@ -26,15 +26,31 @@ def test_serves_the_swarmsandbox_crd_the_conftest_passes_in(kube_emulator: Threa
     try:
         custom = k8s.CustomObjectsApi(client)
         created = custom.create_namespaced_custom_object(
-            "claudeswarm.io", "v1alpha1", "default", "swarmsandboxes",
-            {"apiVersion": "claudeswarm.io/v1alpha1", "kind": "SwarmSandbox",
-             "metadata": {"name": "s1"}, "spec": {}})
+            "claudeswarm.io",
+            "v1alpha1",
+            "default",
+            "swarmsandboxes",
+            {
+                "apiVersion": "claudeswarm.io/v1alpha1",
+                "kind": "SwarmSandbox",
+                "metadata": {"name": "s1"},
+                "spec": {},
+            },
+        )
         assert created["spec"]["agents"] == 4  # the CRD's default, applied by the "server"
         with pytest.raises(k8s.ApiException) as exc:
             custom.create_namespaced_custom_object(
-                "claudeswarm.io", "v1alpha1", "default", "swarmsandboxes",
-                {"apiVersion": "claudeswarm.io/v1alpha1", "kind": "SwarmSandbox",
-                 "metadata": {"name": "s2"}, "spec": {"agents": 500}})
+                "claudeswarm.io",
+                "v1alpha1",
+                "default",
+                "swarmsandboxes",
+                {
+                    "apiVersion": "claudeswarm.io/v1alpha1",
+                    "kind": "SwarmSandbox",
+                    "metadata": {"name": "s2"},
+                    "spec": {"agents": 500},
+                },
+            )
         assert exc.value.status == 422
         assert json.loads(exc.value.body)["details"]["causes"][0]["field"] == "spec.agents"
     finally:

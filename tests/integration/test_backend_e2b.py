@@ -65,9 +65,7 @@ async def test_full_lifecycle(emulator: EmulatorThread, e2b_api_key: str) -> Non
     assert dict(info.metadata) == tags
     assert info.end_at - info.started_at == datetime.timedelta(seconds=120)
 
-    result = await backend.run(
-        info.id, 'echo "$SECRET_TOKEN"; echo oops >&2; exit 3', timeout_s=30
-    )
+    result = await backend.run(info.id, 'echo "$SECRET_TOKEN"; echo oops >&2; exit 3', timeout_s=30)
     assert (result.exit_code, result.stdout, result.stderr) == (3, SECRET + "\n", "oops\n")
     assert not result.ok
     # Run right after create: one envd call, no connect.
@@ -119,9 +117,7 @@ async def test_env_endpoints_and_pool(
     await pool.aclose()
 
 
-async def test_a_fresh_backend_connects_once_then_reuses(
-    emulator: EmulatorThread, e2b_api_key: str
-) -> None:
+async def test_a_fresh_backend_connects_once_then_reuses(emulator: EmulatorThread, e2b_api_key: str) -> None:
     first = backend_for(emulator, e2b_api_key)
     info = await first.create("base", {"uid": "u"}, timeout_s=60)
     second = backend_for(emulator, e2b_api_key)  # e.g. after an operator restart
@@ -227,9 +223,7 @@ async def test_list_reads_every_page(emulator: EmulatorThread, e2b_api_key: str)
 async def test_seeded_faults_are_absorbed_by_retries(
     e2b_emulator_factory: Callable[..., EmulatorThread], e2b_api_key: str
 ) -> None:
-    emulator = e2b_emulator_factory(
-        api_key=e2b_api_key, fault_rate=0.2, seed=7, fault_hang_seconds=0.3
-    )
+    emulator = e2b_emulator_factory(api_key=e2b_api_key, fault_rate=0.2, seed=7, fault_hang_seconds=0.3)
     calls = Calls()
     backend = backend_for(
         emulator,
@@ -305,6 +299,7 @@ async def test_gateway_timeout_is_not_mistaken_for_a_command_timeout(
 
 # --- a sandbox's own files and output cannot reach the operator (issue 17, finding 1) ----------
 
+
 def _hostile_home(tmp_path: Path, profile: str) -> Path:
     """A sandbox home as an agent may leave it: every shell startup file rigged, and a tool in
     ~/.local/bin (where E2B templates' user-installed tools live)."""
@@ -319,24 +314,28 @@ def _hostile_home(tmp_path: Path, profile: str) -> Path:
 
 
 async def test_commands_skip_the_agents_shell_startup_files(
-        e2b_emulator_factory: Callable[..., EmulatorThread], e2b_api_key: str, tmp_path: Path) -> None:
+    e2b_emulator_factory: Callable[..., EmulatorThread], e2b_api_key: str, tmp_path: Path
+) -> None:
     from e2b import AsyncSandbox
     from e2b.sandbox.commands.command_handle import CommandExitException
 
     emulator = e2b_emulator_factory(
-        api_key=e2b_api_key, home_template=_hostile_home(tmp_path, "echo PROFILE-RAN; exit 7\n"))
+        api_key=e2b_api_key, home_template=_hostile_home(tmp_path, "echo PROFILE-RAN; exit 7\n")
+    )
     backend = backend_for(emulator, e2b_api_key)
     info = await backend.create("base", {"uid": "rc"}, timeout_s=60)
 
     # The control: the SDK's plain commands.run is `bash -l -c`, so the agent's profile runs first.
-    raw = await AsyncSandbox.connect(info.id, api_key=e2b_api_key, api_url=emulator.url,
-                                     sandbox_url=emulator.url)
+    raw = await AsyncSandbox.connect(
+        info.id, api_key=e2b_api_key, api_url=emulator.url, sandbox_url=emulator.url
+    )
     with pytest.raises(CommandExitException) as ran:
         await raw.commands.run("echo reached", user="user", timeout=20)
     assert ran.value.exit_code == 7 and "PROFILE-RAN" in ran.value.stdout
 
-    result = await backend.run(info.id, 'echo "home=$HOME"; cd; pwd; hello-tool; echo "bash_env=${BASH_ENV-unset}"',
-                               timeout_s=20)
+    result = await backend.run(
+        info.id, 'echo "home=$HOME"; cd; pwd; hello-tool; echo "bash_env=${BASH_ENV-unset}"', timeout_s=20
+    )
     assert result.ok, result
     assert "PROFILE-RAN" not in result.stdout
     home_line, pwd_line, tool_line, env_line = result.stdout.splitlines()
@@ -347,9 +346,11 @@ async def test_commands_skip_the_agents_shell_startup_files(
 
 
 async def test_a_profile_that_floods_forever_does_not_touch_operator_commands(
-        e2b_emulator_factory: Callable[..., EmulatorThread], e2b_api_key: str, tmp_path: Path) -> None:
+    e2b_emulator_factory: Callable[..., EmulatorThread], e2b_api_key: str, tmp_path: Path
+) -> None:
     emulator = e2b_emulator_factory(
-        api_key=e2b_api_key, home_template=_hostile_home(tmp_path, "while :; do echo flood; done\n"))
+        api_key=e2b_api_key, home_template=_hostile_home(tmp_path, "while :; do echo flood; done\n")
+    )
     backend = backend_for(emulator, e2b_api_key)
     info = await backend.create("base", {"uid": "flood-rc"}, timeout_s=60)
     loop = asyncio.get_running_loop()
@@ -369,7 +370,8 @@ _FLOOD_50_MIB = (
 
 
 async def test_a_command_printing_50_mib_is_killed_at_the_cap_with_bounded_memory(
-        emulator: EmulatorThread, e2b_api_key: str) -> None:
+    emulator: EmulatorThread, e2b_api_key: str
+) -> None:
     cap = 1024 * 1024
     backend = backend_for(emulator, e2b_api_key, output_limit_bytes=cap)
     info = await backend.create("base", {"uid": "flood"}, timeout_s=120)
@@ -401,7 +403,8 @@ async def test_a_command_printing_50_mib_is_killed_at_the_cap_with_bounded_memor
 
 
 async def test_an_endless_stderr_flood_is_cut_too_and_the_sandbox_stays_usable(
-        emulator: EmulatorThread, e2b_api_key: str) -> None:
+    emulator: EmulatorThread, e2b_api_key: str
+) -> None:
     backend = backend_for(emulator, e2b_api_key, output_limit_bytes=64 * 1024)
     info = await backend.create("base", {"uid": "flood-err"}, timeout_s=60)
     with pytest.raises(OutputLimitExceeded) as flood:

@@ -18,11 +18,11 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.e2e.test_workspace import GIT_TOKEN, GitServer, git_server  # noqa: F401  (fixture)
 
 from swarm_operator.backend import E2BBackend
 from swarm_operator.bootstrap import BootstrapPlan, parse_report, render_setup, secret_input
 from swarm_operator.emulators.e2b import EmulatorThread
-from tests.e2e.test_workspace import GIT_TOKEN, GitServer, git_server  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -41,15 +41,29 @@ done
 
 def _plan(repo: str) -> BootstrapPlan:
     # The agent lives long (sleep); settle_s keeps the setup running for seconds after the clone.
-    return BootstrapPlan(session="sec", socket="sec", agents=1, command="sleep", args=("600",),
-                         env_names=("AGENT_TOKEN",), coordinator_enabled=False, agent_cli_install="",
-                         workdir="work", workspace_repo=repo, workspace_ref="v1.0.0",
-                         settle_s=3, ready_timeout_s=30)
+    return BootstrapPlan(
+        session="sec",
+        socket="sec",
+        agents=1,
+        command="sleep",
+        args=("600",),
+        env_names=("AGENT_TOKEN",),
+        coordinator_enabled=False,
+        agent_cli_install="",
+        workdir="work",
+        workspace_repo=repo,
+        workspace_ref="v1.0.0",
+        settle_s=3,
+        ready_timeout_s=30,
+    )
 
 
 def _secrets() -> dict[str, str]:
-    return {"AGENT_TOKEN": AGENT_VALUE, "SWARM_SECRET_GIT_PASSWORD": GIT_TOKEN,
-            "SWARM_SECRET_MCP_0_APIKEY": MCP_VALUE}
+    return {
+        "AGENT_TOKEN": AGENT_VALUE,
+        "SWARM_SECRET_GIT_PASSWORD": GIT_TOKEN,
+        "SWARM_SECRET_MCP_0_APIKEY": MCP_VALUE,
+    }
 
 
 async def _watch(backend: E2BBackend, raw: Any, sandbox_id: str, setup: asyncio.Task[Any]) -> tuple[int, str]:
@@ -79,15 +93,20 @@ def _home(tmp_path: Path, server: GitServer) -> Path:
 
 @pytest.mark.parametrize("handover", ["stdin", "envs (control)"])
 async def test_while_the_setup_runs_no_process_environment_holds_a_secret(
-        e2b_emulator_factory: Callable[..., EmulatorThread], e2b_api_key: str, tmp_path: Path,
-        git_server: GitServer, handover: str) -> None:
+    e2b_emulator_factory: Callable[..., EmulatorThread],
+    e2b_api_key: str,
+    tmp_path: Path,
+    git_server: GitServer,
+    handover: str,
+) -> None:
     from e2b import AsyncSandbox
 
     emulator = e2b_emulator_factory(api_key=e2b_api_key, home_template=_home(tmp_path, git_server))
     backend = E2BBackend(e2b_api_key, api_url=emulator.url, sandbox_url=emulator.url)
     info = await backend.create("base", {"uid": "stdin"}, timeout_s=120)
-    raw = await AsyncSandbox.connect(info.id, api_key=e2b_api_key, api_url=emulator.url,
-                                     sandbox_url=emulator.url)
+    raw = await AsyncSandbox.connect(
+        info.id, api_key=e2b_api_key, api_url=emulator.url, sandbox_url=emulator.url
+    )
     script = render_setup(_plan(git_server.url))
     if handover == "stdin":
         run = backend.run(info.id, script, stdin=secret_input(_secrets()), timeout_s=60)
@@ -108,30 +127,47 @@ async def test_while_the_setup_runs_no_process_environment_holds_a_secret(
     else:
         assert leaked == set(_secrets()), leaked  # the control: the checks do see envs= values
 
-    after = await backend.run(info.id, f"""
+    after = await backend.run(
+        info.id,
+        f"""
         test ! -e {report.state_dir}/git-credential && echo credential-file-gone
         for d in /proc/[0-9]*; do
             [ "$(cat "$d/comm" 2>/dev/null)" = sleep ] && tr '\\0' '\\n' < "$d/environ" | grep '^AGENT_TOKEN='
         done
         grep -rl {GIT_TOKEN} {report.state_dir} $HOME/work/.git 2>/dev/null || echo token-in-no-file
-        """, timeout_s=20)
+        """,
+        timeout_s=20,
+    )
     # The agent does get its own variable; the credential file went with the clone; no file keeps
     # the token (nor .git/config).
-    assert after.stdout.split() == ["credential-file-gone", f"AGENT_TOKEN={AGENT_VALUE}", "token-in-no-file"], after
+    assert after.stdout.split() == [
+        "credential-file-gone",
+        f"AGENT_TOKEN={AGENT_VALUE}",
+        "token-in-no-file",
+    ], after
     await backend.kill(info.id)
     await backend.aclose()
 
 
 async def test_a_failed_handover_kills_the_command_and_is_retried(
-        e2b_emulator_factory: Callable[..., EmulatorThread], e2b_api_key: str) -> None:
+    e2b_emulator_factory: Callable[..., EmulatorThread], e2b_api_key: str
+) -> None:
     """envd refuses the stdin send (a 500 on every ``SendInput``): each attempt's command, which
     would wait for its input, is killed before the error goes up, and no attempt leaves one behind."""
     from swarm_operator.backend import BackendError, RetryPolicy
 
-    emulator = e2b_emulator_factory(api_key=e2b_api_key, fault_rate=1.0, fault_kinds=("500",),
-                                    fault_operations=frozenset({"process.send_input"}))
-    backend = E2BBackend(e2b_api_key, api_url=emulator.url, sandbox_url=emulator.url,
-                         retry=RetryPolicy(attempts=3, base_delay_s=0.01, max_delay_s=0.05, deadline_s=20))
+    emulator = e2b_emulator_factory(
+        api_key=e2b_api_key,
+        fault_rate=1.0,
+        fault_kinds=("500",),
+        fault_operations=frozenset({"process.send_input"}),
+    )
+    backend = E2BBackend(
+        e2b_api_key,
+        api_url=emulator.url,
+        sandbox_url=emulator.url,
+        retry=RetryPolicy(attempts=3, base_delay_s=0.01, max_delay_s=0.05, deadline_s=20),
+    )
     info = await backend.create("base", {"uid": "sendfail"}, timeout_s=60)
     waiter = "read -r line; exec sleep 300 # stdin-waiter-7e1"
     with pytest.raises(BackendError):

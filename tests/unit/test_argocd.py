@@ -5,7 +5,7 @@ Application."""
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import lupa
@@ -19,22 +19,37 @@ from swarm_operator.conditions import Reason as R
 from swarm_operator.model import AgentsStatus, Phase, SandboxStatus, SwarmSandboxStatus
 
 HEALTH_LUA = CHART / "docs" / "health.lua"
-NOW = datetime(2026, 11, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
 GEN = 3
 
 
-def _status(steps: list[tuple[str, str, str]], *, generation: int = GEN, deleting: bool = False,
-            agents: tuple[int, int] = (4, 0)) -> dict[str, Any]:
+def _status(
+    steps: list[tuple[str, str, str]],
+    *,
+    generation: int = GEN,
+    deleting: bool = False,
+    agents: tuple[int, int] = (4, 0),
+) -> dict[str, Any]:
     """A status as the operator writes it: conditions set one by one, Ready recomputed, phase derived,
     serialised through the model's own ``to_patch``."""
     conditions: list[Any] = []
     for type_, status, reason in steps:
-        conditions = cond.set_condition(conditions, type_, status, reason, f"{reason} message",  # type: ignore[arg-type]
-                                        observed_generation=generation, now=NOW)
+        conditions = cond.set_condition(
+            conditions,
+            type_,
+            status,
+            reason,
+            f"{reason} message",  # type: ignore[arg-type]
+            observed_generation=generation,
+            now=NOW,
+        )
     conditions = cond.refresh_ready(conditions, observed_generation=generation, now=NOW)
     phase = cond.derive_phase(conditions, deleting=deleting)
     status = SwarmSandboxStatus(
-        phase=phase, observed_generation=generation, message=f"{phase} summary", conditions=conditions,
+        phase=phase,
+        observed_generation=generation,
+        message=f"{phase} summary",
+        conditions=conditions,
         sandbox=SandboxStatus(id="sbx-1", template="base", started_at=NOW),
         agents=AgentsStatus(desired=agents[0], ready=agents[1]),
     )
@@ -51,15 +66,29 @@ FIXTURES: list[tuple[str, Phase, list[tuple[str, str, str]], str]] = [
     ("creating", Phase.CREATING, [(T.SANDBOX_CREATED, "False", R.CREATING)], "Progressing"),
     ("initializing", Phase.INITIALIZING, [CREATED, (T.AGENTS_READY, "False", R.INITIALIZING)], "Progressing"),
     ("ready", Phase.READY, [CREATED, (T.AGENTS_READY, "True", R.AVAILABLE), SYNCED], "Healthy"),
-    ("ready-but-rate-limited", Phase.READY,
-     [CREATED, (T.AGENTS_READY, "True", R.AVAILABLE), (T.SYNCED, "False", R.RATE_LIMITED)], "Healthy"),
+    (
+        "ready-but-rate-limited",
+        Phase.READY,
+        [CREATED, (T.AGENTS_READY, "True", R.AVAILABLE), (T.SYNCED, "False", R.RATE_LIMITED)],
+        "Healthy",
+    ),
     ("degraded", Phase.DEGRADED, [CREATED, (T.AGENTS_READY, "False", R.AGENTS_DEGRADED), SYNCED], "Degraded"),
-    ("suspended", Phase.SUSPENDED,
-     [CREATED, (T.AGENTS_READY, "True", R.AVAILABLE), (T.SUSPENDED, "True", R.SUSPENDED)], "Suspended"),
-    *[(f"failed-{r.value}", Phase.FAILED, [(T.SYNCED, "False", r)], "Degraded")
-      for r in sorted(cond.TERMINAL_REASONS, key=str)],
-    ("failed-after-ready", Phase.FAILED,
-     [CREATED, (T.AGENTS_READY, "True", R.AVAILABLE), (T.SYNCED, "False", R.SANDBOX_EXPIRED)], "Degraded"),
+    (
+        "suspended",
+        Phase.SUSPENDED,
+        [CREATED, (T.AGENTS_READY, "True", R.AVAILABLE), (T.SUSPENDED, "True", R.SUSPENDED)],
+        "Suspended",
+    ),
+    *[
+        (f"failed-{r.value}", Phase.FAILED, [(T.SYNCED, "False", r)], "Degraded")
+        for r in sorted(cond.TERMINAL_REASONS, key=str)
+    ],
+    (
+        "failed-after-ready",
+        Phase.FAILED,
+        [CREATED, (T.AGENTS_READY, "True", R.AVAILABLE), (T.SYNCED, "False", R.SANDBOX_EXPIRED)],
+        "Degraded",
+    ),
 ]
 
 
@@ -78,7 +107,9 @@ def health() -> Any:
     return run
 
 
-def _resource(status: dict[str, Any] | None, *, generation: int = GEN, deleting: bool = False) -> dict[str, Any]:
+def _resource(
+    status: dict[str, Any] | None, *, generation: int = GEN, deleting: bool = False
+) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": "s", "namespace": "n", "generation": generation}
     if deleting:
         meta["deletionTimestamp"] = "2026-11-01T00:00:00Z"
@@ -92,7 +123,9 @@ def test_fixtures_cover_every_phase() -> None:
     assert {phase for _, phase, _, _ in FIXTURES} | {Phase.TERMINATING} == set(Phase)
 
 
-@pytest.mark.parametrize(("phase", "steps", "expected"), [f[1:] for f in FIXTURES], ids=[f[0] for f in FIXTURES])
+@pytest.mark.parametrize(
+    ("phase", "steps", "expected"), [f[1:] for f in FIXTURES], ids=[f[0] for f in FIXTURES]
+)
 def test_health_of_each_phase(health: Any, phase: Phase, steps: list[Any], expected: str) -> None:
     status = _status(steps)
     assert status["phase"] == phase.value  # the fixture really is in that phase, by the operator's rules
@@ -135,7 +168,11 @@ def test_docs_snippet_is_the_script() -> None:
 
 
 def test_example_applications() -> None:
-    apps = {d["metadata"]["name"]: d for d in yaml.safe_load_all((ROOT / "examples" / "argocd-application.yaml").read_text()) if d}
+    apps = {
+        d["metadata"]["name"]: d
+        for d in yaml.safe_load_all((ROOT / "examples" / "argocd-application.yaml").read_text())
+        if d
+    }
     operator, swarms = apps["swarm-operator"], apps["swarms"]
     wave = lambda a: int(a["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"])  # noqa: E731
     assert wave(operator) < wave(swarms)

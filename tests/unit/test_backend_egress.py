@@ -86,24 +86,50 @@ def e2b_allows(request: dict, ip: str, host: str | None) -> bool:
 
 def policy_allows(policy: EgressPolicy, ip: str, host: str | None) -> bool:
     """What the policy means: allowOut wins; else internet on and not denied."""
-    return (_in(ip, policy.allow_out) or _host_match(host, policy.allow_out)
-            or (policy.allow_internet and not _in(ip, policy.deny_out)))
+    return (
+        _in(ip, policy.allow_out)
+        or _host_match(host, policy.allow_out)
+        or (policy.allow_internet and not _in(ip, policy.deny_out))
+    )
 
 
-ALLOW_SHAPES = [(), ("140.82.112.4",), ("140.82.112.0/20",), ("github.com",), ("*.pypi.org",),
-                ("github.com", "8.8.4.4"), ("github.com", "0.0.0.0/0")]
-DENY_SHAPES = [(), ("10.0.0.0/8",), ("140.82.0.0/16", "1.1.1.1"), (ALL_TRAFFIC,),
-               ("169.254.0.0/16", "140.82.112.0/24")]
-PROBES = [("140.82.112.4", "github.com"), ("140.82.112.4", None), ("140.82.113.9", "example.com"),
-          ("8.8.4.4", None), ("10.1.2.3", None), ("1.1.1.1", "one.one"), ("151.101.0.223", "files.pypi.org"),
-          ("93.184.216.34", "example.com"), ("169.254.169.254", None), ("255.255.255.254", None),
-          ("1.0.0.1", None)]
+ALLOW_SHAPES = [
+    (),
+    ("140.82.112.4",),
+    ("140.82.112.0/20",),
+    ("github.com",),
+    ("*.pypi.org",),
+    ("github.com", "8.8.4.4"),
+    ("github.com", "0.0.0.0/0"),
+]
+DENY_SHAPES = [
+    (),
+    ("10.0.0.0/8",),
+    ("140.82.0.0/16", "1.1.1.1"),
+    (ALL_TRAFFIC,),
+    ("169.254.0.0/16", "140.82.112.0/24"),
+]
+PROBES = [
+    ("140.82.112.4", "github.com"),
+    ("140.82.112.4", None),
+    ("140.82.113.9", "example.com"),
+    ("8.8.4.4", None),
+    ("10.1.2.3", None),
+    ("1.1.1.1", "one.one"),
+    ("151.101.0.223", "files.pypi.org"),
+    ("93.184.216.34", "example.com"),
+    ("169.254.169.254", None),
+    ("255.255.255.254", None),
+    ("1.0.0.1", None),
+]
 
 
-@pytest.mark.parametrize(("internet", "allow", "deny"),
-                         list(itertools.product([True, False], ALLOW_SHAPES, DENY_SHAPES)))
+@pytest.mark.parametrize(
+    ("internet", "allow", "deny"), list(itertools.product([True, False], ALLOW_SHAPES, DENY_SHAPES))
+)
 def test_every_combination_is_accepted_and_enforced_as_meant(
-        internet: bool, allow: tuple[str, ...], deny: tuple[str, ...]) -> None:
+    internet: bool, allow: tuple[str, ...], deny: tuple[str, ...]
+) -> None:
     policy = EgressPolicy(allow_internet=internet, allow_out=allow, deny_out=deny)
     assert all(egress_entry_refusal(e, deny=False) is None for e in allow)
     assert all(egress_entry_refusal(e, deny=True) is None for e in deny)
@@ -116,8 +142,10 @@ def test_every_combination_is_accepted_and_enforced_as_meant(
 
 def test_internet_off_with_a_host_sends_all_traffic_denied() -> None:
     request = network_request(EgressPolicy(allow_internet=False, allow_out=("github.com",)))
-    assert request == {"allow_internet_access": False,
-                       "network": {"allow_out": ["github.com"], "deny_out": [ALL_TRAFFIC]}}
+    assert request == {
+        "allow_internet_access": False,
+        "network": {"allow_out": ["github.com"], "deny_out": [ALL_TRAFFIC]},
+    }
     # What the naive mapping sent before: a 400 from E2B.
     naive = {"allow_internet_access": False, "network": {"allow_out": ["github.com"]}}
     assert e2b_refusal(naive) is not None
@@ -140,15 +168,26 @@ def test_simple_policies_are_sent_unchanged() -> None:
     assert network_request(EgressPolicy()) == {"allow_internet_access": True}
     assert network_request(EgressPolicy(deny_out=("10.0.0.0/8",), allow_out=("10.1.0.0/16",))) == {
         "allow_internet_access": True,
-        "network": {"allow_out": ["10.1.0.0/16"], "deny_out": ["10.0.0.0/8"]}}
+        "network": {"allow_out": ["10.1.0.0/16"], "deny_out": ["10.0.0.0/8"]},
+    }
 
 
-@pytest.mark.parametrize(("entry", "deny", "refused"), [
-    ("0.0.0.0", False, True), ("0.0.0.0", True, True), ("0.0.0.0/8", True, True),
-    ("0.0.0.0/0", True, False), ("0.0.0.0/0", False, False), ("github.com", True, True),
-    ("github.com", False, False), ("::1", False, True), ("10.0.0.1/8", True, True),
-    ("1.2.3.4", True, False), ("*.example.com", False, False),
-])
+@pytest.mark.parametrize(
+    ("entry", "deny", "refused"),
+    [
+        ("0.0.0.0", False, True),
+        ("0.0.0.0", True, True),
+        ("0.0.0.0/8", True, True),
+        ("0.0.0.0/0", True, False),
+        ("0.0.0.0/0", False, False),
+        ("github.com", True, True),
+        ("github.com", False, False),
+        ("::1", False, True),
+        ("10.0.0.1/8", True, True),
+        ("1.2.3.4", True, False),
+        ("*.example.com", False, False),
+    ],
+)
 def test_entries_e2b_refuses(entry: str, deny: bool, refused: bool) -> None:
     assert (egress_entry_refusal(entry, deny=deny) is not None) is refused
     if not refused and (not deny or _is_ip_or_cidr(entry)):

@@ -251,9 +251,7 @@ _SDK_EXCEPTIONS = st.sampled_from(
 
 
 @given(exc=_SDK_EXCEPTIONS, op=st.sampled_from(OPERATIONS), sid=st.none() | st.text(max_size=20))
-def test_every_exception_becomes_a_classified_error(
-    exc: Exception, op: str, sid: str | None
-) -> None:
+def test_every_exception_becomes_a_classified_error(exc: Exception, op: str, sid: str | None) -> None:
     err = classify(exc, op, sid)
     assert isinstance(err, BackendError)
     assert type(err) is not BackendError

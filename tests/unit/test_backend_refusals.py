@@ -53,8 +53,7 @@ async def api() -> AsyncIterator[StandIn]:
 
 
 def _backend(api: StandIn) -> E2BBackend:
-    return E2BBackend(KEY, api_url=api.url, sandbox_url=api.url,
-                      retry=RetryPolicy(attempts=1))
+    return E2BBackend(KEY, api_url=api.url, sandbox_url=api.url, retry=RetryPolicy(attempts=1))
 
 
 # e2b-dev/infra packages/api/internal/cache/templates/errors.go (ErrAccessDenied):
@@ -81,12 +80,20 @@ async def test_a_403_elsewhere_is_still_the_key(api: StandIn) -> None:
         await backend.get("sbx1")
 
 
-@pytest.mark.parametrize(("header", "expected"), [
-    ("7", 7.0), ("0", 0.0), ("999999", MAX_RETRY_AFTER_S), ("soon", None), (None, None),
-    ("Wed, 21 Oct 2015 07:28:00 GMT", None),
-])
-async def test_retry_after_is_carried_bounded(api: StandIn, header: str | None,
-                                              expected: float | None) -> None:
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("7", 7.0),
+        ("0", 0.0),
+        ("999999", MAX_RETRY_AFTER_S),
+        ("soon", None),
+        (None, None),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", None),
+    ],
+)
+async def test_retry_after_is_carried_bounded(
+    api: StandIn, header: str | None, expected: float | None
+) -> None:
     api.script = [(429, "Rate limit exceeded", {"Retry-After": header} if header else {})]
     with pytest.raises(RateLimited) as limited:
         await _backend(api).get("sbx1")
@@ -96,8 +103,12 @@ async def test_retry_after_is_carried_bounded(api: StandIn, header: str | None,
 
 async def test_retry_after_sets_when_the_next_attempt_goes_out(api: StandIn) -> None:
     api.script = [(429, "Rate limit exceeded", {"Retry-After": "1"}), NO_ACCESS]
-    backend = E2BBackend(KEY, api_url=api.url, sandbox_url=api.url,
-                         retry=RetryPolicy(attempts=2, base_delay_s=0.01, max_delay_s=5, deadline_s=30))
+    backend = E2BBackend(
+        KEY,
+        api_url=api.url,
+        sandbox_url=api.url,
+        retry=RetryPolicy(attempts=2, base_delay_s=0.01, max_delay_s=5, deadline_s=30),
+    )
     with pytest.raises(TemplateAccessDenied):
         await backend.create("team-b-private", {"uid": "u"}, timeout_s=60)
     (_, first), (_, second) = api.arrivals

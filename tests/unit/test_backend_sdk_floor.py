@@ -30,8 +30,11 @@ def test_pyproject_requires_the_floor_and_stays_below_3() -> None:
 
 
 def test_the_lock_pins_a_version_inside_the_declared_range() -> None:
-    pins = [line.split("==")[1].split()[0] for line in (ROOT / "requirements.lock").read_text().splitlines()
-            if line.startswith("e2b==")]
+    pins = [
+        line.split("==")[1].split()[0]
+        for line in (ROOT / "requirements.lock").read_text().splitlines()
+        if line.startswith("e2b==")
+    ]
     assert len(pins) == 1 and _declared().specifier.contains(pins[0])
 
 

@@ -46,7 +46,9 @@ def test_session_and_socket_must_be_tmux_safe(bad: str) -> None:
         plan(socket=bad)
 
 
-@pytest.mark.parametrize("bad", ["1A", "A-B", "A B", "PATH", "HOME", "BASH_ENV", "SWARM_X", "_sw_n", "IFS", ""])
+@pytest.mark.parametrize(
+    "bad", ["1A", "A-B", "A B", "PATH", "HOME", "BASH_ENV", "SWARM_X", "_sw_n", "IFS", ""]
+)
 def test_env_names_must_be_free_identifiers(bad: str) -> None:
     with pytest.raises(pydantic.ValidationError):
         plan(env_names=[bad])
@@ -103,13 +105,34 @@ def test_teardown_grace_is_bounded() -> None:
 
 
 _SETUP = {
-    "kind": "setup", "version": 1, "session": "s", "socket": "s", "state_dir": "/h/.swarm/s",
-    "server": True, "agents": {"desired": 1, "ready": 1, "failed": 0},
-    "panes": [{"index": 0, "target": "s:0.0", "pane_id": "%0", "pid": 7, "alive": True, "dead": False,
-               "exit_status": None, "command": "claude", "restarts": 0}],
-    "created": [0], "removed": [], "restarted": [], "env_missing": [], "timed_out": False,
+    "kind": "setup",
+    "version": 1,
+    "session": "s",
+    "socket": "s",
+    "state_dir": "/h/.swarm/s",
+    "server": True,
+    "agents": {"desired": 1, "ready": 1, "failed": 0},
+    "panes": [
+        {
+            "index": 0,
+            "target": "s:0.0",
+            "pane_id": "%0",
+            "pid": 7,
+            "alive": True,
+            "dead": False,
+            "exit_status": None,
+            "command": "claude",
+            "restarts": 0,
+        }
+    ],
+    "created": [0],
+    "removed": [],
+    "restarted": [],
+    "env_missing": [],
+    "timed_out": False,
     "coordinator": {"enabled": False, "installed": False, "discovered": None, "error": None},
-    "steps": {"tmux": 0.01}, "errors": [],
+    "steps": {"tmux": 0.01},
+    "errors": [],
 }
 
 
@@ -125,14 +148,17 @@ def test_parse_report_ignores_noise_and_takes_the_last_report() -> None:
     assert report.panes[0].target == "s:0.0"
 
 
-@pytest.mark.parametrize("garbage, message", [
-    ("", "no report"),
-    ("hello\n", "no report"),
-    (f"{MARK_END}\n", "without a begin"),
-    (f"{MARK_BEGIN}\n{{not json\n{MARK_END}", "not valid JSON"),
-    (_wrap({"kind": "setup"}), "does not match"),
-    (_wrap({**_SETUP, "kind": "probe"}), "does not match"),
-])
+@pytest.mark.parametrize(
+    "garbage, message",
+    [
+        ("", "no report"),
+        ("hello\n", "no report"),
+        (f"{MARK_END}\n", "without a begin"),
+        (f"{MARK_BEGIN}\n{{not json\n{MARK_END}", "not valid JSON"),
+        (_wrap({"kind": "setup"}), "does not match"),
+        (_wrap({**_SETUP, "kind": "probe"}), "does not match"),
+    ],
+)
 def test_parse_report_fails_clearly_on_garbage(garbage: str, message: str) -> None:
     with pytest.raises(BootstrapReportError, match=message):
         parse_report(garbage)

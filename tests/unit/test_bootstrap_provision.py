@@ -45,8 +45,8 @@ from swarm_operator.bootstrap import (
     parse_report,
     render_setup,
 )
-from swarm_testbed.e2b import STANDIN_BIN
 from swarm_operator.model import COORDINATOR_PIN
+from swarm_testbed.e2b import STANDIN_BIN
 
 FIXTURE_BIN = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "bin"
 NOBODY = 65534
@@ -132,8 +132,13 @@ NPM_TARBALL = b"stand-in claude-code tarball\n"
 NPM_TARBALL_INTEGRITY = "sha512-" + base64.b64encode(hashlib.sha512(NPM_TARBALL).digest()).decode()
 NPM_NATIVE_TARBALL = b"stand-in claude-code native tarball\n"
 NPM_NATIVE_PACKAGE = CLAUDE_CODE_PACKAGE.replace("/claude-code@", "/claude-code-linux-x64@")
-NPM_NATIVE_PIN = ((platform.machine(), NPM_NATIVE_PACKAGE,
-                   "sha512-" + base64.b64encode(hashlib.sha512(NPM_NATIVE_TARBALL).digest()).decode()),)
+NPM_NATIVE_PIN = (
+    (
+        platform.machine(),
+        NPM_NATIVE_PACKAGE,
+        "sha512-" + base64.b64encode(hashlib.sha512(NPM_NATIVE_TARBALL).digest()).decode(),
+    ),
+)
 
 # E2B's gateway daemonises: the command the SDK runs returns while the gateway keeps serving.
 GATEWAY = r"""#!/bin/bash
@@ -167,19 +172,34 @@ class Sandbox:
         return f"{self.root / 'fake'}:{self.sysbin}:{self.root / 'usr'}"
 
     def env(self, **extra: str) -> dict[str, str]:
-        return {"HOME": str(self.home), "TMUX_TMPDIR": str(self.root / "t"), "LANG": "C.UTF-8",
-                "PATH": self.path(), "CALLS_LOG": str(self.root / "calls.log"),
-                "FAKE_AGENT": str(FIXTURE_BIN / "fake-agent"),
-                "STANDIN_GATEWAY": str(STANDIN_BIN / "mcp-gateway"),
-                "PIP_INDEX_URL": (self.root / "index").as_uri(), "PIP_CONFIG_FILE": os.devnull,
-                "PIP_NO_CACHE_DIR": "1", **extra}
+        return {
+            "HOME": str(self.home),
+            "TMUX_TMPDIR": str(self.root / "t"),
+            "LANG": "C.UTF-8",
+            "PATH": self.path(),
+            "CALLS_LOG": str(self.root / "calls.log"),
+            "FAKE_AGENT": str(FIXTURE_BIN / "fake-agent"),
+            "STANDIN_GATEWAY": str(STANDIN_BIN / "mcp-gateway"),
+            "PIP_INDEX_URL": (self.root / "index").as_uri(),
+            "PIP_CONFIG_FILE": os.devnull,
+            "PIP_NO_CACHE_DIR": "1",
+            **extra,
+        }
 
     def run(self, script: str, **extra: str) -> subprocess.CompletedProcess[str]:
         # As E2B runs it: one `bash -c` argument, as an unprivileged user.
-        argv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-                "/bin/bash", "-c", script]
-        return subprocess.run(argv, env=self.env(**extra), cwd=self.home, capture_output=True,
-                              text=True, timeout=120)
+        argv = [
+            "setpriv",
+            f"--reuid={NOBODY}",
+            f"--regid={NOBODY}",
+            "--clear-groups",
+            "/bin/bash",
+            "-c",
+            script,
+        ]
+        return subprocess.run(
+            argv, env=self.env(**extra), cwd=self.home, capture_output=True, text=True, timeout=120
+        )
 
     def setup(self, plan: BootstrapPlan, **extra: str) -> BootstrapReport:
         r = self.run(render_setup(plan), **extra)
@@ -223,9 +243,12 @@ def _uv_wheel(index: pathlib.Path, version: str) -> None:
     """``uv`` at ``version``: the uv stand-in as ``uv/__main__.py`` (``python3 -m uv``), as the
     emulator's index serves it."""
     info = f"uv-{version}.dist-info"
-    files = {"uv/__init__.py": "", "uv/__main__.py": (STANDIN_BIN / "uv").read_text(),
-             f"{info}/METADATA": f"Metadata-Version: 2.1\nName: uv\nVersion: {version}\n",
-             f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    files = {
+        "uv/__init__.py": "",
+        "uv/__main__.py": (STANDIN_BIN / "uv").read_text(),
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: uv\nVersion: {version}\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
     record = []
     for path, text in files.items():
         digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
@@ -292,10 +315,19 @@ def sandbox() -> Iterator[Sandbox]:
 
 def _plan(**kw: object) -> BootstrapPlan:
     base: dict[str, object] = dict(
-        session="swp", socket="swp", agents=2, command="claude", coordinator_enabled=True,
-        coordinator_install=COORD_REQ, workdir="work", ready_timeout_s=20, install_timeout_s=60,
+        session="swp",
+        socket="swp",
+        agents=2,
+        command="claude",
+        coordinator_enabled=True,
+        coordinator_install=COORD_REQ,
+        workdir="work",
+        ready_timeout_s=20,
+        install_timeout_s=60,
         coordinator_python="3.0",  # python3 is new enough: the venv path (the uv path has its own test)
-        agent_cli_integrity=NPM_TARBALL_INTEGRITY, agent_cli_native=NPM_NATIVE_PIN)
+        agent_cli_integrity=NPM_TARBALL_INTEGRITY,
+        agent_cli_native=NPM_NATIVE_PIN,
+    )
     return BootstrapPlan(**{**base, **kw})
 
 
@@ -363,7 +395,8 @@ def test_without_passwordless_sudo_nothing_is_attempted_and_the_error_says_why(s
     report = sandbox.setup(_plan(agents=1, coordinator_enabled=False, ready_timeout_s=2))
     assert [e.message for e in report.errors if e.step == "provision"] == [
         f"cannot install tmux {CLAUDE_CODE_PACKAGE}: not root and no passwordless sudo "
-        "(use a template that has them: swarm-operator template --build)"]
+        "(use a template that has them: swarm-operator template --build)"
+    ]
     assert sandbox.calls == ["sudo -n true"] and "provision" not in report.steps
 
 
@@ -371,8 +404,12 @@ def test_which_agent_cli_is_installed_and_what_is_refused() -> None:
     assert _plan(command="/usr/local/bin/claude").agent_cli_install == CLAUDE_CODE_PACKAGE
     assert _plan(command="aider").agent_cli_install == ""  # nothing known: never installed
     assert _plan(agent_cli_install="").agent_cli_install == ""  # opted out
-    for bad in ("@anthropic-ai/claude-code", "@anthropic-ai/claude-code@latest", "--registry=x@1.0.0",
-                "claude@^2.0.0"):
+    for bad in (
+        "@anthropic-ai/claude-code",
+        "@anthropic-ai/claude-code@latest",
+        "--registry=x@1.0.0",
+        "claude@^2.0.0",
+    ):
         with pytest.raises(ValueError, match="exact npm version"):
             _plan(agent_cli_install=bad)
 
@@ -383,7 +420,9 @@ def test_a_coordinator_that_cannot_be_installed_is_a_reported_error(sandbox: San
     assert report.installed == ["tmux", CLAUDE_CODE_PACKAGE] and report.agents.ready == 1
     assert not report.coordinator.installed
     error = report.coordinator.error or ""
-    assert error.startswith("installing the coordinator failed: claudeswarm-standin==9.9.9 (exit status 1; see ")
+    assert error.startswith(
+        "installing the coordinator failed: claudeswarm-standin==9.9.9 (exit status 1; see "
+    )
     assert "claudeswarm-standin==9.9.9" in error.split("):", 1)[1]  # pip's own words, from the log
 
 
@@ -414,15 +453,19 @@ def test_on_a_python_older_than_the_coordinator_needs_uv_brings_a_managed_one(sa
     third = sandbox.setup(plan)
     assert third.installed == [COORD_REQ] and not third.errors
     assert [c for c in sandbox.calls if c.startswith("uv ")][2:] == [
-        "uv --version", f"uv pip install --quiet --python {venv}/bin/python -- {COORD_REQ}"]
+        "uv --version",
+        f"uv pip install --quiet --python {venv}/bin/python -- {COORD_REQ}",
+    ]
 
 
 def test_a_uv_that_cannot_be_installed_is_a_reported_coordinator_error(sandbox: Sandbox) -> None:
     report = sandbox.setup(_plan(agents=1, coordinator_python="3.99", uv_pin="uv==0.0.1"))
     assert not report.coordinator.installed and report.agents.ready == 1
     error = report.coordinator.error or ""
-    assert error.startswith(f"installing the coordinator failed (with uv: python3 is older than 3.99): "
-                            f"{COORD_REQ} (exit status 1; see "), error
+    assert error.startswith(
+        f"installing the coordinator failed (with uv: python3 is older than 3.99): "
+        f"{COORD_REQ} (exit status 1; see "
+    ), error
 
 
 def test_a_prebuilt_template_installs_nothing(sandbox: Sandbox) -> None:
@@ -450,8 +493,9 @@ def test_the_mcp_gateway_is_started_e2b_s_way_with_its_secret_in_no_script(sandb
         port = int(s.getsockname()[1])
     secret = "mcp-s3cret-7e1d"
     mcp = {"config": {"exa": {}}, "secrets": [["exa", "apiKey", "SWARM_SECRET_MCP_0_APIKEY"]]}
-    plan = _plan(agents=1, coordinator_enabled=False, mcp=json.dumps(mcp), mcp_port=port,
-                 mcp_gateway="mcp-gateway")
+    plan = _plan(
+        agents=1, coordinator_enabled=False, mcp=json.dumps(mcp), mcp_port=port, mcp_gateway="mcp-gateway"
+    )
     (sandbox.sysbin / "tmux").symlink_to(shutil.which("tmux") or "/usr/bin/tmux")
     (sandbox.sysbin / "claude").symlink_to(FIXTURE_BIN / "fake-agent")
     script = render_setup(plan)
@@ -461,8 +505,10 @@ def test_the_mcp_gateway_is_started_e2b_s_way_with_its_secret_in_no_script(sandb
     assert first.mcp is not None and first.mcp.gateway and first.mcp.started, first.errors
     assert first.mcp.tools == 1 and not first.errors
     # Through sudo, by name only: the value never is on sudo's or the starter's command line.
-    start = f"sudo -n --preserve-env=SWARM_MCP_CONFIG,GATEWAY_ACCESS_TOKEN /bin/sh -c " \
-            f"exec \"$0\" --config \"$SWARM_MCP_CONFIG\" \"$@\" {sandbox.root}/fake/mcp-gateway --port {port}"
+    start = (
+        f"sudo -n --preserve-env=SWARM_MCP_CONFIG,GATEWAY_ACCESS_TOKEN /bin/sh -c "
+        f'exec "$0" --config "$SWARM_MCP_CONFIG" "$@" {sandbox.root}/fake/mcp-gateway --port {port}'
+    )
     assert sandbox.calls == [start, "mcp-gateway --config"]
     # The daemon got the JSON (E2B's way: on its argv) and the token, through sudo's env_reset.
     received = json.loads((sandbox.home / ".mcp-gateway-standin" / "received.json").read_text())
@@ -473,8 +519,9 @@ def test_the_mcp_gateway_is_started_e2b_s_way_with_its_secret_in_no_script(sandb
     assert argv[1:3] == [str(STANDIN_BIN / "mcp-gateway").encode(), b"--config"]
     # Nothing the script keeps holds the secret: no config file, a hash only.
     assert not (state / "config.json").exists() and len((state / "config.sha256").read_text()) == 64
-    holders = subprocess.run(["grep", "-rl", secret, str(sandbox.home / ".swarm")],
-                             capture_output=True, text=True).stdout.split()
+    holders = subprocess.run(
+        ["grep", "-rl", secret, str(sandbox.home / ".swarm")], capture_output=True, text=True
+    ).stdout.split()
     assert holders == []
 
     again = parse_report(sandbox.run(script, SWARM_SECRET_MCP_0_APIKEY=secret).stdout)
@@ -484,7 +531,10 @@ def test_the_mcp_gateway_is_started_e2b_s_way_with_its_secret_in_no_script(sandb
     # A new value: the old gateway is stopped (as root: it runs as root on E2B), a new one started.
     changed = parse_report(sandbox.run(script, SWARM_SECRET_MCP_0_APIKEY=secret + "2").stdout)
     assert changed.mcp is not None and changed.mcp.gateway and changed.mcp.started
-    assert sandbox.calls[2] == f"sudo -n --preserve-env=SWARM_MCP_CONFIG,GATEWAY_ACCESS_TOKEN /bin/sh -c kill \"$@\" sh {pid}"
+    assert (
+        sandbox.calls[2]
+        == f'sudo -n --preserve-env=SWARM_MCP_CONFIG,GATEWAY_ACCESS_TOKEN /bin/sh -c kill "$@" sh {pid}'
+    )
     assert int((state / "pid").read_text()) != pid
     deadline = time.monotonic() + 5
     while pathlib.Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
@@ -494,7 +544,8 @@ def test_the_mcp_gateway_is_started_e2b_s_way_with_its_secret_in_no_script(sandb
 
 
 def test_a_gateway_that_prints_its_configuration_never_leaks_a_secret_into_the_report(
-        sandbox: Sandbox) -> None:
+    sandbox: Sandbox,
+) -> None:
     sandbox.flag("gw-fail")
     secret = 'q"uo\\te-s3cret'  # JSON-escaped inside the configuration the gateway prints
     mcp = {"config": {"exa": {"region": "eu"}}, "secrets": [["exa", "apiKey", "SWARM_SECRET_MCP_0_APIKEY"]]}

@@ -35,7 +35,7 @@ from swarm_operator.bootstrap import (
 
 FIXTURE_BIN = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "bin"
 SECRET_TOKEN = "tok3n-9f1c2e7a"
-SECRET = f"it's \"{SECRET_TOKEN}\" $(touch /nope) `x`\nline2 ünï"
+SECRET = f'it\'s "{SECRET_TOKEN}" $(touch /nope) `x`\nline2 ünï'
 #: The stand-in gateway (started `mcp-gateway --config JSON`, the only way the setup script starts one)
 #: in the foreground as this user, writing no token file into the host's /etc.
 GATEWAY_SDK_MODE = {"SWARM_STANDIN_GATEWAY_FOREGROUND": "1"}
@@ -50,24 +50,35 @@ class Box:
 
     def env(self, **extra: str) -> dict[str, str]:
         return {
-            "HOME": str(self.home), "TMUX_TMPDIR": str(self.tmux_dir), "LANG": "C.UTF-8",
-            "PATH": f"{FIXTURE_BIN}:{os.environ['PATH']}", **extra,
+            "HOME": str(self.home),
+            "TMUX_TMPDIR": str(self.tmux_dir),
+            "LANG": "C.UTF-8",
+            "PATH": f"{FIXTURE_BIN}:{os.environ['PATH']}",
+            **extra,
         }
 
-    def run(self, script: str, *, login: bool = True, timeout: float = 60,
-            **extra: str) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, script: str, *, login: bool = True, timeout: float = 60, **extra: str
+    ) -> subprocess.CompletedProcess[str]:
         # The SDK's way: the whole script as one `bash -l -c` argument. A login shell takes PATH
         # from /etc/profile, so tests that need the test doubles on PATH run without -l.
         argv = ["/bin/bash", "-l", "-c", script] if login else ["/bin/bash", "-c", script]
-        return subprocess.run(argv, env=self.env(**extra), cwd=self.home,
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            argv, env=self.env(**extra), cwd=self.home, capture_output=True, text=True, timeout=timeout
+        )
 
     def sockets(self) -> list[pathlib.Path]:
         return [p for p in self.tmux_dir.glob("tmux-*/*") if p.is_socket()]
 
     def tmux(self, plan: BootstrapPlan, *args: str) -> str:
-        return subprocess.run(["tmux", "-L", plan.socket, *args], env=self.env(), capture_output=True,
-                              text=True, timeout=10, check=True).stdout
+        return subprocess.run(
+            ["tmux", "-L", plan.socket, *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
 
 
 def _running(pid: int) -> bool:
@@ -88,8 +99,12 @@ def _running_under(root: pathlib.Path) -> list[int]:
 def _server_pids(box: Box) -> list[int]:
     pids = []
     for sock in box.sockets():
-        r = subprocess.run(["tmux", "-S", str(sock), "display-message", "-p", "#{pid}"],
-                           capture_output=True, text=True, timeout=10)
+        r = subprocess.run(
+            ["tmux", "-S", str(sock), "display-message", "-p", "#{pid}"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         if r.returncode == 0 and r.stdout.strip().isdigit():
             pids.append(int(r.stdout))
     return pids
@@ -127,8 +142,16 @@ def box() -> Iterator[Box]:
 
 def make_plan(**kw: object) -> BootstrapPlan:
     base: dict[str, object] = dict(
-        session="swt", socket="swt", agents=3, command=str(FIXTURE_BIN / "fake-agent"), env_names=["SECRET_KEY"],
-        coordinator_enabled=False, ready_timeout_s=15, poll_interval_s=0.05, settle_s=0.3)
+        session="swt",
+        socket="swt",
+        agents=3,
+        command=str(FIXTURE_BIN / "fake-agent"),
+        env_names=["SECRET_KEY"],
+        coordinator_enabled=False,
+        ready_timeout_s=15,
+        poll_interval_s=0.05,
+        settle_s=0.3,
+    )
     return BootstrapPlan(**{**base, **kw})
 
 
@@ -152,8 +175,9 @@ def test_three_agents_start_with_their_secret_only_in_the_env_file(box: Box) -> 
     assert set(report.steps) >= {"prepare", "env", "tmux", "ready"}
     # Alive, piped (so an agent's last output survives its exit), and not in a mode (a tmux config
     # error would show in one, and Ctrl-C would then never reach the agent).
-    listed = box.tmux(plan, "list-panes", "-s", "-t", "=swt:", "-F",
-                      "#{pane_dead}:#{pane_pipe}:#{pane_in_mode}").split()
+    listed = box.tmux(
+        plan, "list-panes", "-s", "-t", "=swt:", "-F", "#{pane_dead}:#{pane_pipe}:#{pane_in_mode}"
+    ).split()
     assert listed == ["0:1:0", "0:1:0", "0:1:0"]
 
     # Each agent knows who it is and received the secret intact (quotes, newline, unicode).
@@ -168,8 +192,9 @@ def test_three_agents_start_with_their_secret_only_in_the_env_file(box: Box) -> 
     assert pathlib.Path(report.state_dir).stat().st_mode & 0o777 == 0o700
     # Not in any argv, not in any other file, not in the tmux server's environment.
     assert SECRET_TOKEN not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    holders = subprocess.run(["grep", "-rl", SECRET_TOKEN, str(box.home), str(box.tmux_dir)],
-                             capture_output=True, text=True).stdout.split()
+    holders = subprocess.run(
+        ["grep", "-rl", SECRET_TOKEN, str(box.home), str(box.tmux_dir)], capture_output=True, text=True
+    ).stdout.split()
     assert holders == [str(env_file)]
     assert SECRET_TOKEN not in box.tmux(plan, "show-environment", "-g")
     server_pid = _server_pids(box)[0]
@@ -242,16 +267,28 @@ def test_coordinator_discovers_the_agents(box: Box) -> None:
     assert health.registry is not None and health.registry.agents == 3
 
     # Scale: the rerun re-runs discovery.
-    assert setup(box, make_plan(coordinator_enabled=True, workdir="work", agents=4),
-                 login=False, CLAUDESWARM_DOUBLE_LOG=str(log)).coordinator.discovered == 4
+    assert (
+        setup(
+            box,
+            make_plan(coordinator_enabled=True, workdir="work", agents=4),
+            login=False,
+            CLAUDESWARM_DOUBLE_LOG=str(log),
+        ).coordinator.discovered
+        == 4
+    )
 
 
 def test_preinstalled_coordinator_missing_from_path_is_an_error(box: Box) -> None:
     plan = make_plan(agents=1, coordinator_enabled=True, command="sleep", args=["1000"])
     env = box.env()
     env["PATH"] = "/usr/bin:/bin"
-    r = subprocess.run(["/bin/bash", "-c", render_setup(plan)], env={**env, "SECRET_KEY": "x"},
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        ["/bin/bash", "-c", render_setup(plan)],
+        env={**env, "SECRET_KEY": "x"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     report = parse_report(r.stdout)
     assert report.agents.ready == 1
     assert not report.coordinator.installed and "not on PATH" in (report.coordinator.error or "")
@@ -260,17 +297,24 @@ def test_preinstalled_coordinator_missing_from_path_is_an_error(box: Box) -> Non
 def test_installed_requirement_is_not_installed_again(box: Box) -> None:
     # A previous run installed exactly this requirement: the marker and the CLI say so, no pip runs
     # (the stand-in python would fail loudly if it were called).
-    plan = make_plan(agents=1, coordinator_enabled=True, coordinator_install="claude-swarm==0.1.0",
-                     python="/bin/false")
+    plan = make_plan(
+        agents=1, coordinator_enabled=True, coordinator_install="claude-swarm==0.1.0", python="/bin/false"
+    )
     venv_bin = box.home / ".swarm" / "swt" / "coordinator" / "bin"
     venv_bin.mkdir(parents=True)
     shutil.copy(FIXTURE_BIN / "claudeswarm", venv_bin / "claudeswarm")
     (venv_bin.parent / ".swarm-requirement").write_text("claude-swarm==0.1.0")
     assert setup(box, plan).coordinator.installed
     # A different pin means a reinstall, which here fails and is reported, not swallowed.
-    report = setup(box, make_plan(agents=1, coordinator_enabled=True, coordinator_install="claude-swarm==0.2.0",
-                                  python="/bin/false"))
-    assert not report.coordinator.installed and "installing the coordinator failed" in report.coordinator.error
+    report = setup(
+        box,
+        make_plan(
+            agents=1, coordinator_enabled=True, coordinator_install="claude-swarm==0.2.0", python="/bin/false"
+        ),
+    )
+    assert (
+        not report.coordinator.installed and "installing the coordinator failed" in report.coordinator.error
+    )
     assert report.agents.ready == 1
 
 
@@ -306,8 +350,7 @@ def test_semicolons_in_user_values_never_become_tmux_commands(box: Box) -> None:
     canary = box.home.parent / "PWNED"
     hostile = [";", "run-shell", f"touch {canary}", "x;", "run-shell", f"touch {canary}.2", "y\\;"]
     record = 'printf "%s\\0" "$@" > "$HOME/argv"; exec sleep 1000'
-    plan = make_plan(agents=1, command="/bin/bash", args=["-c", record, "agent", *hostile],
-                     workdir="work;")
+    plan = make_plan(agents=1, command="/bin/bash", args=["-c", record, "agent", *hostile], workdir="work;")
     report = setup(box, plan)
     assert report.agents.ready == 1, report.errors
     assert not canary.exists() and not pathlib.Path(f"{canary}.2").exists()
@@ -336,11 +379,14 @@ class _SseGateway(http.server.BaseHTTPRequestHandler):
             result: dict[str, object] = {"protocolVersion": "2025-03-26", "capabilities": {"tools": {}}}
         else:
             names, cursor = self.pages[(msg.get("params") or {}).get("cursor")]
-            result = {"tools": [{"name": n, "inputSchema": {}} for n in names],
-                      **({"nextCursor": cursor} if cursor else {})}
+            result = {
+                "tools": [{"name": n, "inputSchema": {}} for n in names],
+                **({"nextCursor": cursor} if cursor else {}),
+            }
         event = json.dumps({"jsonrpc": "2.0", "id": msg["id"], "result": result})
-        self._reply(200, f"event: message\ndata: {event}\n\n".encode(), "text/event-stream",
-                    {"Mcp-Session-Id": "s1"})
+        self._reply(
+            200, f"event: message\ndata: {event}\n\n".encode(), "text/event-stream", {"Mcp-Session-Id": "s1"}
+        )
 
     def do_GET(self) -> None:
         self._reply(404, b"")
@@ -348,8 +394,9 @@ class _SseGateway(http.server.BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._reply(200, b"")
 
-    def _reply(self, code: int, body: bytes, kind: str = "application/json",
-               headers: dict[str, str] | None = None) -> None:
+    def _reply(
+        self, code: int, body: bytes, kind: str = "application/json", headers: dict[str, str] | None = None
+    ) -> None:
         self.send_response(code)
         for key, value in {"Content-Type": kind, "Content-Length": str(len(body)), **(headers or {})}.items():
             self.send_header(key, value)
@@ -368,7 +415,9 @@ def test_probe_checks_the_mcp_gateway_through_mcp_itself(box: Box) -> None:
         state = box.home / plan.state_dir / "mcp-gateway"
         # Never started here: the probe says so rather than waiting for it.
         report = parse_health(box.run(render_probe(plan)).stdout)
-        assert report.mcp is not None and not report.mcp.gateway and "never started" in (report.mcp.error or "")
+        assert (
+            report.mcp is not None and not report.mcp.gateway and "never started" in (report.mcp.error or "")
+        )
         state.mkdir(parents=True)
         (state / "token").write_text(_SseGateway.token + "\n")
         report = parse_health(box.run(render_probe(plan)).stdout)
@@ -388,8 +437,13 @@ def test_a_dead_mcp_gateway_is_restarted_within_the_budget_then_left(box: Box) -
     from swarm_testbed.e2b import STANDIN_BIN
 
     port = _free_port()
-    plan = make_plan(agents=1, mcp=json.dumps({"config": {"exa": {"apiKey": "k"}}}), mcp_port=port,
-                     mcp_gateway=str(STANDIN_BIN / "mcp-gateway"), max_restarts=1)
+    plan = make_plan(
+        agents=1,
+        mcp=json.dumps({"config": {"exa": {"apiKey": "k"}}}),
+        mcp_port=port,
+        mcp_gateway=str(STANDIN_BIN / "mcp-gateway"),
+        max_restarts=1,
+    )
     state = box.home / plan.state_dir / "mcp-gateway"
 
     def gateway_pid() -> int:
@@ -418,14 +472,19 @@ def test_a_dead_mcp_gateway_is_restarted_within_the_budget_then_left(box: Box) -
     # Not an error (the agents keep running); the report and so status.mcp say why.
     assert not spent.errors and "maxRestarts" in (spent.mcp.error or "")
     # A new configuration is a fresh start, with a fresh budget.
-    changed = setup(box, plan.model_copy(update={"mcp": json.dumps({"config": {"exa": {"apiKey": "k2"}}})}),
-                    login=False, **GATEWAY_SDK_MODE)
+    changed = setup(
+        box,
+        plan.model_copy(update={"mcp": json.dumps({"config": {"exa": {"apiKey": "k2"}}})}),
+        login=False,
+        **GATEWAY_SDK_MODE,
+    )
     assert changed.mcp is not None and changed.mcp.gateway and changed.mcp.restarts == 0
     kill_gateway()
 
 
 def _free_port() -> int:
     import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -435,9 +494,16 @@ def test_an_mcp_secret_missing_from_the_environment_is_a_reported_error(box: Box
     from swarm_testbed.e2b import STANDIN_BIN
 
     mcp = {"config": {"exa": {}}, "secrets": [["exa", "apiKey", "SWARM_SECRET_MCP_0_TOKEN"]]}
-    plan = make_plan(agents=1, mcp=json.dumps(mcp), mcp_port=_free_port(),
-                     mcp_gateway=str(STANDIN_BIN / "mcp-gateway"), mcp_start_timeout_s=1)
-    report = setup(box, plan, login=False, **GATEWAY_SDK_MODE)  # the script still reports (no unbound variable)
+    plan = make_plan(
+        agents=1,
+        mcp=json.dumps(mcp),
+        mcp_port=_free_port(),
+        mcp_gateway=str(STANDIN_BIN / "mcp-gateway"),
+        mcp_start_timeout_s=1,
+    )
+    report = setup(
+        box, plan, login=False, **GATEWAY_SDK_MODE
+    )  # the script still reports (no unbound variable)
     assert [e.step for e in report.errors] == ["mcp"]  # no gateway started, none checked
     assert "exa.apiKey was not provided" in report.errors[0].message
     assert report.mcp is not None and not report.mcp.gateway and report.mcp.restarts == 0

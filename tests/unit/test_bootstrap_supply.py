@@ -38,17 +38,24 @@ from swarm_operator.bootstrap import (
 from swarm_operator.model import COORDINATOR_PIN
 
 
-def _dist(index: pathlib.Path, name: str, version: str, requires: tuple[str, ...] = (),
-          marker: str = "", script: str = "") -> pathlib.Path:
+def _dist(
+    index: pathlib.Path,
+    name: str,
+    version: str,
+    requires: tuple[str, ...] = (),
+    marker: str = "",
+    script: str = "",
+) -> pathlib.Path:
     """A pure-Python wheel ``name==version`` (module ``name`` with ``MARK = marker``) in the index;
     ``script`` names a console script that execs the claudeswarm stand-in."""
     mod = name.replace("-", "_")
     info = f"{mod}-{version}.dist-info"
-    meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + \
-        "".join(f"Requires-Dist: {r}\n" for r in requires)
+    meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(
+        f"Requires-Dist: {r}\n" for r in requires
+    )
     files = {
         f"{mod}/__init__.py": f"import os, sys\nMARK = {marker!r}\n\n\ndef main():\n"
-                              f"    os.execv({str(FIXTURE_BIN / 'claudeswarm')!r}, ['claudeswarm', *sys.argv[1:]])\n",
+        f"    os.execv({str(FIXTURE_BIN / 'claudeswarm')!r}, ['claudeswarm', *sys.argv[1:]])\n",
         f"{info}/METADATA": meta,
         f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
     }
@@ -70,7 +77,9 @@ def _dist(index: pathlib.Path, name: str, version: str, requires: tuple[str, ...
 
 
 def _page(project: pathlib.Path) -> None:
-    links = "".join(f'<a href="{f.name}">{f.name}</a>' for f in sorted(project.iterdir()) if f.name != "index.html")
+    links = "".join(
+        f'<a href="{f.name}">{f.name}</a>' for f in sorted(project.iterdir()) if f.name != "index.html"
+    )
     (project / "index.html").write_text(f"<html><body>{links}</body></html>\n")
 
 
@@ -87,7 +96,9 @@ def _installed(sandbox: Sandbox) -> set[str]:
     return {p.name.split("-")[0] for p in site.glob("python3*/site-packages/*.dist-info")}
 
 
-@pytest.mark.parametrize("case", ["tampered wrapper", "tampered native package", "no native pin for this machine"])
+@pytest.mark.parametrize(
+    "case", ["tampered wrapper", "tampered native package", "no native pin for this machine"]
+)
 def test_a_tampered_agent_cli_tarball_is_refused_and_never_installed(sandbox: Sandbox, case: str) -> None:
     kw: dict[str, object] = {}
     if case == "tampered wrapper":
@@ -114,12 +125,17 @@ def test_the_default_pins_carry_their_hashes_and_custom_ones_install_as_before()
     pin, text = coordinator_lock()
     assert pin == COORDINATOR_PIN  # the shipped lock was made for the operator's own pin
     entries = re.findall(r"^([a-z0-9-]+)==(\S+) \\$", text, re.M)
-    assert {"fastapi", "uvicorn", "starlette", "pydantic", "pydantic-core", "hatchling"} <= {n for n, _ in entries}
+    assert {"fastapi", "uvicorn", "starlette", "pydantic", "pydantic-core", "hatchling"} <= {
+        n for n, _ in entries
+    }
     for block in text.split("\n", 3)[3].split("\n")[0::1]:
         assert not block.startswith(("-e ", "git+", "http:", "https:")), block  # requirements only, no URLs
     for name, version in entries:  # every requirement exact and hashed
-        assert re.search(rf"^{re.escape(name)}=={re.escape(version)} \\\n(    --hash=sha256:[0-9a-f]{{64}}( \\)?\n)+",
-                         text, re.M), name
+        assert re.search(
+            rf"^{re.escape(name)}=={re.escape(version)} \\\n(    --hash=sha256:[0-9a-f]{{64}}( \\)?\n)+",
+            text,
+            re.M,
+        ), name
     base = dict(session="s", socket="s", agents=1, command="claude")
     default = BootstrapPlan(**base, coordinator_install=COORDINATOR_PIN)
     assert default.coordinator_lock == text
@@ -128,7 +144,9 @@ def test_the_default_pins_carry_their_hashes_and_custom_ones_install_as_before()
     assert all(NPM_INTEGRITY[pkg] == integrity for _, pkg, integrity in default.agent_cli_native or ())
     assert "SWARM_COORD_LOCK=" in render_setup(default) and "--hash=sha256:" in render_setup(default)
     custom = BootstrapPlan(**base, coordinator_install="claudeswarm==0.1.0", agent_cli_install="cli@1.0.0")
-    assert custom.coordinator_lock == "" and custom.agent_cli_integrity == "" and custom.agent_cli_native == ()
+    assert (
+        custom.coordinator_lock == "" and custom.agent_cli_integrity == "" and custom.agent_cli_native == ()
+    )
     with pytest.raises(ValueError, match="sha512 integrity"):
         BootstrapPlan(**base, agent_cli_integrity="sha1-abc")
 
@@ -176,11 +194,16 @@ def test_a_tampered_or_unhashed_dependency_is_refused_and_reported(sandbox: Sand
     assert not report.coordinator.installed
     error = report.coordinator.error or ""
     log = f"{report.state_dir}/provision.log"
-    assert error.startswith(f"installing the coordinator failed: {COORD_REQ} (its dependencies from the hashed "
-                            f"lock {report.state_dir}/coordinator/coordinator.lock: exit status 1; see {log}): "), error
+    assert error.startswith(
+        f"installing the coordinator failed: {COORD_REQ} (its dependencies from the hashed "
+        f"lock {report.state_dir}/coordinator/coordinator.lock: exit status 1; see {log}): "
+    ), error
     assert [e.step for e in report.errors] == ["coordinator"]
-    expected = {"tampered": "Expected sha256", "sdist-only": "No matching distribution",
-                "unlocked-dependency": "standin-extra"}[attack]
+    expected = {
+        "tampered": "Expected sha256",
+        "sdist-only": "No matching distribution",
+        "unlocked-dependency": "standin-extra",
+    }[attack]
     assert expected in error or expected in pathlib.Path(log).read_text()
     assert _installed(sandbox) & {"standin_dep", "standin_extra", "claudeswarm_standin"} == set()
     assert not (sandbox.home / ".swarm" / "swp" / "coordinator" / "bin" / "claudeswarm").exists()

@@ -9,6 +9,7 @@ import re
 import shlex
 import subprocess
 import sys
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -26,28 +27,60 @@ MODES: dict[str, dict[str, Any]] = {
     "namespaces": {"watch": {"mode": "namespaces", "namespaces": ["team-a", "team-b"]}},
     "cluster-standby": {"replicaCount": 2},
     "namespaces-standby": {
-        "replicaCount": 3, "watch": {"mode": "namespaces", "namespaces": ["team-a", "swarm-system"]},
+        "replicaCount": 3,
+        "watch": {"mode": "namespaces", "namespaces": ["team-a", "swarm-system"]},
     },
     "shard-by-label": {"sharding": {"labelSelector": "claudeswarm.io/shard=a"}},
     "everything": {
-        "e2b": {"apiKey": {"value": "e2b_" + "0" * 40}, "apiUrl": "https://api.e2b.example",
-                "sandboxUrl": "https://sandbox.e2b.example", "domain": "e2b.example"},
-        "metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True,
-                                                                            "spendRateUsdPerHour": 2.5}},
-        "grafana": {"dashboard": {"enabled": True, "namespace": "monitoring",
-                                  "annotations": {"grafana_folder": "Swarm"}}},
-        "networkPolicy": {"enabled": True, "apiServer": {"cidrs": ["10.0.0.1/32"]},
-                          "metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]},
+        "e2b": {
+            "apiKey": {"value": "e2b_" + "0" * 40},
+            "apiUrl": "https://api.e2b.example",
+            "sandboxUrl": "https://sandbox.e2b.example",
+            "domain": "e2b.example",
+        },
+        "metrics": {
+            "serviceMonitor": {"enabled": True},
+            "prometheusRule": {"enabled": True, "spendRateUsdPerHour": 2.5},
+        },
+        "grafana": {
+            "dashboard": {
+                "enabled": True,
+                "namespace": "monitoring",
+                "annotations": {"grafana_folder": "Swarm"},
+            }
+        },
+        "networkPolicy": {
+            "enabled": True,
+            "apiServer": {"cidrs": ["10.0.0.1/32"]},
+            "metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}],
+        },
         "crds": {"templated": True},
         "image": {"digest": "sha256:" + "a" * 64},
-        "settings": {"defaultTemplate": "claude-swarm", "leaseSeconds": 900, "leaseRenewSeconds": 1000000,
-                     "orphanTimeoutSeconds": 7200, "sweepIntervalSeconds": 60, "sweepGraceSeconds": 0.5,
-                     "readyTimeoutSeconds": 90.5, "initAttempts": 5, "initBackoffSeconds": 1,
-                     "deleteGraceSeconds": 10, "deleteTimeoutSeconds": 120, "controlTimeoutSeconds": 30,
-                     "commandTimeoutSeconds": 600, "kubeTimeoutSeconds": 20, "retryDelaySeconds": 2,
-                     "maxRetryDelaySeconds": 600, "creationsPerMinute": 5, "creationsPerHour": 100,
-                     "maxSandboxesPerNamespace": 20, "logFormat": "text", "logLevel": "DEBUG",
-                     "defaultKeyNamespaces": "default,team-*", "defaultKeyTemplates": "claude-swarm*"},
+        "settings": {
+            "defaultTemplate": "claude-swarm",
+            "leaseSeconds": 900,
+            "leaseRenewSeconds": 1000000,
+            "orphanTimeoutSeconds": 7200,
+            "sweepIntervalSeconds": 60,
+            "sweepGraceSeconds": 0.5,
+            "readyTimeoutSeconds": 90.5,
+            "initAttempts": 5,
+            "initBackoffSeconds": 1,
+            "deleteGraceSeconds": 10,
+            "deleteTimeoutSeconds": 120,
+            "controlTimeoutSeconds": 30,
+            "commandTimeoutSeconds": 600,
+            "kubeTimeoutSeconds": 20,
+            "retryDelaySeconds": 2,
+            "maxRetryDelaySeconds": 600,
+            "creationsPerMinute": 5,
+            "creationsPerHour": 100,
+            "maxSandboxesPerNamespace": 20,
+            "logFormat": "text",
+            "logLevel": "DEBUG",
+            "defaultKeyNamespaces": "default,team-*",
+            "defaultKeyTemplates": "claude-swarm*",
+        },
         "admissionPolicy": {"enabled": True, "validationActions": ["Deny", "Audit"]},
         "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
     },
@@ -72,7 +105,9 @@ def _operator_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def test_chart_crd_is_byte_identical_to_the_generated_one() -> None:
-    assert (CHART / "crds" / "swarmsandbox.yaml").read_bytes() == (ROOT / "crds" / "swarmsandbox.yaml").read_bytes()
+    assert (CHART / "crds" / "swarmsandbox.yaml").read_bytes() == (
+        ROOT / "crds" / "swarmsandbox.yaml"
+    ).read_bytes()
     assert [p.name for p in (CHART / "crds").iterdir()] == ["swarmsandbox.yaml"]
 
 
@@ -83,16 +118,19 @@ def test_helm_lint_is_clean(values: dict[str, Any], tmp_path: Path) -> None:
     assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout, result.stdout
 
 
-@pytest.mark.parametrize("typo", [
-    {"replicas": 2},  # top level: replicaCount
-    {"metrics": {"serviceMonitor": {"enbled": True}}},
-    {"settings": {"leaseSecond": 60}},  # would become an unknown SWARM_* name
-    {"settings": {"leaseSeconds": 5}},  # below the operator's own minimum
-    {"watch": {"mode": "namespace"}},
-    {"watch": {"mode": "namespaces", "namespaces": []}},
-    {"extraEnv": [{"name": "SWARM_LEASE_SECONDS", "value": "60"}]},
-    {"image": {"digest": "latest"}},
-])
+@pytest.mark.parametrize(
+    "typo",
+    [
+        {"replicas": 2},  # top level: replicaCount
+        {"metrics": {"serviceMonitor": {"enbled": True}}},
+        {"settings": {"leaseSecond": 60}},  # would become an unknown SWARM_* name
+        {"settings": {"leaseSeconds": 5}},  # below the operator's own minimum
+        {"watch": {"mode": "namespace"}},
+        {"watch": {"mode": "namespaces", "namespaces": []}},
+        {"extraEnv": [{"name": "SWARM_LEASE_SECONDS", "value": "60"}]},
+        {"image": {"digest": "latest"}},
+    ],
+)
 def test_values_typo_fails_lint(typo: dict[str, Any], tmp_path: Path) -> None:
     result = helm("lint", str(CHART), "--strict", "-f", str(_write(tmp_path, typo)), check=False)
     assert result.returncode != 0, result.stdout
@@ -120,10 +158,17 @@ def test_schema_is_closed_everywhere() -> None:
 def test_schema_settings_are_exactly_the_operator_settings() -> None:
     """The chart's ``settings`` map onto SWARM_* names; those it sets itself are not user settings."""
     schema = json.loads((CHART / "values.schema.json").read_text())
-    chart_owned = {"namespace", "operator_id", "default_api_key_secret", "default_api_key_secret_key",
-                   "metrics_port"}
-    snake = {"".join("_" + c.lower() if c.isupper() else c for c in name)
-             for name in schema["properties"]["settings"]["properties"]}
+    chart_owned = {
+        "namespace",
+        "operator_id",
+        "default_api_key_secret",
+        "default_api_key_secret_key",
+        "metrics_port",
+    }
+    snake = {
+        "".join("_" + c.lower() if c.isupper() else c for c in name)
+        for name in schema["properties"]["settings"]["properties"]
+    }
     assert snake == set(Settings.model_fields) - chart_owned
 
 
@@ -139,7 +184,12 @@ def test_rendered_manifests_validate_strictly(values: dict[str, Any]) -> None:
         except kubernetes_validate.ValidationError as exc:
             problems.append(f"{obj['kind']}/{obj['metadata']['name']}: {exc.message} at {list(exc.path)}")
     assert problems == []
-    assert {o["kind"] for o in objects} >= {"CustomResourceDefinition", "Deployment", "ServiceAccount", "Service"}
+    assert {o["kind"] for o in objects} >= {
+        "CustomResourceDefinition",
+        "Deployment",
+        "ServiceAccount",
+        "Service",
+    }
 
 
 @mode
@@ -217,15 +267,27 @@ def test_namespaces_mode_grants_no_cluster_roles() -> None:
     objects = render(MODES["namespaces"])
     assert not find(objects, "ClusterRole") and not find(objects, "ClusterRoleBinding")
     roles = {(r["metadata"]["namespace"], r["metadata"]["name"]) for r in find(objects, "Role")}
-    assert roles == {("team-a", "swarm-swarm-operator"), ("team-b", "swarm-swarm-operator"),
-                     ("swarm-system", "swarm-swarm-operator-own")}
+    assert roles == {
+        ("team-a", "swarm-swarm-operator"),
+        ("team-b", "swarm-swarm-operator"),
+        ("swarm-system", "swarm-swarm-operator-own"),
+    }
     (own,) = [r for r in find(objects, "Role") if r["metadata"]["name"].endswith("-own")]
     assert own["rules"] == [
-        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["swarm-swarm-operator-e2b"],
-         "verbs": ["get"]},
-        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["swarm-swarm-operator-released"],
-         "verbs": ["get", "patch"]},
-        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]}]
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": ["swarm-swarm-operator-e2b"],
+            "verbs": ["get"],
+        },
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["swarm-swarm-operator-released"],
+            "verbs": ["get", "patch"],
+        },
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
+    ]
 
 
 def test_default_key_secret_existing_or_created() -> None:
@@ -239,8 +301,16 @@ def test_default_key_secret_existing_or_created() -> None:
     assert not find(existing, "Secret")
     env = {e["name"]: e.get("value") for e in _operator_container(existing)["env"]}
     assert env["SWARM_DEFAULT_API_KEY_SECRET"] == "mine"
-    both = helm("template", "x", str(CHART), "--set", "e2b.apiKey.existingSecret=a",
-                "--set", "e2b.apiKey.value=b", check=False)
+    both = helm(
+        "template",
+        "x",
+        str(CHART),
+        "--set",
+        "e2b.apiKey.existingSecret=a",
+        "--set",
+        "e2b.apiKey.value=b",
+        check=False,
+    )
     assert both.returncode != 0 and "not both" in both.stderr
 
 
@@ -258,7 +328,8 @@ def test_peering_objects_exist_for_every_served_scope() -> None:
     cluster = render(MODES["cluster-standby"])
     assert [o["metadata"]["name"] for o in find(cluster, "ClusterKopfPeering")] == ["swarm-swarm-operator"]
     assert [o["metadata"]["name"] for o in find(cluster, "CustomResourceDefinition")] == [
-        "clusterkopfpeerings.kopf.dev"]
+        "clusterkopfpeerings.kopf.dev"
+    ]
     namespaced = render(MODES["namespaces-standby"])
     assert {o["metadata"]["namespace"] for o in find(namespaced, "KopfPeering")} == {"team-a", "swarm-system"}
     assert not find(render({}), "ClusterKopfPeering") and not find(render({}), "KopfPeering")
@@ -266,14 +337,20 @@ def test_peering_objects_exist_for_every_served_scope() -> None:
 
 def test_side_by_side_shards_do_not_collide() -> None:
     """Two releases in one namespace: distinct names for every object, peering and operator id."""
-    a = render({"watch": {"mode": "namespaces", "namespaces": ["team-a"]}, "replicaCount": 2}, release="shard-a")
-    b = render({"watch": {"mode": "namespaces", "namespaces": ["team-b"]}, "replicaCount": 2}, release="shard-b")
+    a = render(
+        {"watch": {"mode": "namespaces", "namespaces": ["team-a"]}, "replicaCount": 2}, release="shard-a"
+    )
+    b = render(
+        {"watch": {"mode": "namespaces", "namespaces": ["team-b"]}, "replicaCount": 2}, release="shard-b"
+    )
     key = lambda o: (o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"])  # noqa: E731
     shared = {key(o) for o in a} & {key(o) for o in b}
     # Only kopf's peering CRD is shared: identical in both, kept on uninstall.
     assert shared == {("CustomResourceDefinition", None, "kopfpeerings.kopf.dev")}
-    ids = [next(e["value"] for e in _operator_container(x)["env"] if e["name"] == "SWARM_OPERATOR_ID")
-           for x in (a, b)]
+    ids = [
+        next(e["value"] for e in _operator_container(x)["env"] if e["name"] == "SWARM_OPERATOR_ID")
+        for x in (a, b)
+    ]
     assert ids[0] != ids[1]
 
 
@@ -288,9 +365,17 @@ def test_monitoring_objects() -> None:
     assert monitor["spec"]["endpoints"][0]["honorLabels"] is True
     (rule,) = find(objects, "PrometheusRule")
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
-    assert set(alerts) == {"SwarmOperatorDown", "SwarmSandboxFailed", "SwarmSandboxDegraded",
-                           "SwarmReconcileErrorsHigh", "SwarmOrphanSandboxesKilled", "SwarmSpendRateHigh",
-                           "SwarmSandboxStuckStarting", "SwarmCreationsBlocked", "SwarmUntrackedSandboxes"}
+    assert set(alerts) == {
+        "SwarmOperatorDown",
+        "SwarmSandboxFailed",
+        "SwarmSandboxDegraded",
+        "SwarmReconcileErrorsHigh",
+        "SwarmOrphanSandboxesKilled",
+        "SwarmSpendRateHigh",
+        "SwarmSandboxStuckStarting",
+        "SwarmCreationsBlocked",
+        "SwarmUntrackedSandboxes",
+    }
     job = service["metadata"]["name"]
     assert all(f'job="{job}"' in r["expr"] for r in alerts.values())
     assert not any("namespace=" in r["expr"] for r in alerts.values())
@@ -309,6 +394,7 @@ def test_network_policy_allows_only_what_the_operator_needs() -> None:
 
 
 # ---- the rendered CRD and the examples, applied with kubectl to the Kubernetes emulator ----
+
 
 @pytest.fixture()
 def kube_emulator_crd_dirs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
@@ -337,8 +423,12 @@ def test_alerts_use_metrics_the_operator_exports() -> None:
     source = (ROOT / "operator" / "swarm_operator" / "metrics.py").read_text()
     exported = set(re.findall(r'"((?:swarm|controller_runtime)_[a-z_]+)"', source))
     (rule,) = find(render(MODES["everything"]), "PrometheusRule")
-    used = {name for g in rule["spec"]["groups"] for r in g["rules"]
-            for name in re.findall(r"\b((?:swarm|controller_runtime)_[a-z_]+)\{", r["expr"])}
+    used = {
+        name
+        for g in rule["spec"]["groups"]
+        for r in g["rules"]
+        for name in re.findall(r"\b((?:swarm|controller_runtime)_[a-z_]+)\{", r["expr"])
+    }
     assert used and used <= exported, used - exported
 
 
@@ -347,8 +437,9 @@ def test_grafana_dashboard_configmap_only_when_enabled() -> None:
     generated dashboard (tests/unit/test_dashboard.py checks that file against its generator)."""
     for values in MODES.values():
         if not values.get("grafana", {}).get("dashboard", {}).get("enabled"):
-            assert not [c for c in find(render(values), "ConfigMap")
-                        if "grafana_dashboard" in c["metadata"]["labels"]]
+            assert not [
+                c for c in find(render(values), "ConfigMap") if "grafana_dashboard" in c["metadata"]["labels"]
+            ]
     objects = render({"grafana": {"dashboard": {"enabled": True}}})
     (configmap,) = find(objects, "ConfigMap")
     assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
@@ -373,30 +464,53 @@ def test_spend_alert_threshold_comes_from_values() -> None:
 def test_budget_and_cost_through_kubectl(kube_emulator: Any) -> None:
     """A bad budget is a 422 naming the field; a good one is stored; the Cost column shows the
     ledger's figure once the operator writes status.cost."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from swarm_operator.cost import Prices, Size, accrue
 
-    swarm = {"apiVersion": "claudeswarm.io/v1alpha1", "kind": "SwarmSandbox",
-             "metadata": {"name": "capped", "namespace": "default"}, "spec": {"budget": {"maxUSD": -1}}}
+    swarm = {
+        "apiVersion": "claudeswarm.io/v1alpha1",
+        "kind": "SwarmSandbox",
+        "metadata": {"name": "capped", "namespace": "default"},
+        "spec": {"budget": {"maxUSD": -1}},
+    }
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "kubectl"), "--kubeconfig", str(kube_emulator.kubeconfig),
-         "apply", "--validate=false", "-f", "-"], input=json.dumps(swarm), capture_output=True, text=True,
-        timeout=60)
+        [
+            str(Path(sys.executable).parent / "kubectl"),
+            "--kubeconfig",
+            str(kube_emulator.kubeconfig),
+            "apply",
+            "--validate=false",
+            "-f",
+            "-",
+        ],
+        input=json.dumps(swarm),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0 and "spec.budget.maxUSD" in result.stderr, result.stderr
     swarm["spec"]["budget"] = {"maxUSD": 0.5}
     kubectl(kube_emulator.kubeconfig, "apply", "--validate=false", "-f", "-", input=json.dumps(swarm))
     stored = json.loads(kubectl(kube_emulator.kubeconfig, "get", "swarm", "capped", "-o", "json"))
     assert stored["spec"]["budget"] == {"maxUSD": 0.5, "action": "Suspend"}  # defaulted by the schema
 
-    start = datetime(2026, 11, 29, 12, tzinfo=timezone.utc)
+    start = datetime(2026, 11, 29, 12, tzinfo=UTC)
     ledger = accrue(None, start, "Running", Size(2, 512), Prices())
     ledger = accrue(ledger, start + timedelta(hours=1), "Running", Size(2, 512), Prices())
     patch = {"status": {"cost": ledger.model_dump(by_alias=True, mode="json", exclude_none=True)}}
-    kubectl(kube_emulator.kubeconfig, "patch", "swarm", "capped", "--subresource=status", "--type=merge",
-            "-p", json.dumps(patch))
+    kubectl(
+        kube_emulator.kubeconfig,
+        "patch",
+        "swarm",
+        "capped",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(patch),
+    )
     header, row = kubectl(kube_emulator.kubeconfig, "get", "swarm", "capped").splitlines()
-    assert row[header.index("COST"):].split()[0] == "$0.1089"  # by offset: empty columns print nothing
+    assert row[header.index("COST") :].split()[0] == "$0.1089"  # by offset: empty columns print nothing
 
 
 def test_the_stuck_starting_alert_waits_longer_than_the_init_bound() -> None:
@@ -430,11 +544,19 @@ def _policy(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return policy, binding
 
 
-@pytest.mark.parametrize("values", [
-    _TENANCY_VALUES, {"admissionPolicy": {"enabled": True}},
-    {**_TENANCY_VALUES, "watch": {"mode": "namespaces", "namespaces": ["team-a"]},
-     "admissionPolicy": {"enabled": True, "validationActions": ["Warn", "Audit"]}},
-], ids=["lists", "operator-defaults", "namespaces-mode-warn"])
+@pytest.mark.parametrize(
+    "values",
+    [
+        _TENANCY_VALUES,
+        {"admissionPolicy": {"enabled": True}},
+        {
+            **_TENANCY_VALUES,
+            "watch": {"mode": "namespaces", "namespaces": ["team-a"]},
+            "admissionPolicy": {"enabled": True, "validationActions": ["Warn", "Audit"]},
+        },
+    ],
+    ids=["lists", "operator-defaults", "namespaces-mode-warn"],
+)
 def test_admission_policy_renders_and_validates(values: dict[str, Any]) -> None:
     policy, binding = _policy(values)
     for obj in (policy, binding):
@@ -452,8 +574,9 @@ def test_admission_policy_renders_and_validates(values: dict[str, Any]) -> None:
     assert not find(render({}), "ValidatingAdmissionPolicy")  # off unless asked for
 
 
-def _admits(policy: dict[str, Any], namespace: str, spec: dict[str, Any],
-            old_spec: dict[str, Any] | None = None) -> tuple[bool, list[str]]:
+def _admits(
+    policy: dict[str, Any], namespace: str, spec: dict[str, Any], old_spec: dict[str, Any] | None = None
+) -> tuple[bool, list[str]]:
     """Evaluate the policy as the API server does (match conditions, variables, validations) with
     a real CEL interpreter: (admitted, the messages of the validations that failed)."""
     import celpy
@@ -463,24 +586,34 @@ def _admits(policy: dict[str, Any], namespace: str, spec: dict[str, Any],
     def evaluate(expression: str, activation: dict[str, Any]) -> Any:
         return env.program(env.compile(expression)).evaluate(activation)
 
-    obj = {"apiVersion": "claudeswarm.io/v1alpha1", "kind": "SwarmSandbox",
-           "metadata": {"name": "s", "namespace": namespace}, "spec": spec}
+    obj = {
+        "apiVersion": "claudeswarm.io/v1alpha1",
+        "kind": "SwarmSandbox",
+        "metadata": {"name": "s", "namespace": namespace},
+        "spec": spec,
+    }
     old = None if old_spec is None else {**obj, "spec": old_spec}
     activation: dict[str, Any] = {
-        "object": celpy.json_to_cel(obj), "oldObject": celpy.json_to_cel(old),
-        "request": celpy.json_to_cel({"namespace": namespace,
-                                      "operation": "CREATE" if old is None else "UPDATE"}),
+        "object": celpy.json_to_cel(obj),
+        "oldObject": celpy.json_to_cel(old),
+        "request": celpy.json_to_cel(
+            {"namespace": namespace, "operation": "CREATE" if old is None else "UPDATE"}
+        ),
     }
     if not all(evaluate(c["expression"], activation) for c in policy["spec"]["matchConditions"]):
         return True, []
     variables = {v["name"]: evaluate(v["expression"], activation) for v in policy["spec"]["variables"]}
     activation["variables"] = celpy.celtypes.MapType(
-        {celpy.celtypes.StringType(k): v for k, v in variables.items()})
+        {celpy.celtypes.StringType(k): v for k, v in variables.items()}
+    )
     failed = []
     for rule in policy["spec"]["validations"]:
         if not evaluate(rule["expression"], activation):
-            failed.append(str(evaluate(rule["messageExpression"], activation)) if "messageExpression" in rule
-                          else rule["message"])
+            failed.append(
+                str(evaluate(rule["messageExpression"], activation))
+                if "messageExpression" in rule
+                else rule["message"]
+            )
     return not failed, failed
 
 
@@ -502,8 +635,9 @@ _SPECS: dict[str, dict[str, Any]] = {
 _NAMESPACES = ["default", "team-a", "teamb", "other", "swarm-system", "xdefault"]
 
 
-@pytest.mark.parametrize("values", [_TENANCY_VALUES, {"admissionPolicy": {"enabled": True}}],
-                         ids=["lists", "operator-defaults"])
+@pytest.mark.parametrize(
+    "values", [_TENANCY_VALUES, {"admissionPolicy": {"enabled": True}}], ids=["lists", "operator-defaults"]
+)
 def test_admission_policy_cel_agrees_with_the_operator(values: dict[str, Any]) -> None:
     """On every namespace x spec, the policy admits exactly what the operator serves
     (lifecycle.tenancy.refusal with the settings the chart gives it), and says the same reason."""
@@ -516,7 +650,9 @@ def test_admission_policy_cel_agrees_with_the_operator(values: dict[str, Any]) -
     verdicts = {}
     for namespace in _NAMESPACES:
         for label, spec in _SPECS.items():
-            refused = refusal(namespace, SwarmSandboxSpec.from_body({"agent": {"command": "x"}, **spec}), settings)
+            refused = refusal(
+                namespace, SwarmSandboxSpec.from_body({"agent": {"command": "x"}, **spec}), settings
+            )
             admitted, messages = _admits(policy, namespace, spec)
             assert admitted == (refused is None), (namespace, label, messages, refused)
             if refused is not None:

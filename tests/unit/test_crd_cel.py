@@ -49,13 +49,29 @@ def _evaluate(expression: str, obj: dict[str, Any]) -> Any:
 
 
 _ENV_ENTRIES = st.fixed_dictionaries(
-    {"name": st.one_of(
-        st.sampled_from([*model.RESERVED_ENV_NAMES, "TMUX", "TMUX_PANE", "E2B_X", "E2B", "E2BX", "PATHS",
-                         "ANTHROPIC_API_KEY", "user", "Path"]),
-        st.from_regex(r"\A[A-Za-z_][A-Za-z0-9_]{0,8}\Z"),
-    )},
-    optional={"value": st.text(max_size=5),
-              "valueFrom": st.just({"secretKeyRef": {"name": "s", "key": "k"}})},
+    {
+        "name": st.one_of(
+            st.sampled_from(
+                [
+                    *model.RESERVED_ENV_NAMES,
+                    "TMUX",
+                    "TMUX_PANE",
+                    "E2B_X",
+                    "E2B",
+                    "E2BX",
+                    "PATHS",
+                    "ANTHROPIC_API_KEY",
+                    "user",
+                    "Path",
+                ]
+            ),
+            st.from_regex(r"\A[A-Za-z_][A-Za-z0-9_]{0,8}\Z"),
+        )
+    },
+    optional={
+        "value": st.text(max_size=5),
+        "valueFrom": st.just({"secretKeyRef": {"name": "s", "key": "k"}}),
+    },
 )
 
 
@@ -83,24 +99,44 @@ def test_reserved_name_message_names_the_variable() -> None:
 
 
 _SECRET_REF = st.fixed_dictionaries({"name": st.sampled_from(["a", "b"]), "key": st.just("k")})
-_SPECS = st.fixed_dictionaries({}, optional={
-    "agent": st.fixed_dictionaries({}, optional={
-        "env": st.lists(st.one_of(
-            st.builds(lambda i: {"name": f"V{i}", "value": "x"}, st.integers(0, 9)),
-            st.builds(lambda r: {"name": "S", "valueFrom": {"secretKeyRef": r}}, _SECRET_REF)),
-            max_size=80),
-        "apiKeySecretRef": _SECRET_REF,
-    }),
-    "e2b": st.fixed_dictionaries({}, optional={"apiKeySecretRef": _SECRET_REF}),
-    "workspace": st.fixed_dictionaries({"repo": st.just("https://h/r")},
-                                       optional={"credentialsSecretRef": _SECRET_REF}),
-    "mcp": st.lists(st.fixed_dictionaries({"name": st.just("m")}, optional={
-        "tokenSecretRef": _SECRET_REF,
-        "fields": st.lists(st.one_of(
-            st.just({"name": "f", "value": "v"}),
-            st.builds(lambda r: {"name": "f", "valueFrom": {"secretKeyRef": r}}, _SECRET_REF)),
-            max_size=12)}), max_size=6),
-})
+_SPECS = st.fixed_dictionaries(
+    {},
+    optional={
+        "agent": st.fixed_dictionaries(
+            {},
+            optional={
+                "env": st.lists(
+                    st.one_of(
+                        st.builds(lambda i: {"name": f"V{i}", "value": "x"}, st.integers(0, 9)),
+                        st.builds(lambda r: {"name": "S", "valueFrom": {"secretKeyRef": r}}, _SECRET_REF),
+                    ),
+                    max_size=80,
+                ),
+                "apiKeySecretRef": _SECRET_REF,
+            },
+        ),
+        "e2b": st.fixed_dictionaries({}, optional={"apiKeySecretRef": _SECRET_REF}),
+        "workspace": st.fixed_dictionaries(
+            {"repo": st.just("https://h/r")}, optional={"credentialsSecretRef": _SECRET_REF}
+        ),
+        "mcp": st.lists(
+            st.fixed_dictionaries(
+                {"name": st.just("m")},
+                optional={
+                    "tokenSecretRef": _SECRET_REF,
+                    "fields": st.lists(
+                        st.one_of(
+                            st.just({"name": "f", "value": "v"}),
+                            st.builds(lambda r: {"name": "f", "valueFrom": {"secretKeyRef": r}}, _SECRET_REF),
+                        ),
+                        max_size=12,
+                    ),
+                },
+            ),
+            max_size=6,
+        ),
+    },
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -114,12 +150,16 @@ def test_secret_reference_rule_counts_every_field_to_the_limit() -> None:
     (rule,) = _rules(".spec")
     ref = {"secretKeyRef": {"name": "s", "key": "k"}}
     spec: dict[str, Any] = {
-        "agent": {"apiKeySecretRef": ref["secretKeyRef"],
-                  "env": [{"name": f"V{i}", "valueFrom": ref} for i in range(model.MAX_SECRET_REFERENCES - 35)]},
+        "agent": {
+            "apiKeySecretRef": ref["secretKeyRef"],
+            "env": [{"name": f"V{i}", "valueFrom": ref} for i in range(model.MAX_SECRET_REFERENCES - 35)],
+        },
         "e2b": {"apiKeySecretRef": ref["secretKeyRef"]},
         "workspace": {"repo": "https://h/r", "credentialsSecretRef": ref["secretKeyRef"]},
-        "mcp": [{"name": "g", "tokenSecretRef": ref["secretKeyRef"]},
-                {"name": "c", "fields": [{"name": f"f{j}", "valueFrom": ref} for j in range(31)]}],
+        "mcp": [
+            {"name": "g", "tokenSecretRef": ref["secretKeyRef"]},
+            {"name": "c", "fields": [{"name": f"f{j}", "valueFrom": ref} for j in range(31)]},
+        ],
     }
     assert _crd._secret_references(spec) == model.MAX_SECRET_REFERENCES
     assert _evaluate(rule["rule"], spec)
@@ -128,15 +168,19 @@ def test_secret_reference_rule_counts_every_field_to_the_limit() -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(args=st.lists(st.text(max_size=3000), max_size=20),
-       values=st.lists(st.lists(st.text(max_size=3000), max_size=4), max_size=6))
+@given(
+    args=st.lists(st.text(max_size=3000), max_size=20),
+    values=st.lists(st.lists(st.text(max_size=3000), max_size=4), max_size=6),
+)
 def test_cel_and_mirror_agree_on_aggregate_sizes(args: list[str], values: list[list[str]]) -> None:
     """agent.args and the MCP literal values are bounded together (issue 16: they all go into one
     setup script, which must fit in one command)."""
     (args_rule,) = _rules(".spec.agent.args")
     (mcp_rule,) = _rules(".spec.mcp")
-    mcp = [{"name": f"m{i}", "fields": [{"name": f"f{j}", "value": v} for j, v in enumerate(vs)]}
-           for i, vs in enumerate(values)]
+    mcp = [
+        {"name": f"m{i}", "fields": [{"name": f"f{j}", "value": v} for j, v in enumerate(vs)]}
+        for i, vs in enumerate(values)
+    ]
     mcp.append({"name": "no-fields"})
     assert bool(_evaluate(args_rule["rule"], args)) == _crd.CEL_MIRRORS[args_rule["rule"]](args)
     assert bool(_evaluate(mcp_rule["rule"], mcp)) == _crd.CEL_MIRRORS[mcp_rule["rule"]](mcp)

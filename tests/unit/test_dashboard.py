@@ -4,7 +4,7 @@ and every series it reads (with every label it filters or groups by) is one the 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import promql_parser
 import pytest
@@ -26,7 +26,7 @@ def _exported() -> dict[str, set[str]]:
     in which every family has at least one sample."""
     metrics = Metrics(CollectorRegistry())
     metrics.observe_phase("u1", "team-a", Phase.READY)
-    metrics.observe_cost("u1", "team-a", accrue(None, datetime.now(timezone.utc), "Running", Size(2, 512), Prices()))
+    metrics.observe_cost("u1", "team-a", accrue(None, datetime.now(UTC), "Running", Size(2, 512), Prices()))
     metrics.became_ready(10.0)
     metrics.e2b_observer("create", "ok", 0.1)
     metrics.step("create", 1.0)
@@ -49,7 +49,7 @@ def _label_values(query: str) -> tuple[str, str] | None:
     """Grafana's ``label_values(selector, label)`` variable query, split; None for plain PromQL."""
     if not query.startswith("label_values("):
         return None
-    selector, label = query[len("label_values("):-1].rsplit(",", 1)
+    selector, label = query[len("label_values(") : -1].rsplit(",", 1)
     return selector.strip(), label.strip()
 
 
@@ -98,16 +98,23 @@ def _dashboard_model() -> dict:
 
 def test_committed_dashboard_is_the_generated_one() -> None:
     assert _dashboard.dashboard_path().read_text() == _dashboard.render(), (
-        "run `python -m swarm_operator._dashboard`")
+        "run `python -m swarm_operator._dashboard`"
+    )
     assert _dashboard.main(["--check"]) == 0
 
 
 def test_dashboard_covers_what_the_issue_asks_for() -> None:
     model = _dashboard_model()
     reads = {name for q in _dashboard.queries(model) if not _label_values(q) for name, _ in _reads(_parse(q))}
-    assert reads >= {"swarm_sandboxes", "swarm_ready_seconds_bucket", "swarm_e2b_calls_total",
-                     "swarm_agent_restarts_total", "swarm_orphans_killed_total",
-                     "swarm_sandbox_rate_usd_per_hour", "swarm_sandbox_estimated_usd_total"}
+    assert reads >= {
+        "swarm_sandboxes",
+        "swarm_ready_seconds_bucket",
+        "swarm_e2b_calls_total",
+        "swarm_agent_restarts_total",
+        "swarm_orphans_killed_total",
+        "swarm_sandbox_rate_usd_per_hour",
+        "swarm_sandbox_estimated_usd_total",
+    }
     ids = [p["id"] for p in model["panels"]]
     assert len(ids) == len(set(ids))
 
@@ -119,11 +126,14 @@ def test_every_query_reads_only_exported_series_and_labels() -> None:
     assert [p for query in queries for p in _problems(query, exported)] == []
 
 
-@pytest.mark.parametrize("query", [
-    "sum(swarm_no_such_series{job=~\"$job\"})",
-    "sum by (namespace) (rate(swarm_e2b_calls_total[$__rate_interval]))",  # no namespace label
-    "label_values(swarm_sandboxes, sandbox)",
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        'sum(swarm_no_such_series{job=~"$job"})',
+        "sum by (namespace) (rate(swarm_e2b_calls_total[$__rate_interval]))",  # no namespace label
+        "label_values(swarm_sandboxes, sandbox)",
+    ],
+)
 def test_the_check_catches_a_wrong_query(query: str) -> None:
     assert _problems(query, _exported())
 

@@ -24,6 +24,14 @@ def test_every_path_the_architecture_names_exists() -> None:
     named = set(re.findall(r"`((?:[\w.-]+/)*[\w.-]+\.(?:py|md|toml|yaml)|[\w-]+/)`", text))
     assert named, "the architecture names no paths: the pattern is broken"
     base = ROOT / "operator" / "swarm_operator"
-    missing = [p for p in named if not ((base / p).exists() or (ROOT / p).exists()
-                                          or (ROOT / "operator" / p).exists() or (DOCS / p).exists())]
+    missing = [
+        p
+        for p in named
+        if not (
+            (base / p).exists()
+            or (ROOT / p).exists()
+            or (ROOT / "operator" / p).exists()
+            or (DOCS / p).exists()
+        )
+    ]
     assert missing == []

@@ -23,10 +23,12 @@ BIN = Path(sys.executable).parent
 _FORMATTER_RULES = "E501,I001"
 
 
-def _run(*argv: str, cwd: Path = ROOT, env: dict[str, str] | None = None,
-         timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+def _run(
+    *argv: str, cwd: Path = ROOT, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
 
 
 def _lint_imports(cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -43,26 +45,42 @@ def test_import_contracts_hold() -> None:
 
 # (file to touch, the line added, the contract that must break)
 _VIOLATIONS = [
-    ("operator/swarm_operator/names.py", "from swarm_operator import lifecycle",
-     "The operator's layers"),
-    ("operator/swarm_operator/lifecycle/__init__.py", "from swarm_operator import handlers",
-     "The operator's layers"),
+    ("operator/swarm_operator/names.py", "from swarm_operator import lifecycle", "The operator's layers"),
+    (
+        "operator/swarm_operator/lifecycle/__init__.py",
+        "from swarm_operator import handlers",
+        "The operator's layers",
+    ),
     ("operator/swarm_operator/console.py", "import e2b", "Only the backend imports the e2b SDK"),
     ("operator/swarm_operator/sweeper.py", "import kubernetes", "Only the cluster adapter imports"),
-    ("operator/swarm_operator/handlers.py", "import swarm_testbed.e2b", "The operator never imports the test bed"),
-    ("testbed/swarm_testbed/kube/_errors.py", "import swarm_operator.names",
-     "The test bed imports nothing from the operator"),
+    (
+        "operator/swarm_operator/handlers.py",
+        "import swarm_testbed.e2b",
+        "The operator never imports the test bed",
+    ),
+    (
+        "testbed/swarm_testbed/kube/_errors.py",
+        "import swarm_operator.names",
+        "The test bed imports nothing from the operator",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("path", "line", "contract"), _VIOLATIONS, ids=[v[0].rsplit("/", 1)[-1] + "-" + v[1].split()[-1]
-                                                                        for v in _VIOLATIONS])
-def test_a_deliberate_violation_breaks_its_contract(tmp_path: Path, path: str, line: str, contract: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "line", "contract"),
+    _VIOLATIONS,
+    ids=[v[0].rsplit("/", 1)[-1] + "-" + v[1].split()[-1] for v in _VIOLATIONS],
+)
+def test_a_deliberate_violation_breaks_its_contract(
+    tmp_path: Path, path: str, line: str, contract: str
+) -> None:
     """In a copy of the tree (found first on sys.path), one added import breaks the named contract."""
     for name in ("pyproject.toml", "operator", "testbed"):
         source = ROOT / name
         if source.is_dir():
-            shutil.copytree(source, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+            shutil.copytree(
+                source, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+            )
         else:
             shutil.copy(source, tmp_path / name)
     target = tmp_path / path
@@ -79,7 +97,9 @@ def test_mypy_strict_on_the_operator_package() -> None:
     cache = Path(tempfile.gettempdir()) / f"swarm-mypy-{hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]}"
     result = _run(str(BIN / "mypy"), "--cache-dir", str(cache), timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "--strict" in _run(str(BIN / "mypy"), "--help").stdout  # the flag pyproject's strict = true maps to
+    assert (
+        "--strict" in _run(str(BIN / "mypy"), "--help").stdout
+    )  # the flag pyproject's strict = true maps to
 
 
 def test_every_type_ignore_is_explained() -> None:

@@ -6,19 +6,40 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from swarm_operator import lifecycle
-from swarm_operator.bootstrap._report import MARK_BEGIN, MARK_END
 from tests.unit.test_lifecycle import REF, SPEC, Recorder, _conditions, _spec, _status
 from tests.unit.test_quarantine import ProbedBackend, _ready
 
+from swarm_operator import lifecycle
+from swarm_operator.bootstrap._report import MARK_BEGIN, MARK_END
+
 
 def _probe(alive: int, restarts: int = 0) -> str:
-    panes = [{"index": i, "target": f"s:0.{i}", "pane_id": f"%{i}", "pid": 100 + i, "alive": i < alive,
-              "dead": i >= alive, "exit_status": None if i < alive else 1, "command": "sleep",
-              "restarts": restarts} for i in range(2)]
-    body = {"kind": "probe", "version": 1, "session": "s", "server": True,
-            "agents": {"desired": 2, "alive": alive, "dead": 2 - alive}, "missing": [], "extra": 0,
-            "panes": panes, "registry": None, "mcp": None}
+    panes = [
+        {
+            "index": i,
+            "target": f"s:0.{i}",
+            "pane_id": f"%{i}",
+            "pid": 100 + i,
+            "alive": i < alive,
+            "dead": i >= alive,
+            "exit_status": None if i < alive else 1,
+            "command": "sleep",
+            "restarts": restarts,
+        }
+        for i in range(2)
+    ]
+    body = {
+        "kind": "probe",
+        "version": 1,
+        "session": "s",
+        "server": True,
+        "agents": {"desired": 2, "alive": alive, "dead": 2 - alive},
+        "missing": [],
+        "extra": 0,
+        "panes": panes,
+        "registry": None,
+        "mcp": None,
+    }
     return f"{MARK_BEGIN}\n{json.dumps(body)}\n{MARK_END}\n"
 
 

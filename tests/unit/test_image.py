@@ -20,9 +20,17 @@ from test_chart_tools import CHART, ROOT
 LOCK = ROOT / "requirements.lock"
 DOCKERFILE = ROOT / "Dockerfile"
 #: Where the image runs: the Dockerfile's base and the lock's resolution must both be this.
-TARGET = {"python_version": "3.11", "python_full_version": "3.11.0", "sys_platform": "linux",
-          "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix",
-          "implementation_name": "cpython", "platform_python_implementation": "CPython", "extra": ""}
+TARGET = {
+    "python_version": "3.11",
+    "python_full_version": "3.11.0",
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+    "platform_machine": "x86_64",
+    "os_name": "posix",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+    "extra": "",
+}
 
 
 def _locked() -> dict[str, tuple[str, list[str]]]:
@@ -32,7 +40,10 @@ def _locked() -> dict[str, tuple[str, list[str]]]:
     for block in re.split(r"\n(?=[A-Za-z0-9])", text):
         match = re.match(r"([A-Za-z0-9_.\-]+)==([^\s\\;]+)", block)
         if match:
-            pins[canonicalize_name(match.group(1))] = (match.group(2), re.findall(r"--hash=sha256:([0-9a-f]{64})", block))
+            pins[canonicalize_name(match.group(1))] = (
+                match.group(2),
+                re.findall(r"--hash=sha256:([0-9a-f]{64})", block),
+            )
     return pins
 
 
@@ -43,7 +54,9 @@ def _pyproject() -> dict:
 def test_lock_pins_every_runtime_and_build_dependency_with_hashes() -> None:
     pins = _locked()
     project = _pyproject()
-    wanted = [Requirement(r) for r in project["project"]["dependencies"] + project["build-system"]["requires"]]
+    wanted = [
+        Requirement(r) for r in project["project"]["dependencies"] + project["build-system"]["requires"]
+    ]
     for req in wanted:
         if req.marker is not None and not req.marker.evaluate(TARGET):
             continue
@@ -62,8 +75,23 @@ def locked_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     env_dir = tmp_path_factory.mktemp("locked") / "venv"
     venv.EnvBuilder(with_pip=True, symlinks=True).create(env_dir)
     py = env_dir / "bin" / "python"
-    result = subprocess.run([str(py), "-m", "pip", "install", "-q", "--require-hashes", "--no-deps",
-                             "--only-binary=:all:", "-r", str(LOCK)], capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            str(py),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--require-hashes",
+            "--no-deps",
+            "--only-binary=:all:",
+            "-r",
+            str(LOCK),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return py
 
@@ -83,33 +111,46 @@ def test_lock_installs_with_hashes_and_the_cli_starts(tmp_path: Path, locked_pyt
     py = locked_python
 
     def pip(*args: str) -> None:
-        result = subprocess.run([str(py), "-m", "pip", "install", "-q", *args], capture_output=True,
-                                text=True, timeout=600)
+        result = subprocess.run(
+            [str(py), "-m", "pip", "install", "-q", *args], capture_output=True, text=True, timeout=600
+        )
         assert result.returncode == 0, result.stdout + result.stderr
 
     source = _build_context(tmp_path)
     pip("--no-deps", "--no-build-isolation", "--no-index", str(source))
     check = subprocess.run([str(py), "-m", "pip", "check"], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout
-    version = subprocess.run([str(env_dir / "bin" / "swarm-operator"), "version"], capture_output=True,
-                             text=True, timeout=60)
+    version = subprocess.run(
+        [str(env_dir / "bin" / "swarm-operator"), "version"], capture_output=True, text=True, timeout=60
+    )
     assert version.returncode == 0 and version.stdout.startswith("swarm-operator "), version.stderr
     # The operator's imports (kopf, kubernetes, e2b, ...) all resolve from the locked set.
-    imports = subprocess.run([str(py), "-c", "import swarm_operator.handlers, swarm_operator.cli"],
-                             capture_output=True, text=True, timeout=60,
-                             env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    imports = subprocess.run(
+        [str(py), "-c", "import swarm_operator.handlers, swarm_operator.cli"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
     assert imports.returncode == 0, imports.stderr
     # The image has no test bed: the commands that need it say so in one line, no traceback.
     for command in (["dev"], ["emulate", "kube", "--kubeconfig", str(tmp_path / "kc")], ["emulate", "e2b"]):
-        missing = subprocess.run([str(env_dir / "bin" / "swarm-operator"), *command], capture_output=True,
-                                 text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+        missing = subprocess.run(
+            [str(env_dir / "bin" / "swarm-operator"), *command],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        )
         assert missing.returncode == 1 and missing.stderr.count("\n") == 1, missing.stderr
         assert "swarm_testbed" in missing.stderr and "scripts/setup" in missing.stderr
 
 
 def test_dockerfile_keeps_its_promises() -> None:
     text = DOCKERFILE.read_text()
-    base = re.search(r"^ARG PYTHON_IMAGE=python:(\d+)\.(\d+)\.(\d+)-slim-\w+(@sha256:[0-9a-f]{64})?$", text, re.M)
+    base = re.search(
+        r"^ARG PYTHON_IMAGE=python:(\d+)\.(\d+)\.(\d+)-slim-\w+(@sha256:[0-9a-f]{64})?$", text, re.M
+    )
     assert base, "the base image is pinned to an exact Python version"
     assert f"{base.group(1)}.{base.group(2)}" == TARGET["python_version"]
     froms = re.findall(r"^FROM (\S+)", text, re.M)
@@ -135,8 +176,10 @@ def test_dockerignore_admits_only_the_build_inputs() -> None:
 
 
 #: What only the test bed may hold: emulators, the playground's stand-in binaries, pytest plugins.
-_TEST_BED = re.compile(r"(^|/)(swarm_testbed|emulators?|testbed|pytest_plugin\.py|conftest\.py|playground/bin"
-                       r"|claudeswarm|mcp-gateway)(/|$)")
+_TEST_BED = re.compile(
+    r"(^|/)(swarm_testbed|emulators?|testbed|pytest_plugin\.py|conftest\.py|playground/bin"
+    r"|claudeswarm|mcp-gateway)(/|$)"
+)
 
 
 def _copied_sources() -> list[str]:
@@ -152,13 +195,15 @@ def test_image_copies_no_test_bed() -> None:
     stand-in binary or a pytest plugin (they live in testbed/, a distribution of their own)."""
     sources = _copied_sources()
     assert "operator" in sources and not any(_TEST_BED.search(s) for s in sources), sources
-    files = subprocess.run(["git", "-C", str(ROOT), "ls-files", "--", *sources], capture_output=True,
-                           text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "--", *sources], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert any(f.startswith("operator/swarm_operator/") for f in files)  # the listing is real
     assert [f for f in files if _TEST_BED.search(f)] == []
     # And the pattern does catch the test bed, so the empty list above means something.
-    bed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "--", "testbed"], capture_output=True,
-                         text=True, check=True).stdout.split()
+    bed = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "--", "testbed"], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert bed and all(_TEST_BED.search(f) for f in bed)
 
 
@@ -166,9 +211,24 @@ def test_operator_wheel_ships_no_test_bed(tmp_path: Path, locked_python: Path) -
     """The wheel the image installs, built the way the Dockerfile builds it (the locked setuptools, no
     isolation, no index), lists no test bed file."""
     source = _build_context(tmp_path)
-    built = subprocess.run([str(locked_python), "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                            "--no-index", "-w", str(tmp_path / "dist"), str(source)],
-                           capture_output=True, text=True, timeout=300)
+    built = subprocess.run(
+        [
+            str(locked_python),
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-w",
+            str(tmp_path / "dist"),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert built.returncode == 0, built.stdout + built.stderr
     (wheel,) = (tmp_path / "dist").glob("swarm_operator-*.whl")
     names = zipfile.ZipFile(wheel).namelist()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,10 +15,10 @@ from swarm_operator.backend import (
     AuthenticationFailed,
     BackendError,
     BackendUnavailable,
+    CommandResult,
     CommandTimeout,
     InvalidRequest,
     OutputLimitExceeded,
-    CommandResult,
     SandboxInfo,
     SandboxNotFound,
 )
@@ -37,16 +37,40 @@ DEFAULT_TEMPLATE = Settings().default_template  # what a spec naming no template
 
 
 def _report(desired: int, ready: int, registered: int | None = None) -> str:
-    panes = [{"index": i, "target": f"s:0.{i}", "pane_id": f"%{i}", "pid": 100 + i, "alive": i < ready,
-              "dead": i >= ready, "exit_status": None if i < ready else 1, "command": "sleep",
-              "restarts": 0} for i in range(desired)]
+    panes = [
+        {
+            "index": i,
+            "target": f"s:0.{i}",
+            "pane_id": f"%{i}",
+            "pid": 100 + i,
+            "alive": i < ready,
+            "dead": i >= ready,
+            "exit_status": None if i < ready else 1,
+            "command": "sleep",
+            "restarts": 0,
+        }
+        for i in range(desired)
+    ]
     body = {
-        "kind": "setup", "version": 1, "session": "s", "socket": "s", "state_dir": ".swarm/s",
-        "server": True, "agents": {"desired": desired, "ready": ready, "failed": desired - ready},
-        "panes": panes, "created": [], "removed": [], "restarted": [], "env_missing": [],
+        "kind": "setup",
+        "version": 1,
+        "session": "s",
+        "socket": "s",
+        "state_dir": ".swarm/s",
+        "server": True,
+        "agents": {"desired": desired, "ready": ready, "failed": desired - ready},
+        "panes": panes,
+        "created": [],
+        "removed": [],
+        "restarted": [],
+        "env_missing": [],
         "timed_out": ready < desired,
-        "coordinator": {"enabled": registered is not None, "installed": registered is not None,
-                        "discovered": registered, "error": None},
+        "coordinator": {
+            "enabled": registered is not None,
+            "installed": registered is not None,
+            "discovered": registered,
+            "error": None,
+        },
         "steps": {"tmux": 0.01},
         "errors": [{"step": "ready", "agent": i, "message": "agent exited"} for i in range(ready, desired)],
     }
@@ -71,20 +95,23 @@ class FakeBackend:
     def add(self, uid: str, started_at: datetime | None = None) -> str:
         self.counter += 1
         sid = f"sbx-{self.counter}"
-        now = started_at or datetime.now(timezone.utc)
-        self.sandboxes[sid] = SandboxInfo(sid, DEFAULT_TEMPLATE, {TAG_UID: uid}, now,
-                                          now + timedelta(seconds=600), "running")
+        now = started_at or datetime.now(UTC)
+        self.sandboxes[sid] = SandboxInfo(
+            sid, DEFAULT_TEMPLATE, {TAG_UID: uid}, now, now + timedelta(seconds=600), "running"
+        )
         return sid
 
-    async def create(self, template: str, metadata: Mapping[str, str], envs: Any = None, *,
-                     timeout_s: int, **_: Any) -> SandboxInfo:
+    async def create(
+        self, template: str, metadata: Mapping[str, str], envs: Any = None, *, timeout_s: int, **_: Any
+    ) -> SandboxInfo:
         return self.sandboxes[self.add(metadata[TAG_UID])]
 
     async def list(self, metadata: Mapping[str, str], state: str = "both", **_: Any) -> list[SandboxInfo]:
         if self.list_error is not None:
             raise self.list_error
-        return [s for s in self.sandboxes.values()
-                if all(s.metadata.get(k) == v for k, v in metadata.items())]
+        return [
+            s for s in self.sandboxes.values() if all(s.metadata.get(k) == v for k, v in metadata.items())
+        ]
 
     async def kill(self, sandbox_id: str, **_: Any) -> bool:
         self.killed.append(sandbox_id)
@@ -160,10 +187,18 @@ class Pool:
 
 def _runtime(backend: FakeBackend, recorder: Recorder, **settings: Any) -> Runtime:
     return Runtime(
-        settings=Settings.from_env({"SWARM_INIT_BACKOFF_SECONDS": "0",
-                                    "SWARM_DEFAULT_KEY_NAMESPACES": "*", "SWARM_DEFAULT_KEY_TEMPLATES": "*", **settings}),
-        backends=Pool(backend), secrets=SecretReader(FakeSecrets()),
-        status=recorder, events=recorder,
+        settings=Settings.from_env(
+            {
+                "SWARM_INIT_BACKOFF_SECONDS": "0",
+                "SWARM_DEFAULT_KEY_NAMESPACES": "*",
+                "SWARM_DEFAULT_KEY_TEMPLATES": "*",
+                **settings,
+            }
+        ),
+        backends=Pool(backend),
+        secrets=SecretReader(FakeSecrets()),
+        status=recorder,
+        events=recorder,
     )
 
 
@@ -213,13 +248,16 @@ async def test_retry_on_same_sandbox_recovers_within_budget() -> None:
     backend, recorder = FakeBackend(ready_per_run=[0, 2]), Recorder()
     await lifecycle.reconcile(REF, _spec(SPEC), _status(None), _runtime(backend, recorder))
     assert not backend.killed and recorder.status()["phase"] == "Ready"
-    assert any("attempt 1/3 failed" in (c.get("message") or "")
-               for p in recorder.patches for c in p.get("conditions", []))
+    assert any(
+        "attempt 1/3 failed" in (c.get("message") or "")
+        for p in recorder.patches
+        for c in p.get("conditions", [])
+    )
 
 
 async def test_duplicates_are_killed_keeping_the_tracked_one() -> None:
     backend, recorder = FakeBackend(), Recorder()
-    early = backend.add(REF.uid, datetime.now(timezone.utc) - timedelta(minutes=5))
+    early = backend.add(REF.uid, datetime.now(UTC) - timedelta(minutes=5))
     tracked = backend.add(REF.uid)
     status = {"sandbox": {"id": tracked}}
     await lifecycle.reconcile(REF, _spec(SPEC), _status(status), _runtime(backend, recorder))
@@ -272,7 +310,7 @@ async def test_ttl_reached_kills_the_sandbox_and_fails_as_expired() -> None:
     backend, recorder = FakeBackend(), Recorder()
     runtime = _runtime(backend, recorder)
     runtime.remember(REF.uid).api_key = KEY
-    started = datetime.now(timezone.utc) - timedelta(seconds=120)
+    started = datetime.now(UTC) - timedelta(seconds=120)
     sid = backend.add(REF.uid, started)
     status = {"sandbox": {"id": sid, "startedAt": started.isoformat()}}
     await lifecycle.renew_lease(REF, _spec({**SPEC, "ttlSeconds": 60}), _status(status), runtime)
@@ -285,7 +323,7 @@ async def test_lease_renewal_never_goes_past_the_ttl() -> None:
     backend, recorder = FakeBackend(), Recorder()
     runtime = _runtime(backend, recorder)
     runtime.remember(REF.uid).api_key = KEY
-    started = datetime.now(timezone.utc) - timedelta(seconds=30)
+    started = datetime.now(UTC) - timedelta(seconds=30)
     sid = backend.add(REF.uid, started)
     status = {"sandbox": {"id": sid, "startedAt": started.isoformat()}}
     await lifecycle.renew_lease(REF, _spec({**SPEC, "ttlSeconds": 100}), _status(status), runtime)
@@ -296,7 +334,9 @@ async def test_lease_renewal_never_goes_past_the_ttl() -> None:
 async def test_delete_kills_every_tagged_sandbox_and_tolerates_gone_ones() -> None:
     backend, recorder = FakeBackend(), Recorder()
     a, b = backend.add(REF.uid), backend.add(REF.uid)
-    await lifecycle.delete(REF, _spec(SPEC), _status({"sandbox": {"id": "sbx-already-gone"}}), _runtime(backend, recorder))
+    await lifecycle.delete(
+        REF, _spec(SPEC), _status({"sandbox": {"id": "sbx-already-gone"}}), _runtime(backend, recorder)
+    )
     assert sorted(backend.killed) == sorted([a, b])
     assert not backend.sandboxes
 
@@ -321,20 +361,26 @@ async def test_delete_of_a_refused_spec_still_honours_its_orphan_policy() -> Non
     runtime.remember(REF.uid).api_key = KEY
     sid = backend.add(REF.uid)
     # Its own key: with the operator's default key Orphan is never honoured (lifecycle.tenancy).
-    body = {**SPEC, "agents": "many", "deletionPolicy": "Orphan",
-            "e2b": {"apiKeySecretRef": {"name": "team-key", "key": "api-key"}}}
+    body = {
+        **SPEC,
+        "agents": "many",
+        "deletionPolicy": "Orphan",
+        "e2b": {"apiKeySecretRef": {"name": "team-key", "key": "api-key"}},
+    }
     with pytest.raises(InvalidSpecError) as parsed:
         _spec(body)
-    await lifecycle.delete(REF, lifecycle.UnusableSpec.of(body, parsed.value),
-                           _status({"sandbox": {"id": sid}}), runtime)
+    await lifecycle.delete(
+        REF, lifecycle.UnusableSpec.of(body, parsed.value), _status({"sandbox": {"id": sid}}), runtime
+    )
     assert not backend.killed and backend.timeouts == [(sid, Settings().orphan_timeout_seconds)]
     assert [e[1] for e in recorder.events] == ["Orphaned"]
     assert REF.uid not in runtime.memory
     # And without the Orphan wish the same refused spec is torn down.
     runtime.remember(REF.uid).api_key = KEY
     body = {**SPEC, "agents": "many"}
-    await lifecycle.delete(REF, lifecycle.UnusableSpec.of(body, parsed.value),
-                           _status({"sandbox": {"id": sid}}), runtime)
+    await lifecycle.delete(
+        REF, lifecycle.UnusableSpec.of(body, parsed.value), _status({"sandbox": {"id": sid}}), runtime
+    )
     assert backend.killed == [sid]
 
 
@@ -367,13 +413,17 @@ async def test_the_sweeper_looks_under_every_key_in_use_and_the_default_one() ->
 # -- issue 16, hole 1: every non-terminal setup failure spends the init budget, which ends in a kill
 
 
-@pytest.mark.parametrize("error", [
-    CommandTimeout("the setup script ran past 420s"),
-    InvalidRequest("E2B answered 400: bad request"),
-    BackendUnavailable("E2B answered 502"),
-    OutputLimitExceeded("the command printed more than 1 MiB"),
-    BackendError("E2B answered 418"),
-], ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize(
+    "error",
+    [
+        CommandTimeout("the setup script ran past 420s"),
+        InvalidRequest("E2B answered 400: bad request"),
+        BackendUnavailable("E2B answered 502"),
+        OutputLimitExceeded("the command printed more than 1 MiB"),
+        BackendError("E2B answered 418"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
 async def test_any_non_terminal_setup_failure_spends_the_budget_and_ends_killed(error: Exception) -> None:
     backend, recorder = FakeBackend(run_errors=[error] * 3), Recorder()
     with pytest.raises(GiveUp) as info:
@@ -453,14 +503,28 @@ def test_the_coordinator_install_fits_inside_the_setup_run() -> None:
 # -- issue 16, hole 2: everything the sandbox will be given is rendered and measured before create
 
 
-@pytest.mark.parametrize("body", [
-    {**SPEC, "agent": {"command": "sleep", "args": ["a" * 4096] * 30}},
-    {**SPEC, "mcp": [{"name": f"m{i}", "type": "custom", "server": f"s{i}",
-                      "fields": [{"name": f"f{j}", "value": "v" * 4096} for j in range(8)]}
-                     for i in range(4)]},
-], ids=["30 args of 4096 chars", "128 KB of MCP field values"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {**SPEC, "agent": {"command": "sleep", "args": ["a" * 4096] * 30}},
+        {
+            **SPEC,
+            "mcp": [
+                {
+                    "name": f"m{i}",
+                    "type": "custom",
+                    "server": f"s{i}",
+                    "fields": [{"name": f"f{j}", "value": "v" * 4096} for j in range(8)],
+                }
+                for i in range(4)
+            ],
+        },
+    ],
+    ids=["30 args of 4096 chars", "128 KB of MCP field values"],
+)
 async def test_aggregate_sizes_the_crd_cannot_refuse_per_field_are_refused_by_the_model(
-        body: dict[str, Any]) -> None:
+    body: dict[str, Any],
+) -> None:
     from swarm_operator import _crd
 
     # The API server refuses them (the CEL mirrors say so) and so does the model; nothing is made.
@@ -488,8 +552,10 @@ async def test_an_oversized_agent_configmap_is_invalid_and_creates_nothing() -> 
 async def test_args_within_their_limit_plus_a_configmap_over_the_script_limit_are_refused() -> None:
     FakeSecrets.config_maps = {"mid": {"notes.md": "x" * 50_000}}
     backend, recorder = FakeBackend(), Recorder()
-    body = {**SPEC, "agent": {"command": "claude", "args": ["a" * 4096] * 8,
-                              "config": {"configMapName": "mid"}}}
+    body = {
+        **SPEC,
+        "agent": {"command": "claude", "args": ["a" * 4096] * 8, "config": {"configMapName": "mid"}},
+    }
     with pytest.raises(GiveUp) as info:
         await lifecycle.reconcile(REF, _spec(body), _status(None), _runtime(backend, recorder))
     assert info.value.reason == "InvalidSpec" and backend.counter == 0
@@ -505,8 +571,9 @@ async def test_a_coordinator_registering_fewer_agents_than_desired_is_never_read
     with pytest.raises(GiveUp) as info:
         await lifecycle.reconcile(REF, _spec(body), _status(None), _runtime(backend, recorder))
     assert info.value.reason == "InitFailed" and backend.killed == ["sbx-1"]
-    reasons = [c["reason"] for p in recorder.patches for c in p.get("conditions", [])
-               if c["type"] == "AgentsReady"]
+    reasons = [
+        c["reason"] for p in recorder.patches for c in p.get("conditions", []) if c["type"] == "AgentsReady"
+    ]
     assert "AgentsNotRegistered" in reasons and "Available" not in reasons
     assert "1/2 agents registered with the coordinator" in _conditions(recorder.status())["Ready"]["message"]
 
@@ -521,11 +588,17 @@ async def test_a_coordinator_registering_every_agent_is_ready() -> None:
 # -- issue 16, hole 3: a replacement is debounced and takes a creation token like any create
 
 
-async def _ready_on_base(backend: FakeBackend, recorder: Recorder, runtime: Runtime,
-                         age_s: float) -> SwarmSandboxStatus:
-    sid = backend.add(REF.uid, datetime.now(timezone.utc) - timedelta(seconds=age_s))
-    status = {"sandbox": {"id": sid, "template": runtime.settings.default_template,
-                          "startedAt": (datetime.now(timezone.utc) - timedelta(seconds=age_s)).isoformat()}}
+async def _ready_on_base(
+    backend: FakeBackend, recorder: Recorder, runtime: Runtime, age_s: float
+) -> SwarmSandboxStatus:
+    sid = backend.add(REF.uid, datetime.now(UTC) - timedelta(seconds=age_s))
+    status = {
+        "sandbox": {
+            "id": sid,
+            "template": runtime.settings.default_template,
+            "startedAt": (datetime.now(UTC) - timedelta(seconds=age_s)).isoformat(),
+        }
+    }
     return await lifecycle.reconcile(REF, _spec(SPEC), _status(status), runtime)
 
 
@@ -569,24 +642,33 @@ async def test_a_silent_spec_gets_the_default_lifetime_shown_in_status() -> None
     status = await lifecycle.reconcile(REF, _spec(SPEC), _status(None), _runtime(backend, recorder))
     assert status.sandbox is not None and status.sandbox.ttl_seconds == 7200
     assert recorder.status()["sandbox"]["ttlSeconds"] == 7200
-    long = await lifecycle.reconcile(REF, _spec({**SPEC, "ttlSeconds": 86400}), status,
-                                     _runtime(backend, recorder, SWARM_MAX_TTL_SECONDS="28800"))
+    long = await lifecycle.reconcile(
+        REF,
+        _spec({**SPEC, "ttlSeconds": 86400}),
+        status,
+        _runtime(backend, recorder, SWARM_MAX_TTL_SECONDS="28800"),
+    )
     assert long.sandbox is not None and long.sandbox.ttl_seconds == 28800
 
 
-@pytest.mark.parametrize(("body", "age", "where"), [
-    (SPEC, 7201, "the operator's default lifetime (7200s)"),
-    ({**SPEC, "ttlSeconds": 86400}, 28801, "the operator's maximum lifetime (28800s)"),
-])
+@pytest.mark.parametrize(
+    ("body", "age", "where"),
+    [
+        (SPEC, 7201, "the operator's default lifetime (7200s)"),
+        ({**SPEC, "ttlSeconds": 86400}, 28801, "the operator's maximum lifetime (28800s)"),
+    ],
+)
 async def test_the_default_and_maximum_lifetimes_end_the_sandbox(
-        body: dict[str, Any], age: int, where: str) -> None:
+    body: dict[str, Any], age: int, where: str
+) -> None:
     backend, recorder = FakeBackend(), Recorder()
     runtime = _runtime(backend, recorder)
     runtime.remember(REF.uid).api_key = KEY
-    started = datetime.now(timezone.utc) - timedelta(seconds=age)
+    started = datetime.now(UTC) - timedelta(seconds=age)
     sid = backend.add(REF.uid, started)
-    await lifecycle.renew_lease(REF, _spec(body), _status({"sandbox": {"id": sid, "startedAt": started.isoformat()}}),
-                                runtime)
+    await lifecycle.renew_lease(
+        REF, _spec(body), _status({"sandbox": {"id": sid, "startedAt": started.isoformat()}}), runtime
+    )
     assert backend.killed == [sid] and recorder.status()["phase"] == "Failed"
     assert where in _conditions(recorder.status())["Ready"]["message"]
 
@@ -595,10 +677,11 @@ async def test_leases_never_run_past_the_default_lifetime() -> None:
     backend, recorder = FakeBackend(), Recorder()
     runtime = _runtime(backend, recorder)
     runtime.remember(REF.uid).api_key = KEY
-    started = datetime.now(timezone.utc) - timedelta(seconds=7200 - 100)
+    started = datetime.now(UTC) - timedelta(seconds=7200 - 100)
     sid = backend.add(REF.uid, started)
-    await lifecycle.renew_lease(REF, _spec(SPEC), _status({"sandbox": {"id": sid, "startedAt": started.isoformat()}}),
-                                runtime)
+    await lifecycle.renew_lease(
+        REF, _spec(SPEC), _status({"sandbox": {"id": sid, "startedAt": started.isoformat()}}), runtime
+    )
     [(_, seconds)] = backend.timeouts
     assert 90 <= seconds <= 100
 
@@ -609,8 +692,9 @@ async def test_leases_never_run_past_the_default_lifetime() -> None:
 async def _forged(backend: FakeBackend) -> tuple[str, dict[str, Any]]:
     """Another resource's sandbox, and a status of this resource naming it."""
     theirs = backend.add("uid-other")
-    return theirs, {"sandbox": {"id": theirs, "startedAt": (
-        datetime.now(timezone.utc) - timedelta(days=1)).isoformat()}}
+    return theirs, {
+        "sandbox": {"id": theirs, "startedAt": (datetime.now(UTC) - timedelta(days=1)).isoformat()}
+    }
 
 
 async def test_a_forged_id_is_neither_extended_nor_killed_by_the_lease() -> None:
@@ -704,12 +788,31 @@ async def test_a_teardown_past_the_delete_timeout_is_retried() -> None:
 
 
 def _probe(alive: int, registered: int | None) -> str:
-    panes = [{"index": i, "target": f"s:0.{i}", "pane_id": f"%{i}", "pid": 100 + i, "alive": True,
-              "dead": False, "exit_status": None, "command": "sleep", "restarts": 0} for i in range(alive)]
-    body = {"kind": "probe", "version": 1, "session": "s", "server": True,
-            "agents": {"desired": alive, "alive": alive, "dead": 0}, "missing": [], "extra": 0,
-            "panes": panes,
-            "registry": None if registered is None else {"path": "r", "agents": registered, "mtime": 1}}
+    panes = [
+        {
+            "index": i,
+            "target": f"s:0.{i}",
+            "pane_id": f"%{i}",
+            "pid": 100 + i,
+            "alive": True,
+            "dead": False,
+            "exit_status": None,
+            "command": "sleep",
+            "restarts": 0,
+        }
+        for i in range(alive)
+    ]
+    body = {
+        "kind": "probe",
+        "version": 1,
+        "session": "s",
+        "server": True,
+        "agents": {"desired": alive, "alive": alive, "dead": 0},
+        "missing": [],
+        "extra": 0,
+        "panes": panes,
+        "registry": None if registered is None else {"path": "r", "agents": registered, "mtime": 1},
+    }
     return f"{MARK_BEGIN}\n{json.dumps(body)}\n{MARK_END}\n"
 
 
@@ -737,7 +840,8 @@ async def _probed(answers: list[Any], body: dict[str, Any]) -> tuple[Recorder, R
 
 async def test_probes_and_timed_out_probes_count_as_commands() -> None:
     recorder, runtime = await _probed(
-        [_probe(2, None), _probe(2, None), CommandTimeout("the probe ran past 60s"), _probe(2, None)], SPEC)
+        [_probe(2, None), _probe(2, None), CommandTimeout("the probe ran past 60s"), _probe(2, None)], SPEC
+    )
     metrics = recorder.status()["metrics"]
     # One setup run, then four probes: the first (health now known) and the last (healthy again)
     # are writes; the quiet second rode along with the timed-out third's write.
@@ -761,8 +865,14 @@ async def test_a_probe_finding_fewer_agents_registered_than_desired_is_not_ready
 
 
 async def test_a_rotation_while_the_operator_was_down_is_noticed_after_the_restart() -> None:
-    body = {**SPEC, "agent": {"command": "sleep", "restartOnSecretChange": "Restart",
-                              "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "token"}}}]}}
+    body = {
+        **SPEC,
+        "agent": {
+            "command": "sleep",
+            "restartOnSecretChange": "Restart",
+            "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "token"}}}],
+        },
+    }
     FakeSecrets.values = {"token": "first-value-123"}
     backend, recorder = FakeBackend(), Recorder()
     try:
@@ -770,13 +880,15 @@ async def test_a_rotation_while_the_operator_was_down_is_noticed_after_the_resta
         assert status.secrets is not None and set(status.secrets.applied or {}) == {"TOKEN"}
         assert "first-value-123" not in json.dumps(recorder.patches)
         # A restart with nothing rotated: no restart of the agents.
-        status = await lifecycle.reconcile(REF, _spec(body), _status(recorder.status()),
-                                           _runtime(backend, recorder))
+        status = await lifecycle.reconcile(
+            REF, _spec(body), _status(recorder.status()), _runtime(backend, recorder)
+        )
         assert "AgentsRestarted" not in [e[1] for e in recorder.events]
         # Rotated while the operator was down: the new process notices and restarts the agents.
         FakeSecrets.values = {"token": "second-value-456"}
-        status = await lifecycle.reconcile(REF, _spec(body), _status(recorder.status()),
-                                           _runtime(backend, recorder))
+        status = await lifecycle.reconcile(
+            REF, _spec(body), _status(recorder.status()), _runtime(backend, recorder)
+        )
         assert "AgentsRestarted" in [e[1] for e in recorder.events]
         assert status.secrets is not None and "TOKEN" in status.secrets.message
     finally:
@@ -785,20 +897,23 @@ async def test_a_rotation_while_the_operator_was_down_is_noticed_after_the_resta
 
 # ----- the plan's lifetime cap: leases and creates never past it, a hand-over before it ----------
 
+
 @dataclass
 class CappedBackend(FakeBackend):
     """The fake, also remembering the timeout each create asked for."""
 
     create_timeouts: list[int] = field(default_factory=list)
 
-    async def create(self, template: str, metadata: Mapping[str, str], envs: Any = None, *,
-                     timeout_s: int, **_: Any) -> SandboxInfo:
+    async def create(
+        self, template: str, metadata: Mapping[str, str], envs: Any = None, *, timeout_s: int, **_: Any
+    ) -> SandboxInfo:
         self.create_timeouts.append(timeout_s)
         return await super().create(template, metadata, envs, timeout_s=timeout_s)
 
 
-async def _ready(backend: FakeBackend, recorder: Recorder, spec: Mapping[str, Any] = SPEC,
-                 **settings: Any) -> tuple[Runtime, str]:
+async def _ready(
+    backend: FakeBackend, recorder: Recorder, spec: Mapping[str, Any] = SPEC, **settings: Any
+) -> tuple[Runtime, str]:
     runtime = _runtime(backend, recorder, **settings)
     await lifecycle.reconcile(REF, _spec(spec), _status(None), runtime)
     assert recorder.status()["phase"] == "Ready"
@@ -807,7 +922,7 @@ async def _ready(backend: FakeBackend, recorder: Recorder, spec: Mapping[str, An
 
 def _aged(runtime: Runtime, recorder: Recorder, sid: str, seconds: float) -> SwarmSandboxStatus:
     """The sandbox's lifetime as if it started ``seconds`` ago (status' startedAt too)."""
-    started = datetime.now(timezone.utc) - timedelta(seconds=seconds)
+    started = datetime.now(UTC) - timedelta(seconds=seconds)
     runtime.remember(REF.uid).lifetime = (sid, started)
     status = recorder.status()
     status["sandbox"] = {**status["sandbox"], "startedAt": started.isoformat()}
@@ -879,15 +994,17 @@ async def test_handover_is_not_due_before_the_lead_time() -> None:
     from swarm_operator.lifecycle.sandbox import handover_due
 
     settings = Settings.from_env({"SWARM_SANDBOX_HANDOVER_LEAD_SECONDS": "60"})
-    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
     spec = _spec(SPEC)
     assert not handover_due(spec, settings, start, start, start + timedelta(seconds=3539))
     assert handover_due(spec, settings, start, start, start + timedelta(seconds=3540))
     # A ttl ending after the cap still needs the hand-over; one ending at the cap does not.
-    assert handover_due(_spec({**SPEC, "ttlSeconds": 3601}), settings, start, start,
-                        start + timedelta(seconds=3550))
-    assert not handover_due(_spec({**SPEC, "ttlSeconds": 3600}), settings, start, start,
-                            start + timedelta(seconds=3550))
+    assert handover_due(
+        _spec({**SPEC, "ttlSeconds": 3601}), settings, start, start, start + timedelta(seconds=3550)
+    )
+    assert not handover_due(
+        _spec({**SPEC, "ttlSeconds": 3600}), settings, start, start, start + timedelta(seconds=3550)
+    )
 
 
 async def test_a_failed_handover_keeps_the_old_sandbox_to_its_cap_then_recreates() -> None:
@@ -929,11 +1046,16 @@ async def test_a_resumed_sandbox_counts_its_cap_from_the_resume() -> None:
     # path): its cap restarts, so a long-paused swarm is not handed over the moment it resumes.
     backend, recorder = FakeBackend(), Recorder()
     runtime = _runtime(backend, recorder, SWARM_SANDBOX_HANDOVER_LEAD_SECONDS="60")
-    started = datetime.now(timezone.utc) - timedelta(seconds=3590)
+    started = datetime.now(UTC) - timedelta(seconds=3590)
     sid = backend.add(REF.uid, started)
     backend.sandboxes[sid] = SandboxInfo(sid, "base", {TAG_UID: REF.uid}, started, started, "paused")
-    status = {"sandbox": {"id": sid, "template": runtime.settings.default_template,
-                          "startedAt": started.isoformat()}}
+    status = {
+        "sandbox": {
+            "id": sid,
+            "template": runtime.settings.default_template,
+            "startedAt": started.isoformat(),
+        }
+    }
     await lifecycle.reconcile(REF, _spec(SPEC), _status(status), runtime)
     await lifecycle.renew_lease(REF, _spec(SPEC), _status(recorder.status()), runtime)
     assert backend.timeouts == [(sid, 600)] and set(backend.sandboxes) == {sid}  # no hand-over
@@ -983,15 +1105,18 @@ async def test_the_setup_run_allows_the_provision_budget_and_names_the_step() ->
     from swarm_operator import bootstrap
 
     backend, recorder = SlowIdentityBackend(), Recorder()
-    runtime = _runtime(backend, recorder, SWARM_READY_TIMEOUT_SECONDS="20", SWARM_COMMAND_TIMEOUT_SECONDS="30")
+    runtime = _runtime(
+        backend, recorder, SWARM_READY_TIMEOUT_SECONDS="20", SWARM_COMMAND_TIMEOUT_SECONDS="30"
+    )
     await lifecycle.reconcile(REF, _spec(SPEC), _status(None), runtime)
     from swarm_operator.lifecycle import bounds
 
     # Each installer is bounded inside the setup run (four fifths of the command timeout); the first
     # run's timeout allows every installer on top of the run's own.
     install = bounds.install_timeout_seconds(runtime.settings)
-    budget = bootstrap.BootstrapPlan(session="s", socket="s", agents=1, command="c",
-                                     install_timeout_s=install).provision_budget_s
+    budget = bootstrap.BootstrapPlan(
+        session="s", socket="s", agents=1, command="c", install_timeout_s=install
+    ).provision_budget_s
     assert budget >= 6 * install and backend.setup_timeouts == [20 + 30 + budget]
 
 
@@ -1011,5 +1136,10 @@ async def test_what_the_first_run_installed_is_a_step_and_a_normal_event() -> No
     await initialise(book, _spec(SPEC), backend, backend.sandboxes[sid], {})
     steps = book.status.metrics.step_seconds
     assert steps["provision"] == 4.2 and steps["init.tmux"] == 0.01 and "init.provision" not in steps
-    assert recorder.events == [("Normal", "Provisioned", "installed tmux, uv==0.13.8 at start; "
-                                "skip this with `swarm-operator template --build`")]
+    assert recorder.events == [
+        (
+            "Normal",
+            "Provisioned",
+            "installed tmux, uv==0.13.8 at start; skip this with `swarm-operator template --build`",
+        )
+    ]

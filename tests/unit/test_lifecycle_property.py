@@ -20,13 +20,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from test_lifecycle import KEY, FakeSecrets, _report  # same directory (pytest prepends it)
 
 from swarm_operator import lifecycle
 from swarm_operator.backend import (
@@ -49,26 +50,49 @@ from swarm_operator.model import SwarmSandboxSpec, SwarmSandboxStatus
 from swarm_operator.names import TAG_UID
 from swarm_operator.secrets import SecretReader
 
-from test_lifecycle import KEY, FakeSecrets, _report  # same directory (pytest prepends it)
-
 REF = ResourceRef(namespace="ns", name="swarm", uid="uid-p", generation=1)
-SPEC = SwarmSandboxSpec.from_body({"agents": 2, "agent": {"command": "sleep"},
-                                   "coordinator": {"enabled": False}})
+SPEC = SwarmSandboxSpec.from_body(
+    {"agents": 2, "agent": {"command": "sleep"}, "coordinator": {"enabled": False}}
+)
 SETTINGS = Settings(
-    operator_id="prop", init_attempts=3, init_backoff_seconds=0, ready_timeout_seconds=20,
-    command_timeout_seconds=30, control_timeout_seconds=5, retry_delay_seconds=1,
-    max_retry_delay_seconds=30, quota_retry_seconds=30, lease_seconds=120, lease_renew_seconds=30,
-    creations_per_minute=None, replace_debounce_seconds=0,
+    operator_id="prop",
+    init_attempts=3,
+    init_backoff_seconds=0,
+    ready_timeout_seconds=20,
+    command_timeout_seconds=30,
+    control_timeout_seconds=5,
+    retry_delay_seconds=1,
+    max_retry_delay_seconds=30,
+    quota_retry_seconds=30,
+    lease_seconds=120,
+    lease_renew_seconds=30,
+    creations_per_minute=None,
+    replace_debounce_seconds=0,
 )
 #: What one injected failure may cost at most: the longest wait the lifecycle asks for after a
 #: failure (backoff cap with its jitter, the quota wait) plus the longest call it can hang.
-PER_FAULT = max(SETTINGS.max_retry_delay_seconds * 1.2, SETTINGS.quota_retry_seconds) \
-    + bounds.setup_timeout_seconds(SETTINGS) + SETTINGS.control_timeout_seconds
+PER_FAULT = (
+    max(SETTINGS.max_retry_delay_seconds * 1.2, SETTINGS.quota_retry_seconds)
+    + bounds.setup_timeout_seconds(SETTINGS)
+    + SETTINGS.control_timeout_seconds
+)
 BOUND = bounds.init_bound_seconds(SETTINGS)
 
 OPS = ("list", "create", "kill", "get", "set_timeout", "run", "identity")
-KINDS = ("5xx", "4xx", "timeout", "hang", "429", "quota", "output", "unknown", "lost", "crash",
-         "not-ready", "auth")
+KINDS = (
+    "5xx",
+    "4xx",
+    "timeout",
+    "hang",
+    "429",
+    "quota",
+    "output",
+    "unknown",
+    "lost",
+    "crash",
+    "not-ready",
+    "auth",
+)
 
 
 class Crash(BaseException):
@@ -108,12 +132,13 @@ class World:
         self.tick(timeout_s if kind == "hang" else 0.5)
         raise _error(kind, op)
 
-    async def create(self, template: str, metadata: Mapping[str, str], envs: Any = None, *,
-                     timeout_s: int, **_: Any) -> SandboxInfo:
+    async def create(
+        self, template: str, metadata: Mapping[str, str], envs: Any = None, *, timeout_s: int, **_: Any
+    ) -> SandboxInfo:
         self._fault("create", SETTINGS.control_timeout_seconds)
         self.counter += 1
         sid = f"sbx-{self.counter}"
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         info = SandboxInfo(sid, template, dict(metadata), now, now + timedelta(seconds=timeout_s), "running")
         self.live[sid] = (info, self.now + timeout_s)
         self.born[sid] = self.now
@@ -154,14 +179,17 @@ class World:
 
     async def resume(self, sandbox_id: str, timeout_s: int, **_: Any) -> None: ...
 
-    async def run(self, sandbox_id: str, script: str, envs: Any = None, *, timeout_s: float = 60,
-                  **_: Any) -> CommandResult:
+    async def run(
+        self, sandbox_id: str, script: str, envs: Any = None, *, timeout_s: float = 60, **_: Any
+    ) -> CommandResult:
         op = "identity" if script == IDENTITY_SCRIPT else "run"
         self._fault(op, timeout_s)
         if sandbox_id not in self.live:
             raise SandboxNotFound(f"{sandbox_id} is gone", sandbox_id=sandbox_id)
         if op == "identity":
-            return CommandResult(0, f"swarm-identity {sandbox_id} {self.live[sandbox_id][0].metadata[TAG_UID]}\n")
+            return CommandResult(
+                0, f"swarm-identity {sandbox_id} {self.live[sandbox_id][0].metadata[TAG_UID]}\n"
+            )
         if self.faults.get("run") and self.faults["run"][0] == "not-ready":
             self.faults["run"].pop(0)
             self.tick(SETTINGS.ready_timeout_seconds)  # the script waited for agents that never came
@@ -176,9 +204,11 @@ def _error(kind: str, op: str) -> BaseException:
     return {
         "5xx": BackendUnavailable("E2B answered 503"),
         "4xx": InvalidRequest("E2B answered 400"),
-        "timeout": CommandTimeout("ran past its timeout") if op in ("run", "identity")
+        "timeout": CommandTimeout("ran past its timeout")
+        if op in ("run", "identity")
         else BackendUnavailable("the call timed out"),
-        "hang": CommandTimeout("hung until its timeout") if op in ("run", "identity")
+        "hang": CommandTimeout("hung until its timeout")
+        if op in ("run", "identity")
         else BackendUnavailable("the call hung until its timeout"),
         "429": RateLimited("E2B answered 429", retry_after_s=3),
         "quota": QuotaExceeded("concurrent sandbox limit"),
@@ -236,8 +266,13 @@ class Lifecycle(RuleBasedStateMachine):
         self.injected_at: dict[str, int] = {}
 
     def _runtime(self) -> Runtime:
-        return Runtime(settings=SETTINGS, backends=Pool(self.world), secrets=SecretReader(FakeSecrets()),
-                       status=self.store, events=self.store)
+        return Runtime(
+            settings=SETTINGS,
+            backends=Pool(self.world),
+            secrets=SecretReader(FakeSecrets()),
+            status=self.store,
+            events=self.store,
+        )
 
     def _status(self) -> SwarmSandboxStatus:
         return SwarmSandboxStatus.model_validate(self.store.body)
@@ -383,7 +418,8 @@ class Lifecycle(RuleBasedStateMachine):
                     break
                 self.lease_tick()
             assert not self._ours() or all(
-                expires <= self.world.now + SETTINGS.lease_seconds for _, expires in self.world.live.values())
+                expires <= self.world.now + SETTINGS.lease_seconds for _, expires in self.world.live.values()
+            )
         elif self.gone:
             assert not self._ours()
         else:
@@ -393,7 +429,9 @@ class Lifecycle(RuleBasedStateMachine):
 
 TestLifecycleProperty = Lifecycle.TestCase
 TestLifecycleProperty.settings = settings(
-    max_examples=300, stateful_step_count=25, deadline=None,
+    max_examples=300,
+    stateful_step_count=25,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 
@@ -402,10 +440,17 @@ def test_the_bound_is_what_the_readme_states() -> None:
     """The README quotes the bound for the default settings; keep the two in step."""
     defaults = Settings()
     assert bounds.init_bound_seconds(defaults) == (
-        defaults.init_attempts * (defaults.ready_timeout_seconds + defaults.command_timeout_seconds
-                                  + defaults.control_timeout_seconds + 1.2 * defaults.max_retry_delay_seconds)
-        + sum(defaults.init_backoff_seconds * 2 ** i for i in range(defaults.init_attempts))
-        + 30 + 3 * defaults.control_timeout_seconds)
+        defaults.init_attempts
+        * (
+            defaults.ready_timeout_seconds
+            + defaults.command_timeout_seconds
+            + defaults.control_timeout_seconds
+            + 1.2 * defaults.max_retry_delay_seconds
+        )
+        + sum(defaults.init_backoff_seconds * 2**i for i in range(defaults.init_attempts))
+        + 30
+        + 3 * defaults.control_timeout_seconds
+    )
 
 
 def _check(machine: Lifecycle) -> None:

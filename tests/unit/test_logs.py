@@ -22,8 +22,15 @@ def captured() -> io.StringIO:
 
 def test_json_lines_carry_context(captured: io.StringIO) -> None:
     logging.getLogger("swarm_operator.test").info(
-        "created %s", "sbx-1", extra={"k8s_ref": {"namespace": "ns", "name": "n", "uid": "u-1"}, "sandbox_id": "sbx-1",
-                                      "step": "create", "duration": 0.25})
+        "created %s",
+        "sbx-1",
+        extra={
+            "k8s_ref": {"namespace": "ns", "name": "n", "uid": "u-1"},
+            "sandbox_id": "sbx-1",
+            "step": "create",
+            "duration": 0.25,
+        },
+    )
     line = json.loads(captured.getvalue().strip())
     assert line["message"] == "created sbx-1"
     assert line["namespace"] == "ns" and line["name"] == "n" and line["uid"] == "u-1"

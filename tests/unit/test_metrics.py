@@ -9,7 +9,7 @@ import socket
 import threading
 import urllib.request
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -293,7 +293,7 @@ def test_closer_frees_the_port() -> None:
 
 class _Clock:
     def __init__(self) -> None:
-        self.now = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
+        self.now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
     def __call__(self) -> datetime:
         return self.now
@@ -354,8 +354,11 @@ def test_cost_series_after_a_known_sequence() -> None:
         assert value(s, "swarm_sandbox_seconds_total", namespace="team-a") == 1800 + 1800 + 3600
         assert value(s, "swarm_sandbox_rate_usd_per_hour", namespace="team-a") == 0
         # Labels are namespaces only: no resource names, uids or sandbox ids.
-        for name in ("swarm_sandbox_seconds_total", "swarm_sandbox_estimated_usd_total",
-                     "swarm_sandbox_rate_usd_per_hour"):
+        for name in (
+            "swarm_sandbox_seconds_total",
+            "swarm_sandbox_estimated_usd_total",
+            "swarm_sandbox_rate_usd_per_hour",
+        ):
             assert {k for (n, key) in s if n == name for k, _ in key} == {"namespace"}
     finally:
         close()

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
-from collections.abc import Iterator
 
 import jsonschema
 import pytest
 import yaml
 from hypothesis import given, settings
-from pydantic import ValidationError
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from swarm_operator import _crd, model
 from swarm_operator._crd import apply_defaults
@@ -44,8 +44,10 @@ def schema_problems(spec: Any) -> list[str]:
     """Everything the API server would refuse in this spec: JSON Schema after defaulting, list-map
     keys, and the CEL rules (through their Python mirrors)."""
     defaulted = apply_defaults(_SPEC_SCHEMA, copy.deepcopy(spec))
-    problems = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
-                for e in jsonschema.Draft7Validator(_SPEC_SCHEMA).iter_errors(defaulted)]
+    problems = [
+        f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in jsonschema.Draft7Validator(_SPEC_SCHEMA).iter_errors(defaulted)
+    ]
     return problems + _crd.extension_violations(_SPEC_SCHEMA, defaulted, "spec")
 
 
@@ -124,8 +126,11 @@ def test_documented_defaults() -> None:
     assert spec.agents == 4 and spec.agent.command == "claude"
     assert spec.coordinator.enabled and spec.coordinator.install is None  # the operator's setting
     assert spec.deletion_policy == "Delete" and spec.suspend is False
-    assert (spec.health_check.interval_seconds, spec.health_check.restart_dead_agents,
-            spec.health_check.max_restarts) == (30, True, 3)
+    assert (
+        spec.health_check.interval_seconds,
+        spec.health_check.restart_dead_agents,
+        spec.health_check.max_restarts,
+    ) == (30, True, 3)
     assert spec.template is None and spec.ttl_seconds is None and spec.e2b is None
 
 
@@ -166,16 +171,34 @@ INVALID: dict[str, Any] = {
     "env SHELLOPTS": _env(name="SHELLOPTS", value="xtrace"),
     "env IFS": _env(name="IFS", value="/"),
     "env _sw private": _env(name="_sw_pid", value="1"),
-    "secret references over the schema's bound": {"agent": {"env": [
-        {"name": f"K{i}", "valueFrom": {"secretKeyRef": {"name": "one", "key": f"k{i}"}}}
-        for i in range(model.MAX_SECRET_REFERENCES + 1)]}},
+    "secret references over the schema's bound": {
+        "agent": {
+            "env": [
+                {"name": f"K{i}", "valueFrom": {"secretKeyRef": {"name": "one", "key": f"k{i}"}}}
+                for i in range(model.MAX_SECRET_REFERENCES + 1)
+            ]
+        }
+    },
     "secret references over the bound across fields": {
-        "agent": {"apiKeySecretRef": {"name": "one", "key": "a"}, "env": [
-            {"name": f"K{i}", "valueFrom": {"secretKeyRef": {"name": "one", "key": f"k{i}"}}}
-            for i in range(model.MAX_SECRET_REFERENCES - 32)]},
-        "mcp": [{"name": "c", "type": "custom", "server": "notion", "fields": [
-            {"name": f"f{j}", "valueFrom": {"secretKeyRef": {"name": "one", "key": f"f{j}"}}}
-            for j in range(32)]}]},
+        "agent": {
+            "apiKeySecretRef": {"name": "one", "key": "a"},
+            "env": [
+                {"name": f"K{i}", "valueFrom": {"secretKeyRef": {"name": "one", "key": f"k{i}"}}}
+                for i in range(model.MAX_SECRET_REFERENCES - 32)
+            ],
+        },
+        "mcp": [
+            {
+                "name": "c",
+                "type": "custom",
+                "server": "notion",
+                "fields": [
+                    {"name": f"f{j}", "valueFrom": {"secretKeyRef": {"name": "one", "key": f"f{j}"}}}
+                    for j in range(32)
+                ],
+            }
+        ],
+    },
     "env value and valueFrom": _env(name="A", value="x", valueFrom=_REF),
     "env neither": _env(name="A"),
     "env duplicate": {"agent": {"env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]}},
@@ -222,16 +245,32 @@ def test_invalid_specs_are_refused_by_schema_and_model(case: str) -> None:
     assert all(p.startswith("spec.") or (p.startswith("spec: ") and "spec." in p) for p in problems), problems
 
 
-@pytest.mark.parametrize("name", ["PATH", "E2B_ACCESS_TOKEN", "TMUX_PANE", "SWARM_X", "LD_PRELOAD",
-                                  "BASH_ENV", "GLIBC_TUNABLES"])
+@pytest.mark.parametrize(
+    "name", ["PATH", "E2B_ACCESS_TOKEN", "TMUX_PANE", "SWARM_X", "LD_PRELOAD", "BASH_ENV", "GLIBC_TUNABLES"]
+)
 def test_reserved_env_message_names_the_variable(name: str) -> None:
     (problem,) = _model_problems(_env(name=name, value="x"))
     assert problem.startswith("spec.agent.env[0].name:") and f"env name {name} is reserved" in problem
     assert "PATH, HOME," in problem and "starting with SWARM_, LD_, BASH, GLIBC_, E2B_, TMUX" in problem
 
 
-@pytest.mark.parametrize("name", ["PATHS", "MY_PATH", "HOMEDIR", "E2B", "TMU", "LD", "SWARM", "GLIBC",
-                                  "ANTHROPIC_BASE_URL", "NODE_OPTIONS", "user", "Path"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "PATHS",
+        "MY_PATH",
+        "HOMEDIR",
+        "E2B",
+        "TMU",
+        "LD",
+        "SWARM",
+        "GLIBC",
+        "ANTHROPIC_BASE_URL",
+        "NODE_OPTIONS",
+        "user",
+        "Path",
+    ],
+)
 def test_near_reserved_env_names_are_allowed(name: str) -> None:
     assert _model_problems(_env(name=name, value="x")) == []
     assert schema_problems(_env(name=name, value="x")) == []
@@ -239,9 +278,14 @@ def test_near_reserved_env_names_are_allowed(name: str) -> None:
 
 def _env_refs(count: int, secrets: int) -> dict[str, Any]:
     """``count`` env entries from Secret keys spread over ``secrets`` distinct Secrets."""
-    return {"agent": {"env": [
-        {"name": f"K{i}", "valueFrom": {"secretKeyRef": {"name": f"s{i % secrets}", "key": f"k{i}"}}}
-        for i in range(count)]}}
+    return {
+        "agent": {
+            "env": [
+                {"name": f"K{i}", "valueFrom": {"secretKeyRef": {"name": f"s{i % secrets}", "key": f"k{i}"}}}
+                for i in range(count)
+            ]
+        }
+    }
 
 
 def test_secret_references_up_to_the_bounds_are_accepted() -> None:
@@ -254,8 +298,10 @@ def test_too_many_secret_references_are_refused_naming_limit_and_count() -> None
     (problem,) = [p for p in schema_problems(spec) if "Secret key references" in p]
     assert f"at most {model.MAX_SECRET_REFERENCES}" in problem
     (problem,) = _model_problems(spec)
-    assert problem == (f"spec: {model.MAX_SECRET_REFERENCES + 1} Secret key references (in "
-                       f"spec.agent.env), over the limit of {model.MAX_SECRET_REFERENCES} per resource")
+    assert problem == (
+        f"spec: {model.MAX_SECRET_REFERENCES + 1} Secret key references (in "
+        f"spec.agent.env), over the limit of {model.MAX_SECRET_REFERENCES} per resource"
+    )
 
 
 def test_too_many_distinct_secrets_are_refused_by_the_operator() -> None:
@@ -264,33 +310,63 @@ def test_too_many_distinct_secrets_are_refused_by_the_operator() -> None:
     spec["e2b"] = {"apiKeySecretRef": {"name": "s0", "key": "e2b"}}  # a name already counted
     assert schema_problems(spec) == []
     (problem,) = _model_problems(spec)
-    assert problem.startswith(f"spec: {model.MAX_SECRETS + 1} distinct Secrets referenced "
-                              "(in spec.agent.env, spec.e2b.apiKeySecretRef)")
+    assert problem.startswith(
+        f"spec: {model.MAX_SECRETS + 1} distinct Secrets referenced "
+        "(in spec.agent.env, spec.e2b.apiKeySecretRef)"
+    )
     assert f"over the limit of {model.MAX_SECRETS} per resource" in problem
 
 
 def test_secret_references_name_every_field() -> None:
-    spec = SwarmSandboxSpec.from_body({
-        "agent": {"apiKeySecretRef": {"name": "a", "key": "k"},
-                  "env": [{"name": "X", "value": "v"}, {"name": "Y", "valueFrom": _REF}]},
-        "e2b": {"apiKeySecretRef": {"name": "e", "key": "k"}},
-        "workspace": {"repo": "https://github.com/o/r", "ref": SHA,
-                      "credentialsSecretRef": {"name": "w", "key": "k"}},
-        "mcp": [{"name": "gh", "type": "github", "tokenSecretRef": {"name": "g", "key": "k"}},
-                {"name": "n", "type": "custom", "server": "notion",
-                 "fields": [{"name": "a", "value": "x"}, {"name": "b", "valueFrom": _REF}]}],
-    })
+    spec = SwarmSandboxSpec.from_body(
+        {
+            "agent": {
+                "apiKeySecretRef": {"name": "a", "key": "k"},
+                "env": [{"name": "X", "value": "v"}, {"name": "Y", "valueFrom": _REF}],
+            },
+            "e2b": {"apiKeySecretRef": {"name": "e", "key": "k"}},
+            "workspace": {
+                "repo": "https://github.com/o/r",
+                "ref": SHA,
+                "credentialsSecretRef": {"name": "w", "key": "k"},
+            },
+            "mcp": [
+                {"name": "gh", "type": "github", "tokenSecretRef": {"name": "g", "key": "k"}},
+                {
+                    "name": "n",
+                    "type": "custom",
+                    "server": "notion",
+                    "fields": [{"name": "a", "value": "x"}, {"name": "b", "valueFrom": _REF}],
+                },
+            ],
+        }
+    )
     assert [(path, ref.name) for path, ref in spec.secret_references()] == [
-        ("spec.agent.env[1]", "s"), ("spec.agent.apiKeySecretRef", "a"), ("spec.e2b.apiKeySecretRef", "e"),
-        ("spec.workspace.credentialsSecretRef", "w"), ("spec.mcp[0].tokenSecretRef", "g"),
-        ("spec.mcp[1].fields[1]", "s")]
+        ("spec.agent.env[1]", "s"),
+        ("spec.agent.apiKeySecretRef", "a"),
+        ("spec.e2b.apiKeySecretRef", "e"),
+        ("spec.workspace.credentialsSecretRef", "w"),
+        ("spec.mcp[0].tokenSecretRef", "g"),
+        ("spec.mcp[1].fields[1]", "s"),
+    ]
 
 
 def test_step_seconds_keep_only_bounded_well_named_steps() -> None:
     junk = {f"init.s{i}": 1.0 for i in range(100)}
-    steps = {"init.tmux": 0.5, **junk, "create": 0.25, "init": 2.0, "Bad Name": 1.0, "init.$(id)": 1.0,
-             "a" * 40: 1.0, "init.nan": float("nan"), "init.neg": -1.0, "init.inf": float("inf"),
-             "init.bool": True, "init.str": "1"}
+    steps = {
+        "init.tmux": 0.5,
+        **junk,
+        "create": 0.25,
+        "init": 2.0,
+        "Bad Name": 1.0,
+        "init.$(id)": 1.0,
+        "a" * 40: 1.0,
+        "init.nan": float("nan"),
+        "init.neg": -1.0,
+        "init.inf": float("inf"),
+        "init.bool": True,
+        "init.str": "1",
+    }
     metrics = model.MetricsStatus(step_seconds=steps)
     kept = metrics.step_seconds
     assert len(kept) == model.MAX_STEPS
@@ -356,17 +432,20 @@ def test_unpinned_git_message_names_the_ref() -> None:
     assert "git ref 'main' is not a full 40-hex commit SHA" in problem
 
 
-@pytest.mark.parametrize("install", [
-    "preinstalled",
-    "claudeswarm==0.4.2",
-    "claude-swarm==1.0.0rc1",
-    "claudeswarm[mcp,extra]==2.1.0",
-    "claudeswarm==1.0+local.1",
-    f"git+https://github.com/org/claudeswarm@{SHA}",
-    f"git+https://github.com/org/claudeswarm.git@{SHA}",
-    f"git+https://git.example.com:8443/org/claudeswarm@{SHA}#egg=claudeswarm",
-    f"git+https://github.com/org/mono@{SHA}#subdirectory=py/claudeswarm",
-])
+@pytest.mark.parametrize(
+    "install",
+    [
+        "preinstalled",
+        "claudeswarm==0.4.2",
+        "claude-swarm==1.0.0rc1",
+        "claudeswarm[mcp,extra]==2.1.0",
+        "claudeswarm==1.0+local.1",
+        f"git+https://github.com/org/claudeswarm@{SHA}",
+        f"git+https://github.com/org/claudeswarm.git@{SHA}",
+        f"git+https://git.example.com:8443/org/claudeswarm@{SHA}#egg=claudeswarm",
+        f"git+https://github.com/org/mono@{SHA}#subdirectory=py/claudeswarm",
+    ],
+)
 def test_pinned_installs_are_accepted_by_both(install: str) -> None:
     spec = {"coordinator": {"install": install}}
     assert schema_problems(spec) == [] and _model_problems(spec) == []
@@ -421,18 +500,23 @@ def test_template_verdicts_agree(template: str) -> None:
 
 #: The CRD as committed (what `kubectl apply` installs), not one generated from the model now: a bound
 #: changed in the model but not regenerated into crds/ must show up here.
-_COMMITTED_SPEC = yaml.safe_load((EXAMPLES.parent / "crds" / "swarmsandbox.yaml").read_text())[
-    "spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+_COMMITTED_SPEC = yaml.safe_load((EXAMPLES.parent / "crds" / "swarmsandbox.yaml").read_text())["spec"][
+    "versions"
+][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
 
 
 def committed_schema_problems(spec: Any) -> list[str]:
     defaulted = apply_defaults(_COMMITTED_SPEC, copy.deepcopy(spec))
-    problems = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
-                for e in jsonschema.Draft7Validator(_COMMITTED_SPEC).iter_errors(defaulted)]
+    problems = [
+        f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in jsonschema.Draft7Validator(_COMMITTED_SPEC).iter_errors(defaulted)
+    ]
     return problems + _crd.extension_violations(_COMMITTED_SPEC, defaulted, "spec")
 
 
-def _integer_fields(schema: dict[str, Any], path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], int, int]]:
+def _integer_fields(
+    schema: dict[str, Any], path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], int, int]]:
     """(path, minimum, maximum) of every integer field of the committed spec outside lists."""
     if schema.get("type") == "integer":
         yield path, schema["minimum"], schema["maximum"]
@@ -470,11 +554,13 @@ def test_integer_bounds_agree(data: st.DataObject) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(install=st.one_of(
-    st.text(max_size=30),
-    st.from_regex(r"\A[a-z]{1,8}(==|>=|~=|@)[0-9a-z.]{0,10}\Z"),
-    st.builds(lambda r: f"git+https://h.io/o/r@{r}", st.from_regex(r"\A[0-9a-f]{38,42}\Z")),
-))
+@given(
+    install=st.one_of(
+        st.text(max_size=30),
+        st.from_regex(r"\A[a-z]{1,8}(==|>=|~=|@)[0-9a-z.]{0,10}\Z"),
+        st.builds(lambda r: f"git+https://h.io/o/r@{r}", st.from_regex(r"\A[0-9a-f]{38,42}\Z")),
+    )
+)
 def test_model_refuses_at_least_what_the_schema_refuses_for_install(install: str) -> None:
     spec = {"coordinator": {"install": install}}
     if not _model_problems(spec):
@@ -486,7 +572,7 @@ def test_model_refuses_at_least_what_the_schema_refuses_for_install(install: str
 # Status
 # ------------------------------------------------------------------------------------------------
 
-T0 = datetime(2026, 11, 5, 12, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 5, 12, 0, 0, tzinfo=UTC)
 
 
 def _full_status() -> SwarmSandboxStatus:
@@ -494,17 +580,30 @@ def _full_status() -> SwarmSandboxStatus:
         phase=model.Phase.READY,
         observed_generation=3,
         message="all agents are running",
-        conditions=[model.Condition(type="Ready", status="True", reason="Available",
-                                    last_transition_time=T0, observed_generation=3)],
-        sandbox=model.SandboxStatus(id="isb-123", template="base", started_at=T0,
-                                    expires_at=T0 + timedelta(minutes=10)),
-        agents=model.AgentsStatus(desired=2, ready=2, items=[
-            model.AgentItem(id=0, pane="%1", state="Running"),
-            model.AgentItem(id=1, pane="%2", state="Running", restarts=1),
-        ]),
+        conditions=[
+            model.Condition(
+                type="Ready",
+                status="True",
+                reason="Available",
+                last_transition_time=T0,
+                observed_generation=3,
+            )
+        ],
+        sandbox=model.SandboxStatus(
+            id="isb-123", template="base", started_at=T0, expires_at=T0 + timedelta(minutes=10)
+        ),
+        agents=model.AgentsStatus(
+            desired=2,
+            ready=2,
+            items=[
+                model.AgentItem(id=0, pane="%1", state="Running"),
+                model.AgentItem(id=1, pane="%2", state="Running", restarts=1),
+            ],
+        ),
         health=model.HealthStatus(status="Healthy", last_probe_time=T0, consecutive_failures=0),
-        metrics=model.MetricsStatus(step_seconds={"create": 0.44, "init": 1.5}, commands_executed=7,
-                                    commands_failed=1, restarts=1),
+        metrics=model.MetricsStatus(
+            step_seconds={"create": 0.44, "init": 1.5}, commands_executed=7, commands_failed=1, restarts=1
+        ),
     )
 
 

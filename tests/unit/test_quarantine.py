@@ -9,6 +9,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.unit.test_lifecycle import REF, SPEC, FakeBackend, Recorder, _conditions, _runtime, _spec, _status
+
 from swarm_operator import bootstrap, lifecycle, logs
 from swarm_operator.backend import (
     BackendUnavailable,
@@ -20,17 +22,37 @@ from swarm_operator.bootstrap._report import MARK_BEGIN, MARK_END
 from swarm_operator.lifecycle.agents import mcp_items, record_tools
 from swarm_operator.lifecycle.status import StatusBook
 from swarm_operator.model import SwarmSandboxSpec
-from tests.unit.test_lifecycle import REF, SPEC, FakeBackend, Recorder, _conditions, _runtime, _spec, _status
 
 PROBE_MARK = "---- probe:"
 
 
 def _probe_report(alive: int = 2) -> str:
-    panes = [{"index": i, "target": f"s:0.{i}", "pane_id": f"%{i}", "pid": 100 + i, "alive": i < alive,
-              "dead": i >= alive, "exit_status": None, "command": "sleep", "restarts": 0} for i in range(2)]
-    body = {"kind": "probe", "version": 1, "session": "s", "server": True,
-            "agents": {"desired": 2, "alive": alive, "dead": 2 - alive}, "missing": [], "extra": 0,
-            "panes": panes, "registry": None, "mcp": None}
+    panes = [
+        {
+            "index": i,
+            "target": f"s:0.{i}",
+            "pane_id": f"%{i}",
+            "pid": 100 + i,
+            "alive": i < alive,
+            "dead": i >= alive,
+            "exit_status": None,
+            "command": "sleep",
+            "restarts": 0,
+        }
+        for i in range(2)
+    ]
+    body = {
+        "kind": "probe",
+        "version": 1,
+        "session": "s",
+        "server": True,
+        "agents": {"desired": 2, "alive": alive, "dead": 2 - alive},
+        "missing": [],
+        "extra": 0,
+        "panes": panes,
+        "registry": None,
+        "mcp": None,
+    }
     return f"{MARK_BEGIN}\n{json.dumps(body)}\n{MARK_END}\n"
 
 
@@ -70,8 +92,9 @@ async def _probe(runtime: Any, recorder: Recorder) -> dict[str, Any]:
 
 
 def _flood() -> OutputLimitExceeded:
-    return OutputLimitExceeded("a command printed more than 1048576 bytes on stdout and was killed",
-                               operation="run")
+    return OutputLimitExceeded(
+        "a command printed more than 1048576 bytes on stdout and was killed", operation="run"
+    )
 
 
 async def test_a_sandbox_that_keeps_misbehaving_degrades_backs_off_then_is_quarantined() -> None:
@@ -80,8 +103,11 @@ async def test_a_sandbox_that_keeps_misbehaving_degrades_backs_off_then_is_quara
     sandbox_id = recorder.status()["sandbox"]["id"]
     spec = _spec({**SPEC, "healthCheck": {"intervalSeconds": 10}})
     assert lifecycle.probe_interval(spec, _status(recorder.status())) == 10
-    backend.probes = [_flood(), CommandTimeout("did not finish within 7s", operation="run"),
-                      "no report at all\n"]
+    backend.probes = [
+        _flood(),
+        CommandTimeout("did not finish within 7s", operation="run"),
+        "no report at all\n",
+    ]
     status = await _probe(runtime, recorder)
     assert status["phase"] == "Degraded" and status["health"]["sandboxFaults"] == 1
     agents = _conditions(status)["AgentsReady"]
@@ -89,7 +115,10 @@ async def test_a_sandbox_that_keeps_misbehaving_degrades_backs_off_then_is_quara
     assert recorder.events[-1][0] == "Warning"  # Ready -> Degraded is worth a person's look
     assert lifecycle.probe_interval(spec, _status(status)) == 20  # backed off
     status = await _probe(runtime, recorder)
-    assert status["health"]["sandboxFaults"] == 2 and _conditions(status)["AgentsReady"]["reason"] == "CommandTimeout"
+    assert (
+        status["health"]["sandboxFaults"] == 2
+        and _conditions(status)["AgentsReady"]["reason"] == "CommandTimeout"
+    )
     assert lifecycle.probe_interval(spec, _status(status)) == 40
     assert not backend.killed
     status = await _probe(runtime, recorder)  # the third: an unreadable report
@@ -107,8 +136,13 @@ async def test_a_sandbox_that_keeps_misbehaving_degrades_backs_off_then_is_quara
 async def test_e2b_failures_neither_count_nor_reset_and_an_answer_resets() -> None:
     backend, recorder = ProbedBackend(), Recorder()
     runtime = await _ready(backend, recorder, SWARM_QUARANTINE_AFTER="3")
-    backend.probes = [_flood(), BackendUnavailable("E2B is down", operation="run"), _flood(),
-                      _probe_report(2), _flood()]
+    backend.probes = [
+        _flood(),
+        BackendUnavailable("E2B is down", operation="run"),
+        _flood(),
+        _probe_report(2),
+        _flood(),
+    ]
     faults = [(await _probe(runtime, recorder))["health"]["sandboxFaults"] for _ in range(5)]
     assert faults == [1, 1, 2, 0, 1]
     assert not backend.killed
@@ -140,8 +174,12 @@ def test_gateway_and_workspace_text_is_redacted_and_bounded() -> None:
     secret = "mcp-token-" + "q" * 30
     logs.REDACTOR.register(REF.uid, [secret])
     try:
-        spec = SwarmSandboxSpec.from_body({**SPEC, "mcp": [{"name": "gh", "type": "github", "tokenSecretRef": {"name": "g", "key": "k"}}]})
-        gateway = bootstrap.McpReport(gateway=False, error=f"gateway died: token={secret} \x1b[31m" + "x" * 5000)
+        spec = SwarmSandboxSpec.from_body(
+            {**SPEC, "mcp": [{"name": "gh", "type": "github", "tokenSecretRef": {"name": "g", "key": "k"}}]}
+        )
+        gateway = bootstrap.McpReport(
+            gateway=False, error=f"gateway died: token={secret} \x1b[31m" + "x" * 5000
+        )
         [item] = mcp_items(spec, gateway, REF.uid)
         assert secret not in item.message and logs.REDACTED in item.message
         assert "\x1b" not in item.message and len(item.message) <= 1024
@@ -149,10 +187,19 @@ def test_gateway_and_workspace_text_is_redacted_and_bounded() -> None:
         [other] = mcp_items(spec, gateway, "another-uid")
         assert secret in other.message
         book = StatusBook(REF, _status(None), _runtime(FakeBackend(), Recorder()))
-        report = bootstrap.parse_report(_setup_with_workspace(path="/home/user/" + "p" * 9000,
-                                                              ref=f"main-{secret}"))
-        record_tools(book, _spec({**SPEC, "workspace": {"repo": "https://github.com/o/r",
-                                                        "ref": "main", "allowFloatingRef": True}}), report)
+        report = bootstrap.parse_report(
+            _setup_with_workspace(path="/home/user/" + "p" * 9000, ref=f"main-{secret}")
+        )
+        record_tools(
+            book,
+            _spec(
+                {
+                    **SPEC,
+                    "workspace": {"repo": "https://github.com/o/r", "ref": "main", "allowFloatingRef": True},
+                }
+            ),
+            report,
+        )
         workspace = book.status.workspace
         assert workspace is not None and len(workspace.path or "") <= 4096
         assert secret not in (workspace.ref or "") and logs.REDACTED in (workspace.ref or "")
@@ -162,12 +209,22 @@ def test_gateway_and_workspace_text_is_redacted_and_bounded() -> None:
 
 def _setup_with_workspace(*, path: str, ref: str) -> str:
     body = {
-        "kind": "setup", "version": 1, "session": "s", "socket": "s", "state_dir": ".swarm/s",
-        "server": True, "agents": {"desired": 2, "ready": 2, "failed": 0},
-        "panes": [], "created": [], "removed": [], "restarted": [], "env_missing": [],
+        "kind": "setup",
+        "version": 1,
+        "session": "s",
+        "socket": "s",
+        "state_dir": ".swarm/s",
+        "server": True,
+        "agents": {"desired": 2, "ready": 2, "failed": 0},
+        "panes": [],
+        "created": [],
+        "removed": [],
+        "restarted": [],
+        "env_missing": [],
         "timed_out": False,
         "coordinator": {"enabled": False, "installed": False, "discovered": None, "error": None},
-        "steps": {}, "errors": [],
+        "steps": {},
+        "errors": [],
         "workspace": {"repo": "https://github.com/o/r", "ref": ref, "path": path, "commit": "a" * 40},
     }
     return f"{MARK_BEGIN}\n{json.dumps(body)}\n{MARK_END}\n"
@@ -229,7 +286,9 @@ async def test_a_probe_answer_quoting_a_secret_cut_in_half_leaks_no_piece_of_it(
     secret = "sk-live-" + "".join(chr(ord("a") + i % 26) for i in range(40))
     logs.REDACTOR.register(REF.uid, [secret])
     try:
-        backend.probes = [f"{secret}{'.' * (300 - 20)}"]  # the cut falls 20 characters before the end of the secret
+        backend.probes = [
+            f"{secret}{'.' * (300 - 20)}"
+        ]  # the cut falls 20 characters before the end of the secret
         status = await _probe(runtime, recorder)
         reason = status["health"]["reason"]
         assert "ProbeFailed" in reason and secret[-20:] not in reason, reason

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC
 
 import pytest
 from hypothesis import given, settings
@@ -22,8 +23,13 @@ class FakeClock:
         self.now += seconds
 
 
-def limiter(clock: FakeClock, per_minute: float | None = None, per_hour: float | None = None,
-            per_namespace: int | None = None, **kw: float) -> CreationLimiter:
+def limiter(
+    clock: FakeClock,
+    per_minute: float | None = None,
+    per_hour: float | None = None,
+    per_namespace: int | None = None,
+    **kw: float,
+) -> CreationLimiter:
     return CreationLimiter(per_minute, per_hour, per_namespace, clock=clock, **kw)
 
 
@@ -155,8 +161,9 @@ def test_fifo_earlier_waiter_gets_the_next_token() -> None:
     c = lim.try_acquire("c", "ns")
     # c's token is the second to come: 1.5 tokens away at one per minute.
     assert c.retry_after_s == pytest.approx(90.0)
-    assert c.message == ("operator-wide creation limit of 1/min reached; 1 earlier request waiting;"
-                         " next slot in 90.0 s")
+    assert c.message == (
+        "operator-wide creation limit of 1/min reached; 1 earlier request waiting; next slot in 90.0 s"
+    )
     assert lim.waiting() == ["b", "c"]
     clock.advance(30.0)
     assert not lim.try_acquire("c", "ns")  # the token that just arrived is b's
@@ -287,7 +294,9 @@ operations = st.lists(
     ops=operations,
 )
 def test_limits_hold_for_any_sequence(
-    per_minute: int, per_hour: int | None, per_namespace: int | None,
+    per_minute: int,
+    per_hour: int | None,
+    per_namespace: int | None,
     ops: list[tuple[float, str, int, int]],
 ) -> None:
     clock = FakeClock(0.0)
@@ -373,7 +382,7 @@ def test_drain_makes_the_next_create_wait_one_refill() -> None:
 
 
 async def test_the_operator_seeds_its_limiter_from_e2bs_list_at_start() -> None:
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
     from types import SimpleNamespace
 
     from swarm_operator.backend import BackendUnavailable
@@ -381,9 +390,10 @@ async def test_the_operator_seeds_its_limiter_from_e2bs_list_at_start() -> None:
     from swarm_operator.lifecycle.startup import seed_limiter
     from swarm_operator.names import TAG_OPERATOR
 
-    now = datetime.now(timezone.utc)
-    sandboxes = [SimpleNamespace(started_at=now - timedelta(seconds=s), metadata={TAG_OPERATOR: "op"})
-                 for s in (5, 15)]
+    now = datetime.now(UTC)
+    sandboxes = [
+        SimpleNamespace(started_at=now - timedelta(seconds=s), metadata={TAG_OPERATOR: "op"}) for s in (5, 15)
+    ]
     seen: list[dict[str, str]] = []
 
     class Backend:
@@ -400,9 +410,12 @@ async def test_the_operator_seeds_its_limiter_from_e2bs_list_at_start() -> None:
             return {"ref": "e2b_key"}
 
     backend = Backend()
-    runtime = SimpleNamespace(settings=Settings(operator_id="op"), secrets=Secrets(),
-                              backends=SimpleNamespace(for_key=lambda key: backend),
-                              limiter=CreationLimiter(2, None, None))
+    runtime = SimpleNamespace(
+        settings=Settings(operator_id="op"),
+        secrets=Secrets(),
+        backends=SimpleNamespace(for_key=lambda key: backend),
+        limiter=CreationLimiter(2, None, None),
+    )
     assert await seed_limiter(runtime, timeout_s=5) == 2  # type: ignore[arg-type]
     assert seen == [{TAG_OPERATOR: "op"}]
     assert not runtime.limiter.try_acquire("u", "ns")

@@ -25,12 +25,26 @@ PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "swarm_operator"
 Perm = tuple[str, str, str]  # (apiGroup, resource, verb)
 
 #: kubernetes-client verb prefixes and the RBAC verb each needs.
-_CLIENT_VERBS = {"read": "get", "list": "list", "create": "create", "patch": "patch",
-                 "replace": "update", "delete": "delete"}
-_CORE_KINDS = {"secret": "secrets", "event": "events", "config_map": "configmaps", "namespace": "namespaces",
-               "pod": "pods", "service": "services", "service_account": "serviceaccounts"}
+_CLIENT_VERBS = {
+    "read": "get",
+    "list": "list",
+    "create": "create",
+    "patch": "patch",
+    "replace": "update",
+    "delete": "delete",
+}
+_CORE_KINDS = {
+    "secret": "secrets",
+    "event": "events",
+    "config_map": "configmaps",
+    "namespace": "namespaces",
+    "pod": "pods",
+    "service": "services",
+    "service_account": "serviceaccounts",
+}
 _CLIENT_CALL = re.compile(
-    r"^(read|list|create|patch|replace|delete)_(namespaced_|cluster_)?([a-z_]+?)(_status)?(_for_all_namespaces)?$")
+    r"^(read|list|create|patch|replace|delete)_(namespaced_|cluster_)?([a-z_]+?)(_status)?(_for_all_namespaces)?$"
+)
 
 
 def _client_methods() -> frozenset[str]:
@@ -38,10 +52,13 @@ def _client_methods() -> frozenset[str]:
     import kubernetes.client
 
     return frozenset(
-        name for api in (getattr(kubernetes.client, attr) for attr in dir(kubernetes.client)
-                         if attr.endswith("Api"))
+        name
+        for api in (
+            getattr(kubernetes.client, attr) for attr in dir(kubernetes.client) if attr.endswith("Api")
+        )
         if isinstance(api, type)
-        for name in vars(api) if _CLIENT_CALL.match(name) and not name.endswith("_with_http_info")
+        for name in vars(api)
+        if _CLIENT_CALL.match(name) and not name.endswith("_with_http_info")
     )
 
 
@@ -63,8 +80,10 @@ def _imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.rstrip(".").split(".")[: len(package.rstrip(".").split(".")) - node.level + 1]
-                                + ([base] if base else []))
+                base = ".".join(
+                    package.rstrip(".").split(".")[: len(package.rstrip(".").split(".")) - node.level + 1]
+                    + ([base] if base else [])
+                )
             found.add(base)
             found |= {f"{base}.{a.name}" for a in node.names}
     return {m for m in found if m.startswith("swarm_operator")}
@@ -79,7 +98,9 @@ def _sources() -> Iterable[tuple[Path, str]]:
     import swarm_operator.cli as cli
 
     roots = {"swarm_operator.handlers"} | {
-        m for m in _imports(Path(cli.__file__)) if f"import {m.rsplit('.', 1)[-1]}" in inspect.getsource(cli._cmd_run)
+        m
+        for m in _imports(Path(cli.__file__))
+        if f"import {m.rsplit('.', 1)[-1]}" in inspect.getsource(cli._cmd_run)
     }
     seen: dict[str, Path] = {}
     todo = sorted(roots)
@@ -140,8 +161,13 @@ def kopf_permissions(*, clusterwide: bool, peering: bool) -> set[Perm]:
 
 
 def _granted(rules: Iterable[dict[str, Any]]) -> set[Perm]:
-    return {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"]
-            for v in rule["verbs"]}
+    return {
+        (g, r, v)
+        for rule in rules
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
 
 
 def test_client_scan_finds_the_known_calls() -> None:
@@ -168,11 +194,18 @@ def test_kopf_features_the_rules_assume_still_exist() -> None:
     from kopf._core.reactor import observation
 
     assert "references.CRDS" in inspect.getsource(observation.resource_observer)
-    assert references.CRDS.group == "apiextensions.k8s.io" and references.CRDS.any_name == "customresourcedefinitions"
+    assert (
+        references.CRDS.group == "apiextensions.k8s.io"
+        and references.CRDS.any_name == "customresourcedefinitions"
+    )
     assert (references.CLUSTER_PEERINGS_K.group, references.CLUSTER_PEERINGS_K.any_name) == (
-        "kopf.dev", "clusterkopfpeerings")
+        "kopf.dev",
+        "clusterkopfpeerings",
+    )
     assert (references.NAMESPACED_PEERINGS_K.group, references.NAMESPACED_PEERINGS_K.any_name) == (
-        "kopf.dev", "kopfpeerings")
+        "kopf.dev",
+        "kopfpeerings",
+    )
     assert kopf.__version__.startswith("1.")  # type: ignore[attr-defined]
 
 
@@ -188,8 +221,9 @@ def test_cluster_role_grants_exactly_what_is_used(replicas: int) -> None:
     assert _granted(own["rules"]) == client_permissions(own=True)
     (binding,) = find(objects, "ClusterRoleBinding")
     (sa,) = find(objects, "ServiceAccount")
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"],
-                                    "namespace": "swarm-system"}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "swarm-system"}
+    ]
 
 
 @pytest.mark.parametrize("replicas", [1, 2])
@@ -222,7 +256,10 @@ def test_own_namespace_calls_are_the_release_record_and_named() -> None:
 
 
 def test_no_wildcards_and_patch_on_peering_is_scoped_to_our_object() -> None:
-    for values in ({"replicaCount": 2}, {"replicaCount": 2, "watch": {"mode": "namespaces", "namespaces": ["a"]}}):
+    for values in (
+        {"replicaCount": 2},
+        {"replicaCount": 2, "watch": {"mode": "namespaces", "namespaces": ["a"]}},
+    ):
         objects = render(values)
         for role in find(objects, "ClusterRole") + find(objects, "Role"):
             for rule in role["rules"]:

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from swarm_operator.config import Settings
-from swarm_testbed.kube.pytest_plugin import kube_api_client
 from swarm_operator.logs import OPERATOR_WIDE, REDACTOR, Redactor
 from swarm_operator.secrets import (
     MAX_SECRET_BYTES,
@@ -18,6 +17,7 @@ from swarm_operator.secrets import (
     SecretReader,
     SecretsTooLarge,
 )
+from swarm_testbed.kube.pytest_plugin import kube_api_client
 
 
 class _ApiError(Exception):
@@ -138,8 +138,12 @@ async def test_one_cancelled_caller_does_not_cancel_the_shared_get() -> None:
 async def test_values_are_registered_in_the_resource_scope_and_released() -> None:
     redactor = Redactor()
     default = SecretKeyRef("swarm-system", "e2b-api-key", "api-key")
-    api = FakeApi({("ns", "s"): {"k": "tenant-value-abc"},
-                   ("swarm-system", "e2b-api-key"): {"api-key": "e2b-default-key-xyz"}})
+    api = FakeApi(
+        {
+            ("ns", "s"): {"k": "tenant-value-abc"},
+            ("swarm-system", "e2b-api-key"): {"api-key": "e2b-default-key-xyz"},
+        }
+    )
     reader = SecretReader(api, operator_wide=[default], redactor=redactor)
     await reader.read_many([SecretKeyRef("ns", "s", "k"), default], scope="uid-1")
     assert redactor.scopes() == {"uid-1", OPERATOR_WIDE}
@@ -157,8 +161,10 @@ async def test_total_secret_bytes_are_capped_naming_limit_and_count() -> None:
     with pytest.raises(SecretsTooLarge) as info:
         await reader.read_many(refs)
     assert isinstance(info.value, SecretNotFound) and info.value.reason == "SecretsTooLarge"
-    assert str(info.value).startswith("the 2 Secret key(s) this resource references hold 1200 bytes, "
-                                      "over the operator's limit of 1000 bytes per resource")
+    assert str(info.value).startswith(
+        "the 2 Secret key(s) this resource references hold 1200 bytes, "
+        "over the operator's limit of 1000 bytes per resource"
+    )
     assert "x" * 10 not in str(info.value)
     assert await reader.read(refs[0]) == "x" * 600  # under the limit alone
     # The operator's own key does not count against the resource's budget.
@@ -176,8 +182,12 @@ def test_one_get_per_secret_through_the_kubernetes_client(kube_emulator: Any) ->
 
     client = kube_api_client(kube_emulator)
     core = kubernetes.client.CoreV1Api(client)
-    core.create_namespaced_secret("default", kubernetes.client.V1Secret(
-        metadata=kubernetes.client.V1ObjectMeta(name="team"), string_data={"key": "team-key-0123456"}))
+    core.create_namespaced_secret(
+        "default",
+        kubernetes.client.V1Secret(
+            metadata=kubernetes.client.V1ObjectMeta(name="team"), string_data={"key": "team-key-0123456"}
+        ),
+    )
     counter = kube_emulator.emulator.counter
     before = counter.count("get", "secrets")
     reader = SecretReader(core, ttl_s=60.0, redactor=Redactor())
@@ -195,7 +205,9 @@ async def test_a_shared_failed_get_names_each_callers_own_key() -> None:
     api = FakeApi({})
     reader = SecretReader(api, ttl_s=60.0, redactor=Redactor())
     first, second = await asyncio.gather(
-        reader.read(SecretKeyRef("ns", "gone", "a")), reader.read(SecretKeyRef("ns", "gone", "b")),
-        return_exceptions=True)
+        reader.read(SecretKeyRef("ns", "gone", "a")),
+        reader.read(SecretKeyRef("ns", "gone", "b")),
+        return_exceptions=True,
+    )
     assert len(api.calls) == 1
     assert "key 'a'" in str(first) and "key 'b'" in str(second)

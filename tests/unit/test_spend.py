@@ -5,7 +5,7 @@ in time for a budget, and the probe's activity report."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -29,12 +29,19 @@ class PausingBackend(FakeBackend):
 
 
 def _ago(seconds: float) -> str:
-    return (datetime.now(timezone.utc) - timedelta(seconds=seconds)).replace(microsecond=0).isoformat()
+    return (datetime.now(UTC) - timedelta(seconds=seconds)).replace(microsecond=0).isoformat()
 
 
 def _ledger(**fields: Any) -> dict[str, Any]:
-    return {"sandboxSeconds": 1000, "estimatedUSD": 0.5, "state": "Running", "vcpu": 2, "memoryMiB": 1024,
-            "rateUSDPerHour": 0.117, **fields}
+    return {
+        "sandboxSeconds": 1000,
+        "estimatedUSD": 0.5,
+        "state": "Running",
+        "vcpu": 2,
+        "memoryMiB": 1024,
+        "rateUSDPerHour": 0.117,
+        **fields,
+    }
 
 
 async def test_an_operator_restart_carries_the_ledger_on_and_charges_the_time_away() -> None:
@@ -44,15 +51,18 @@ async def test_an_operator_restart_carries_the_ledger_on_and_charges_the_time_aw
     await lifecycle.reconcile(REF, _spec(SPEC), _status(status), _runtime(backend, recorder))
     cost = recorder.status()["cost"]
     assert 1400 <= cost["sandboxSeconds"] <= 1402  # the 400 s away were billed: charged, not reset
-    assert cost["estimatedUSD"] == pytest.approx(0.5 + 0.117 * cost["sandboxSeconds"] / 3600 - 0.117 * 1000 / 3600)
+    assert cost["estimatedUSD"] == pytest.approx(
+        0.5 + 0.117 * cost["sandboxSeconds"] / 3600 - 0.117 * 1000 / 3600
+    )
 
 
 async def test_a_quiet_reconcile_within_the_cadence_leaves_the_figures_alone() -> None:
     backend, recorder = PausingBackend(), Recorder()
     sid = backend.add(REF.uid)
     written = _ledger(asOf=_ago(30))
-    await lifecycle.reconcile(REF, _spec(SPEC), _status({"sandbox": {"id": sid}, "cost": written}),
-                              _runtime(backend, recorder))
+    await lifecycle.reconcile(
+        REF, _spec(SPEC), _status({"sandbox": {"id": sid}, "cost": written}), _runtime(backend, recorder)
+    )
     cost = recorder.status()["cost"]
     assert (cost["sandboxSeconds"], cost["asOf"][:19]) == (1000, written["asOf"][:19])
 
@@ -61,8 +71,12 @@ async def test_a_reached_budget_with_suspend_pauses_and_stops_the_meter() -> Non
     backend, recorder = PausingBackend(), Recorder()
     sid = backend.add(REF.uid)
     spec = _spec({**SPEC, "budget": {"maxUSD": 0.4}})
-    await lifecycle.reconcile(REF, spec, _status({"sandbox": {"id": sid}, "cost": _ledger(asOf=_ago(5))}),
-                              _runtime(backend, recorder))
+    await lifecycle.reconcile(
+        REF,
+        spec,
+        _status({"sandbox": {"id": sid}, "cost": _ledger(asOf=_ago(5))}),
+        _runtime(backend, recorder),
+    )
     status = recorder.status()
     assert backend.paused == [sid] and backend.killed == []
     assert status["phase"] == "Suspended"
@@ -80,14 +94,16 @@ async def test_a_reached_budget_with_delete_kills_and_fails_until_the_limit_chan
     spec = _spec({**SPEC, "budget": {"maxHours": 0.2, "action": "Delete"}})
     runtime = _runtime(backend, recorder)
     with pytest.raises(GiveUp):
-        await lifecycle.reconcile(REF, spec, _status({"sandbox": {"id": sid}, "cost": _ledger(asOf=_ago(5))}),
-                                  runtime)
+        await lifecycle.reconcile(
+            REF, spec, _status({"sandbox": {"id": sid}, "cost": _ledger(asOf=_ago(5))}), runtime
+        )
     status = recorder.status()
     assert backend.killed == [sid] and status["phase"] == "Failed"
     assert status["cost"]["state"] == "Stopped"
     raised = _spec({**SPEC, "budget": {"maxHours": 1, "action": "Delete"}})
-    await lifecycle.reconcile(ResourceRef(REF.namespace, REF.name, REF.uid, 2), raised,
-                              _status(status), runtime)
+    await lifecycle.reconcile(
+        ResourceRef(REF.namespace, REF.name, REF.uid, 2), raised, _status(status), runtime
+    )
     status = recorder.status()
     assert status["phase"] == "Ready" and status["sandbox"]["id"] != sid
     assert _conditions(status)["BudgetExceeded"]["reason"] == "WithinBudget"
@@ -97,8 +113,14 @@ async def test_an_idle_pause_holds_for_its_generation_and_a_spec_change_resumes(
     backend, recorder = PausingBackend(), Recorder()
     sid = backend.add(REF.uid)
     runtime = _runtime(backend, recorder)
-    idle = {"type": "Suspended", "status": "True", "reason": "Idle", "message": "idle",
-            "lastTransitionTime": _ago(10), "observedGeneration": 1}
+    idle = {
+        "type": "Suspended",
+        "status": "True",
+        "reason": "Idle",
+        "message": "idle",
+        "lastTransitionTime": _ago(10),
+        "observedGeneration": 1,
+    }
     status = {"sandbox": {"id": sid}, "conditions": [idle], "cost": _ledger(state="Paused", asOf=_ago(5))}
     await lifecycle.reconcile(REF, _spec(SPEC), _status(status), runtime)  # e.g. an operator restart
     assert recorder.status()["phase"] == "Suspended"
@@ -113,8 +135,14 @@ async def test_resume_lifts_only_an_idle_pause() -> None:
     backend, recorder = PausingBackend(), Recorder()
     sid = backend.add(REF.uid)
     runtime = _runtime(backend, recorder)
-    idle = {"type": "Suspended", "status": "True", "reason": "Idle", "message": "idle",
-            "lastTransitionTime": _ago(10), "observedGeneration": 1}
+    idle = {
+        "type": "Suspended",
+        "status": "True",
+        "reason": "Idle",
+        "message": "idle",
+        "lastTransitionTime": _ago(10),
+        "observedGeneration": 1,
+    }
     await lifecycle.resume(REF, _spec(SPEC), _status({"sandbox": {"id": sid}, "conditions": [idle]}), runtime)
     assert recorder.status()["phase"] == "Ready"
     assert ("Normal", "Resumed") in [e[:2] for e in recorder.events]
@@ -132,12 +160,23 @@ def test_the_health_daemon_looks_again_when_the_budget_will_be_reached() -> None
 
 
 def _report(activity: int | None, clock: int, registry_mtime: int | None = None) -> HealthReport:
-    return HealthReport.model_validate({
-        "kind": "probe", "version": 1, "session": "s", "server": True,
-        "agents": {"desired": 1, "alive": 1, "dead": 0}, "missing": [], "extra": 0, "panes": [],
-        "registry": None if registry_mtime is None else {"path": "r", "agents": 1, "mtime": registry_mtime},
-        "activity": activity, "clock": clock,
-    })
+    return HealthReport.model_validate(
+        {
+            "kind": "probe",
+            "version": 1,
+            "session": "s",
+            "server": True,
+            "agents": {"desired": 1, "alive": 1, "dead": 0},
+            "missing": [],
+            "extra": 0,
+            "panes": [],
+            "registry": None
+            if registry_mtime is None
+            else {"path": "r", "agents": 1, "mtime": registry_mtime},
+            "activity": activity,
+            "clock": clock,
+        }
+    )
 
 
 def test_idle_means_no_pane_output_and_no_coordinator_change_for_the_whole_time() -> None:
@@ -152,30 +191,33 @@ def test_idle_means_no_pane_output_and_no_coordinator_change_for_the_whole_time(
 async def test_the_namespace_daily_cap_pauses_default_key_resources_only() -> None:
     backend, recorder = PausingBackend(), Recorder()
     runtime = _runtime(backend, recorder, SWARM_MAX_USD_PER_NAMESPACE_PER_DAY="1")
-    today = datetime.now(timezone.utc).date().isoformat()
+    today = datetime.now(UTC).date().isoformat()
     other = runtime.remember("uid-other")  # another resource of the namespace, $0.7 today
     other.namespace, other.default_key = REF.namespace, True
-    other.cost = CostStatus.model_validate(_ledger(estimatedUSD=0.9, dayStartUSD=0.2, day=today,
-                                                   state="Paused", asOf=_ago(5)))
+    other.cost = CostStatus.model_validate(
+        _ledger(estimatedUSD=0.9, dayStartUSD=0.2, day=today, state="Paused", asOf=_ago(5))
+    )
     sid = backend.add(REF.uid)
     mine = _ledger(estimatedUSD=0.5, dayStartUSD=0.1, day=today, asOf=_ago(5))  # $0.4 today
     await lifecycle.reconcile(REF, _spec(SPEC), _status({"sandbox": {"id": sid}, "cost": mine}), runtime)
     status = recorder.status()
     assert backend.paused == [sid] and status["phase"] == "Suspended"
     message = _conditions(status)["BudgetExceeded"]["message"]
-    assert "namespace ns spent an estimated $1.1" in message and "SWARM_MAX_USD_PER_NAMESPACE_PER_DAY" in message
+    assert (
+        "namespace ns spent an estimated $1.1" in message and "SWARM_MAX_USD_PER_NAMESPACE_PER_DAY" in message
+    )
     # The next UTC day the pause lifts without a spec change (the health daemon reconciles).
-    tomorrow = datetime.now(timezone.utc) + timedelta(days=1)
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
     paused = _status(status)
     assert lifecycle.budget.lifted(REF, _spec(SPEC), paused, runtime, tomorrow)
-    assert not lifecycle.budget.lifted(REF, _spec(SPEC), paused, runtime, datetime.now(timezone.utc))
+    assert not lifecycle.budget.lifted(REF, _spec(SPEC), paused, runtime, datetime.now(UTC))
     # A resource on its own key is not capped by the operator's default-key budget.
     own = _spec({**SPEC, "e2b": {"apiKeySecretRef": {"name": "mine", "key": "api-key"}}})
-    assert not lifecycle.budget.verdict(REF, own, paused.cost, runtime, datetime.now(timezone.utc))[0].exceeded
+    assert not lifecycle.budget.verdict(REF, own, paused.cost, runtime, datetime.now(UTC))[0].exceeded
 
 
 def test_spend_today_starts_at_midnight_and_carries_within_the_day() -> None:
-    midnight = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     yesterday = midnight - timedelta(hours=1)
     # $0.001/s since 23:00: $3.6 by midnight.
     ledger = accrue(None, yesterday, "Running", Size(1, 0), Prices(0.001, 0))

@@ -42,29 +42,42 @@ def test_defaults_are_the_pins_the_setup_script_installs() -> None:
     from swarm_operator.config import Settings
 
     assert Settings().coordinator_install == model.COORDINATOR_PIN
-    assert bootstrap.BootstrapPlan(session="s", socket="s", agents=1, command="claude").agent_cli_install \
+    assert (
+        bootstrap.BootstrapPlan(session="s", socket="s", agents=1, command="claude").agent_cli_install
         == bootstrap.CLAUDE_CODE_PACKAGE
+    )
     # PyPI's "claude-swarm" is another project (no claudeswarm command): never the default.
     assert not model.COORDINATOR_PIN.startswith("claude-swarm==")
 
 
 def test_from_template_for_mcp() -> None:
-    data = json.loads(template.render(
-        template.definition(coordinator=PIN, agent_cli=CLI, from_template="mcp-gateway"), "json"))
+    data = json.loads(
+        template.render(
+            template.definition(coordinator=PIN, agent_cli=CLI, from_template="mcp-gateway"), "json"
+        )
+    )
     assert data["fromTemplate"] == "mcp-gateway"
 
 
-@pytest.mark.parametrize(("coordinator", "agent_cli"), [
-    ("claudeswarm", CLI), ("claudeswarm>=0.4", CLI), ("preinstalled", CLI),
-    (PIN, "@anthropic-ai/claude-code"), (PIN, "@anthropic-ai/claude-code@latest"), (PIN, "claude@^2.0.0"),
-])
+@pytest.mark.parametrize(
+    ("coordinator", "agent_cli"),
+    [
+        ("claudeswarm", CLI),
+        ("claudeswarm>=0.4", CLI),
+        ("preinstalled", CLI),
+        (PIN, "@anthropic-ai/claude-code"),
+        (PIN, "@anthropic-ai/claude-code@latest"),
+        (PIN, "claude@^2.0.0"),
+    ],
+)
 def test_unpinned_is_refused(coordinator: str, agent_cli: str) -> None:
     with pytest.raises(ValueError, match="pinned|exact"):
         template.definition(coordinator=coordinator, agent_cli=agent_cli)
 
 
-def test_cli_prints_offline_and_build_needs_the_key_in_env(capsys: pytest.CaptureFixture[str],
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_prints_offline_and_build_needs_the_key_in_env(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert cli.main(["template", "--coordinator", PIN, "--agent-cli", CLI]) == 0
     assert f"npm install -g {CLI}" in capsys.readouterr().out
     assert cli.main(["template"]) == 0  # the operator's own pins
@@ -83,21 +96,28 @@ def test_the_default_pins_are_installed_by_content() -> None:
 
     lines = template.render(template.definition()).strip().splitlines()
     npm = next(line for line in lines if "npm" in line and "apt-get" not in line)
-    digest = base64.b64decode(bootstrap.NPM_INTEGRITY[bootstrap.CLAUDE_CODE_PACKAGE].removeprefix("sha512-")).hex()
+    digest = base64.b64decode(
+        bootstrap.NPM_INTEGRITY[bootstrap.CLAUDE_CODE_PACKAGE].removeprefix("sha512-")
+    ).hex()
     assert f"{digest} *.tgz | sha512sum -c --strict -" in npm
     assert npm.index("sha512sum") < npm.index("npm install -g")
     lock = lines.index(f"COPY coordinator.lock {template.LOCK_IN_IMAGE}")
-    assert lines[lock + 1] == ("RUN pip install --break-system-packages --no-cache-dir --require-hashes "
-                               f"--only-binary=:all: -r {template.LOCK_IN_IMAGE}")
-    assert lines[lock + 2] == ("RUN pip install --break-system-packages --no-cache-dir --no-deps "
-                               f"--no-build-isolation -- {model.COORDINATOR_PIN}")
+    assert lines[lock + 1] == (
+        "RUN pip install --break-system-packages --no-cache-dir --require-hashes "
+        f"--only-binary=:all: -r {template.LOCK_IN_IMAGE}"
+    )
+    assert lines[lock + 2] == (
+        "RUN pip install --break-system-packages --no-cache-dir --no-deps "
+        f"--no-build-isolation -- {model.COORDINATOR_PIN}"
+    )
     custom = template.render(template.definition(coordinator=PIN, agent_cli=CLI))
     assert "coordinator.lock" not in custom and "npm pack" not in custom
 
 
 @pytest.mark.parametrize("tampered", [False, True])
 def test_the_npm_step_refuses_a_tarball_that_is_not_the_pinned_one(
-        tmp_path: pathlib.Path, tampered: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: pathlib.Path, tampered: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The template's npm RUN line in real bash, with an npm stand-in whose registry serves the
     pinned package's bytes (or one byte more): a mismatch fails the step before any install."""
     tarball = b"the pinned tarball\n"
@@ -120,8 +140,12 @@ esac
     native_integrity = "sha512-" + base64.b64encode(hashlib.sha512(native).digest()).decode()
     monkeypatch.setitem(template.NPM_INTEGRITY, "pkg-native@1.0.0", native_integrity)
     line = template._npm_verified("pkg@1.0.0", integrity, {machine: "pkg-native@1.0.0"})
-    result = subprocess.run(["bash", "-c", f"set -e; {line}"], capture_output=True, text=True,
-                            env={**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"})
+    result = subprocess.run(
+        ["bash", "-c", f"set -e; {line}"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"},
+    )
     calls = (tmp_path / "calls").read_text().splitlines()
     if tampered:
         assert result.returncode != 0 and "FAILED" in result.stdout + result.stderr

@@ -3,6 +3,7 @@ orphan sweeper trusts instead of anything inside a sandbox."""
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 import kubernetes
@@ -11,14 +12,14 @@ from test_lifecycle import KEY, REF, SPEC, FakeBackend, Pool, Recorder, _spec, _
 
 from swarm_operator import lifecycle
 from swarm_operator.backend import SandboxInfo
+from swarm_operator.cluster._released import MAX_ENTRIES, ConfigMapReleaseRecord, RecordFull
 from swarm_operator.config import Settings, SettingsError
-from swarm_testbed.kube.pytest_plugin import kube_api_client
 from swarm_operator.lifecycle import GiveUp, ResourceRef, Runtime
 from swarm_operator.lifecycle.tenancy import glob_match, refusal
 from swarm_operator.names import TAG_OPERATOR, TAG_UID
-from swarm_operator.cluster._released import MAX_ENTRIES, ConfigMapReleaseRecord, RecordFull
 from swarm_operator.secrets import SecretReader
 from swarm_operator.sweeper import Sweeper
+from swarm_testbed.kube.pytest_plugin import kube_api_client
 
 OWN_KEY = {"e2b": {"apiKeySecretRef": {"name": "team-key", "key": "api-key"}}}
 
@@ -42,23 +43,35 @@ def test_defaults_are_multi_tenant_safe_and_serve_the_quick_start() -> None:
     assert _reason("swarm-system", {}) == _reason("swarm-system", OWN_KEY) == "NamespaceNotAllowed"
 
 
-@pytest.mark.parametrize(("namespace", "body", "env", "reason"), [
-    ("team-a", {}, {"default_key_namespaces": "team-*"}, None),
-    ("teamb", {}, {"default_key_namespaces": "team-*"}, "DefaultKeyNotAllowed"),
-    ("x", {}, {"default_key_namespaces": "*"}, None),
-    ("default", {}, {"default_key_namespaces": ""}, "DefaultKeyNotAllowed"),
-    ("default", {"deletionPolicy": "Orphan"}, {}, "OrphanNotAllowed"),
-    ("default", {"deletionPolicy": "Orphan", **OWN_KEY}, {}, None),
-    ("default", {"template": "anthropic-claude-code"}, {}, None),  # the default template is always allowed
-    ("default", {"template": "gpu-xl"}, {}, "TemplateNotAllowed"),
-    ("default", {"template": "gpu-xl", **OWN_KEY}, {}, None),
-    ("default", {"template": "claude-swarm-v2"}, {"default_key_templates": "claude-swarm*"}, None),
-    ("default", {"template": "team/claude-swarm"}, {"default_key_templates": "claude-swarm*"},
-     "TemplateNotAllowed"),
-    ("default", {"template": "x"}, {"default_template": "x"}, None),
-    ("swarm-system", OWN_KEY, {}, "NamespaceNotAllowed"),
-    ("ops", {}, {"namespace": "ops", "default_key_namespaces": "*"}, "NamespaceNotAllowed"),
-])
+@pytest.mark.parametrize(
+    ("namespace", "body", "env", "reason"),
+    [
+        ("team-a", {}, {"default_key_namespaces": "team-*"}, None),
+        ("teamb", {}, {"default_key_namespaces": "team-*"}, "DefaultKeyNotAllowed"),
+        ("x", {}, {"default_key_namespaces": "*"}, None),
+        ("default", {}, {"default_key_namespaces": ""}, "DefaultKeyNotAllowed"),
+        ("default", {"deletionPolicy": "Orphan"}, {}, "OrphanNotAllowed"),
+        ("default", {"deletionPolicy": "Orphan", **OWN_KEY}, {}, None),
+        (
+            "default",
+            {"template": "anthropic-claude-code"},
+            {},
+            None,
+        ),  # the default template is always allowed
+        ("default", {"template": "gpu-xl"}, {}, "TemplateNotAllowed"),
+        ("default", {"template": "gpu-xl", **OWN_KEY}, {}, None),
+        ("default", {"template": "claude-swarm-v2"}, {"default_key_templates": "claude-swarm*"}, None),
+        (
+            "default",
+            {"template": "team/claude-swarm"},
+            {"default_key_templates": "claude-swarm*"},
+            "TemplateNotAllowed",
+        ),
+        ("default", {"template": "x"}, {"default_template": "x"}, None),
+        ("swarm-system", OWN_KEY, {}, "NamespaceNotAllowed"),
+        ("ops", {}, {"namespace": "ops", "default_key_namespaces": "*"}, "NamespaceNotAllowed"),
+    ],
+)
 def test_refusal_table(namespace: str, body: dict[str, Any], env: dict[str, str], reason: str | None) -> None:
     assert _reason(namespace, body, _settings(**env)) == reason
 
@@ -87,23 +100,36 @@ class CountingSecrets:
 
 
 def _runtime(backend: FakeBackend, recorder: Recorder, secrets: CountingSecrets, **env: str) -> Runtime:
-    return Runtime(settings=_settings(init_backoff_seconds="0", **env), backends=Pool(backend),
-                   secrets=SecretReader(secrets), status=recorder, events=recorder)
+    return Runtime(
+        settings=_settings(init_backoff_seconds="0", **env),
+        backends=Pool(backend),
+        secrets=SecretReader(secrets),
+        status=recorder,
+        events=recorder,
+    )
 
 
 #: What each refusal's message must name so a person knows what to change.
-_ACTIONABLE = {"DefaultKeyNotAllowed": "SWARM_DEFAULT_KEY_NAMESPACES", "OrphanNotAllowed": "spec.deletionPolicy",
-               "TemplateNotAllowed": "spec.template", "NamespaceNotAllowed": "operator's own"}
+_ACTIONABLE = {
+    "DefaultKeyNotAllowed": "SWARM_DEFAULT_KEY_NAMESPACES",
+    "OrphanNotAllowed": "spec.deletionPolicy",
+    "TemplateNotAllowed": "spec.template",
+    "NamespaceNotAllowed": "operator's own",
+}
 
 
-@pytest.mark.parametrize(("namespace", "body", "reason"), [
-    ("team-a", {}, "DefaultKeyNotAllowed"),
-    ("default", {"deletionPolicy": "Orphan"}, "OrphanNotAllowed"),
-    ("default", {"template": "gpu-xl"}, "TemplateNotAllowed"),
-    ("swarm-system", OWN_KEY, "NamespaceNotAllowed"),
-])
+@pytest.mark.parametrize(
+    ("namespace", "body", "reason"),
+    [
+        ("team-a", {}, "DefaultKeyNotAllowed"),
+        ("default", {"deletionPolicy": "Orphan"}, "OrphanNotAllowed"),
+        ("default", {"template": "gpu-xl"}, "TemplateNotAllowed"),
+        ("swarm-system", OWN_KEY, "NamespaceNotAllowed"),
+    ],
+)
 async def test_refused_resources_get_a_terminal_reason_no_sandbox_and_no_secret_read(
-        namespace: str, body: dict[str, Any], reason: str) -> None:
+    namespace: str, body: dict[str, Any], reason: str
+) -> None:
     backend, recorder, secrets = FakeBackend(), Recorder(), CountingSecrets()
     runtime = _runtime(backend, recorder, secrets)
     ref = ResourceRef(namespace, "swarm", "uid-1", 1)
@@ -142,12 +168,17 @@ async def test_orphan_with_the_default_key_is_torn_down_and_with_its_own_key_rec
     sid = backend.add(REF.uid)
     runtime.remember(REF.uid).api_key = KEY
     # A resource made Orphan before the policy existed: still never left billing the platform.
-    await lifecycle.delete(REF, _spec({**SPEC, "deletionPolicy": "Orphan"}), _status({"sandbox": {"id": sid}}),
-                           runtime)
+    await lifecycle.delete(
+        REF, _spec({**SPEC, "deletionPolicy": "Orphan"}), _status({"sandbox": {"id": sid}}), runtime
+    )
     assert backend.killed == [sid] and not await runtime.released.ids()
     sid = backend.add(REF.uid)
-    await lifecycle.delete(REF, _spec({**SPEC, "deletionPolicy": "Orphan", **OWN_KEY}),
-                           _status({"sandbox": {"id": sid}}), runtime)
+    await lifecycle.delete(
+        REF,
+        _spec({**SPEC, "deletionPolicy": "Orphan", **OWN_KEY}),
+        _status({"sandbox": {"id": sid}}),
+        runtime,
+    )
     assert backend.killed == [backend.killed[0]] and await runtime.released.ids() == {sid}
 
 
@@ -156,11 +187,13 @@ class SweptBackend:
     decide without looking inside any sandbox."""
 
     def __init__(self, owners: dict[str, str]) -> None:
-        from datetime import datetime, timezone
+        from datetime import datetime
 
-        now = datetime.now(timezone.utc)
-        self.sandboxes = {sid: SandboxInfo(sid, "base", {TAG_UID: uid, TAG_OPERATOR: "op"}, now, now, "running")
-                          for sid, uid in owners.items()}
+        now = datetime.now(UTC)
+        self.sandboxes = {
+            sid: SandboxInfo(sid, "base", {TAG_UID: uid, TAG_OPERATOR: "op"}, now, now, "running")
+            for sid, uid in owners.items()
+        }
         self.killed: list[str] = []
 
     async def list(self, metadata: Any, **_: Any) -> list[SandboxInfo]:
@@ -202,8 +235,9 @@ def test_release_record_in_a_configmap(kube_emulator: Any) -> None:
     core = kubernetes.client.CoreV1Api(api)
     core.create_namespace({"metadata": {"name": "swarm-system"}})
     clock = [1000.0]
-    record = ConfigMapReleaseRecord(api, namespace="swarm-system", operator_id="op", timeout_s=10,
-                                    clock=lambda: clock[0])
+    record = ConfigMapReleaseRecord(
+        api, namespace="swarm-system", operator_id="op", timeout_s=10, clock=lambda: clock[0]
+    )
     ref = ResourceRef("team-a", "keep", "uid-9")
 
     async def scenario() -> None:
@@ -219,8 +253,9 @@ def test_release_record_in_a_configmap(kube_emulator: Any) -> None:
 
     asyncio.run(scenario())
     # Full: a new release waits rather than push the ConfigMap past its size.
-    core.patch_namespaced_config_map("op-released", "swarm-system", {"data": {
-        f"sbx-{i}": '{"until": 99999}' for i in range(MAX_ENTRIES)}})
+    core.patch_namespaced_config_map(
+        "op-released", "swarm-system", {"data": {f"sbx-{i}": '{"until": 99999}' for i in range(MAX_ENTRIES)}}
+    )
     with pytest.raises(RecordFull):
         asyncio.run(record.record("sbx-new", ref, 9000))
     api.close()

@@ -82,10 +82,10 @@ _STARTUP_ENV = {"HOME": "/nonexistent/swarm-operator", "BASH_ENV": "", "ENV": ""
 # The PATH entries Debian's stock /etc/skel/.profile adds, which E2B's templates' tools rely on
 # (e.g. pip --user installs in ~/.local/bin), without running the agent-editable file.
 _PRELUDE = (
-    'HOME=$PWD; export HOME; unset BASH_ENV ENV\n'
+    "HOME=$PWD; export HOME; unset BASH_ENV ENV\n"
     'if [ -d "$HOME/bin" ]; then PATH="$HOME/bin:$PATH"; fi\n'
     'if [ -d "$HOME/.local/bin" ]; then PATH="$HOME/.local/bin:$PATH"; fi\n'
-    'export PATH\n'
+    "export PATH\n"
 )
 
 
@@ -131,8 +131,10 @@ async def _wait_capped(handle: AsyncCommandHandle[None], out: _CappedStream, err
     envd), the stream dropped, and :class:`_OutputFlood` raised. Non-zero exits raise the SDK's
     ``CommandExitException`` as ``commands.run`` does."""
     done = asyncio.ensure_future(handle.wait())
-    floods = {asyncio.ensure_future(out.flooded.wait()): "stdout",
-              asyncio.ensure_future(err.flooded.wait()): "stderr"}
+    floods = {
+        asyncio.ensure_future(out.flooded.wait()): "stdout",
+        asyncio.ensure_future(err.flooded.wait()): "stderr",
+    }
     try:
         finished, _ = await asyncio.wait({done, *floods}, return_when=asyncio.FIRST_COMPLETED)
         flooded = next((name for task, name in floods.items() if task in finished), None)
@@ -265,7 +267,7 @@ class E2BBackend:
             should_retry=lambda err: not err.ambiguous,
         )
         self._remember(sandbox)
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         logger.info(
             "created sandbox %s from template %s",
             sandbox.sandbox_id,
@@ -292,8 +294,12 @@ class E2BBackend:
         try:
             info = await self.get(sandbox_id, retry=NO_RETRY)
         except BackendError as exc:
-            logger.info("size of sandbox %s not read (%s); priced at the last known size",
-                        sandbox_id, exc.reason, extra={"operation": "get", "sandbox_id": sandbox_id})
+            logger.info(
+                "size of sandbox %s not read (%s); priced at the last known size",
+                sandbox_id,
+                exc.reason,
+                extra={"operation": "get", "sandbox_id": sandbox_id},
+            )
             return None, None
         return info.vcpu, info.memory_mib
 
@@ -667,8 +673,10 @@ def egress_entry_refusal(entry: str, *, deny: bool) -> str | None:
         except ValueError as exc:
             return f"{entry!r} is not a valid IPv4 address or CIDR ({exc})"
         if entry != ALL_TRAFFIC and net.network_address == ipaddress.IPv4Address(0):
-            return (f"{entry!r} starts at the unspecified address 0.0.0.0, which E2B refuses "
-                    f"(only {ALL_TRAFFIC} may)")
+            return (
+                f"{entry!r} starts at the unspecified address 0.0.0.0, which E2B refuses "
+                f"(only {ALL_TRAFFIC} may)"
+            )
         return None
     if ":" in entry:
         return f"{entry!r}: E2B's egress firewall is IPv4 only"

@@ -218,9 +218,7 @@ def _classify(exc: BaseException, op: str, sid: str | None) -> BackendError:
         return _rate(op, detail, kw, exc)
     if isinstance(exc, ex.ServiceBusyException):
         # Documented by the SDK: a 503 changed nothing, so even create may be repeated.
-        return BackendUnavailable(
-            f"E2B is temporarily busy (503) during {op}; retrying. ({detail})", **kw
-        )
+        return BackendUnavailable(f"E2B is temporarily busy (503) during {op}; retrying. ({detail})", **kw)
     if isinstance(exc, ex.GuestUnresponsiveException):
         return InvalidRequest(
             f"{target} was paused while its guest agent was unresponsive and cannot be "
@@ -243,9 +241,7 @@ def _classify(exc: BaseException, op: str, sid: str | None) -> BackendError:
                 "script finish sooner",
                 **kw,
             )
-        return BackendUnavailable(
-            f"{op} on {target} timed out; retrying. ({detail})", ambiguous=True, **kw
-        )
+        return BackendUnavailable(f"{op} on {target} timed out; retrying. ({detail})", ambiguous=True, **kw)
     if isinstance(exc, ex.TemplateException):
         return InvalidRequest(
             "the template's envd is too old for this SDK; rebuild the template with a current "
@@ -253,9 +249,7 @@ def _classify(exc: BaseException, op: str, sid: str | None) -> BackendError:
             **kw,
         )
     if isinstance(exc, ex.NotEnoughSpaceException):
-        return InvalidRequest(
-            f"{target} ran out of disk space; use a template with a larger disk", **kw
-        )
+        return InvalidRequest(f"{target} ran out of disk space; use a template with a larger disk", **kw)
     if isinstance(exc, ex.InvalidArgumentException):
         return InvalidRequest(f"E2B refused the {op} request as invalid: {detail}", **kw)
     if isinstance(exc, ex.NotFoundException):
@@ -267,9 +261,7 @@ def _classify(exc: BaseException, op: str, sid: str | None) -> BackendError:
 
     # --- transport level: the request may or may not have reached the server ---
     if isinstance(exc, httpx.TimeoutException | TimeoutError | asyncio.TimeoutError):
-        return BackendUnavailable(
-            f"{op} on {target} timed out; retrying. ({detail})", ambiguous=True, **kw
-        )
+        return BackendUnavailable(f"{op} on {target} timed out; retrying. ({detail})", ambiguous=True, **kw)
     if isinstance(exc, httpx.ConnectError | ConnectionRefusedError):
         # Nothing was sent: connecting failed.
         return BackendUnavailable(f"cannot connect to E2B during {op}: {detail}", **kw)
@@ -277,9 +269,7 @@ def _classify(exc: BaseException, op: str, sid: str | None) -> BackendError:
         exc,
         httpx.TransportError | ReadError | WriteError | RemoteProtocolError | OSError,
     ):
-        return BackendUnavailable(
-            f"connection to E2B failed during {op}: {detail}", ambiguous=True, **kw
-        )
+        return BackendUnavailable(f"connection to E2B failed during {op}: {detail}", ambiguous=True, **kw)
     if isinstance(exc, httpx.HTTPStatusError):
         return _by_status(exc.response.status_code, op, sid, detail, kw, exc)
 
@@ -325,9 +315,7 @@ def _by_status(
         return BackendUnavailable(
             f"E2B failed during {op} ({status}); retrying. ({detail})", ambiguous=True, **kw
         )
-    return BackendUnavailable(
-        f"E2B answered {op} unexpectedly ({status}): {detail}", ambiguous=True, **kw
-    )
+    return BackendUnavailable(f"E2B answered {op} unexpectedly ({status}): {detail}", ambiguous=True, **kw)
 
 
 def _not_found(op: str, sid: str | None, detail: str, kw: dict[str, Any]) -> BackendError:

@@ -30,7 +30,7 @@ ScriptHandler = Callable[[SandboxInfo, str, Mapping[str, str]], CommandResult | 
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 class MockBackend:
@@ -70,8 +70,8 @@ class MockBackend:
         sandbox_id = f"sbx-{next(self._ids)}"
         start = started_at or _now()
         self.sandboxes[sandbox_id] = SandboxInfo(
-            sandbox_id, template, dict(metadata), start,
-            start + datetime.timedelta(seconds=timeout_s), state)
+            sandbox_id, template, dict(metadata), start, start + datetime.timedelta(seconds=timeout_s), state
+        )
         return sandbox_id
 
     def _check(self, operation: str, sandbox_id: str | None = None) -> SandboxInfo | None:
@@ -113,8 +113,11 @@ class MockBackend:
         retry: RetryPolicy | None = None,
     ) -> list[SandboxInfo]:
         self._check("list")
-        return [s for s in self.sandboxes.values()
-                if state in ("both", s.state) and all(s.metadata.get(k) == v for k, v in metadata.items())]
+        return [
+            s
+            for s in self.sandboxes.values()
+            if state in ("both", s.state) and all(s.metadata.get(k) == v for k, v in metadata.items())
+        ]
 
     async def get(
         self,

@@ -28,10 +28,12 @@ def render_template(template: Any, fmt: str = "dockerfile") -> str:
     return AsyncTemplate.to_json(template) if fmt == "json" else AsyncTemplate.to_dockerfile(template)
 
 
-async def build_template(template: Any, name: str, *, cpu_count: int | None, memory_mb: int | None,
-                         on_log: Callable[[Any], None]) -> Any:
+async def build_template(
+    template: Any, name: str, *, cpu_count: int | None, memory_mb: int | None, on_log: Callable[[Any], None]
+) -> Any:
     """Build and upload ``template`` as ``name`` with the key in ``E2B_API_KEY``; the build info."""
     from e2b import AsyncTemplate
 
-    return await AsyncTemplate.build(template, name, cpu_count=cpu_count, memory_mb=memory_mb,
-                                     on_build_logs=on_log)
+    return await AsyncTemplate.build(
+        template, name, cpu_count=cpu_count, memory_mb=memory_mb, on_build_logs=on_log
+    )

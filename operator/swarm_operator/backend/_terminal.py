@@ -57,6 +57,9 @@ def sdk_errors() -> SdkErrors:
     from e2b import exceptions
     from e2b.sandbox.commands.command_handle import CommandExitException
 
-    return SdkErrors(authentication=exceptions.AuthenticationException,
-                     not_found=exceptions.NotFoundException,
-                     sandbox=exceptions.SandboxException, command_exit=CommandExitException)
+    return SdkErrors(
+        authentication=exceptions.AuthenticationException,
+        not_found=exceptions.NotFoundException,
+        sandbox=exceptions.SandboxException,
+        command_exit=CommandExitException,
+    )

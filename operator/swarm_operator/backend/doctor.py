@@ -102,9 +102,15 @@ class _Run:
         self.in_flight += 1
         try:
             sandbox = await self.bounded(
-                AsyncSandbox.create(template=template, timeout=timeout_s, metadata=dict(self.tag),
-                                    **kwargs, **self.opts(self.options.create_timeout_s)),
-                self.options.create_timeout_s)
+                AsyncSandbox.create(
+                    template=template,
+                    timeout=timeout_s,
+                    metadata=dict(self.tag),
+                    **kwargs,
+                    **self.opts(self.options.create_timeout_s),
+                ),
+                self.options.create_timeout_s,
+            )
         finally:
             self.in_flight -= 1
         self.created.append(sandbox.sandbox_id)
@@ -130,8 +136,11 @@ async def _check_create(run: _Run) -> Any:
     """Create with metadata and a host rule set the API accepts (create_instance.go, sandbox_create.go)."""
     contract = f"create: metadata + allowOut [{EGRESS_HOST}] + denyOut [{ALL_TRAFFIC}]"
     try:
-        sandbox = await run.create(run.options.template, min(300, run.options.lifetime_cap_s),
-                                   network={"allow_out": [EGRESS_HOST], "deny_out": [ALL_TRAFFIC]})
+        sandbox = await run.create(
+            run.options.template,
+            min(300, run.options.lifetime_cap_s),
+            network={"allow_out": [EGRESS_HOST], "deny_out": [ALL_TRAFFIC]},
+        )
     except Exception as exc:
         run.add(contract, "accepted", f"refused: {_refusal(exc)[1]}", False)
         return None
@@ -139,9 +148,12 @@ async def _check_create(run: _Run) -> Any:
 
     info = await run.bounded(AsyncSandbox.get_info(sandbox.sandbox_id, **run.opts()))
     tagged = (info.metadata or {}).get(TAG) == run.options.run_id
-    run.add(contract, "accepted; metadata read back",
-            f"sandbox {sandbox.sandbox_id}, metadata {'read back' if tagged else f'missing: {info.metadata}'}",
-            tagged)
+    run.add(
+        contract,
+        "accepted; metadata read back",
+        f"sandbox {sandbox.sandbox_id}, metadata {'read back' if tagged else f'missing: {info.metadata}'}",
+        tagged,
+    )
     return sandbox
 
 
@@ -151,14 +163,16 @@ async def _check_egress_refusal(run: _Run) -> None:
     adds 0.0.0.0/0 because of it."""
     contract = f"egress: allowOut [{EGRESS_HOST}] without denyOut {ALL_TRAFFIC}"
     try:
-        sandbox = await run.create(run.options.template, min(60, run.options.lifetime_cap_s),
-                                   network={"allow_out": [EGRESS_HOST]})
+        sandbox = await run.create(
+            run.options.template, min(60, run.options.lifetime_cap_s), network={"allow_out": [EGRESS_HOST]}
+        )
     except Exception as exc:
         status, message = _refusal(exc)
         run.add(contract, "refused (400)", f"refused: {message}", status == 400)
         return
-    run.add(contract, "refused (400)", f"accepted (sandbox {sandbox.sandbox_id}): the egress rule differs",
-            False)
+    run.add(
+        contract, "refused (400)", f"accepted (sandbox {sandbox.sandbox_id}): the egress rule differs", False
+    )
 
 
 async def _check_identity(run: _Run, sandbox: Any) -> None:
@@ -169,9 +183,14 @@ async def _check_identity(run: _Run, sandbox: Any) -> None:
     started = time.monotonic()
     seen = ""
     while True:
-        result = await run.bounded(sandbox.commands.run('printf %s "${E2B_SANDBOX_ID:-}"', user=run.options.user,
-                                                        timeout=run.options.call_timeout_s,
-                                                        **run.opts()))
+        result = await run.bounded(
+            sandbox.commands.run(
+                'printf %s "${E2B_SANDBOX_ID:-}"',
+                user=run.options.user,
+                timeout=run.options.call_timeout_s,
+                **run.opts(),
+            )
+        )
         seen = result.stdout.strip()
         waited = time.monotonic() - started
         if seen == sandbox.sandbox_id:
@@ -190,13 +209,13 @@ async def _check_lease(run: _Run, sandbox: Any) -> None:
 
     cap = run.options.lifetime_cap_s
     info = await run.bounded(AsyncSandbox.get_info(sandbox.sandbox_id, **run.opts()))
-    elapsed = (datetime.datetime.now(datetime.timezone.utc) - info.started_at).total_seconds()
+    elapsed = (datetime.datetime.now(datetime.UTC) - info.started_at).total_seconds()
     renew = max(10, min(run.options.lease_s, int(cap - elapsed) - 30))
     contract = f"lease: set_timeout({renew}s) within the {cap}s cap"
     try:
         await run.bounded(AsyncSandbox.set_timeout(sandbox.sandbox_id, renew, **run.opts()))
         after = await run.bounded(AsyncSandbox.get_info(sandbox.sandbox_id, **run.opts()))
-        left = (after.end_at - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+        left = (after.end_at - datetime.datetime.now(datetime.UTC)).total_seconds()
         run.add(contract, f"accepted, ends in ~{renew}s", f"ends in {left:.0f}s", abs(left - renew) <= 15)
     except Exception as exc:
         run.add(contract, f"accepted, ends in ~{renew}s", f"refused: {_refusal(exc)[1]}", False)
@@ -225,8 +244,12 @@ async def _check_plan_cap(run: _Run) -> None:
         status, message = _refusal(exc)
         run.add(contract, "refused (400)", f"refused: {message}", status == 400)
         return
-    run.add(contract, "refused (400)",
-            f"accepted (sandbox {sandbox.sandbox_id}): cap over {cap}s? see --plan", False)
+    run.add(
+        contract,
+        "refused (400)",
+        f"accepted (sandbox {sandbox.sandbox_id}): cap over {cap}s? see --plan",
+        False,
+    )
 
 
 _TOOLS_SCRIPT = """
@@ -240,28 +263,51 @@ if sudo -n true >/dev/null 2>&1; then echo "sudo ok"; else echo "sudo refused"; 
 async def _check_tools(run: _Run, sandbox: Any) -> None:
     """What the setup script needs in the template, or can install with apt-get through sudo
     (templates/base/e2b.Dockerfile has no tmux; finalize/configure.sh gives ``user`` NOPASSWD sudo)."""
-    result = await run.bounded(sandbox.commands.run(_TOOLS_SCRIPT, user=run.options.user,
-                                                    timeout=run.options.call_timeout_s, **run.opts()))
+    result = await run.bounded(
+        sandbox.commands.run(
+            _TOOLS_SCRIPT, user=run.options.user, timeout=run.options.call_timeout_s, **run.opts()
+        )
+    )
     found = dict(line.split(" ", 1) for line in result.stdout.split("\n") if " " in line)
     sudo = found.get("sudo") == "ok"
     installable = sudo and found.get("apt-get") == "present"
     template = run.options.template
-    run.add(f"tools ({template}): sudo -n true as {run.options.user}", "passwordless sudo",
-            "ok" if sudo else "refused", sudo)
+    run.add(
+        f"tools ({template}): sudo -n true as {run.options.user}",
+        "passwordless sudo",
+        "ok" if sudo else "refused",
+        sudo,
+    )
     for tool in ("tmux", "git", "node"):
         present = found.get(tool) == "present"
-        seen = "present" if present else ("absent; installable (apt-get + sudo)" if installable
-                                          else "absent, and no apt-get with sudo to install it")
+        seen = (
+            "present"
+            if present
+            else (
+                "absent; installable (apt-get + sudo)"
+                if installable
+                else "absent, and no apt-get with sudo to install it"
+            )
+        )
         run.add(f"tools ({template}): {tool}", "present or installable", seen, present or installable)
 
 
 def _initialize_script() -> str:
     """An MCP initialize on the gateway, the token read from the environment (never in argv)."""
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize",
-                       "params": {"protocolVersion": "2025-03-26", "capabilities": {},
-                                  "clientInfo": {"name": "swarm-operator-doctor", "version": "1"}}})
+    body = json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-03-26",
+                "capabilities": {},
+                "clientInfo": {"name": "swarm-operator-doctor", "version": "1"},
+            },
+        }
+    )
     return (
-        "printf 'header = \"Authorization: Bearer %s\"\\n' \"$GATEWAY_ACCESS_TOKEN\" | "
+        'printf \'header = "Authorization: Bearer %s"\\n\' "$GATEWAY_ACCESS_TOKEN" | '
         f"curl -sS -m 5 -K - -X POST -H 'Content-Type: application/json' "
         f"-H 'Accept: application/json, text/event-stream' --data '{body}' "
         f"-w '\\nHTTP %{{http_code}}\\n' http://127.0.0.1:{MCP_PORT}/mcp 2>&1; exit 0"
@@ -277,8 +323,11 @@ async def _check_mcp(run: _Run) -> None:
     except Exception as exc:
         run.add(f"mcp: create from template {template}", "accepted", f"refused: {_refusal(exc)[1]}", False)
         return
-    where = await run.bounded(sandbox.commands.run("command -v mcp-gateway; exit 0", user="root",
-                                                   timeout=run.options.call_timeout_s, **run.opts()))
+    where = await run.bounded(
+        sandbox.commands.run(
+            "command -v mcp-gateway; exit 0", user="root", timeout=run.options.call_timeout_s, **run.opts()
+        )
+    )
     path = where.stdout.strip()
     run.add(f"mcp ({template}): mcp-gateway on PATH", "present", path or "absent", bool(path))
     if not path:
@@ -287,17 +336,27 @@ async def _check_mcp(run: _Run) -> None:
     contract = f"mcp ({template}): mcp-gateway --config as root, MCP initialize on :{MCP_PORT}/mcp"
     envs = {"GATEWAY_ACCESS_TOKEN": token}
     # Started in the background: E2B's binary daemonises, a foreground stand-in would not return.
-    handle = await run.bounded(sandbox.commands.run("mcp-gateway --config '{}'", user="root", envs=envs,
-                                                    background=True, timeout=0, **run.opts()))
+    handle = await run.bounded(
+        sandbox.commands.run(
+            "mcp-gateway --config '{}'", user="root", envs=envs, background=True, timeout=0, **run.opts()
+        )
+    )
     started = time.monotonic()
     seen = ""
     while time.monotonic() - started < run.options.gateway_wait_s:
-        result = await run.bounded(sandbox.commands.run(_initialize_script(), user="root", envs=envs,
-                                                        timeout=run.options.call_timeout_s, **run.opts()))
+        result = await run.bounded(
+            sandbox.commands.run(
+                _initialize_script(), user="root", envs=envs, timeout=run.options.call_timeout_s, **run.opts()
+            )
+        )
         seen = result.stdout.replace(token, "***")
         if "HTTP 200" in seen and '"protocolVersion"' in seen:
-            run.add(contract, "initialize answered (200, protocolVersion)",
-                    f"answered after {time.monotonic() - started:.1f}s", True)
+            run.add(
+                contract,
+                "initialize answered (200, protocolVersion)",
+                f"answered after {time.monotonic() - started:.1f}s",
+                True,
+            )
             return
         await asyncio.sleep(1)
     # No answer: if the gateway itself ended, its own words say more than curl's.
@@ -321,8 +380,12 @@ async def _check_kill(run: _Run, sandbox: Any) -> None:
     except NotFoundException:
         gone = "gone (404)"
     again = await run.bounded(AsyncSandbox.kill(sandbox.sandbox_id, **run.opts()))
-    run.add("kill", "True; then 404; a second kill False", f"{killed}; then {gone}; again {again}",
-            killed is True and gone == "gone (404)" and again is False)
+    run.add(
+        "kill",
+        "True; then 404; a second kill False",
+        f"{killed}; then {gone}; again {again}",
+        killed is True and gone == "gone (404)" and again is False,
+    )
 
 
 async def _guarded(run: _Run, name: str, check: Awaitable[T]) -> T | None:
@@ -330,7 +393,7 @@ async def _guarded(run: _Run, name: str, check: Awaitable[T]) -> T | None:
     the next check still runs."""
     try:
         return await check
-    except asyncio.TimeoutError:
+    except TimeoutError:
         run.add(name, "an answer in time", f"no answer within {run.options.call_timeout_s:g}s", False)
     except Exception as exc:
         run.add(name, "an answer", f"{type(exc).__name__}: {_refusal(exc)[1]}", False)
@@ -353,9 +416,11 @@ async def _checks(run: _Run) -> None:
 async def _tagged(run: _Run) -> list[str]:
     from e2b import AsyncSandbox, SandboxQuery, SandboxState
 
-    paginator = AsyncSandbox.list(query=SandboxQuery(metadata=run.tag,
-                                                     state=[SandboxState.RUNNING, SandboxState.PAUSED]),
-                                  limit=100, **run.opts())
+    paginator = AsyncSandbox.list(
+        query=SandboxQuery(metadata=run.tag, state=[SandboxState.RUNNING, SandboxState.PAUSED]),
+        limit=100,
+        **run.opts(),
+    )
     found: list[str] = []
     while paginator.has_next:
         found += [s.sandbox_id for s in await run.bounded(paginator.next_items())]
@@ -381,8 +446,9 @@ async def _clean_up(run: _Run) -> None:
     except Exception as exc:
         run.add(contract, "0 sandboxes listed by tag", f"list failed: {_refusal(exc)[1]}", False)
         return
-    run.add(contract, "0 sandboxes listed by tag", f"{len(left)} ({', '.join(left)})" if left else "0",
-            not left)
+    run.add(
+        contract, "0 sandboxes listed by tag", f"{len(left)} ({', '.join(left)})" if left else "0", not left
+    )
 
 
 async def run(options: Options) -> tuple[list[Check], bool]:
@@ -424,24 +490,30 @@ def format_table(checks: Sequence[Check]) -> str:
     header = ("CONTRACT", "EXPECTED", "SEEN", "OK")
     rows = [(c.contract, c.expected, c.seen, "ok" if c.ok else "FAIL") for c in checks]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
-    return "\n".join("  ".join([*(cell.ljust(w) for cell, w in zip(row[:3], widths)), row[3]])
-                     for row in [header, *rows])
+    return "\n".join(
+        "  ".join([*(cell.ljust(w) for cell, w in zip(row[:3], widths)), row[3]]) for row in [header, *rows]
+    )
 
 
 def _endpoint() -> str:
-    return (os.environ.get("E2B_API_URL")
-            or f"https://api.{os.environ.get('E2B_DOMAIN') or 'e2b.app'}")
+    return os.environ.get("E2B_API_URL") or f"https://api.{os.environ.get('E2B_DOMAIN') or 'e2b.app'}"
 
 
 async def main(options: Options, *, out: Callable[[str], None] = print) -> int:
     """The command: 0 when every contract holds, 1 on a mismatch, 130 when interrupted,
     2 without a key."""
     if not os.environ.get("E2B_API_KEY"):
-        print("swarm-operator doctor: set E2B_API_KEY (and E2B_DOMAIN or E2B_API_URL/E2B_SANDBOX_URL "
-              "for an endpoint other than E2B's cloud)", file=sys.stderr)
+        print(
+            "swarm-operator doctor: set E2B_API_KEY (and E2B_DOMAIN or E2B_API_URL/E2B_SANDBOX_URL "
+            "for an endpoint other than E2B's cloud)",
+            file=sys.stderr,
+        )
         return 2
-    print(f"swarm-operator doctor: {_endpoint()}, template {options.template}, "
-          f"tag {TAG}={options.run_id}", file=sys.stderr, flush=True)
+    print(
+        f"swarm-operator doctor: {_endpoint()}, template {options.template}, tag {TAG}={options.run_id}",
+        file=sys.stderr,
+        flush=True,
+    )
     checks, interrupted = await run(options)
     out(format_table(checks))
     if interrupted:

@@ -9,19 +9,31 @@ NUL is refused everywhere because no shell string or argv element can carry it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
-from typing import Annotated, Final
-
-import functools
 from importlib import resources
+from typing import Annotated, Final
 
 import pydantic
 
-__all__ = ["AGENT_CLI_PACKAGES", "CLAUDE_CODE_PACKAGE", "COORDINATOR_PYTHON", "GIT_PASSWORD_ENV",
-           "MCP_GATEWAY_PORT", "NPM_INTEGRITY", "NPM_NATIVE", "NPM_PINNED", "UV_PIN", "BootstrapPlan",
-           "coordinator_lock", "secret_env_name", "session_name", "socket_name"]
+__all__ = [
+    "AGENT_CLI_PACKAGES",
+    "CLAUDE_CODE_PACKAGE",
+    "COORDINATOR_PYTHON",
+    "GIT_PASSWORD_ENV",
+    "MCP_GATEWAY_PORT",
+    "NPM_INTEGRITY",
+    "NPM_NATIVE",
+    "NPM_PINNED",
+    "UV_PIN",
+    "BootstrapPlan",
+    "coordinator_lock",
+    "secret_env_name",
+    "session_name",
+    "socket_name",
+]
 
 #: Script-only secrets (workspace credentials, MCP tokens) arrive in the setup script's environment
 #: under this prefix; the script unsets every one of them before it starts any long-lived process,
@@ -50,10 +62,8 @@ AGENT_CLI_PACKAGES: Final = {"claude": CLAUDE_CODE_PACKAGE}
 #: not know (a custom agent CLI pin) is installed by name, trusting the registry as npm does.
 NPM_INTEGRITY: Final = {
     CLAUDE_CODE_PACKAGE: "sha512-EqrwbRcI7M5y8jQlayIfTMmbZJ2OQaLOc7KwIWKdryQCdKWUEFr+C9rMovZUuj2Asndi7aqLujEzRtr471gncg==",
-    "@anthropic-ai/claude-code-linux-x64@2.1.197":
-        "sha512-rIlKmrY0QMyHgPRX/MYWNj039vbypICvI9jVe3rs9Xy2RnNklySjyPxqh62QadznzoftEO23uYQ1tFePcQ//bg==",
-    "@anthropic-ai/claude-code-linux-arm64@2.1.197":
-        "sha512-sx6SoGj3MNR5CV+YDkNtbLHXa1tn3G8qcYFgm1gnvOi9ODQUKbhiPfankJfkTMDVekOvnKJhm6i9hGFIPzp7cQ==",
+    "@anthropic-ai/claude-code-linux-x64@2.1.197": "sha512-rIlKmrY0QMyHgPRX/MYWNj039vbypICvI9jVe3rs9Xy2RnNklySjyPxqh62QadznzoftEO23uYQ1tFePcQ//bg==",
+    "@anthropic-ai/claude-code-linux-arm64@2.1.197": "sha512-sx6SoGj3MNR5CV+YDkNtbLHXa1tn3G8qcYFgm1gnvOi9ODQUKbhiPfankJfkTMDVekOvnKJhm6i9hGFIPzp7cQ==",
 }
 #: Claude Code is a small wrapper whose native binary comes in an optional per-platform package
 #: (its ``optionalDependencies``; ``install.cjs`` finds it next to the wrapper). npm would fetch that
@@ -61,14 +71,17 @@ NPM_INTEGRITY: Final = {
 #: glibc Linux (E2B's templates are Debian), packed and checked like the wrapper, then installed
 #: beside it with ``--omit=optional``.
 NPM_NATIVE: Final = {
-    CLAUDE_CODE_PACKAGE: {"x86_64": "@anthropic-ai/claude-code-linux-x64@2.1.197",
-                          "aarch64": "@anthropic-ai/claude-code-linux-arm64@2.1.197"},
+    CLAUDE_CODE_PACKAGE: {
+        "x86_64": "@anthropic-ai/claude-code-linux-x64@2.1.197",
+        "aarch64": "@anthropic-ai/claude-code-linux-arm64@2.1.197",
+    },
 }
 _INTEGRITY = re.compile(r"sha512-[A-Za-z0-9+/]{86}==")
 #: An exact npm package version, e.g. ``@anthropic-ai/claude-code@2.1.197``: no ranges, no tags,
 #: and never anything npm could read as an option (it starts with ``@`` or a letter or digit).
 NPM_PINNED: Final = re.compile(
-    r"^(@[a-z0-9][a-z0-9._-]*/)?[a-z0-9][a-z0-9._-]*@[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?$")
+    r"^(@[a-z0-9][a-z0-9._-]*/)?[a-z0-9][a-z0-9._-]*@[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?$"
+)
 _SECRET_ENV = re.compile(r"SWARM_SECRET_[A-Z0-9_]{1,64}")
 _HTTPS_URL = re.compile(r"https://[^\s\x00-\x1f]+")
 
@@ -92,18 +105,48 @@ def secret_env_name(*parts: str) -> str:
         raise ValueError(f"cannot build a secret variable name from {parts!r}")
     return name
 
+
 # tmux silently rewrites ':' and '.' in session names and uses both as target separators; '|' is our
 # list-panes field separator. This alphabet needs no quoting anywhere.
 _TMUX_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 # Names the scripts (or bash itself) depend on, or that bash would act on before our first line.
-_RESERVED_ENV = frozenset({
-    "PATH", "HOME", "IFS", "PWD", "OLDPWD", "SHELL", "SHELLOPTS", "BASHOPTS", "BASH_ENV", "ENV",
-    "CDPATH", "GLOBIGNORE", "PS4", "TMUX", "TMUX_PANE", "TMUX_TMPDIR", "REPLY", "UID", "EUID", "PPID",
-    "LD_PRELOAD", "LD_LIBRARY_PATH", "P_ID", "P_PID", "P_DEAD", "P_STATUS", "P_TARGET", "P_RESTARTS",
-    "P_CMD", "EXTRA_IDS", "REPLY_ARGV",
-})
+_RESERVED_ENV = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "IFS",
+        "PWD",
+        "OLDPWD",
+        "SHELL",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "BASH_ENV",
+        "ENV",
+        "CDPATH",
+        "GLOBIGNORE",
+        "PS4",
+        "TMUX",
+        "TMUX_PANE",
+        "TMUX_TMPDIR",
+        "REPLY",
+        "UID",
+        "EUID",
+        "PPID",
+        "LD_PRELOAD",
+        "LD_LIBRARY_PATH",
+        "P_ID",
+        "P_PID",
+        "P_DEAD",
+        "P_STATUS",
+        "P_TARGET",
+        "P_RESTARTS",
+        "P_CMD",
+        "EXTRA_IDS",
+        "REPLY_ARGV",
+    }
+)
 _RESERVED_PREFIXES = ("SWARM_", "_SW", "BASH", "_sw")
 
 
@@ -166,7 +209,9 @@ class BootstrapPlan(pydantic.BaseModel):
     python: Annotated[_Text, pydantic.Field(min_length=1)] = "python3"
     #: The oldest Python (``M.m``) the coordinator runs on; an older ``python`` gets a managed one
     #: from uv (:data:`uv_pin`) for the coordinator's venv.
-    coordinator_python: Annotated[str, pydantic.Field(pattern=r"^[0-9]{1,2}\.[0-9]{1,3}$")] = COORDINATOR_PYTHON
+    coordinator_python: Annotated[str, pydantic.Field(pattern=r"^[0-9]{1,2}\.[0-9]{1,3}$")] = (
+        COORDINATOR_PYTHON
+    )
     uv_pin: Annotated[str, pydantic.Field(pattern=r"^uv==[0-9]+\.[0-9]+\.[0-9]+$")] = UV_PIN
     # Big enough that tiled 100 panes stay >= 40x20 cells; more panes than fit go to new windows.
     window_width: Annotated[int, pydantic.Field(ge=10, le=10000)] = 400
@@ -253,12 +298,19 @@ class BootstrapPlan(pydantic.BaseModel):
 
     @pydantic.field_validator("agent_cli_native")
     @classmethod
-    def _native(cls, native: tuple[tuple[str, str, str], ...] | None) -> tuple[tuple[str, str, str], ...] | None:
+    def _native(
+        cls, native: tuple[tuple[str, str, str], ...] | None
+    ) -> tuple[tuple[str, str, str], ...] | None:
         for machine, package, integrity in native or ():
-            if not re.fullmatch(r"[a-z0-9_]{1,32}", machine) or not NPM_PINNED.match(package) \
-                    or not _INTEGRITY.fullmatch(integrity):
-                raise ValueError(f"native package {(machine, package, integrity)!r} must be "
-                                 "(uname -m, an exact npm version, a sha512 integrity)")
+            if (
+                not re.fullmatch(r"[a-z0-9_]{1,32}", machine)
+                or not NPM_PINNED.match(package)
+                or not _INTEGRITY.fullmatch(integrity)
+            ):
+                raise ValueError(
+                    f"native package {(machine, package, integrity)!r} must be "
+                    "(uname -m, an exact npm version, a sha512 integrity)"
+                )
         return native
 
     @pydantic.model_validator(mode="after")
@@ -266,14 +318,20 @@ class BootstrapPlan(pydantic.BaseModel):
         if not self.state_dir:
             object.__setattr__(self, "state_dir", f".swarm/{self.session}")
         if self.agent_cli_install is None:
-            object.__setattr__(self, "agent_cli_install",
-                               AGENT_CLI_PACKAGES.get(self.command.rsplit("/", 1)[-1], ""))
+            object.__setattr__(
+                self, "agent_cli_install", AGENT_CLI_PACKAGES.get(self.command.rsplit("/", 1)[-1], "")
+            )
         if self.agent_cli_integrity is None:
-            object.__setattr__(self, "agent_cli_integrity", NPM_INTEGRITY.get(self.agent_cli_install or "", ""))
+            object.__setattr__(
+                self, "agent_cli_integrity", NPM_INTEGRITY.get(self.agent_cli_install or "", "")
+            )
         if self.agent_cli_native is None:
             native = NPM_NATIVE.get(self.agent_cli_install or "", {}) if self.agent_cli_integrity else {}
-            object.__setattr__(self, "agent_cli_native", tuple(
-                (machine, package, NPM_INTEGRITY[package]) for machine, package in native.items()))
+            object.__setattr__(
+                self,
+                "agent_cli_native",
+                tuple((machine, package, NPM_INTEGRITY[package]) for machine, package in native.items()),
+            )
         if self.coordinator_lock is None:
             pin, text = coordinator_lock()
             object.__setattr__(self, "coordinator_lock", text if self.coordinator_install == pin else "")

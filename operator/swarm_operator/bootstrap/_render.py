@@ -56,8 +56,9 @@ def _seconds(value: float) -> str:
     return f"{value:.3f}"
 
 
-def _render(kind: str, plan: BootstrapPlan, extra: dict[str, str | int | bool | Iterable[str]],
-            *, check: bool = True) -> str:
+def _render(
+    kind: str, plan: BootstrapPlan, extra: dict[str, str | int | bool | Iterable[str]], *, check: bool = True
+) -> str:
     common: dict[str, str | int | bool | Iterable[str]] = {
         "SWARM_SESSION": plan.session,
         "SWARM_SOCKET": plan.socket,
@@ -75,8 +76,10 @@ def _render(kind: str, plan: BootstrapPlan, extra: dict[str, str | int | bool | 
     script = "\n".join(lines) + "\n" + _body("_common.sh") + _body(f"{kind}.sh")
     size = len(script.encode("utf-8"))
     if check and size > MAX_SCRIPT_BYTES:
-        raise ValueError(f"the rendered {kind} script is {size} bytes; at most {MAX_SCRIPT_BYTES} "
-                         "fit in one command (are the agent args huge?)")
+        raise ValueError(
+            f"the rendered {kind} script is {size} bytes; at most {MAX_SCRIPT_BYTES} "
+            "fit in one command (are the agent args huge?)"
+        )
     return script
 
 
@@ -90,39 +93,44 @@ def render_setup(plan: BootstrapPlan, *, check: bool = True) -> str:
     an oversized script instead of raising, for a caller that measures it and says which inputs to
     shrink.
     """
-    return _render("setup", plan, {
-        "SWARM_COMMAND": plan.command,
-        "SWARM_ARGS": plan.args,
-        "SWARM_ENV_NAMES": plan.env_names,
-        "SWARM_COORD_INSTALL": plan.coordinator_install,
-        "SWARM_AGENT_CLI": plan.agent_cli_install or "",
-        "SWARM_AGENT_CLI_INTEGRITY": plan.agent_cli_integrity or "",
-        "SWARM_AGENT_CLI_NATIVE": [field for triple in plan.agent_cli_native or () for field in triple],
-        "SWARM_COORD_LOCK": plan.coordinator_lock or "",
-        "SWARM_PYTHON": plan.python,
-        "SWARM_COORD_PYTHON": plan.coordinator_python,
-        "SWARM_UV_PIN": plan.uv_pin,
-        "SWARM_READY_TIMEOUT_MS": math.ceil(plan.ready_timeout_s * 1000),
-        "SWARM_SETTLE_MS": math.ceil(plan.settle_s * 1000),
-        "SWARM_INSTALL_TIMEOUT_S": plan.install_timeout_s,
-        "SWARM_GIT_TIMEOUT_S": plan.git_timeout_s,
-        "SWARM_DISCOVER_TIMEOUT_S": plan.discover_timeout_s,
-        "SWARM_LOCK_TIMEOUT_S": plan.lock_timeout_s,
-        "SWARM_RESTART_DEAD": plan.restart_dead,
-        "SWARM_MAX_RESTARTS": -1 if plan.max_restarts is None else plan.max_restarts,
-        "SWARM_WIDTH": plan.window_width,
-        "SWARM_HEIGHT": plan.window_height,
-        "SWARM_WS_REPO": plan.workspace_repo,
-        "SWARM_WS_REF": plan.workspace_ref,
-        "SWARM_WS_USERNAME": plan.workspace_username,
-        "SWARM_WS_FLOATING_OK": plan.workspace_allow_floating,
-        "SWARM_AGENT_CONFIG": plan.agent_config,
-        "SWARM_MCP": plan.mcp,
-        "SWARM_MCP_GATEWAY": plan.mcp_gateway,
-        "SWARM_MCP_PORT": plan.mcp_port,
-        "SWARM_MCP_E2B_PORT": MCP_GATEWAY_PORT,
-        "SWARM_MCP_START_TIMEOUT_S": plan.mcp_start_timeout_s,
-    }, check=check)
+    return _render(
+        "setup",
+        plan,
+        {
+            "SWARM_COMMAND": plan.command,
+            "SWARM_ARGS": plan.args,
+            "SWARM_ENV_NAMES": plan.env_names,
+            "SWARM_COORD_INSTALL": plan.coordinator_install,
+            "SWARM_AGENT_CLI": plan.agent_cli_install or "",
+            "SWARM_AGENT_CLI_INTEGRITY": plan.agent_cli_integrity or "",
+            "SWARM_AGENT_CLI_NATIVE": [field for triple in plan.agent_cli_native or () for field in triple],
+            "SWARM_COORD_LOCK": plan.coordinator_lock or "",
+            "SWARM_PYTHON": plan.python,
+            "SWARM_COORD_PYTHON": plan.coordinator_python,
+            "SWARM_UV_PIN": plan.uv_pin,
+            "SWARM_READY_TIMEOUT_MS": math.ceil(plan.ready_timeout_s * 1000),
+            "SWARM_SETTLE_MS": math.ceil(plan.settle_s * 1000),
+            "SWARM_INSTALL_TIMEOUT_S": plan.install_timeout_s,
+            "SWARM_GIT_TIMEOUT_S": plan.git_timeout_s,
+            "SWARM_DISCOVER_TIMEOUT_S": plan.discover_timeout_s,
+            "SWARM_LOCK_TIMEOUT_S": plan.lock_timeout_s,
+            "SWARM_RESTART_DEAD": plan.restart_dead,
+            "SWARM_MAX_RESTARTS": -1 if plan.max_restarts is None else plan.max_restarts,
+            "SWARM_WIDTH": plan.window_width,
+            "SWARM_HEIGHT": plan.window_height,
+            "SWARM_WS_REPO": plan.workspace_repo,
+            "SWARM_WS_REF": plan.workspace_ref,
+            "SWARM_WS_USERNAME": plan.workspace_username,
+            "SWARM_WS_FLOATING_OK": plan.workspace_allow_floating,
+            "SWARM_AGENT_CONFIG": plan.agent_config,
+            "SWARM_MCP": plan.mcp,
+            "SWARM_MCP_GATEWAY": plan.mcp_gateway,
+            "SWARM_MCP_PORT": plan.mcp_port,
+            "SWARM_MCP_E2B_PORT": MCP_GATEWAY_PORT,
+            "SWARM_MCP_START_TIMEOUT_S": plan.mcp_start_timeout_s,
+        },
+        check=check,
+    )
 
 
 def secret_input(values: Mapping[str, str]) -> bytes:
@@ -149,5 +157,6 @@ def render_teardown(plan: BootstrapPlan, *, grace_s: float = 10.0) -> str:
     """Ctrl-C every agent, wait up to ``grace_s`` for them to end, kill the tmux server, drop the env file."""
     if not 0 <= grace_s <= 3600:
         raise ValueError("grace_s must be within 0..3600 seconds")
-    return _render("teardown", plan, {"SWARM_GRACE_MS": math.ceil(grace_s * 1000),
-                                      "SWARM_EXIT_WAIT_MS": _EXIT_WAIT_MS})
+    return _render(
+        "teardown", plan, {"SWARM_GRACE_MS": math.ceil(grace_s * 1000), "SWARM_EXIT_WAIT_MS": _EXIT_WAIT_MS}
+    )

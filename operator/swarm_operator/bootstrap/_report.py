@@ -14,8 +14,20 @@ from typing import Literal, TypeVar
 import pydantic
 
 __all__ = [
-    "BootstrapReport", "BootstrapReportError", "CoordinatorReport", "HealthReport", "PaneReport",
-    "McpReport", "McpServerReport", "RegistryReport", "StepError", "WorkspaceReport", "TeardownReport", "parse_health", "parse_report", "parse_teardown",
+    "BootstrapReport",
+    "BootstrapReportError",
+    "CoordinatorReport",
+    "HealthReport",
+    "PaneReport",
+    "McpReport",
+    "McpServerReport",
+    "RegistryReport",
+    "StepError",
+    "WorkspaceReport",
+    "TeardownReport",
+    "parse_health",
+    "parse_report",
+    "parse_teardown",
 ]
 
 MARK_BEGIN = "---SWARM-REPORT-BEGIN---"
@@ -195,12 +207,12 @@ def _extract(stdout: str) -> str:
     end = stdout.rfind(MARK_END)
     if end < 0:
         raise BootstrapReportError(
-            f"no report in the script's output (no {MARK_END!r} marker); output ends with: "
-            f"{stdout[-300:]!r}")
+            f"no report in the script's output (no {MARK_END!r} marker); output ends with: {stdout[-300:]!r}"
+        )
     begin = stdout.rfind(MARK_BEGIN, 0, end)
     if begin < 0:
         raise BootstrapReportError(f"report end marker without a begin marker: {stdout[-300:]!r}")
-    return stdout[begin + len(MARK_BEGIN):end].strip()
+    return stdout[begin + len(MARK_BEGIN) : end].strip()
 
 
 def _parse(stdout: str, model: type[_M]) -> _M:

@@ -10,5 +10,10 @@ from ._operator import ApiClient, KubeResourceLister, KubeStatusWriter, api_clie
 from ._released import ConfigMapReleaseRecord
 
 __all__ = [
-    "ApiClient", "ConfigMapReleaseRecord", "KubeResourceLister", "KubeStatusWriter", "api_client", "core_api",
+    "ApiClient",
+    "ConfigMapReleaseRecord",
+    "KubeResourceLister",
+    "KubeStatusWriter",
+    "api_client",
+    "core_api",
 ]

@@ -65,8 +65,9 @@ class KubeStatusWriter:
 class KubeResourceLister:
     """Lists the uids of every SwarmSandbox the operator may own (for the orphan sweeper)."""
 
-    def __init__(self, client: kubernetes.client.ApiClient, *, namespaces: Sequence[str] | None,
-                 timeout_s: float) -> None:
+    def __init__(
+        self, client: kubernetes.client.ApiClient, *, namespaces: Sequence[str] | None, timeout_s: float
+    ) -> None:
         self._api = kubernetes.client.CustomObjectsApi(client)
         self._namespaces = list(namespaces) if namespaces else None
         self._timeout_s = timeout_s
@@ -76,12 +77,16 @@ class KubeResourceLister:
 
     def _uids(self) -> set[str]:
         if self._namespaces is None:
-            pages = [self._api.list_cluster_custom_object(
-                GROUP, VERSION, PLURAL, _request_timeout=self._timeout_s)]
+            pages = [
+                self._api.list_cluster_custom_object(GROUP, VERSION, PLURAL, _request_timeout=self._timeout_s)
+            ]
         else:
-            pages = [self._api.list_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, _request_timeout=self._timeout_s)
-                for namespace in self._namespaces]
+            pages = [
+                self._api.list_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, _request_timeout=self._timeout_s
+                )
+                for namespace in self._namespaces
+            ]
         return {item["metadata"]["uid"] for page in pages for item in json_object(page).get("items", [])}
 
 

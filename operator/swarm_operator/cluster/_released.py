@@ -43,8 +43,15 @@ def record_name(operator_id: str) -> str:
 class ConfigMapReleaseRecord:
     """Released sandbox ids in a ConfigMap the operator owns (see the module docstring)."""
 
-    def __init__(self, client: kubernetes.client.ApiClient, *, namespace: str, operator_id: str,
-                 timeout_s: float, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        client: kubernetes.client.ApiClient,
+        *,
+        namespace: str,
+        operator_id: str,
+        timeout_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._api = kubernetes.client.CoreV1Api(client)
         self._namespace = namespace
         self._name = record_name(operator_id)
@@ -64,8 +71,9 @@ class ConfigMapReleaseRecord:
 
     def _read(self) -> dict[str, str] | None:
         try:
-            found = self._api.read_namespaced_config_map(self._name, self._namespace,
-                                                         _request_timeout=self._timeout_s)
+            found = self._api.read_namespaced_config_map(
+                self._name, self._namespace, _request_timeout=self._timeout_s
+            )
         except kubernetes.client.ApiException as exc:
             if exc.status == 404:
                 return None
@@ -77,18 +85,24 @@ class ConfigMapReleaseRecord:
 
     def _record(self, sandbox_id: str, ref: ResourceRef, until: float) -> None:
         now = self._clock()
-        value = json.dumps({"namespace": ref.namespace, "name": ref.name, "uid": ref.uid,
-                            "until": round(until)}, sort_keys=True)
+        value = json.dumps(
+            {"namespace": ref.namespace, "name": ref.name, "uid": ref.uid, "until": round(until)},
+            sort_keys=True,
+        )
         data = self._read()
         if data is None:
             body = kubernetes.client.V1ConfigMap(
                 metadata=kubernetes.client.V1ObjectMeta(
-                    name=self._name, namespace=self._namespace,
-                    labels={"app.kubernetes.io/managed-by": "swarm-operator"}),
-                data={sandbox_id: value})
+                    name=self._name,
+                    namespace=self._namespace,
+                    labels={"app.kubernetes.io/managed-by": "swarm-operator"},
+                ),
+                data={sandbox_id: value},
+            )
             try:
-                self._api.create_namespaced_config_map(self._namespace, body,
-                                                       _request_timeout=self._timeout_s)
+                self._api.create_namespaced_config_map(
+                    self._namespace, body, _request_timeout=self._timeout_s
+                )
                 return
             except kubernetes.client.ApiException as exc:
                 if exc.status != 409:
@@ -98,9 +112,13 @@ class ConfigMapReleaseRecord:
         if len(data) - len(expired) + (sandbox_id not in data) > MAX_ENTRIES:
             raise RecordFull(f"the release record holds {MAX_ENTRIES} unexpired releases")
         patch: dict[str, Any] = {"data": {**dict.fromkeys(expired), sandbox_id: value}}
-        self._api.patch_namespaced_config_map(self._name, self._namespace, patch,
-                                              _request_timeout=self._timeout_s,
-                                              _content_type="application/merge-patch+json")
+        self._api.patch_namespaced_config_map(
+            self._name,
+            self._namespace,
+            patch,
+            _request_timeout=self._timeout_s,
+            _content_type="application/merge-patch+json",
+        )
 
 
 def _until(text: str) -> float:

@@ -62,13 +62,21 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:300]
 
 
-def user_client(kubeconfig: str | Path | None = None, context: str | None = None, *,
-                in_cluster_fallback: bool = True, retries: int | None = None) -> ApiClient:
+def user_client(
+    kubeconfig: str | Path | None = None,
+    context: str | None = None,
+    *,
+    in_cluster_fallback: bool = True,
+    retries: int | None = None,
+) -> ApiClient:
     """A client for the user's current (or named) kubeconfig context, else (if allowed) in-cluster."""
     configuration = kubernetes.client.Configuration()
     try:
-        kubernetes.config.load_kube_config(config_file=None if kubeconfig is None else str(kubeconfig),
-                                           context=context, client_configuration=configuration)
+        kubernetes.config.load_kube_config(
+            config_file=None if kubeconfig is None else str(kubeconfig),
+            context=context,
+            client_configuration=configuration,
+        )
     except (kubernetes.config.ConfigException, FileNotFoundError, OSError) as exc:
         if not in_cluster_fallback:
             raise KubeconfigError(_first_line(exc)) from None
@@ -95,38 +103,53 @@ def get_swarm(api: ApiClient, namespace: str, name: str, *, timeout: Any) -> dic
     """One SwarmSandbox's body."""
     with _api_errors():
         body = kubernetes.client.CustomObjectsApi(api).get_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, name, _request_timeout=timeout)
+            GROUP, VERSION, namespace, PLURAL, name, _request_timeout=timeout
+        )
     return json_object(body)
 
 
-def annotate_swarm(api: ApiClient, namespace: str, name: str, annotations: Mapping[str, str], *,
-                   timeout: Any) -> None:
+def annotate_swarm(
+    api: ApiClient, namespace: str, name: str, annotations: Mapping[str, str], *, timeout: Any
+) -> None:
     """Set annotations on one SwarmSandbox (a merge patch of its metadata only)."""
     with _api_errors():
         kubernetes.client.CustomObjectsApi(api).patch_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, name,
-            {"metadata": {"annotations": dict(annotations)}}, _request_timeout=timeout)
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            {"metadata": {"annotations": dict(annotations)}},
+            _request_timeout=timeout,
+        )
 
 
 def list_swarms(api: ApiClient, *, timeout: Any) -> list[dict[str, Any]]:
     """Every SwarmSandbox in the cluster."""
     with _api_errors():
         listed = kubernetes.client.CustomObjectsApi(api).list_cluster_custom_object(
-            GROUP, VERSION, PLURAL, _request_timeout=timeout)
+            GROUP, VERSION, PLURAL, _request_timeout=timeout
+        )
     return [json_object(item) for item in json_object(listed).get("items") or []]
 
 
 def delete_swarm(api: ApiClient, namespace: str, name: str, *, timeout: Any) -> None:
     with _api_errors():
         kubernetes.client.CustomObjectsApi(api).delete_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, name, _request_timeout=timeout)
+            GROUP, VERSION, namespace, PLURAL, name, _request_timeout=timeout
+        )
 
 
 def list_events(api: ApiClient, namespace: str, involved_name: str, *, timeout: Any) -> list[Any]:
     """The Events about objects named ``involved_name`` in ``namespace`` (``V1Event`` objects)."""
     with _api_errors():
-        return list(kubernetes.client.CoreV1Api(api).list_namespaced_event(
-            namespace, field_selector=f"involvedObject.name={involved_name}", _request_timeout=timeout).items)
+        return list(
+            kubernetes.client.CoreV1Api(api)
+            .list_namespaced_event(
+                namespace, field_selector=f"involvedObject.name={involved_name}", _request_timeout=timeout
+            )
+            .items
+        )
 
 
 def read_secret(api: ApiClient, namespace: str, name: str, *, timeout: Any) -> Any:
@@ -146,8 +169,9 @@ class UnknownKind(Exception):
     """The cluster serves no such apiVersion/kind."""
 
 
-def apply(api: ApiClient, document: Mapping[str, Any], *,
-          before_create: Callable[[str], None] | None = None) -> None:
+def apply(
+    api: ApiClient, document: Mapping[str, Any], *, before_create: Callable[[str], None] | None = None
+) -> None:
     """Create the object, or merge-patch it when it exists: ``kubectl apply`` for the playground's needs.
 
     Raises :class:`UnknownKind` or :class:`ClusterError`. ``before_create`` is told a namespaced
@@ -174,5 +198,9 @@ def apply(api: ApiClient, document: Mapping[str, Any], *,
         if exc.status != 409:
             raise
         with _api_errors():
-            resource.patch(body=dict(document), name=meta.get("name"), namespace=namespace,
-                           content_type="application/merge-patch+json")
+            resource.patch(
+                body=dict(document),
+                name=meta.get("name"),
+                namespace=namespace,
+                content_type="application/merge-patch+json",
+            )

@@ -52,15 +52,15 @@ DEFAULT_WORKSPACE_PATH = "workspace"
 def api_key_ref(ref: ResourceRef, spec: SwarmSandboxSpec, settings: Settings) -> SecretKeyRef:
     """Where the resource's E2B API key lives: its own Secret, else the operator's default one."""
     if spec.e2b is not None and spec.e2b.api_key_secret_ref is not None:
-        return SecretKeyRef(ref.namespace, spec.e2b.api_key_secret_ref.name,
-                            spec.e2b.api_key_secret_ref.key)
+        return SecretKeyRef(ref.namespace, spec.e2b.api_key_secret_ref.name, spec.e2b.api_key_secret_ref.key)
     return default_api_key_ref(settings)
 
 
 def default_api_key_ref(settings: Settings) -> SecretKeyRef:
     """The operator-wide API key Secret, for resources that name none (and for the sweeper)."""
-    return SecretKeyRef(settings.namespace, settings.default_api_key_secret,
-                        settings.default_api_key_secret_key)
+    return SecretKeyRef(
+        settings.namespace, settings.default_api_key_secret, settings.default_api_key_secret_key
+    )
 
 
 async def read_secrets(
@@ -96,12 +96,18 @@ async def agent_files(ref: ResourceRef, spec: SwarmSandboxSpec, runtime: Runtime
     config = spec.agent.config
     if config is None:
         return {}
-    return await runtime.secrets.read_config_map(ref.namespace, config.config_map_name,
-                                                 optional=bool(config.optional))
+    return await runtime.secrets.read_config_map(
+        ref.namespace, config.config_map_name, optional=bool(config.optional)
+    )
 
 
-def plan(ref: ResourceRef, spec: SwarmSandboxSpec, envs: Mapping[str, str],
-         settings: Settings, files: Mapping[str, str] | None = None) -> bootstrap.BootstrapPlan:
+def plan(
+    ref: ResourceRef,
+    spec: SwarmSandboxSpec,
+    envs: Mapping[str, str],
+    settings: Settings,
+    files: Mapping[str, str] | None = None,
+) -> bootstrap.BootstrapPlan:
     """The setup script's whole input, from the spec and the names (never values) of its env."""
     workspace = spec.workspace
     return bootstrap.BootstrapPlan(
@@ -144,11 +150,17 @@ def unusable(build_plan: Callable[[], bootstrap.BootstrapPlan], envs: Mapping[st
     A NUL cannot travel in an environment variable or an argument; the setup script's own names
     (``SWARM_*``) would be shadowed. Each problem names the field, never a secret value.
     """
-    problems = [f"spec.agent.env[{name}]: the value holds a NUL byte, which no environment "
-                f"variable can carry" for name, value in envs.items() if "\x00" in value]
-    problems += [f"{_env_field(name)}: {size} bytes as NAME=value, over the {MAX_ENV_STRING_BYTES} "
-                 f"bytes Linux passes in one environment variable"
-                 for name, size in _env_sizes(envs) if size > MAX_ENV_STRING_BYTES]
+    problems = [
+        f"spec.agent.env[{name}]: the value holds a NUL byte, which no environment variable can carry"
+        for name, value in envs.items()
+        if "\x00" in value
+    ]
+    problems += [
+        f"{_env_field(name)}: {size} bytes as NAME=value, over the {MAX_ENV_STRING_BYTES} "
+        f"bytes Linux passes in one environment variable"
+        for name, size in _env_sizes(envs)
+        if size > MAX_ENV_STRING_BYTES
+    ]
     if problems:
         return problems
     try:
@@ -175,8 +187,10 @@ MAX_ENV_STRING_BYTES = 131_072
 
 
 def _env_sizes(envs: Mapping[str, str]) -> list[tuple[str, int]]:
-    return [(name, len(name.encode()) + 1 + len(value.encode("utf-8", "surrogatepass")))
-            for name, value in envs.items()]
+    return [
+        (name, len(name.encode()) + 1 + len(value.encode("utf-8", "surrogatepass")))
+        for name, value in envs.items()
+    ]
 
 
 def _env_field(name: str) -> str:
@@ -189,19 +203,26 @@ def _too_big(setup_plan: bootstrap.BootstrapPlan, size: int) -> str:
     """Which inputs make the script too big, largest first, so the message says what to shrink."""
     parts = {
         "spec.agent.args": sum(len(a.encode()) for a in setup_plan.args),
-        "agent configuration (spec.agent.config ConfigMap and defaults)": len(setup_plan.agent_config.encode()),
+        "agent configuration (spec.agent.config ConfigMap and defaults)": len(
+            setup_plan.agent_config.encode()
+        ),
         "spec.mcp": len(setup_plan.mcp.encode()),
         "spec.workspace": len(setup_plan.workspace_repo.encode()) + len(setup_plan.workspace_ref.encode()),
     }
     biggest = ", ".join(f"{name} {n} bytes" for name, n in sorted(parts.items(), key=lambda p: -p[1]) if n)
-    return (f"spec: the setup script these inputs render to is {size} bytes, over the "
-            f"{bootstrap.MAX_SCRIPT_BYTES} bytes one command can carry ({biggest}); make them smaller")
+    return (
+        f"spec: the setup script these inputs render to is {size} bytes, over the "
+        f"{bootstrap.MAX_SCRIPT_BYTES} bytes one command can carry ({biggest}); make them smaller"
+    )
 
 
 # Which spec field feeds each plan field, so a plan refusal names what the user wrote.
 _PLAN_FIELDS = {
-    "command": "spec.agent.command", "args": "spec.agent.args", "env_names": "spec.agent.env",
-    "coordinator_install": "spec.coordinator.install", "agents": "spec.agents",
+    "command": "spec.agent.command",
+    "args": "spec.agent.args",
+    "env_names": "spec.agent.env",
+    "coordinator_install": "spec.coordinator.install",
+    "agents": "spec.agents",
 }
 
 
@@ -236,7 +257,9 @@ async def initialise(
             # them, each installer bounded by the script: allow all of it, or the run is cut before
             # it can report. Later runs install nothing and return as fast as before.
             result = await backend.run(
-                sandbox.id, script, stdin=bootstrap.secret_input(envs),
+                sandbox.id,
+                script,
+                stdin=bootstrap.secret_input(envs),
                 timeout_s=bounds.setup_timeout_seconds(settings) + setup_plan.provision_budget_s,
             )
             count_command(book, failed=not result.ok)
@@ -253,8 +276,10 @@ async def initialise(
             # Initializing (and billing) for ever.
             cause = f"step init: {exc.reason}: {exc.message}"
         except ValueError as exc:  # no parsable report: the script could not do its job
-            cause = f"step init: setup script failed (exit {result.exit_code}): {exc}; " \
-                    f"stderr: {logs.sandbox_text(result.stderr, ref.uid, limit=500)}"
+            cause = (
+                f"step init: setup script failed (exit {result.exit_code}): {exc}; "
+                f"stderr: {logs.sandbox_text(result.stderr, ref.uid, limit=500)}"
+            )
         else:
             book.step("init", time.monotonic() - started)
             book.runtime.metrics.sandbox_initialised(time.monotonic() - started)
@@ -262,9 +287,12 @@ async def initialise(
                 # provision is its own step: what a prebuilt template saves is read at a glance.
                 book.step(name if name == "provision" else f"init.{name}", seconds)
             if report.installed:
-                book.event("Normal", Reason.PROVISIONED,
-                           f"installed {', '.join(report.installed)} at start; skip this with "
-                           f"`swarm-operator template --build`")
+                book.event(
+                    "Normal",
+                    Reason.PROVISIONED,
+                    f"installed {', '.join(report.installed)} at start; skip this with "
+                    f"`swarm-operator template --build`",
+                )
             record_agents(book, spec, report.panes, report.agents.ready, report.restarted)
             record_tools(book, spec, report)
             await _refuse_unfixable(book, backend, sandbox, report)
@@ -272,28 +300,48 @@ async def initialise(
             shortfall = registry_shortfall(spec, report)
             if report.ready and ready >= spec.agents and shortfall is None:
                 bounds.clear(book, sandbox.id)
-                book.set(ConditionType.AGENTS_READY, "True", Reason.AVAILABLE,
-                         f"{ready}/{spec.agents} agents running")
-                logger.info("%d/%d agents running", ready, spec.agents,
-                            extra={**ref.log_extra, "sandbox_id": sandbox.id, "step": "init",
-                                   "duration": round(time.monotonic() - started, 3)})
+                book.set(
+                    ConditionType.AGENTS_READY,
+                    "True",
+                    Reason.AVAILABLE,
+                    f"{ready}/{spec.agents} agents running",
+                )
+                logger.info(
+                    "%d/%d agents running",
+                    ready,
+                    spec.agents,
+                    extra={
+                        **ref.log_extra,
+                        "sandbox_id": sandbox.id,
+                        "step": "init",
+                        "duration": round(time.monotonic() - started, 3),
+                    },
+                )
                 return
             cause = f"step init: {ready}/{spec.agents} agents running"
             if shortfall is not None and report.ready and ready >= spec.agents:
                 cause = f"step coordinator: {shortfall}"
             if report.errors:
-                cause += ": " + logs.sandbox_text("; ".join(
-                    f"{e.step}{'' if e.agent is None else f' agent {e.agent}'}: {e.message}"
-                    for e in report.errors
-                ), ref.uid, limit=2000, keep="head")
+                cause += ": " + logs.sandbox_text(
+                    "; ".join(
+                        f"{e.step}{'' if e.agent is None else f' agent {e.agent}'}: {e.message}"
+                        for e in report.errors
+                    ),
+                    ref.uid,
+                    limit=2000,
+                    keep="head",
+                )
         # Counted once it failed, and written with the retry message below (or the kill): an
         # attempt cut short by an operator restart is not the sandbox's failure and is not spent.
         bounds.charge(book, sandbox.id, attempt)
         if attempt < settings.init_attempts:
             unregistered = cause.startswith("step coordinator:")
-            book.set(ConditionType.AGENTS_READY, "False",
-                     Reason.AGENTS_NOT_REGISTERED if unregistered else Reason.INITIALIZING,
-                     f"attempt {attempt}/{settings.init_attempts} failed, retrying: {cause}")
+            book.set(
+                ConditionType.AGENTS_READY,
+                "False",
+                Reason.AGENTS_NOT_REGISTERED if unregistered else Reason.INITIALIZING,
+                f"attempt {attempt}/{settings.init_attempts} failed, retrying: {cause}",
+            )
             await book.commit()
             await asyncio.sleep(settings.init_backoff_seconds * 2 ** (attempt - 1))
     await bounds.exhausted(book, backend, sandbox.id, cause)
@@ -329,19 +377,26 @@ def registry_shortfall(spec: SwarmSandboxSpec, report: bootstrap.BootstrapReport
     return None
 
 
-async def _refuse_unfixable(book: StatusBook, backend: SandboxBackend, sandbox: SandboxInfo,
-                            report: bootstrap.BootstrapReport) -> None:
+async def _refuse_unfixable(
+    book: StatusBook, backend: SandboxBackend, sandbox: SandboxInfo, report: bootstrap.BootstrapReport
+) -> None:
     """A setup run found something only a spec (or template) change fixes: kill, then give up."""
     if report.workspace is not None and report.workspace.floating:
         # A branch where a pin is required: the spec must change; the sandbox holds no agents.
-        await _refuse(book, backend, sandbox, Reason.INVALID_SPEC, "the workspace ref floats",
-                      f"invalid spec: spec.workspace.ref: {report.workspace.error}")
+        await _refuse(
+            book,
+            backend,
+            sandbox,
+            Reason.INVALID_SPEC,
+            "the workspace ref floats",
+            f"invalid spec: spec.workspace.ref: {report.workspace.error}",
+        )
 
 
-async def _refuse(book: StatusBook, backend: SandboxBackend, sandbox: SandboxInfo, reason: Reason,
-                  why: str, message: str) -> NoReturn:
-    await kill_and_record(book, backend, sandbox.id, reason, f"sandbox {sandbox.id} killed: {why}",
-                          message)
+async def _refuse(
+    book: StatusBook, backend: SandboxBackend, sandbox: SandboxInfo, reason: Reason, why: str, message: str
+) -> NoReturn:
+    await kill_and_record(book, backend, sandbox.id, reason, f"sandbox {sandbox.id} killed: {why}", message)
     await give_up(book, reason, message)
 
 
@@ -381,8 +436,11 @@ def mcp_items(spec: SwarmSandboxSpec, gateway: bootstrap.McpReport | None, uid: 
             state, message = "Failed", f"the gateway does not report server {entry.server_key}"
         else:
             state, message = ("Ready" if server.ok else "Failed"), server.message
-        items.append(McpServerStatus(name=entry.name, state=state,
-                                     message=logs.sandbox_text(message, uid, limit=1024, keep="head")))
+        items.append(
+            McpServerStatus(
+                name=entry.name, state=state, message=logs.sandbox_text(message, uid, limit=1024, keep="head")
+            )
+        )
     return items
 
 
@@ -395,30 +453,41 @@ def record_tools(book: StatusBook, spec: SwarmSandboxSpec, report: bootstrap.Boo
         # (an overlong value would otherwise fail the status model, not just look odd).
         def text(value: str | None, limit: int) -> str | None:
             return None if value is None else logs.sandbox_text(value, book.ref.uid, limit=limit, keep="head")
+
         workspace = report.workspace
-        book.status.workspace = WorkspaceStatus(repo=text(workspace.repo, 2048), ref=text(workspace.ref, 255),
-                                                commit=text(workspace.commit, 64),
-                                                path=text(workspace.path, 4096))
+        book.status.workspace = WorkspaceStatus(
+            repo=text(workspace.repo, 2048),
+            ref=text(workspace.ref, 255),
+            commit=text(workspace.commit, 64),
+            path=text(workspace.path, 4096),
+        )
     if not spec.mcp:
         book.status.mcp = None
         return
     book.status.mcp = mcp_items(spec, report.mcp, book.ref.uid)
 
 
-def record_agents(book: StatusBook, spec: SwarmSandboxSpec, panes: Sequence[bootstrap.PaneReport],
-                  ready: int, restarted: Iterable[int] = ()) -> None:
+def record_agents(
+    book: StatusBook,
+    spec: SwarmSandboxSpec,
+    panes: Sequence[bootstrap.PaneReport],
+    ready: int,
+    restarted: Iterable[int] = (),
+) -> None:
     """status.agents from the panes a setup run or a probe saw; restart counts never go down."""
     previous = {item.id: item for item in (book.status.agents.items if book.status.agents else [])}
     restarted = set(restarted)
     items = []
     for pane in sorted(panes, key=lambda p: p.index)[: spec.agents]:
         old = previous.get(pane.index)
-        items.append(AgentItem(
-            id=pane.index,
-            pane=pane.pane_id,
-            state="Running" if pane.alive else "Dead",
-            restarts=max(pane.restarts, (old.restarts if old else 0) + (pane.index in restarted)),
-        ))
+        items.append(
+            AgentItem(
+                id=pane.index,
+                pane=pane.pane_id,
+                state="Running" if pane.alive else "Dead",
+                restarts=max(pane.restarts, (old.restarts if old else 0) + (pane.index in restarted)),
+            )
+        )
     book.status.agents = AgentsStatus(desired=spec.agents, ready=ready, items=items)
     if restarted:
         book.runtime.metrics.agents_restarted(len(restarted))

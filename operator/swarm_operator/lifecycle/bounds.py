@@ -23,7 +23,16 @@ from swarm_operator.config import Settings
 from swarm_operator.lifecycle.sandbox import kill_and_record
 from swarm_operator.lifecycle.status import StatusBook, give_up
 
-__all__ = ["charge", "charge_failure", "clear", "exhausted", "init_bound_seconds", "setup_timeout_seconds", "spent", "used"]
+__all__ = [
+    "charge",
+    "charge_failure",
+    "clear",
+    "exhausted",
+    "init_bound_seconds",
+    "setup_timeout_seconds",
+    "spent",
+    "used",
+]
 
 
 def setup_timeout_seconds(settings: Settings) -> float:
@@ -49,7 +58,7 @@ def init_bound_seconds(settings: Settings) -> float:
     (see the module docstring). The property test asserts it."""
     attempts = settings.init_attempts
     per_attempt = setup_timeout_seconds(settings) + settings.control_timeout_seconds
-    pauses = sum(settings.init_backoff_seconds * 2 ** i for i in range(attempts))
+    pauses = sum(settings.init_backoff_seconds * 2**i for i in range(attempts))
     # One identity call (30 s) and the create/list calls before the first attempt.
     overhead = 30 + 3 * settings.control_timeout_seconds
     return attempts * (per_attempt + settings.max_retry_delay_seconds * 1.2) + pauses + overhead
@@ -87,21 +96,31 @@ async def exhausted(book: StatusBook, backend: SandboxBackend, sandbox_id: str, 
     (the next reconcile sees the id gone, or the count spent, and ends the same way)."""
     attempts = book.runtime.settings.init_attempts
     await kill_and_record(
-        book, backend, sandbox_id, Reason.INIT_FAILED,
-        f"sandbox {sandbox_id} killed after {attempts} failed initialisations", cause)
-    await give_up(book, Reason.INIT_FAILED,
-                  f"initialisation failed {attempts} times, last: {cause}; "
-                  f"the sandbox was killed; change the spec to try again")
+        book,
+        backend,
+        sandbox_id,
+        Reason.INIT_FAILED,
+        f"sandbox {sandbox_id} killed after {attempts} failed initialisations",
+        cause,
+    )
+    await give_up(
+        book,
+        Reason.INIT_FAILED,
+        f"initialisation failed {attempts} times, last: {cause}; "
+        f"the sandbox was killed; change the spec to try again",
+    )
 
 
-async def charge_failure(book: StatusBook, backend: SandboxBackend, sandbox_id: str,
-                         exc: BackendError) -> None:
+async def charge_failure(
+    book: StatusBook, backend: SandboxBackend, sandbox_id: str, exc: BackendError
+) -> None:
     """A backend failure on a tracked sandbox outside the setup run itself (the identity call, the
     stop before a restart): it spends one attempt like a failed run, so a sandbox whose every call
     times out still ends. Failures that end on their own terms (a rejected key, a gone sandbox, a
     terminal reason) are left to the caller."""
-    if isinstance(exc, (AuthenticationFailed, SandboxNotFound)) or \
-            (exc.reason in TERMINAL_REASONS and not exc.transient):
+    if isinstance(exc, (AuthenticationFailed, SandboxNotFound)) or (
+        exc.reason in TERMINAL_REASONS and not exc.transient
+    ):
         return
     attempts = used(book, sandbox_id) + 1
     charge(book, sandbox_id, attempts)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from swarm_operator.backend import SandboxBackend, SandboxNotFound
 from swarm_operator.bootstrap import HealthReport
@@ -40,8 +40,9 @@ __all__ = ["enforce", "idle_hold", "lifted", "next_look", "pause", "verdict", "w
 MIN_LOOK_SECONDS = 2.0
 
 
-def verdict(ref: ResourceRef, spec: SwarmSandboxSpec, cost: CostStatus | None, runtime: Runtime,
-            now: datetime) -> tuple[BudgetVerdict, str]:
+def verdict(
+    ref: ResourceRef, spec: SwarmSandboxSpec, cost: CostStatus | None, runtime: Runtime, now: datetime
+) -> tuple[BudgetVerdict, str]:
     """The resource's budget verdict at ``now`` and the action it calls for: its own
     ``spec.budget`` first, then the operator's per-namespace daily cap, which applies to resources
     on the operator's default key and always suspends (the namespace's work is kept; the next UTC
@@ -58,29 +59,42 @@ def verdict(ref: ResourceRef, spec: SwarmSandboxSpec, cost: CostStatus | None, r
     cap = runtime.settings.max_usd_per_namespace_per_day
     if cap is None or not memory.default_key:
         return own, "Suspend"
-    today = sum(spent_today(m.cost, now) for m in runtime.memory.values()
-                if m.namespace == ref.namespace and m.default_key and m.cost is not None)
+    today = sum(
+        spent_today(m.cost, now)
+        for m in runtime.memory.values()
+        if m.namespace == ref.namespace and m.default_key and m.cost is not None
+    )
     if today < cap:
         return own, "Suspend"
-    return BudgetVerdict(True, (
-        f"budget exceeded: namespace {ref.namespace} spent an estimated ${today:.4f} today (UTC) on "
-        f"the operator's default E2B key, of its daily cap ${cap:g} (SWARM_MAX_USD_PER_NAMESPACE_PER_DAY); "
-        f"the sandbox is paused until the next UTC day or a raised cap")), "Suspend"
+    return BudgetVerdict(
+        True,
+        (
+            f"budget exceeded: namespace {ref.namespace} spent an estimated ${today:.4f} today (UTC) on "
+            f"the operator's default E2B key, of its daily cap ${cap:g} (SWARM_MAX_USD_PER_NAMESPACE_PER_DAY); "
+            f"the sandbox is paused until the next UTC day or a raised cap"
+        ),
+    ), "Suspend"
 
 
-def lifted(ref: ResourceRef, spec: SwarmSandboxSpec, status: SwarmSandboxStatus, runtime: Runtime,
-           now: datetime) -> bool:
+def lifted(
+    ref: ResourceRef, spec: SwarmSandboxSpec, status: SwarmSandboxStatus, runtime: Runtime, now: datetime
+) -> bool:
     """Whether a budget pause no longer holds without a spec change (the namespace's day rolled
     over, or its cap was raised): the health daemon then has the resource reconciled, resuming it."""
     suspended = find(status.conditions, ConditionType.SUSPENDED)
-    if spec.suspend or suspended is None or suspended.status != "True" \
-            or suspended.reason != Reason.BUDGET_EXCEEDED:
+    if (
+        spec.suspend
+        or suspended is None
+        or suspended.status != "True"
+        or suspended.reason != Reason.BUDGET_EXCEEDED
+    ):
         return False
     return not verdict(ref, spec, status.cost, runtime, now)[0].exceeded
 
 
-async def enforce(book: StatusBook, spec: SwarmSandboxSpec, backend: SandboxBackend,
-                  now: datetime) -> str | None:
+async def enforce(
+    book: StatusBook, spec: SwarmSandboxSpec, backend: SandboxBackend, now: datetime
+) -> str | None:
     """Whether the budget holds the sandbox stopped: if it is reached, act on it (pause or kill)
     and return the action taken (``Suspend``/``Delete``); if not, clear ``BudgetExceeded`` (a
     raised or cleared limit) and return None. Nothing is committed: the caller does."""
@@ -100,11 +114,21 @@ async def enforce(book: StatusBook, spec: SwarmSandboxSpec, backend: SandboxBack
     else:
         sandbox = book.status.sandbox
         if sandbox is not None and sandbox.id:
-            await kill_and_record(book, backend, sandbox.id, Reason.BUDGET_EXCEEDED, found.message,
-                                  "no agents: " + found.message)
+            await kill_and_record(
+                book,
+                backend,
+                sandbox.id,
+                Reason.BUDGET_EXCEEDED,
+                found.message,
+                "no agents: " + found.message,
+            )
             book.status.network = None
-        book.set(ConditionType.SYNCED, "False", Reason.BUDGET_EXCEEDED,
-                 f"{found.message}; raise or clear spec.budget to start a new sandbox")
+        book.set(
+            ConditionType.SYNCED,
+            "False",
+            Reason.BUDGET_EXCEEDED,
+            f"{found.message}; raise or clear spec.budget to start a new sandbox",
+        )
     return action
 
 
@@ -120,8 +144,12 @@ async def pause(book: StatusBook, backend: SandboxBackend, reason: Reason, messa
             spend.meter(book, "Paused")
         except SandboxNotFound:
             book.status.sandbox = None
-            book.set(ConditionType.SANDBOX_CREATED, "False", Reason.SANDBOX_NOT_FOUND,
-                     f"sandbox {sandbox.id} is gone; a new one is created on resume")
+            book.set(
+                ConditionType.SANDBOX_CREATED,
+                "False",
+                Reason.SANDBOX_NOT_FOUND,
+                f"sandbox {sandbox.id} is gone; a new one is created on resume",
+            )
             spend.meter(book, "Stopped")
         book.step("pause", time.monotonic() - started)
         message = f"sandbox {sandbox.id} is paused: {message}"
@@ -136,16 +164,22 @@ def went_idle(spec: SwarmSandboxSpec, report: HealthReport) -> str | None:
     quiet = report.idle_seconds()
     if quiet is None or quiet < spec.idle.idle_after_seconds:
         return None
-    return (f"every agent has been idle for {quiet}s (spec.idle.idleAfterSeconds: "
-            f"{spec.idle.idle_after_seconds}); change the spec or run `swarm-operator resume` to resume")
+    return (
+        f"every agent has been idle for {quiet}s (spec.idle.idleAfterSeconds: "
+        f"{spec.idle.idle_after_seconds}); change the spec or run `swarm-operator resume` to resume"
+    )
 
 
 def idle_hold(book: StatusBook) -> bool:
     """Whether the sandbox stays paused for idleness: it was paused as Idle under this very
     generation. A later generation (a spec change) resumes it."""
     suspended = find(book.status.conditions, ConditionType.SUSPENDED)
-    return (suspended is not None and suspended.status == "True" and suspended.reason == Reason.IDLE
-            and suspended.observed_generation == book.ref.generation)
+    return (
+        suspended is not None
+        and suspended.status == "True"
+        and suspended.reason == Reason.IDLE
+        and suspended.observed_generation == book.ref.generation
+    )
 
 
 def next_look(spec: SwarmSandboxSpec | None, status: SwarmSandboxStatus, interval: float) -> float:
@@ -154,7 +188,7 @@ def next_look(spec: SwarmSandboxSpec | None, status: SwarmSandboxStatus, interva
     if spec is None or spec.budget is None or status.cost is None or status.cost.state != "Running":
         return interval
 
-    wait = seconds_until_exceeded(spec.budget, status.cost, datetime.now(timezone.utc))
+    wait = seconds_until_exceeded(spec.budget, status.cost, datetime.now(UTC))
     if wait is None:
         return interval
     return max(min(interval, wait + 1.0), MIN_LOOK_SECONDS)

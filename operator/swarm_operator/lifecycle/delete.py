@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from swarm_operator import bootstrap
-from swarm_operator.backend import NO_RETRY, AuthenticationFailed, BackendError, SandboxBackend, SandboxNotFound
+from swarm_operator.backend import (
+    NO_RETRY,
+    AuthenticationFailed,
+    BackendError,
+    SandboxBackend,
+    SandboxNotFound,
+)
 from swarm_operator.conditions import Reason
 from swarm_operator.config import Settings
 from swarm_operator.lifecycle import spend
@@ -87,8 +93,12 @@ async def _delete(
         # within one lease, since nobody renews it.
         logger.info("nothing to delete in the operator's own namespace", extra=ref.log_extra)
         return
-    if isinstance(spec, SwarmSandboxSpec) and not known_id and runtime.api_key(ref.uid) is None \
-            and refusal(ref.namespace, spec, runtime.settings) is not None:
+    if (
+        isinstance(spec, SwarmSandboxSpec)
+        and not known_id
+        and runtime.api_key(ref.uid) is None
+        and refusal(ref.namespace, spec, runtime.settings) is not None
+    ):
         return  # refused by the tenancy policy and given no sandbox: no key to read, nothing to kill
     api_key = await _key_for_delete(ref, spec, runtime, retry)
     if api_key is None:
@@ -100,34 +110,51 @@ async def _delete(
             await _release(ref, backend, known_id, runtime)
             return
         # The default key never pays for an untracked sandbox (OrphanNotAllowed): torn down.
-        logger.info("deletionPolicy Orphan is not honoured with the default key: tearing down",
-                    extra=ref.log_extra)
+        logger.info(
+            "deletionPolicy Orphan is not honoured with the default key: tearing down", extra=ref.log_extra
+        )
     started = time.monotonic()
     try:
         tagged = await backend.list({TAG_UID: ref.uid})
-        ids = sorted({s.id for s in tagged} | ({known_id} if await _still_ours(ref, backend, known_id, runtime) else set()))
+        ids = sorted(
+            {s.id for s in tagged}
+            | ({known_id} if await _still_ours(ref, backend, known_id, runtime) else set())
+        )
         # SWARM_DELETE_TIMEOUT_SECONDS bounds one teardown pass; past it the pass is retried.
         await asyncio.wait_for(
             asyncio.gather(*(_teardown(ref, backend, sid, runtime.settings) for sid in ids)),
-            timeout=runtime.settings.delete_timeout_seconds)
+            timeout=runtime.settings.delete_timeout_seconds,
+        )
     except TimeoutError:
         delay = backoff(runtime.settings, retry)
-        logger.warning("teardown took longer than %.0fs; retrying in %.1fs",
-                       runtime.settings.delete_timeout_seconds, delay, extra=ref.log_extra)
-        raise RetryLater(f"teardown took longer than {runtime.settings.delete_timeout_seconds:g}s",
-                         delay=delay, reason=Reason.BACKEND_UNAVAILABLE) from None
+        logger.warning(
+            "teardown took longer than %.0fs; retrying in %.1fs",
+            runtime.settings.delete_timeout_seconds,
+            delay,
+            extra=ref.log_extra,
+        )
+        raise RetryLater(
+            f"teardown took longer than {runtime.settings.delete_timeout_seconds:g}s",
+            delay=delay,
+            reason=Reason.BACKEND_UNAVAILABLE,
+        ) from None
     except BackendError as exc:
         delay = max(exc.retry_after_s or 0.0, backoff(runtime.settings, retry))
-        logger.warning("teardown failed (%s: %s); retrying in %.1fs", exc.reason, exc.message, delay,
-                       extra=ref.log_extra)
+        logger.warning(
+            "teardown failed (%s: %s); retrying in %.1fs", exc.reason, exc.message, delay, extra=ref.log_extra
+        )
         raise RetryLater(exc.message, delay=delay, reason=exc.reason) from None
     runtime.remember(ref.uid).api_key = None
-    logger.info("deleted %d sandbox(es)", len(ids),
-                extra={**ref.log_extra, "step": "delete", "duration": round(time.monotonic() - started, 3)})
+    logger.info(
+        "deleted %d sandbox(es)",
+        len(ids),
+        extra={**ref.log_extra, "step": "delete", "duration": round(time.monotonic() - started, 3)},
+    )
 
 
-async def _still_ours(ref: ResourceRef, backend: SandboxBackend, sandbox_id: str | None,
-                     runtime: Runtime) -> bool:
+async def _still_ours(
+    ref: ResourceRef, backend: SandboxBackend, sandbox_id: str | None, runtime: Runtime
+) -> bool:
     """The sandbox status names, if E2B tags it as this resource's: a forged or stale id is never
     killed or released (the list by tag finds every sandbox that really is the resource's)."""
     if not sandbox_id:
@@ -155,19 +182,29 @@ async def _release(
         try:
             await runtime.released.record(sandbox_id, ref, time.time() + timeout + 60)
         except Exception as exc:  # the API server away, or the record full: retried
-            raise RetryLater(f"cannot record the release of sandbox {sandbox_id} yet: {exc}",
-                             delay=backoff(runtime.settings, 0), reason=Reason.BACKEND_ERROR) from None
+            raise RetryLater(
+                f"cannot record the release of sandbox {sandbox_id} yet: {exc}",
+                delay=backoff(runtime.settings, 0),
+                reason=Reason.BACKEND_ERROR,
+            ) from None
         try:
             await backend.set_timeout(sandbox_id, timeout)
         except SandboxNotFound:
             pass
         except BackendError as exc:
-            raise RetryLater(f"cannot release sandbox {sandbox_id} yet: {exc.message}",
-                             delay=backoff(runtime.settings, 0), reason=exc.reason) from None
-    runtime.events.record(ref, "Normal", Reason.ORPHANED,
-                          f"sandbox {sandbox_id} left running (deletionPolicy: Orphan)")
-    logger.info("released sandbox %s (deletionPolicy Orphan)", sandbox_id,
-                extra={**ref.log_extra, "sandbox_id": sandbox_id})
+            raise RetryLater(
+                f"cannot release sandbox {sandbox_id} yet: {exc.message}",
+                delay=backoff(runtime.settings, 0),
+                reason=exc.reason,
+            ) from None
+    runtime.events.record(
+        ref, "Normal", Reason.ORPHANED, f"sandbox {sandbox_id} left running (deletionPolicy: Orphan)"
+    )
+    logger.info(
+        "released sandbox %s (deletionPolicy Orphan)",
+        sandbox_id,
+        extra={**ref.log_extra, "sandbox_id": sandbox_id},
+    )
     runtime.remember(ref.uid).api_key = None
 
 
@@ -188,10 +225,15 @@ async def _key_for_delete(
         if cached is not None:
             return cached
         if retry < 3:
-            raise RetryLater(f"cannot delete the sandbox yet: {exc}", delay=backoff(runtime.settings, retry),
-                             reason=Reason.SECRET_NOT_FOUND) from None
+            raise RetryLater(
+                f"cannot delete the sandbox yet: {exc}",
+                delay=backoff(runtime.settings, retry),
+                reason=Reason.SECRET_NOT_FOUND,
+            ) from None
         runtime.events.record(
-            ref, "Warning", Reason.SECRET_NOT_FOUND,
+            ref,
+            "Warning",
+            Reason.SECRET_NOT_FOUND,
             f"no API key to kill the sandbox with ({exc}); it stops by itself when its lease "
             f"expires (at most {runtime.settings.lease_seconds}s)",
         )
@@ -211,6 +253,7 @@ async def _teardown(ref: ResourceRef, backend: SandboxBackend, sandbox_id: str, 
         except BackendError as exc:
             if isinstance(exc, AuthenticationFailed):
                 raise
-            logger.info("graceful stop skipped (%s)", exc.reason,
-                        extra={**ref.log_extra, "sandbox_id": sandbox_id})
+            logger.info(
+                "graceful stop skipped (%s)", exc.reason, extra={**ref.log_extra, "sandbox_id": sandbox_id}
+            )
     await backend.kill(sandbox_id)

@@ -18,7 +18,7 @@ it neither counts nor resets the streak.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from swarm_operator import bootstrap, logs
 from swarm_operator.backend import (
@@ -32,11 +32,11 @@ from swarm_operator.conditions import ConditionType, Reason
 from swarm_operator.lifecycle import budget, spend
 from swarm_operator.lifecycle.agents import (
     agent_files,
+    count_command,
     mcp_down,
     mcp_items,
     plan,
     read_secrets,
-    count_command,
     record_agents,
     record_tools,
     registry_shortfall,
@@ -83,7 +83,7 @@ async def check_health(
     re-running the idempotent setup script; past that the resource stays Degraded with the counts.
     Raises :class:`SandboxNotFound` when the sandbox is gone, so the caller can reconcile.
     """
-    if budget.lifted(ref, spec, status, runtime, datetime.now(timezone.utc)):
+    if budget.lifted(ref, spec, status, runtime, datetime.now(UTC)):
         # A budget pause that ends without a spec change (the namespace's day rolled over):
         # resumed by exactly the reconcile a spec change gets (imported here: it imports us).
         from swarm_operator.lifecycle.reconcile import reconcile
@@ -96,11 +96,15 @@ async def check_health(
         api_key = runtime.api_key(ref.uid)
         if sandbox is None or sandbox.id is None or api_key is None:
             return
-        if spec.suspend or book.status.phase in (Phase.FAILED, Phase.INITIALIZING, Phase.CREATING,
-                                                 Phase.SUSPENDED):
+        if spec.suspend or book.status.phase in (
+            Phase.FAILED,
+            Phase.INITIALIZING,
+            Phase.CREATING,
+            Phase.SUSPENDED,
+        ):
             return  # (a probe would resume a paused sandbox: E2B's connect does)
         backend = runtime.backends.for_key(api_key)
-        if await budget.enforce(book, spec, backend, datetime.now(timezone.utc)) is not None:
+        if await budget.enforce(book, spec, backend, datetime.now(UTC)) is not None:
             await book.commit()
             return
         probe_plan = plan(ref, spec, {}, runtime.settings)
@@ -112,17 +116,28 @@ async def check_health(
         try:
             if not await owned(runtime, ref, backend, sandbox.id):
                 await disown(book, sandbox.id)  # probed nothing: the reconcile adopts or creates
-            result = await backend.run(sandbox.id, bootstrap.render_probe(probe_plan),
-                                       timeout_s=runtime.settings.probe_timeout_seconds)
+            result = await backend.run(
+                sandbox.id,
+                bootstrap.render_probe(probe_plan),
+                timeout_s=runtime.settings.probe_timeout_seconds,
+            )
             report = bootstrap.parse_health(report_text(result.stdout, ref.uid))
         except SandboxNotFound:
             if book.status.sandbox is None:
                 raise  # disowned: already recorded
             _count_probes(book, failed=True)
-            book.set(ConditionType.SANDBOX_CREATED, "False", Reason.SANDBOX_NOT_FOUND,
-                     f"sandbox {sandbox.id} is gone; a new one will be created")
-            book.set(ConditionType.AGENTS_READY, "False", Reason.SANDBOX_NOT_FOUND,
-                     "the sandbox running the agents is gone")
+            book.set(
+                ConditionType.SANDBOX_CREATED,
+                "False",
+                Reason.SANDBOX_NOT_FOUND,
+                f"sandbox {sandbox.id} is gone; a new one will be created",
+            )
+            book.set(
+                ConditionType.AGENTS_READY,
+                "False",
+                Reason.SANDBOX_NOT_FOUND,
+                "the sandbox running the agents is gone",
+            )
             book.status.health = _verdict(previous, Reason.SANDBOX_NOT_FOUND)
             spend.meter(book, "Stopped")
             await book.commit()
@@ -139,8 +154,9 @@ async def check_health(
             return
         down = mcp_down(spec, report.mcp)
         # A dead gateway is restarted like a dead agent, within the same per-item budget.
-        mcp_healable = down and report.mcp is not None \
-            and report.mcp.restarts < spec.health_check.max_restarts
+        mcp_healable = (
+            down and report.mcp is not None and report.mcp.restarts < spec.health_check.max_restarts
+        )
         if spec.mcp and report.mcp is not None:
             book.status.mcp = mcp_items(spec, report.mcp, ref.uid)
         if report.healthy:
@@ -152,22 +168,35 @@ async def check_health(
             registered = _registered(spec, report)
             if registered is not None:
                 verdict = _verdict(previous, Reason.AGENTS_NOT_REGISTERED)
-                book.set(ConditionType.AGENTS_READY, "False", Reason.AGENTS_NOT_REGISTERED,
-                         f"{report.agents.alive}/{spec.agents} agents running, {registered}")
+                book.set(
+                    ConditionType.AGENTS_READY,
+                    "False",
+                    Reason.AGENTS_NOT_REGISTERED,
+                    f"{report.agents.alive}/{spec.agents} agents running, {registered}",
+                )
             else:
-                book.set(ConditionType.AGENTS_READY, "True", Reason.AVAILABLE,
-                         f"{report.agents.alive}/{spec.agents} agents running")
+                book.set(
+                    ConditionType.AGENTS_READY,
+                    "True",
+                    Reason.AVAILABLE,
+                    f"{report.agents.alive}/{spec.agents} agents running",
+                )
         else:
             dead = [p for p in report.panes if not p.alive]
             healable = [p for p in dead if p.restarts < spec.health_check.max_restarts]
-            if spec.health_check.restart_dead_agents and (healable or report.missing or not report.server
-                                                          or mcp_healable):
+            if spec.health_check.restart_dead_agents and (
+                healable or report.missing or not report.server or mcp_healable
+            ):
                 await _heal(book, spec, backend, sandbox.id)
                 return
             record_agents(book, spec, report.panes, report.agents.alive)
-            detail = "; ".join(
-                f"agent {p.index} dead (restarts {p.restarts}/{spec.health_check.max_restarts})"
-                for p in dead) or f"{len(report.missing)} agent pane(s) missing"
+            detail = (
+                "; ".join(
+                    f"agent {p.index} dead (restarts {p.restarts}/{spec.health_check.max_restarts})"
+                    for p in dead
+                )
+                or f"{len(report.missing)} agent pane(s) missing"
+            )
             message = f"{report.agents.alive}/{spec.agents} agents running: {detail}"
             verdict = _verdict(previous, Reason.AGENTS_DEGRADED)
             book.set(ConditionType.AGENTS_READY, "False", Reason.AGENTS_DEGRADED, message)
@@ -178,8 +207,7 @@ async def check_health(
         spend.meter(book, "Running")  # rewrites status.cost only when SWARM_COST_REFRESH_MINUTES passed
         if book.changed():
             _count_probes(book, failed=False)
-            book.status.health = verdict.model_copy(
-                update={"last_probe_time": datetime.now(timezone.utc)})
+            book.status.health = verdict.model_copy(update={"last_probe_time": datetime.now(UTC)})
             await book.commit()
 
 
@@ -191,10 +219,12 @@ async def _heal(book: StatusBook, spec: SwarmSandboxSpec, backend: SandboxBacken
     _, envs = await read_secrets(ref, spec, runtime)
     setup_plan = plan(ref, spec, envs, runtime.settings, await agent_files(ref, spec, runtime))
     try:
-        result = await backend.run(sandbox_id, bootstrap.render_setup(setup_plan),
-                                   stdin=bootstrap.secret_input(envs),
-                                   timeout_s=runtime.settings.ready_timeout_seconds
-                                   + runtime.settings.command_timeout_seconds)
+        result = await backend.run(
+            sandbox_id,
+            bootstrap.render_setup(setup_plan),
+            stdin=bootstrap.secret_input(envs),
+            timeout_s=runtime.settings.ready_timeout_seconds + runtime.settings.command_timeout_seconds,
+        )
         report = bootstrap.parse_report(report_text(result.stdout, ref.uid))
     except (BackendError, ValueError) as exc:
         logger.warning("self-heal failed: %s", exc, extra={**ref.log_extra, "sandbox_id": sandbox_id})
@@ -205,19 +235,32 @@ async def _heal(book: StatusBook, spec: SwarmSandboxSpec, backend: SandboxBacken
     record_tools(book, spec, report)
     ready = report.agents.ready
     if report.restarted:
-        book.event("Normal", Reason.AGENT_RESTARTED,
-                   f"restarted agent(s) {', '.join(map(str, report.restarted))} in place")
+        book.event(
+            "Normal",
+            Reason.AGENT_RESTARTED,
+            f"restarted agent(s) {', '.join(map(str, report.restarted))} in place",
+        )
     agent_errors = [e for e in report.errors if e.step != "mcp"]
-    if ready >= spec.agents and report.agents.ready == report.agents.desired and not agent_errors \
-            and registry_shortfall(spec, report) is None:
-        book.set(ConditionType.AGENTS_READY, "True", Reason.AVAILABLE,
-                 f"{ready}/{spec.agents} agents running")
+    if (
+        ready >= spec.agents
+        and report.agents.ready == report.agents.desired
+        and not agent_errors
+        and registry_shortfall(spec, report) is None
+    ):
+        book.set(
+            ConditionType.AGENTS_READY, "True", Reason.AVAILABLE, f"{ready}/{spec.agents} agents running"
+        )
         # The gateway alone still down: the agents run without their tools.
         book.status.health = _verdict(
-            book.status.health, Reason.MCP_GATEWAY_UNAVAILABLE if mcp_down(spec, report.mcp) else None)
+            book.status.health, Reason.MCP_GATEWAY_UNAVAILABLE if mcp_down(spec, report.mcp) else None
+        )
     else:
-        book.set(ConditionType.AGENTS_READY, "False", Reason.AGENTS_DEGRADED,
-                 f"{ready}/{spec.agents} agents running after restarts")
+        book.set(
+            ConditionType.AGENTS_READY,
+            "False",
+            Reason.AGENTS_DEGRADED,
+            f"{ready}/{spec.agents} agents running after restarts",
+        )
         book.status.health = _verdict(book.status.health, Reason.AGENTS_DEGRADED)
     await book.commit()
 
@@ -241,8 +284,13 @@ def _registered(spec: SwarmSandboxSpec, report: bootstrap.HealthReport) -> str |
     return None
 
 
-async def _probe_failed(book: StatusBook, backend: SandboxBackend, sandbox_id: str,
-                        previous: HealthStatus | None, exc: BackendError | ValueError) -> None:
+async def _probe_failed(
+    book: StatusBook,
+    backend: SandboxBackend,
+    sandbox_id: str,
+    previous: HealthStatus | None,
+    exc: BackendError | ValueError,
+) -> None:
     """Record a probe (or self-heal run) that gave no answer; count it if the sandbox caused it,
     and degrade or quarantine the resource by the count."""
     reason = exc.reason if isinstance(exc, BackendError) else Reason.PROBE_FAILED
@@ -255,9 +303,13 @@ async def _probe_failed(book: StatusBook, backend: SandboxBackend, sandbox_id: s
         await _quarantine(book, backend, sandbox_id)
         return
     if fault:
-        book.set(ConditionType.AGENTS_READY, "False", reason,
-                 f"the sandbox failed {faults} health probe(s) in a row ({text}); probes back off, "
-                 f"and at {limit} in a row the sandbox is killed (SandboxQuarantined)")
+        book.set(
+            ConditionType.AGENTS_READY,
+            "False",
+            reason,
+            f"the sandbox failed {faults} health probe(s) in a row ({text}); probes back off, "
+            f"and at {limit} in a row the sandbox is killed (SandboxQuarantined)",
+        )
     await book.commit()
 
 
@@ -268,15 +320,27 @@ async def _quarantine(book: StatusBook, backend: SandboxBackend, sandbox_id: str
     itself fails (E2B unreachable) the count stays in status and the next probe tick tries again.
     """
     health = book.status.health or HealthStatus()
-    message = (f"sandbox {sandbox_id} was quarantined: it misbehaved on {health.sandbox_faults} "
-               f"health probes in a row, last: {health.reason or 'unknown'}; it was killed; "
-               f"change the spec (or its agents' command) to try again")
+    message = (
+        f"sandbox {sandbox_id} was quarantined: it misbehaved on {health.sandbox_faults} "
+        f"health probes in a row, last: {health.reason or 'unknown'}; it was killed; "
+        f"change the spec (or its agents' command) to try again"
+    )
     try:
-        await kill_and_record(book, backend, sandbox_id, Reason.SANDBOX_QUARANTINED,
-                              f"sandbox {sandbox_id} killed: quarantined", message)
+        await kill_and_record(
+            book,
+            backend,
+            sandbox_id,
+            Reason.SANDBOX_QUARANTINED,
+            f"sandbox {sandbox_id} killed: quarantined",
+            message,
+        )
     except BackendError as exc:
-        logger.warning("quarantine of sandbox %s deferred: %s", sandbox_id, exc,
-                       extra={**book.ref.log_extra, "sandbox_id": sandbox_id})
+        logger.warning(
+            "quarantine of sandbox %s deferred: %s",
+            sandbox_id,
+            exc,
+            extra={**book.ref.log_extra, "sandbox_id": sandbox_id},
+        )
         await book.commit()
         return
     book.status.agents = None
@@ -284,22 +348,30 @@ async def _quarantine(book: StatusBook, backend: SandboxBackend, sandbox_id: str
     book.status.health = health.model_copy(update={"sandbox_faults": 0})
     book.set(ConditionType.SYNCED, "False", Reason.SANDBOX_QUARANTINED, message)
     await book.commit()
-    logger.warning("%s: %s", Reason.SANDBOX_QUARANTINED, message,
-                   extra={**book.ref.log_extra, "sandbox_id": sandbox_id})
+    logger.warning(
+        "%s: %s", Reason.SANDBOX_QUARANTINED, message, extra={**book.ref.log_extra, "sandbox_id": sandbox_id}
+    )
 
 
-def _verdict(previous: HealthStatus | None, reason: str | None, *, fault: bool = False,
-             answered: bool = True) -> HealthStatus:
+def _verdict(
+    previous: HealthStatus | None, reason: str | None, *, fault: bool = False, answered: bool = True
+) -> HealthStatus:
     """A probe's verdict, stamped now: Healthy without a reason, else one more failure in a row.
 
     Sandbox faults in a row: one more on a ``fault``; back to 0 once the sandbox ``answered`` (a
     readable report, healthy or not); carried over when E2B itself failed (no answer, no fault).
     """
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     before = previous or HealthStatus()
     faults = before.sandbox_faults + 1 if fault else (0 if answered else before.sandbox_faults)
     if reason is None:
-        return HealthStatus(status="Healthy", consecutive_failures=0, sandbox_faults=faults,
-                            last_probe_time=now)
-    return HealthStatus(status="Unhealthy", reason=reason, consecutive_failures=before.consecutive_failures + 1,
-                        sandbox_faults=faults, last_probe_time=now)
+        return HealthStatus(
+            status="Healthy", consecutive_failures=0, sandbox_faults=faults, last_probe_time=now
+        )
+    return HealthStatus(
+        status="Unhealthy",
+        reason=reason,
+        consecutive_failures=before.consecutive_failures + 1,
+        sandbox_faults=faults,
+        last_probe_time=now,
+    )

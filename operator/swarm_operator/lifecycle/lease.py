@@ -11,7 +11,7 @@ the swarm first.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from swarm_operator.backend import SandboxNotFound
 from swarm_operator.conditions import ConditionType, Reason
@@ -79,17 +79,30 @@ async def _renew(
         if book.status.sandbox is not None:  # gone (a disowned one is recorded already)
             await _gone(book, sandbox.id)
         raise
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     started_at = sandbox.started_at or now
     ttl = ttl_seconds(spec, settings)
     if now >= started_at + timedelta(seconds=ttl):
-        where = "ttlSeconds" if spec.ttl_seconds is not None and ttl == spec.ttl_seconds else \
-            "the operator's default lifetime" if spec.ttl_seconds is None else \
-            "the operator's maximum lifetime"
-        await kill_and_record(book, backend, sandbox.id, Reason.SANDBOX_EXPIRED,
-                              f"sandbox {sandbox.id} reached {where} ({ttl}s) and was killed")
-        book.set(ConditionType.SYNCED, "False", Reason.SANDBOX_EXPIRED,
-                 f"the sandbox lived {where} ({ttl}s); change the spec to start a new one")
+        where = (
+            "ttlSeconds"
+            if spec.ttl_seconds is not None and ttl == spec.ttl_seconds
+            else "the operator's default lifetime"
+            if spec.ttl_seconds is None
+            else "the operator's maximum lifetime"
+        )
+        await kill_and_record(
+            book,
+            backend,
+            sandbox.id,
+            Reason.SANDBOX_EXPIRED,
+            f"sandbox {sandbox.id} reached {where} ({ttl}s) and was killed",
+        )
+        book.set(
+            ConditionType.SYNCED,
+            "False",
+            Reason.SANDBOX_EXPIRED,
+            f"the sandbox lived {where} ({ttl}s); change the spec to start a new one",
+        )
         await book.commit()
         return None
     if bounds.spent(book, sandbox.id):
@@ -121,9 +134,17 @@ async def _renew(
 
 
 async def _gone(book: StatusBook, sandbox_id: str) -> None:
-    book.set(ConditionType.SANDBOX_CREATED, "False", Reason.SANDBOX_NOT_FOUND,
-             f"sandbox {sandbox_id} is gone; a new one will be created")
-    book.set(ConditionType.AGENTS_READY, "False", Reason.SANDBOX_NOT_FOUND,
-             "the sandbox running the agents is gone")
+    book.set(
+        ConditionType.SANDBOX_CREATED,
+        "False",
+        Reason.SANDBOX_NOT_FOUND,
+        f"sandbox {sandbox_id} is gone; a new one will be created",
+    )
+    book.set(
+        ConditionType.AGENTS_READY,
+        "False",
+        Reason.SANDBOX_NOT_FOUND,
+        "the sandbox running the agents is gone",
+    )
     book.status.agents = None
     await book.commit()

@@ -36,18 +36,22 @@ async def owned(runtime: Runtime, ref: ResourceRef, backend: SandboxBackend, san
     if info.metadata.get(TAG_UID) == ref.uid:
         memory.confirmed = sandbox_id
         return True
-    logger.warning("status names sandbox %s, which is not this resource's: it is left alone",
-                   sandbox_id, extra={**ref.log_extra, "sandbox_id": sandbox_id})
+    logger.warning(
+        "status names sandbox %s, which is not this resource's: it is left alone",
+        sandbox_id,
+        extra={**ref.log_extra, "sandbox_id": sandbox_id},
+    )
     return False
-
 
 
 async def disown(book: StatusBook, sandbox_id: str) -> NoReturn:
     """Status named a sandbox that is not this resource's: forget it (nothing was done to it) and
     raise :class:`SandboxNotFound`, so the caller reconciles: adopt this resource's own tagged
     sandbox, or create one."""
-    message = (f"status named sandbox {sandbox_id}, which E2B does not tag as this resource's: "
-               f"it was left alone; adopting or creating this resource's own")
+    message = (
+        f"status named sandbox {sandbox_id}, which E2B does not tag as this resource's: "
+        f"it was left alone; adopting or creating this resource's own"
+    )
     book.status.sandbox = None
     book.status.agents = None
     book.set(ConditionType.SANDBOX_CREATED, "False", Reason.SANDBOX_NOT_FOUND, message)

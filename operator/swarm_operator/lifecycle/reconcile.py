@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import NoReturn
 
 from swarm_operator import network
@@ -108,11 +108,9 @@ async def _reconcile(
         api_key, envs = await read_secrets(ref, spec, runtime)
         files = await agent_files(ref, spec, runtime)
     except SecretNotFound as exc:  # or a ConfigMap: exc.reason says which
-        book.set(ConditionType.SYNCED, "False", exc.reason,
-                 f"{exc}; {exc.hint}")
+        book.set(ConditionType.SYNCED, "False", exc.reason, f"{exc}; {exc.hint}")
         await book.commit()
-        raise RetryLater(str(exc), delay=backoff(runtime.settings, retry),
-                         reason=exc.reason) from None
+        raise RetryLater(str(exc), delay=backoff(runtime.settings, retry), reason=exc.reason) from None
     # Everything the sandbox will be given is checked before a sandbox exists, so a spec the
     # setup script cannot take never leaves a half-made sandbox behind.
     problems = unusable(lambda: plan(ref, spec, envs, runtime.settings, files), envs)
@@ -122,8 +120,9 @@ async def _reconcile(
     memory = runtime.remember(ref.uid)
     if memory.api_key is not None and memory.api_key != api_key:
         logger.info("the E2B API key changed; later calls use the new one", extra=ref.log_extra)
-        book.event("Normal", Reason.SECRET_ROTATED,
-                   "the E2B API key Secret changed; the operator uses the new key")
+        book.event(
+            "Normal", Reason.SECRET_ROTATED, "the E2B API key Secret changed; the operator uses the new key"
+        )
     memory.api_key = api_key
     backend = runtime.backends.for_key(api_key)
     restore(runtime, ref, book.status)
@@ -133,7 +132,7 @@ async def _reconcile(
     try:
         if spec.suspend:
             await suspend(book, backend)
-        elif (action := await budget.enforce(book, spec, backend, datetime.now(timezone.utc))) is not None:
+        elif (action := await budget.enforce(book, spec, backend, datetime.now(UTC))) is not None:
             if action == "Delete":  # the sandbox is killed; only a spec change brings one back
                 synced = find(book.status.conditions, ConditionType.SYNCED)
                 return await give_up(book, Reason.BUDGET_EXCEEDED, synced.message if synced else "")
@@ -172,9 +171,14 @@ async def _refuse_by_policy(book: StatusBook, refused: Refusal) -> NoReturn:
     sandbox = book.status.sandbox
     if sandbox is not None and sandbox.id and memory.api_key is not None:
         try:
-            await kill_and_record(book, book.runtime.backends.for_key(memory.api_key), sandbox.id,
-                                  refused.reason, f"sandbox {sandbox.id} killed: {refused.message}",
-                                  "no agents: the operator's tenancy policy refuses this resource")
+            await kill_and_record(
+                book,
+                book.runtime.backends.for_key(memory.api_key),
+                sandbox.id,
+                refused.reason,
+                f"sandbox {sandbox.id} killed: {refused.message}",
+                "no agents: the operator's tenancy policy refuses this resource",
+            )
         except SandboxNotFound:
             book.status.sandbox = None
         except BackendError as exc:
@@ -206,16 +210,29 @@ async def _run(
     wanted = spec.template or book.runtime.settings.default_template
     current = book.status.sandbox.template if book.status.sandbox else None
     shown = network.network_status(policy)
-    if (current is not None and current != wanted) or \
-            (book.status.network or NetworkStatus()).model_dump() != shown.model_dump():
+    if (current is not None and current != wanted) or (
+        book.status.network or NetworkStatus()
+    ).model_dump() != shown.model_dump():
         sandbox = await replace(
-            book, spec, backend, sandbox, wanted, policy, retry,
+            book,
+            spec,
+            backend,
+            sandbox,
+            wanted,
+            policy,
+            retry,
             lambda new: initialise(book, spec, backend, new, envs, files),
         )
         secrets_applied(book, spec, envs, changed, restarted=True)
     elif lifetime_handover_due(book, spec):
         sandbox = await replace(
-            book, spec, backend, sandbox, wanted, policy, retry,
+            book,
+            spec,
+            backend,
+            sandbox,
+            wanted,
+            policy,
+            retry,
             lambda new: initialise(book, spec, backend, new, envs, files),
             reason=Reason.LIFETIME_HANDOVER,
         )
@@ -228,8 +245,12 @@ async def _run(
         await initialise(book, spec, backend, sandbox, envs, files)
         secrets_applied(book, spec, envs, changed, restarted=restart)
     if any(c.type == ConditionType.SUSPENDED for c in book.status.conditions):
-        book.set(ConditionType.SUSPENDED, "False", Reason.RESUMED,
-                 f"sandbox {sandbox.id} resumed and its agents verified")
+        book.set(
+            ConditionType.SUSPENDED,
+            "False",
+            Reason.RESUMED,
+            f"sandbox {sandbox.id} resumed and its agents verified",
+        )
 
 
 async def _backend_failed(book: StatusBook, exc: BackendError, retry: int) -> SwarmSandboxStatus:
@@ -255,6 +276,5 @@ async def _backend_failed(book: StatusBook, exc: BackendError, retry: int) -> Sw
         # Not "Creating" any more: waiting on what the error says (quota, rate limit, outage).
         book.set(ConditionType.SANDBOX_CREATED, "False", exc.reason, message)
     await book.commit()
-    logger.warning("%s: %s; retrying in %.1fs", exc.reason, message, delay,
-                   extra=book.ref.log_extra)
+    logger.warning("%s: %s; retrying in %.1fs", exc.reason, message, delay, extra=book.ref.log_extra)
     raise RetryLater(message, delay=delay, reason=exc.reason)

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from swarm_operator import agentconfig, bootstrap
 from swarm_operator.backend import SandboxBackend
@@ -39,8 +39,13 @@ def restore(runtime: Runtime, ref: ResourceRef, status: SwarmSandboxStatus) -> N
     keyed with the API key in use: a rotation while the operator was down is then noticed."""
     memory = runtime.remember(ref.uid)
     secrets = status.secrets
-    if memory.secret_digests is not None or memory.api_key is None or secrets is None \
-            or secrets.applied is None or secrets.applied_key != _key_check(memory.api_key):
+    if (
+        memory.secret_digests is not None
+        or memory.api_key is None
+        or secrets is None
+        or secrets.applied is None
+        or secrets.applied_key != _key_check(memory.api_key)
+    ):
         return
     memory.secret_digests = dict(secrets.applied)
 
@@ -50,8 +55,14 @@ def _secret_env_names(ref: ResourceRef, spec: SwarmSandboxSpec) -> set[str]:
     return names | set(agentconfig.tool_secret_refs(ref.namespace, spec))
 
 
-def rotated(runtime: Runtime, ref: ResourceRef, spec: SwarmSandboxSpec, envs: Mapping[str, str],
-            *, since_seen: bool = False) -> list[str]:
+def rotated(
+    runtime: Runtime,
+    ref: ResourceRef,
+    spec: SwarmSandboxSpec,
+    envs: Mapping[str, str],
+    *,
+    since_seen: bool = False,
+) -> list[str]:
     """Env names whose Secret-sourced value differs from what the agents were last started with
     (``since_seen``: from what was last read). Nothing is known on first sight (a fresh operator
     process): that is not a rotation."""
@@ -60,12 +71,16 @@ def rotated(runtime: Runtime, ref: ResourceRef, spec: SwarmSandboxSpec, envs: Ma
     api_key = memory.api_key
     if known is None or api_key is None:
         return []
-    return sorted(name for name in _secret_env_names(ref, spec)
-                  if name in envs and known.get(name) not in (None, _digest(api_key, name, envs[name])))
+    return sorted(
+        name
+        for name in _secret_env_names(ref, spec)
+        if name in envs and known.get(name) not in (None, _digest(api_key, name, envs[name]))
+    )
 
 
-def secrets_applied(book: StatusBook, spec: SwarmSandboxSpec, envs: Mapping[str, str],
-                    changed: list[str], *, restarted: bool) -> None:
+def secrets_applied(
+    book: StatusBook, spec: SwarmSandboxSpec, envs: Mapping[str, str], changed: list[str], *, restarted: bool
+) -> None:
     """Record what the agents now run with, and whether a restart is still pending."""
     ref = book.ref
     memory = book.runtime.remember(ref.uid)
@@ -74,28 +89,33 @@ def secrets_applied(book: StatusBook, spec: SwarmSandboxSpec, envs: Mapping[str,
     current = {n: _digest(api_key, n, envs[n]) for n in names if n in envs}
     memory.secret_seen = current
     previous = book.status.secrets
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if changed and not restarted:
         if previous and previous.restart_pending and all(n in previous.message for n in changed):
             return  # already reported
         book.status.secrets = SecretsStatus(
-            restart_pending=True, last_change_time=now,
+            restart_pending=True,
+            last_change_time=now,
             message=f"Secret values of {', '.join(changed)} changed; the agents keep the old ones "
-                    f"until restarted (agent.restartOnSecretChange: Never)"[:1024])
+            f"until restarted (agent.restartOnSecretChange: Never)"[:1024],
+        )
         book.event("Normal", Reason.SECRET_ROTATED, book.status.secrets.message)
         return  # the applied digests stay those of the values the running agents have
     if restarted and (changed or (previous and previous.restart_pending)):
         book.status.secrets = SecretsStatus(
-            restart_pending=False, last_change_time=now,
-            message=f"agents restarted with the new values of {', '.join(changed) or 'their Secrets'}"[:1024])
+            restart_pending=False,
+            last_change_time=now,
+            message=f"agents restarted with the new values of {', '.join(changed) or 'their Secrets'}"[:1024],
+        )
         book.event("Normal", Reason.AGENTS_RESTARTED, book.status.secrets.message)
     if not (previous and previous.restart_pending) or restarted:
         memory.secret_digests = current
         if current or (book.status.secrets and book.status.secrets.applied):
             # Kept in status too (keyed digests, never values), so a restart forgets nothing.
             secrets = book.status.secrets or SecretsStatus()
-            book.status.secrets = secrets.model_copy(update={
-                "applied": current, "applied_key": _key_check(api_key)})
+            book.status.secrets = secrets.model_copy(
+                update={"applied": current, "applied_key": _key_check(api_key)}
+            )
 
 
 async def stop_agents(book: StatusBook, backend: SandboxBackend, sandbox_id: str) -> None:
@@ -103,9 +123,11 @@ async def stop_agents(book: StatusBook, backend: SandboxBackend, sandbox_id: str
     the setup run that follows starts them with the new values."""
     settings = book.runtime.settings
     started = time.monotonic()
-    await backend.run(sandbox_id, bootstrap.render_teardown(teardown_plan(book.ref),
-                                                           grace_s=settings.delete_grace_seconds),
-                      timeout_s=settings.delete_grace_seconds + 30)
+    await backend.run(
+        sandbox_id,
+        bootstrap.render_teardown(teardown_plan(book.ref), grace_s=settings.delete_grace_seconds),
+        timeout_s=settings.delete_grace_seconds + 30,
+    )
     book.runtime.metrics.step("restart", time.monotonic() - started)
 
 

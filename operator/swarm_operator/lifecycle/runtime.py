@@ -23,9 +23,17 @@ from swarm_operator.ratelimit import CreationLimiter
 from swarm_operator.secrets import SecretReader
 
 __all__ = [
-    "BackendProvider", "EventRecorder", "GiveUp", "Memory", "MemoryReleaseRecord", "ReleaseRecord",
-    "ResourceRef", "RetryLater", "Runtime",
-    "StatusWriter", "backoff",
+    "BackendProvider",
+    "EventRecorder",
+    "GiveUp",
+    "Memory",
+    "MemoryReleaseRecord",
+    "ReleaseRecord",
+    "ResourceRef",
+    "RetryLater",
+    "Runtime",
+    "StatusWriter",
+    "backoff",
 ]
 
 
@@ -149,9 +157,7 @@ class Runtime:
     status: StatusWriter
     events: EventRecorder
     metrics: Metrics = field(default_factory=lambda: Metrics(new_registry()), repr=False)
-    limiter: CreationLimiter = field(
-        default_factory=lambda: CreationLimiter(None, None, None), repr=False
-    )
+    limiter: CreationLimiter = field(default_factory=lambda: CreationLimiter(None, None, None), repr=False)
     released: ReleaseRecord = field(default_factory=MemoryReleaseRecord, repr=False)
     #: One :class:`Memory` per resource uid.
     memory: dict[str, Memory] = field(default_factory=dict, repr=False)

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 
 from swarm_operator import network
@@ -60,8 +60,13 @@ def ttl_seconds(spec: SwarmSandboxSpec, settings: Settings) -> int:
     return min(wanted, settings.max_ttl_seconds)
 
 
-def lease_seconds(spec: SwarmSandboxSpec, settings: Settings, started_at: datetime,
-                  now: datetime, lifetime_start: datetime | None = None) -> int:
+def lease_seconds(
+    spec: SwarmSandboxSpec,
+    settings: Settings,
+    started_at: datetime,
+    now: datetime,
+    lifetime_start: datetime | None = None,
+) -> int:
     """The E2B timeout to ask for now: one lease, never past the sandbox's lifetime (the spec's
     ttlSeconds, else the operator's default, never over its maximum), and never past the plan's
     lifetime cap counted from ``lifetime_start`` (unset: from now, a create).
@@ -98,8 +103,9 @@ def lifetime_start(book: StatusBook) -> datetime | None:
     return sandbox.started_at
 
 
-def handover_due(spec: SwarmSandboxSpec, settings: Settings, started_at: datetime,
-                 lifetime_start: datetime, now: datetime) -> bool:
+def handover_due(
+    spec: SwarmSandboxSpec, settings: Settings, started_at: datetime, lifetime_start: datetime, now: datetime
+) -> bool:
     """Whether the sandbox must be handed over now: its lifetime cap is within the lead time, and
     ttlSeconds (counted from ``started_at``, across hand-overs) does not end the swarm first."""
     end = cap_end(settings, lifetime_start)
@@ -108,8 +114,7 @@ def handover_due(spec: SwarmSandboxSpec, settings: Settings, started_at: datetim
     return now >= end - timedelta(seconds=settings.handover_lead_seconds)
 
 
-def lifetime_handover_due(book: StatusBook, spec: SwarmSandboxSpec,
-                          now: datetime | None = None) -> bool:
+def lifetime_handover_due(book: StatusBook, spec: SwarmSandboxSpec, now: datetime | None = None) -> bool:
     """:func:`handover_due` for the tracked sandbox, unless its hand-over already failed for good
     (then it runs to its cap and the resource is recreated: see :func:`replace`)."""
     sandbox = book.status.sandbox
@@ -118,8 +123,9 @@ def lifetime_handover_due(book: StatusBook, spec: SwarmSandboxSpec,
         return False
     if book.runtime.remember(book.ref.uid).handover_failed == sandbox.id:
         return False
-    return handover_due(spec, book.runtime.settings, sandbox.started_at or start, start,
-                        now or datetime.now(timezone.utc))
+    return handover_due(
+        spec, book.runtime.settings, sandbox.started_at or start, start, now or datetime.now(UTC)
+    )
 
 
 async def kill_and_record(
@@ -155,7 +161,7 @@ async def ensure_sandbox(
     if keep is not None:
         memory = book.runtime.remember(ref.uid)
         if keep.state == "paused":
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             await backend.resume(keep.id, lease_seconds(spec, settings, keep.started_at, now))
             memory.lifetime = (keep.id, now)  # a resumed sandbox is a new instance: its cap restarts
         elif memory.lifetime is None or memory.lifetime[0] != keep.id:
@@ -177,8 +183,13 @@ async def ensure_sandbox(
         id=sandbox.id,
         # The template as the spec named it when the sandbox was made (E2B reports ids, not the
         # alias a user wrote): what a later spec change is compared against.
-        template=(kept.template if kept and kept.template else
-                  spec.template or settings.default_template if how == Reason.CREATED else sandbox.template),
+        template=(
+            kept.template
+            if kept and kept.template
+            else spec.template or settings.default_template
+            if how == Reason.CREATED
+            else sandbox.template
+        ),
         started_at=kept.started_at if kept and kept.started_at else sandbox.started_at,
         expires_at=sandbox.end_at,
         ttl_seconds=ttl_seconds(spec, settings),
@@ -190,12 +201,18 @@ async def ensure_sandbox(
         # What this sandbox was created with: the policy of this spec (an adopted one was created
         # by this operator from the same resource, before a crash).
         book.status.network = network.network_status(policy)
-    book.set(ConditionType.SANDBOX_CREATED, "True", how,
-             f"sandbox {sandbox.id} ({'adopted' if how == Reason.ADOPTED else 'running'})")
-    if ConditionType.AGENTS_READY not in {c.type for c in book.status.conditions} or \
-            book.status.agents is None or book.status.agents.desired != spec.agents:
-        book.set(ConditionType.AGENTS_READY, "False", Reason.INITIALIZING,
-                 f"starting {spec.agents} agents")
+    book.set(
+        ConditionType.SANDBOX_CREATED,
+        "True",
+        how,
+        f"sandbox {sandbox.id} ({'adopted' if how == Reason.ADOPTED else 'running'})",
+    )
+    if (
+        ConditionType.AGENTS_READY not in {c.type for c in book.status.conditions}
+        or book.status.agents is None
+        or book.status.agents.desired != spec.agents
+    ):
+        book.set(ConditionType.AGENTS_READY, "False", Reason.INITIALIZING, f"starting {spec.agents} agents")
     await book.commit()  # the id is on record before any initialisation happens
     return sandbox
 
@@ -211,20 +228,23 @@ async def _adoptable(book: StatusBook, backend: SandboxBackend, known_id: str | 
         for extra in tagged:
             if extra.id != keep.id:
                 # Two tagged sandboxes means a create raced a crash: keep one, bill for one.
-                logger.warning("killing duplicate sandbox %s", extra.id,
-                               extra={**ref.log_extra, "sandbox_id": extra.id})
+                logger.warning(
+                    "killing duplicate sandbox %s", extra.id, extra={**ref.log_extra, "sandbox_id": extra.id}
+                )
                 await backend.kill(extra.id)
                 book.runtime.metrics.duplicate_killed()
     if known_id and (keep is None or keep.id != known_id):
         book.event(
-            "Warning", Reason.SANDBOX_NOT_FOUND,
+            "Warning",
+            Reason.SANDBOX_NOT_FOUND,
             f"sandbox {known_id} is gone; {'adopting ' + keep.id if keep else 'creating a new one'}",
         )
     return keep
 
 
-async def _create(book: StatusBook, spec: SwarmSandboxSpec, backend: SandboxBackend,
-                  policy: EgressPolicy, started: float) -> SandboxInfo:
+async def _create(
+    book: StatusBook, spec: SwarmSandboxSpec, backend: SandboxBackend, policy: EgressPolicy, started: float
+) -> SandboxInfo:
     """A new sandbox, within the creation limits (throttled: :class:`RetryLater`)."""
     ref, settings = book.ref, book.runtime.settings
     admission = book.runtime.limiter.try_acquire(ref.uid, ref.namespace)
@@ -234,24 +254,39 @@ async def _create(book: StatusBook, spec: SwarmSandboxSpec, backend: SandboxBack
         book.set(ConditionType.SANDBOX_CREATED, "False", Reason.RATE_LIMITED, admission.message)
         book.set(ConditionType.SYNCED, "False", Reason.RATE_LIMITED, admission.message)
         await book.commit()
-        raise RetryLater(admission.message, delay=max(admission.retry_after_s, 0.1),
-                         reason=Reason.RATE_LIMITED)
+        raise RetryLater(
+            admission.message, delay=max(admission.retry_after_s, 0.1), reason=Reason.RATE_LIMITED
+        )
     template = spec.template or settings.default_template
-    book.set(ConditionType.SANDBOX_CREATED, "False", Reason.CREATING,
-             f"creating a sandbox from template {template}")
-    now = datetime.now(timezone.utc)
+    book.set(
+        ConditionType.SANDBOX_CREATED,
+        "False",
+        Reason.CREATING,
+        f"creating a sandbox from template {template}",
+    )
+    now = datetime.now(UTC)
     # The uid goes in as the sandbox's own environment too (not secret): read back from inside
     # before any secret is sent, it proves envd is the sandbox this create made.
     sandbox = await backend.create(
-        template, tags(ref, settings), {UID_ENV: ref.uid},
-        timeout_s=lease_seconds(spec, settings, now, now), network=policy,
+        template,
+        tags(ref, settings),
+        {UID_ENV: ref.uid},
+        timeout_s=lease_seconds(spec, settings, now, now),
+        network=policy,
     )
     # The cap counts from E2B's start, which is after ``now``: counted from ``now``, never overrun.
     book.runtime.remember(ref.uid).lifetime = (sandbox.id, now)
     book.runtime.metrics.sandbox_created(time.monotonic() - started)
-    logger.info("created sandbox %s", sandbox.id,
-                extra={**ref.log_extra, "sandbox_id": sandbox.id, "step": "create",
-                       "duration": round(time.monotonic() - started, 3)})
+    logger.info(
+        "created sandbox %s",
+        sandbox.id,
+        extra={
+            **ref.log_extra,
+            "sandbox_id": sandbox.id,
+            "step": "create",
+            "duration": round(time.monotonic() - started, 3),
+        },
+    )
     return sandbox
 
 
@@ -289,23 +324,42 @@ async def replace(
     memory = book.runtime.remember(ref.uid)
     old_lifetime = memory.lifetime
     started = time.monotonic()
-    now = datetime.now(timezone.utc)
-    new = await backend.create(template, tags(ref, settings), {UID_ENV: ref.uid},
-                               timeout_s=lease_seconds(spec, settings, now, now), network=policy)
+    now = datetime.now(UTC)
+    new = await backend.create(
+        template,
+        tags(ref, settings),
+        {UID_ENV: ref.uid},
+        timeout_s=lease_seconds(spec, settings, now, now),
+        network=policy,
+    )
     book.runtime.metrics.sandbox_created(time.monotonic() - started)
-    logger.info("replacing sandbox %s with %s (template %s, %s)", old.id, new.id, template, reason,
-                extra={**ref.log_extra, "sandbox_id": new.id, "step": "replace"})
+    logger.info(
+        "replacing sandbox %s with %s (template %s, %s)",
+        old.id,
+        new.id,
+        template,
+        reason,
+        extra={**ref.log_extra, "sandbox_id": new.id, "step": "replace"},
+    )
     if not await identity_ok(book, backend, new):
         # The old sandbox keeps running the agents; the impostor got nothing and is gone.
         book.status.sandbox = old_status
         await identity_failed(book, new, retry, keep_created=True)
     if handover:
         # The old sandbox still runs every agent: the resource stays Ready while the new one starts.
-        book.set(ConditionType.SANDBOX_CREATED, "True", Reason.CREATED,
-                 f"sandbox {old.id} nears the plan's lifetime cap: handing over to sandbox {new.id}")
+        book.set(
+            ConditionType.SANDBOX_CREATED,
+            "True",
+            Reason.CREATED,
+            f"sandbox {old.id} nears the plan's lifetime cap: handing over to sandbox {new.id}",
+        )
     else:
-        book.set(ConditionType.AGENTS_READY, "False", Reason.INITIALIZING,
-                 f"moving to template {template}: starting the agents in sandbox {new.id}")
+        book.set(
+            ConditionType.AGENTS_READY,
+            "False",
+            Reason.INITIALIZING,
+            f"moving to template {template}: starting the agents in sandbox {new.id}",
+        )
     await book.commit()
     try:
         if handover:
@@ -318,37 +372,58 @@ async def replace(
     except GiveUp as exc:
         # start_agents killed the new sandbox; the old one still runs the agents.
         if handover:
-            await _handover_failed(book, before, old.id, old_lifetime,
-                                   str(exc).split("; the sandbox was killed")[0])
+            await _handover_failed(
+                book, before, old.id, old_lifetime, str(exc).split("; the sandbox was killed")[0]
+            )
         book.status.sandbox = old_status
-        book.set(ConditionType.SANDBOX_CREATED, "True", Reason.CREATED,
-                 f"sandbox {old.id} kept: the replacement failed")
-        await give_up(book, Reason.INIT_FAILED,
-                      f"could not move to template {template} ({exc}); sandbox {old.id} keeps running")
+        book.set(
+            ConditionType.SANDBOX_CREATED,
+            "True",
+            Reason.CREATED,
+            f"sandbox {old.id} kept: the replacement failed",
+        )
+        await give_up(
+            book,
+            Reason.INIT_FAILED,
+            f"could not move to template {template} ({exc}); sandbox {old.id} keeps running",
+        )
     memory.lifetime = (new.id, now)  # counted from before the create: the cap is never overrun
     memory.handover_failed = None
     book.status.sandbox = SandboxStatus(
-        id=new.id, template=template,
-        started_at=(old_status.started_at if handover and old_status and old_status.started_at
-                    else new.started_at),
-        expires_at=new.end_at, ttl_seconds=ttl_seconds(spec, settings))
+        id=new.id,
+        template=template,
+        started_at=(
+            old_status.started_at if handover and old_status and old_status.started_at else new.started_at
+        ),
+        expires_at=new.end_at,
+        ttl_seconds=ttl_seconds(spec, settings),
+    )
     # The hand-over: the sums carry on at the new sandbox's size (the switch's overlap, when both
     # bill, is not counted twice: a slight under-estimate of seconds, never of the rate).
     spend.meter(book, "Running", spend.size_of(new))
     book.status.network = network.network_status(policy)
-    book.set(ConditionType.SANDBOX_CREATED, "True", Reason.CREATED,
-             f"sandbox {new.id} (template {template}) "
-             f"{'took over from' if handover else 'replaced'} {old.id}")
+    book.set(
+        ConditionType.SANDBOX_CREATED,
+        "True",
+        Reason.CREATED,
+        f"sandbox {new.id} (template {template}) {'took over from' if handover else 'replaced'} {old.id}",
+    )
     await book.commit()  # the new id is on record before the old sandbox dies
     await backend.kill(old.id)
     if handover:
-        book.event("Warning", Reason.LIFETIME_HANDOVER,
-                   f"sandbox {old.id} neared the E2B plan's lifetime cap "
-                   f"({settings.sandbox_max_lifetime_seconds}s): the agents now run in sandbox "
-                   f"{new.id}, started afresh (files written in {old.id} are gone)")
+        book.event(
+            "Warning",
+            Reason.LIFETIME_HANDOVER,
+            f"sandbox {old.id} neared the E2B plan's lifetime cap "
+            f"({settings.sandbox_max_lifetime_seconds}s): the agents now run in sandbox "
+            f"{new.id}, started afresh (files written in {old.id} are gone)",
+        )
     else:
-        book.event("Normal", Reason.REPLACED,
-                   f"sandbox {old.id} replaced by {new.id} (template {template}, egress policy)")
+        book.event(
+            "Normal",
+            Reason.REPLACED,
+            f"sandbox {old.id} replaced by {new.id} (template {template}, egress policy)",
+        )
     return new
 
 
@@ -363,11 +438,13 @@ async def _admit_replacement(book: StatusBook, template: str) -> None:
     current = book.status.sandbox
     message, delay = "", 0.0
     if current is not None and current.started_at is not None:
-        age = (datetime.now(timezone.utc) - current.started_at).total_seconds()
+        age = (datetime.now(UTC) - current.started_at).total_seconds()
         if age < settings.replace_debounce_seconds:
             delay = settings.replace_debounce_seconds - age
-            message = (f"moving to template {template} in {delay:.0f}s: a sandbox is replaced at most "
-                       f"once every {settings.replace_debounce_seconds:g}s")
+            message = (
+                f"moving to template {template} in {delay:.0f}s: a sandbox is replaced at most "
+                f"once every {settings.replace_debounce_seconds:g}s"
+            )
     if not message:
         admission = runtime.limiter.try_acquire(ref.uid, ref.namespace)
         if admission:
@@ -380,8 +457,13 @@ async def _admit_replacement(book: StatusBook, template: str) -> None:
     raise RetryLater(message, delay=max(delay, 0.1), reason=Reason.RATE_LIMITED)
 
 
-async def _handover_failed(book: StatusBook, before: SwarmSandboxStatus, old_id: str,
-                           old_lifetime: tuple[str, datetime] | None, cause: str) -> NoReturn:
+async def _handover_failed(
+    book: StatusBook,
+    before: SwarmSandboxStatus,
+    old_id: str,
+    old_lifetime: tuple[str, datetime] | None,
+    cause: str,
+) -> NoReturn:
     """The hand-over's new sandbox could not be made Ready (and was killed): put the status back as
     it was (the old sandbox still runs every agent), say when the old one ends and what follows,
     and do not try again for it. Ends at the cap: E2B ends the old sandbox, the lease daemon finds
@@ -393,26 +475,33 @@ async def _handover_failed(book: StatusBook, before: SwarmSandboxStatus, old_id:
     runtime.limiter.track(ref.uid, ref.namespace)  # the failed init released the resource's slot
     metrics = book.status.metrics
     book.status = before.model_copy(update={"metrics": metrics})
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if old_lifetime is not None and old_lifetime[0] == old_id:
         end = cap_end(runtime.settings, old_lifetime[1])
     else:  # not learnt by this process (cannot happen after an adopt): the last lease's end
         end = before.sandbox.expires_at if before.sandbox and before.sandbox.expires_at else now
-    message = (f"the hand-over before the plan's lifetime cap failed ({cause}); sandbox {old_id} "
-               f"keeps the agents until E2B ends it at {end.isoformat(timespec='seconds')}, then a "
-               f"new sandbox is created from scratch")
+    message = (
+        f"the hand-over before the plan's lifetime cap failed ({cause}); sandbox {old_id} "
+        f"keeps the agents until E2B ends it at {end.isoformat(timespec='seconds')}, then a "
+        f"new sandbox is created from scratch"
+    )
     book.set(ConditionType.SYNCED, "False", Reason.HANDOVER_FAILED, message)
     agents = next((c for c in book.status.conditions if c.type == ConditionType.AGENTS_READY), None)
     if agents is not None and agents.status == "True":
         # What `kubectl get` and status.message show: the swarm runs, and until when.
-        book.set(ConditionType.AGENTS_READY, "True", agents.reason,
-                 f"{agents.message}; hand-over failed: sandbox {old_id} ends at "
-                 f"{end.isoformat(timespec='seconds')} (lifetime cap), then a new one is created")
+        book.set(
+            ConditionType.AGENTS_READY,
+            "True",
+            agents.reason,
+            f"{agents.message}; hand-over failed: sandbox {old_id} ends at "
+            f"{end.isoformat(timespec='seconds')} (lifetime cap), then a new one is created",
+        )
     await book.commit()
     book.event("Warning", Reason.HANDOVER_FAILED, message)
     logger.warning("%s", message, extra={**ref.log_extra, "sandbox_id": old_id, "step": "replace"})
-    raise RetryLater(message, delay=max((end - now).total_seconds(), 0.0) + 1.0,
-                     reason=Reason.HANDOVER_FAILED)
+    raise RetryLater(
+        message, delay=max((end - now).total_seconds(), 0.0) + 1.0, reason=Reason.HANDOVER_FAILED
+    )
 
 
 async def suspend(book: StatusBook, backend: SandboxBackend) -> None:
@@ -425,8 +514,12 @@ async def suspend(book: StatusBook, backend: SandboxBackend) -> None:
             spend.meter(book, "Paused")
         except SandboxNotFound:
             book.status.sandbox = None
-            book.set(ConditionType.SANDBOX_CREATED, "False", Reason.SANDBOX_NOT_FOUND,
-                     f"sandbox {sandbox.id} is gone; a new one is created on resume")
+            book.set(
+                ConditionType.SANDBOX_CREATED,
+                "False",
+                Reason.SANDBOX_NOT_FOUND,
+                f"sandbox {sandbox.id} is gone; a new one is created on resume",
+            )
             spend.meter(book, "Stopped")
         book.step("pause", time.monotonic() - started)
         message = f"sandbox {sandbox.id} is paused (spec.suspend is true)"
@@ -452,11 +545,21 @@ async def identity_ok(book: StatusBook, backend: SandboxBackend, sandbox: Sandbo
     # mismatch. A sandbox that never answers rightly still gets no secret.
     for attempt in range(IDENTITY_ATTEMPTS):
         if attempt:
-            await asyncio.sleep(min(IDENTITY_FIRST_DELAY_S * 2 ** (attempt - 1),
-                                    max(0.0, started + IDENTITY_WAIT_S - time.monotonic())))
+            await asyncio.sleep(
+                min(
+                    IDENTITY_FIRST_DELAY_S * 2 ** (attempt - 1),
+                    max(0.0, started + IDENTITY_WAIT_S - time.monotonic()),
+                )
+            )
         result = await backend.run(sandbox.id, IDENTITY_SCRIPT, timeout_s=30)
-        seen = next((line.split(" ")[1:] for line in reversed(result.stdout.splitlines())
-                     if line.startswith(_IDENTITY_MARK + " ")), None)
+        seen = next(
+            (
+                line.split(" ")[1:]
+                for line in reversed(result.stdout.splitlines())
+                if line.startswith(_IDENTITY_MARK + " ")
+            ),
+            None,
+        )
         if seen == [sandbox.id, ref.uid]:
             # Prometheus only: status keeps the steps a person reads (create, init).
             book.runtime.metrics.step("identity", time.monotonic() - started)
@@ -465,20 +568,25 @@ async def identity_ok(book: StatusBook, backend: SandboxBackend, sandbox: Sandbo
         if time.monotonic() - started >= IDENTITY_WAIT_S:
             break
     book.runtime.metrics.step("identity", time.monotonic() - started)
-    logger.warning("sandbox %s failed the identity check (inside it answers as %s)", sandbox.id,
-                   "a different sandbox" if seen else "nothing parsable",
-                   extra={**ref.log_extra, "sandbox_id": sandbox.id, "step": "identity"})
+    logger.warning(
+        "sandbox %s failed the identity check (inside it answers as %s)",
+        sandbox.id,
+        "a different sandbox" if seen else "nothing parsable",
+        extra={**ref.log_extra, "sandbox_id": sandbox.id, "step": "identity"},
+    )
     return False
 
 
-async def verify_identity(book: StatusBook, backend: SandboxBackend, sandbox: SandboxInfo,
-                          retry: int) -> None:
+async def verify_identity(
+    book: StatusBook, backend: SandboxBackend, sandbox: SandboxInfo, retry: int
+) -> None:
     if not await identity_ok(book, backend, sandbox):
         await identity_failed(book, sandbox, retry)
 
 
-async def identity_failed(book: StatusBook, sandbox: SandboxInfo, retry: int, *,
-                          keep_created: bool = False) -> None:
+async def identity_failed(
+    book: StatusBook, sandbox: SandboxInfo, retry: int, *, keep_created: bool = False
+) -> None:
     """Never Ready, never a secret: kill the sandbox (it bills; it is not trusted), say so, and try
     a new one later with growing backoff (a control plane that keeps answering wrongly is not
     hammered). ``keep_created``: the sandbox was a replacement; the tracked one keeps running."""
@@ -486,13 +594,16 @@ async def identity_failed(book: StatusBook, sandbox: SandboxInfo, retry: int, *,
     memory = runtime.remember(ref.uid)
     assert memory.api_key is not None  # set by the reconcile before any sandbox call
     backend = runtime.backends.for_key(memory.api_key)
-    message = (f"sandbox {sandbox.id} was killed before any secret was sent: from inside it does not "
-               f"identify as {sandbox.id} of this resource; a new one is tried")
+    message = (
+        f"sandbox {sandbox.id} was killed before any secret was sent: from inside it does not "
+        f"identify as {sandbox.id} of this resource; a new one is tried"
+    )
     if keep_created:
         await backend.kill(sandbox.id)
     else:
-        await kill_and_record(book, backend, sandbox.id, Reason.IDENTITY_MISMATCH, message,
-                              "no agents: " + message)
+        await kill_and_record(
+            book, backend, sandbox.id, Reason.IDENTITY_MISMATCH, message, "no agents: " + message
+        )
         book.status.network = None
     memory.verified = None
     book.set(ConditionType.SYNCED, "False", Reason.IDENTITY_MISMATCH, message)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from swarm_operator.lifecycle.agents import default_api_key_ref
 from swarm_operator.lifecycle.runtime import Runtime
@@ -29,15 +29,14 @@ async def seed_limiter(runtime: Runtime, *, timeout_s: float) -> int | None:
     settings = runtime.settings
     try:
         async with asyncio.timeout(timeout_s):
-            key = (await runtime.secrets.read_many([default_api_key_ref(settings)]))
+            key = await runtime.secrets.read_many([default_api_key_ref(settings)])
             backend = runtime.backends.for_key(next(iter(key.values())))
             sandboxes = await backend.list({TAG_OPERATOR: settings.operator_id})
     except Exception as exc:  # any failure: assume the worst, never a fresh burst
         runtime.limiter.drain()
-        logger.warning("creation history unknown (%s); the creation limiter starts empty",
-                       type(exc).__name__)
+        logger.warning("creation history unknown (%s); the creation limiter starts empty", type(exc).__name__)
         return None
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     runtime.limiter.seed([(now - s.started_at).total_seconds() for s in sandboxes])
     logger.info("creation limiter seeded from %d sandbox(es) of this operator", len(sandboxes))
     return len(sandboxes)

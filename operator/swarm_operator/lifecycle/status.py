@@ -54,7 +54,11 @@ class StatusBook:
         # through the resource's redactor and a length bound before it reaches status.
         message = logs.sandbox_text(message, self.ref.uid, limit=CONDITION_MESSAGE_LIMIT, keep="head")
         self.status.conditions = set_condition(
-            self.status.conditions, type_, status, reason, message,
+            self.status.conditions,
+            type_,
+            status,
+            reason,
+            message,
             observed_generation=self.ref.generation,
         )
 
@@ -84,10 +88,12 @@ class StatusBook:
     def changed(self) -> bool:
         """Whether the status differs from what was last written (conditions refreshed first)."""
         conditions = refresh_ready(self.status.conditions, observed_generation=self.ref.generation)
-        probe = self.status.model_copy(update={
-            "conditions": conditions,
-            "phase": derive_phase(conditions),
-        })
+        probe = self.status.model_copy(
+            update={
+                "conditions": conditions,
+                "phase": derive_phase(conditions),
+            }
+        )
         patch = probe.to_patch()
         patch.pop("message", None)
         written = {k: v for k, v in self._written.items() if k != "message"}
@@ -115,11 +121,16 @@ class StatusBook:
             # `kubectl get` does not already show. Errors are always posted.
             if self._phase is not None or kind == "Warning" or self.status.phase not in _STARTING:
                 self.runtime.events.record(
-                    self.ref, kind, ready.reason,
+                    self.ref,
+                    kind,
+                    ready.reason,
                     f"Phase {self._phase or 'None'} -> {self.status.phase}: {ready.message}"[:1024],
                 )
             logger.info(
-                "phase %s -> %s (%s)", self._phase, self.status.phase, ready.reason,
+                "phase %s -> %s (%s)",
+                self._phase,
+                self.status.phase,
+                ready.reason,
                 extra=self.ref.log_extra,
             )
             self._phase = self.status.phase
@@ -138,9 +149,17 @@ class _Unwritten:
 _STARTING = frozenset({Phase.CREATING, Phase.INITIALIZING})
 
 _WARNING_REASONS = frozenset(TERMINAL_REASONS) | {
-    Reason.IDENTITY_MISMATCH, Reason.SECRET_NOT_FOUND, Reason.CONFIG_MAP_NOT_FOUND,
-    Reason.QUOTA_EXCEEDED, Reason.RATE_LIMITED, Reason.BACKEND_UNAVAILABLE, Reason.SANDBOX_NOT_FOUND,
-    Reason.AGENTS_DEGRADED, Reason.AGENTS_NOT_REGISTERED, Reason.OUTPUT_LIMIT_EXCEEDED, Reason.COMMAND_TIMEOUT,
+    Reason.IDENTITY_MISMATCH,
+    Reason.SECRET_NOT_FOUND,
+    Reason.CONFIG_MAP_NOT_FOUND,
+    Reason.QUOTA_EXCEEDED,
+    Reason.RATE_LIMITED,
+    Reason.BACKEND_UNAVAILABLE,
+    Reason.SANDBOX_NOT_FOUND,
+    Reason.AGENTS_DEGRADED,
+    Reason.AGENTS_NOT_REGISTERED,
+    Reason.OUTPUT_LIMIT_EXCEEDED,
+    Reason.COMMAND_TIMEOUT,
     Reason.PROBE_FAILED,
 }
 

@@ -60,29 +60,45 @@ def refusal(namespace: str, spec: SwarmSandboxSpec, settings: Settings) -> Refus
     """The first tenancy rule this resource breaks, or None. Pure: reads nothing, so it runs before
     any Secret of the resource (or the operator's key) is read."""
     if namespace == settings.namespace:
-        return Refusal(Reason.NAMESPACE_NOT_ALLOWED, (
-            f"namespace {namespace} is the operator's own (it holds the operator's E2B key Secret): "
-            f"SwarmSandboxes are refused there; create this one in a team's namespace"))
+        return Refusal(
+            Reason.NAMESPACE_NOT_ALLOWED,
+            (
+                f"namespace {namespace} is the operator's own (it holds the operator's E2B key Secret): "
+                f"SwarmSandboxes are refused there; create this one in a team's namespace"
+            ),
+        )
     if not uses_default_key(spec):
         return None
     allowed = settings.patterns("default_key_namespaces")
     if not glob_match(allowed, namespace):
-        return Refusal(Reason.DEFAULT_KEY_NOT_ALLOWED, (
-            f"namespace {namespace} may not use the operator's default E2B key (setting "
-            f"SWARM_DEFAULT_KEY_NAMESPACES allows {_shown(allowed)}): name this team's own key in "
-            f"spec.e2b.apiKeySecretRef, or ask the platform admin to allow the namespace"))
+        return Refusal(
+            Reason.DEFAULT_KEY_NOT_ALLOWED,
+            (
+                f"namespace {namespace} may not use the operator's default E2B key (setting "
+                f"SWARM_DEFAULT_KEY_NAMESPACES allows {_shown(allowed)}): name this team's own key in "
+                f"spec.e2b.apiKeySecretRef, or ask the platform admin to allow the namespace"
+            ),
+        )
     if spec.deletion_policy == "Orphan":
-        return Refusal(Reason.ORPHAN_NOT_ALLOWED, (
-            "spec.deletionPolicy: Orphan is refused with the operator's default E2B key (a released "
-            "sandbox would bill the platform with nothing tracking it): use deletionPolicy: Delete, "
-            "or name this team's own key in spec.e2b.apiKeySecretRef"))
+        return Refusal(
+            Reason.ORPHAN_NOT_ALLOWED,
+            (
+                "spec.deletionPolicy: Orphan is refused with the operator's default E2B key (a released "
+                "sandbox would bill the platform with nothing tracking it): use deletionPolicy: Delete, "
+                "or name this team's own key in spec.e2b.apiKeySecretRef"
+            ),
+        )
     template = spec.template or settings.default_template
     templates = (settings.default_template, *settings.patterns("default_key_templates"))
     if not glob_match(templates, template):
-        return Refusal(Reason.TEMPLATE_NOT_ALLOWED, (
-            f"spec.template: {template} may not be used with the operator's default E2B key "
-            f"(allowed: {_shown(templates)}; setting SWARM_DEFAULT_KEY_TEMPLATES): pick one of those, "
-            f"or name this team's own key in spec.e2b.apiKeySecretRef"))
+        return Refusal(
+            Reason.TEMPLATE_NOT_ALLOWED,
+            (
+                f"spec.template: {template} may not be used with the operator's default E2B key "
+                f"(allowed: {_shown(templates)}; setting SWARM_DEFAULT_KEY_TEMPLATES): pick one of those, "
+                f"or name this team's own key in spec.e2b.apiKeySecretRef"
+            ),
+        )
     return None
 
 

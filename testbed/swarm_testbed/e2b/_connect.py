@@ -64,7 +64,7 @@ def decode_request(body: bytes, streaming: bool) -> dict[str, Any]:
         flags, length = struct.unpack(">BI", body[:5])
         if flags & 0x01:
             raise RPCError("unimplemented", "compressed request messages are not supported")
-        body = body[5:5 + length]
+        body = body[5 : 5 + length]
     if not body.strip():
         return {}
     try:

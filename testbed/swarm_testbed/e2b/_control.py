@@ -43,8 +43,10 @@ def _cap_message(cap: int) -> str:
 
 
 #: e2b-dev/infra packages/api/internal/handlers/sandbox_create.go: ErrMsgDomainsRequireBlockAll.
-DOMAINS_REQUIRE_BLOCK_ALL = ("When specifying allowed domains in allow out, you must include 'ALL_TRAFFIC' "
-                             "in deny out to block all other traffic.")
+DOMAINS_REQUIRE_BLOCK_ALL = (
+    "When specifying allowed domains in allow out, you must include 'ALL_TRAFFIC' "
+    "in deny out to block all other traffic."
+)
 #: e2b-dev/infra packages/shared/pkg/sandbox-network/firewall.go: AllInternetTrafficCIDR.
 ALL_TRAFFIC = "0.0.0.0/0"
 
@@ -85,8 +87,11 @@ def egress_error(network: Any) -> str | None:
         return "Error when parsing request: network must be an object"
     deny_out = network.get("denyOut") or []
     allow_out = network.get("allowOut") or []
-    if not isinstance(deny_out, list) or not isinstance(allow_out, list) \
-            or not all(isinstance(e, str) for e in [*deny_out, *allow_out]):
+    if (
+        not isinstance(deny_out, list)
+        or not isinstance(allow_out, list)
+        or not all(isinstance(e, str) for e in [*deny_out, *allow_out])
+    ):
         return "Error when parsing request: allowOut and denyOut must be lists of strings"
     for cidr in deny_out:
         if not _is_specified_ip_or_cidr(cidr):
@@ -120,11 +125,14 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
         body = json.loads(raw)
     except ValueError:
-        raise web.HTTPBadRequest(text=json.dumps({"code": 400, "message": "invalid JSON body"}),
-                                 content_type="application/json") from None
+        raise web.HTTPBadRequest(
+            text=json.dumps({"code": 400, "message": "invalid JSON body"}), content_type="application/json"
+        ) from None
     if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text=json.dumps({"code": 400, "message": "body must be an object"}),
-                                 content_type="application/json")
+        raise web.HTTPBadRequest(
+            text=json.dumps({"code": 400, "message": "body must be an object"}),
+            content_type="application/json",
+        )
     return body
 
 
@@ -132,8 +140,10 @@ def _string_map(value: Any, what: str) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-        raise web.HTTPBadRequest(text=json.dumps({"code": 400, "message": f"{what} must map strings to strings"}),
-                                 content_type="application/json")
+        raise web.HTTPBadRequest(
+            text=json.dumps({"code": 400, "message": f"{what} must map strings to strings"}),
+            content_type="application/json",
+        )
     return {str(k): v for k, v in value.items()}
 
 
@@ -211,12 +221,20 @@ class ControlPlane:
         if quota is not None and self.emulator.running_count() >= quota:
             # e2b-dev/infra packages/api/internal/middleware/ratelimit/ratelimit.go: every 429 carries
             # Retry-After (at least 1 s).
-            return api_error(429, f"You have reached the maximum number of concurrent E2B sandboxes "
-                                  f"({quota}). If you need more, please contact us at 'https://e2b.dev/docs/getting-help'",
-                             headers={"Retry-After": str(max(1, knobs.retry_after_seconds))})
-        sandbox = self.emulator.new_sandbox(template=template, timeout=timeout, metadata=metadata,
-                                            env_vars=env_vars, create_request=body,
-                                            auto_pause=bool(body.get("autoPause", False)))
+            return api_error(
+                429,
+                f"You have reached the maximum number of concurrent E2B sandboxes "
+                f"({quota}). If you need more, please contact us at 'https://e2b.dev/docs/getting-help'",
+                headers={"Retry-After": str(max(1, knobs.retry_after_seconds))},
+            )
+        sandbox = self.emulator.new_sandbox(
+            template=template,
+            timeout=timeout,
+            metadata=metadata,
+            env_vars=env_vars,
+            create_request=body,
+            auto_pause=bool(body.get("autoPause", False)),
+        )
         return web.json_response(sandbox.created_view(), status=201)
 
     async def list(self, request: web.Request) -> web.Response:
@@ -242,8 +260,10 @@ class ControlPlane:
                 return api_error(400, "startedAfter must be RFC 3339")
         descending = query.get("order", "desc") == "desc"
         candidates = [
-            s for s in self.emulator.sandboxes.values()
-            if s.ended is None and s.state in states
+            s
+            for s in self.emulator.sandboxes.values()
+            if s.ended is None
+            and s.state in states
             and all(s.metadata.get(k) == v for k, v in wanted.items())
             and (template is None or template in (s.template_id, s.alias))
             and (started_after is None or s.started_at > started_after)
@@ -254,8 +274,9 @@ class ControlPlane:
             cursor = _decode_token(token)
             if cursor is None:
                 return api_error(400, "invalid nextToken")
-            candidates = [s for s in candidates
-                          if (_order_key(s) < cursor if descending else _order_key(s) > cursor)]
+            candidates = [
+                s for s in candidates if (_order_key(s) < cursor if descending else _order_key(s) > cursor)
+            ]
         page = candidates[:limit]
         headers = {}
         if len(candidates) > limit:
@@ -266,9 +287,13 @@ class ControlPlane:
         wanted = _parse_metadata_filter(request.query.get("metadata", ""))
         if wanted is None:
             return api_error(400, "invalid metadata filter")
-        found = [s.listed_view() for s in self.emulator.sandboxes.values()
-                 if s.ended is None and s.state == "running"
-                 and all(s.metadata.get(k) == v for k, v in wanted.items())]
+        found = [
+            s.listed_view()
+            for s in self.emulator.sandboxes.values()
+            if s.ended is None
+            and s.state == "running"
+            and all(s.metadata.get(k) == v for k, v in wanted.items())
+        ]
         return web.json_response(found)
 
     async def get(self, request: web.Request) -> web.Response:

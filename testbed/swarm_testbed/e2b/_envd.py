@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
+import json
 import os
 import re
 import shutil
 import signal
 import stat as stat_module
 import struct
-import json
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,12 @@ from swarm_testbed.e2b._sandbox import GONE, Process, Sandbox, rfc3339
 KEEPALIVE_HEADER = "Keepalive-Ping-Interval"
 _DEFAULT_KEEPALIVE = 50.0
 _FILENAME = re.compile(r'filename\*?=(?:"((?:[^"\\]|\\.)*)"|([^;]+))')
-_SIGNALS = {"SIGNAL_SIGKILL": signal.SIGKILL, "SIGNAL_SIGTERM": signal.SIGTERM, 9: signal.SIGKILL,
-            15: signal.SIGTERM}
+_SIGNALS = {
+    "SIGNAL_SIGKILL": signal.SIGKILL,
+    "SIGNAL_SIGTERM": signal.SIGTERM,
+    9: signal.SIGKILL,
+    15: signal.SIGTERM,
+}
 
 
 def http_error(status: int, message: str) -> web.Response:
@@ -102,8 +106,9 @@ def _write(local: Path, data: bytes) -> None:
 
 
 # ----- process.Process ----------------------------------------------------------------------------
-async def _pump_stream(request: web.Request, sandbox: Sandbox, process: Process,
-                       queue: asyncio.Queue[Any]) -> web.StreamResponse:
+async def _pump_stream(
+    request: web.Request, sandbox: Sandbox, process: Process, queue: asyncio.Queue[Any]
+) -> web.StreamResponse:
     """Relay a process's events as a Connect server stream, with keepalives while it is quiet."""
     try:
         interval = float(request.headers.get(KEEPALIVE_HEADER, _DEFAULT_KEEPALIVE))
@@ -124,8 +129,9 @@ async def _pump_stream(request: web.Request, sandbox: Sandbox, process: Process,
                 if request.transport is not None:
                     request.transport.abort()
                     return response
-                await response.write(end_stream(RPCError(
-                    "unavailable", f"The sandbox {sandbox.sandbox_id} was not found")))
+                await response.write(
+                    end_stream(RPCError("unavailable", f"The sandbox {sandbox.sandbox_id} was not found"))
+                )
                 return response
             await response.write(envelope({"event": event}))
             if "end" in event:
@@ -151,18 +157,27 @@ def request_user(request: web.Request) -> str | None:
     return decoded.split(":", 1)[0] or None
 
 
-async def process_start(request: web.Request, sandbox: Sandbox, message: dict[str, Any]) -> web.StreamResponse:
+async def process_start(
+    request: web.Request, sandbox: Sandbox, message: dict[str, Any]
+) -> web.StreamResponse:
     pty = message.get("pty")
     tag = message.get("tag")
-    process = await sandbox.start(message.get("process") or {}, tag, bool(message.get("stdin", False)),
-                                  _pty_size(pty) if pty is not None else None, user=request_user(request))
+    process = await sandbox.start(
+        message.get("process") or {},
+        tag,
+        bool(message.get("stdin", False)),
+        _pty_size(pty) if pty is not None else None,
+        user=request_user(request),
+    )
     queue: asyncio.Queue[Any] = asyncio.Queue()
     process.subscribers.add(queue)
     sandbox.follow(process)
     return await _pump_stream(request, sandbox, process, queue)
 
 
-async def process_connect(request: web.Request, sandbox: Sandbox, message: dict[str, Any]) -> web.StreamResponse:
+async def process_connect(
+    request: web.Request, sandbox: Sandbox, message: dict[str, Any]
+) -> web.StreamResponse:
     process = sandbox.find(message.get("process"))
     queue: asyncio.Queue[Any] = asyncio.Queue()
     process.subscribers.add(queue)
@@ -203,7 +218,9 @@ async def _write_stdin(process: Process, data: bytes) -> None:
         raise RPCError("failed_precondition", f"stdin of process {process.pid} is closed: {exc}") from None
 
 
-async def process_send_input(request: web.Request, sandbox: Sandbox, message: dict[str, Any]) -> dict[str, Any]:
+async def process_send_input(
+    request: web.Request, sandbox: Sandbox, message: dict[str, Any]
+) -> dict[str, Any]:
     process = sandbox.find(message.get("process"))
     await _write_input(sandbox, process, message.get("input"))
     return {}
@@ -214,8 +231,8 @@ async def process_stream_input(request: web.Request, sandbox: Sandbox, body: byt
     process: Process | None = None
     offset = 0
     while offset + 5 <= len(body):
-        _, length = struct.unpack(">BI", body[offset:offset + 5])
-        message = json.loads(body[offset + 5:offset + 5 + length] or b"{}")
+        _, length = struct.unpack(">BI", body[offset : offset + 5])
+        message = json.loads(body[offset + 5 : offset + 5 + length] or b"{}")
         offset += 5 + length
         if "start" in message:
             process = sandbox.find(message["start"].get("process"))
@@ -229,14 +246,18 @@ async def process_stream_input(request: web.Request, sandbox: Sandbox, body: byt
     return response
 
 
-async def process_close_stdin(request: web.Request, sandbox: Sandbox, message: dict[str, Any]) -> dict[str, Any]:
+async def process_close_stdin(
+    request: web.Request, sandbox: Sandbox, message: dict[str, Any]
+) -> dict[str, Any]:
     process = sandbox.find(message.get("process"))
     if process.child.stdin is not None:
         process.child.stdin.close()
     return {}
 
 
-async def process_send_signal(request: web.Request, sandbox: Sandbox, message: dict[str, Any]) -> dict[str, Any]:
+async def process_send_signal(
+    request: web.Request, sandbox: Sandbox, message: dict[str, Any]
+) -> dict[str, Any]:
     process = sandbox.find(message.get("process"))
     sig = _SIGNALS.get(message.get("signal"))  # type: ignore[arg-type]
     if sig is None:
@@ -268,7 +289,7 @@ def _entry(sandbox_path: str, local: Path) -> dict[str, Any]:
         "permissions": stat_module.filemode(target.st_mode),
         "owner": "user",
         "group": "user",
-        "modifiedTime": rfc3339(datetime.datetime.fromtimestamp(target.st_mtime, datetime.timezone.utc)),
+        "modifiedTime": rfc3339(datetime.datetime.fromtimestamp(target.st_mtime, datetime.UTC)),
     }
     if is_link:
         entry["symlinkTarget"] = os.readlink(local)

@@ -42,7 +42,7 @@ MARKER_VAR = "E2B_EMULATOR_SANDBOX"
 _WRAPPER = (
     'mount --bind "$1" /home/user && mount --bind "$2" /tmp || exit 125\n'
     'cd -- "$3" || exit 1\n'
-    'shift 3\n'
+    "shift 3\n"
     'exec "$@"\n'
 )
 #: Drops to an unprivileged uid (after the mounts, which need root): no supplementary groups, no
@@ -52,8 +52,15 @@ _SETPRIV = shutil.which("setpriv") or "/usr/bin/setpriv"
 
 
 def _drop_to(uid: int) -> list[str]:
-    return [_SETPRIV, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
-            "--no-new-privs", "--"]
+    return [
+        _SETPRIV,
+        f"--reuid={uid}",
+        f"--regid={uid}",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--no-new-privs",
+        "--",
+    ]
 
 
 class Isolation(enum.Enum):
@@ -81,14 +88,26 @@ def detect_isolation(scratch: Path) -> Isolation:
     try:
         candidates = [
             (Isolation.MOUNT_NAMESPACE, [unshare, "--mount", "--propagation", "private"]),
-            (Isolation.USER_NAMESPACE, [unshare, "--user", "--map-root-user", "--mount",
-                                        "--propagation", "private"]),
+            (
+                Isolation.USER_NAMESPACE,
+                [unshare, "--user", "--map-root-user", "--mount", "--propagation", "private"],
+            ),
         ]
         for kind, prefix in candidates:
             if kind is Isolation.MOUNT_NAMESPACE and os.geteuid() != 0:
                 continue
-            argv = [*prefix, "/bin/sh", "-c", _WRAPPER, "sh", str(probe_home), str(probe_tmp),
-                    "/", "/bin/cat", f"{SANDBOX_HOME}/marker"]
+            argv = [
+                *prefix,
+                "/bin/sh",
+                "-c",
+                _WRAPPER,
+                "sh",
+                str(probe_home),
+                str(probe_tmp),
+                "/",
+                "/bin/cat",
+                f"{SANDBOX_HOME}/marker",
+            ]
             try:
                 done = subprocess.run(argv, capture_output=True, timeout=10, check=False)
             except (OSError, subprocess.TimeoutExpired):
@@ -119,8 +138,10 @@ def prepare_whiteouts(scratch: Path, names: tuple[str, ...], isolation: Isolatio
     prefix = [unshare, "--mount", "--propagation", "private"]
     if isolation is Isolation.USER_NAMESPACE:
         prefix = [unshare, "--user", "--map-root-user", "--mount", "--propagation", "private"]
-    probe = (f"mount -t overlay e2b-emulator -o lowerdir={whiteouts}:{_HOST_BIN} {_HOST_BIN} || exit 125\n"
-             f"[ ! -e {_HOST_BIN}/{names[0]} ] && [ -e {_HOST_BIN}/sh ]")
+    probe = (
+        f"mount -t overlay e2b-emulator -o lowerdir={whiteouts}:{_HOST_BIN} {_HOST_BIN} || exit 125\n"
+        f"[ ! -e {_HOST_BIN}/{names[0]} ] && [ -e {_HOST_BIN}/sh ]"
+    )
     try:
         done = subprocess.run([*prefix, "/bin/sh", "-c", probe], capture_output=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired):
@@ -142,9 +163,16 @@ def prepare_mcp_mountpoint(isolation: Isolation) -> bool:
 class SandboxFS:
     """The on-host directories behind one sandbox, and the mapping of its paths onto them."""
 
-    def __init__(self, root: Path, isolation: Isolation, home_template: Path | None = None,
-                 user_uid: int | None = None, image: TemplateImage | None = None,
-                 whiteouts: Path | None = None, mcp_mountpoint: bool = False) -> None:
+    def __init__(
+        self,
+        root: Path,
+        isolation: Isolation,
+        home_template: Path | None = None,
+        user_uid: int | None = None,
+        image: TemplateImage | None = None,
+        whiteouts: Path | None = None,
+        mcp_mountpoint: bool = False,
+    ) -> None:
         self.root = root
         self.isolation = isolation
         self.user_uid = user_uid
@@ -154,8 +182,9 @@ class SandboxFS:
         if home_template is not None:
             # Copies, never symlinks (issue 15 item 7): the sandbox's private /tmp hides a checkout
             # under /tmp, so a link into the checkout would dangle inside the sandbox.
-            shutil.copytree(home_template, self.home, symlinks=False, ignore_dangling_symlinks=True,
-                            dirs_exist_ok=True)
+            shutil.copytree(
+                home_template, self.home, symlinks=False, ignore_dangling_symlinks=True, dirs_exist_ok=True
+            )
         self.tmp.mkdir(parents=True, exist_ok=True)
         os.chmod(self.tmp, 0o1777)
         #: A stock template's private /usr/local/bin and /etc/mcp-gateway (None: host tools as they are).
@@ -225,6 +254,7 @@ class SandboxFS:
                 os.lchown(target, uid, uid)
             except OSError:
                 pass
+
     def resolve(self, path: str) -> str:
         """The sandbox-side absolute path for what a client sent (relative paths are from home)."""
         # e2b-dev/infra packages/envd/internal/permissions/path.go (expand): "~" and "~/..." are
@@ -247,11 +277,12 @@ class SandboxFS:
             if sandbox_path == prefix:
                 return local
             if sandbox_path.startswith(prefix + "/"):
-                return local / sandbox_path[len(prefix) + 1:]
+                return local / sandbox_path[len(prefix) + 1 :]
         return Path(sandbox_path)
 
-    def command_argv(self, cmd: str, args: list[str], cwd: str,
-                     uid: int | None = None) -> tuple[list[str], str]:
+    def command_argv(
+        self, cmd: str, args: list[str], cwd: str, uid: int | None = None
+    ) -> tuple[list[str], str]:
         """The argv that runs ``cmd args`` inside this sandbox (as ``uid`` when given), and the
         host cwd to start it in."""
         if uid is not None:
@@ -262,8 +293,18 @@ class SandboxFS:
         prefix = [unshare, "--mount", "--propagation", "private"]
         if self.isolation is Isolation.USER_NAMESPACE:
             prefix = [unshare, "--user", "--map-root-user", "--mount", "--propagation", "private"]
-        argv = [*prefix, "/bin/sh", "-c", self._image_mounts() + _WRAPPER, "sh", str(self.home), str(self.tmp),
-                cwd, cmd, *args]
+        argv = [
+            *prefix,
+            "/bin/sh",
+            "-c",
+            self._image_mounts() + _WRAPPER,
+            "sh",
+            str(self.home),
+            str(self.tmp),
+            cwd,
+            cmd,
+            *args,
+        ]
         return argv, "/"
 
     def _image_mounts(self) -> str:
@@ -282,9 +323,13 @@ class SandboxFS:
                 if os.path.isfile(f"{_HOST_BIN}/{name}"):
                     # through the in-sandbox path: a mount on the host path would not show through
                     # the (non-recursive) bind above
-                    lines.append(f"mount --bind {_HOST_BIN}/{name} {SANDBOX_LOCAL_BIN}/.real/{name} || exit 125")
-            lines.append(f"mount -t overlay e2b-emulator -o lowerdir={q(str(self.whiteouts))}:{_HOST_BIN} "
-                         f"{_HOST_BIN} || exit 125")
+                    lines.append(
+                        f"mount --bind {_HOST_BIN}/{name} {SANDBOX_LOCAL_BIN}/.real/{name} || exit 125"
+                    )
+            lines.append(
+                f"mount -t overlay e2b-emulator -o lowerdir={q(str(self.whiteouts))}:{_HOST_BIN} "
+                f"{_HOST_BIN} || exit 125"
+            )
         return "\n".join(lines) + "\n"
 
     def base_env(self) -> dict[str, str]:

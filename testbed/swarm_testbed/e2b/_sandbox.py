@@ -8,10 +8,10 @@ whatever carries it, daemons included.
 from __future__ import annotations
 
 import asyncio
-import json
 import base64
 import datetime
 import fcntl
+import json
 import os
 import secrets
 import shutil
@@ -48,11 +48,11 @@ def new_id(length: int = 20) -> str:
 
 
 def utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def rfc3339(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+    return moment.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
 
 
 GONE = object()  # queued to stream subscribers when the sandbox dies under them
@@ -137,8 +137,12 @@ class Sandbox:
 
     def created_view(self) -> dict[str, Any]:
         """The ``Sandbox`` model answered by create and connect."""
-        return {**self._common(), "envdAccessToken": self.envd_access_token,
-                "trafficAccessToken": None, "domain": None}
+        return {
+            **self._common(),
+            "envdAccessToken": self.envd_access_token,
+            "trafficAccessToken": None,
+            "domain": None,
+        }
 
     def listed_view(self) -> dict[str, Any]:
         return {
@@ -217,8 +221,14 @@ class Sandbox:
         env[MARKER_VAR] = self.token  # last, so no envVar can shadow the kill switch
         return env
 
-    async def start(self, config: dict[str, Any], tag: str | None, stdin: bool,
-                    pty_size: tuple[int, int] | None = None, user: str | None = None) -> Process:
+    async def start(
+        self,
+        config: dict[str, Any],
+        tag: str | None,
+        stdin: bool,
+        pty_size: tuple[int, int] | None = None,
+        user: str | None = None,
+    ) -> Process:
         """Start a command as a real local process inside this sandbox's private space.
 
         With ``pty_size`` (rows, cols) the process runs on a fresh pseudo-terminal that is its
@@ -234,8 +244,17 @@ class Sandbox:
             raise RPCError("invalid_argument", f"cwd '{cwd}' does not exist")
         uid = self.fs.uid_for(user)
         argv, host_cwd = self.fs.command_argv(cmd, args, cwd, uid)
-        self.commands.append({"argv": [cmd, *args], "cwd": cwd, "envs": dict(envs), "tag": tag,
-                              "pty": pty_size is not None, "user": user, "uid": uid})
+        self.commands.append(
+            {
+                "argv": [cmd, *args],
+                "cwd": cwd,
+                "envs": dict(envs),
+                "tag": tag,
+                "pty": pty_size is not None,
+                "user": user,
+                "uid": uid,
+            }
+        )
         master: int | None = None
         try:
             if pty_size is None:
@@ -260,8 +279,9 @@ class Sandbox:
         return process
 
     @staticmethod
-    async def _start_on_pty(argv: list[str], cwd: str, env: dict[str, str],
-                            size: tuple[int, int]) -> tuple[int, asyncio.subprocess.Process]:
+    async def _start_on_pty(
+        argv: list[str], cwd: str, env: dict[str, str], size: tuple[int, int]
+    ) -> tuple[int, asyncio.subprocess.Process]:
         master, slave = os.openpty()
         try:
             set_window_size(slave, *size)
@@ -270,8 +290,14 @@ class Sandbox:
             else:  # no util-linux: do setsid's work in the child
                 argv, preexec, new_session = argv, _become_tty_session_leader, False
             child = await asyncio.create_subprocess_exec(
-                *argv, cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave,
-                start_new_session=new_session, preexec_fn=preexec,
+                *argv,
+                cwd=cwd,
+                env=env,
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                start_new_session=new_session,
+                preexec_fn=preexec,
             )
         except BaseException:
             os.close(master)
@@ -301,7 +327,7 @@ class Sandbox:
             if process.pty is None:
                 raise RPCError("failed_precondition", f"pty of process {process.pid} is closed")
             try:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
                 continue
             except (BlockingIOError, InterruptedError):
                 pass
@@ -329,8 +355,10 @@ class Sandbox:
             while chunk := await stream.read(_READ_CHUNK):
                 process.publish({"data": {name: base64.b64encode(chunk).decode()}})
 
-        readers: list[asyncio.Future[Any]] = [asyncio.create_task(read(child.stdout, "stdout")),
-                                              asyncio.create_task(read(child.stderr, "stderr"))]
+        readers: list[asyncio.Future[Any]] = [
+            asyncio.create_task(read(child.stdout, "stdout")),
+            asyncio.create_task(read(child.stderr, "stderr")),
+        ]
         if process.pty is not None:
             readers.append(_read_pty(process))
         code = await child.wait()
@@ -344,8 +372,9 @@ class Sandbox:
         if code >= 0:
             end = {"exitCode": code, "exited": True, "status": f"exit status {code}"}
         else:
-            name = {signal.SIGKILL: "killed", signal.SIGTERM: "terminated",
-                    signal.SIGINT: "interrupt"}.get(signal.Signals(-code), signal.Signals(-code).name)
+            name = {signal.SIGKILL: "killed", signal.SIGTERM: "terminated", signal.SIGINT: "interrupt"}.get(
+                signal.Signals(-code), signal.Signals(-code).name
+            )
             end = {"exitCode": -1, "exited": False, "status": f"signal: {name}"}
         process.end = end
         process.done.set()

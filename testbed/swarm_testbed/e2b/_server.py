@@ -32,8 +32,7 @@ from swarm_testbed.e2b._connect import (
     unary_error,
     unary_response,
 )
-from swarm_testbed.e2b._control import ControlPlane, api_error
-from swarm_testbed.e2b._control import effective_egress
+from swarm_testbed.e2b._control import ControlPlane, api_error, effective_egress
 from swarm_testbed.e2b._isolation import (
     Isolation,
     SandboxFS,
@@ -131,12 +130,21 @@ class E2BEmulator:
         if max_timeout is not None and lifetime_cap_seconds is None:
             lifetime_cap_seconds = max_timeout  # the knob's former name
         self.knobs = Knobs(
-            latency_ms=latency_ms, fault_rate=fault_rate, seed=seed, quota=quota,
-            fault_kinds=tuple(fault_kinds), fault_operations=as_operations(fault_operations),
-            fault_hang_seconds=fault_hang_seconds, plan=plan, lifetime_cap_seconds=lifetime_cap_seconds,
-            default_timeout=default_timeout, identity_mismatch=identity_mismatch,
-            identity_delay_seconds=identity_delay_seconds, permissive_egress=permissive_egress,
-            retry_after_seconds=retry_after_seconds, templates_forbidden=frozenset(templates_forbidden),
+            latency_ms=latency_ms,
+            fault_rate=fault_rate,
+            seed=seed,
+            quota=quota,
+            fault_kinds=tuple(fault_kinds),
+            fault_operations=as_operations(fault_operations),
+            fault_hang_seconds=fault_hang_seconds,
+            plan=plan,
+            lifetime_cap_seconds=lifetime_cap_seconds,
+            default_timeout=default_timeout,
+            identity_mismatch=identity_mismatch,
+            identity_delay_seconds=identity_delay_seconds,
+            permissive_egress=permissive_egress,
+            retry_after_seconds=retry_after_seconds,
+            templates_forbidden=frozenset(templates_forbidden),
         )
         #: Whether ``base``/``anthropic-claude-code``/``mcp-gateway`` are modelled (see the class doc).
         self.stock_templates = stock_templates
@@ -165,11 +173,13 @@ class E2BEmulator:
         if self.isolation is None:
             self.isolation = await asyncio.to_thread(detect_isolation, self._workdir)
         if self.stock_templates:
-            self._whiteouts = await asyncio.to_thread(prepare_whiteouts, self._workdir, HIDDEN_PROGRAMS,
-                                                      self.isolation)
+            self._whiteouts = await asyncio.to_thread(
+                prepare_whiteouts, self._workdir, HIDDEN_PROGRAMS, self.isolation
+            )
             self._mcp_mountpoint = prepare_mcp_mountpoint(self.isolation)
-        self._runner = web.AppRunner(self._build_app(), handle_signals=False, access_log=None,
-                                     shutdown_timeout=2.0)
+        self._runner = web.AppRunner(
+            self._build_app(), handle_signals=False, access_log=None, shutdown_timeout=2.0
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
@@ -180,8 +190,9 @@ class E2BEmulator:
         self._reaper = asyncio.create_task(self._reap(), name="e2b-emulator-reaper")
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._closing.set()
         if self._reaper is not None:
             self._reaper.cancel()
@@ -206,9 +217,16 @@ class E2BEmulator:
             return True
         return self.templates is None or template in self.templates
 
-    def new_sandbox(self, *, template: str, timeout: int, metadata: dict[str, str],
-                    env_vars: dict[str, str], create_request: dict[str, Any],
-                    auto_pause: bool = False) -> Sandbox:
+    def new_sandbox(
+        self,
+        *,
+        template: str,
+        timeout: int,
+        metadata: dict[str, str],
+        env_vars: dict[str, str],
+        create_request: dict[str, Any],
+        auto_pause: bool = False,
+    ) -> Sandbox:
         assert self._workdir is not None and self.isolation is not None, "emulator not started"
         sandbox_id = new_id()
         now = utcnow()
@@ -224,10 +242,15 @@ class E2BEmulator:
             create_request=create_request,
             started_at=now,
             end_at=now + datetime.timedelta(seconds=timeout),
-            fs=SandboxFS(self._workdir / sandbox_id, self.isolation, home_template=self.home_template,
-                         user_uid=self.user_uid,
-                         image=STOCK_IMAGES.get(template) if self.stock_templates else None,
-                         whiteouts=self._whiteouts, mcp_mountpoint=self._mcp_mountpoint),
+            fs=SandboxFS(
+                self._workdir / sandbox_id,
+                self.isolation,
+                home_template=self.home_template,
+                user_uid=self.user_uid,
+                image=STOCK_IMAGES.get(template) if self.stock_templates else None,
+                whiteouts=self._whiteouts,
+                mcp_mountpoint=self._mcp_mountpoint,
+            ),
             auto_pause=auto_pause,
             identity=identity,
             identity_visible_at=now + datetime.timedelta(seconds=self.knobs.identity_delay_seconds),
@@ -272,7 +295,7 @@ class E2BEmulator:
 
     # ----- HTTP ----------------------------------------------------------------------------------
     def _build_app(self) -> web.Application:
-        app = web.Application(client_max_size=1024 ** 3)
+        app = web.Application(client_max_size=1024**3)
         control = ControlPlane(self)
         c = self._control_route
         app.router.add_post("/v2/sandboxes", c("sandbox.create", control.create))
@@ -312,8 +335,10 @@ class E2BEmulator:
         }
         for path, (operation, handler) in rpcs.items():
             app.router.add_post(path, self._rpc_route(operation, handler))
-        app.router.add_post("/process.Process/StreamInput",
-                            self._rpc_route("process.stream_input", _envd.process_stream_input, raw=True))
+        app.router.add_post(
+            "/process.Process/StreamInput",
+            self._rpc_route("process.stream_input", _envd.process_stream_input, raw=True),
+        )
 
         app.router.add_get("/_pypi/simple/{project}/", self._pypi_project)
         app.router.add_get("/_pypi/files/{filename}", self._pypi_file)
@@ -346,10 +371,12 @@ class E2BEmulator:
         if kind == "429":
             # e2b-dev/infra packages/api/internal/middleware/ratelimit/ratelimit.go: 429 with
             # Retry-After (whole seconds, at least 1) and {"code":429,"message":"Rate limit exceeded"}.
-            return api_error(429, "Rate limit exceeded",
-                             headers={"Retry-After": str(max(1, self.knobs.retry_after_seconds))})
-        messages = {"500": "emulated fault: internal server error",
-                    "502": "emulated fault: bad gateway"}
+            return api_error(
+                429,
+                "Rate limit exceeded",
+                headers={"Retry-After": str(max(1, self.knobs.retry_after_seconds))},
+            )
+        messages = {"500": "emulated fault: internal server error", "502": "emulated fault: bad gateway"}
         return api_error(int(kind), messages[kind])
 
     def _authorised(self, key: str | None) -> bool:
@@ -371,9 +398,11 @@ class E2BEmulator:
             accepted = self._authorised(key)
             self.auth_log.append((operation, hashlib.sha256((key or "").encode()).hexdigest()[:12], accepted))
             if not accepted:
-                return api_error(401, "Invalid API key, please visit https://e2b.dev/docs/api-key "
-                                      "to get your API key.")
+                return api_error(
+                    401, "Invalid API key, please visit https://e2b.dev/docs/api-key to get your API key."
+                )
             return await handler(request)
+
         return call
 
     def _envd_sandbox(self, request: web.Request) -> Sandbox | web.Response:
@@ -385,8 +414,9 @@ class E2BEmulator:
             return _envd.http_error(401, "unauthorized access, please provide a valid access token")
         return sandbox
 
-    def _envd_route(self, operation: str,
-                    handler: Callable[[web.Request, Sandbox], Awaitable[web.StreamResponse]]) -> Handler:
+    def _envd_route(
+        self, operation: str, handler: Callable[[web.Request, Sandbox], Awaitable[web.StreamResponse]]
+    ) -> Handler:
         async def call(request: web.Request) -> web.StreamResponse:
             self.stats.count(operation)
             if not request.content_type.startswith("multipart/"):
@@ -398,9 +428,12 @@ class E2BEmulator:
             if isinstance(sandbox, web.Response):
                 return sandbox
             return await handler(request, sandbox)
+
         return call
 
-    def _rpc_route(self, operation: str, handler: Callable[..., Awaitable[Any]], raw: bool = False) -> Handler:
+    def _rpc_route(
+        self, operation: str, handler: Callable[..., Awaitable[Any]], raw: bool = False
+    ) -> Handler:
         async def call(request: web.Request) -> web.StreamResponse:
             self.stats.count(operation)
             body = await request.read()
@@ -424,13 +457,16 @@ class E2BEmulator:
             if isinstance(result, web.StreamResponse):
                 return result
             return unary_response(result)
+
         return call
 
     # ----- the stand-in PyPI index (EMULATOR ONLY; never counted, never faulted) ---------------------
     async def _pypi_project(self, request: web.Request) -> web.Response:
         page = index_page(request.match_info["project"])
         if page is None:
-            return web.Response(status=404, text="not found (the e2b emulator serves claude-swarm and uv only)")
+            return web.Response(
+                status=404, text="not found (the e2b emulator serves claude-swarm and uv only)"
+            )
         return web.Response(text=page, content_type="text/html")
 
     async def _pypi_file(self, request: web.Request) -> web.Response:
@@ -513,8 +549,10 @@ class EmulatorThread:
 
     def call(self, factory: Callable[[], Awaitable[Any]], timeout: float = 30.0) -> Any:
         """Run a coroutine on the emulator's loop from another thread and return its result."""
+
         async def run() -> Any:
             return await factory()
+
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout)
 
     def reset(self) -> None:
@@ -523,6 +561,7 @@ class EmulatorThread:
     def inspect(self, include_dead: bool = False) -> list[dict[str, Any]]:
         async def read() -> list[dict[str, Any]]:
             return self.emulator.inspect(include_dead)
+
         return self.call(read)
 
     def stop(self, timeout: float = 30.0) -> None:

@@ -43,8 +43,20 @@ HIDDEN_PROGRAMS = ("tmux", "claude", "claudeswarm", "mcp-gateway")
 #: Hidden programs the stand-in ``apt-get install`` can bring back (the host's real binary).
 APT_INSTALLABLE = ("tmux",)
 #: Packages ``apt-get install`` reports as already present in ``base`` (e2b.Dockerfile).
-APT_PRESENT = ("build-essential", "curl", "git", "util-linux", "gh", "nodejs", "yarn", "ca-certificates",
-               "python3", "python3-venv", "python3-pip", "sudo")
+APT_PRESENT = (
+    "build-essential",
+    "curl",
+    "git",
+    "util-linux",
+    "gh",
+    "nodejs",
+    "yarn",
+    "ca-certificates",
+    "python3",
+    "python3-venv",
+    "python3-pip",
+    "sudo",
+)
 #: The npm package whose global install puts the ``claude`` stand-in on PATH.
 CLAUDE_CODE_PACKAGE = "@anthropic-ai/claude-code"
 #: The coordinator's PyPI name; its wheel carries the ``claudeswarm`` stand-in.
@@ -64,13 +76,18 @@ class TemplateImage:
     hidden: tuple[str, ...] = HIDDEN_PROGRAMS
 
 
-_INSTALLERS = (("sudo", STANDIN_DIR / "sudo"), ("apt-get", STANDIN_DIR / "apt-get"),
-               ("apt", STANDIN_DIR / "apt-get"), ("npm", STANDIN_DIR / "npm"))
+_INSTALLERS = (
+    ("sudo", STANDIN_DIR / "sudo"),
+    ("apt-get", STANDIN_DIR / "apt-get"),
+    ("apt", STANDIN_DIR / "apt-get"),
+    ("npm", STANDIN_DIR / "npm"),
+)
 
 STOCK_IMAGES = {
     "base": TemplateImage("base", _INSTALLERS),
     "anthropic-claude-code": TemplateImage(
-        "anthropic-claude-code", (*_INSTALLERS, ("claude", PLAYGROUND_DIR / "claude"))),
+        "anthropic-claude-code", (*_INSTALLERS, ("claude", PLAYGROUND_DIR / "claude"))
+    ),
     "mcp-gateway": TemplateImage("mcp-gateway", (*_INSTALLERS, ("mcp-gateway", STANDIN_DIR / "mcp-gateway"))),
 }
 
@@ -98,7 +115,9 @@ def index_page(project: str) -> str | None:
     if project not in (COORDINATOR_PROJECT, UV_PROJECT):
         return None
     dist = project.replace("-", "_")
-    names = [f"{dist}-{v}-py3-none-any.whl" for v in (_LISTED if project == COORDINATOR_PROJECT else _UV_LISTED)]
+    names = [
+        f"{dist}-{v}-py3-none-any.whl" for v in (_LISTED if project == COORDINATOR_PROJECT else _UV_LISTED)
+    ]
     links = "\n".join(f'<a href="../../files/{n}">{n}</a><br/>' for n in names)
     return f"<!DOCTYPE html>\n<html><body><h1>{html.escape(project)}</h1>\n{links}\n</body></html>\n"
 
@@ -113,22 +132,30 @@ def coordinator_wheel(filename: str) -> bytes | None:
     version = match.group(2)
     dist = f"{match.group(1)}-{version}"
     if match.group(1) == "uv":
-        project, payload = UV_PROJECT, {
-            "uv/__init__.py": b"",
-            "uv/__main__.py": (STANDIN_DIR / "uv").read_bytes(),
-        }
+        project, payload = (
+            UV_PROJECT,
+            {
+                "uv/__init__.py": b"",
+                "uv/__main__.py": (STANDIN_DIR / "uv").read_bytes(),
+            },
+        )
     else:
-        project, payload = COORDINATOR_PROJECT, {
-            f"{dist}.data/scripts/claudeswarm": (PLAYGROUND_DIR / "claudeswarm").read_bytes(),
-        }
+        project, payload = (
+            COORDINATOR_PROJECT,
+            {
+                f"{dist}.data/scripts/claudeswarm": (PLAYGROUND_DIR / "claudeswarm").read_bytes(),
+            },
+        )
     files = {
         **payload,
         f"{dist}.dist-info/METADATA": (
             f"Metadata-Version: 2.1\nName: {project}\nVersion: {version}\n"
-            f"Summary: STAND-IN for {project} served by the E2B emulator (not the real tool)\n").encode(),
+            f"Summary: STAND-IN for {project} served by the E2B emulator (not the real tool)\n"
+        ).encode(),
         f"{dist}.dist-info/WHEEL": (
             b"Wheel-Version: 1.0\nGenerator: swarm-operator-e2b-emulator\nRoot-Is-Purelib: true\n"
-            b"Tag: py3-none-any\n"),
+            b"Tag: py3-none-any\n"
+        ),
     }
     record = []
     for name, data in files.items():
@@ -140,7 +167,8 @@ def coordinator_wheel(filename: str) -> bytes | None:
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as wheel:
         for name, data in files.items():
             info = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
-            info.external_attr = (0o100755 if name.endswith("/claudeswarm") else 0o100644) << 16  # S_IFREG: pip keeps +x
+            info.external_attr = (
+                0o100755 if name.endswith("/claudeswarm") else 0o100644
+            ) << 16  # S_IFREG: pip keeps +x
             wheel.writestr(info, data)
     return buffer.getvalue()
-

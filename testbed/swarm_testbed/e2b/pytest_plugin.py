@@ -49,8 +49,9 @@ def e2b_emulator(e2b_emulator_factory: Callable[..., EmulatorThread]) -> Emulato
 
 
 @pytest.fixture
-def e2b_env(e2b_emulator: EmulatorThread, e2b_api_key: str,
-            monkeypatch: pytest.MonkeyPatch) -> EmulatorThread:
+def e2b_env(
+    e2b_emulator: EmulatorThread, e2b_api_key: str, monkeypatch: pytest.MonkeyPatch
+) -> EmulatorThread:
     monkeypatch.setenv("E2B_API_URL", e2b_emulator.url)
     monkeypatch.setenv("E2B_SANDBOX_URL", e2b_emulator.url)
     monkeypatch.setenv("E2B_API_KEY", e2b_api_key)

@@ -64,8 +64,7 @@ from swarm_testbed.kube._tables import render_table, wants_table
 StoreKey = tuple[str, str]  # (group, plural): all served versions share one store, as in etcd
 ObjectKey = tuple[str | None, str]  # (namespace, name)
 
-_ALL_VERBS = frozenset({"get", "list", "watch", "create", "update", "patch", "delete",
-                        "deletecollection"})
+_ALL_VERBS = frozenset({"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"})
 _CRDS = kmock.resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
 _NAMESPACES: StoreKey = ("", "namespaces")
 _INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
@@ -94,8 +93,12 @@ def _parse_path(path: str) -> ParsedPath:
     else:
         return ParsedPath()
     namespace: str | None = None
-    if rest and rest[0] == "namespaces" and len(rest) >= 3 and not (
-            group == "" and len(rest) == 3 and rest[2] in ("status", "finalize")):
+    if (
+        rest
+        and rest[0] == "namespaces"
+        and len(rest) >= 3
+        and not (group == "" and len(rest) == 3 and rest[2] in ("status", "finalize"))
+    ):
         namespace, rest = rest[1], rest[2:]
     return ParsedPath(
         group=group,
@@ -117,8 +120,11 @@ async def _parse_request(raw_request: aiohttp.web.BaseRequest, *, id: int) -> km
         except ValueError:
             data = None
     parsed = _parse_path(raw_request.path)
-    resource = None if parsed.group is None else kmock.resource(
-        group=parsed.group, version=parsed.version, plural=parsed.plural)
+    resource = (
+        None
+        if parsed.group is None
+        else kmock.resource(group=parsed.group, version=parsed.version, plural=parsed.plural)
+    )
     query = dict(raw_request.query)
     return kmock.Request(
         id=id,
@@ -202,11 +208,13 @@ class KubeEmulator(kmock.KubernetesEmulator):
     counter: RequestCounter = attrs.field(factory=RequestCounter, init=False)
     _rv: int = attrs.field(default=0, init=False)
     _store: dict[StoreKey, dict[ObjectKey, dict[str, Any]]] = attrs.field(
-        factory=lambda: collections.defaultdict(dict), init=False)
+        factory=lambda: collections.defaultdict(dict), init=False
+    )
     _history: dict[StoreKey, collections.deque[_Event]] = attrs.field(factory=dict, init=False)
     _compacted: dict[StoreKey, int] = attrs.field(factory=dict, init=False)
     _watches: dict[StoreKey, set[_Watch]] = attrs.field(
-        factory=lambda: collections.defaultdict(set), init=False)
+        factory=lambda: collections.defaultdict(set), init=False
+    )
     _crd_versions: dict[tuple[str, str, str], _CrdVersion] = attrs.field(factory=dict, init=False)
     _closing: bool = attrs.field(default=False, init=False)
 
@@ -223,8 +231,11 @@ class KubeEmulator(kmock.KubernetesEmulator):
     # ---------------------------------------------------------------------------------------------
     def load_crds(self, path: Path) -> list[str]:
         """Create every CRD in a file or a folder of YAML/JSON files; return their names."""
-        files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml", ".json")) \
-            if path.is_dir() else [path]
+        files = (
+            sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml", ".json"))
+            if path.is_dir()
+            else [path]
+        )
         names: list[str] = []
         for file in files:
             for doc in yaml.safe_load_all(file.read_text(encoding="utf-8")):
@@ -239,8 +250,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
         info = self.resources[resource]
         if info.namespaced and not namespace:
             namespace = "default"
-        return self._create(resource, namespace if info.namespaced else None, copy.deepcopy(dict(body)),
-                            dry_run=False)
+        return self._create(
+            resource, namespace if info.namespaced else None, copy.deepcopy(dict(body)), dry_run=False
+        )
 
     def get_object(self, resource: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         """The stored object (``resource`` like ``"v1/secrets"`` or ``"group/version/plural"``)."""
@@ -252,8 +264,11 @@ class KubeEmulator(kmock.KubernetesEmulator):
         """Stored objects of a resource, optionally of one namespace, sorted by namespace and name."""
         res = kmock.resource(resource)
         items = list(self._store.get((res.group or "", res.plural or ""), {}).items())
-        return [copy.deepcopy(obj) for (ns, _), obj in sorted(items, key=lambda kv: (kv[0][0] or "", kv[0][1]))
-                if namespace is None or ns == namespace]
+        return [
+            copy.deepcopy(obj)
+            for (ns, _), obj in sorted(items, key=lambda kv: (kv[0][0] or "", kv[0][1]))
+            if namespace is None or ns == namespace
+        ]
 
     @property
     def resource_version(self) -> int:
@@ -300,11 +315,18 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 continue
             schema = dict(crd.schema.schema)
             schema["x-kubernetes-group-version-kind"] = [
-                {"group": group, "version": version, "kind": crd.kind}]
+                {"group": group, "version": version, "kind": crd.kind}
+            ]
             prefix = ".".join(reversed(group.split("."))) if group else "core"
-            doc = docs.setdefault(f"apis/{group}/{version}", {
-                "openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "emulated"},
-                "paths": {}, "components": {"schemas": {}}})
+            doc = docs.setdefault(
+                f"apis/{group}/{version}",
+                {
+                    "openapi": "3.0.0",
+                    "info": {"title": "Kubernetes", "version": "emulated"},
+                    "paths": {},
+                    "components": {"schemas": {}},
+                },
+            )
             doc["components"]["schemas"][f"{prefix}.{version}.{crd.kind}"] = schema
             # kubectl finds the kind through the resource's GET operation (both scopes are tried).
             gvk = {"group": group, "version": version, "kind": crd.kind}
@@ -312,16 +334,33 @@ class KubeEmulator(kmock.KubernetesEmulator):
             info = self.resources.get(resource) if resource in self.resources else None
             scope = "namespaces/{namespace}/" if info is None or info.namespaced else ""
             doc["paths"][f"/apis/{group}/{version}/{scope}{plural}"] = {
-                "get": {"x-kubernetes-group-version-kind": gvk}}
-        rest = path[len("/openapi/v3"):].strip("/")
+                "get": {"x-kubernetes-group-version-kind": gvk}
+            }
+        rest = path[len("/openapi/v3") :].strip("/")
         if not rest:
-            return self._json({"paths": {
-                key: {"serverRelativeURL": f"/openapi/v3/{key}?hash={abs(hash(json.dumps(doc, sort_keys=True)))}"}
-                for key, doc in docs.items()}})
+            return self._json(
+                {
+                    "paths": {
+                        key: {
+                            "serverRelativeURL": f"/openapi/v3/{key}?hash={abs(hash(json.dumps(doc, sort_keys=True)))}"
+                        }
+                        for key, doc in docs.items()
+                    }
+                }
+            )
         if rest in docs:
             return self._json(docs[rest])
-        return self._json({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                           "reason": "NotFound", "code": 404, "message": f"{path} not found"}, status=404)
+        return self._json(
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "status": "Failure",
+                "reason": "NotFound",
+                "code": 404,
+                "message": f"{path} not found",
+            },
+            status=404,
+        )
 
     async def _serve_version(self, request: kmock.Request) -> Any:
         """kmock's resource list, spelt as the API server spells it.
@@ -414,9 +453,11 @@ class KubeEmulator(kmock.KubernetesEmulator):
         if not info.namespaced and request.namespace is not None:
             raise resource_not_found()
         subresource = request.subresource
-        if subresource is not None and (subresource not in info.subresources or
-                                        subresource not in ("status",) or verb not in (
-                                            "get", "update", "patch")):
+        if subresource is not None and (
+            subresource not in info.subresources
+            or subresource not in ("status",)
+            or verb not in ("get", "update", "patch")
+        ):
             raise resource_not_found()
         dry_run = request.params.get("dryRun") == "All"
         namespace = request.namespace if info.namespaced else None
@@ -426,8 +467,13 @@ class KubeEmulator(kmock.KubernetesEmulator):
             if wants_table(request.headers.get("Accept", "")):
                 crd = self._crd(resource)
                 listing = {"metadata": {"resourceVersion": str(self._rv)}, "items": [obj]}
-                return self._json(render_table(listing, crd.printer_columns if crd else (),
-                                               include_object=request.params.get("includeObject", "Metadata")))
+                return self._json(
+                    render_table(
+                        listing,
+                        crd.printer_columns if crd else (),
+                        include_object=request.params.get("includeObject", "Metadata"),
+                    )
+                )
             return self._json(obj)
         if verb == "list":
             return self._json(self._list(request))
@@ -456,8 +502,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 new = self._body(request)
                 if new.get("metadata", {}).get("name") != request.name:
                     raise bad_request("the name of the object does not match the name on the URL")
-            updated = self._update(resource, namespace, request.name, new, subresource=subresource,
-                                   dry_run=dry_run)
+            updated = self._update(
+                resource, namespace, request.name, new, subresource=subresource, dry_run=dry_run
+            )
             return self._json(self._present(updated, resource))
         if verb == "delete":
             assert request.name is not None
@@ -475,8 +522,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
 
     @staticmethod
     def _json(body: Any, status: int = 200) -> aiohttp.web.Response:
-        return aiohttp.web.Response(body=json.dumps(body).encode(), status=status,
-                                    content_type="application/json")
+        return aiohttp.web.Response(
+            body=json.dumps(body).encode(), status=status, content_type="application/json"
+        )
 
     @staticmethod
     def _body(request: kmock.Request) -> dict[str, Any]:
@@ -525,7 +573,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 schema=StructuralSchema(schema) if schema else None,
                 printer_columns=tuple(version.get("additionalPrinterColumns", [])),
                 selectable_fields=frozenset(
-                    field["jsonPath"].lstrip(".") for field in version.get("selectableFields", [])),
+                    field["jsonPath"].lstrip(".") for field in version.get("selectableFields", [])
+                ),
             )
 
     def _unregister_crd(self, crd: Mapping[str, Any]) -> None:
@@ -536,7 +585,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
             if res in self.resources:
                 del self.resources[res]
             self._crd_versions.pop((group, version["name"], plural), None)
-        for (namespace, name) in list(self._store.get((group, plural), {})):
+        for namespace, name in list(self._store.get((group, plural), {})):
             self._remove((group, plural), (namespace, name))
 
     # ---------------------------------------------------------------------------------------------
@@ -570,13 +619,15 @@ class KubeEmulator(kmock.KubernetesEmulator):
         assert resource is not None
         info = self.resources[resource]
         label = parse_label_selector(request.params.get("labelSelector"))
-        field = parse_field_selector(request.params.get("fieldSelector"),
-                                     allowed=self._field_allowed(resource))
+        field = parse_field_selector(
+            request.params.get("fieldSelector"), allowed=self._field_allowed(resource)
+        )
         namespace = request.namespace if info.namespaced else None
         items = [
             self._present(obj, resource)
-            for (ns, _), obj in sorted(self._store.get(self._key(resource), {}).items(),
-                                       key=lambda kv: (kv[0][0] or "", kv[0][1]))
+            for (ns, _), obj in sorted(
+                self._store.get(self._key(resource), {}).items(), key=lambda kv: (kv[0][0] or "", kv[0][1])
+            )
             if (namespace is None or ns == namespace) and label(obj) and field(obj)
         ]
         api_version = f"{resource.group}/{resource.version}" if resource.group else str(resource.version)
@@ -588,8 +639,11 @@ class KubeEmulator(kmock.KubernetesEmulator):
         }
         if wants_table(request.headers.get("Accept", "")):
             crd = self._crd(resource)
-            return render_table(listing, crd.printer_columns if crd else (),
-                                include_object=request.params.get("includeObject", "Metadata"))
+            return render_table(
+                listing,
+                crd.printer_columns if crd else (),
+                include_object=request.params.get("includeObject", "Metadata"),
+            )
         return listing
 
     # ---------------------------------------------------------------------------------------------
@@ -618,8 +672,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
             raise namespace_not_found(namespace)
         if ns["metadata"].get("deletionTimestamp"):
             raise ApiError(
-                403, "Forbidden",
-                f'unable to create new content in namespace {namespace} because it is being terminated',
+                403,
+                "Forbidden",
+                f"unable to create new content in namespace {namespace} because it is being terminated",
                 details={"name": namespace, "kind": "namespaces"},
             )
 
@@ -630,10 +685,15 @@ class KubeEmulator(kmock.KubernetesEmulator):
         kind = str(obj.get("kind") or self.resources[resource].kind)
         causes: list[Cause] = []
         if creating and (len(name) > 253 or not _NAME_RE.match(name)):
-            causes.append(Cause("metadata.name", "FieldValueInvalid",
-                                f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of '
-                                "lower case alphanumeric characters, '-' or '.', and must start and end "
-                                "with an alphanumeric character"))
+            causes.append(
+                Cause(
+                    "metadata.name",
+                    "FieldValueInvalid",
+                    f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of '
+                    "lower case alphanumeric characters, '-' or '.', and must start and end "
+                    "with an alphanumeric character",
+                )
+            )
         crd = self._crd(resource)
         if crd is not None and crd.schema is not None:
             crd.schema.prune(obj)
@@ -663,20 +723,27 @@ class KubeEmulator(kmock.KubernetesEmulator):
         return self._crd(resource) is not None or "spec" in obj
 
     def _create(
-        self, resource: kmock.resource, namespace: str | None, body: dict[str, Any], *, dry_run: bool,
+        self,
+        resource: kmock.resource,
+        namespace: str | None,
+        body: dict[str, Any],
+        *,
+        dry_run: bool,
     ) -> dict[str, Any]:
         info = self.resources[resource]
         key = self._key(resource)
         meta = body.get("metadata")
         if not isinstance(meta, dict):
             meta = body["metadata"] = {}
-        body.setdefault("apiVersion", f"{resource.group}/{resource.version}" if resource.group
-                        else str(resource.version))
+        body.setdefault(
+            "apiVersion", f"{resource.group}/{resource.version}" if resource.group else str(resource.version)
+        )
         body.setdefault("kind", info.kind)
         if info.namespaced:
             if meta.get("namespace") not in (None, "", namespace):
-                raise bad_request("the namespace of the provided object does not match the namespace "
-                                  "sent on the request")
+                raise bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
             meta["namespace"] = namespace
             self._namespace_check(namespace)
         else:
@@ -684,9 +751,18 @@ class KubeEmulator(kmock.KubernetesEmulator):
         if not meta.get("name"):
             prefix = meta.get("generateName")
             if not prefix:
-                raise invalid(str(body.get("kind")), resource.group or "", "", [
-                    Cause("metadata.name", "FieldValueRequired",
-                          "Required value: name or generateName is required")])
+                raise invalid(
+                    str(body.get("kind")),
+                    resource.group or "",
+                    "",
+                    [
+                        Cause(
+                            "metadata.name",
+                            "FieldValueRequired",
+                            "Required value: name or generateName is required",
+                        )
+                    ],
+                )
             for _ in range(100):
                 candidate = prefix + "".join(random.choices(_GENERATE_ALPHABET, k=5))
                 if (namespace, candidate) not in self._store[key]:
@@ -697,8 +773,14 @@ class KubeEmulator(kmock.KubernetesEmulator):
             raise already_exists(resource.plural or "", resource.group or "", name)
         if "status" in info.subresources and resource != _CRDS:
             body.pop("status", None)
-        for field in ("deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion", "uid",
-                      "managedFields", "selfLink"):
+        for field in (
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "resourceVersion",
+            "uid",
+            "managedFields",
+            "selfLink",
+        ):
             meta.pop(field, None)
         self._prepare_kind(resource, body)
         self._validate(resource, body, creating=True)
@@ -722,17 +804,22 @@ class KubeEmulator(kmock.KubernetesEmulator):
         """Accept a CRD at once: Established and NamesAccepted, as `kubectl wait` expects."""
         spec = crd.get("spec") or {}
         if not spec.get("group") or not (spec.get("names") or {}).get("plural"):
-            raise invalid("CustomResourceDefinition", "apiextensions.k8s.io",
-                          crd["metadata"].get("name", ""),
-                          [Cause("spec", "FieldValueRequired", "Required value: group and names.plural")])
+            raise invalid(
+                "CustomResourceDefinition",
+                "apiextensions.k8s.io",
+                crd["metadata"].get("name", ""),
+                [Cause("spec", "FieldValueRequired", "Required value: group and names.plural")],
+            )
         now = _now()
         crd["status"] = {
             "acceptedNames": dict(spec["names"]),
             "storedVersions": [v["name"] for v in spec.get("versions", []) if v.get("storage")],
             "conditions": [
                 {"type": t, "status": "True", "reason": r, "message": m, "lastTransitionTime": now}
-                for t, r, m in (("NamesAccepted", "NoConflicts", "no conflicts found"),
-                                ("Established", "InitialNamesAccepted", "the initial names have been accepted"))
+                for t, r, m in (
+                    ("NamesAccepted", "NoConflicts", "no conflicts found"),
+                    ("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+                )
             ],
         }
 
@@ -773,8 +860,16 @@ class KubeEmulator(kmock.KubernetesEmulator):
 
         # Fields the server owns are not the client's to change.
         new["apiVersion"], new["kind"] = old["apiVersion"], old["kind"]
-        for field in ("name", "namespace", "uid", "creationTimestamp", "generation", "deletionTimestamp",
-                      "deletionGracePeriodSeconds", "resourceVersion"):
+        for field in (
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "generation",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "resourceVersion",
+        ):
             if field in old_meta:
                 new_meta[field] = old_meta[field]
             else:
@@ -782,10 +877,19 @@ class KubeEmulator(kmock.KubernetesEmulator):
         if old_meta.get("deletionTimestamp"):
             added = set(new_meta.get("finalizers") or []) - set(old_meta.get("finalizers") or [])
             if added:
-                raise invalid(old["kind"], resource.group or "", name, [
-                    Cause("metadata.finalizers", "FieldValueForbidden",
-                          "Forbidden: no new finalizers can be added if the object is being deleted, "
-                          f"found new finalizers {sorted(added)!r}")])
+                raise invalid(
+                    old["kind"],
+                    resource.group or "",
+                    name,
+                    [
+                        Cause(
+                            "metadata.finalizers",
+                            "FieldValueForbidden",
+                            "Forbidden: no new finalizers can be added if the object is being deleted, "
+                            f"found new finalizers {sorted(added)!r}",
+                        )
+                    ],
+                )
         if not new_meta.get("finalizers"):
             new_meta.pop("finalizers", None)
         self._prepare_kind(resource, new)
@@ -828,9 +932,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
         old = self._get(resource, namespace, name)
         meta = old["metadata"]
         preconditions = options.get("preconditions") or {}
-        if (preconditions.get("uid") and preconditions["uid"] != meta["uid"]) or \
-                (preconditions.get("resourceVersion") and
-                 str(preconditions["resourceVersion"]) != meta["resourceVersion"]):
+        if (preconditions.get("uid") and preconditions["uid"] != meta["uid"]) or (
+            preconditions.get("resourceVersion")
+            and str(preconditions["resourceVersion"]) != meta["resourceVersion"]
+        ):
             raise conflict(resource.plural or "", resource.group or "", name)
         if dry_run:
             return old
@@ -975,13 +1080,19 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 return
             yield event
 
-    async def _write_event(self, response: aiohttp.web.StreamResponse, type_: str,
-                           obj: Mapping[str, Any], resource: kmock.resource) -> None:
+    async def _write_event(
+        self,
+        response: aiohttp.web.StreamResponse,
+        type_: str,
+        obj: Mapping[str, Any],
+        resource: kmock.resource,
+    ) -> None:
         body = obj if type_ == "ERROR" else self._present(obj, resource)
         await response.write(json.dumps({"type": type_, "object": body}).encode() + b"\n")
 
-    async def _write_bookmark(self, response: aiohttp.web.StreamResponse, resource: kmock.resource,
-                              *, initial_end: bool) -> None:
+    async def _write_bookmark(
+        self, response: aiohttp.web.StreamResponse, resource: kmock.resource, *, initial_end: bool
+    ) -> None:
         info = self.resources[resource]
         api_version = f"{resource.group}/{resource.version}" if resource.group else str(resource.version)
         meta: dict[str, Any] = {"resourceVersion": str(self._rv)}
@@ -989,4 +1100,3 @@ class KubeEmulator(kmock.KubernetesEmulator):
             meta["annotations"] = {"k8s.io/initial-events-end": "true"}
         bookmark = {"apiVersion": api_version, "kind": info.kind, "metadata": meta}
         await response.write(json.dumps({"type": "BOOKMARK", "object": bookmark}).encode() + b"\n")
-

@@ -55,14 +55,18 @@ def _qualified(plural: str, group: str) -> str:
 
 def not_found(plural: str, group: str, name: str) -> ApiError:
     return ApiError(
-        404, "NotFound", f'{_qualified(plural, group)} "{name}" not found',
+        404,
+        "NotFound",
+        f'{_qualified(plural, group)} "{name}" not found',
         details={"name": name, "group": group, "kind": plural},
     )
 
 
 def namespace_not_found(namespace: str) -> ApiError:
     return ApiError(
-        404, "NotFound", f'namespaces "{namespace}" not found',
+        404,
+        "NotFound",
+        f'namespaces "{namespace}" not found',
         details={"name": namespace, "kind": "namespaces"},
     )
 
@@ -73,14 +77,17 @@ def resource_not_found() -> ApiError:
 
 def already_exists(plural: str, group: str, name: str) -> ApiError:
     return ApiError(
-        409, "AlreadyExists", f'{_qualified(plural, group)} "{name}" already exists',
+        409,
+        "AlreadyExists",
+        f'{_qualified(plural, group)} "{name}" already exists',
         details={"name": name, "group": group, "kind": plural},
     )
 
 
 def conflict(plural: str, group: str, name: str) -> ApiError:
     return ApiError(
-        409, "Conflict",
+        409,
+        "Conflict",
         f'Operation cannot be fulfilled on {_qualified(plural, group)} "{name}": the object has been '
         "modified; please apply your changes to the latest version and try again",
         details={"name": name, "group": group, "kind": plural},
@@ -100,10 +107,14 @@ def method_not_allowed(message: str) -> ApiError:
 
 
 def unsupported_media_type(content_type: str) -> ApiError:
-    return ApiError(415, "UnsupportedMediaType", f'the body of the request was in an unknown format: '
-                                                 f'accepted media types include: application/json-patch+json, '
-                                                 f'application/merge-patch+json, '
-                                                 f'application/strategic-merge-patch+json (got {content_type})')
+    return ApiError(
+        415,
+        "UnsupportedMediaType",
+        f"the body of the request was in an unknown format: "
+        f"accepted media types include: application/json-patch+json, "
+        f"application/merge-patch+json, "
+        f"application/strategic-merge-patch+json (got {content_type})",
+    )
 
 
 class Cause:
@@ -130,9 +141,13 @@ def invalid(kind: str, group: str, name: str, causes: Sequence[Cause]) -> ApiErr
     if len(causes) > 1:
         text = "[" + text + "]"
     return ApiError(
-        422, "Invalid", f'{qualified} "{name}" is invalid: {text}',
+        422,
+        "Invalid",
+        f'{qualified} "{name}" is invalid: {text}',
         details={
-            "name": name, "group": group, "kind": kind,
+            "name": name,
+            "group": group,
+            "kind": kind,
             "causes": [cause.as_dict() for cause in causes],
         },
     )

@@ -38,8 +38,7 @@ def _to_jsonschema(schema: Any) -> Any:
             result[key] = {name: _to_jsonschema(sub) for name, sub in value.items()}
         elif key in ("items", "additionalProperties", "not", "allOf", "anyOf", "oneOf"):
             result[key] = _to_jsonschema(value)
-        elif key.startswith("x-kubernetes-") or key in ("nullable", "format", "example",
-                                                          "externalDocs"):
+        elif key.startswith("x-kubernetes-") or key in ("nullable", "format", "example", "externalDocs"):
             continue
         else:
             result[key] = value
@@ -83,12 +82,18 @@ def _cause(error: jsonschema.exceptions.ValidationError) -> Cause:
         return Cause(f"{field}.{name}" if field else name, "FieldValueRequired", "Required value")
     if keyword == "enum":
         supported = ", ".join(_show(choice) for choice in limit)
-        return Cause(field, "FieldValueNotSupported",
-                     f"Unsupported value: {_show(value)}: supported values: {supported}")
+        return Cause(
+            field,
+            "FieldValueNotSupported",
+            f"Unsupported value: {_show(value)}: supported values: {supported}",
+        )
     if keyword == "type":
         wanted = limit if isinstance(limit, str) else limit[0]
-        return Cause(field, "FieldValueTypeInvalid",
-                     f"Invalid value: {_show(value)}: {where} must be of type {wanted}: {_show(value)}")
+        return Cause(
+            field,
+            "FieldValueTypeInvalid",
+            f"Invalid value: {_show(value)}: {where} must be of type {wanted}: {_show(value)}",
+        )
     wording = {
         "maximum": f"should be less than or equal to {limit}",
         "minimum": f"should be greater than or equal to {limit}",
@@ -179,8 +184,9 @@ def _extension_causes(schema: Mapping[str, Any], value: Any, parts: list[Any]) -
     for rule in schema.get("x-kubernetes-validations", ()):
         if not _cel_holds(rule["rule"], value):
             message = rule.get("message") or f"failed rule: {rule['rule']}"
-            causes.append(Cause(_path(parts), "FieldValueInvalid",
-                                f"Invalid value: {_show(value)}: {message}"))
+            causes.append(
+                Cause(_path(parts), "FieldValueInvalid", f"Invalid value: {_show(value)}: {message}")
+            )
     if isinstance(value, Mapping):
         properties = schema.get("properties") or {}
         additional = schema.get("additionalProperties")
@@ -195,9 +201,14 @@ def _extension_causes(schema: Mapping[str, Any], value: Any, parts: list[Any]) -
             for index, item in enumerate(value):
                 ident = json.dumps([item.get(k) for k in keys] if isinstance(item, Mapping) else item)
                 if ident in seen:
-                    shown = ", ".join(f'{k}: {json.dumps(item.get(k))}' for k in keys)
-                    causes.append(Cause(_path([*parts, index]), "FieldValueDuplicate",
-                                        f"Duplicate value: map[string]interface {{}}{{{shown}}}"))
+                    shown = ", ".join(f"{k}: {json.dumps(item.get(k))}" for k in keys)
+                    causes.append(
+                        Cause(
+                            _path([*parts, index]),
+                            "FieldValueDuplicate",
+                            f"Duplicate value: map[string]interface {{}}{{{shown}}}",
+                        )
+                    )
                 seen.add(ident)
         for index, item in enumerate(value):
             causes += _extension_causes(schema["items"], item, [*parts, index])
@@ -239,6 +250,7 @@ def _k8s_functions(celpy: Any) -> dict[str, Any]:
     kubernetes/kubernetes staging/src/k8s.io/apiserver/pkg/cel/library/lists.go: ``<list>.sum()``
     adds the elements; ``[].sum()`` is 0.
     """
+
     def _sum(items: Any) -> Any:
         total = celpy.celtypes.IntType(0)
         for item in items:

@@ -58,8 +58,11 @@ def parse_label_selector(selector: str | None) -> Matcher:
             if op is not None and negated:
                 raise bad_request(f"unable to parse requirement: {part!r}")
             if op is None:
-                tests.append((lambda labels, k=key: k not in labels) if negated
-                             else (lambda labels, k=key: k in labels))
+                tests.append(
+                    (lambda labels, k=key: k not in labels)
+                    if negated
+                    else (lambda labels, k=key: k in labels)
+                )
             else:
                 choices = frozenset(v.strip() for v in values.split(",") if v.strip())
                 if op == "in":
@@ -100,7 +103,7 @@ def parse_field_selector(selector: str | None, *, allowed: Callable[[str], bool]
             raise bad_request(f"invalid field selector: {part!r}")
         path, op, value = match.groups()
         if not allowed(path):
-            raise bad_request(f'field label not supported: {path}')
+            raise bad_request(f"field label not supported: {path}")
         if op == "!=":
             tests.append(lambda obj, p=path, v=value: _field(obj, p) != v)
         else:

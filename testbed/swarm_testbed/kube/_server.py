@@ -30,8 +30,12 @@ def write_kubeconfig(url: str, path: Path, *, namespace: str = "default") -> Pat
         "kind": "Config",
         "clusters": [{"name": "emulator", "cluster": {"server": url}}],
         "users": [{"name": "emulator", "user": {"token": "emulator-token"}}],
-        "contexts": [{"name": "emulator",
-                      "context": {"cluster": "emulator", "user": "emulator", "namespace": namespace}}],
+        "contexts": [
+            {
+                "name": "emulator",
+                "context": {"cluster": "emulator", "user": "emulator", "namespace": namespace},
+            }
+        ],
         "current-context": "emulator",
         "preferences": {},
     }

@@ -12,7 +12,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-_STEP_RE = re.compile(r"""\.([A-Za-z0-9_-]+)|\[(\d+)\]|\[\?\(@\.([A-Za-z0-9_.-]+)\s*==\s*["']([^"']*)["']\)\]""")
+_STEP_RE = re.compile(
+    r"""\.([A-Za-z0-9_-]+)|\[(\d+)\]|\[\?\(@\.([A-Za-z0-9_.-]+)\s*==\s*["']([^"']*)["']\)\]"""
+)
 
 
 def wants_table(accept: str) -> bool:
@@ -39,8 +41,11 @@ def jsonpath(obj: Any, path: str) -> Any:
             elif index is not None and isinstance(value, list) and int(index) < len(value):
                 found.append(value[int(index)])
             elif filter_key is not None and isinstance(value, list):
-                found.extend(item for item in value
-                             if isinstance(item, Mapping) and str(jsonpath(item, "." + filter_key)) == filter_value)
+                found.extend(
+                    item
+                    for item in value
+                    if isinstance(item, Mapping) and str(jsonpath(item, "." + filter_key)) == filter_value
+                )
         values = found
     return values[0] if values else None
 
@@ -86,20 +91,36 @@ def render_table(
     include_object: str = "Metadata",
 ) -> dict[str, Any]:
     """Convert a list (or a one-item list for a GET) into a Table."""
-    columns = [{"name": "Name", "type": "string", "format": "name", "priority": 0,
-                "description": "Name must be unique within a namespace."}]
+    columns = [
+        {
+            "name": "Name",
+            "type": "string",
+            "format": "name",
+            "priority": 0,
+            "description": "Name must be unique within a namespace.",
+        }
+    ]
     for column in printer_columns:
-        columns.append({
-            "name": column["name"],
-            "type": column.get("type", "string"),
-            "format": column.get("format", ""),
-            "priority": column.get("priority", 0),
-            "description": column.get("description", ""),
-        })
+        columns.append(
+            {
+                "name": column["name"],
+                "type": column.get("type", "string"),
+                "format": column.get("format", ""),
+                "priority": column.get("priority", 0),
+                "description": column.get("description", ""),
+            }
+        )
     if not any(column["name"] == "Age" for column in printer_columns):
-        columns.append({"name": "Age", "type": "date", "format": "", "priority": 0,
-                        "description": "CreationTimestamp is a timestamp representing the server time "
-                                       "when this object was created."})
+        columns.append(
+            {
+                "name": "Age",
+                "type": "date",
+                "format": "",
+                "priority": 0,
+                "description": "CreationTimestamp is a timestamp representing the server time "
+                "when this object was created.",
+            }
+        )
     rows = []
     for item in listing["items"]:
         meta = item.get("metadata", {})
@@ -112,8 +133,11 @@ def render_table(
         if include_object == "Object":
             row["object"] = item
         elif include_object != "None":
-            row["object"] = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-                             "metadata": meta}
+            row["object"] = {
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": meta,
+            }
         rows.append(row)
     return {
         "kind": "Table",

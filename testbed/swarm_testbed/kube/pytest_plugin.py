@@ -40,11 +40,13 @@ def kube_emulator_crd_dirs() -> Sequence[Path]:
 
 @pytest.fixture()
 def kube_emulator(
-    tmp_path: Path, kube_emulator_crd_dirs: Sequence[Path],
+    tmp_path: Path,
+    kube_emulator_crd_dirs: Sequence[Path],
 ) -> Iterator[ThreadedKubeEmulator]:
     """A fresh Kubernetes API emulator in a thread; ``.url``, ``.kubeconfig``, ``.emulator``, ``.call``."""
     handle = KubeEmulatorServer.start_in_thread(
-        crd_dirs=kube_emulator_crd_dirs, kubeconfig=tmp_path / "kubeconfig")
+        crd_dirs=kube_emulator_crd_dirs, kubeconfig=tmp_path / "kubeconfig"
+    )
     try:
         yield handle
     finally:
