@@ -223,7 +223,7 @@ def crd() -> dict[str, Any]:
 #: Python equivalents of every CEL rule in the schema, keyed by the rule's text. The API server
 #: evaluates CEL; emulators and tests cannot, so they evaluate these instead. A unit test checks that
 #: every rule the CRD carries has one here.
-CEL_MIRRORS: Final[dict[str, Callable[[dict[str, Any]], bool]]] = {
+CEL_MIRRORS: Final[dict[str, Callable[[Any], bool]]] = {
     "has(self.value) != has(self.valueFrom)": lambda env: ("value" in env) != ("valueFrom" in env),
     model._cel_reserved_env_rule(): lambda env: (
         not (
@@ -232,6 +232,19 @@ CEL_MIRRORS: Final[dict[str, Callable[[dict[str, Any]], bool]]] = {
         )
     ),
     model._cel_secret_references_rule(): lambda spec: _secret_references(spec) <= model.MAX_SECRET_REFERENCES,
+    model._cel_args_size_rule(): lambda args: (
+        sum(len(a) for a in args if isinstance(a, str)) <= model.MAX_ARGS_CHARS
+    ),
+    model._cel_mcp_values_size_rule(): lambda mcp: (
+        sum(
+            len(f.get("value") or "")
+            for m in mcp
+            if isinstance(m, dict)
+            for f in (m.get("fields") or [])
+            if isinstance(f, dict)
+        )
+        <= model.MAX_MCP_VALUE_CHARS
+    ),
 }
 
 
@@ -276,10 +289,11 @@ def extension_violations(schema: dict[str, Any], value: Any, path: str = "") -> 
     """What the API server would refuse beyond plain JSON Schema: CEL rules (via :data:`CEL_MIRRORS`)
     and ``x-kubernetes-list-type: map`` key uniqueness. ``value`` should already be defaulted."""
     problems: list[str] = []
-    if isinstance(value, dict):
+    if isinstance(value, (dict, list)):  # rules sit on objects and on lists (aggregate sizes)
         for rule in schema.get("x-kubernetes-validations", ()):
             if not CEL_MIRRORS[rule["rule"]](value):
                 problems.append(f"{path or '<root>'}: {rule['message']}")
+    if isinstance(value, dict):
         for key, sub in schema.get("properties", {}).items():
             if key in value:
                 problems += extension_violations(sub, value[key], f"{path}.{key}")

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Final, Literal
 
 from swarm_operator.model import Condition, Phase
@@ -92,6 +92,9 @@ class Reason(str, enum.Enum):
     INITIALIZING = "Initializing"  # the setup script is starting (or retrying) the agents.
     AVAILABLE = "Available"  # every desired agent runs (also Ready=True).
     AGENTS_DEGRADED = "AgentsDegraded"  # some agents are dead past their restart budget.
+    #: The coordinator is enabled and its registry holds fewer agents than the spec asks for: the
+    #: panes run but cannot coordinate, so the resource is not Ready.
+    AGENTS_NOT_REGISTERED = "AgentsNotRegistered"
 
     # -- Synced: did the last reconcile succeed? (False carries what stopped it.)
     RECONCILED = "Reconciled"
@@ -191,7 +194,7 @@ TERMINAL_REASONS: Final = frozenset(
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def find(conditions: Iterable[Condition], type_: str) -> Condition | None:

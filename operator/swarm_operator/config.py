@@ -202,6 +202,34 @@ class Settings(BaseModel):
             " allowed; another gets reason TemplateNotAllowed. Default: empty (only the default)."
         ),
     )
+    replace_debounce_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description=(
+            "Least age of a sandbox before a template or egress change replaces it: a spec that"
+            " flaps creates at most one sandbox per this many seconds (each also takes a creation"
+            " token)."
+        ),
+    )
+    default_ttl_seconds: int = Field(
+        default=7200,
+        ge=60,
+        le=86_400,
+        description=(
+            "Lifetime of a sandbox whose resource sets no spec.ttlSeconds: killed then (resource"
+            " Failed, SandboxExpired). Shown in status.sandbox.ttlSeconds."
+        ),
+    )
+    max_ttl_seconds: int = Field(
+        default=28_800,
+        ge=60,
+        le=86_400,
+        description=(
+            "Longest lifetime any sandbox gets, whatever spec.ttlSeconds asks; a longer ttlSeconds is"
+            " cut to this (status.sandbox.ttlSeconds shows the lifetime applied)."
+        ),
+    )
     quota_retry_seconds: float = Field(
         default=60.0,
         gt=0,

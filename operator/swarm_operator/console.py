@@ -22,7 +22,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import IO, Any
 
 from swarm_operator import bootstrap
@@ -157,7 +157,7 @@ def events(swarm: Swarm, limit: int = 8) -> list[dict[str, Any]]:
         and e.involved_object.name == swarm.name
         and e.involved_object.uid in (None, swarm.uid)
     ]
-    mine.sort(key=lambda e: _event_time(e) or datetime.min.replace(tzinfo=timezone.utc))
+    mine.sort(key=lambda e: _event_time(e) or datetime.min.replace(tzinfo=UTC))
     return [
         {
             "time": _event_time(e),
@@ -178,7 +178,7 @@ def _event_time(event: Any) -> datetime | None:
         event.metadata.creation_timestamp if event.metadata else None,
     ):
         if isinstance(value, datetime):
-            return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+            return value if value.tzinfo else value.replace(tzinfo=UTC)
     return None
 
 
@@ -222,7 +222,7 @@ def api_key(swarm: Swarm) -> str:
 # ----- status -------------------------------------------------------------------------------------
 def format_status(swarm: Swarm, recent: Sequence[Mapping[str, Any]], now: datetime | None = None) -> str:
     """A ``kubectl describe``-like page: summary, sandbox, health, agents, conditions, steps, Events."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     status = swarm.status
     agents = status.get("agents") or {}
     sandbox = status.get("sandbox") or {}
@@ -327,7 +327,7 @@ def _cost(ledger: Any, now: datetime) -> str:
 def resume(swarm: Swarm, now: datetime | None = None) -> str:
     """Ask the operator to lift an idle pause (``spec.idle``): one annotation, which the operator
     watches; it then reconciles, resuming the sandbox. Returns what to tell the user."""
-    stamp = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     with _kube_errors(swarm.api, f"swarm {swarm.namespace}/{swarm.name}"):
         cluster.annotate_swarm(
             swarm.api, swarm.namespace, swarm.name, {RESUME_ANNOTATION: stamp}, timeout=_KUBE_TIMEOUT
@@ -353,7 +353,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 def _parse_time(value: Any) -> datetime | None:
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     if not value:
         return None
     try:

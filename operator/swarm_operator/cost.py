@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 from swarm_operator.config import Settings
@@ -101,8 +101,8 @@ def hourly_rate(size: Size, prices: Prices) -> float:
 
 
 def _whole_seconds(now: datetime) -> datetime:
-    now = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
-    return now.astimezone(timezone.utc).replace(microsecond=0)
+    now = now if now.tzinfo else now.replace(tzinfo=UTC)
+    return now.astimezone(UTC).replace(microsecond=0)
 
 
 def _advance(ledger: CostStatus, now: datetime) -> tuple[datetime, int, int, float]:

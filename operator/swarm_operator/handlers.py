@@ -28,6 +28,7 @@ from swarm_operator.cluster import (
 )
 from swarm_operator.config import Settings
 from swarm_operator.lifecycle import GiveUp, ResourceRef, RetryLater, Runtime
+from swarm_operator.lifecycle.startup import seed_limiter
 from swarm_operator.metrics import Metrics, new_registry, start_server
 from swarm_operator.model import InvalidSpecError, SwarmSandboxSpec, SwarmSandboxStatus
 from swarm_operator.names import FINALIZER, GROUP, PLURAL, RESUME_ANNOTATION, VERSION
@@ -119,6 +120,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
             timeout_s=config.kube_timeout_seconds,
         ),
     )
+    # Before any handler may create: the limiter replays what E2B knows of earlier processes.
+    await seed_limiter(memo.runtime, timeout_s=config.control_timeout_seconds * 2)
     lister = KubeResourceLister(
         client, namespaces=getattr(memo, "namespaces", None), timeout_s=config.kube_timeout_seconds
     )
@@ -173,6 +176,7 @@ async def _sweep_forever(runtime: Runtime, lister: KubeResourceLister) -> None:
         except Exception as exc:
             logger.warning("sweep failed: %s", exc)
             continue
+        runtime.metrics.untracked(report.candidates - len(report.killed))
         if report.killed:
             runtime.metrics.orphan_killed(len(report.killed))
             logger.warning("sweep killed %d orphaned sandbox(es)", len(report.killed))

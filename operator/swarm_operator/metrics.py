@@ -39,7 +39,7 @@ import threading
 from collections import Counter as _Tally
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -290,7 +290,7 @@ class Metrics:
     def __init__(
         self,
         registry: CollectorRegistry,
-        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         redactor: Redactor = REDACTOR,
     ) -> None:
         self.registry = registry
@@ -378,6 +378,12 @@ class Metrics:
         self.orphans_killed_total = Counter(
             "swarm_orphans_killed_total",
             "Tagged sandboxes killed because their resource no longer exists.",
+            registry=registry,
+        )
+        self.untracked_sandboxes = Gauge(
+            "swarm_untracked_sandboxes",
+            "Sandboxes tagged by this operator that no SwarmSandbox tracks, at the last sweep (killed "
+            "once untracked for the sweep grace; a value that stays up means they are not).",
             registry=registry,
         )
         self.duplicates_killed_total = Counter(
@@ -472,6 +478,10 @@ class Metrics:
 
     def adopted(self) -> None:
         self.sandboxes_adopted_total.inc()
+
+    def untracked(self, count: int) -> None:
+        """The last sweep found ``count`` of this operator's sandboxes with no resource."""
+        self.untracked_sandboxes.set(max(count, 0))
 
     def orphan_killed(self, count: int = 1) -> None:
         self.orphans_killed_total.inc(count)

@@ -26,7 +26,7 @@ import ipaddress
 import math
 import re
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
 import pydantic
@@ -35,6 +35,8 @@ from pydantic.alias_generators import to_camel
 
 __all__ = [
     "MAX_SECRETS",
+    "MAX_ARGS_CHARS",
+    "MAX_MCP_VALUE_CHARS",
     "MAX_SECRET_REFERENCES",
     "MAX_STEPS",
     "COORDINATOR_PIN",
@@ -135,6 +137,13 @@ _RESERVED_ENV_TEXT: Final = (
 #: Secret key references one resource may carry (agent.env valueFrom, the two apiKeySecretRefs,
 #: workspace.credentialsSecretRef, mcp tokenSecretRef and fields valueFrom): the schema's bound.
 MAX_SECRET_REFERENCES: Final = 64
+#: Characters all of ``agent.args`` may hold together, and all literal ``mcp[].fields[].value``
+#: together. Both are rendered into the one setup script, which must fit in one command
+#: (``bootstrap.MAX_SCRIPT_BYTES``, about 77 KB of it left for user text): these bounds refuse
+#: at the API server what could never fit; the operator still renders and measures the whole
+#: script (ConfigMap files included) before it creates a sandbox.
+MAX_ARGS_CHARS: Final = 32_768
+MAX_MCP_VALUE_CHARS: Final = 16_384
 #: Distinct Secrets (by name) one resource may reference: each is read again every re-read interval
 #: and its values held for log redaction, so a resource naming hundreds would cost every tenant.
 #: Several keys of one Secret count once: group a resource's values in a few Secrets.
@@ -245,6 +254,17 @@ def _cel_reserved_env_rule() -> str:
     return f"!(self.name in [{names}]) && {prefixes}"
 
 
+def _cel_args_size_rule() -> str:
+    return f"self.map(a, size(a)).sum() <= {MAX_ARGS_CHARS}"
+
+
+def _cel_mcp_values_size_rule() -> str:
+    return (
+        "self.map(m, has(m.fields) ? m.fields.map(f, has(f.value) ? size(f.value) : 0).sum() : 0)"
+        f".sum() <= {MAX_MCP_VALUE_CHARS}"
+    )
+
+
 def _cel_secret_references_rule() -> str:
     # sum() is the Kubernetes list library's (Kubernetes 1.24+; the chart needs 1.27).
     return (
@@ -286,8 +306,8 @@ def _explain_unpinned(install: str) -> str:
 def _utc(value: datetime) -> datetime:
     # Naive times are taken as UTC: the operator only ever produces UTC, and a timestamp read back from
     # the API server carries "Z".
-    value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).replace(microsecond=0)
+    value = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).replace(microsecond=0)
 
 
 def _rfc3339(value: datetime) -> str:
@@ -489,7 +509,16 @@ class AgentSpec(_Spec):
     args: list[Annotated[str, Field(max_length=4096)]] = Field(
         default_factory=list,
         max_length=64,
-        description="Arguments passed to the command, each quoted as one word.",
+        description=f"Arguments passed to the command, each quoted as one word; at most "
+        f"{MAX_ARGS_CHARS} characters together.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": _cel_args_size_rule(),
+                    "message": f"agent.args may hold at most {MAX_ARGS_CHARS} characters together",
+                }
+            ]
+        },
     )
     env: list[EnvVar] = Field(
         default_factory=list,
@@ -529,6 +558,14 @@ class AgentSpec(_Spec):
     def is_claude_code(self) -> bool:
         """Whether the agent is Claude Code, whose configuration files the operator writes."""
         return self.command.rsplit("/", 1)[-1] == "claude"
+
+    @field_validator("args")
+    @classmethod
+    def _args_fit(cls, args: list[str]) -> list[str]:
+        total = sum(len(a) for a in args)
+        if total > MAX_ARGS_CHARS:
+            raise ValueError(f"{total} characters together, over the limit of {MAX_ARGS_CHARS}")
+        return args
 
     @field_validator("env")
     @classmethod
@@ -904,7 +941,9 @@ class SwarmSandboxSpec(_Spec):
         ge=60,
         le=86400,
         description="Hard cap on the sandbox's lifetime, in seconds. When reached the sandbox is killed "
-        "and the resource is Failed with reason SandboxExpired. Unset: no cap beyond E2B's own.",
+        "and the resource is Failed with reason SandboxExpired. Unset: the operator's default "
+        "(SWARM_DEFAULT_TTL_SECONDS, 2 h unless set); never more than its maximum "
+        "(SWARM_MAX_TTL_SECONDS, 8 h unless set). status.sandbox.ttlSeconds shows the one applied.",
     )
     e2b: E2BSpec | None = Field(default=None, alias="e2b", description="E2B account settings.")
     coordinator: CoordinatorSpec = Field(
@@ -936,7 +975,17 @@ class SwarmSandboxSpec(_Spec):
         max_length=16,
         description="MCP servers for the agents, run by E2B's MCP gateway in the sandbox; the "
         "agents' configuration points at the gateway. Secrets come from Secret keys.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+            "x-kubernetes-validations": [
+                {
+                    "rule": _cel_mcp_values_size_rule(),
+                    "message": f"mcp literal field values may hold at most {MAX_MCP_VALUE_CHARS} "
+                    "characters together",
+                }
+            ],
+        },
     )
 
     network: NetworkSpec | None = Field(
@@ -956,6 +1005,12 @@ class SwarmSandboxSpec(_Spec):
     @field_validator("mcp")
     @classmethod
     def _one_entry_per_server(cls, mcp: list[McpServerSpec]) -> list[McpServerSpec]:
+        total = sum(len(f.value or "") for entry in mcp for f in entry.fields)
+        if total > MAX_MCP_VALUE_CHARS:
+            raise ValueError(
+                f"literal field values hold {total} characters together, over the limit "
+                f"of {MAX_MCP_VALUE_CHARS}"
+            )
         seen: dict[str, str] = {}
         for entry in mcp:
             if entry.name in seen.values():
@@ -1093,6 +1148,24 @@ class SandboxStatus(_Status):
         description="When E2B will end the sandbox unless the operator renews its lease: never past "
         "the plan's lifetime cap (SWARM_SANDBOX_MAX_LIFETIME_SECONDS from the sandbox's start).",
     )
+    ttl_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "The lifetime this sandbox gets: spec.ttlSeconds, else the operator's default"
+            " (SWARM_DEFAULT_TTL_SECONDS), never over its maximum (SWARM_MAX_TTL_SECONDS)."
+        ),
+    )
+    init_attempts: int | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        description=(
+            "Failed setup attempts on this sandbox since its agents were last all up, timeouts and"
+            " backend errors included. At the operator's SWARM_INIT_ATTEMPTS the sandbox is killed and"
+            " the resource Failed (InitFailed). In status so a restart keeps the count."
+        ),
+    )
 
 
 class AgentItem(_Status):
@@ -1224,6 +1297,18 @@ class SecretsStatus(_Status):
         description="When the operator last noticed a referenced Secret change.",
     )
     message: str = Field(default="", max_length=1024, description="Which Secrets changed, and what was done.")
+    applied: dict[str, Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None,
+        description="Per environment variable, a keyed digest (HMAC-SHA256 under the resource's E2B "
+        "API key, truncated) of the Secret value the agents run with, never the value: a restarted "
+        "operator still tells a rotation that happened while it was down.",
+    )
+    applied_key: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Which API key keyed the digests (a digest of it): after a key rotation they are "
+        "not compared.",
+    )
 
 
 class CostStatus(_Status):

@@ -27,6 +27,12 @@ frees the slot. A uid counts once, whatever is called how often. When the cap is
 in the limiter knows when a slot will free, so ``retry_after_s`` is the fixed
 ``namespace_retry_s``.
 
+Restarts. A new process starts with full buckets, so an operator that crash-loops would get a
+fresh burst each time. :meth:`seed` replays the creations E2B still knows about (the start times
+of this operator's tagged sandboxes, from the list call at start-up) into the buckets;
+:meth:`drain` empties them when that list cannot be read (unknown history: assume the worst, wait
+one refill). Sandboxes already gone from E2B are not seen: the replay is a lower bound.
+
 Everything is synchronous and runs on the operator's event loop: no awaits inside, so no locks.
 """
 
@@ -36,7 +42,7 @@ import itertools
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -76,6 +82,7 @@ class _Bucket:
         # A bucket smaller than one token could never grant anything.
         self.capacity = max(limit, 1.0)
         self.rate = limit / window_s  # tokens per second
+        self.window_s = window_s
         self.tokens = self.capacity
         self.at = now
 
@@ -204,6 +211,30 @@ class CreationLimiter:
         stale = [uid for uid, w in self._waiters.items() if now - w.last_seen > w.stale_after_s]
         for uid in stale:
             del self._waiters[uid]
+
+    # ------------------------------------------------------------------ restarts
+
+    def seed(self, ages_s: Iterable[float]) -> None:
+        """Replay creations made ``ages_s`` seconds ago (by an earlier process) into every bucket,
+        as if this limiter had granted them: each takes one token at its time, and the bucket
+        refills from there. A bucket refills completely within its window, so older ones do not
+        matter. Tokens may go below zero (several processes created more than one would have
+        allowed): later grants then wait until the debt is refilled."""
+        now = self._clock()
+        for bucket in self._buckets:
+            recent = sorted(now - age for age in ages_s if 0 <= age < bucket.window_s)
+            tokens, at = bucket.capacity, now - bucket.window_s
+            for when in recent:
+                tokens = min(bucket.capacity, tokens + (when - at) * bucket.rate) - 1.0
+                at = when
+            bucket.tokens = min(bucket.capacity, tokens + (now - at) * bucket.rate)
+            bucket.at = now
+
+    def drain(self) -> None:
+        """Empty every bucket: the history is unknown, so the next grant waits for one refill."""
+        now = self._clock()
+        for bucket in self._buckets:
+            bucket.tokens, bucket.at = 0.0, now
 
     # ------------------------------------------------------------------ live sandboxes
 

@@ -6,7 +6,7 @@ Ready sandbox before the cap: never two sandboxes but during the hand-over, neve
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +92,7 @@ def test_swarm_is_handed_over_to_a_new_ready_sandbox_before_the_plans_cap(
             seen_when_old_gone = {
                 "sandbox": status.get("sandbox") or {},
                 "ready": ready.get("status"),
-                "at": datetime.now(timezone.utc),
+                "at": datetime.now(UTC),
             }
             break
         time.sleep(0.05)

@@ -284,7 +284,7 @@ def test_connect_only_extends_defaults_to_five_minutes_and_refuses_over_the_cap(
     assert sandbox.get_info().end_at == before  # never shortened
     short = Sandbox.create(timeout=20, **opts)
     Sandbox.connect(short.sandbox_id, **opts)
-    extended = short.get_info().end_at - datetime.datetime.now(datetime.timezone.utc)
+    extended = short.get_info().end_at - datetime.datetime.now(datetime.UTC)
     assert datetime.timedelta(seconds=290) < extended <= datetime.timedelta(seconds=300)
     with pytest.raises(SandboxException, match="Timeout cannot be greater than 1 hours"):
         Sandbox.connect(sandbox.sandbox_id, timeout=3601, **opts)

@@ -5,7 +5,7 @@ Application."""
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import lupa
@@ -19,7 +19,7 @@ from swarm_operator.conditions import Reason as R
 from swarm_operator.model import AgentsStatus, Phase, SandboxStatus, SwarmSandboxStatus
 
 HEALTH_LUA = CHART / "docs" / "health.lua"
-NOW = datetime(2026, 11, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
 GEN = 3
 
 

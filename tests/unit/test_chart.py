@@ -9,6 +9,7 @@ import re
 import shlex
 import subprocess
 import sys
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -371,6 +372,9 @@ def test_monitoring_objects() -> None:
         "SwarmReconcileErrorsHigh",
         "SwarmOrphanSandboxesKilled",
         "SwarmSpendRateHigh",
+        "SwarmSandboxStuckStarting",
+        "SwarmCreationsBlocked",
+        "SwarmUntrackedSandboxes",
     }
     job = service["metadata"]["name"]
     assert all(f'job="{job}"' in r["expr"] for r in alerts.values())
@@ -460,7 +464,7 @@ def test_spend_alert_threshold_comes_from_values() -> None:
 def test_budget_and_cost_through_kubectl(kube_emulator: Any) -> None:
     """A bad budget is a 422 naming the field; a good one is stored; the Cost column shows the
     ledger's figure once the operator writes status.cost."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from swarm_operator.cost import Prices, Size, accrue
 
@@ -491,7 +495,7 @@ def test_budget_and_cost_through_kubectl(kube_emulator: Any) -> None:
     stored = json.loads(kubectl(kube_emulator.kubeconfig, "get", "swarm", "capped", "-o", "json"))
     assert stored["spec"]["budget"] == {"maxUSD": 0.5, "action": "Suspend"}  # defaulted by the schema
 
-    start = datetime(2026, 11, 29, 12, tzinfo=timezone.utc)
+    start = datetime(2026, 11, 29, 12, tzinfo=UTC)
     ledger = accrue(None, start, "Running", Size(2, 512), Prices())
     ledger = accrue(ledger, start + timedelta(hours=1), "Running", Size(2, 512), Prices())
     patch = {"status": {"cost": ledger.model_dump(by_alias=True, mode="json", exclude_none=True)}}
@@ -507,6 +511,22 @@ def test_budget_and_cost_through_kubectl(kube_emulator: Any) -> None:
     )
     header, row = kubectl(kube_emulator.kubeconfig, "get", "swarm", "capped").splitlines()
     assert row[header.index("COST") :].split()[0] == "$0.1089"  # by offset: empty columns print nothing
+
+
+def test_the_stuck_starting_alert_waits_longer_than_the_init_bound() -> None:
+    """Issue 16: an alert for resources Creating/Initializing past the bound the README states, for
+    QuotaExceeded/RateLimited persisting, and for sandboxes no resource tracks."""
+    from swarm_operator.config import Settings
+    from swarm_operator.lifecycle import bounds
+
+    (rule,) = find(render(MODES["everything"]), "PrometheusRule")
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    starting = alerts["SwarmSandboxStuckStarting"]
+    assert 'phase=~"Creating|Initializing"' in starting["expr"]
+    minutes = int(starting["for"].rstrip("m"))
+    assert minutes * 60 > bounds.init_bound_seconds(Settings())
+    assert 'outcome=~"QuotaExceeded|RateLimited"' in alerts["SwarmCreationsBlocked"]["expr"]
+    assert "swarm_untracked_sandboxes{" in alerts["SwarmUntrackedSandboxes"]["expr"]
 
 
 # -- The tenancy ValidatingAdmissionPolicy (admissionPolicy.enabled) ----------------------------------

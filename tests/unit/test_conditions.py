@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -20,7 +20,7 @@ from swarm_operator.conditions import (
 )
 from swarm_operator.model import Condition, Phase, SwarmSandboxStatus
 
-T0 = datetime(2026, 11, 5, 12, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 5, 12, 0, 0, tzinfo=UTC)
 T1 = T0 + timedelta(seconds=30)
 T2 = T0 + timedelta(seconds=90)
 
@@ -77,7 +77,7 @@ def test_other_conditions_are_untouched_and_order_is_kept() -> None:
 def test_default_time_is_now_in_utc() -> None:
     (cond,) = set_condition([], C.SYNCED, "True", R.RECONCILED, observed_generation=None)
     assert cond.last_transition_time.tzinfo is not None
-    assert abs(datetime.now(timezone.utc) - cond.last_transition_time) < timedelta(seconds=5)
+    assert abs(datetime.now(UTC) - cond.last_transition_time) < timedelta(seconds=5)
 
 
 def test_conditions_survive_a_round_trip_through_status() -> None:

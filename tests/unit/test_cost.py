@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -33,7 +33,7 @@ from swarm_operator.cost import (
 )
 from swarm_operator.model import BudgetSpec, CostStatus, SwarmSandboxSpec, SwarmSandboxStatus
 
-T0 = datetime(2026, 11, 29, 12, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
 PRICES = Prices()
 
 

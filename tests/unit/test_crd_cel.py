@@ -165,3 +165,22 @@ def test_secret_reference_rule_counts_every_field_to_the_limit() -> None:
     assert _evaluate(rule["rule"], spec)
     spec["mcp"][1]["fields"].append({"name": "one-more", "valueFrom": ref})
     assert not _evaluate(rule["rule"], spec)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    args=st.lists(st.text(max_size=3000), max_size=20),
+    values=st.lists(st.lists(st.text(max_size=3000), max_size=4), max_size=6),
+)
+def test_cel_and_mirror_agree_on_aggregate_sizes(args: list[str], values: list[list[str]]) -> None:
+    """agent.args and the MCP literal values are bounded together (issue 16: they all go into one
+    setup script, which must fit in one command)."""
+    (args_rule,) = _rules(".spec.agent.args")
+    (mcp_rule,) = _rules(".spec.mcp")
+    mcp = [
+        {"name": f"m{i}", "fields": [{"name": f"f{j}", "value": v} for j, v in enumerate(vs)]}
+        for i, vs in enumerate(values)
+    ]
+    mcp.append({"name": "no-fields"})
+    assert bool(_evaluate(args_rule["rule"], args)) == _crd.CEL_MIRRORS[args_rule["rule"]](args)
+    assert bool(_evaluate(mcp_rule["rule"], mcp)) == _crd.CEL_MIRRORS[mcp_rule["rule"]](mcp)

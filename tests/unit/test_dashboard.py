@@ -4,7 +4,7 @@ and every series it reads (with every label it filters or groups by) is one the 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import promql_parser
 import pytest
@@ -26,9 +26,7 @@ def _exported() -> dict[str, set[str]]:
     in which every family has at least one sample."""
     metrics = Metrics(CollectorRegistry())
     metrics.observe_phase("u1", "team-a", Phase.READY)
-    metrics.observe_cost(
-        "u1", "team-a", accrue(None, datetime.now(timezone.utc), "Running", Size(2, 512), Prices())
-    )
+    metrics.observe_cost("u1", "team-a", accrue(None, datetime.now(UTC), "Running", Size(2, 512), Prices()))
     metrics.became_ready(10.0)
     metrics.e2b_observer("create", "ok", 0.1)
     metrics.step("create", 1.0)

@@ -9,7 +9,7 @@ import socket
 import threading
 import urllib.request
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -293,7 +293,7 @@ def test_closer_frees_the_port() -> None:
 
 class _Clock:
     def __init__(self) -> None:
-        self.now = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
+        self.now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
     def __call__(self) -> datetime:
         return self.now
@@ -385,3 +385,14 @@ def test_ready_latency_histogram() -> None:
     assert get("swarm_ready_seconds_count") == 2
     assert get("swarm_ready_seconds_bucket", {"le": "30.0"}) == 1
     assert get("swarm_ready_seconds_bucket", {"le": "60.0"}) == 2
+
+
+def test_untracked_sandboxes_gauge_reports_the_last_sweep() -> None:
+    """Read by the SwarmUntrackedSandboxes alert (issue 16, hole 9)."""
+    from swarm_operator.metrics import Metrics, new_registry
+
+    metrics = Metrics(new_registry())
+    metrics.untracked(3)
+    assert metrics.registry.get_sample_value("swarm_untracked_sandboxes") == 3
+    metrics.untracked(-1)
+    assert metrics.registry.get_sample_value("swarm_untracked_sandboxes") == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -572,7 +572,7 @@ def test_model_refuses_at_least_what_the_schema_refuses_for_install(install: str
 # Status
 # ------------------------------------------------------------------------------------------------
 
-T0 = datetime(2026, 11, 5, 12, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 5, 12, 0, 0, tzinfo=UTC)
 
 
 def _full_status() -> SwarmSandboxStatus:

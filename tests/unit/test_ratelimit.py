@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC
 
 import pytest
 from hypothesis import given, settings
@@ -340,3 +341,85 @@ def test_limits_hold_for_any_sequence(
         for i, first in enumerate(grants):
             for j in range(i, len(grants)):
                 assert j - i + 1 <= limit + limit * (grants[j] - first) / window + 1e-6
+
+
+# -- issue 16, hole 4: a restart does not reset the allowance
+
+
+def test_seed_replays_earlier_creations_so_a_restart_gets_no_fresh_burst() -> None:
+    clock = [1000.0]
+    limiter = CreationLimiter(2, 3, None, clock=lambda: clock[0])
+    limiter.seed([10.0, 20.0, 4000.0])  # two within the minute, one older than the hour
+    refused = limiter.try_acquire("u", "ns")
+    assert not refused and refused.scope == "operator"
+    # Per minute: 2 tokens, two taken 20 s and 10 s ago, refilled at 2/min since -> 0.67 tokens
+    # now; per hour: 3 tokens, two taken -> ~1.01. The minute bucket binds: 1 token in ~10 s.
+    assert 9.0 < refused.retry_after_s < 11.0
+    clock[0] += refused.retry_after_s
+    assert limiter.try_acquire("u", "ns")
+
+
+def test_seed_ignores_creations_older_than_every_window() -> None:
+    limiter = CreationLimiter(1, None, None, clock=lambda: 0.0)
+    limiter.seed([61.0, 3600.0])
+    assert limiter.try_acquire("u", "ns")
+
+
+def test_seed_keeps_the_debt_of_more_creations_than_the_limit_allowed() -> None:
+    clock = [0.0]
+    limiter = CreationLimiter(1, None, None, clock=lambda: clock[0])
+    limiter.seed([1.0, 2.0, 3.0])  # three in a minute under a 1/min limit (several processes)
+    refused = limiter.try_acquire("u", "ns")
+    assert not refused and refused.retry_after_s > 60
+
+
+def test_drain_makes_the_next_create_wait_one_refill() -> None:
+    clock = [0.0]
+    limiter = CreationLimiter(6, None, None, clock=lambda: clock[0])
+    limiter.drain()
+    refused = limiter.try_acquire("u", "ns")
+    assert not refused and refused.retry_after_s == pytest.approx(10.0)
+
+
+async def test_the_operator_seeds_its_limiter_from_e2bs_list_at_start() -> None:
+    from datetime import datetime, timedelta
+    from types import SimpleNamespace
+
+    from swarm_operator.backend import BackendUnavailable
+    from swarm_operator.config import Settings
+    from swarm_operator.lifecycle.startup import seed_limiter
+    from swarm_operator.names import TAG_OPERATOR
+
+    now = datetime.now(UTC)
+    sandboxes = [
+        SimpleNamespace(started_at=now - timedelta(seconds=s), metadata={TAG_OPERATOR: "op"}) for s in (5, 15)
+    ]
+    seen: list[dict[str, str]] = []
+
+    class Backend:
+        error: Exception | None = None
+
+        async def list(self, metadata: dict[str, str], **_: object) -> list[SimpleNamespace]:
+            seen.append(dict(metadata))
+            if self.error:
+                raise self.error
+            return sandboxes
+
+    class Secrets:
+        async def read_many(self, refs: object, **_: object) -> dict[object, str]:
+            return {"ref": "e2b_key"}
+
+    backend = Backend()
+    runtime = SimpleNamespace(
+        settings=Settings(operator_id="op"),
+        secrets=Secrets(),
+        backends=SimpleNamespace(for_key=lambda key: backend),
+        limiter=CreationLimiter(2, None, None),
+    )
+    assert await seed_limiter(runtime, timeout_s=5) == 2  # type: ignore[arg-type]
+    assert seen == [{TAG_OPERATOR: "op"}]
+    assert not runtime.limiter.try_acquire("u", "ns")
+    backend.error = BackendUnavailable("E2B answered 502")
+    runtime.limiter = CreationLimiter(2, None, None)
+    assert await seed_limiter(runtime, timeout_s=5) is None  # type: ignore[arg-type]
+    assert not runtime.limiter.try_acquire("u", "ns")  # drained: unknown history

@@ -5,7 +5,7 @@ in time for a budget, and the probe's activity report."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -29,7 +29,7 @@ class PausingBackend(FakeBackend):
 
 
 def _ago(seconds: float) -> str:
-    return (datetime.now(timezone.utc) - timedelta(seconds=seconds)).replace(microsecond=0).isoformat()
+    return (datetime.now(UTC) - timedelta(seconds=seconds)).replace(microsecond=0).isoformat()
 
 
 def _ledger(**fields: Any) -> dict[str, Any]:
@@ -191,7 +191,7 @@ def test_idle_means_no_pane_output_and_no_coordinator_change_for_the_whole_time(
 async def test_the_namespace_daily_cap_pauses_default_key_resources_only() -> None:
     backend, recorder = PausingBackend(), Recorder()
     runtime = _runtime(backend, recorder, SWARM_MAX_USD_PER_NAMESPACE_PER_DAY="1")
-    today = datetime.now(timezone.utc).date().isoformat()
+    today = datetime.now(UTC).date().isoformat()
     other = runtime.remember("uid-other")  # another resource of the namespace, $0.7 today
     other.namespace, other.default_key = REF.namespace, True
     other.cost = CostStatus.model_validate(
@@ -207,19 +207,17 @@ async def test_the_namespace_daily_cap_pauses_default_key_resources_only() -> No
         "namespace ns spent an estimated $1.1" in message and "SWARM_MAX_USD_PER_NAMESPACE_PER_DAY" in message
     )
     # The next UTC day the pause lifts without a spec change (the health daemon reconciles).
-    tomorrow = datetime.now(timezone.utc) + timedelta(days=1)
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
     paused = _status(status)
     assert lifecycle.budget.lifted(REF, _spec(SPEC), paused, runtime, tomorrow)
-    assert not lifecycle.budget.lifted(REF, _spec(SPEC), paused, runtime, datetime.now(timezone.utc))
+    assert not lifecycle.budget.lifted(REF, _spec(SPEC), paused, runtime, datetime.now(UTC))
     # A resource on its own key is not capped by the operator's default-key budget.
     own = _spec({**SPEC, "e2b": {"apiKeySecretRef": {"name": "mine", "key": "api-key"}}})
-    assert not lifecycle.budget.verdict(REF, own, paused.cost, runtime, datetime.now(timezone.utc))[
-        0
-    ].exceeded
+    assert not lifecycle.budget.verdict(REF, own, paused.cost, runtime, datetime.now(UTC))[0].exceeded
 
 
 def test_spend_today_starts_at_midnight_and_carries_within_the_day() -> None:
-    midnight = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     yesterday = midnight - timedelta(hours=1)
     # $0.001/s since 23:00: $3.6 by midnight.
     ledger = accrue(None, yesterday, "Running", Size(1, 0), Prices(0.001, 0))

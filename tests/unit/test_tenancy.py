@@ -3,6 +3,7 @@ orphan sweeper trusts instead of anything inside a sandbox."""
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 import kubernetes
@@ -186,9 +187,9 @@ class SweptBackend:
     decide without looking inside any sandbox."""
 
     def __init__(self, owners: dict[str, str]) -> None:
-        from datetime import datetime, timezone
+        from datetime import datetime
 
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         self.sandboxes = {
             sid: SandboxInfo(sid, "base", {TAG_UID: uid, TAG_OPERATOR: "op"}, now, now, "running")
             for sid, uid in owners.items()

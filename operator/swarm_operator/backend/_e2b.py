@@ -267,7 +267,7 @@ class E2BBackend:
             should_retry=lambda err: not err.ambiguous,
         )
         self._remember(sandbox)
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         logger.info(
             "created sandbox %s from template %s",
             sandbox.sandbox_id,

@@ -30,7 +30,7 @@ ScriptHandler = Callable[[SandboxInfo, str, Mapping[str, str]], CommandResult | 
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 class MockBackend:
@@ -52,6 +52,9 @@ class MockBackend:
         self.timeouts: list[tuple[str, int]] = []
         #: Every (id, script) ``run`` was called with.
         self.scripts: list[tuple[str, str]] = []
+        #: (sandbox id, bytes) of every command that was handed input on its stdin (the setup
+        #: script's secrets: see bootstrap.secret_input).
+        self.stdins: list[tuple[str, bytes]] = []
         self._ids = itertools.count(1)
 
     def add(
@@ -160,10 +163,13 @@ class MockBackend:
         cwd: str | None = None,
         user: str | None = None,
         retry: RetryPolicy | None = None,
+        stdin: bytes | None = None,
     ) -> CommandResult:
         info = self._check("run", sandbox_id)
         assert info is not None
         self.scripts.append((sandbox_id, script))
+        if stdin is not None:
+            self.stdins.append((sandbox_id, stdin))
         if info.state == "paused":  # as the SDK's connect does
             self._replace(sandbox_id, state="running")
         if self.handler is None:

@@ -209,13 +209,13 @@ async def _check_lease(run: _Run, sandbox: Any) -> None:
 
     cap = run.options.lifetime_cap_s
     info = await run.bounded(AsyncSandbox.get_info(sandbox.sandbox_id, **run.opts()))
-    elapsed = (datetime.datetime.now(datetime.timezone.utc) - info.started_at).total_seconds()
+    elapsed = (datetime.datetime.now(datetime.UTC) - info.started_at).total_seconds()
     renew = max(10, min(run.options.lease_s, int(cap - elapsed) - 30))
     contract = f"lease: set_timeout({renew}s) within the {cap}s cap"
     try:
         await run.bounded(AsyncSandbox.set_timeout(sandbox.sandbox_id, renew, **run.opts()))
         after = await run.bounded(AsyncSandbox.get_info(sandbox.sandbox_id, **run.opts()))
-        left = (after.end_at - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+        left = (after.end_at - datetime.datetime.now(datetime.UTC)).total_seconds()
         run.add(contract, f"accepted, ends in ~{renew}s", f"ends in {left:.0f}s", abs(left - renew) <= 15)
     except Exception as exc:
         run.add(contract, f"accepted, ends in ~{renew}s", f"refused: {_refusal(exc)[1]}", False)

@@ -201,6 +201,8 @@ class BootstrapPlan(pydantic.BaseModel):
     #: provision step). None: the shipped lock when ``coordinator_install`` is the pin it was made
     #: for (the operator's default), else none: a custom pin installs as pip resolves it.
     coordinator_lock: _Text | None = None
+    #: Bound on each network git call of the workspace step (ls-remote, fetch).
+    git_timeout_s: Annotated[int, pydantic.Field(ge=1, le=3600)] = 120
     discover_timeout_s: Annotated[int, pydantic.Field(ge=1, le=600)] = 60
     lock_timeout_s: Annotated[int, pydantic.Field(ge=1, le=3600)] = 120
     restart_dead: bool = True

@@ -56,7 +56,9 @@ def _seconds(value: float) -> str:
     return f"{value:.3f}"
 
 
-def _render(kind: str, plan: BootstrapPlan, extra: dict[str, str | int | bool | Iterable[str]]) -> str:
+def _render(
+    kind: str, plan: BootstrapPlan, extra: dict[str, str | int | bool | Iterable[str]], *, check: bool = True
+) -> str:
     common: dict[str, str | int | bool | Iterable[str]] = {
         "SWARM_SESSION": plan.session,
         "SWARM_SOCKET": plan.socket,
@@ -73,7 +75,7 @@ def _render(kind: str, plan: BootstrapPlan, extra: dict[str, str | int | bool | 
     lines += [_assign(k, v) for k, v in {**common, **extra}.items()]
     script = "\n".join(lines) + "\n" + _body("_common.sh") + _body(f"{kind}.sh")
     size = len(script.encode("utf-8"))
-    if size > MAX_SCRIPT_BYTES:
+    if check and size > MAX_SCRIPT_BYTES:
         raise ValueError(
             f"the rendered {kind} script is {size} bytes; at most {MAX_SCRIPT_BYTES} "
             "fit in one command (are the agent args huge?)"
@@ -81,13 +83,15 @@ def _render(kind: str, plan: BootstrapPlan, extra: dict[str, str | int | bool | 
     return script
 
 
-def render_setup(plan: BootstrapPlan) -> str:
+def render_setup(plan: BootstrapPlan, *, check: bool = True) -> str:
     """The idempotent setup script: create, rerun, scale to ``plan.agents``, restart dead agents.
 
     Hand it the agent env values (``plan.env_names``) and the script-only ``SWARM_SECRET_*`` values
     (workspace password, MCP tokens) on its stdin, encoded by :func:`secret_input`, never through
     its environment; parse its stdout with :func:`parse_report`. On a template that lacks tmux, the agent CLI or the coordinator the
-    first run installs them: allow ``plan.provision_budget_s`` on top of the command's own timeout.
+    first run installs them: allow ``plan.provision_budget_s`` on top of the command's own timeout. ``check=False`` returns
+    an oversized script instead of raising, for a caller that measures it and says which inputs to
+    shrink.
     """
     return _render(
         "setup",
@@ -107,6 +111,7 @@ def render_setup(plan: BootstrapPlan) -> str:
             "SWARM_READY_TIMEOUT_MS": math.ceil(plan.ready_timeout_s * 1000),
             "SWARM_SETTLE_MS": math.ceil(plan.settle_s * 1000),
             "SWARM_INSTALL_TIMEOUT_S": plan.install_timeout_s,
+            "SWARM_GIT_TIMEOUT_S": plan.git_timeout_s,
             "SWARM_DISCOVER_TIMEOUT_S": plan.discover_timeout_s,
             "SWARM_LOCK_TIMEOUT_S": plan.lock_timeout_s,
             "SWARM_RESTART_DEAD": plan.restart_dead,
@@ -124,6 +129,7 @@ def render_setup(plan: BootstrapPlan) -> str:
             "SWARM_MCP_E2B_PORT": MCP_GATEWAY_PORT,
             "SWARM_MCP_START_TIMEOUT_S": plan.mcp_start_timeout_s,
         },
+        check=check,
     )
 
 

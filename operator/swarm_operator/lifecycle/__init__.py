@@ -17,7 +17,10 @@ Modules (imports flow downwards in this list):
 * :mod:`.lease` — ``renew_lease``: the dead-man's switch (the lease daemon).
 * :mod:`.health` — ``check_health``: probe, report, self-heal (the health daemon).
 * :mod:`.rotation` — ``watch_secrets``: Secret rotation (the secrets daemon).
+* :mod:`.startup` — ``seed_limiter``: the creation limiter learns E2B's history at start.
 * :mod:`.agents` — spec → plan → setup run → ``status.agents/workspace/mcp``.
+* :mod:`.budget` — the init budget (``status.sandbox.initAttempts``) and the bound it gives.
+* :mod:`.ownership` — ``status.sandbox.id`` is a hint: E2B's uid tag is confirmed before acting.
 * :mod:`.sandbox` — adopt/create/replace/suspend/identity, and the one kill-and-record path.
 * :mod:`.status` — the status draft (:class:`~.status.StatusBook`).
 * :mod:`.runtime` — :class:`ResourceRef`, :class:`Runtime` and its Protocols, the per-resource

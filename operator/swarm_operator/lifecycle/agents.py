@@ -22,14 +22,13 @@ from swarm_operator import agentconfig, bootstrap, logs
 from swarm_operator.backend import (
     AuthenticationFailed,
     BackendError,
-    CommandTimeout,
-    OutputLimitExceeded,
     SandboxBackend,
     SandboxInfo,
     SandboxNotFound,
 )
-from swarm_operator.conditions import ConditionType, Reason
+from swarm_operator.conditions import TERMINAL_REASONS, ConditionType, Reason
 from swarm_operator.config import Settings
+from swarm_operator.lifecycle import bounds
 from swarm_operator.lifecycle.runtime import ResourceRef, Runtime
 from swarm_operator.lifecycle.sandbox import kill_and_record
 from swarm_operator.lifecycle.status import StatusBook, give_up
@@ -121,6 +120,8 @@ def plan(
         coordinator_enabled=spec.coordinator.enabled,
         coordinator_install=spec.coordinator.install or settings.coordinator_install,
         ready_timeout_s=settings.ready_timeout_seconds,
+        install_timeout_s=bounds.install_timeout_seconds(settings),
+        git_timeout_s=bounds.git_timeout_seconds(settings),
         restart_dead=spec.health_check.restart_dead_agents,
         max_restarts=spec.health_check.max_restarts,
         workdir=(workspace.path or DEFAULT_WORKSPACE_PATH) if workspace else "",
@@ -154,10 +155,21 @@ def unusable(build_plan: Callable[[], bootstrap.BootstrapPlan], envs: Mapping[st
         for name, value in envs.items()
         if "\x00" in value
     ]
+    problems += [
+        f"{_env_field(name)}: {size} bytes as NAME=value, over the {MAX_ENV_STRING_BYTES} "
+        f"bytes Linux passes in one environment variable"
+        for name, size in _env_sizes(envs)
+        if size > MAX_ENV_STRING_BYTES
+    ]
     if problems:
         return problems
     try:
-        build_plan()
+        setup_plan = build_plan()
+        # Rendered and measured here, before any sandbox exists: a script too big for one command
+        # must never be found out after the create (it would leave a sandbox Initializing).
+        size = len(bootstrap.render_setup(setup_plan, check=False).encode("utf-8"))
+        if size > bootstrap.MAX_SCRIPT_BYTES:
+            problems.append(_too_big(setup_plan, size))
     except InvalidSpecError as exc:
         problems.extend(exc.problems)
     except pydantic.ValidationError as exc:
@@ -167,6 +179,41 @@ def unusable(build_plan: Callable[[], bootstrap.BootstrapPlan], envs: Mapping[st
             message = str(err.get("ctx", {}).get("error") or err["msg"])
             problems.append(f"{field}{where}: {message}")
     return problems
+
+
+#: Linux's MAX_ARG_STRLEN (32 pages): the most one ``NAME=value`` string of a process's
+#: environment may hold; a longer one makes the setup run fail with E2BIG inside the sandbox.
+MAX_ENV_STRING_BYTES = 131_072
+
+
+def _env_sizes(envs: Mapping[str, str]) -> list[tuple[str, int]]:
+    return [
+        (name, len(name.encode()) + 1 + len(value.encode("utf-8", "surrogatepass")))
+        for name, value in envs.items()
+    ]
+
+
+def _env_field(name: str) -> str:
+    if name.startswith(bootstrap.SECRET_ENV_PREFIX):
+        return f"the Secret value behind {name} (workspace credentials or an MCP token)"
+    return f"spec.agent.env[{name}]"
+
+
+def _too_big(setup_plan: bootstrap.BootstrapPlan, size: int) -> str:
+    """Which inputs make the script too big, largest first, so the message says what to shrink."""
+    parts = {
+        "spec.agent.args": sum(len(a.encode()) for a in setup_plan.args),
+        "agent configuration (spec.agent.config ConfigMap and defaults)": len(
+            setup_plan.agent_config.encode()
+        ),
+        "spec.mcp": len(setup_plan.mcp.encode()),
+        "spec.workspace": len(setup_plan.workspace_repo.encode()) + len(setup_plan.workspace_ref.encode()),
+    }
+    biggest = ", ".join(f"{name} {n} bytes" for name, n in sorted(parts.items(), key=lambda p: -p[1]) if n)
+    return (
+        f"spec: the setup script these inputs render to is {size} bytes, over the "
+        f"{bootstrap.MAX_SCRIPT_BYTES} bytes one command can carry ({biggest}); make them smaller"
+    )
 
 
 # Which spec field feeds each plan field, so a plan refusal names what the user wrote.
@@ -199,8 +246,11 @@ async def initialise(
     except InvalidSpecError as exc:
         await give_up(book, Reason.INVALID_SPEC, f"invalid spec: {exc}")
     script = bootstrap.render_setup(setup_plan)
-    cause = ""
-    for attempt in range(1, settings.init_attempts + 1):
+    # The budget is the sandbox's, in status: a restart (or a retry after another failure)
+    # continues the count instead of starting over (see lifecycle.budget).
+    first = bounds.used(book, sandbox.id) + 1
+    cause = _last_cause(book) if first > settings.init_attempts else ""
+    for attempt in range(first, settings.init_attempts + 1):
         started = time.monotonic()
         try:
             # The first run on a template that lacks tmux, the agent CLI or the coordinator installs
@@ -210,24 +260,20 @@ async def initialise(
                 sandbox.id,
                 script,
                 stdin=bootstrap.secret_input(envs),
-                timeout_s=settings.ready_timeout_seconds
-                + settings.command_timeout_seconds
-                + setup_plan.provision_budget_s,
+                timeout_s=bounds.setup_timeout_seconds(settings) + setup_plan.provision_budget_s,
             )
-            metrics = book.status.metrics or MetricsStatus()
-            metrics.commands_executed += 1
-            if not result.ok:
-                metrics.commands_failed += 1
-            book.status.metrics = metrics
+            count_command(book, failed=not result.ok)
             report = bootstrap.parse_report(report_text(result.stdout, ref.uid))
         except (AuthenticationFailed, SandboxNotFound):
             raise
         except BackendError as exc:
-            # A flood past the output cap or a hang to the timeout is the sandbox's doing: an
-            # attempt spent like any failed setup (so a sandbox that keeps at it is killed when the
-            # budget is), never an endless reconcile retry.
-            if not exc.transient and not isinstance(exc, (OutputLimitExceeded, CommandTimeout)):
+            count_command(book, failed=True)
+            # A flood past the output cap or a hang to the timeout is the sandbox's doing, like a
+            # 4xx or a 5xx: only a terminal refusal ends here; everything else spends an attempt.
+            if exc.reason in TERMINAL_REASONS and not exc.transient:
                 raise
+            # Timeouts, 4xx, 5xx alike: each spends one attempt, so no failure keeps a sandbox
+            # Initializing (and billing) for ever.
             cause = f"step init: {exc.reason}: {exc.message}"
         except ValueError as exc:  # no parsable report: the script could not do its job
             cause = (
@@ -251,7 +297,9 @@ async def initialise(
             record_tools(book, spec, report)
             await _refuse_unfixable(book, backend, sandbox, report)
             ready = report.agents.ready
-            if report.ready and ready >= spec.agents:
+            shortfall = registry_shortfall(spec, report)
+            if report.ready and ready >= spec.agents and shortfall is None:
+                bounds.clear(book, sandbox.id)
                 book.set(
                     ConditionType.AGENTS_READY,
                     "True",
@@ -271,6 +319,8 @@ async def initialise(
                 )
                 return
             cause = f"step init: {ready}/{spec.agents} agents running"
+            if shortfall is not None and report.ready and ready >= spec.agents:
+                cause = f"step coordinator: {shortfall}"
             if report.errors:
                 cause += ": " + logs.sandbox_text(
                     "; ".join(
@@ -281,31 +331,50 @@ async def initialise(
                     limit=2000,
                     keep="head",
                 )
+        # Counted once it failed, and written with the retry message below (or the kill): an
+        # attempt cut short by an operator restart is not the sandbox's failure and is not spent.
+        bounds.charge(book, sandbox.id, attempt)
         if attempt < settings.init_attempts:
+            unregistered = cause.startswith("step coordinator:")
             book.set(
                 ConditionType.AGENTS_READY,
                 "False",
-                Reason.INITIALIZING,
+                Reason.AGENTS_NOT_REGISTERED if unregistered else Reason.INITIALIZING,
                 f"attempt {attempt}/{settings.init_attempts} failed, retrying: {cause}",
             )
             await book.commit()
             await asyncio.sleep(settings.init_backoff_seconds * 2 ** (attempt - 1))
-    # Budget spent: kill first, then report, so a crash in between still leaves no leak behind
-    # (the next reconcile sees the id gone and the resource Failed with the same cause).
-    await kill_and_record(
-        book,
-        backend,
-        sandbox.id,
-        Reason.INIT_FAILED,
-        f"sandbox {sandbox.id} killed after {settings.init_attempts} failed initialisations",
-        cause,
-    )
-    await give_up(
-        book,
-        Reason.INIT_FAILED,
-        f"initialisation failed {settings.init_attempts} times, last: {cause}; "
-        f"the sandbox was killed; change the spec to try again",
-    )
+    await bounds.exhausted(book, backend, sandbox.id, cause)
+
+
+def _last_cause(book: StatusBook) -> str:
+    """Why the last counted attempt failed, as recorded (the budget was spent before a restart)."""
+    agents = next((c for c in book.status.conditions if c.type == ConditionType.AGENTS_READY), None)
+    if agents is not None and agents.status == "False" and agents.message:
+        return agents.message
+    return "the initialisation budget was spent before the operator restarted"
+
+
+def count_command(book: StatusBook, *, failed: bool, executed: int = 1) -> None:
+    """status.metrics.commandsExecuted/commandsFailed: every command the operator ran in the
+    sandbox, timed-out ones (counted as failed) included."""
+    metrics = book.status.metrics or MetricsStatus()
+    metrics.commands_executed += executed
+    if failed:
+        metrics.commands_failed += 1
+    book.status.metrics = metrics
+
+
+def registry_shortfall(spec: SwarmSandboxSpec, report: bootstrap.BootstrapReport) -> str | None:
+    """With the coordinator enabled, every agent must be registered with it: the message saying
+    how many are, or None when all are (or the coordinator is off). A discovery that failed is
+    already an error of the run."""
+    found = report.coordinator.discovered
+    if not (spec.coordinator.enabled and report.coordinator.enabled) or found is None:
+        return None
+    if found < spec.agents:
+        return f"{found}/{spec.agents} agents registered with the coordinator"
+    return None
 
 
 async def _refuse_unfixable(

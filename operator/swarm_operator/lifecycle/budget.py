@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from swarm_operator.backend import SandboxBackend, SandboxNotFound
 from swarm_operator.bootstrap import HealthReport
@@ -188,7 +188,7 @@ def next_look(spec: SwarmSandboxSpec | None, status: SwarmSandboxStatus, interva
     if spec is None or spec.budget is None or status.cost is None or status.cost.state != "Running":
         return interval
 
-    wait = seconds_until_exceeded(spec.budget, status.cost, datetime.now(timezone.utc))
+    wait = seconds_until_exceeded(spec.budget, status.cost, datetime.now(UTC))
     if wait is None:
         return interval
     return max(min(interval, wait + 1.0), MIN_LOOK_SECONDS)

@@ -26,6 +26,7 @@ from swarm_operator.conditions import Reason
 from swarm_operator.config import Settings
 from swarm_operator.lifecycle import spend
 from swarm_operator.lifecycle.agents import read_secrets, teardown_plan
+from swarm_operator.lifecycle.ownership import owned
 from swarm_operator.lifecycle.runtime import ResourceRef, RetryLater, Runtime, backoff
 from swarm_operator.lifecycle.tenancy import refusal, uses_default_key
 from swarm_operator.model import InvalidSpecError, SwarmSandboxSpec, SwarmSandboxStatus
@@ -115,8 +116,28 @@ async def _delete(
     started = time.monotonic()
     try:
         tagged = await backend.list({TAG_UID: ref.uid})
-        ids = sorted({s.id for s in tagged} | ({known_id} if known_id else set()))
-        await asyncio.gather(*(_teardown(ref, backend, sid, runtime.settings) for sid in ids))
+        ids = sorted(
+            {s.id for s in tagged}
+            | ({known_id} if known_id and await _still_ours(ref, backend, known_id, runtime) else set())
+        )
+        # SWARM_DELETE_TIMEOUT_SECONDS bounds one teardown pass; past it the pass is retried.
+        await asyncio.wait_for(
+            asyncio.gather(*(_teardown(ref, backend, sid, runtime.settings) for sid in ids)),
+            timeout=runtime.settings.delete_timeout_seconds,
+        )
+    except TimeoutError:
+        delay = backoff(runtime.settings, retry)
+        logger.warning(
+            "teardown took longer than %.0fs; retrying in %.1fs",
+            runtime.settings.delete_timeout_seconds,
+            delay,
+            extra=ref.log_extra,
+        )
+        raise RetryLater(
+            f"teardown took longer than {runtime.settings.delete_timeout_seconds:g}s",
+            delay=delay,
+            reason=Reason.BACKEND_UNAVAILABLE,
+        ) from None
     except BackendError as exc:
         delay = max(exc.retry_after_s or 0.0, backoff(runtime.settings, retry))
         logger.warning(
@@ -131,6 +152,19 @@ async def _delete(
     )
 
 
+async def _still_ours(
+    ref: ResourceRef, backend: SandboxBackend, sandbox_id: str | None, runtime: Runtime
+) -> bool:
+    """The sandbox status names, if E2B tags it as this resource's: a forged or stale id is never
+    killed or released (the list by tag finds every sandbox that really is the resource's)."""
+    if not sandbox_id:
+        return False
+    try:
+        return await owned(runtime, ref, backend, sandbox_id)
+    except SandboxNotFound:
+        return False  # already gone: nothing to do
+
+
 async def _release(
     ref: ResourceRef, backend: SandboxBackend, sandbox_id: str | None, runtime: Runtime
 ) -> None:
@@ -141,6 +175,8 @@ async def _release(
     :class:`~.runtime.ReleaseRecord`) tells the orphan sweeper to leave it alone; it is written
     first, so a sandbox is never long-lived and unrecorded.
     """
+    if sandbox_id and not await _still_ours(ref, backend, sandbox_id, runtime):
+        sandbox_id = None
     if sandbox_id:
         timeout = runtime.settings.orphan_timeout_seconds
         try:

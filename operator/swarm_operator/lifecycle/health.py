@@ -18,7 +18,7 @@ it neither counts nor resets the streak.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from swarm_operator import bootstrap, logs
 from swarm_operator.backend import (
@@ -32,14 +32,17 @@ from swarm_operator.conditions import ConditionType, Reason
 from swarm_operator.lifecycle import budget, spend
 from swarm_operator.lifecycle.agents import (
     agent_files,
+    count_command,
     mcp_down,
     mcp_items,
     plan,
     read_secrets,
     record_agents,
     record_tools,
+    registry_shortfall,
     report_text,
 )
+from swarm_operator.lifecycle.ownership import disown, owned
 from swarm_operator.lifecycle.runtime import ResourceRef, Runtime
 from swarm_operator.lifecycle.sandbox import kill_and_record
 from swarm_operator.lifecycle.status import StatusBook
@@ -80,7 +83,7 @@ async def check_health(
     re-running the idempotent setup script; past that the resource stays Degraded with the counts.
     Raises :class:`SandboxNotFound` when the sandbox is gone, so the caller can reconcile.
     """
-    if budget.lifted(ref, spec, status, runtime, datetime.now(timezone.utc)):
+    if budget.lifted(ref, spec, status, runtime, datetime.now(UTC)):
         # A budget pause that ends without a spec change (the namespace's day rolled over):
         # resumed by exactly the reconcile a spec change gets (imported here: it imports us).
         from swarm_operator.lifecycle.reconcile import reconcile
@@ -101,7 +104,7 @@ async def check_health(
         ):
             return  # (a probe would resume a paused sandbox: E2B's connect does)
         backend = runtime.backends.for_key(api_key)
-        if await budget.enforce(book, spec, backend, datetime.now(timezone.utc)) is not None:
+        if await budget.enforce(book, spec, backend, datetime.now(UTC)) is not None:
             await book.commit()
             return
         probe_plan = plan(ref, spec, {}, runtime.settings)
@@ -111,6 +114,8 @@ async def check_health(
             await _quarantine(book, backend, sandbox.id)
             return
         try:
+            if not await owned(runtime, ref, backend, sandbox.id):
+                await disown(book, sandbox.id)  # probed nothing: the reconcile adopts or creates
             result = await backend.run(
                 sandbox.id,
                 bootstrap.render_probe(probe_plan),
@@ -118,6 +123,9 @@ async def check_health(
             )
             report = bootstrap.parse_health(report_text(result.stdout, ref.uid))
         except SandboxNotFound:
+            if book.status.sandbox is None:
+                raise  # disowned: already recorded
+            _count_probes(book, failed=True)
             book.set(
                 ConditionType.SANDBOX_CREATED,
                 "False",
@@ -135,6 +143,7 @@ async def check_health(
             await book.commit()
             raise
         except (BackendError, ValueError) as exc:
+            _count_probes(book, failed=True)
             await _probe_failed(book, backend, sandbox.id, previous, exc)
             return
         idle = budget.went_idle(spec, report)
@@ -156,12 +165,22 @@ async def check_health(
                 return
             verdict = _verdict(previous, Reason.MCP_GATEWAY_UNAVAILABLE if down else None)
             record_agents(book, spec, report.panes, report.agents.alive)
-            book.set(
-                ConditionType.AGENTS_READY,
-                "True",
-                Reason.AVAILABLE,
-                f"{report.agents.alive}/{spec.agents} agents running",
-            )
+            registered = _registered(spec, report)
+            if registered is not None:
+                verdict = _verdict(previous, Reason.AGENTS_NOT_REGISTERED)
+                book.set(
+                    ConditionType.AGENTS_READY,
+                    "False",
+                    Reason.AGENTS_NOT_REGISTERED,
+                    f"{report.agents.alive}/{spec.agents} agents running, {registered}",
+                )
+            else:
+                book.set(
+                    ConditionType.AGENTS_READY,
+                    "True",
+                    Reason.AVAILABLE,
+                    f"{report.agents.alive}/{spec.agents} agents running",
+                )
         else:
             dead = [p for p in report.panes if not p.alive]
             healable = [p for p in dead if p.restarts < spec.health_check.max_restarts]
@@ -184,9 +203,11 @@ async def check_health(
         # Compare without the probe time: a quiet tick must not write.
         verdict = verdict.model_copy(update={"last_probe_time": previous.last_probe_time})
         book.status.health = verdict
+        runtime.remember(ref.uid).quiet_probes += 1
         spend.meter(book, "Running")  # rewrites status.cost only when SWARM_COST_REFRESH_MINUTES passed
         if book.changed():
-            book.status.health = verdict.model_copy(update={"last_probe_time": datetime.now(timezone.utc)})
+            _count_probes(book, failed=False)
+            book.status.health = verdict.model_copy(update={"last_probe_time": datetime.now(UTC)})
             await book.commit()
 
 
@@ -220,7 +241,12 @@ async def _heal(book: StatusBook, spec: SwarmSandboxSpec, backend: SandboxBacken
             f"restarted agent(s) {', '.join(map(str, report.restarted))} in place",
         )
     agent_errors = [e for e in report.errors if e.step != "mcp"]
-    if ready >= spec.agents and report.agents.ready == report.agents.desired and not agent_errors:
+    if (
+        ready >= spec.agents
+        and report.agents.ready == report.agents.desired
+        and not agent_errors
+        and registry_shortfall(spec, report) is None
+    ):
         book.set(
             ConditionType.AGENTS_READY, "True", Reason.AVAILABLE, f"{ready}/{spec.agents} agents running"
         )
@@ -237,6 +263,25 @@ async def _heal(book: StatusBook, spec: SwarmSandboxSpec, backend: SandboxBacken
         )
         book.status.health = _verdict(book.status.health, Reason.AGENTS_DEGRADED)
     await book.commit()
+
+
+def _count_probes(book: StatusBook, *, failed: bool) -> None:
+    """Probes are commands too (status.metrics.commandsExecuted/Failed). A quiet probe is not
+    worth a status write on its own: its count waits in memory and rides along with the next
+    write (a restart loses at most the quiet ones since)."""
+    memory = book.runtime.remember(book.ref.uid)
+    quiet, memory.quiet_probes = memory.quiet_probes, 0
+    count_command(book, failed=failed, executed=quiet + (1 if failed else 0))
+
+
+def _registered(spec: SwarmSandboxSpec, report: bootstrap.HealthReport) -> str | None:
+    """With the coordinator on, the registry must hold every agent: how many it holds, when fewer."""
+    registry = report.registry
+    if not spec.coordinator.enabled or registry is None or registry.agents is None:
+        return None
+    if registry.agents < spec.agents:
+        return f"{registry.agents}/{spec.agents} registered with the coordinator"
+    return None
 
 
 async def _probe_failed(
@@ -316,7 +361,7 @@ def _verdict(
     Sandbox faults in a row: one more on a ``fault``; back to 0 once the sandbox ``answered`` (a
     readable report, healthy or not); carried over when E2B itself failed (no answer, no fault).
     """
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     before = previous or HealthStatus()
     faults = before.sandbox_faults + 1 if fault else (0 if answered else before.sandbox_faults)
     if reason is None:

@@ -11,10 +11,12 @@ the swarm first.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from swarm_operator.backend import SandboxNotFound
 from swarm_operator.conditions import ConditionType, Reason
+from swarm_operator.lifecycle import bounds
+from swarm_operator.lifecycle.ownership import disown, owned
 from swarm_operator.lifecycle.runtime import ResourceRef, Runtime
 from swarm_operator.lifecycle.sandbox import (
     cap_end,
@@ -22,6 +24,7 @@ from swarm_operator.lifecycle.sandbox import (
     lease_seconds,
     lifetime_handover_due,
     lifetime_start,
+    ttl_seconds,
 )
 from swarm_operator.lifecycle.status import StatusBook
 from swarm_operator.model import Phase, SwarmSandboxSpec, SwarmSandboxStatus
@@ -69,23 +72,42 @@ async def _renew(
         return None  # paused (spec.suspend, budget, idle): E2B keeps a paused sandbox without a lease
     backend = runtime.backends.for_key(api_key)
     settings = runtime.settings
-    now = datetime.now(timezone.utc)
+    try:
+        if not await owned(runtime, ref, backend, sandbox.id):
+            await disown(book, sandbox.id)  # nothing extended, nothing killed
+    except SandboxNotFound:
+        if book.status.sandbox is not None:  # gone (a disowned one is recorded already)
+            await _gone(book, sandbox.id)
+        raise
+    now = datetime.now(UTC)
     started_at = sandbox.started_at or now
-    if spec.ttl_seconds is not None and now >= started_at + timedelta(seconds=spec.ttl_seconds):
+    ttl = ttl_seconds(spec, settings)
+    if now >= started_at + timedelta(seconds=ttl):
+        where = (
+            "ttlSeconds"
+            if spec.ttl_seconds is not None and ttl == spec.ttl_seconds
+            else "the operator's default lifetime"
+            if spec.ttl_seconds is None
+            else "the operator's maximum lifetime"
+        )
         await kill_and_record(
             book,
             backend,
             sandbox.id,
             Reason.SANDBOX_EXPIRED,
-            f"sandbox {sandbox.id} reached ttlSeconds={spec.ttl_seconds} and was killed",
+            f"sandbox {sandbox.id} reached {where} ({ttl}s) and was killed",
         )
         book.set(
             ConditionType.SYNCED,
             "False",
             Reason.SANDBOX_EXPIRED,
-            f"the sandbox lived its ttlSeconds ({spec.ttl_seconds}s); change the spec to start a new one",
+            f"the sandbox lived {where} ({ttl}s); change the spec to start a new one",
         )
         await book.commit()
+        return None
+    if bounds.spent(book, sandbox.id):
+        # Its initialisation budget is spent and the kill has not gone through yet: no new
+        # lease, so E2B ends it within the current one whatever the kill call meets.
         return None
     start = lifetime_start(book) or started_at
     lease = lease_seconds(spec, settings, started_at, now, start)
@@ -100,20 +122,7 @@ async def _renew(
     try:
         await backend.set_timeout(sandbox.id, lease)
     except SandboxNotFound:
-        book.set(
-            ConditionType.SANDBOX_CREATED,
-            "False",
-            Reason.SANDBOX_NOT_FOUND,
-            f"sandbox {sandbox.id} is gone; a new one will be created",
-        )
-        book.set(
-            ConditionType.AGENTS_READY,
-            "False",
-            Reason.SANDBOX_NOT_FOUND,
-            "the sandbox running the agents is gone",
-        )
-        book.status.agents = None
-        await book.commit()
+        await _gone(book, sandbox.id)
         raise
     # The real end: the lease's, which never reaches past the cap or the ttl.
     expires = now + timedelta(seconds=lease)
@@ -122,3 +131,20 @@ async def _renew(
         book.status.sandbox = sandbox.model_copy(update={"expires_at": expires})
         await book.commit()
     return book.status if due else None
+
+
+async def _gone(book: StatusBook, sandbox_id: str) -> None:
+    book.set(
+        ConditionType.SANDBOX_CREATED,
+        "False",
+        Reason.SANDBOX_NOT_FOUND,
+        f"sandbox {sandbox_id} is gone; a new one will be created",
+    )
+    book.set(
+        ConditionType.AGENTS_READY,
+        "False",
+        Reason.SANDBOX_NOT_FOUND,
+        "the sandbox running the agents is gone",
+    )
+    book.status.agents = None
+    await book.commit()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import NoReturn
 
 from swarm_operator import network
@@ -27,10 +27,10 @@ from swarm_operator.backend import (
     SandboxNotFound,
 )
 from swarm_operator.conditions import TERMINAL_REASONS, ConditionType, Reason, find
-from swarm_operator.lifecycle import budget, spend
+from swarm_operator.lifecycle import bounds, budget, spend
 from swarm_operator.lifecycle.agents import agent_files, initialise, plan, read_secrets, unusable
-from swarm_operator.lifecycle.rotation import rotated, secrets_applied, stop_agents
-from swarm_operator.lifecycle.runtime import ResourceRef, RetryLater, Runtime, backoff
+from swarm_operator.lifecycle.rotation import restore, rotated, secrets_applied, stop_agents
+from swarm_operator.lifecycle.runtime import GiveUp, ResourceRef, RetryLater, Runtime, backoff
 from swarm_operator.lifecycle.sandbox import (
     ensure_sandbox,
     kill_and_record,
@@ -103,6 +103,7 @@ async def _reconcile(
     refused = refusal(ref.namespace, spec, runtime.settings)
     if refused is not None:  # before any Secret is read: see lifecycle.tenancy
         return await _refuse_by_policy(book, refused)
+    await _stay_ended(book)
     try:
         api_key, envs = await read_secrets(ref, spec, runtime)
         files = await agent_files(ref, spec, runtime)
@@ -124,13 +125,14 @@ async def _reconcile(
         )
     memory.api_key = api_key
     backend = runtime.backends.for_key(api_key)
+    restore(runtime, ref, book.status)
     changed = rotated(runtime, ref, spec, envs)
     policy = network.egress_policy(spec, runtime.settings)
 
     try:
         if spec.suspend:
             await suspend(book, backend)
-        elif (action := await budget.enforce(book, spec, backend, datetime.now(timezone.utc))) is not None:
+        elif (action := await budget.enforce(book, spec, backend, datetime.now(UTC))) is not None:
             if action == "Delete":  # the sandbox is killed; only a spec change brings one back
                 synced = find(book.status.conditions, ConditionType.SYNCED)
                 return await give_up(book, Reason.BUDGET_EXCEEDED, synced.message if synced else "")
@@ -143,6 +145,21 @@ async def _reconcile(
     book.set(ConditionType.SYNCED, "True", Reason.RECONCILED, "")
     await book.commit()
     return book.status
+
+
+#: Failures that killed the sandbox and say "change the spec to try again": a resume (operator
+#: restart) or a Secret tick on the same generation must not start another sandbox, or a
+#: crash-looping operator would re-create (and re-fail, and re-bill) every resource it failed.
+_ENDED = frozenset({Reason.INIT_FAILED, Reason.SANDBOX_EXPIRED, Reason.SANDBOX_QUARANTINED})
+
+
+async def _stay_ended(book: StatusBook) -> None:
+    synced = next((c for c in book.status.conditions if c.type == ConditionType.SYNCED), None)
+    if synced is None or synced.status != "False" or synced.reason not in _ENDED:
+        return
+    if book.ref.generation is None or synced.observed_generation != book.ref.generation:
+        return  # the spec changed since: try again
+    raise GiveUp(synced.message, reason=synced.reason)
 
 
 async def _refuse_by_policy(book: StatusBook, refused: Refusal) -> NoReturn:
@@ -185,7 +202,11 @@ async def _run(
 ) -> None:
     """The resource is not suspended: have its verified sandbox run the spec's agents."""
     sandbox: SandboxInfo = await ensure_sandbox(book, spec, backend, policy)
-    await verify_identity(book, backend, sandbox, retry)
+    try:
+        await verify_identity(book, backend, sandbox, retry)
+    except BackendError as exc:
+        await bounds.charge_failure(book, backend, sandbox.id, exc)
+        raise
     wanted = spec.template or book.runtime.settings.default_template
     current = book.status.sandbox.template if book.status.sandbox else None
     shown = network.network_status(policy)

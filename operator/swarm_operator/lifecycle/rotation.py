@@ -1,16 +1,19 @@
 """Secret rotation: notice that a Secret the resource uses changed, and restart the agents with the
 new values (or report the restart pending), per ``agent.restartOnSecretChange``.
 
-Only digests are kept (:class:`runtime.Memory`), never values, and only in memory: a fresh operator
-process knows nothing, which is not a rotation.
+Only digests are kept, never values: in memory (:class:`runtime.Memory`) and, for the ones the agents
+run with, in ``status.secrets.applied`` (HMAC under the resource's E2B API key), so a restarted
+operator notices a rotation that happened while it was down. Without them (first sight, or the key
+itself rotated) nothing is known, which is not a rotation.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import time
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from swarm_operator import agentconfig, bootstrap
 from swarm_operator.backend import SandboxBackend
@@ -22,8 +25,29 @@ from swarm_operator.model import SecretsStatus, SwarmSandboxSpec, SwarmSandboxSt
 from swarm_operator.secrets import SecretNotFound
 
 
-def _digest(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
+def _digest(api_key: str, name: str, value: str) -> str:
+    """Keyed, so the digest kept in status cannot be checked against guesses without the API key."""
+    return hmac.new(api_key.encode(), f"{name}\0{value}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _key_check(api_key: str) -> str:
+    return hmac.new(api_key.encode(), b"swarm-operator applied-digests key", hashlib.sha256).hexdigest()[:16]
+
+
+def restore(runtime: Runtime, ref: ResourceRef, status: SwarmSandboxStatus) -> None:
+    """A process that knows nothing yet takes the applied digests from status, when they were
+    keyed with the API key in use: a rotation while the operator was down is then noticed."""
+    memory = runtime.remember(ref.uid)
+    secrets = status.secrets
+    if (
+        memory.secret_digests is not None
+        or memory.api_key is None
+        or secrets is None
+        or secrets.applied is None
+        or secrets.applied_key != _key_check(memory.api_key)
+    ):
+        return
+    memory.secret_digests = dict(secrets.applied)
 
 
 def _secret_env_names(ref: ResourceRef, spec: SwarmSandboxSpec) -> set[str]:
@@ -44,12 +68,13 @@ def rotated(
     process): that is not a rotation."""
     memory = runtime.remember(ref.uid)
     known = memory.secret_seen if since_seen else memory.secret_digests
-    if known is None:
+    api_key = memory.api_key
+    if known is None or api_key is None:
         return []
     return sorted(
         name
         for name in _secret_env_names(ref, spec)
-        if name in envs and known.get(name) not in (None, _digest(envs[name]))
+        if name in envs and known.get(name) not in (None, _digest(api_key, name, envs[name]))
     )
 
 
@@ -60,10 +85,11 @@ def secrets_applied(
     ref = book.ref
     memory = book.runtime.remember(ref.uid)
     names = _secret_env_names(ref, spec)
-    current = {n: _digest(envs[n]) for n in names if n in envs}
+    api_key = memory.api_key or ""
+    current = {n: _digest(api_key, n, envs[n]) for n in names if n in envs}
     memory.secret_seen = current
     previous = book.status.secrets
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if changed and not restarted:
         if previous and previous.restart_pending and all(n in previous.message for n in changed):
             return  # already reported
@@ -84,6 +110,12 @@ def secrets_applied(
         book.event("Normal", Reason.AGENTS_RESTARTED, book.status.secrets.message)
     if not (previous and previous.restart_pending) or restarted:
         memory.secret_digests = current
+        if current or (book.status.secrets and book.status.secrets.applied):
+            # Kept in status too (keyed digests, never values), so a restart forgets nothing.
+            secrets = book.status.secrets or SecretsStatus()
+            book.status.secrets = secrets.model_copy(
+                update={"applied": current, "applied_key": _key_check(api_key)}
+            )
 
 
 async def stop_agents(book: StatusBook, backend: SandboxBackend, sandbox_id: str) -> None:

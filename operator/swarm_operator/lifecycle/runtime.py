@@ -117,6 +117,12 @@ class Memory:
     #: The sandbox whose identity was verified from inside (secrets may go there only). After a
     #: restart every sandbox is verified again before its first secret.
     verified: str | None = None
+    #: The sandbox whose uid tag E2B confirmed (``lifecycle.ownership``): status names it, and it
+    #: is this resource's. After a restart it is confirmed again before it is acted on.
+    confirmed: str | None = None
+    #: Successful health probes not yet added to status.metrics (they ride along with the next
+    #: status write instead of costing one each).
+    quiet_probes: int = 0
     #: sha256 digests of the secret-sourced values the agents were last started with (by env
     #: name): they tell a rotation from the steady state without keeping a value.
     secret_digests: dict[str, str] | None = field(default=None, repr=False)

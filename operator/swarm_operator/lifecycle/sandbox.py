@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 
 from swarm_operator import network
@@ -53,6 +53,13 @@ def tags(ref: ResourceRef, settings: Settings) -> dict[str, str]:
     }
 
 
+def ttl_seconds(spec: SwarmSandboxSpec, settings: Settings) -> int:
+    """The lifetime a sandbox gets: ``spec.ttlSeconds``, else the operator's default, never over
+    the operator's maximum. Every sandbox has one, so none bills unbounded."""
+    wanted = spec.ttl_seconds if spec.ttl_seconds is not None else settings.default_ttl_seconds
+    return min(wanted, settings.max_ttl_seconds)
+
+
 def lease_seconds(
     spec: SwarmSandboxSpec,
     settings: Settings,
@@ -60,8 +67,9 @@ def lease_seconds(
     now: datetime,
     lifetime_start: datetime | None = None,
 ) -> int:
-    """The E2B timeout to ask for now: one lease, never past the resource's ttlSeconds, and never
-    past the plan's lifetime cap counted from ``lifetime_start`` (unset: from now, a create).
+    """The E2B timeout to ask for now: one lease, never past the sandbox's lifetime (the spec's
+    ttlSeconds, else the operator's default, never over its maximum), and never past the plan's
+    lifetime cap counted from ``lifetime_start`` (unset: from now, a create).
 
     A cap end already past while the sandbox still runs means the sandbox was resumed after its
     start and this process did not see it (a resume restarts the count): the cap is then unknown,
@@ -70,10 +78,8 @@ def lease_seconds(
     # e2b-dev/infra packages/api/internal/handlers/timeout_helper.go: a create asking more than the
     # team's max instance length is a 400; packages/api/internal/orchestrator/keep_alive.go:
     # set_timeout past it is silently clamped, then answered 400 "Max instance length exceeded".
-    lease = settings.lease_seconds
-    if spec.ttl_seconds is not None:
-        left = (started_at + timedelta(seconds=spec.ttl_seconds) - now).total_seconds()
-        lease = min(lease, max(int(left), 1))
+    left = (started_at + timedelta(seconds=ttl_seconds(spec, settings)) - now).total_seconds()
+    lease = min(settings.lease_seconds, max(int(left), 1))
     cap_left = (cap_end(settings, lifetime_start or now) - now).total_seconds()
     if cap_left >= 1:
         lease = min(lease, int(cap_left))
@@ -103,8 +109,8 @@ def handover_due(
     """Whether the sandbox must be handed over now: its lifetime cap is within the lead time, and
     ttlSeconds (counted from ``started_at``, across hand-overs) does not end the swarm first."""
     end = cap_end(settings, lifetime_start)
-    if spec.ttl_seconds is not None and started_at + timedelta(seconds=spec.ttl_seconds) <= end:
-        return False  # the swarm ends by its ttl at or before the cap: nothing to hand over to
+    if started_at + timedelta(seconds=ttl_seconds(spec, settings)) <= end:
+        return False  # the swarm ends by its lifetime at or before the cap: nothing to hand over to
     return now >= end - timedelta(seconds=settings.handover_lead_seconds)
 
 
@@ -118,7 +124,7 @@ def lifetime_handover_due(book: StatusBook, spec: SwarmSandboxSpec, now: datetim
     if book.runtime.remember(book.ref.uid).handover_failed == sandbox.id:
         return False
     return handover_due(
-        spec, book.runtime.settings, sandbox.started_at or start, start, now or datetime.now(timezone.utc)
+        spec, book.runtime.settings, sandbox.started_at or start, start, now or datetime.now(UTC)
     )
 
 
@@ -155,7 +161,7 @@ async def ensure_sandbox(
     if keep is not None:
         memory = book.runtime.remember(ref.uid)
         if keep.state == "paused":
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             await backend.resume(keep.id, lease_seconds(spec, settings, keep.started_at, now))
             memory.lifetime = (keep.id, now)  # a resumed sandbox is a new instance: its cap restarts
         elif memory.lifetime is None or memory.lifetime[0] != keep.id:
@@ -186,6 +192,9 @@ async def ensure_sandbox(
         ),
         started_at=kept.started_at if kept and kept.started_at else sandbox.started_at,
         expires_at=sandbox.end_at,
+        ttl_seconds=ttl_seconds(spec, settings),
+        # The init budget is the sandbox's: kept while it is the same one (lifecycle.budget).
+        init_attempts=previous.init_attempts if same and previous is not None else None,
     )
     spend.meter(book, "Running", spend.size_of(sandbox))  # created, adopted or resumed: billing
     if not same or book.status.network is None:
@@ -255,7 +264,7 @@ async def _create(
         Reason.CREATING,
         f"creating a sandbox from template {template}",
     )
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     # The uid goes in as the sandbox's own environment too (not secret): read back from inside
     # before any secret is sent, it proves envd is the sandbox this create made.
     sandbox = await backend.create(
@@ -310,11 +319,12 @@ async def replace(
     ref, settings = book.ref, book.runtime.settings
     handover = reason == Reason.LIFETIME_HANDOVER
     old_status = book.status.sandbox
+    await _admit_replacement(book, template)
     before = book.status.model_copy(deep=True)
     memory = book.runtime.remember(ref.uid)
     old_lifetime = memory.lifetime
     started = time.monotonic()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     new = await backend.create(
         template,
         tags(ref, settings),
@@ -386,6 +396,7 @@ async def replace(
             old_status.started_at if handover and old_status and old_status.started_at else new.started_at
         ),
         expires_at=new.end_at,
+        ttl_seconds=ttl_seconds(spec, settings),
     )
     # The hand-over: the sums carry on at the new sandbox's size (the switch's overlap, when both
     # bill, is not counted twice: a slight under-estimate of seconds, never of the rate).
@@ -416,6 +427,36 @@ async def replace(
     return new
 
 
+async def _admit_replacement(book: StatusBook, template: str) -> None:
+    """A replacement is a create like any other: debounced (the current sandbox must be at least
+    ``SWARM_REPLACE_DEBOUNCE_SECONDS`` old, read from status so a restart keeps it) and within the
+    creation limiter's rate. Refused: ``Synced=False`` RateLimited and :class:`RetryLater`; the
+    current sandbox keeps running the agents meanwhile. The namespace cap does not apply: the
+    resource already holds its slot, and the hand-over frees it again."""
+    ref, runtime = book.ref, book.runtime
+    settings = runtime.settings
+    current = book.status.sandbox
+    message, delay = "", 0.0
+    if current is not None and current.started_at is not None:
+        age = (datetime.now(UTC) - current.started_at).total_seconds()
+        if age < settings.replace_debounce_seconds:
+            delay = settings.replace_debounce_seconds - age
+            message = (
+                f"moving to template {template} in {delay:.0f}s: a sandbox is replaced at most "
+                f"once every {settings.replace_debounce_seconds:g}s"
+            )
+    if not message:
+        admission = runtime.limiter.try_acquire(ref.uid, ref.namespace)
+        if admission:
+            return
+        runtime.metrics.throttled(admission.scope or "operator")
+        message = f"moving to template {template} waits for a creation slot: {admission.message}"
+        delay = admission.retry_after_s
+    book.set(ConditionType.SYNCED, "False", Reason.RATE_LIMITED, message)
+    await book.commit()
+    raise RetryLater(message, delay=max(delay, 0.1), reason=Reason.RATE_LIMITED)
+
+
 async def _handover_failed(
     book: StatusBook,
     before: SwarmSandboxStatus,
@@ -434,7 +475,7 @@ async def _handover_failed(
     runtime.limiter.track(ref.uid, ref.namespace)  # the failed init released the resource's slot
     metrics = book.status.metrics
     book.status = before.model_copy(update={"metrics": metrics})
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if old_lifetime is not None and old_lifetime[0] == old_id:
         end = cap_end(runtime.settings, old_lifetime[1])
     else:  # not learnt by this process (cannot happen after an adopt): the last lease's end

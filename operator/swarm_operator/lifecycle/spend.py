@@ -13,7 +13,7 @@ counted twice.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from swarm_operator.backend import SandboxInfo
 from swarm_operator.cost import Meter, Prices, Size, accrue, should_refresh, with_day
@@ -41,7 +41,7 @@ def meter(book: StatusBook, state: Meter, size: Size | None = None, *, now: date
     written = book.status.cost
     if written is None and state == "Stopped":
         return
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     cadence = runtime.settings.cost_refresh_minutes * 60.0
     if should_refresh(written, now, cadence, state, size):
         ledger = accrue(written, now, state, size, Prices.from_settings(runtime.settings))
@@ -57,9 +57,7 @@ def close(ref: ResourceRef, status: SwarmSandboxStatus, runtime: Runtime) -> Non
     (status goes with the resource) before the caller forgets the resource."""
     if status.cost is None:
         return
-    ledger = accrue(
-        status.cost, datetime.now(timezone.utc), "Stopped", None, Prices.from_settings(runtime.settings)
-    )
+    ledger = accrue(status.cost, datetime.now(UTC), "Stopped", None, Prices.from_settings(runtime.settings))
     runtime.metrics.observe_cost(ref.uid, ref.namespace, ledger)
 
 

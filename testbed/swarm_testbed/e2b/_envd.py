@@ -289,7 +289,7 @@ def _entry(sandbox_path: str, local: Path) -> dict[str, Any]:
         "permissions": stat_module.filemode(target.st_mode),
         "owner": "user",
         "group": "user",
-        "modifiedTime": rfc3339(datetime.datetime.fromtimestamp(target.st_mtime, datetime.timezone.utc)),
+        "modifiedTime": rfc3339(datetime.datetime.fromtimestamp(target.st_mtime, datetime.UTC)),
     }
     if is_link:
         entry["symlinkTarget"] = os.readlink(local)
