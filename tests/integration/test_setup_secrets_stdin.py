@@ -22,7 +22,7 @@ from tests.e2e.test_workspace import GIT_TOKEN, GitServer, git_server  # noqa: F
 
 from swarm_operator.backend import E2BBackend
 from swarm_operator.bootstrap import BootstrapPlan, parse_report, render_setup, secret_input
-from swarm_operator.emulators.e2b import EmulatorThread
+from swarm_testbed.e2b import EmulatorThread
 
 pytestmark = pytest.mark.timeout(120)
 
