@@ -1,0 +1,95 @@
+"""Size gates for the operator package: no module over 400 lines, no function over 60 (issue 15).
+
+The code base does not meet them yet. The offenders of today are listed below with their sizes, as a
+ratchet: a new offender, or a listed one that grows, fails this test; one that shrinks under the limit
+must be taken off the list (the test says so), so the list only ever gets shorter.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "swarm_operator"
+MODULE_LINES = 400
+FUNCTION_LINES = 60
+
+#: Known offenders (lines, after `ruff format`), to be split; never add to these.
+MODULES = {
+    "backend/_e2b.py": 833,
+    "backend/_errors.py": 466,
+    "backend/doctor.py": 522,
+    "cli.py": 543,
+    "config.py": 448,
+    "console.py": 661,
+    "lifecycle/agents.py": 496,
+    "lifecycle/sandbox.py": 613,
+    "metrics.py": 520,
+    "model.py": 1442,
+    "playground.py": 462,
+}
+FUNCTIONS = {
+    "_crd.py:crd": 85,
+    "_dashboard.py:build": 188,
+    "backend/_e2b.py:run": 95,
+    "backend/_e2b.py:attempt": 71,
+    "backend/_errors.py:_classify": 86,
+    "cli.py:_build_parser": 161,
+    "console.py:format_status": 80,
+    "console.py:attach": 100,
+    "handlers.py:startup": 74,
+    "lifecycle/agents.py:initialise": 119,
+    "lifecycle/delete.py:_delete": 71,
+    "lifecycle/health.py:check_health": 140,
+    "lifecycle/lease.py:_renew": 72,
+    "lifecycle/reconcile.py:_run": 61,
+    "lifecycle/sandbox.py:ensure_sandbox": 65,
+    "lifecycle/sandbox.py:replace": 135,
+    "metrics.py:__init__": 140,
+    "playground.py:_start": 82,
+}
+
+
+def _measure() -> tuple[dict[str, int], dict[str, int]]:
+    modules: dict[str, int] = {}
+    functions: dict[str, int] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = path.read_text()
+        rel = str(path.relative_to(PACKAGE))
+        modules[rel] = len(source.splitlines())
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                functions[f"{rel}:{node.name}"] = max(
+                    functions.get(f"{rel}:{node.name}", 0), (node.end_lineno or node.lineno) - node.lineno + 1
+                )
+    return modules, functions
+
+
+def _check(measured: dict[str, int], known: dict[str, int], limit: int) -> list[str]:
+    problems = []
+    for name, size in sorted(measured.items()):
+        allowed = known.get(name, limit)
+        if size > allowed:
+            problems.append(
+                f"{name}: {size} lines (limit {limit}{'' if name not in known else f', ratchet {allowed}'})"
+            )
+    for name in sorted(known):
+        if measured.get(name, 0) <= limit:
+            problems.append(f"{name} is within {limit} lines now: take it off the list")
+    return problems
+
+
+def test_no_module_grows_past_the_limit() -> None:
+    modules, _ = _measure()
+    assert _check(modules, MODULES, MODULE_LINES) == []
+
+
+def test_no_function_grows_past_the_limit() -> None:
+    _, functions = _measure()
+    assert _check(functions, FUNCTIONS, FUNCTION_LINES) == []
+
+
+def test_the_gate_catches_a_new_offender() -> None:
+    assert _check({"new.py": MODULE_LINES + 1}, {}, MODULE_LINES) == [
+        f"new.py: {MODULE_LINES + 1} lines (limit 400)"
+    ]
