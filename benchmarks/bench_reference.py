@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +171,11 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    code = 0
     try:
         main()
+    except BaseException:  # finish() leaves with os._exit: print what went wrong first
+        traceback.print_exc()
+        code = 1
     finally:
-        finish()
+        finish(code)
