@@ -63,16 +63,23 @@ def measure(which: str, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     env = {"SWARM_CREATIONS_PER_MINUTE": "100000", "SWARM_DELETE_GRACE_SECONDS": "1"}
     with Bed(operator_env=env) as bed:
+        if which == "ours" and args.cprofile:
+            bed.python_prefix = ["-m", "cProfile", "-o", args.cprofile]
         proc = bed.start_operator() if which == "ours" else bed.start_reference()
         # --- latency, one at a time, and writes per lifecycle over the same series
         bed.counter.reset()
         ready: list[float] = []
+        steps: dict[str, list[float]] = {}
         names = [f"ref-{which}-lat-{i:03d}" for i in range(args.count)]
         for name in names:
             started = time.monotonic()
             bed.create(swarm(name, agents=args.agents))
             seen = bed.wait_ready([name], timeout=120, interval=0.02)
             ready.append(seen[name] - started)
+            for step, seconds in (
+                (((bed.get(name) or {}).get("status") or {}).get("metrics") or {}).get("stepSeconds") or {}
+            ).items():
+                steps.setdefault(step, []).append(seconds)
         gone: list[float] = []
         for name in names:
             started = time.monotonic()
@@ -84,12 +91,14 @@ def measure(which: str, args: argparse.Namespace) -> dict[str, Any]:
         out["ready_p50_s"] = round(p50(ready), 3)
         out["ready_p99_s"] = round(percentile(ready, 99), 3)
         out["delete_p50_s"] = round(p50(gone), 3)
+        out["step_p50_s"] = {k: round(p50(v), 3) for k, v in sorted(steps.items())}
         out["writes_per_lifecycle"] = round(sum(ops.values()) / args.count, 2)
         out["writes_by_kind_per_lifecycle"] = {k: round(v / args.count, 2) for k, v in sorted(ops.items())}
         print(
             f"[{which}] N={args.agents}, {args.count} one at a time: apply->Ready p50 {out['ready_p50_s']}s "
             f"p99 {out['ready_p99_s']}s; delete->gone p50 {out['delete_p50_s']}s; operator writes per "
-            f"lifecycle {out['writes_per_lifecycle']} {out['writes_by_kind_per_lifecycle']}",
+            f"lifecycle {out['writes_per_lifecycle']} {out['writes_by_kind_per_lifecycle']}; operator's "
+            f"own step p50s (status.metrics.stepSeconds) {out['step_p50_s']}",
             flush=True,
         )
         # --- burst
@@ -132,6 +141,11 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=4)
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--py-spy", metavar="PATH", help="record our operator during the burst")
+    parser.add_argument(
+        "--cprofile",
+        metavar="PATH",
+        help="run our operator under cProfile (whole run) and write the stats to PATH, when py-spy cannot attach",
+    )
     args = parser.parse_args()
     args.count = args.count or (8 if args.quick else 20)
     args.burst = args.burst or (30 if args.quick else 100)

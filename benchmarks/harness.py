@@ -184,6 +184,9 @@ class Bed:
         self.operator_env = dict(operator_env or {})
         self.log_level = log_level
         self.proc: subprocess.Popen[bytes] | None = None
+        #: Interpreter options before ``-m swarm_operator``, e.g. ``["-m", "cProfile", "-o", PATH]``
+        #: (py-spy cannot attach where ptrace is not allowed, as in this machine's container).
+        self.python_prefix: list[str] = []
         self.starts = 0
         self.kube: Any = None
         self.e2b: Any = None
@@ -249,7 +252,15 @@ class Bed:
         self.starts += 1
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "swarm_operator", "run", "--standalone", "--all-namespaces"],
+                [
+                    sys.executable,
+                    *self.python_prefix,
+                    "-m",
+                    "swarm_operator",
+                    "run",
+                    "--standalone",
+                    "--all-namespaces",
+                ],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
