@@ -63,8 +63,6 @@ def measure(which: str, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     env = {"SWARM_CREATIONS_PER_MINUTE": "100000", "SWARM_DELETE_GRACE_SECONDS": "1"}
     with Bed(operator_env=env) as bed:
-        if which == "ours" and args.cprofile:
-            bed.python_prefix = ["-m", "cProfile", "-o", args.cprofile]
         proc = bed.start_operator() if which == "ours" else bed.start_reference()
         # --- latency, one at a time, and writes per lifecycle over the same series
         bed.counter.reset()
@@ -141,11 +139,6 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=4)
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--py-spy", metavar="PATH", help="record our operator during the burst")
-    parser.add_argument(
-        "--cprofile",
-        metavar="PATH",
-        help="run our operator under cProfile (whole run) and write the stats to PATH, when py-spy cannot attach",
-    )
     args = parser.parse_args()
     args.count = args.count or (8 if args.quick else 20)
     args.burst = args.burst or (30 if args.quick else 100)

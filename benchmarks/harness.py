@@ -184,9 +184,6 @@ class Bed:
         self.operator_env = dict(operator_env or {})
         self.log_level = log_level
         self.proc: subprocess.Popen[bytes] | None = None
-        #: Interpreter options before ``-m swarm_operator``, e.g. ``["-m", "cProfile", "-o", PATH]``
-        #: (py-spy cannot attach where ptrace is not allowed, as in this machine's container).
-        self.python_prefix: list[str] = []
         self.starts = 0
         self.kube: Any = None
         self.e2b: Any = None
@@ -254,7 +251,6 @@ class Bed:
             self.proc = subprocess.Popen(
                 [
                     sys.executable,
-                    *self.python_prefix,
                     "-m",
                     "swarm_operator",
                     "run",
