@@ -55,6 +55,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, help="applies per second (default 5; quick 20)")
     parser.add_argument("--quiet", type=float, help="quiet window, s (default 300; quick 60)")
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument(
+        "--operator-env",
+        action="append",
+        default=[],
+        help="extra SWARM_*=value for the operator (repeatable), for experiments",
+    )
     args = parser.parse_args()
     count = args.count or (100 if args.quick else 1100)
     rate = args.rate or (20.0 if args.quick else 5.0)
@@ -63,6 +69,7 @@ def main() -> None:
         # The bench's apply rate is the limit; the operator's own (30/min by default) is lifted.
         "SWARM_CREATIONS_PER_MINUTE": "100000",
         "SWARM_DELETE_GRACE_SECONDS": "1",
+        **dict(kv.split("=", 1) for kv in args.operator_env),
     }
     names = [f"soak-{i:04d}" for i in range(count)]
     with Bed(operator_env=env, e2b_knobs={"canned_commands": True}) as bed:
@@ -186,6 +193,7 @@ def main() -> None:
     summary: dict[str, Any] = {
         "count": count,
         "rate_per_s": rate,
+        "operator_env": env,
         "quiet_window_s": round(window, 1),
         "e2b_mode": "canned_commands (benchmark-only: no process started in sandboxes)",
         "all_ready_s": round(all_ready_s, 1),
