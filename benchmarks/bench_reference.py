@@ -181,6 +181,8 @@ if __name__ == "__main__":
     code = 0
     try:
         main()
+    except SystemExit as exc:  # argparse's --help and usage errors
+        code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:  # finish() leaves with os._exit: print what went wrong first
         traceback.print_exc()
         code = 1
