@@ -249,7 +249,14 @@ class Bed:
         self.starts += 1
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "swarm_operator", "run", "--standalone", "--all-namespaces"],
+                [
+                    sys.executable,
+                    "-m",
+                    "swarm_operator",
+                    "run",
+                    "--standalone",
+                    "--all-namespaces",
+                ],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -259,6 +266,41 @@ class Bed:
         wait_for(lambda: "started" in self.log() or proc.poll() is not None, 60, message="operator start-up")
         if proc.poll() is not None:
             raise RuntimeError(f"operator exited at start:\n{self.log()[-4000:]}")
+        return proc
+
+    def start_reference(self, **env_extra: str) -> subprocess.Popen[bytes]:
+        """The plain kopf reference operator (``reference_operator.py``) instead of ours: same
+        emulators, same namespace watch; its E2B key comes from the environment."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SWARM_", "E2B_"))}
+        env.update(
+            {
+                "KUBECONFIG": str(self.kube.kubeconfig),
+                "E2B_API_URL": self.e2b.url,
+                "E2B_SANDBOX_URL": self.e2b.url,
+                "E2B_API_KEY": API_KEY,
+                **env_extra,
+            }
+        )
+        self.log_path = self.tmp / f"reference-{self.starts}.log"
+        self.starts += 1
+        script = Path(__file__).resolve().parent / "reference_operator.py"
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces", str(script)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.tmp,
+            )
+        proc = self.proc
+        wait_for(
+            lambda: "'configure' succeeded" in self.log() or proc.poll() is not None,
+            60,
+            message="reference operator start-up",
+        )
+        if proc.poll() is not None:
+            raise RuntimeError(f"reference operator exited at start:\n{self.log()[-4000:]}")
+        time.sleep(1.0)  # kopf starts its watch stream just after the startup activities
         return proc
 
     def log(self) -> str:

@@ -20,7 +20,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["roundtrips", "latency", "health", "scale", "chaos"]
+ORDER = ["roundtrips", "latency", "health", "scale", "chaos", "reference", "soak"]
+#: Long enough to be asked for by name only (``--only soak``): ~9 min at full size.
+OPT_IN = {"soak"}
 
 
 def headline(name: str, s: dict) -> str:
@@ -43,6 +45,18 @@ def headline(name: str, s: dict) -> str:
             f"k8s writes/resource {s['k8s_writes_per_resource_operator']}, E2B calls/resource "
             f"{s['e2b_calls_per_resource']}"
         )
+    if name == "reference":
+        o, r = s["ours"], s["reference"]
+        return (
+            f"ours vs plain kopf: p50 {o['ready_p50_s']}s vs {r['ready_p50_s']}s, burst {s['burst']} "
+            f"{o['burst_all_ready_s']}s vs {r['burst_all_ready_s']}s, writes/lifecycle "
+            f"{o['writes_per_lifecycle']} vs {r['writes_per_lifecycle']}"
+        )
+    if name == "soak":
+        return (
+            f"{s['count']} all Ready {s['all_ready_s']}s; quiet per 1,000: K8s {s['k8s_req_per_s_per_1000']}/s, "
+            f"E2B {s['e2b_calls_per_s_per_1000']}/s; RSS idle {s['rss_mib']['idle_mean']} MiB"
+        )
     if name == "chaos":
         return (
             f"{s['kills']} kills: leaked {s['leaked']}, duplicates {s['duplicates']}, "
@@ -62,7 +76,8 @@ def main() -> int:
     args = parser.parse_args()
     summaries: dict[str, dict] = {}
     rows = []
-    for name in [n for n in ORDER if n in args.only.split(",")]:
+    asked = args.only.split(",")
+    for name in [n for n in ORDER if n in asked and (n not in OPT_IN or args.only != ",".join(ORDER))]:
         cmd = [sys.executable, str(HERE / f"bench_{name}.py")] + (["--quick"] if args.quick else [])
         print(f"\n=== {name}: {' '.join(cmd[1:])}", flush=True)
         started = time.monotonic()

@@ -30,6 +30,7 @@ from swarm_testbed.e2b._isolation import (
     kill_marked,
     signal_marked,
 )
+from swarm_testbed.e2b._light import CannedChild, canned_output
 
 ENVD_VERSION = "0.6.4"
 _ID_ALPHABET = string.ascii_lowercase + string.digits
@@ -117,6 +118,10 @@ class Sandbox:
     token: str = field(default_factory=lambda: secrets.token_hex(12))
     processes: dict[int, Process] = field(default_factory=dict)
     commands: list[dict[str, Any]] = field(default_factory=list)
+    #: BENCHMARKS ONLY (``E2BEmulator(canned_commands=True)``, see ``_light``): commands are answered
+    #: with canned reports and start no process; ``canned_state`` is what those answers remember.
+    canned: bool = False
+    canned_state: dict[str, Any] = field(default_factory=dict)
     ended: str | None = None  # "killed" or "expired" once gone
 
     def __post_init__(self) -> None:
@@ -256,6 +261,14 @@ class Sandbox:
             }
         )
         master: int | None = None
+        if self.canned and pty_size is None:
+            script = " ".join(args)
+            output = canned_output(script, self._environment(envs), self.canned_state)
+            child: Any = CannedChild(output, stdin=stdin)
+            process = Process(pid=child.pid, config={**config, "cwd": cwd}, tag=tag, child=child)
+            self.commands[-1]["pid"] = child.pid
+            self.processes[child.pid] = process
+            return process
         try:
             if pty_size is None:
                 child = await asyncio.create_subprocess_exec(
@@ -393,6 +406,9 @@ class Sandbox:
         return process
 
     def signal_process(self, process: Process, sig: signal.Signals) -> None:
+        if isinstance(process.child, CannedChild):
+            process.child.send_signal(sig)
+            return
         try:
             os.killpg(process.pid, sig)
         except OSError:
@@ -416,6 +432,9 @@ class Sandbox:
         for process in self.processes.values():
             process.publish(GONE)  # before the kill: streams end as "sandbox gone", not "exit -1"
         for process in self.processes.values():
+            if isinstance(process.child, CannedChild):
+                process.child.send_signal(signal.SIGKILL)
+                continue
             try:
                 os.killpg(process.pid, signal.SIGKILL)
             except OSError:

@@ -79,6 +79,8 @@ class E2BEmulator:
     that fail, drawn from a ``seed``-ed generator among ``fault_kinds`` (429, 500, 502, timeout, drop),
     optionally only for ``fault_operations``; ``quota`` of concurrently running sandboxes (over it:
     429); ``identity_mismatch`` makes ``E2B_SANDBOX_ID`` inside a sandbox name another sandbox.
+    ``canned_commands`` (benchmarks only, not E2B's behaviour) answers commands with canned reports
+    instead of starting processes (``_light``).
     ``home_template`` is a directory copied into every new sandbox's home, the way a real E2B
     template's image provides ``/home/user`` (e.g. a ``.profile`` and tools in ``.local/bin``):
     commands run under ``bash -l``, whose profile resets PATH, so this is how a test or the
@@ -113,6 +115,7 @@ class E2BEmulator:
         workdir: str | Path | None = None,
         home_template: str | Path | None = None,
         templates: Iterable[str] | None = None,
+        canned_commands: bool = False,
     ) -> None:
         self.host = host
         self.port = port
@@ -146,6 +149,9 @@ class E2BEmulator:
             retry_after_seconds=retry_after_seconds,
             templates_forbidden=frozenset(templates_forbidden),
         )
+        #: BENCHMARKS ONLY, not a rule of E2B: commands start no process and get canned reports
+        #: (``_light``), so one small machine carries a thousand sandboxes. Off unless asked for.
+        self.canned_commands = canned_commands
         #: Whether ``base``/``anthropic-claude-code``/``mcp-gateway`` are modelled (see the class doc).
         self.stock_templates = stock_templates
         self._whiteouts: Path | None = None
@@ -257,6 +263,7 @@ class E2BEmulator:
             # EMULATOR ONLY: the coordinator installs offline from the emulator's stand-in index.
             emulator_env={"PIP_INDEX_URL": f"{self.url}/_pypi/simple/", "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
             egress=effective_egress(create_request),
+            canned=self.canned_commands,
         )
         self.sandboxes[sandbox_id] = sandbox
         return sandbox
