@@ -190,9 +190,12 @@ def test_missing_secret_and_no_sandbox_yet(cluster: Cluster, e2b: Any, ready_swa
         f"Secret {OPERATOR_NAMESPACE}/e2b-api-key",
         "kubectl create secret generic",
     )
-    # With the key gone the operator cannot create a sandbox for a new resource: it has none yet.
+    # A new resource whose key Secret does not exist gets no sandbox: it has none yet. (The deleted
+    # default key may still serve for one SWARM_SECRET_CHECK_SECONDS: the reader shares reads.)
+    later = swarm("later")
+    later["spec"]["e2b"] = {"apiKeySecretRef": {"name": "no-such-key", "key": "api-key"}}
     cluster.custom.create_namespaced_custom_object(
-        "claudeswarm.io", "v1alpha1", "default", "swarmsandboxes", swarm("later")
+        "claudeswarm.io", "v1alpha1", "default", "swarmsandboxes", later
     )
     _one_line_error(_cli(cluster, e2b, "attach", "later"), "has no sandbox yet")
 

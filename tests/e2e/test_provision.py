@@ -28,7 +28,7 @@ pytestmark = pytest.mark.e2e
 #: A coordinator pin the emulator's stand-in index serves (EMULATOR ONLY: a real cluster keeps the
 #: operator's git pin, or its mirror's).
 MIRRORED_COORDINATOR = "claude-swarm==0.3.1"
-PLAYGROUND_CLAUDE = REPO / "operator" / "swarm_operator" / "emulators" / "playground" / "bin" / "claude"
+PLAYGROUND_CLAUDE = REPO / "testbed" / "swarm_testbed" / "playground" / "bin" / "claude"
 #: The emulated sandboxes run the host's python3, as old as E2B's base (3.11) on CI: then the
 #: coordinator's Python 3.12 comes from uv. On a newer host the venv is made with python3 itself.
 _OLD_PYTHON = (
