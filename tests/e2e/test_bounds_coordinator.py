@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.e2e.conftest import FIXTURE_BIN, Cluster, swarm, wait_for
 
+from swarm_operator.model import COORDINATOR_PIN
+
 pytestmark = pytest.mark.e2e
 
 #: A coordinator that registers every agent but the last (a registry that lost one).
 _SHORT_COORDINATOR = """#!/bin/bash
 # Test double: the stand-in claudeswarm, except that discover-agents drops the last agent.
-real={real}
+real="$HOME/.local/bin/claudeswarm-real"
 if [[ ${{1-}} == discover-agents && ${{2-}} == --json ]]; then
     "$real" "$@" | python3 -c '
 import json, sys
@@ -33,12 +36,14 @@ def sandbox_home(tmp_path: Path) -> Path:
     bin_dir = home / ".local" / "bin"
     bin_dir.mkdir(parents=True)
     (home / ".profile").write_text('PATH="$HOME/.local/bin:$PATH"\n')
-    for tool in FIXTURE_BIN.iterdir():
-        if tool.name != "claudeswarm":
-            (bin_dir / tool.name).symlink_to(tool.resolve())
+    for tool in FIXTURE_BIN.iterdir():  # copies: a checkout under /tmp is hidden in a sandbox
+        shutil.copy2(tool, bin_dir / ("claudeswarm-real" if tool.name == "claudeswarm" else tool.name))
     short = bin_dir / "claudeswarm"
-    short.write_text(_SHORT_COORDINATOR.format(real=(FIXTURE_BIN / "claudeswarm").resolve()))
+    short.write_text(_SHORT_COORDINATOR.format())
     short.chmod(0o755)
+    # The pin a prebuilt template records: the default coordinator.install is satisfied.
+    (home / ".swarm-template").mkdir()
+    (home / ".swarm-template" / "coordinator").write_text(COORDINATOR_PIN)
     return home
 
 
