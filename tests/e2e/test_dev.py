@@ -89,6 +89,7 @@ def _tmux_servers(pids: list[int]) -> list[int]:
 
 
 def test_dev_shows_ready_serves_kubectl_and_ctrl_c_leaves_nothing(terminal: type[Terminal]) -> None:
+    before = set(stragglers("E2B_EMULATOR_SANDBOX="))  # other beds' sandboxes are not ours to count
     term = terminal(f"cd {REPO} && {SWARM_OPERATOR} dev")  # exactly what the README runs
     playground = Path(term.wait(r"swarm-operator playground in (\S+)", 30).group(1))
     kubeconfig = Path(term.wait(r"kubeconfig: (\S+)", 30).group(1))
@@ -108,14 +109,18 @@ def test_dev_shows_ready_serves_kubectl_and_ctrl_c_leaves_nothing(terminal: type
     assert "export KUBECONFIG=" in (playground / "env").read_text()
 
     # Everything the playground started carries its marker, tmux servers inside the sandbox included.
+    # The playground's own processes carry its path; each emulated sandbox's processes (its tmux
+    # server included) carry the emulator's sandbox marker, by which the emulator kills them.
     alive = stragglers(str(playground))
-    assert len(alive) >= 4 and _tmux_servers(alive), alive
+    in_sandboxes = [pid for pid in stragglers("E2B_EMULATOR_SANDBOX=") if pid not in before]
+    assert alive and _tmux_servers(in_sandboxes), (alive, in_sandboxes)
 
     term.keys("C-c")
     term.wait(r"EXIT=0", 60)
     screen = term.screen()
     assert "nothing left behind" in screen and "Traceback" not in screen, screen
     assert stragglers(str(playground)) == []
+    assert not set(stragglers("E2B_EMULATOR_SANDBOX=")) & set(in_sandboxes)
     assert not playground.exists()
 
 
