@@ -464,9 +464,9 @@ def test_an_mcp_swarm_on_e2b_s_gateway_template_is_ready_with_its_secret_on_the_
         "port": bootstrap.MCP_GATEWAY_PORT,
         "token_set": True,
     }
-    # Only as the environment of the one setup command (the SDK's envs=), never its script or argv.
+    # Handed to the setup command on its stdin: never in its script, its argv or its environment.
     assert all(EXA_KEY not in " ".join(c["argv"]) for c in sandbox["commands"])
-    assert any(EXA_KEY in c["envs"].values() for c in sandbox["commands"])
+    assert all(EXA_KEY not in json.dumps(c["envs"]) for c in sandbox["commands"])
     assert EXA_KEY not in operator.log() and EXA_KEY not in json.dumps(status)
     assert all(EXA_KEY not in (e.message or "") for e in cluster.events("default", "gw"))
     assert EXA_KEY not in json.dumps(sandbox["metadata"]) and EXA_KEY not in json.dumps(
