@@ -194,6 +194,12 @@ class SandboxFS:
         self.whiteouts = whiteouts if self.image is not None else None
         if self.image is not None:
             self._install_image(self.image, mcp_mountpoint)
+        elif mcp_mountpoint and isolation is not Isolation.DIRECTORIES:
+            # Any template: a gateway run as root writes /etc/mcp-gateway/.token, which must land in
+            # this sandbox's own /etc, never the host's (or the next sandbox's).
+            self.mcp_dir = self.root / "sys" / "etc-mcp-gateway"
+            self.mcp_dir.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.mcp_dir, 0o700)
         if user_uid is not None:
             # The home belongs to the sandbox's user, as in an E2B template.
             self.chown(self.home, recursive=True)
@@ -312,9 +318,11 @@ class SandboxFS:
         /usr/local/bin (stand-ins, installs), its own /etc/mcp-gateway, the host's installable
         programs kept reachable under /usr/local/bin/.real, then /usr/bin with the template's absent
         programs whited out. Runs before /tmp is replaced (the sandbox's directories may live there)."""
-        if self.local_bin is None:
-            return ""
         q = shlex.quote
+        if self.local_bin is None:
+            if self.mcp_dir is None:
+                return ""
+            return f"mount --bind {q(str(self.mcp_dir))} {SANDBOX_MCP_DIR} || exit 125\n"
         lines = [f"mount --bind {q(str(self.local_bin))} {SANDBOX_LOCAL_BIN} || exit 125"]
         if self.mcp_dir is not None:
             lines.append(f"mount --bind {q(str(self.mcp_dir))} {SANDBOX_MCP_DIR} || exit 125")
