@@ -18,16 +18,15 @@
 from __future__ import annotations
 
 import logging
-import time
 from datetime import UTC, datetime
 
-from swarm_operator.backend import SandboxBackend, SandboxNotFound
+from swarm_operator.backend import SandboxBackend
 from swarm_operator.bootstrap import HealthReport
 from swarm_operator.conditions import ConditionType, Reason, find
 from swarm_operator.cost import BudgetVerdict, check_budget, seconds_until_exceeded, spent_today
-from swarm_operator.lifecycle import spend
 from swarm_operator.lifecycle.runtime import ResourceRef, Runtime
 from swarm_operator.lifecycle.sandbox import kill_and_record
+from swarm_operator.lifecycle.sandbox import pause as pause_sandbox
 from swarm_operator.lifecycle.status import StatusBook
 from swarm_operator.model import CostStatus, SwarmSandboxSpec, SwarmSandboxStatus
 
@@ -133,27 +132,9 @@ async def enforce(
 
 
 async def pause(book: StatusBook, backend: SandboxBackend, reason: Reason, message: str) -> None:
-    """Pause the sandbox for ``reason`` (E2B keeps memory and files; compute billing stops) and
-    record ``Suspended=True``: phase Suspended, Ready=False. Already paused is fine; a sandbox found
-    gone is forgotten (the resume creates one)."""
-    sandbox = book.status.sandbox
-    if sandbox is not None and sandbox.id:
-        started = time.monotonic()
-        try:
-            await backend.pause(sandbox.id)
-            spend.meter(book, "Paused")
-        except SandboxNotFound:
-            book.status.sandbox = None
-            book.set(
-                ConditionType.SANDBOX_CREATED,
-                "False",
-                Reason.SANDBOX_NOT_FOUND,
-                f"sandbox {sandbox.id} is gone; a new one is created on resume",
-            )
-            spend.meter(book, "Stopped")
-        book.step("pause", time.monotonic() - started)
-        message = f"sandbox {sandbox.id} is paused: {message}"
-    book.set(ConditionType.SUSPENDED, "True", reason, message)
+    """Pause the sandbox for ``reason`` (budget, idleness): :func:`~swarm_operator.lifecycle.sandbox.pause`, the same path
+    spec.suspend takes."""
+    await pause_sandbox(book, backend, reason, f": {message}", absent=message)
 
 
 def went_idle(spec: SwarmSandboxSpec, report: HealthReport) -> str | None:

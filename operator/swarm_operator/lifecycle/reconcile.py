@@ -35,8 +35,8 @@ from swarm_operator.lifecycle.sandbox import (
     ensure_sandbox,
     kill_and_record,
     lifetime_handover_due,
+    pause,
     replace,
-    suspend,
     verify_identity,
 )
 from swarm_operator.lifecycle.status import StatusBook, give_up
@@ -131,7 +131,13 @@ async def _reconcile(
 
     try:
         if spec.suspend:
-            await suspend(book, backend)
+            await pause(
+                book,
+                backend,
+                Reason.SUSPENDED,
+                " (spec.suspend is true)",
+                absent="no sandbox is created while spec.suspend is true",
+            )
         elif (action := await budget.enforce(book, spec, backend, datetime.now(UTC))) is not None:
             if action == "Delete":  # the sandbox is killed; only a spec change brings one back
                 synced = find(book.status.conditions, ConditionType.SYNCED)

@@ -504,9 +504,11 @@ async def _handover_failed(
     )
 
 
-async def suspend(book: StatusBook, backend: SandboxBackend) -> None:
-    """Pause the sandbox (E2B keeps its memory and files; it stops billing compute)."""
+async def pause(book: StatusBook, backend: SandboxBackend, reason: Reason, why: str, *, absent: str) -> None:
+    """The one way a sandbox is paused (spec.suspend, a budget, idleness): E2B keeps memory and files,
+    compute billing and the meter stop; ``Suspended=True``. A sandbox found gone is forgotten."""
     sandbox = book.status.sandbox
+    message = absent
     if sandbox is not None and sandbox.id:
         started = time.monotonic()
         try:
@@ -522,10 +524,8 @@ async def suspend(book: StatusBook, backend: SandboxBackend) -> None:
             )
             spend.meter(book, "Stopped")
         book.step("pause", time.monotonic() - started)
-        message = f"sandbox {sandbox.id} is paused (spec.suspend is true)"
-    else:
-        message = "no sandbox is created while spec.suspend is true"
-    book.set(ConditionType.SUSPENDED, "True", Reason.SUSPENDED, message)
+        message = f"sandbox {sandbox.id} is paused{why}"
+    book.set(ConditionType.SUSPENDED, "True", reason, message)
 
 
 async def identity_ok(book: StatusBook, backend: SandboxBackend, sandbox: SandboxInfo) -> bool:
