@@ -316,7 +316,7 @@ def extension_violations(schema: dict[str, Any], value: Any, path: str = "") -> 
 
 def render() -> str:
     """The CRD as the YAML text committed to the repository."""
-    header = "# Generated from swarm_operator/model.py by `python -m swarm_operator._crd`. Do not edit.\n"
+    header = "# Generated from swarm_operator/model/ by `python -m swarm_operator._crd`. Do not edit.\n"
     return header + yaml.safe_dump(crd(), sort_keys=False, width=100, allow_unicode=True)
 
 

@@ -1,5 +1,5 @@
 """Argo CD: the SwarmSandbox health.lua run under real Lua (lupa) against statuses built exactly as the
-operator builds them (conditions.py + model.py), the argocd-cm snippet in the docs, the example
+operator builds them (conditions.py + model/), the argocd-cm snippet in the docs, the example
 Application."""
 
 from __future__ import annotations

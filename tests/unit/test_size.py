@@ -25,7 +25,6 @@ MODULES = {
     "lifecycle/agents.py": 496,
     "lifecycle/sandbox.py": 613,
     "metrics.py": 520,
-    "model.py": 1442,
     "playground.py": 462,
 }
 FUNCTIONS = {
