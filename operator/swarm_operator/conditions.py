@@ -169,6 +169,9 @@ class Reason(str, enum.Enum):
     AGENT_RESTARTED = "AgentRestarted"  # a dead agent was restarted in place by the health check.
     #: The first setup run installed what the template lacks (tmux, the agent CLI, the coordinator).
     PROVISIONED = "Provisioned"
+    #: Sharded operator (SWARM_SHARD=i/N): the resource's claudeswarm.io/shard label names no
+    #: shard, so no operator process serves it (Warning, from the shard its uid hashes to).
+    SHARD_LABEL_INVALID = "ShardLabelInvalid"
 
     def __str__(self) -> str:
         return self.value

@@ -318,6 +318,15 @@ class Settings(BaseModel):
             " environment, which Linux bounds."
         ),
     )
+    shard: str = Field(
+        default="",
+        pattern=r"^(\d{1,3}/\d{1,3})?$",
+        description=(
+            "'i/N': this process is shard i of N (0 <= i < N, N >= 2): it serves only SwarmSandboxes"
+            " labelled claudeswarm.io/shard=i, and labels unlabelled ones by a hash of their uid."
+            " Empty: unsharded (every resource in scope)."
+        ),
+    )
     metrics_port: int = Field(default=8080, ge=0, le=65535, description="Prometheus port; 0 = off.")
     log_format: str = Field(
         default="json", pattern="^(json|text)$", description="json (one object a line) or text."
@@ -355,6 +364,14 @@ class Settings(BaseModel):
             + backoffs
         )
         return float(min(need, self.sandbox_max_lifetime_seconds / 2))
+
+    @field_validator("shard")
+    @classmethod
+    def _shard_in_range(cls, value: str) -> str:
+        index, _, shards = value.partition("/")
+        if value and not 0 <= int(index) < int(shards) >= 2:
+            raise ValueError(f"{value!r}: needs at least 2 shards and 0 <= index < shards")
+        return value
 
     @field_validator("coordinator_install")
     @classmethod

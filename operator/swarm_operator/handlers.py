@@ -22,12 +22,14 @@ from swarm_operator.backend import BackendPool, BackendTimeouts, SandboxNotFound
 from swarm_operator.cluster import (
     ConfigMapReleaseRecord,
     KubeResourceLister,
+    KubeShardLabeller,
     KubeStatusWriter,
     api_client,
     core_api,
 )
 from swarm_operator.config import Settings
 from swarm_operator.lifecycle import GiveUp, ResourceRef, RetryLater, Runtime
+from swarm_operator.lifecycle.shard import ShardPlan, assign_forever
 from swarm_operator.lifecycle.startup import seed_limiter
 from swarm_operator.metrics import Metrics, new_registry, start_server
 from swarm_operator.model import InvalidSpecError, SwarmSandboxSpec, SwarmSandboxStatus
@@ -70,13 +72,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.networking.connect_timeout = config.kube_timeout_seconds
     settings.watching.server_timeout = 300
     settings.posting.level = logging.INFO
-    selector = getattr(memo, "selector", None)
-    if selector:
-        # Server-side filtering: this instance never even sees another shard's resources.
-        settings.watching.label_selectors[GROUP, VERSION, PLURAL] = selector
-    if getattr(memo, "namespaces", None):
-        # Namespaced RBAC cannot list namespaces or CRDs cluster-wide: don't try (and warn).
-        settings.scanning.disabled = True
+    _watch_scope(settings, memo, ShardPlan.parse(config.shard))
     # The kubernetes client is synchronous and runs in threads; asyncio's default pool (a few
     # threads on a small node) would queue hundreds of resources' Secret reads and status writes.
     asyncio.get_running_loop().set_default_executor(
@@ -126,6 +122,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         client, namespaces=getattr(memo, "namespaces", None), timeout_s=config.kube_timeout_seconds
     )
     memo.sweeper_task = asyncio.create_task(_sweep_forever(memo.runtime, lister))
+    memo.shard_task = _start_labeller(config, memo, client)
     # Set at cleanup. kopf can start a daemon for an event that arrives while it is shutting down,
     # after its daemon killer is gone; such a daemon would never see ``stopped`` and would hold
     # the exit until kopf cancels it as a hung task (and exits non-zero). They watch this too.
@@ -133,15 +130,40 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     logger.info("operator %s started", config.operator_id)
 
 
+def _watch_scope(settings: kopf.OperatorSettings, memo: kopf.Memo, plan: ShardPlan | None) -> None:
+    """What kopf watches: the namespaces, and server-side label selectors (``--selector``, and the
+    shard's own label when sharded), so this instance never even sees another shard's resources:
+    it runs no handler, adds no finalizer and writes no annotation on one."""
+    selectors = [s for s in (getattr(memo, "selector", None), plan and plan.own_selector) if s]
+    if selectors:
+        settings.watching.label_selectors[GROUP, VERSION, PLURAL] = ",".join(selectors)
+    if getattr(memo, "namespaces", None):
+        # Namespaced RBAC cannot list namespaces or CRDs cluster-wide: don't try (and warn).
+        settings.scanning.disabled = True
+
+
+def _start_labeller(config: Settings, memo: kopf.Memo, client: Any) -> asyncio.Task[None] | None:
+    """When sharded: the task that labels new resources with their shard (any shard may)."""
+    plan = ShardPlan.parse(config.shard)
+    if plan is None:
+        return None
+    labeller = KubeShardLabeller(
+        client, namespaces=getattr(memo, "namespaces", None), timeout_s=config.kube_timeout_seconds
+    )
+    logger.info("shard %d of %d: serving %s", plan.index, plan.shards, plan.own_selector)
+    return asyncio.create_task(assign_forever(plan, labeller, _KopfEvents()))
+
+
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     shutdown: asyncio.Event | None = getattr(memo, "shutdown", None)
     if shutdown is not None:
         shutdown.set()
-    task: asyncio.Task[None] | None = getattr(memo, "sweeper_task", None)
-    if task is not None:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    for name in ("sweeper_task", "shard_task"):
+        task: asyncio.Task[None] | None = getattr(memo, name, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
     getattr(memo, "metrics_close", lambda: None)()
     logger.info("operator stopped")
 

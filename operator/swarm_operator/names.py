@@ -16,6 +16,7 @@ __all__ = [
     "KIND",
     "PLURAL",
     "RESUME_ANNOTATION",
+    "SHARD_LABEL",
     "SINGULAR",
     "TAG_NAME",
     "TAG_NAMESPACE",
@@ -38,6 +39,10 @@ FINALIZER: Final = "claudeswarm.io/finalizer"
 #: Set (to a time) by ``swarm-operator resume``: lifts an idle pause. Not under GROUP's prefix,
 #: where kopf keeps its own bookkeeping annotations.
 RESUME_ANNOTATION: Final = "resume.claudeswarm.io/requested-at"
+
+#: The label naming the shard (``0..N-1``) whose operator process serves the resource, when the
+#: operator runs sharded (``SWARM_SHARD=i/N``); written on unlabelled resources by any shard.
+SHARD_LABEL: Final = "claudeswarm.io/shard"
 
 #: Metadata tags written on every sandbox. The uid tag is what adopt-or-create searches by.
 TAG_UID: Final = "claudeswarm.io/uid"

@@ -8,11 +8,13 @@ imported by name so the operator's process never loads it).
 
 from ._operator import ApiClient, KubeResourceLister, KubeStatusWriter, api_client, core_api
 from ._released import ConfigMapReleaseRecord
+from ._shard import KubeShardLabeller
 
 __all__ = [
     "ApiClient",
     "ConfigMapReleaseRecord",
     "KubeResourceLister",
+    "KubeShardLabeller",
     "KubeStatusWriter",
     "api_client",
     "core_api",
