@@ -151,7 +151,7 @@ def _start_labeller(config: Settings, memo: kopf.Memo, client: Any) -> asyncio.T
         client, namespaces=getattr(memo, "namespaces", None), timeout_s=config.kube_timeout_seconds
     )
     logger.info("shard %d of %d: serving %s", plan.index, plan.shards, plan.own_selector)
-    return asyncio.create_task(assign_forever(plan, labeller, _KopfEvents()))
+    return asyncio.create_task(assign_forever(plan, labeller))
 
 
 @kopf.on.cleanup()

@@ -1,5 +1,5 @@
-"""The shard labeller's Kubernetes calls: a list-then-watch of the resources no shard serves, and
-the conditional label write (see :mod:`swarm_operator.lifecycle.shard`).
+"""The shard labeller's Kubernetes calls: a list-then-watch of the resources no shard serves, the
+conditional label write, and its Warning Events (see :mod:`swarm_operator.lifecycle.shard`).
 
 kopf's one watch per resource kind carries the shard's own selector, so this is a second, separate
 watch with the labeller's selector. The synchronous client's watch blocks, so it runs in a daemon
@@ -13,12 +13,13 @@ import asyncio
 import logging
 import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import kubernetes
 
 from swarm_operator.cluster._operator import json_object
-from swarm_operator.names import GROUP, PLURAL, VERSION
+from swarm_operator.names import GROUP, KIND, PLURAL, VERSION
 
 logger = logging.getLogger("swarm_operator.cluster")
 
@@ -38,6 +39,7 @@ class KubeShardLabeller:
         retry_s: float = 5.0,
     ) -> None:
         self._api = kubernetes.client.CustomObjectsApi(client)
+        self._core = kubernetes.client.CoreV1Api(client)
         self._namespaces = list(namespaces) if namespaces else None
         self._timeout_s = timeout_s
         self._retry_s = retry_s
@@ -85,6 +87,33 @@ class KubeShardLabeller:
                 return False
             raise
         return True
+
+    async def warn(self, body: Mapping[str, Any], reason: str, message: str) -> None:
+        await asyncio.to_thread(self._warn, body, reason, message)
+
+    def _warn(self, body: Mapping[str, Any], reason: str, message: str) -> None:
+        meta = body["metadata"]
+        now = datetime.now(UTC)
+        event = kubernetes.client.CoreV1Event(
+            metadata=kubernetes.client.V1ObjectMeta(
+                generate_name=f"{meta['name']}.", namespace=meta["namespace"]
+            ),
+            involved_object=kubernetes.client.V1ObjectReference(
+                api_version=f"{GROUP}/{VERSION}",
+                kind=KIND,
+                name=meta["name"],
+                namespace=meta["namespace"],
+                uid=meta["uid"],
+            ),
+            reason=reason,
+            message=message,
+            type="Warning",
+            source=kubernetes.client.V1EventSource(component="swarm-operator"),
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+        )
+        self._core.create_namespaced_event(meta["namespace"], event, _request_timeout=self._timeout_s)
 
     def _watch_forever(self, namespace: str | None, selector: str, emit: Any) -> None:
         while not self._stop.is_set():

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from swarm_operator.conditions import Reason
-from swarm_operator.lifecycle.runtime import EventRecorder, ResourceRef
+from swarm_operator.lifecycle.runtime import ResourceRef
 from swarm_operator.names import SHARD_LABEL
 
 __all__ = ["Labeller", "ShardPlan", "assign_forever", "shard_of"]
@@ -94,6 +94,10 @@ class Labeller(Protocol):
         """Set the label if the resource is still at the body's resourceVersion; False if not."""
         ...
 
+    async def warn(self, body: Mapping[str, Any], reason: str, message: str) -> None:
+        """Post a Warning Event about the resource (kopf's queue serves only its handlers)."""
+        ...
+
 
 @dataclass
 class _Reported:
@@ -108,7 +112,7 @@ class _Reported:
         return True
 
 
-async def assign_forever(plan: ShardPlan, labeller: Labeller, events: EventRecorder) -> None:
+async def assign_forever(plan: ShardPlan, labeller: Labeller) -> None:
     """Label every unlabelled resource with its shard; report labels that name no shard.
 
     Runs until cancelled (the operator's cleanup). A failed write is only logged: the resource is
@@ -116,14 +120,13 @@ async def assign_forever(plan: ShardPlan, labeller: Labeller, events: EventRecor
     """
     reported = _Reported()
     async for body in labeller.unassigned(plan.unassigned_selector):
-        await assign(plan, body, labeller, events, reported)
+        await assign(plan, body, labeller, reported)
 
 
 async def assign(
     plan: ShardPlan,
     body: Mapping[str, Any],
     labeller: Labeller,
-    events: EventRecorder,
     reported: _Reported | None = None,
 ) -> str | None:
     """One resource: label it (returns the value written) or report its invalid label (None)."""
@@ -144,12 +147,15 @@ async def assign(
             logger.info("labelled %s=%s", SHARD_LABEL, value, extra=ref.log_extra)
         return value if written else None
     if owner == plan.index and (reported or _Reported()).first(ref.uid, current):
-        events.record(
-            ref,
-            "Warning",
-            Reason.SHARD_LABEL_INVALID.value,
+        message = (
             f"label {SHARD_LABEL}={current} names no shard (the operator runs {plan.shards}:"
             f" 0..{plan.shards - 1}); no shard serves this resource. Remove the label to have it"
-            f" assigned ({SHARD_LABEL}={owner}), or set one in range.",
+            f" assigned ({SHARD_LABEL}={owner}), or set one in range."
         )
+        try:
+            await labeller.warn(body, Reason.SHARD_LABEL_INVALID.value, message)
+        except Exception as exc:  # the log line says it instead
+            logger.warning(
+                "shard label invalid (event not posted: %s): %s", exc, message, extra=ref.log_extra
+            )
     return None
