@@ -20,7 +20,7 @@ MODULES = {
     "backend/_errors.py": 466,
     "backend/doctor.py": 522,
     "cli.py": 543,
-    "config.py": 448,
+    "config.py": 465,
     "console.py": 661,
     "lifecycle/agents.py": 496,
     "lifecycle/sandbox.py": 613,
