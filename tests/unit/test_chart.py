@@ -164,6 +164,7 @@ def test_schema_settings_are_exactly_the_operator_settings() -> None:
         "default_api_key_secret",
         "default_api_key_secret_key",
         "metrics_port",
+        "shard",  # from sharding.shards, one value per Deployment
     }
     snake = {
         "".join("_" + c.lower() if c.isupper() else c for c in name)

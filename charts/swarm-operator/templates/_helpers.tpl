@@ -62,6 +62,27 @@ app.kubernetes.io/part-of: swarm-operator
 {{- end }}
 {{- end }}
 
+{{/*
+Sharding (sharding.shards > 1): one Deployment per shard. "swarm-operator.shardSuffix" takes
+(list $ index) and gives "-<index>" when sharded, "" otherwise; names, the operator id, the peering
+object and the released-sandboxes record all carry it, so no two shards share any of them.
+*/}}
+{{- define "swarm-operator.sharded" -}}
+{{- if gt (int .Values.sharding.shards) 1 }}true{{ end }}
+{{- end }}
+
+{{- define "swarm-operator.shardSuffix" -}}
+{{- $root := index . 0 }}
+{{- if include "swarm-operator.sharded" $root }}-{{ index . 1 }}{{ end }}
+{{- end }}
+
+{{/* The operator id (sandbox tag, released record name) of shard (list $ index): at most 63. */}}
+{{- define "swarm-operator.operatorId" -}}
+{{- $root := index . 0 }}
+{{- $suffix := include "swarm-operator.shardSuffix" . }}
+{{- printf "%s%s" (include "swarm-operator.fullname" $root | trunc (int (sub 63 (len $suffix))) | trimSuffix "-") $suffix }}
+{{- end }}
+
 {{/* Namespaces this release serves ("" list in cluster mode). */}}
 {{- define "swarm-operator.clusterwide" -}}
 {{- if eq .Values.watch.mode "cluster" }}true{{ end }}
