@@ -172,12 +172,13 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 async def probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
     """Liveness detail: kopf answering proves the event loop runs; this proves our own loops do.
 
-    A sweeper task that died (it never ends on its own) fails the probe, so the kubelet restarts
-    the pod rather than leave an operator that no longer cleans up after itself.
+    A sweeper or shard-labeller task that died (neither ends on its own) fails the probe, so the
+    kubelet restarts the pod rather than leave an operator that no longer cleans up after itself.
     """
-    task: asyncio.Task[None] | None = getattr(memo, "sweeper_task", None)
-    if task is not None and task.done():
-        raise RuntimeError("the orphan sweeper stopped")
+    for name, what in (("sweeper_task", "the orphan sweeper"), ("shard_task", "the shard labeller")):
+        task: asyncio.Task[None] | None = getattr(memo, name, None)
+        if task is not None and task.done():
+            raise RuntimeError(f"{what} stopped")
     runtime: Runtime = memo.runtime
     clients = len(runtime.backends) if isinstance(runtime.backends, Sized) else 0
     return {"e2bClients": clients, "resourcesTracked": runtime.tracked()}

@@ -124,12 +124,12 @@ class KubeShardLabeller:
                 self._stop.wait(self._retry_s)
 
     def _list_and_watch(self, namespace: str | None, selector: str, emit: Any) -> None:
-        api: Any = self._api  # the two list calls differ in arity; watch.stream takes either
-        call, scope = (
-            (api.list_cluster_custom_object, (GROUP, VERSION, PLURAL))
-            if namespace is None
-            else (api.list_namespaced_custom_object, (GROUP, VERSION, namespace, PLURAL))
-        )
+        # The two list calls differ in arity; watch.stream takes either with its arguments.
+        call: Any = self._api.list_namespaced_custom_object
+        scope: tuple[str, ...] = (GROUP, VERSION, namespace or "", PLURAL)
+        if namespace is None:
+            call = self._api.list_cluster_custom_object
+            scope = (GROUP, VERSION, PLURAL)
         listing = json_object(call(*scope, label_selector=selector, _request_timeout=self._timeout_s))
         for item in listing.get("items", []):
             emit(item)
