@@ -185,3 +185,26 @@ def test_a_label_naming_no_shard_is_reported_and_never_rewritten(
     cluster.wait_condition("default", "stray", "Ready", timeout=120)
     labels = (cluster.get("default", "stray") or {})["metadata"]["labels"]
     assert labels[LABEL] == str(_expected_shard(uid))
+
+
+def test_namespaced_shards_label_in_each_watched_namespace_only(
+    cluster: Cluster, e2b: Any, start_operator: Any
+) -> None:
+    for namespace in ("team-a", "team-b", "elsewhere"):
+        cluster.namespace(namespace)
+    scope = ("--namespace", "team-a", "--namespace", "team-b")
+    for index in range(2):
+        start_operator(*scope, SWARM_SHARD=f"{index}/2", SWARM_OPERATOR_ID=f"e2e-{index}")
+    names = [("team-a", "a0"), ("team-a", "a1"), ("team-b", "b0"), ("team-b", "b1"), ("elsewhere", "x")]
+    for namespace, name in names:
+        cluster.apply(swarm(name, namespace=namespace, agents=1))
+    for namespace, name in names[:-1]:
+        cluster.wait_condition(namespace, name, "Ready", timeout=120)
+        body = cluster.get(namespace, name) or {}
+        uid = body["metadata"]["uid"]
+        expected = int.from_bytes(hashlib.sha256(uid.encode()).digest()[:8], "big") % 2
+        assert body["metadata"]["labels"][LABEL] == str(expected)
+        (sandbox,) = _sandboxes_by_uid(e2b, alive_only=False)[uid]
+        assert sandbox["metadata"]["claudeswarm.io/operator"] == f"e2e-{expected}"
+    outside = cluster.get("elsewhere", "x") or {}  # a namespace no shard watches: not touched
+    assert LABEL not in (outside["metadata"].get("labels") or {}) and not outside.get("status")
