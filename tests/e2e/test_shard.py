@@ -33,6 +33,12 @@ def _shard(start_operator: Any, index: int) -> OperatorProcess:
     return start_operator(SWARM_SHARD=f"{index}/{SHARDS}", SWARM_OPERATOR_ID=f"e2e-{index}", **LEASE)
 
 
+def _meta(cluster: Cluster, name: str) -> dict[str, Any]:
+    body = cluster.get("default", name)
+    assert body is not None, name
+    return dict(body["metadata"])
+
+
 def _sandboxes_by_uid(e2b: Any, *, alive_only: bool) -> dict[str, list[dict[str, Any]]]:
     found: dict[str, list[dict[str, Any]]] = {}
     for sandbox in e2b.inspect(include_dead=not alive_only):
@@ -62,7 +68,7 @@ def _create_until_every_shard_has(cluster: Cluster, prefix: str, each: int) -> d
     while min(counts.values()) < each and len(uids) < 30:
         name = f"{prefix}-{len(uids)}"
         cluster.apply(swarm(name, agents=1))
-        uid = cluster.get("default", name)["metadata"]["uid"]  # type: ignore[index]
+        uid = _meta(cluster, name)["uid"]
         uids[name] = uid
         counts[_expected_shard(uid)] += 1
     assert min(counts.values()) >= each, counts
@@ -82,7 +88,7 @@ def test_three_shards_label_serve_once_and_leave_a_dead_shards_resources_alone(
             20,
             message=f"{name} labelled",
         )
-        labels = cluster.get("default", name)["metadata"]["labels"]  # type: ignore[index]
+        labels = _meta(cluster, name)["labels"]
         assert labels[LABEL] == str(_expected_shard(uid)), name
     for name in uids:
         cluster.wait_condition("default", name, "Ready", timeout=120)
@@ -107,7 +113,7 @@ def test_three_shards_label_serve_once_and_leave_a_dead_shards_resources_alone(
     old_sandbox = {n: cluster.status("default", n)["sandbox"]["id"] for n in mine}
     operators[dead].proc.send_signal(signal.SIGKILL)
     operators[dead].proc.wait(10)
-    versions = {n: cluster.get("default", n)["metadata"]["resourceVersion"] for n in mine}  # type: ignore[index]
+    versions = {n: _meta(cluster, n)["resourceVersion"] for n in mine}
     wait_for(
         lambda: not any(_sandboxes_by_uid(e2b, alive_only=True).get(u) for u in mine.values()),
         20,
@@ -125,7 +131,7 @@ def test_three_shards_label_serve_once_and_leave_a_dead_shards_resources_alone(
     assert all(len(alive.get(u, [])) == 1 for u in others.values()), "living shards' sandboxes"
     assert not any(alive.get(u) for u in mine.values()), "nobody replaced the dead shard's sandboxes"
     for name, version in versions.items():
-        assert cluster.get("default", name)["metadata"]["resourceVersion"] == version, name  # type: ignore[index]
+        assert _meta(cluster, name)["resourceVersion"] == version, name
     late_body = cluster.get("default", late) or {}
     assert late_body["metadata"]["labels"][LABEL] == str(dead)
     assert not late_body.get("status") and not late_body["metadata"].get("finalizers")
@@ -152,7 +158,7 @@ def _create_one_for(cluster: Cluster, shard: int) -> str:
     for attempt in range(20):
         name = f"late-{attempt}"
         cluster.apply(swarm(name, agents=1))
-        uid = cluster.get("default", name)["metadata"]["uid"]  # type: ignore[index]
+        uid = _meta(cluster, name)["uid"]
         if _expected_shard(uid) == shard:
             return name
         cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, name)
@@ -167,7 +173,7 @@ def test_a_label_naming_no_shard_is_reported_and_never_rewritten(
     manifest = swarm("stray", agents=1)
     manifest["metadata"]["labels"] = {LABEL: "7"}
     cluster.apply(manifest)
-    uid = cluster.get("default", "stray")["metadata"]["uid"]  # type: ignore[index]
+    uid = _meta(cluster, "stray")["uid"]
 
     def warned() -> list[Any]:
         return [e for e in cluster.events("default", "stray") if e.reason == "ShardLabelInvalid"]

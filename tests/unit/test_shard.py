@@ -30,8 +30,10 @@ def _body(uid: str, labels: dict[str, str] | None = None, **meta: Any) -> dict[s
 
 
 class FakeLabeller:
-    def __init__(self, bodies: list[Mapping[str, Any]] = (), *, accept: bool = True) -> None:  # type: ignore[assignment]
-        self.bodies = list(bodies)
+    def __init__(
+        self, bodies: list[Mapping[str, Any]] | None = None, *, accept: bool | Exception = True
+    ) -> None:
+        self.bodies = list(bodies or [])
         self.accept = accept
         self.labelled: list[tuple[str, str, str]] = []
         self.warnings: list[tuple[str, str, str]] = []
@@ -44,7 +46,7 @@ class FakeLabeller:
         if isinstance(self.accept, Exception):
             raise self.accept
         self.labelled.append((body["metadata"]["uid"], key, value))
-        return self.accept
+        return bool(self.accept)
 
     async def warn(self, body: Mapping[str, Any], reason: str, message: str) -> None:
         self.warnings.append((body["metadata"]["uid"], reason, message))
@@ -116,7 +118,7 @@ def test_a_lost_race_or_a_failed_write_is_left_to_the_next_listing() -> None:
     uid = str(uuid.uuid4())
     conflicted = FakeLabeller(accept=False)  # 409: changed since (another shard labelled it)
     assert asyncio.run(assign(ShardPlan(0, 3), _body(uid), conflicted)) is None
-    broken = FakeLabeller(accept=RuntimeError("API server away"))  # type: ignore[arg-type]
+    broken = FakeLabeller(accept=RuntimeError("API server away"))
     assert asyncio.run(assign(ShardPlan(0, 3), _body(uid), broken)) is None
 
 
