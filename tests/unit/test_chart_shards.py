@@ -106,3 +106,11 @@ def test_the_schema_refuses_a_shard_count_out_of_range(shards: Any) -> None:
         check=False,
     )
     assert result.returncode != 0 and "shards" in result.stderr
+
+
+def test_helm_lint_is_clean_with_shards() -> None:
+    result = helm(
+        "lint", str(CHART), "--strict", "--set", "sharding.shards=3", "--set", "replicaCount=2", check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout, result.stdout
