@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import subprocess
 import sys
+import threading
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
@@ -152,3 +153,19 @@ def test_kopf_watches_only_the_shards_own_label_with_any_user_selector() -> None
     unsharded, memo = kopf.OperatorSettings(), kopf.Memo()
     handlers._watch_scope(unsharded, memo, None)
     assert not list(unsharded.watching.label_selectors.collect(kopf.Resource(GROUP, VERSION, PLURAL)))
+
+
+def test_the_labeller_names_a_namespace_pattern_it_cannot_watch(caplog: pytest.LogCaptureFixture) -> None:
+    import kubernetes
+
+    from swarm_operator.cluster import KubeShardLabeller
+
+    labeller = KubeShardLabeller(kubernetes.client.ApiClient(), namespaces=["team-*"], timeout_s=1)
+
+    async def first() -> None:
+        await asyncio.wait_for(anext(labeller.unassigned(ShardPlan(0, 2).unassigned_selector)), 0.5)
+
+    with caplog.at_level("ERROR"), pytest.raises(TimeoutError):
+        asyncio.run(first())  # nothing to list, and no thread hammering an invalid namespace name
+    assert "'team-*' not watched" in caplog.text
+    assert not [t for t in threading.enumerate() if t.name.startswith("shard-watch")]

@@ -51,6 +51,10 @@ class KubeShardLabeller:
         queue: asyncio.Queue[Mapping[str, Any]] = asyncio.Queue()
         scopes: list[str | None] = [*self._namespaces] if self._namespaces else [None]
         for namespace in scopes:
+            if namespace is not None and any(c in namespace for c in "*?["):
+                # kopf expands patterns by listing namespaces; the labeller watches by name only.
+                logger.error("shard labeller: namespace pattern %r not watched; name namespaces", namespace)
+                continue
             threading.Thread(
                 target=self._watch_forever,
                 args=(namespace, selector, lambda obj: loop.call_soon_threadsafe(queue.put_nowait, obj)),
