@@ -169,6 +169,9 @@ class Reason(str, enum.Enum):
     AGENT_RESTARTED = "AgentRestarted"  # a dead agent was restarted in place by the health check.
     #: The first setup run installed what the template lacks (tmux, the agent CLI, the coordinator).
     PROVISIONED = "Provisioned"
+    #: Warning: agent.command imitates Claude Code's name (a homoglyph, an invisible character):
+    #: it runs as the generic command it is, never treated as Claude Code.
+    SPOOFED_COMMAND = "SpoofedCommand"
 
     def __str__(self) -> str:
         return self.value
