@@ -241,7 +241,7 @@ def test_on_the_uv_path_the_coordinator_s_dependencies_come_from_the_hashed_lock
     ]
 
 
-@pytest.mark.parametrize("attack", ["tampered", "unhashed", "git requirement in the lock"])
+@pytest.mark.parametrize("attack", ["tampered", "unhashed", "unpinned", "git requirement in the lock"])
 def test_on_the_uv_path_a_tampered_or_unhashed_dependency_fails_the_coordinator_step(
     sandbox: Sandbox, attack: str
 ) -> None:
@@ -254,6 +254,8 @@ def test_on_the_uv_path_a_tampered_or_unhashed_dependency_fails_the_coordinator_
     elif attack == "unhashed":  # a lock line without a hash: uv refuses before fetching anything
         lock += "standin-extra==1.0\n"
         _dist(index, "standin-extra", "1.0")
+    elif attack == "unpinned":  # hashed but a range: uv wants every requirement pinned with ==
+        lock = lock.replace("standin-dep==1.0", "standin-dep>=1.0")
     else:  # uv's hash-checking mode supports no git requirement: the commit pin is its own call
         lock += f"{COORD_REQ}\n"
     report = sandbox.setup(_plan(agents=1, coordinator_python="3.99", coordinator_lock=lock))
@@ -270,6 +272,7 @@ def test_on_the_uv_path_a_tampered_or_unhashed_dependency_fails_the_coordinator_
     expected = {
         "tampered": "Hash mismatch for `standin-dep==1.0`",
         "unhashed": "must have a hash, but none were provided for: standin-extra==1.0",
+        "unpinned": "must have their versions pinned with `==`, but found: standin-dep>=1.0",
         "git requirement in the lock": f"none were provided for: {COORD_REQ}",
     }[attack]
     assert expected in pathlib.Path(log).read_text()
