@@ -65,7 +65,7 @@ def claude_config_json(spec: SwarmSandboxSpec, files: Mapping[str, str]) -> str:
     they are. Nothing here is secret: the API key stays in the agents' environment and the gateway
     token is read inside the sandbox.
     """
-    if not spec.agent.is_claude_code:
+    if not bootstrap.is_claude_code(spec.agent.command):
         return ""
     settings: dict[str, Any] = {}
     if spec.coordinator.enabled:
@@ -89,6 +89,25 @@ def claude_config_json(spec: SwarmSandboxSpec, files: Mapping[str, str]) -> str:
     return json.dumps(
         {"claude_json": user_claude, "settings": _merge(settings, user_settings), "files": extra},
         sort_keys=True,
+    )
+
+
+def spoofing_report(spec: SwarmSandboxSpec) -> str | None:
+    """The Warning to post when ``agent.command`` imitates Claude Code's name without being it.
+
+    Such a command is allowed — it is whatever program the sandbox has under that name — but it is
+    never treated as Claude Code: no Claude Code package is installed for it, no configuration,
+    onboarding or gateway entry is written for it. The name is shown escaped (``ascii``), so the
+    Event tells the look-alike from the real name at a glance.
+    """
+    target = bootstrap.imitated(spec.agent.command)
+    if target is None:
+        return None
+    name = bootstrap.program(spec.agent.command)
+    return (
+        f"spec.agent.command {ascii(name)} looks like {target!r} but is not it (possible spoofing "
+        f"attempt): it runs as a generic command; Claude Code's package, configuration and "
+        f"onboarding are not applied to it. Use exactly {target!r} for Claude Code."
     )
 
 

@@ -172,6 +172,9 @@ class Reason(str, enum.Enum):
     #: Sharded operator (SWARM_SHARD=i/N): the resource's claudeswarm.io/shard label names no
     #: shard, so no operator process serves it (Warning, from the shard its uid hashes to).
     SHARD_LABEL_INVALID = "ShardLabelInvalid"
+    #: Warning: agent.command imitates Claude Code's name (a homoglyph, an invisible character):
+    #: it runs as the generic command it is, never treated as Claude Code.
+    SPOOFED_COMMAND = "SpoofedCommand"
 
     def __str__(self) -> str:
         return self.value

@@ -23,9 +23,15 @@ Supply chain: what the build installs is pinned by content where the builder all
   (``bootstrap/coordinator.lock``, copied into the build context) with ``--require-hashes
   --only-binary=:all:`` (wheels only), and the coordinator itself from its git commit with
   ``--no-deps --no-build-isolation``. A custom ``--coordinator`` pin installs as pip resolves it.
-* The base image is **not** pinned by digest: ``debian:trixie`` is a tag, and no digest could be
-  obtained where this was written (no network access to Docker Hub), so none is recorded here. The
-  builder takes any image reference: pass ``--base debian:trixie@sha256:<digest>`` to pin one.
+* The base image is pinned by digest: :data:`DEFAULT_BASE` names Debian's dated ``trixie-20260918``
+  build by the digest of its multi-platform image index, as Docker's official-images team publishes
+  it (docker-library/repo-info ``repos/debian/remote/trixie-20260918.md``, commit 0de62c7b). A
+  registry that serves other bytes under that reference fails the pull instead of changing the
+  template. The digest was read from that record, not from a pull (Docker Hub is not reachable where
+  this was written). Any other ``--base`` must carry its own ``@sha256:<digest>`` or the builder
+  refuses it (``allow_unpinned_base`` lifts that, for a base the user vouches for). A
+  ``--from-template`` base (an E2B template, e.g. ``mcp-gateway``) is a name E2B resolves: it has no
+  digest to pin.
 
 The definition uses the ``e2b`` SDK's template builder (reached through the backend package, the only
 importer of the SDK), so it can be printed offline (as the
@@ -41,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import re
 import shlex
 import sys
 from importlib import resources
@@ -58,7 +65,15 @@ from swarm_operator.model import COORDINATOR_PIN, is_pinned_install
 
 __all__ = ["DEFAULT_BASE", "definition", "main_build", "render"]
 
-DEFAULT_BASE: Final = "debian:trixie"
+#: docker-library/repo-info repos/debian/remote/trixie-20260918.md (commit 0de62c7b27b3407abe87eb16449e612934d145e2):
+#: ``docker pull debian@sha256:9cc0...585c``, "Manifest MIME: application/vnd.oci.image.index.v1+json",
+#: 16 entries (8 Linux platforms, amd64 and arm64 among them, each with its attestation), built
+#: "Fri, 18 Sep 2026" by ``debian.sh ... 'trixie'``.
+DEFAULT_BASE: Final = (
+    "debian:trixie-20260918@sha256:9cc080028c43b27d2074d63a5f9caf7166d731494965616c1a6d2827a004585c"
+)
+#: An image reference pinned by content: ``name[:tag]@sha256:<64 hex>``.
+PINNED_IMAGE: Final = re.compile(r"^[a-z0-9][a-z0-9._/:-]*@sha256:[0-9a-f]{64}$")
 SYSTEM_PACKAGES: Final = (
     "tmux",
     "git",
@@ -110,13 +125,19 @@ def definition(
     agent_cli: str | None = None,
     base: str | None = None,
     from_template: str | None = None,
+    allow_unpinned_base: bool = False,
 ) -> Any:
     """The template as an ``e2b.AsyncTemplate`` builder chain; None means the operator's own pin (or
-    base). Raises ValueError for an unpinned coordinator or agent CLI: a template is built once and
-    used for months; it must not drift."""
+    base). Raises ValueError for an unpinned coordinator, agent CLI or base image (unless
+    ``allow_unpinned_base``): a template is built once and used for months; it must not drift."""
     coordinator = COORDINATOR_PIN if coordinator is None else coordinator
     agent_cli = CLAUDE_CODE_PACKAGE if agent_cli is None else agent_cli
     base = DEFAULT_BASE if base is None else base
+    if not from_template and not allow_unpinned_base and not PINNED_IMAGE.match(base):
+        raise ValueError(
+            f"--base {base!r} must be pinned by digest: IMAGE[:TAG]@sha256:<64 hex> (a tag can be "
+            "moved to other bytes; `docker buildx imagetools inspect IMAGE:TAG` prints the digest)"
+        )
 
     if coordinator == "preinstalled" or not is_pinned_install(coordinator):
         raise ValueError(

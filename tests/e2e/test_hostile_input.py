@@ -8,13 +8,14 @@ the canary does not exist, the operator is still running, and its log holds no t
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
 
 import kubernetes
 import pytest
-from tests.e2e.conftest import Cluster, wait_for
+from tests.e2e.conftest import FIXTURE_BIN, Cluster, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -335,4 +336,38 @@ def test_hostile_tenancy_input_is_refused(cluster: Cluster, e2b: Any, start_oper
     assert outcomes == {label: expected for label, _, _, expected in cases}, outcomes
     stats = httpx.get(f"{e2b.url}/_emulator/stats", timeout=10).json()
     assert stats["operations"].get("sandbox.create", 0) == 0 and not e2b.inspect()
+    assert operator.proc.poll() is None and "Traceback" not in operator.log()
+
+
+def test_a_homoglyph_command_runs_as_given_is_reported_and_never_treated_as_claude_code(
+    cluster: Cluster, e2b: Any, sandbox_home: Path, start_operator: Any
+) -> None:
+    """``сlaude`` with a Cyrillic ``с`` (U+0441) is another program: the sandbox's file of that name
+    runs as the agent (it is allowed), the operator reports the spoofing attempt with a Warning, and
+    nothing Claude Code gets is given to it: no Claude Code package, configuration or onboarding."""
+    spoof = "\u0441laude"
+    shutil.copy2(FIXTURE_BIN / "fake-agent", sandbox_home / ".local" / "bin" / spoof)
+    operator = start_operator()
+    cluster.core.create_namespaced_config_map(
+        "default",
+        {"metadata": {"name": "spoof-cfg"}, "data": {"CLAUDE.md": "be Claude\n", "settings.json": "{}"}},
+    )
+    body = _swarm(
+        "spoof", {"agents": 2, "agent": {"command": spoof, "config": {"configMapName": "spoof-cfg"}}}
+    )
+    cluster.custom.create_namespaced_custom_object(
+        "claudeswarm.io", "v1alpha1", "default", "swarmsandboxes", body
+    )
+    cluster.wait_condition("default", "spoof", "Ready", timeout=60)
+    assert cluster.status("default", "spoof")["agents"]["summary"] == "2/2"
+    warnings = [e for e in cluster.events("default", "spoof") if e.reason == "SpoofedCommand"]
+    assert [e.type for e in warnings] == ["Warning"], warnings
+    assert "spec.agent.command '\\u0441laude' looks like 'claude' but is not it" in warnings[0].message
+    [sandbox] = [s for s in e2b.inspect() if s["alive"]]
+    home = Path(sandbox["home"])
+    # The agents are the look-alike program itself (the fake agent under that name) ...
+    assert (home / ".local" / "bin" / spoof).exists()
+    # ... given nothing of Claude Code's: no configuration, onboarding or package.
+    assert not (home / ".claude.json").exists() and not (home / ".claude").exists()
+    assert not [i for i in sandbox["installs"] if "claude-code" in json.dumps(i)], sandbox["installs"]
     assert operator.proc.poll() is None and "Traceback" not in operator.log()

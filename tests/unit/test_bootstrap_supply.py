@@ -208,3 +208,74 @@ def test_a_tampered_or_unhashed_dependency_is_refused_and_reported(sandbox: Sand
     assert _installed(sandbox) & {"standin_dep", "standin_extra", "claudeswarm_standin"} == set()
     assert not (sandbox.home / ".swarm" / "swp" / "coordinator" / "bin" / "claudeswarm").exists()
     assert report.agents.ready == 1  # the agents run; the coordinator is what is reported missing
+
+
+def _uv_calls(sandbox: Sandbox) -> list[str]:
+    return [c for c in sandbox.calls if c.startswith("uv pip install")]
+
+
+def test_on_the_uv_path_the_coordinator_s_dependencies_come_from_the_hashed_lock_too(
+    sandbox: Sandbox,
+) -> None:
+    """Python older than the coordinator needs (E2B's base: 3.11): uv's pip installs into a managed
+    Python, with the same hash-checking options as pip (the stand-in models uv's rules)."""
+    index = sandbox.root / "index"
+    dep = _dist(index, "standin-dep", "1.0", marker="good")
+    _dist(index, "standin-unlocked", "1.0")
+    (index / "claudeswarm-standin").rename(index / "_orig")
+    _dist(index, "claudeswarm-standin", "1.0.0", requires=("standin-unlocked",), script="claudeswarm")
+    plan = _plan(
+        agents=1, coordinator_python="3.99", coordinator_lock=_lock(("standin-dep==1.0", _sha256(dep)))
+    )
+    report = sandbox.setup(plan)
+    assert not report.errors, (sandbox.home / ".swarm" / "swp" / "provision.log").read_text()
+    assert report.coordinator.installed and COORD_REQ in report.installed
+    assert {"standin_dep", "claudeswarm_standin"} <= _installed(sandbox)
+    assert "standin_unlocked" not in _installed(sandbox)
+    venv = sandbox.home / ".swarm" / "swp" / "coordinator"
+    assert (venv / ".uv-python").read_text() == "3.99"
+    assert _uv_calls(sandbox) == [
+        f"uv pip install --quiet --python {venv}/bin/python --require-hashes --only-binary=:all: "
+        f"-r {venv}/coordinator.lock",
+        f"uv pip install --quiet --python {venv}/bin/python --no-deps --no-build-isolation -- {COORD_REQ}",
+    ]
+
+
+@pytest.mark.parametrize("attack", ["tampered", "unhashed", "unpinned", "git requirement in the lock"])
+def test_on_the_uv_path_a_tampered_or_unhashed_dependency_fails_the_coordinator_step(
+    sandbox: Sandbox, attack: str
+) -> None:
+    index = sandbox.root / "index"
+    dep = _dist(index, "standin-dep", "1.0", marker="good")
+    lock = _lock(("standin-dep==1.0", _sha256(dep)))
+    if attack == "tampered":  # a compromised mirror serves other bytes for the locked wheel
+        dep.unlink()
+        assert _sha256(_dist(index, "standin-dep", "1.0", marker="evil")) not in lock
+    elif attack == "unhashed":  # a lock line without a hash: uv refuses before fetching anything
+        lock += "standin-extra==1.0\n"
+        _dist(index, "standin-extra", "1.0")
+    elif attack == "unpinned":  # hashed but a range: uv wants every requirement pinned with ==
+        lock = lock.replace("standin-dep==1.0", "standin-dep>=1.0")
+    else:  # uv's hash-checking mode supports no git requirement: the commit pin is its own call
+        lock += f"{COORD_REQ}\n"
+    report = sandbox.setup(_plan(agents=1, coordinator_python="3.99", coordinator_lock=lock))
+    assert not report.coordinator.installed
+    assert [e.step for e in report.errors] == ["coordinator"]
+    error = report.coordinator.error or ""
+    status = 1 if attack == "tampered" else 2
+    log = f"{report.state_dir}/provision.log"
+    assert error.startswith(
+        f"installing the coordinator failed (with uv: python3 is older than 3.99): {COORD_REQ} (its "
+        f"dependencies from the hashed lock {report.state_dir}/coordinator/coordinator.lock: "
+        f"exit status {status}; see {log}): "
+    ), error
+    expected = {
+        "tampered": "Hash mismatch for `standin-dep==1.0`",
+        "unhashed": "must have a hash, but none were provided for: standin-extra==1.0",
+        "unpinned": "must have their versions pinned with `==`, but found: standin-dep>=1.0",
+        "git requirement in the lock": f"none were provided for: {COORD_REQ}",
+    }[attack]
+    assert expected in pathlib.Path(log).read_text()
+    assert _installed(sandbox) & {"standin_dep", "standin_extra", "claudeswarm_standin"} == set()
+    assert len(_uv_calls(sandbox)) == 1  # the coordinator itself is never installed after a refusal
+    assert report.agents.ready == 1

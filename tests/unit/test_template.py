@@ -20,7 +20,7 @@ CLI = "@anthropic-ai/claude-code@2.0.14"
 def test_definition_renders_the_expected_steps() -> None:
     text = template.render(template.definition(coordinator=PIN, agent_cli=CLI))
     lines = text.strip().splitlines()
-    assert lines[0] == "FROM debian:trixie"  # Python 3.13: claudeswarm needs >= 3.12
+    assert lines[0] == f"FROM {template.DEFAULT_BASE}"  # trixie's Python 3.13: claudeswarm needs >= 3.12
     assert "apt-get install" in lines[1] and all(p in lines[1] for p in ("tmux", "git", "nodejs", "npm"))
     assert lines[2] == f"RUN npm install -g {CLI}"
     assert lines[3] == f"RUN pip install --break-system-packages --no-cache-dir -- {PIN}"
@@ -154,3 +154,32 @@ esac
         assert result.returncode == 0, result.stderr
         assert calls[:2] == ["npm pack --silent pkg@1.0.0", "npm pack --silent pkg-native@1.0.0"]
         assert calls[2].startswith("npm install -g --omit=optional /") and calls[2].endswith("/native/n.tgz")
+
+
+def test_the_base_image_is_pinned_by_digest_and_an_unpinned_one_is_refused(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A tag can be moved to other bytes; a digest cannot. The default base is Debian trixie's dated
+    build by the digest docker-library/repo-info records; any other base must bring its own digest."""
+    assert template.DEFAULT_BASE.startswith("debian:trixie-")
+    assert template.PINNED_IMAGE.match(template.DEFAULT_BASE)
+    data = json.loads(template.render(template.definition(), "json"))
+    assert data["fromImage"] == template.DEFAULT_BASE
+    for unpinned in (
+        "debian:trixie",
+        "ubuntu:24.04",
+        "debian@sha256:abc",
+        "debian:trixie@sha256:" + "A" * 64,
+    ):
+        with pytest.raises(ValueError, match="must be pinned by digest"):
+            template.definition(base=unpinned)
+    pinned = "ubuntu:24.04@sha256:" + "0" * 64
+    assert json.loads(template.render(template.definition(base=pinned), "json"))["fromImage"] == pinned
+    # Explicitly vouched for: allowed; an E2B template base is a name E2B resolves (no digest).
+    loose = template.definition(base="ubuntu:24.04", allow_unpinned_base=True)
+    assert json.loads(template.render(loose, "json"))["fromImage"] == "ubuntu:24.04"
+    assert json.loads(template.render(template.definition(from_template="mcp-gateway"), "json"))
+    # Through the CLI: a clear refusal, exit 2, no traceback.
+    assert cli.main(["template", "--base", "debian:trixie"]) == 2
+    err = capsys.readouterr().err
+    assert "--base 'debian:trixie' must be pinned by digest" in err and "Traceback" not in err

@@ -8,6 +8,7 @@ with one JSON report that the matching parser turns into a typed model::
     report = parse_report(result.stdout)
 """
 
+from swarm_operator.bootstrap._agentname import CLAUDE_CODE_COMMAND, imitated, is_claude_code, program
 from swarm_operator.bootstrap._plan import (
     AGENT_CLI_PACKAGES,
     CLAUDE_CODE_PACKAGE,
@@ -50,6 +51,7 @@ from swarm_operator.bootstrap._report import (
 
 __all__ = [
     "AGENT_CLI_PACKAGES",
+    "CLAUDE_CODE_COMMAND",
     "CLAUDE_CODE_PACKAGE",
     "COORDINATOR_PYTHON",
     "MAX_SCRIPT_BYTES",
@@ -78,6 +80,9 @@ __all__ = [
     "render_setup",
     "render_teardown",
     "coordinator_lock",
+    "imitated",
+    "is_claude_code",
+    "program",
     "secret_env_name",
     "secret_input",
     "session_name",

@@ -18,6 +18,8 @@ from typing import Annotated, Final
 
 import pydantic
 
+from swarm_operator.bootstrap._agentname import CLAUDE_CODE_COMMAND, program
+
 __all__ = [
     "AGENT_CLI_PACKAGES",
     "CLAUDE_CODE_PACKAGE",
@@ -55,7 +57,7 @@ CLAUDE_CODE_PACKAGE: Final = "@anthropic-ai/claude-code@2.1.197"
 COORDINATOR_PYTHON: Final = "3.12"
 UV_PIN: Final = "uv==0.13.8"
 #: Agent commands the setup script can install when the template lacks them, by command name.
-AGENT_CLI_PACKAGES: Final = {"claude": CLAUDE_CODE_PACKAGE}
+AGENT_CLI_PACKAGES: Final = {CLAUDE_CODE_COMMAND: CLAUDE_CODE_PACKAGE}
 #: The npm registry's ``dist.integrity`` of each pinned package the operator installs, read once
 #: from registry.npmjs.org (``GET /@anthropic-ai%2fclaude-code/2.1.197``) and recorded here: the
 #: setup script and the template refuse a tarball whose sha512 differs. A package the operator does
@@ -320,9 +322,7 @@ class BootstrapPlan(pydantic.BaseModel):
         if not self.state_dir:
             object.__setattr__(self, "state_dir", f".swarm/{self.session}")
         if self.agent_cli_install is None:
-            object.__setattr__(
-                self, "agent_cli_install", AGENT_CLI_PACKAGES.get(self.command.rsplit("/", 1)[-1], "")
-            )
+            object.__setattr__(self, "agent_cli_install", AGENT_CLI_PACKAGES.get(program(self.command), ""))
         if self.agent_cli_integrity is None:
             object.__setattr__(
                 self, "agent_cli_integrity", NPM_INTEGRITY.get(self.agent_cli_install or "", "")

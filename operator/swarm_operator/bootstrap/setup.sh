@@ -526,14 +526,18 @@ _sw_npm_verified() {
     return 1
 }
 _sw_coord_pip() {
-    # The coordinator into its venv. With a lock (the default pin's, shipped with the operator):
-    # first its dependencies, every one a wheel whose sha256 the lock names (--require-hashes also
-    # refuses a dependency the lock lacks), then the coordinator itself from its pinned git commit
-    # (the commit id is its content hash), --no-deps, built by the locked backend
-    # (--no-build-isolation: nothing unhashed is fetched to build it). Without a lock (a custom
-    # coordinator.install) pip installs the requirement and its dependencies as it resolves them.
-    local py=$SWARM_COORD_VENV/bin/python
-    local -a pip=("$py" -m pip install --disable-pip-version-check --no-input --quiet)
+    # _sw_coord_pip INSTALLER... -- the coordinator into its venv with INSTALLER: the venv's pip, or
+    # uv's pip aimed at the venv (a uv-managed Python); both take the options below with pip's
+    # meaning (astral-sh/uv crates/uv-settings/src/settings.rs, PipOptions: require_hashes, no
+    # build isolation, only-binary; uv's hash-checking mode refuses git requirements, so the commit
+    # pin is a second call, as with pip). With a lock (the default pin's, shipped with the
+    # operator): first its dependencies, every one a wheel whose sha256 the lock names
+    # (--require-hashes also refuses a dependency the lock lacks), then the coordinator itself from
+    # its pinned git commit (the commit id is its content hash), --no-deps, built by the locked
+    # backend (--no-build-isolation: nothing unhashed is fetched to build it). Without a lock (a
+    # custom coordinator.install) the installer takes the requirement and its dependencies as it
+    # resolves them.
+    local -a pip=("$@")
     if [[ -z $SWARM_COORD_LOCK ]]; then
         _sw_installer "coordinator" "${pip[@]}" -- "$SWARM_COORD_INSTALL"
         return
@@ -648,8 +652,7 @@ if [[ $_sw_blocked == false ]]; then
                     && { [[ -x $SWARM_COORD_VENV/bin/python ]] \
                         || _sw_installer "coordinator python" "$_sw_py" -m uv venv --quiet \
                             --python "$SWARM_COORD_PYTHON" -- "$SWARM_COORD_VENV"; } \
-                    && _sw_installer "coordinator" "$_sw_py" -m uv pip install --quiet \
-                        --python "$SWARM_COORD_VENV/bin/python" -- "$SWARM_COORD_INSTALL" \
+                    && _sw_coord_pip "$_sw_py" -m uv pip install --quiet --python "$SWARM_COORD_VENV/bin/python" \
                     && [[ -x $SWARM_COORD_BIN/claudeswarm ]]; then
                 printf '%s' "$SWARM_COORD_INSTALL" > "$_sw_marker"
                 _sw_coord_installed=true
@@ -657,12 +660,13 @@ if [[ $_sw_blocked == false ]]; then
             else
                 [[ -x $SWARM_COORD_BIN/claudeswarm ]] || _sw_prov_why=${_sw_prov_why:-"no claudeswarm in $SWARM_COORD_BIN afterwards"}
                 _sw_last=$(tail -n 3 -- "$_sw_prov_log" 2>/dev/null | tr '\n' ' ' || true)
-                _sw_coord_fail "installing the coordinator failed (with uv: python3 is older than $SWARM_COORD_PYTHON): $SWARM_COORD_INSTALL ($_sw_prov_why; see $_sw_prov_log): ${_sw_last:0:300}"
+                _sw_coord_fail "installing the coordinator failed (with uv: python3 is older than $SWARM_COORD_PYTHON): $SWARM_COORD_INSTALL (${_sw_coord_step:+$_sw_coord_step: }$_sw_prov_why; see $_sw_prov_log): ${_sw_last:0:300}"
             fi
             if [[ $_sw_uv_index == true ]]; then unset UV_DEFAULT_INDEX; fi
         elif { [[ -x $SWARM_COORD_VENV/bin/python ]] \
                     || _sw_installer "coordinator venv" "$_sw_py" -m venv -- "$SWARM_COORD_VENV"; } \
-                && _sw_coord_pip && [[ -x $SWARM_COORD_BIN/claudeswarm ]]; then
+                && _sw_coord_pip "$SWARM_COORD_VENV/bin/python" -m pip install --disable-pip-version-check --no-input --quiet \
+                && [[ -x $SWARM_COORD_BIN/claudeswarm ]]; then
             printf '%s' "$SWARM_COORD_INSTALL" > "$_sw_marker"
             _sw_coord_installed=true
             _sw_installed+=("$SWARM_COORD_INSTALL")

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import NoReturn
 
-from swarm_operator import network
+from swarm_operator import agentconfig, network
 from swarm_operator.backend import (
     AuthenticationFailed,
     BackendError,
@@ -100,6 +100,9 @@ async def _reconcile(
     ref: ResourceRef, spec: SwarmSandboxSpec, book: StatusBook, retry: int
 ) -> SwarmSandboxStatus:
     runtime = book.runtime
+    spoofed = agentconfig.spoofing_report(spec)  # reported on a generation's first pass, run as given
+    if spoofed is not None and book.status.observed_generation != ref.generation:
+        book.event("Warning", Reason.SPOOFED_COMMAND, spoofed)
     refused = refusal(ref.namespace, spec, runtime.settings)
     if refused is not None:  # before any Secret is read: see lifecycle.tenancy
         return await _refuse_by_policy(book, refused)

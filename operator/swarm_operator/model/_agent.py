@@ -200,11 +200,6 @@ class AgentSpec(_Spec):
             )
         return self
 
-    @property
-    def is_claude_code(self) -> bool:
-        """Whether the agent is Claude Code, whose configuration files the operator writes."""
-        return self.command.rsplit("/", 1)[-1] == "claude"
-
     @field_validator("args")
     @classmethod
     def _args_fit(cls, args: list[str]) -> list[str]:
