@@ -29,7 +29,7 @@ from swarm_operator.backend import (
     SandboxNotFound,
 )
 from swarm_operator.conditions import ConditionType, Reason
-from swarm_operator.lifecycle import budget, spend
+from swarm_operator.lifecycle import budget, spend, task
 from swarm_operator.lifecycle.agents import (
     agent_files,
     count_command,
@@ -101,6 +101,7 @@ async def check_health(
             Phase.INITIALIZING,
             Phase.CREATING,
             Phase.SUSPENDED,
+            Phase.SUCCEEDED,
         ):
             return  # (a probe would resume a paused sandbox: E2B's connect does)
         backend = runtime.backends.for_key(api_key)
@@ -146,6 +147,11 @@ async def check_health(
             _count_probes(book, failed=True)
             await _probe_failed(book, backend, sandbox.id, previous, exc)
             return
+        done = task.finished(spec, book.status, report, datetime.now(UTC))
+        if done is not None:  # spec.task.completion: before any self-heal revives exited agents
+            await task.complete(book, spec, backend, done)
+            await book.commit()
+            return
         idle = budget.went_idle(spec, report)
         if idle is not None:
             await budget.pause(book, backend, Reason.IDLE, idle)
@@ -181,6 +187,7 @@ async def check_health(
                     Reason.AVAILABLE,
                     f"{report.agents.alive}/{spec.agents} agents running",
                 )
+                await task.deliver(book, spec, backend, sandbox.id)  # spec.task, once per change
         else:
             dead = [p for p in report.panes if not p.alive]
             healable = [p for p in dead if p.restarts < spec.health_check.max_restarts]

@@ -46,6 +46,13 @@ from swarm_operator.model._status import (
     SwarmSandboxStatus,
     WorkspaceStatus,
 )
+from swarm_operator.model._task import (
+    TaskAgentPrompt,
+    TaskCompletionSpec,
+    TaskSpec,
+    TaskStatus,
+    prompt_digest,
+)
 from swarm_operator.model._vocab import (
     ANTHROPIC_API_KEY,
     COORDINATOR_PIN,
@@ -111,10 +118,15 @@ __all__ = [
     "SecretsStatus",
     "SwarmSandboxSpec",
     "SwarmSandboxStatus",
+    "TaskAgentPrompt",
+    "TaskCompletionSpec",
+    "TaskSpec",
+    "TaskStatus",
     "Timestamp",
     "WorkspaceSpec",
     "WorkspaceStatus",
     "format_validation_error",
     "is_pinned_install",
     "network_entry_problem",
+    "prompt_digest",
 ]
