@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from test_bootstrap_run import Box, box, make_plan, setup  # noqa: F401  (fixture)
+from test_model import committed_schema_problems
 
 from swarm_operator import conditions as cond
 from swarm_operator.bootstrap import (
@@ -72,10 +73,14 @@ def test_a_role_prompt_replaces_the_shared_one_for_its_pane_only() -> None:
 def test_bad_tasks_are_refused_naming_the_field(task: dict[str, object], problem: str) -> None:
     with pytest.raises(InvalidSpecError, match=re.escape(problem)):
         SwarmSandboxSpec.from_body({"task": task})
+    # The committed CRD refuses each one too (schema, CEL rule, list-map keys): a 422, not a condition.
+    assert committed_schema_problems({"task": task})
 
 
 def test_newlines_and_tabs_are_allowed() -> None:
-    assert _spec(prompt="line one\n\tline two").task is not None
+    task = {"prompt": "line one\n\tline two", "agents": [{"index": 0, "prompt": "r"}]}
+    assert _spec(**task).task is not None
+    assert committed_schema_problems({"task": task}) == []
 
 
 def test_the_digest_changes_exactly_when_some_pane_is_told_something_else() -> None:

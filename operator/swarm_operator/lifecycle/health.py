@@ -147,15 +147,7 @@ async def check_health(
             _count_probes(book, failed=True)
             await _probe_failed(book, backend, sandbox.id, previous, exc)
             return
-        done = task.finished(spec, book.status, report, datetime.now(UTC))
-        if done is not None:  # spec.task.completion: before any self-heal revives exited agents
-            await task.complete(book, spec, backend, done)
-            await book.commit()
-            return
-        idle = budget.went_idle(spec, report)
-        if idle is not None:
-            await budget.pause(book, backend, Reason.IDLE, idle)
-            book.event("Normal", Reason.IDLE, f"sandbox {sandbox.id} paused: {idle}")
+        if await _stopped(book, spec, backend, sandbox.id, report):
             await book.commit()
             return
         down = mcp_down(spec, report.mcp)
@@ -216,6 +208,27 @@ async def check_health(
             _count_probes(book, failed=False)
             book.status.health = verdict.model_copy(update={"last_probe_time": datetime.now(UTC)})
             await book.commit()
+
+
+async def _stopped(
+    book: StatusBook,
+    spec: SwarmSandboxSpec,
+    backend: SandboxBackend,
+    sandbox_id: str,
+    report: bootstrap.HealthReport,
+) -> bool:
+    """Stop the meter if the probe says the swarm is done (spec.task.completion; checked before any
+    self-heal could revive agents that exited) or idle (spec.idle); whether it was stopped."""
+    done = task.finished(spec, book.status, report, datetime.now(UTC))
+    if done is not None:
+        await task.complete(book, spec, backend, done)
+        return True
+    idle = budget.went_idle(spec, report)
+    if idle is not None:
+        await budget.pause(book, backend, Reason.IDLE, idle)
+        book.event("Normal", Reason.IDLE, f"sandbox {sandbox_id} paused: {idle}")
+        return True
+    return False
 
 
 async def _heal(book: StatusBook, spec: SwarmSandboxSpec, backend: SandboxBackend, sandbox_id: str) -> None:

@@ -47,6 +47,7 @@ from swarm_operator.model._status import (
     WorkspaceStatus,
 )
 from swarm_operator.model._task import (
+    TASK_RULE,
     TaskAgentPrompt,
     TaskCompletionSpec,
     TaskSpec,
@@ -112,6 +113,7 @@ __all__ = [
     "RESERVED_ENV_NAMES",
     "RESERVED_ENV_PREFIXES",
     "STEP_NAME",
+    "TASK_RULE",
     "SandboxStatus",
     "SecretKeySelector",
     "SecretRef",

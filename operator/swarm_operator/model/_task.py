@@ -16,6 +16,7 @@ __all__ = [
     "MAX_PROMPT_CHARS",
     "MAX_ROLE_PROMPT_CHARS",
     "PROMPT",
+    "TASK_RULE",
     "TaskAgentPrompt",
     "TaskCompletionSpec",
     "TaskSpec",
@@ -30,6 +31,8 @@ PROMPT = r"^[^\x00-\x08\x0b-\x1f\x7f]+$"
 #: one Kubernetes object may hold (etcd's 1.5 MiB).
 MAX_PROMPT_CHARS = 32_768
 MAX_ROLE_PROMPT_CHARS = 8_192
+#: The CEL rule (mirrored in ``_crd.CEL_MIRRORS``) that makes an empty task a 422, as the model refuses it.
+TASK_RULE = "has(self.prompt) || (has(self.agents) && size(self.agents) > 0)"
 
 
 class TaskAgentPrompt(_Spec):
@@ -63,6 +66,14 @@ class TaskCompletionSpec(_Spec):
 
 class TaskSpec(_Spec):
     """A prompt given to the agents once the swarm is Ready, typed into each agent's pane."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": TASK_RULE, "message": "a task needs a prompt or at least one agents[] prompt"}
+            ]
+        }
+    )
 
     prompt: str | None = Field(
         default=None,
