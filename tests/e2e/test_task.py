@@ -122,6 +122,22 @@ def test_a_finished_swarm_is_paused_succeeded_and_stays_so_across_a_restart(
     time.sleep(8)
     assert _state(e2b, sandbox_id) == "paused"
     assert cluster.status("default", "finisher")["phase"] == "Succeeded"
+    # A new task is a spec change: the same sandbox resumes, is told once, and is done again.
+    cluster.kubectl(
+        "patch",
+        "swarm",
+        "finisher",
+        "--type=merge",
+        "-p",
+        '{"spec": {"task": {"prompt": "and the summary"}}}',
+    )
+    cluster.wait_condition("default", "finisher", "Completed", "False", reason="Resumed", timeout=30)
+    wait_for(lambda: _task_generation(cluster, "finisher") == 2, 30, message="the new task delivered")
+    assert cluster.status("default", "finisher")["sandbox"]["id"] == sandbox_id
+    heard = _heard(e2b, e2b_api_key, sandbox_id, 2)
+    assert heard == [[_pasted("write the report"), _pasted("and the summary")]] * 2
+    cluster.wait_condition("default", "finisher", "Completed", "True", timeout=40)
+    assert _state(e2b, sandbox_id) == "paused"
 
 
 def test_a_swarm_whose_agents_all_exited_is_done_and_its_sandbox_killed(

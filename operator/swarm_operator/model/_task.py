@@ -130,7 +130,10 @@ class TaskStatus(BaseModel):
     )
 
     generation: int = Field(
-        default=0, ge=0, description="Delivered changes of spec.task so far: 1 after the first."
+        default=0,
+        ge=0,
+        description="Delivered changes of what the panes are told (a prompt, or the panes a scale "
+        "adds or removes) so far: 1 after the first delivery.",
     )
     hash: str | None = Field(
         default=None, max_length=64, description="Hash of the prompts delivered (not the text)."
