@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import kubernetes
 import pytest
 from e2b import Sandbox
 from tests.e2e.conftest import GROUP, PLURAL, VERSION, Cluster, swarm, wait_for
@@ -157,3 +158,23 @@ def test_a_swarm_whose_agents_all_exited_is_done_and_its_sandbox_killed(
     assert _state(e2b, sandbox_id) == "killed"
     time.sleep(6)  # a reconcile or probe of the same generation makes no new sandbox
     assert [s for s in e2b.inspect() if s["alive"]] == []
+
+
+@pytest.mark.parametrize(
+    ("task", "says"),
+    [
+        ({}, "a task needs a prompt"),
+        ({"prompt": "ends the paste \x1b[201~ early"}, "spec.task.prompt"),
+        ({"agents": [{"index": 1, "prompt": "a"}, {"index": 1, "prompt": "b"}]}, "Duplicate value"),
+        ({"prompt": "p", "completion": {"idleSeconds": 60, "action": "Stop"}}, "spec.task.completion.action"),
+    ],
+    ids=["empty", "escape", "index-twice", "action"],
+)
+def test_the_api_server_refuses_a_bad_task(cluster: Cluster, task: dict[str, Any], says: str) -> None:
+    """A 422 from the CRD schema: nothing is stored, so no operator ever sees it."""
+    with pytest.raises(kubernetes.client.ApiException) as refused:
+        cluster.custom.create_namespaced_custom_object(
+            GROUP, VERSION, "default", PLURAL, swarm("bad-task", task=task)
+        )
+    assert refused.value.status == 422 and says in str(refused.value.body)
+    assert cluster.get("default", "bad-task") is None
