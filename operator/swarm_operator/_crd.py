@@ -245,6 +245,7 @@ CEL_MIRRORS: Final[dict[str, Callable[[Any], bool]]] = {
         )
         <= model.MAX_MCP_VALUE_CHARS
     ),
+    model.TASK_RULE: lambda task: "prompt" in task or bool(task.get("agents")),
 }
 
 

@@ -10,6 +10,7 @@ Phase table (first matching row wins)::
 
     deleting (deletionTimestamp set)                          -> Terminating
     Ready=False with a terminal reason (TERMINAL_REASONS)     -> Failed
+    Completed=True (spec.task.completion)                     -> Succeeded
     Suspended=True                                            -> Suspended
     Ready=True                                                -> Ready
     (Ready as ready_condition() computes it, not as stored.)
@@ -58,6 +59,12 @@ class ConditionType(str, enum.Enum):
     #: spec.budget (or the operator's per-namespace daily cap) is reached; True until a limit is
     #: raised or cleared. Its action shows in Suspended (Suspend) or Synced (Delete).
     BUDGET_EXCEEDED = "BudgetExceeded"
+    #: spec.task reached every pane it names in the current sandbox (True), or the last delivery
+    #: failed (False, TaskDeliveryFailed: retried every health probe). Never affects Ready.
+    TASK_DELIVERED = "TaskDelivered"
+    #: spec.task.completion: every agent exited or went quiet after the task was delivered (True:
+    #: phase Succeeded, the sandbox paused or killed). A spec change resumes the swarm (False).
+    COMPLETED = "Completed"
 
     def __str__(self) -> str:
         return self.value
@@ -148,6 +155,16 @@ class Reason(str, enum.Enum):
     # it is terminal: the sandbox was killed and only raising or clearing a limit brings one back).
     BUDGET_EXCEEDED = "BudgetExceeded"
     WITHIN_BUDGET = "WithinBudget"
+
+    # -- TaskDelivered / Completed: spec.task.
+    #: The task was typed into every pane it names (TaskDelivered=True).
+    TASK_DELIVERED = "TaskDelivered"
+    #: Typing the task into the panes failed (E2B, or tmux in the sandbox); retried every health
+    #: probe while the swarm is Ready, never blocking Ready. Also an Event.
+    TASK_DELIVERY_FAILED = "TaskDeliveryFailed"
+    #: The task is done (spec.task.completion): Completed=True, also Suspended's reason when the
+    #: sandbox was paused for it and SandboxCreated's when it was killed. Ends at a spec change.
+    TASK_COMPLETED = "TaskCompleted"
 
     # -- Ready: only the reasons above, plus the resource going away.
     DELETING = "Deleting"
@@ -247,13 +264,16 @@ def set_condition(
 def ready_condition(conditions: Sequence[Condition]) -> tuple[Status, Reason | str, str]:
     """The overall Ready verdict ``(status, reason, message)`` computed from the other conditions.
 
-    Order of precedence: a terminal Synced failure; suspension; no sandbox yet (with the reason that
-    blocks it); the agents' state. A transient Synced failure (rate limited, backend unavailable) does
+    Order of precedence: a terminal Synced failure; a completed task; suspension; no sandbox yet
+    (with the reason that blocks it); the agents' state. A transient Synced failure (rate limited, backend unavailable) does
     not take a running swarm out of Ready: the agents are still working.
     """
     synced = find(conditions, ConditionType.SYNCED)
     if synced is not None and synced.status == "False" and synced.reason in TERMINAL_REASONS:
         return "False", synced.reason, synced.message
+    completed = find(conditions, ConditionType.COMPLETED)
+    if completed is not None and completed.status == "True":
+        return "False", Reason.TASK_COMPLETED, completed.message or "the task is done"
     suspended = find(conditions, ConditionType.SUSPENDED)
     if suspended is not None and suspended.status == "True":
         # Ready's reason stays Suspended whatever paused it (never a terminal reason: a budget
@@ -302,6 +322,8 @@ def derive_phase(conditions: Sequence[Condition], deleting: bool = False) -> Pha
     ready, reason, _ = ready_condition(conditions)
     if ready == "False" and reason in TERMINAL_REASONS:
         return Phase.FAILED
+    if is_true(conditions, ConditionType.COMPLETED):
+        return Phase.SUCCEEDED
     if is_true(conditions, ConditionType.SUSPENDED):
         return Phase.SUSPENDED
     if ready == "True":

@@ -79,6 +79,34 @@ FIXTURES: list[tuple[str, Phase, list[tuple[str, str, str]], str]] = [
         [CREATED, (T.AGENTS_READY, "True", R.AVAILABLE), (T.SUSPENDED, "True", R.SUSPENDED)],
         "Suspended",
     ),
+    (
+        "succeeded",
+        Phase.SUCCEEDED,
+        [
+            CREATED,
+            (T.AGENTS_READY, "True", R.AVAILABLE),
+            (T.SUSPENDED, "True", R.TASK_COMPLETED),
+            (T.COMPLETED, "True", R.TASK_COMPLETED),
+        ],
+        "Healthy",
+    ),
+    (
+        "succeeded-sandbox-killed",
+        Phase.SUCCEEDED,
+        [(T.SANDBOX_CREATED, "False", R.TASK_COMPLETED), (T.COMPLETED, "True", R.TASK_COMPLETED), SYNCED],
+        "Healthy",
+    ),
+    (
+        "resumed-after-completion",
+        Phase.READY,
+        [
+            CREATED,
+            (T.AGENTS_READY, "True", R.AVAILABLE),
+            (T.COMPLETED, "False", R.RESUMED),
+            (T.SUSPENDED, "False", R.RESUMED),
+        ],
+        "Healthy",
+    ),
     *[
         (f"failed-{r.value}", Phase.FAILED, [(T.SYNCED, "False", r)], "Degraded")
         for r in sorted(cond.TERMINAL_REASONS, key=str)

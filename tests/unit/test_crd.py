@@ -177,4 +177,5 @@ def test_model_is_the_source_of_field_names() -> None:
         "network",
         "budget",
         "idle",
+        "task",
     }

@@ -1,6 +1,6 @@
 -- Argo CD health check for claudeswarm.io/SwarmSandbox.
 -- Reads only what the operator writes: status.observedGeneration, status.phase and the conditions
--- (Ready, Suspended) with their stable reasons.
+-- (Ready, Suspended, Completed) with their stable reasons.
 local hs = {}
 
 -- Reasons that need a person (fix the spec, the key, the template) or mark an intended end.
@@ -64,6 +64,15 @@ end
 if status.phase == "Failed" or (ready ~= nil and terminal[ready.reason]) then
   hs.status = "Degraded"
   hs.message = ((ready and ready.reason) or "Failed") .. ": " .. message
+  return hs
+end
+
+-- spec.task.completion: the task is done and the sandbox stopped on purpose (paused or killed).
+-- Like a finished Job, that is the state asked for: Healthy, not Suspended or Degraded.
+local completed = condition(status, "Completed")
+if status.phase == "Succeeded" or (completed ~= nil and completed.status == "True") then
+  hs.status = "Healthy"
+  hs.message = "Succeeded: " .. ((completed and completed.message ~= "" and completed.message) or message)
   return hs
 end
 

@@ -1,4 +1,5 @@
-"""The in-sandbox scripts: one idempotent setup (also scale and self-heal), a probe, a teardown.
+"""The in-sandbox scripts: one idempotent setup (also scale and self-heal), a probe, a teardown,
+and the delivery of spec.task.
 
 Each script is rendered from a :class:`BootstrapPlan`, run in one ``commands.run`` call, and answers
 with one JSON report that the matching parser turns into a typed model::
@@ -30,8 +31,10 @@ from swarm_operator.bootstrap._render import (
     MAX_SCRIPT_BYTES,
     render_probe,
     render_setup,
+    render_task,
     render_teardown,
     secret_input,
+    task_input,
 )
 from swarm_operator.bootstrap._report import (
     BootstrapReport,
@@ -42,10 +45,13 @@ from swarm_operator.bootstrap._report import (
     PaneReport,
     RegistryReport,
     StepError,
+    TaskPaneReport,
+    TaskReport,
     TeardownReport,
     WorkspaceReport,
     parse_health,
     parse_report,
+    parse_task,
     parse_teardown,
 )
 
@@ -72,12 +78,16 @@ __all__ = [
     "PaneReport",
     "RegistryReport",
     "StepError",
+    "TaskPaneReport",
+    "TaskReport",
     "TeardownReport",
     "parse_health",
     "parse_report",
+    "parse_task",
     "parse_teardown",
     "render_probe",
     "render_setup",
+    "render_task",
     "render_teardown",
     "coordinator_lock",
     "imitated",
@@ -85,6 +95,7 @@ __all__ = [
     "program",
     "secret_env_name",
     "secret_input",
+    "task_input",
     "session_name",
     "socket_name",
 ]

@@ -18,7 +18,15 @@ from importlib import resources
 from swarm_operator.bootstrap._plan import MCP_GATEWAY_PORT, BootstrapPlan
 from swarm_operator.bootstrap._report import MARK_BEGIN, MARK_END
 
-__all__ = ["MAX_SCRIPT_BYTES", "render_probe", "render_setup", "render_teardown", "secret_input"]
+__all__ = [
+    "MAX_SCRIPT_BYTES",
+    "render_probe",
+    "render_setup",
+    "render_task",
+    "render_teardown",
+    "secret_input",
+    "task_input",
+]
 
 # The SDK runs a command as `bash -l -c SCRIPT`: the script is one argv string, which Linux caps at
 # 128 KiB (MAX_ARG_STRLEN). Refuse early and clearly rather than fail as E2BIG inside the sandbox.
@@ -151,6 +159,21 @@ def render_probe(plan: BootstrapPlan) -> str:
     """A read-only health probe (panes alive/dead, commands, coordinator registry, and the MCP
     gateway through one MCP exchange when the spec configures servers); see :func:`parse_health`."""
     return _render("probe", plan, {"SWARM_MCP_ON": bool(plan.mcp), "SWARM_MCP_PORT": plan.mcp_port})
+
+
+def render_task(plan: BootstrapPlan, marks: Mapping[int, str]) -> str:
+    """Type each pane's prompt into it, once: ``marks`` maps a pane index to its prompt's hash,
+    which the script compares with (and after typing writes to) the pane's mark in the sandbox, so
+    a rerun (an operator that crashed before recording the delivery) types nothing twice. The
+    prompts themselves go on stdin (:func:`task_input`): a prompt can hold anything, and a command
+    line is visible to every process in the sandbox. Parse its stdout with :func:`parse_task`."""
+    return _render("task", plan, {"SWARM_TASK_PANES": [f"{i}:{h}" for i, h in sorted(marks.items())]})
+
+
+def task_input(prompts: Mapping[int, str]) -> bytes:
+    """The task script's stdin: ``INDEX NUL PROMPT NUL`` per pane, then an empty index (the
+    framing of :func:`secret_input`)."""
+    return secret_input({str(i): p for i, p in sorted(prompts.items())})
 
 
 def render_teardown(plan: BootstrapPlan, *, grace_s: float = 10.0) -> str:

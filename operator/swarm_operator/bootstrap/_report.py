@@ -24,9 +24,12 @@ __all__ = [
     "RegistryReport",
     "StepError",
     "WorkspaceReport",
+    "TaskPaneReport",
+    "TaskReport",
     "TeardownReport",
     "parse_health",
     "parse_report",
+    "parse_task",
     "parse_teardown",
 ]
 
@@ -200,6 +203,21 @@ class TeardownReport(_Model):
     gone: bool  # the tmux server is gone and no agent process still runs
 
 
+class TaskPaneReport(_Model):
+    """One pane's share of spec.task: ``delivered`` now, ``held`` already (the in-sandbox mark has
+    this very prompt), or ``failed`` with why."""
+
+    index: int
+    state: Literal["delivered", "held", "failed"]
+    message: str | None = None
+
+
+class TaskReport(_Model):
+    kind: Literal["task"]
+    version: int
+    panes: list[TaskPaneReport]
+
+
 _M = TypeVar("_M", bound=_Model)
 
 
@@ -235,6 +253,11 @@ def parse_report(stdout: str) -> BootstrapReport:
 def parse_health(stdout: str) -> HealthReport:
     """The probe script's report from its whole stdout."""
     return _parse(stdout, HealthReport)
+
+
+def parse_task(stdout: str) -> TaskReport:
+    """The task script's report from its whole stdout."""
+    return _parse(stdout, TaskReport)
 
 
 def parse_teardown(stdout: str) -> TeardownReport:

@@ -29,7 +29,7 @@ from swarm_operator.backend import (
     SandboxNotFound,
 )
 from swarm_operator.conditions import ConditionType, Reason
-from swarm_operator.lifecycle import budget, spend
+from swarm_operator.lifecycle import budget, spend, task
 from swarm_operator.lifecycle.agents import (
     agent_files,
     count_command,
@@ -101,6 +101,7 @@ async def check_health(
             Phase.INITIALIZING,
             Phase.CREATING,
             Phase.SUSPENDED,
+            Phase.SUCCEEDED,
         ):
             return  # (a probe would resume a paused sandbox: E2B's connect does)
         backend = runtime.backends.for_key(api_key)
@@ -146,10 +147,7 @@ async def check_health(
             _count_probes(book, failed=True)
             await _probe_failed(book, backend, sandbox.id, previous, exc)
             return
-        idle = budget.went_idle(spec, report)
-        if idle is not None:
-            await budget.pause(book, backend, Reason.IDLE, idle)
-            book.event("Normal", Reason.IDLE, f"sandbox {sandbox.id} paused: {idle}")
+        if await _stopped(book, spec, backend, sandbox.id, report):
             await book.commit()
             return
         down = mcp_down(spec, report.mcp)
@@ -181,6 +179,7 @@ async def check_health(
                     Reason.AVAILABLE,
                     f"{report.agents.alive}/{spec.agents} agents running",
                 )
+                await task.deliver(book, spec, backend, sandbox.id)  # spec.task, once per change
         else:
             dead = [p for p in report.panes if not p.alive]
             healable = [p for p in dead if p.restarts < spec.health_check.max_restarts]
@@ -209,6 +208,27 @@ async def check_health(
             _count_probes(book, failed=False)
             book.status.health = verdict.model_copy(update={"last_probe_time": datetime.now(UTC)})
             await book.commit()
+
+
+async def _stopped(
+    book: StatusBook,
+    spec: SwarmSandboxSpec,
+    backend: SandboxBackend,
+    sandbox_id: str,
+    report: bootstrap.HealthReport,
+) -> bool:
+    """Stop the meter if the probe says the swarm is done (spec.task.completion; checked before any
+    self-heal could revive agents that exited) or idle (spec.idle); whether it was stopped."""
+    done = task.finished(spec, book.status, report, datetime.now(UTC))
+    if done is not None:
+        await task.complete(book, spec, backend, done)
+        return True
+    idle = budget.went_idle(spec, report)
+    if idle is not None:
+        await budget.pause(book, backend, Reason.IDLE, idle)
+        book.event("Normal", Reason.IDLE, f"sandbox {sandbox_id} paused: {idle}")
+        return True
+    return False
 
 
 async def _heal(book: StatusBook, spec: SwarmSandboxSpec, backend: SandboxBackend, sandbox_id: str) -> None:

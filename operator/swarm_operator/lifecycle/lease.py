@@ -68,8 +68,8 @@ async def _renew(
     api_key = runtime.api_key(ref.uid)
     if sandbox is None or sandbox.id is None or api_key is None:
         return None  # nothing running yet, or not reconciled by this process yet
-    if spec.suspend or book.status.phase == Phase.SUSPENDED:
-        return None  # paused (spec.suspend, budget, idle): E2B keeps a paused sandbox without a lease
+    if spec.suspend or book.status.phase in (Phase.SUSPENDED, Phase.SUCCEEDED):
+        return None  # paused (spec.suspend, budget, idle, task done): E2B keeps it without a lease
     backend = runtime.backends.for_key(api_key)
     settings = runtime.settings
     try:

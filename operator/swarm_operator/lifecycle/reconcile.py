@@ -27,7 +27,7 @@ from swarm_operator.backend import (
     SandboxNotFound,
 )
 from swarm_operator.conditions import TERMINAL_REASONS, ConditionType, Reason, find
-from swarm_operator.lifecycle import bounds, budget, spend
+from swarm_operator.lifecycle import bounds, budget, spend, task
 from swarm_operator.lifecycle.agents import agent_files, initialise, plan, read_secrets, unusable
 from swarm_operator.lifecycle.rotation import restore, rotated, secrets_applied, stop_agents
 from swarm_operator.lifecycle.runtime import GiveUp, ResourceRef, RetryLater, Runtime, backoff
@@ -145,9 +145,10 @@ async def _reconcile(
             if action == "Delete":  # the sandbox is killed; only a spec change brings one back
                 synced = find(book.status.conditions, ConditionType.SYNCED)
                 return await give_up(book, Reason.BUDGET_EXCEEDED, synced.message if synced else "")
-        elif budget.idle_hold(book):
-            pass  # paused for idleness under this generation: a spec change or `resume` wakes it
+        elif budget.idle_hold(book) or task.completed_hold(book):
+            pass  # paused for idleness (or done) under this generation: a spec change wakes it
         else:
+            task.reopen(book)
             await _run(book, spec, backend, policy, envs, files, changed, retry)
     except BackendError as exc:
         return await _backend_failed(book, exc, retry)

@@ -46,6 +46,14 @@ from swarm_operator.model._status import (
     SwarmSandboxStatus,
     WorkspaceStatus,
 )
+from swarm_operator.model._task import (
+    TASK_RULE,
+    TaskAgentPrompt,
+    TaskCompletionSpec,
+    TaskSpec,
+    TaskStatus,
+    prompt_digest,
+)
 from swarm_operator.model._vocab import (
     ANTHROPIC_API_KEY,
     COORDINATOR_PIN,
@@ -105,16 +113,22 @@ __all__ = [
     "RESERVED_ENV_NAMES",
     "RESERVED_ENV_PREFIXES",
     "STEP_NAME",
+    "TASK_RULE",
     "SandboxStatus",
     "SecretKeySelector",
     "SecretRef",
     "SecretsStatus",
     "SwarmSandboxSpec",
     "SwarmSandboxStatus",
+    "TaskAgentPrompt",
+    "TaskCompletionSpec",
+    "TaskSpec",
+    "TaskStatus",
     "Timestamp",
     "WorkspaceSpec",
     "WorkspaceStatus",
     "format_validation_error",
     "is_pinned_install",
     "network_entry_problem",
+    "prompt_digest",
 ]

@@ -13,6 +13,7 @@ from swarm_operator.model._agent import (
     E2BSpec,
     SecretRef,
 )
+from swarm_operator.model._task import TaskSpec
 from swarm_operator.model._vocab import (
     EGRESS_ENTRY,
     MAX_MCP_VALUE_CHARS,
@@ -239,6 +240,11 @@ class SwarmSandboxSpec(_Spec):
     idle: IdleSpec | None = Field(
         default=None,
         description="Pause the sandbox when every agent has been idle for a while. Unset: never.",
+    )
+    task: TaskSpec | None = Field(
+        default=None,
+        description="A prompt typed into every agent's pane (or a role prompt per pane) once the "
+        "swarm is Ready, exactly once per change; and optionally when the task counts as done.",
     )
 
     @field_validator("mcp")

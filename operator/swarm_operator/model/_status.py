@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from swarm_operator.model._task import TaskStatus
 from swarm_operator.model._vocab import (
     MAX_STEPS,
     STEP_NAME,
@@ -32,6 +33,7 @@ class Phase(str, enum.Enum):
     DEGRADED = "Degraded"
     SUSPENDED = "Suspended"
     FAILED = "Failed"
+    SUCCEEDED = "Succeeded"  # spec.task.completion: the task is done and the meter stopped.
     TERMINATING = "Terminating"
 
     def __str__(self) -> str:
@@ -56,7 +58,8 @@ class Condition(_Status):
         min_length=1,
         max_length=316,
         pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
-        description="Type of condition: SandboxCreated, AgentsReady, Ready, Synced, Suspended or BudgetExceeded.",
+        description="Type of condition: SandboxCreated, AgentsReady, Ready, Synced, Suspended, "
+        "BudgetExceeded, TaskDelivered or Completed.",
     )
     status: Literal["True", "False", "Unknown"] = Field(description="Status of the condition.")
     reason: str = Field(
@@ -351,7 +354,8 @@ class SwarmSandboxStatus(_Status):
         default_factory=list,
         max_length=16,
         description="Latest observations: SandboxCreated, AgentsReady, Ready (overall), Synced "
-        "(last reconcile succeeded), Suspended (paused: spec.suspend, budget or idle), BudgetExceeded.",
+        "(last reconcile succeeded), Suspended (paused: spec.suspend, budget, idle or a completed task), "
+        "BudgetExceeded, TaskDelivered (spec.task), Completed (spec.task.completion).",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     sandbox: SandboxStatus | None = Field(default=None, description="The backing E2B sandbox.")
@@ -368,6 +372,7 @@ class SwarmSandboxStatus(_Status):
     network: NetworkStatus | None = Field(default=None, description="The sandbox's egress policy.")
     secrets: SecretsStatus | None = Field(default=None, description="Referenced Secrets' changes.")
     cost: CostStatus | None = Field(default=None, description="Sandbox compute used and its estimated cost.")
+    task: TaskStatus | None = Field(default=None, description="What of spec.task was delivered.")
 
     @classmethod
     def from_body(cls, status: Any) -> SwarmSandboxStatus:
