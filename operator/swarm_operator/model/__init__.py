@@ -30,6 +30,7 @@ from swarm_operator.model._agent import (
     SecretKeySelector,
     SecretRef,
 )
+from swarm_operator.model._progress import AgentActivity, ProgressStatus, progress_lines
 from swarm_operator.model._spec import BudgetSpec, HealthCheckSpec, IdleSpec, NetworkSpec, SwarmSandboxSpec
 from swarm_operator.model._status import (
     AgentItem,
@@ -72,6 +73,7 @@ from swarm_operator.model._workspace import MCP_TOKEN_FIELDS, McpField, McpServe
 
 __all__ = [
     "ANTHROPIC_API_KEY",
+    "AgentActivity",
     "AgentConfigSpec",
     "AgentItem",
     "AgentSpec",
@@ -102,6 +104,7 @@ __all__ = [
     "NetworkStatus",
     "PREINSTALLED",
     "Phase",
+    "ProgressStatus",
     "RESERVED_ENV_NAMES",
     "RESERVED_ENV_PREFIXES",
     "STEP_NAME",
@@ -117,4 +120,5 @@ __all__ = [
     "format_validation_error",
     "is_pinned_install",
     "network_entry_problem",
+    "progress_lines",
 ]
