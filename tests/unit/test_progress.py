@@ -22,7 +22,13 @@ from swarm_operator.bootstrap import (
 )
 from swarm_operator.bootstrap._report import MARK_BEGIN, MARK_END
 from swarm_operator.lifecycle import progress
-from swarm_operator.model import AgentActivity, ProgressStatus, SwarmSandboxSpec, progress_lines
+from swarm_operator.model import (
+    AgentActivity,
+    MetricsStatus,
+    ProgressStatus,
+    SwarmSandboxSpec,
+    progress_lines,
+)
 
 NOW = datetime(2026, 11, 30, 12, 0, 0, tzinfo=UTC)
 
@@ -225,3 +231,36 @@ def test_status_page_lines() -> None:
     ]
     assert progress_lines(None, NOW) == ["Progress:   -", ""]
     assert progress_lines({"messages": "many"}, NOW) == ["Progress:   -", ""]
+
+
+def _health(messages: int) -> Any:
+    return parse_health(_report({"messages": messages, "agents": []}))
+
+
+def test_record_writes_by_the_cadence_and_rides_along_with_a_write_that_happens_anyway() -> None:
+    from tests.unit.test_lifecycle import REF, FakeBackend, Recorder, _runtime
+
+    from swarm_operator.conditions import derive_phase, refresh_ready
+    from swarm_operator.lifecycle.status import StatusBook
+    from swarm_operator.model import SwarmSandboxStatus
+
+    runtime = _runtime(FakeBackend(), Recorder(), SWARM_COST_REFRESH_MINUTES="5")
+    conditions = refresh_ready([], observed_generation=REF.generation)
+    written = SwarmSandboxStatus(
+        conditions=conditions, phase=derive_phase(conditions), progress=_status(1, NOW)
+    )
+    book = StatusBook(REF, written, runtime)
+    assert not book.changed()
+    progress.record(book, _spec(), _health(2), NOW + timedelta(seconds=60))
+    assert not book.changed() and book.status.progress.messages == 1  # type: ignore[union-attr]
+    progress.record(book, _spec(), _health(2), NOW + timedelta(minutes=5))
+    assert book.changed() and book.status.progress.messages == 2  # type: ignore[union-attr]
+    # Too soon for the cadence, but the status is being written anyway (here: a condition): rides along.
+    book = StatusBook(REF, written, runtime)
+    book.status.metrics = MetricsStatus(commands_executed=4)
+    progress.record(book, _spec(), _health(3), NOW + timedelta(seconds=60))
+    assert book.status.progress.messages == 3  # type: ignore[union-attr]
+    # No progress in the report (an older probe): the written figures stay.
+    book = StatusBook(REF, written, runtime)
+    progress.record(book, _spec(), parse_health(_report({}).replace(', "progress": {}', "")), NOW)
+    assert not book.changed()
