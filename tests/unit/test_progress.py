@@ -229,6 +229,12 @@ def test_status_page_lines() -> None:
         "Output:     agent-0 5s ago",
         "",
     ]
+    many = ProgressStatus(
+        agents=[AgentActivity(id=i, last_output_time=NOW) for i in range(12)], updated_at=NOW
+    )
+    assert progress_lines(many.model_dump(by_alias=True, mode="json"), NOW)[1].endswith(
+        "agent-7 0s ago, and 4 more"
+    )
     assert progress_lines(None, NOW) == ["Progress:   -", ""]
     assert progress_lines({"messages": "many"}, NOW) == ["Progress:   -", ""]
 

@@ -21,6 +21,8 @@ __all__ = ["AgentActivity", "ProgressStatus", "progress_lines"]
 
 #: Far above anything real; a bound, not a target.
 _MAX_COUNT = 1_000_000_000
+#: Agents named on the status page's output line.
+_SHOWN_AGENTS = 8
 
 
 class _Status(BaseModel):
@@ -110,8 +112,8 @@ def progress_lines(raw: Mapping[str, Any] | None, now: datetime) -> list[str]:
         f"{count(progress.commits)} commits, {count(progress.files_changed)} files changed"
         f" (as of {ago(progress.updated_at)})",
     ]
-    if progress.agents:
-        lines.append(
-            "Output:     " + ", ".join(f"agent-{a.id} {ago(a.last_output_time)}" for a in progress.agents)
-        )
+    if progress.agents:  # a hundred agents would make one unreadable line: the first few, and a count
+        shown = [f"agent-{a.id} {ago(a.last_output_time)}" for a in progress.agents[:_SHOWN_AGENTS]]
+        more = len(progress.agents) - _SHOWN_AGENTS
+        lines.append("Output:     " + ", ".join(shown) + (f", and {more} more" if more > 0 else ""))
     return [*lines, ""]
