@@ -295,8 +295,8 @@ class Settings(BaseModel):
         gt=0,
         le=1440,
         description=(
-            "How often status.cost is rewritten while nothing else changes (it is always rewritten"
-            " on a pause, resume, hand-over or size change); in between, spend is computed, not written."
+            "How often status.cost (at most: status.progress) is rewritten while nothing else changes"
+            " (cost always on a pause, resume, hand-over or size change); in between, none is written."
         ),
     )
     max_usd_per_namespace_per_day: float | None = Field(

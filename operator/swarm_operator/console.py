@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from swarm_operator import bootstrap
+from swarm_operator import bootstrap, model
 from swarm_operator.cluster import user as cluster
 from swarm_operator.names import RESUME_ANNOTATION
 
@@ -246,7 +246,7 @@ def format_status(swarm: Swarm, recent: Sequence[Mapping[str, Any]], now: dateti
         )
         + (f" — {health['reason']}" if health.get("reason") else ""),
         f"Cost:       {_cost(status.get('cost'), now)}",
-        "",
+        *model.progress_lines(status.get("progress"), now),  # ends the summary with its blank line
     ]
     items = agents.get("items") or []
     lines += (

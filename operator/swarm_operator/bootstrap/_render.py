@@ -11,6 +11,7 @@ once from its stdin (:func:`secret_input`) into variables it never exports.
 from __future__ import annotations
 
 import math
+import re
 import shlex
 from collections.abc import Iterable, Mapping
 from importlib import resources
@@ -155,10 +156,32 @@ def secret_input(values: Mapping[str, str]) -> bytes:
     return bytes(out + b"\x00")
 
 
-def render_probe(plan: BootstrapPlan) -> str:
+#: What the probe reads of the coordinator's message log, per file (claudeswarm rotates it at 10 MB),
+#: the most commits it counts, and how long any one of its progress reads may take: a log or a
+#: workspace an agent made huge costs the probe a bounded amount, never the whole probe timeout.
+LOG_SCAN_BYTES = 16 * 1024 * 1024
+PROGRESS_MAX = 100_000
+PROGRESS_TIMEOUT_S = 5
+
+
+def render_probe(plan: BootstrapPlan, *, base_commit: str | None = None) -> str:
     """A read-only health probe (panes alive/dead, commands, coordinator registry, and the MCP
-    gateway through one MCP exchange when the spec configures servers); see :func:`parse_health`."""
-    return _render("probe", plan, {"SWARM_MCP_ON": bool(plan.mcp), "SWARM_MCP_PORT": plan.mcp_port})
+    gateway through one MCP exchange when the spec configures servers), with the agents' progress
+    measured against ``base_commit`` (the workspace's pinned commit; without one, no git figures);
+    see :func:`parse_health`."""
+    base = base_commit if base_commit is not None and re.fullmatch(r"[0-9a-f]{40}", base_commit) else ""
+    return _render(
+        "probe",
+        plan,
+        {
+            "SWARM_MCP_ON": bool(plan.mcp),
+            "SWARM_MCP_PORT": plan.mcp_port,
+            "SWARM_WS_BASE": base,
+            "SWARM_LOG_SCAN_BYTES": LOG_SCAN_BYTES,
+            "SWARM_PROGRESS_MAX": PROGRESS_MAX,
+            "SWARM_PROGRESS_TIMEOUT_S": PROGRESS_TIMEOUT_S,
+        },
+    )
 
 
 def render_task(plan: BootstrapPlan, marks: Mapping[int, str]) -> str:

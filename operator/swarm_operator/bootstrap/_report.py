@@ -9,7 +9,7 @@ on stdout is ignored, and a missing, unterminated or malformed report is a clear
 from __future__ import annotations
 
 import json
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 import pydantic
 
@@ -19,6 +19,7 @@ __all__ = [
     "CoordinatorReport",
     "HealthReport",
     "PaneReport",
+    "ProgressReport",
     "McpReport",
     "McpServerReport",
     "RegistryReport",
@@ -163,6 +164,35 @@ class RegistryReport(_Model):
     mtime: int | None
 
 
+#: Bounds of the probe's progress figures: far above anything real, so only a report that was
+#: tampered with falls outside them (and is then not a report: a probe fault).
+_Count = Annotated[int, pydantic.Field(ge=0, le=10**9)]
+_Epoch = Annotated[int, pydantic.Field(ge=0, le=2**40)]
+
+
+class AgentOutputReport(_Model):
+    """When agent ``index`` last wrote to its terminal (epoch seconds, sandbox clock)."""
+
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    index: int = pydantic.Field(ge=0, le=99)
+    output: _Epoch
+
+
+class ProgressReport(_Model):
+    """The agents' progress as the probe measured it: numbers and times only, never text from the
+    sandbox, each validated in the script and again here (strictly: no "5" for 5). None: not
+    measured (no coordinator, no pinned workspace, or the read failed or took too long)."""
+
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    messages: _Count | None = None  # lines of the coordinator's message log (and its rotated file)
+    message_time: _Epoch | None = None  # the log's mtime: when the last message was written
+    commits: _Count | None = None  # commits on HEAD since the pinned commit (counted up to 100000)
+    files: _Count | None = None  # paths differing from the pinned commit, plus untracked files
+    agents: list[AgentOutputReport] = pydantic.Field(default_factory=list, max_length=100)
+
+
 class HealthReport(_Model):
     kind: Literal["probe"]
     version: int
@@ -178,6 +208,7 @@ class HealthReport(_Model):
     #: sandbox's clock when probed: ages are taken on one clock.
     activity: int | None = None
     clock: int | None = None
+    progress: ProgressReport | None = None
 
     def idle_seconds(self) -> int | None:
         """How long every agent has been quiet (no pane output, no coordinator registry change),

@@ -29,7 +29,7 @@ from swarm_operator.backend import (
     SandboxNotFound,
 )
 from swarm_operator.conditions import ConditionType, Reason
-from swarm_operator.lifecycle import budget, spend, task
+from swarm_operator.lifecycle import budget, progress, spend, task
 from swarm_operator.lifecycle.agents import (
     agent_files,
     count_command,
@@ -119,7 +119,7 @@ async def check_health(
                 await disown(book, sandbox.id)  # probed nothing: the reconcile adopts or creates
             result = await backend.run(
                 sandbox.id,
-                bootstrap.render_probe(probe_plan),
+                bootstrap.render_probe(probe_plan, base_commit=_pinned(book.status)),
                 timeout_s=runtime.settings.probe_timeout_seconds,
             )
             report = bootstrap.parse_health(report_text(result.stdout, ref.uid))
@@ -203,7 +203,7 @@ async def check_health(
         verdict = verdict.model_copy(update={"last_probe_time": previous.last_probe_time})
         book.status.health = verdict
         runtime.remember(ref.uid).quiet_probes += 1
-        spend.meter(book, "Running")  # rewrites status.cost only when SWARM_COST_REFRESH_MINUTES passed
+        _figures(book, spec, report)
         if book.changed():
             _count_probes(book, failed=False)
             book.status.health = verdict.model_copy(update={"last_probe_time": datetime.now(UTC)})
@@ -292,6 +292,19 @@ def _count_probes(book: StatusBook, *, failed: bool) -> None:
     memory = book.runtime.remember(book.ref.uid)
     quiet, memory.quiet_probes = memory.quiet_probes, 0
     count_command(book, failed=failed, executed=quiet + (1 if failed else 0))
+
+
+def _figures(book: StatusBook, spec: SwarmSandboxSpec, report: bootstrap.HealthReport) -> None:
+    """The coarse figures of a probe that answered, last (they look at what else changed):
+    ``status.cost`` and ``status.progress``, each rewritten only once SWARM_COST_REFRESH_MINUTES
+    passed (progress also rides along, free, with a write that happens anyway)."""
+    spend.meter(book, "Running")
+    progress.record(book, spec, report, datetime.now(UTC))
+
+
+def _pinned(status: SwarmSandboxStatus) -> str | None:
+    """The workspace commit the agents started from, which progress is measured against."""
+    return status.workspace.commit if status.workspace is not None else None
 
 
 def _registered(spec: SwarmSandboxSpec, report: bootstrap.HealthReport) -> str | None:

@@ -30,6 +30,7 @@ from swarm_operator.model._agent import (
     SecretKeySelector,
     SecretRef,
 )
+from swarm_operator.model._progress import AgentActivity, ProgressStatus, progress_lines
 from swarm_operator.model._spec import BudgetSpec, HealthCheckSpec, IdleSpec, NetworkSpec, SwarmSandboxSpec
 from swarm_operator.model._status import (
     AgentItem,
@@ -80,6 +81,7 @@ from swarm_operator.model._workspace import MCP_TOKEN_FIELDS, McpField, McpServe
 
 __all__ = [
     "ANTHROPIC_API_KEY",
+    "AgentActivity",
     "AgentConfigSpec",
     "AgentItem",
     "AgentSpec",
@@ -110,6 +112,7 @@ __all__ = [
     "NetworkStatus",
     "PREINSTALLED",
     "Phase",
+    "ProgressStatus",
     "RESERVED_ENV_NAMES",
     "RESERVED_ENV_PREFIXES",
     "STEP_NAME",
@@ -131,4 +134,5 @@ __all__ = [
     "is_pinned_install",
     "network_entry_problem",
     "prompt_digest",
+    "progress_lines",
 ]

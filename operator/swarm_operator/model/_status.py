@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from swarm_operator.model._progress import ProgressStatus
 from swarm_operator.model._task import TaskStatus
 from swarm_operator.model._vocab import (
     MAX_STEPS,
@@ -373,6 +374,7 @@ class SwarmSandboxStatus(_Status):
     secrets: SecretsStatus | None = Field(default=None, description="Referenced Secrets' changes.")
     cost: CostStatus | None = Field(default=None, description="Sandbox compute used and its estimated cost.")
     task: TaskStatus | None = Field(default=None, description="What of spec.task was delivered.")
+    progress: ProgressStatus | None = Field(default=None, description="The agents' progress, as measured.")
 
     @classmethod
     def from_body(cls, status: Any) -> SwarmSandboxStatus:
