@@ -20,11 +20,9 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from swarm_operator import bootstrap, logs
+from swarm_operator import bootstrap
 from swarm_operator.backend import (
     BackendError,
-    CommandTimeout,
-    OutputLimitExceeded,
     SandboxBackend,
     SandboxNotFound,
 )
@@ -42,9 +40,9 @@ from swarm_operator.lifecycle.agents import (
     registry_shortfall,
     report_text,
 )
+from swarm_operator.lifecycle.breaker import FAULTS, health_after, probe_failed, quarantine
 from swarm_operator.lifecycle.ownership import disown, owned
 from swarm_operator.lifecycle.runtime import ResourceRef, Runtime
-from swarm_operator.lifecycle.sandbox import kill_and_record
 from swarm_operator.lifecycle.status import StatusBook
 from swarm_operator.model import HealthCheckSpec, HealthStatus, Phase, SwarmSandboxSpec, SwarmSandboxStatus
 
@@ -53,9 +51,6 @@ logger = logging.getLogger("swarm_operator.lifecycle")
 
 #: What the longest backed-off wait between two probes may be (or the spec's interval, if longer).
 MAX_PROBE_BACKOFF_S = 900.0
-#: The failures only the sandbox causes (see the module docstring); a ValueError is a report that
-#: could not be read.
-_FAULTS = (OutputLimitExceeded, CommandTimeout, ValueError)
 
 
 def probe_interval(spec: SwarmSandboxSpec | None, status: SwarmSandboxStatus | None = None) -> float:
@@ -112,7 +107,7 @@ async def check_health(
         previous = book.status.health or HealthStatus()
         if previous.sandbox_faults >= runtime.settings.quarantine_after:
             # Counted out already (the kill failed, or the operator restarted before it): no probe.
-            await _quarantine(book, backend, sandbox.id)
+            await quarantine(book, backend, sandbox.id)
             return
         try:
             if not await owned(runtime, ref, backend, sandbox.id):
@@ -139,13 +134,13 @@ async def check_health(
                 Reason.SANDBOX_NOT_FOUND,
                 "the sandbox running the agents is gone",
             )
-            book.status.health = _verdict(previous, Reason.SANDBOX_NOT_FOUND)
+            book.status.health = health_after(previous, Reason.SANDBOX_NOT_FOUND)
             spend.meter(book, "Stopped")
             await book.commit()
             raise
         except (BackendError, ValueError) as exc:
             _count_probes(book, failed=True)
-            await _probe_failed(book, backend, sandbox.id, previous, exc)
+            await probe_failed(book, backend, sandbox.id, previous, exc)
             return
         if await _stopped(book, spec, backend, sandbox.id, report):
             await book.commit()
@@ -161,11 +156,11 @@ async def check_health(
             if mcp_healable and spec.health_check.restart_dead_agents:
                 await _heal(book, spec, backend, sandbox.id)  # restarts the gateway
                 return
-            verdict = _verdict(previous, Reason.MCP_GATEWAY_UNAVAILABLE if down else None)
+            verdict = health_after(previous, Reason.MCP_GATEWAY_UNAVAILABLE if down else None)
             record_agents(book, spec, report.panes, report.agents.alive)
             registered = _registered(spec, report)
             if registered is not None:
-                verdict = _verdict(previous, Reason.AGENTS_NOT_REGISTERED)
+                verdict = health_after(previous, Reason.AGENTS_NOT_REGISTERED)
                 book.set(
                     ConditionType.AGENTS_READY,
                     "False",
@@ -197,7 +192,7 @@ async def check_health(
                 or f"{len(report.missing)} agent pane(s) missing"
             )
             message = f"{report.agents.alive}/{spec.agents} agents running: {detail}"
-            verdict = _verdict(previous, Reason.AGENTS_DEGRADED)
+            verdict = health_after(previous, Reason.AGENTS_DEGRADED)
             book.set(ConditionType.AGENTS_READY, "False", Reason.AGENTS_DEGRADED, message)
         # Compare without the probe time: a quiet tick must not write.
         verdict = verdict.model_copy(update={"last_probe_time": previous.last_probe_time})
@@ -248,8 +243,8 @@ async def _heal(book: StatusBook, spec: SwarmSandboxSpec, backend: SandboxBacken
         report = bootstrap.parse_report(report_text(result.stdout, ref.uid))
     except (BackendError, ValueError) as exc:
         logger.warning("self-heal failed: %s", exc, extra={**ref.log_extra, "sandbox_id": sandbox_id})
-        if isinstance(exc, _FAULTS):  # the setup run misbehaved just like a probe can
-            await _probe_failed(book, backend, sandbox_id, book.status.health, exc)
+        if isinstance(exc, FAULTS):  # the setup run misbehaved just like a probe can
+            await probe_failed(book, backend, sandbox_id, book.status.health, exc)
         return
     record_agents(book, spec, report.panes, report.agents.ready, report.restarted)
     record_tools(book, spec, report)
@@ -271,7 +266,7 @@ async def _heal(book: StatusBook, spec: SwarmSandboxSpec, backend: SandboxBacken
             ConditionType.AGENTS_READY, "True", Reason.AVAILABLE, f"{ready}/{spec.agents} agents running"
         )
         # The gateway alone still down: the agents run without their tools.
-        book.status.health = _verdict(
+        book.status.health = health_after(
             book.status.health, Reason.MCP_GATEWAY_UNAVAILABLE if mcp_down(spec, report.mcp) else None
         )
     else:
@@ -281,7 +276,7 @@ async def _heal(book: StatusBook, spec: SwarmSandboxSpec, backend: SandboxBacken
             Reason.AGENTS_DEGRADED,
             f"{ready}/{spec.agents} agents running after restarts",
         )
-        book.status.health = _verdict(book.status.health, Reason.AGENTS_DEGRADED)
+        book.status.health = health_after(book.status.health, Reason.AGENTS_DEGRADED)
     await book.commit()
 
 
@@ -315,96 +310,3 @@ def _registered(spec: SwarmSandboxSpec, report: bootstrap.HealthReport) -> str |
     if registry.agents < spec.agents:
         return f"{registry.agents}/{spec.agents} registered with the coordinator"
     return None
-
-
-async def _probe_failed(
-    book: StatusBook,
-    backend: SandboxBackend,
-    sandbox_id: str,
-    previous: HealthStatus | None,
-    exc: BackendError | ValueError,
-) -> None:
-    """Record a probe (or self-heal run) that gave no answer; count it if the sandbox caused it,
-    and degrade or quarantine the resource by the count."""
-    reason = exc.reason if isinstance(exc, BackendError) else Reason.PROBE_FAILED
-    # The message may quote the sandbox (a report's parse error): redacted and bounded like any.
-    text = logs.sandbox_text(f"{reason}: {exc}", book.ref.uid, limit=1024, keep="head")
-    fault = isinstance(exc, _FAULTS)
-    book.status.health = _verdict(previous, text, fault=fault, answered=False)
-    faults, limit = book.status.health.sandbox_faults, book.runtime.settings.quarantine_after
-    if fault and faults >= limit:
-        await _quarantine(book, backend, sandbox_id)
-        return
-    if fault:
-        book.set(
-            ConditionType.AGENTS_READY,
-            "False",
-            reason,
-            f"the sandbox failed {faults} health probe(s) in a row ({text}); probes back off, "
-            f"and at {limit} in a row the sandbox is killed (SandboxQuarantined)",
-        )
-    await book.commit()
-
-
-async def _quarantine(book: StatusBook, backend: SandboxBackend, sandbox_id: str) -> None:
-    """Kill a sandbox that keeps misbehaving and make its resource Failed (SandboxQuarantined).
-
-    Killed first, recorded after: a crash in between leaves no billing sandbox. When the kill
-    itself fails (E2B unreachable) the count stays in status and the next probe tick tries again.
-    """
-    health = book.status.health or HealthStatus()
-    message = (
-        f"sandbox {sandbox_id} was quarantined: it misbehaved on {health.sandbox_faults} "
-        f"health probes in a row, last: {health.reason or 'unknown'}; it was killed; "
-        f"change the spec (or its agents' command) to try again"
-    )
-    try:
-        await kill_and_record(
-            book,
-            backend,
-            sandbox_id,
-            Reason.SANDBOX_QUARANTINED,
-            f"sandbox {sandbox_id} killed: quarantined",
-            message,
-        )
-    except BackendError as exc:
-        logger.warning(
-            "quarantine of sandbox %s deferred: %s",
-            sandbox_id,
-            exc,
-            extra={**book.ref.log_extra, "sandbox_id": sandbox_id},
-        )
-        await book.commit()
-        return
-    book.status.agents = None
-    # The count was this sandbox's: whatever sandbox a spec change brings starts from zero.
-    book.status.health = health.model_copy(update={"sandbox_faults": 0})
-    book.set(ConditionType.SYNCED, "False", Reason.SANDBOX_QUARANTINED, message)
-    await book.commit()
-    logger.warning(
-        "%s: %s", Reason.SANDBOX_QUARANTINED, message, extra={**book.ref.log_extra, "sandbox_id": sandbox_id}
-    )
-
-
-def _verdict(
-    previous: HealthStatus | None, reason: str | None, *, fault: bool = False, answered: bool = True
-) -> HealthStatus:
-    """A probe's verdict, stamped now: Healthy without a reason, else one more failure in a row.
-
-    Sandbox faults in a row: one more on a ``fault``; back to 0 once the sandbox ``answered`` (a
-    readable report, healthy or not); carried over when E2B itself failed (no answer, no fault).
-    """
-    now = datetime.now(UTC)
-    before = previous or HealthStatus()
-    faults = before.sandbox_faults + 1 if fault else (0 if answered else before.sandbox_faults)
-    if reason is None:
-        return HealthStatus(
-            status="Healthy", consecutive_failures=0, sandbox_faults=faults, last_probe_time=now
-        )
-    return HealthStatus(
-        status="Unhealthy",
-        reason=reason,
-        consecutive_failures=before.consecutive_failures + 1,
-        sandbox_faults=faults,
-        last_probe_time=now,
-    )
