@@ -94,7 +94,7 @@ def pull(swarm: Swarm, out_dir: Path, *, user: str | None = None) -> Pulled:
     No push configuration is needed: ``git bundle create --all`` runs in the sandbox (one command, as
     the agents' account, without their shell startup files, bounded by :data:`BUNDLE_TIMEOUT_S`), the
     file comes back through envd's file API (bounded by :data:`DOWNLOAD_TIMEOUT_S`), is removed from
-    the sandbox, and is checked with ``git bundle verify`` before it replaces ``NAME.bundle``. A
+    the sandbox, and is checked whole (:func:`_verify`) before it replaces ``NAME.bundle``. A
     suspended swarm or a paused sandbox is refused: connecting would resume it behind the operator.
     """
     workdir = _workdir(swarm)
@@ -179,21 +179,19 @@ def _made(swarm: Swarm, workdir: str, made: Any) -> tuple[str, str]:
 
 
 def _verify(bundle: Path, head: str) -> None:
-    """``git bundle verify`` (in an empty repository: it needs one) and the bundle's HEAD is ``head``."""
+    """The bundle is whole and its HEAD is ``head``: ``git bundle verify`` (header, prerequisites) and
+    ``git bundle unbundle`` into a scratch repository (index-pack checks every object and the pack's
+    checksum: a transfer cut short does not pass), then HEAD's commit is read back from it."""
+    path = str(bundle.resolve())
     with tempfile.TemporaryDirectory(prefix="swarm-pull-") as scratch:
         git = ["git", "-C", scratch]
-        subprocess.run([*git, "init", "-q"], check=True, capture_output=True, timeout=30)
-        checked = subprocess.run(
-            [*git, "bundle", "verify", str(bundle.resolve())], capture_output=True, text=True, timeout=120
-        )
-        heads = subprocess.run(
-            [*git, "bundle", "list-heads", str(bundle.resolve()), "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    if checked.returncode != 0:
-        reason = (checked.stderr.strip().splitlines() or ["invalid"])[-1]
-        raise ConsoleError(f"the downloaded bundle does not verify ({reason}); try again")
-    if f"{head} HEAD" not in heads.stdout.splitlines():
+        subprocess.run([*git, "init", "-q", "--bare"], check=True, capture_output=True, timeout=30)
+        for step in (["bundle", "verify", "-q", path], ["bundle", "unbundle", path]):
+            checked = subprocess.run([*git, *step], capture_output=True, text=True, timeout=600)
+            if checked.returncode != 0:
+                reason = (checked.stderr.strip().splitlines() or ["invalid"])[-1]
+                raise ConsoleError(f"the downloaded bundle does not verify ({reason}); try again")
+        heads = checked.stdout.splitlines()
+        read = subprocess.run([*git, "cat-file", "-e", f"{head}^{{commit}}"], capture_output=True, timeout=30)
+    if f"{head} HEAD" not in heads or read.returncode != 0:
         raise ConsoleError(f"the downloaded bundle's HEAD is not the sandbox's ({head}); try again")
