@@ -11,6 +11,7 @@ sandbox, so the commands work the same from a terminal, a script or Argo CD's re
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shlex
 import subprocess
@@ -104,16 +105,18 @@ def pull(swarm: Swarm, out_dir: Path, *, user: str | None = None) -> Pulled:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     part = out_dir / f".{swarm.name}.bundle.part"
-    with _e2b_errors(swarm.sandbox_id):
-        made = run_script(sandbox, _bundle_script(workdir), user=account, timeout=BUNDLE_TIMEOUT_S)
-        head, remote = _made(swarm, workdir, made)
-        try:
-            size = download_file(sandbox, remote, part, user=account, timeout=DOWNLOAD_TIMEOUT_S)
-        finally:
-            run_script(sandbox, f"rm -rf -- {shlex.quote(remote.split('/')[0])}", user=account, timeout=30)
     try:
+        with _e2b_errors(swarm.sandbox_id):
+            made = run_script(sandbox, _bundle_script(workdir), user=account, timeout=BUNDLE_TIMEOUT_S)
+            head, remote = _made(swarm, workdir, made)
+            try:
+                size = download_file(sandbox, remote, part, user=account, timeout=DOWNLOAD_TIMEOUT_S)
+            finally:  # best effort: a failure here must not hide the download's own
+                with contextlib.suppress(Exception):
+                    scratch = shlex.quote(remote.split("/")[0])
+                    run_script(sandbox, f"rm -rf -- {scratch}", user=account, timeout=30)
         _verify(part, head)
-    except ConsoleError:
+    except BaseException:  # Ctrl-C included: no half-downloaded file is left behind
         part.unlink(missing_ok=True)
         raise
     final = out_dir / f"{swarm.name}.bundle"
