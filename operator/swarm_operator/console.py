@@ -27,7 +27,6 @@ from typing import IO, Any
 
 from swarm_operator import bootstrap, model
 from swarm_operator.cluster import user as cluster
-from swarm_operator.names import RESUME_ANNOTATION
 
 __all__ = [
     "DETACH_KEY",
@@ -322,25 +321,6 @@ def _cost(ledger: Any, now: datetime) -> str:
         f"({figures.state.lower()}{size}); {_span(figures.sandbox_seconds)} running, "
         f"{_span(figures.paused_seconds)} paused"
     )
-
-
-def resume(swarm: Swarm, now: datetime | None = None) -> str:
-    """Ask the operator to lift an idle pause (``spec.idle``): one annotation, which the operator
-    watches; it then reconciles, resuming the sandbox. Returns what to tell the user."""
-    stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    with _kube_errors(swarm.api, f"swarm {swarm.namespace}/{swarm.name}"):
-        cluster.annotate_swarm(
-            swarm.api, swarm.namespace, swarm.name, {RESUME_ANNOTATION: stamp}, timeout=_KUBE_TIMEOUT
-        )
-    suspended: dict[str, Any] = next(
-        (c for c in swarm.status.get("conditions") or [] if c.get("type") == "Suspended"), {}
-    )
-    if suspended.get("status") == "True" and suspended.get("reason") != "Idle":
-        return (
-            f"resume requested for {swarm.namespace}/{swarm.name}, but it is paused for "
-            f"{suspended.get('reason')}: {suspended.get('message', '')}"
-        )
-    return f"resume requested for {swarm.namespace}/{swarm.name}"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

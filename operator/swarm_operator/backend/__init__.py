@@ -14,8 +14,8 @@ condition reason), an actionable ``message``, ``transient`` and ``retry_after_s`
 model): sandboxes in a dict, scripts answered by a handler, errors injected by method name.
 
 The package is the only importer of the ``e2b`` SDK (an import-linter contract): besides the seam, it
-holds the SDK calls of ``swarm-operator template`` (``_template.py``) and of the console's ``logs`` and
-``attach``, which use the SDK's synchronous client at a terminal (``_terminal.py``).
+holds the SDK calls of ``swarm-operator template`` (``_template.py``) and of the console's ``logs``,
+``attach`` and ``pull``, which use the SDK's synchronous client at a terminal (``_terminal.py``).
 """
 
 from ._e2b import (
@@ -54,7 +54,15 @@ from ._protocol import (
 )
 from ._retry import NO_RETRY, RetryPolicy, backoff_delay, call_with_retry
 from ._template import build_template, new_template, render_template
-from ._terminal import SdkErrors, connect_sync, pty_size, sandbox_paused, sdk_errors
+from ._terminal import (
+    SdkErrors,
+    connect_sync,
+    download_file,
+    pty_size,
+    run_script,
+    sandbox_paused,
+    sdk_errors,
+)
 
 __all__ = [
     "ALL_TRAFFIC",
@@ -90,6 +98,7 @@ __all__ = [
     "call_with_retry",
     "classify",
     "connect_sync",
+    "download_file",
     "sandbox_paused",
     "egress_entry_refusal",
     "key_fingerprint",
@@ -97,5 +106,6 @@ __all__ = [
     "new_template",
     "pty_size",
     "render_template",
+    "run_script",
     "sdk_errors",
 ]

@@ -11,9 +11,24 @@ E2B's exceptions stay the SDK's here: the console turns each into the one line a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-__all__ = ["SdkErrors", "connect_sync", "pty_size", "sandbox_paused", "sdk_errors"]
+from ._e2b import _STARTUP_ENV, command_line
+from ._protocol import CommandResult
+
+#: Bound on envd confirming that a command started (the command's own run time is the caller's).
+_COMMAND_START_S = 15.0
+
+__all__ = [
+    "SdkErrors",
+    "connect_sync",
+    "download_file",
+    "pty_size",
+    "run_script",
+    "sandbox_paused",
+    "sdk_errors",
+]
 
 
 def connect_sync(sandbox_id: str, api_key: str) -> Any:
@@ -33,6 +48,37 @@ def sandbox_paused(sandbox_id: str, api_key: str, *, timeout: float) -> bool:
 
     info = asyncio.run(AsyncSandbox.get_info(sandbox_id, api_key=api_key, request_timeout=timeout))
     return bool(info.state == SandboxState.PAUSED)
+
+
+def run_script(sandbox: Any, script: str, *, user: str, timeout: float) -> CommandResult:
+    """Run ``script`` in the connected ``sandbox`` as ``user``, the way the operator's backend runs its
+    scripts: without the agents' shell startup files (``_e2b.command_line``), within ``timeout``
+    seconds. A non-zero exit is a result; the SDK's other errors go up as they are."""
+    from e2b.sandbox.commands.command_handle import CommandExitException
+
+    try:
+        result = sandbox.commands.run(
+            command_line(script),
+            envs=dict(_STARTUP_ENV),
+            user=user,
+            cwd="~",
+            timeout=timeout,
+            request_timeout=_COMMAND_START_S,
+        )
+    except CommandExitException as exc:
+        return CommandResult(exc.exit_code, exc.stdout or "", exc.stderr or "")
+    return CommandResult(result.exit_code, result.stdout or "", result.stderr or "")
+
+
+def download_file(sandbox: Any, path: str, dest: Path, *, user: str, timeout: float) -> int:
+    """Stream the sandbox's file ``path`` (relative: to ``user``'s home) into ``dest`` through envd's
+    file API, never whole in memory; ``timeout`` bounds the whole transfer. Returns the bytes written."""
+    written = 0
+    with dest.open("wb") as out:
+        for chunk in sandbox.files.read(path, format="stream", user=user, request_timeout=timeout):
+            out.write(chunk)
+            written += len(chunk)
+    return written
 
 
 def pty_size(rows: int, cols: int) -> Any:

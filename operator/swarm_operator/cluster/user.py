@@ -112,16 +112,26 @@ def annotate_swarm(
     api: ApiClient, namespace: str, name: str, annotations: Mapping[str, str], *, timeout: Any
 ) -> None:
     """Set annotations on one SwarmSandbox (a merge patch of its metadata only)."""
+    patch_swarm(api, namespace, name, {"metadata": {"annotations": dict(annotations)}}, timeout=timeout)
+
+
+def patch_swarm(
+    api: ApiClient, namespace: str, name: str, patch: Mapping[str, Any], *, timeout: Any
+) -> dict[str, Any]:
+    """Merge-patch one SwarmSandbox (``kubectl patch --type=merge``); returns the new body. One call
+    can set a spec field and an annotation together, so the operator sees a single change."""
     with _api_errors():
-        kubernetes.client.CustomObjectsApi(api).patch_namespaced_custom_object(
+        body = kubernetes.client.CustomObjectsApi(api).patch_namespaced_custom_object(
             GROUP,
             VERSION,
             namespace,
             PLURAL,
             name,
-            {"metadata": {"annotations": dict(annotations)}},
+            dict(patch),
+            _content_type="application/merge-patch+json",
             _request_timeout=timeout,
         )
+    return json_object(body)
 
 
 def list_swarms(api: ApiClient, *, timeout: Any) -> list[dict[str, Any]]:
