@@ -23,7 +23,11 @@ def add_template(sub: Any) -> None:
         metavar="NPM",
         help="pinned agent CLI (default: the Claude Code version the setup script installs)",
     )
-    template.add_argument("--base", default=None, help="base image (default debian:trixie)")
+    template.add_argument(
+        "--base",
+        default=None,
+        help="base image, pinned by digest (default: Debian trixie-20260918 at its recorded digest)",
+    )
     template.add_argument(
         "--from-template",
         default=None,
