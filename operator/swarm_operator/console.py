@@ -245,7 +245,7 @@ def format_status(swarm: Swarm, recent: Sequence[Mapping[str, Any]], now: dateti
         )
         + (f" — {health['reason']}" if health.get("reason") else ""),
         f"Cost:       {_cost(status.get('cost'), now)}",
-        *model.progress_lines(status.get("progress"), now),  # ends the summary with its blank line
+        *model.progress_lines(status.get("progress"), now, task=status.get("task")),  # + a blank line
     ]
     items = agents.get("items") or []
     lines += (

@@ -239,6 +239,18 @@ def test_status_page_lines() -> None:
     assert progress_lines({"messages": "many"}, NOW) == ["Progress:   -", ""]
 
 
+def test_the_status_page_says_what_of_the_task_was_delivered() -> None:
+    task = {"generation": 2, "deliveredAt": (NOW - timedelta(seconds=30)).isoformat(), "agents": [0, 1]}
+    assert progress_lines(None, NOW, task=task) == [
+        "Task:       generation 2, delivered 30s ago to 2 pane(s)",
+        "Progress:   -",
+        "",
+    ]
+    failed = {"generation": 1, "agents": [0], "message": "pane 1 gone"}
+    assert progress_lines(None, NOW, task=failed)[0].endswith("— last delivery failed: pane 1 gone")
+    assert progress_lines(None, NOW, task={"generation": "x"})[0] == "Progress:   -"
+
+
 def _health(messages: int) -> Any:
     return parse_health(_report({"messages": messages, "agents": []}))
 

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from swarm_operator.model._task import TaskStatus
 from swarm_operator.model._vocab import Timestamp
 
 __all__ = ["AgentActivity", "ProgressStatus", "progress_lines"]
@@ -83,17 +84,36 @@ class ProgressStatus(_Status):
         return self.model_dump(exclude={"updated_at"})
 
 
-def progress_lines(raw: Mapping[str, Any] | None, now: datetime) -> list[str]:
+def _task_line(raw: Mapping[str, Any] | None, now: datetime) -> list[str]:
+    """``Task:`` with the delivered generation, when, and to how many panes; a failure's reason."""
+    try:
+        task = TaskStatus.model_validate(raw) if raw else None
+    except ValueError:
+        task = None
+    if task is None:
+        return []
+    when = (
+        "-" if task.delivered_at is None else f"{max(int((now - task.delivered_at).total_seconds()), 0)}s ago"
+    )
+    line = f"Task:       generation {task.generation}, delivered {when} to {len(task.agents)} pane(s)"
+    return [line + (f" — last delivery failed: {task.message}" if task.message else "")]
+
+
+def progress_lines(
+    raw: Mapping[str, Any] | None, now: datetime, *, task: Mapping[str, Any] | None = None
+) -> list[str]:
     """``swarm-operator status``'s progress lines, then the blank line that ends its summary.
 
     Kept beside the fields it shows, so a new figure is shown where it is defined (the status page
-    itself is on a size ratchet). ``raw`` is the stored ``status.progress``; unreadable is "-"."""
+    itself is on a size ratchet). ``raw`` is the stored ``status.progress``; unreadable is "-".
+    ``task`` (the stored ``status.task``), when given, adds what of ``spec.task`` was delivered."""
+    head = _task_line(task, now)
     try:
         progress = ProgressStatus.model_validate(raw) if raw else None
     except ValueError:
         progress = None
     if progress is None:
-        return ["Progress:   -", ""]
+        return [*head, "Progress:   -", ""]
 
     def count(value: int | None) -> str:
         return "-" if value is None else str(value)
@@ -108,6 +128,7 @@ def progress_lines(raw: Mapping[str, Any] | None, now: datetime) -> list[str]:
         return f"{seconds}s ago"
 
     lines = [
+        *head,
         f"Progress:   {count(progress.messages)} messages (last {ago(progress.last_message_time)}), "
         f"{count(progress.commits)} commits, {count(progress.files_changed)} files changed"
         f" (as of {ago(progress.updated_at)})",
