@@ -16,8 +16,6 @@ FUNCTION_LINES = 60
 
 #: Known offenders (lines, after `ruff format`), to be split; never add to these.
 MODULES = {
-    "backend/_e2b.py": 833,
-    "backend/_errors.py": 466,
     "backend/doctor.py": 522,
     "cli.py": 543,
     "config.py": 448,
@@ -30,9 +28,6 @@ MODULES = {
 FUNCTIONS = {
     "_crd.py:crd": 85,
     "_dashboard.py:build": 188,
-    "backend/_e2b.py:run": 95,
-    "backend/_e2b.py:attempt": 71,
-    "backend/_errors.py:_classify": 86,
     "cli.py:_build_parser": 161,
     "console.py:format_status": 80,
     "console.py:attach": 100,
