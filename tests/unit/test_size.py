@@ -21,7 +21,6 @@ MODULES = {
     "console.py": 661,
     "lifecycle/agents.py": 496,
     "lifecycle/sandbox.py": 613,
-    "metrics.py": 520,
     "playground.py": 462,
 }
 FUNCTIONS = {
@@ -38,7 +37,6 @@ FUNCTIONS = {
     "lifecycle/reconcile.py:_run": 61,
     "lifecycle/sandbox.py:ensure_sandbox": 65,
     "lifecycle/sandbox.py:replace": 135,
-    "metrics.py:__init__": 140,
     "playground.py:_start": 82,
 }
 
