@@ -21,7 +21,6 @@ MODULES = {
     "console.py": 661,
     "lifecycle/agents.py": 496,
     "lifecycle/sandbox.py": 613,
-    "playground.py": 462,
 }
 FUNCTIONS = {
     "_crd.py:crd": 85,
@@ -37,7 +36,6 @@ FUNCTIONS = {
     "lifecycle/reconcile.py:_run": 61,
     "lifecycle/sandbox.py:ensure_sandbox": 65,
     "lifecycle/sandbox.py:replace": 135,
-    "playground.py:_start": 82,
 }
 
 

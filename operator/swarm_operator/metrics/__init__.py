@@ -31,9 +31,9 @@ Label choices:
   past spend is in status, not in a counter jump), and a deleted resource's share is kept.
 """
 
+from ._exposition import new_registry, start_server
 from ._labels import CONTROLLER, E2B_OPERATIONS, HANDLERS, RESULTS
 from ._metrics import Metrics
-from ._server import new_registry, start_server
 
 __all__ = [
     "CONTROLLER",
