@@ -24,7 +24,6 @@ MODULES = {
 }
 FUNCTIONS = {
     "_crd.py:crd": 85,
-    "_dashboard.py:build": 188,
     "cli.py:_build_parser": 161,
     "console.py:format_status": 80,
     "console.py:attach": 100,
