@@ -23,7 +23,6 @@ MODULES = {
     "lifecycle/sandbox.py": 613,
 }
 FUNCTIONS = {
-    "_crd.py:crd": 85,
     "cli.py:_build_parser": 161,
     "console.py:format_status": 80,
     "console.py:attach": 100,
