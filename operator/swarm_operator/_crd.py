@@ -133,28 +133,48 @@ def _model_schema(cls: type[Any]) -> dict[str, Any]:
     return structural(cls.model_json_schema(by_alias=True, mode="validation"))
 
 
+#: ``kubectl get swarm``'s columns.
+_PRINTER_COLUMNS: Final[list[dict[str, Any]]] = [
+    {
+        "name": "Phase",
+        "type": "string",
+        "jsonPath": ".status.phase",
+        "description": "Lifecycle phase, derived from the conditions.",
+    },
+    # One "ready/desired" column like Deployment's READY; the operator writes the string
+    # (status.agents.summary) because printer columns cannot compute.
+    {
+        "name": "Agents",
+        "type": "string",
+        "jsonPath": ".status.agents.summary",
+        "description": "Agents ready/desired.",
+    },
+    {
+        "name": "Sandbox",
+        "type": "string",
+        "jsonPath": ".status.sandbox.id",
+        "description": "E2B sandbox id.",
+    },
+    # A string the operator formats ("$0.0123"): a number column would print every digit.
+    {
+        "name": "Cost",
+        "type": "string",
+        "jsonPath": ".status.cost.summary",
+        "description": "Estimated sandbox compute spend in USD, as of the last status write.",
+    },
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {
+        "name": "Message",
+        "type": "string",
+        "jsonPath": ".status.message",
+        "priority": 1,
+        "description": "Why the resource is in its phase.",
+    },
+]
+
+
 def crd() -> dict[str, Any]:
     """The CustomResourceDefinition as a dict."""
-    spec = _model_schema(model.SwarmSandboxSpec)
-    spec["description"] = "Desired state: how many agents, what they run, and where."
-    spec["default"] = {}
-    spec = {k: spec[k] for k in sorted(spec, key=_key_order)}
-    status = _model_schema(model.SwarmSandboxStatus)
-    status["description"] = "Observed state, written by the operator only."
-    schema = {
-        "description": "A swarm of coding agents (tmux panes running Claude Code) in one E2B sandbox.",
-        "type": "object",
-        "properties": {
-            "apiVersion": {
-                "description": "Versioned schema of this representation of an object.",
-                "type": "string",
-            },
-            "kind": {"description": "REST resource this object represents.", "type": "string"},
-            "metadata": {"type": "object"},
-            "spec": spec,
-            "status": status,
-        },
-    }
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -176,46 +196,34 @@ def crd() -> dict[str, Any]:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": [
-                        {
-                            "name": "Phase",
-                            "type": "string",
-                            "jsonPath": ".status.phase",
-                            "description": "Lifecycle phase, derived from the conditions.",
-                        },
-                        # One "ready/desired" column like Deployment's READY; the operator writes the string
-                        # (status.agents.summary) because printer columns cannot compute.
-                        {
-                            "name": "Agents",
-                            "type": "string",
-                            "jsonPath": ".status.agents.summary",
-                            "description": "Agents ready/desired.",
-                        },
-                        {
-                            "name": "Sandbox",
-                            "type": "string",
-                            "jsonPath": ".status.sandbox.id",
-                            "description": "E2B sandbox id.",
-                        },
-                        # A string the operator formats ("$0.0123"): a number column would print every digit.
-                        {
-                            "name": "Cost",
-                            "type": "string",
-                            "jsonPath": ".status.cost.summary",
-                            "description": "Estimated sandbox compute spend in USD, as of the last status write.",
-                        },
-                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                        {
-                            "name": "Message",
-                            "type": "string",
-                            "jsonPath": ".status.message",
-                            "priority": 1,
-                            "description": "Why the resource is in its phase.",
-                        },
-                    ],
-                    "schema": {"openAPIV3Schema": schema},
+                    "additionalPrinterColumns": copy.deepcopy(_PRINTER_COLUMNS),
+                    "schema": {"openAPIV3Schema": _schema()},
                 }
             ],
+        },
+    }
+
+
+def _schema() -> dict[str, Any]:
+    """The resource's OpenAPI schema, generated from the model's spec and status."""
+    spec = _model_schema(model.SwarmSandboxSpec)
+    spec["description"] = "Desired state: how many agents, what they run, and where."
+    spec["default"] = {}
+    spec = {k: spec[k] for k in sorted(spec, key=_key_order)}
+    status = _model_schema(model.SwarmSandboxStatus)
+    status["description"] = "Observed state, written by the operator only."
+    return {
+        "description": "A swarm of coding agents (tmux panes running Claude Code) in one E2B sandbox.",
+        "type": "object",
+        "properties": {
+            "apiVersion": {
+                "description": "Versioned schema of this representation of an object.",
+                "type": "string",
+            },
+            "kind": {"description": "REST resource this object represents.", "type": "string"},
+            "metadata": {"type": "object"},
+            "spec": spec,
+            "status": status,
         },
     }
 

@@ -103,9 +103,25 @@ def _stat(title: str, description: str, unit: str, expr: str, span: int = 6) -> 
 
 
 def build() -> dashboard.Dashboard:
-    """The dashboard as a builder (call ``.build()`` for the model)."""
-    rate = "[$__rate_interval]"
-    board = (
+    """The dashboard as a builder (call ``.build()`` for the model): its variables, then one row
+    per section with that section's panels, in order."""
+    board = _board()
+    for title, panels in (
+        ("Spend (estimated from the operator's price table)", _spend_panels()),
+        ("Swarms", _swarm_panels()),
+        ("E2B", _e2b_panels()),
+    ):
+        board = board.with_row(dashboard.Row(title))
+        for panel in panels:
+            board = board.with_panel(panel)
+    return board
+
+
+_RATE = "[$__rate_interval]"
+
+
+def _board() -> dashboard.Dashboard:
+    return (
         dashboard.Dashboard("Swarm operator")
         .uid(UID)
         .description(
@@ -119,177 +135,148 @@ def build() -> dashboard.Dashboard:
         .timezone("browser")
         .tooltip(DashboardCursorSync.CROSSHAIR)
         .with_variable(dashboard.DatasourceVariable("datasource").label("Data source").type("prometheus"))
+        .with_variable(_query_variable("job", "Operator", "label_values(swarm_build_info, job)"))
         .with_variable(
-            dashboard.QueryVariable("job")
-            .label("Operator")
-            .datasource(_DS)
-            .query("label_values(swarm_build_info, job)")
-            .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
-            .sort(VariableSort.ALPHABETICAL_ASC)
-            .multi(True)
-            .include_all(True)
-            .all_value(".+")
-        )
-        .with_variable(
-            dashboard.QueryVariable("namespace")
-            .label("Namespace")
-            .datasource(_DS)
-            .query('label_values(swarm_sandboxes{job=~"$job"}, namespace)')
-            .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
-            .sort(VariableSort.ALPHABETICAL_ASC)
-            .multi(True)
-            .include_all(True)
-            .all_value(".+")
-        )
-        .with_row(dashboard.Row("Spend (estimated from the operator's price table)"))
-        .with_panel(
-            _stat(
-                "Spend rate",
-                "What the running sandboxes cost per hour now.",
-                "currencyUSD",
-                f"sum(swarm_sandbox_rate_usd_per_hour{{{_NS}}})",
-            )
-        )
-        .with_panel(
-            _stat(
-                "Spend in range",
-                "Estimated USD accrued over the dashboard's time range.",
-                "currencyUSD",
-                f"sum(increase(swarm_sandbox_estimated_usd_total{{{_NS}}}[$__range]))",
-            )
-        )
-        .with_panel(
-            _stat(
-                "Sandbox hours in range",
-                "Running (billed) sandbox time over the time range; paused time is not counted.",
-                "h",
-                f"sum(increase(swarm_sandbox_seconds_total{{{_NS}}}[$__range])) / 3600",
-            )
-        )
-        .with_panel(
-            _stat(
-                "Live sandboxes",
-                "SwarmSandboxes in a phase with a running or paused sandbox.",
-                "short",
-                f'sum(swarm_sandboxes{{{_NS}, phase=~"Ready|Degraded|Initializing|Suspended"}})',
-            )
-        )
-        .with_panel(
-            _series(
-                "Spend rate by namespace",
-                "Estimated USD per hour of the running sandboxes, by namespace.",
-                "currencyUSD",
-                _query(f"sum by (namespace) (swarm_sandbox_rate_usd_per_hour{{{_NS}}})", "{{namespace}}"),
-                stacked=True,
-            )
-        )
-        .with_panel(
-            bargauge.Panel()
-            .title("Spend by namespace")
-            .description("Estimated USD accrued over the dashboard's time range, by namespace.")
-            .unit("currencyUSD")
-            .datasource(_DS)
-            .height(8)
-            .span(12)
-            .orientation(VizOrientation.HORIZONTAL)
-            .reduce_options(ReduceDataOptions().calcs(["lastNotNull"]))
-            .with_target(
-                _query(
-                    f"sum by (namespace) (increase(swarm_sandbox_estimated_usd_total{{{_NS}}}[$__range]))",
-                    "{{namespace}}",
-                ).instant()
-            )
-        )
-        .with_row(dashboard.Row("Swarms"))
-        .with_panel(
-            _series(
-                "Swarms by phase",
-                "SwarmSandbox resources in each phase.",
-                "short",
-                _query(f"sum by (phase) (swarm_sandboxes{{{_NS}}})", "{{phase}}"),
-                stacked=True,
-            )
-        )
-        .with_panel(
-            heatmap.Panel()
-            .title("Apply → Ready latency")
-            .description("Time from a spec generation being applied to the resource being Ready with it.")
-            .datasource(_DS)
-            .height(8)
-            .span(12)
-            .calculate(False)
-            .with_target(
-                _query(f"sum by (le) (increase(swarm_ready_seconds_bucket{{{_OP}}}{rate}))", "{{le}}").format(
-                    PromQueryFormat.HEATMAP
-                )
-            )
-        )
-        .with_panel(
-            _series(
-                "Apply → Ready quantiles",
-                "p50 and p95 of the time from apply to Ready.",
-                "s",
-                _query(
-                    f"histogram_quantile(0.5, sum by (le) (rate(swarm_ready_seconds_bucket{{{_OP}}}{rate})))",
-                    "p50",
-                ),
-                _query(
-                    f"histogram_quantile(0.95, sum by (le) (rate(swarm_ready_seconds_bucket{{{_OP}}}{rate})))",
-                    "p95",
-                    ref="B",
-                ),
-            )
-        )
-        .with_panel(
-            _series(
-                "Agent restarts and orphans killed",
-                "Dead agents restarted by the health check; sandboxes killed because their resource was gone.",
-                "short",
-                _query(f"sum(increase(swarm_agent_restarts_total{{{_OP}}}{rate}))", "agent restarts"),
-                _query(
-                    f"sum(increase(swarm_orphans_killed_total{{{_OP}}}{rate}))", "orphans killed", ref="B"
-                ),
-            )
-        )
-        .with_row(dashboard.Row("E2B"))
-        .with_panel(
-            _series(
-                "E2B calls by operation and outcome",
-                "Calls to E2B per second (every attempt, every list page).",
-                "reqps",
-                _query(
-                    f"sum by (operation, outcome) (rate(swarm_e2b_calls_total{{{_OP}}}{rate}))",
-                    "{{operation}} {{outcome}}",
-                ),
-                stacked=True,
-            )
-        )
-        .with_panel(
-            _series(
-                "E2B errors by operation and outcome",
-                "Calls to E2B that did not succeed, per second.",
-                "reqps",
-                _query(
-                    f'sum by (operation, outcome) (rate(swarm_e2b_calls_total{{{_OP}, outcome!="ok"}}{rate}))',
-                    "{{operation}} {{outcome}}",
-                ),
-                stacked=True,
-            )
-        )
-        .with_panel(
-            _series(
-                "E2B call latency p95",
-                "95th percentile of one call's duration, by operation.",
-                "s",
-                _query(
-                    f"histogram_quantile(0.95, sum by (operation, le) (rate(swarm_e2b_call_seconds_bucket{{{_OP}}}{rate})))",
-                    "{{operation}}",
-                ),
-                span=24,
-            )
+            _query_variable("namespace", "Namespace", 'label_values(swarm_sandboxes{job=~"$job"}, namespace)')
         )
     )
-    return board
+
+
+def _query_variable(name: str, label: str, query: str) -> dashboard.QueryVariable:
+    """A multi-valued variable over a label's values, "All" matching any."""
+    return (
+        dashboard.QueryVariable(name)
+        .label(label)
+        .datasource(_DS)
+        .query(query)
+        .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(VariableSort.ALPHABETICAL_ASC)
+        .multi(True)
+        .include_all(True)
+        .all_value(".+")
+    )
+
+
+def _spend_panels() -> list[Any]:
+    return [
+        _stat(
+            "Spend rate",
+            "What the running sandboxes cost per hour now.",
+            "currencyUSD",
+            f"sum(swarm_sandbox_rate_usd_per_hour{{{_NS}}})",
+        ),
+        _stat(
+            "Spend in range",
+            "Estimated USD accrued over the dashboard's time range.",
+            "currencyUSD",
+            f"sum(increase(swarm_sandbox_estimated_usd_total{{{_NS}}}[$__range]))",
+        ),
+        _stat(
+            "Sandbox hours in range",
+            "Running (billed) sandbox time over the time range; paused time is not counted.",
+            "h",
+            f"sum(increase(swarm_sandbox_seconds_total{{{_NS}}}[$__range])) / 3600",
+        ),
+        _stat(
+            "Live sandboxes",
+            "SwarmSandboxes in a phase with a running or paused sandbox.",
+            "short",
+            f'sum(swarm_sandboxes{{{_NS}, phase=~"Ready|Degraded|Initializing|Suspended"}})',
+        ),
+        _series(
+            "Spend rate by namespace",
+            "Estimated USD per hour of the running sandboxes, by namespace.",
+            "currencyUSD",
+            _query(f"sum by (namespace) (swarm_sandbox_rate_usd_per_hour{{{_NS}}})", "{{namespace}}"),
+            stacked=True,
+        ),
+        bargauge.Panel()
+        .title("Spend by namespace")
+        .description("Estimated USD accrued over the dashboard's time range, by namespace.")
+        .unit("currencyUSD")
+        .datasource(_DS)
+        .height(8)
+        .span(12)
+        .orientation(VizOrientation.HORIZONTAL)
+        .reduce_options(ReduceDataOptions().calcs(["lastNotNull"]))
+        .with_target(
+            _query(
+                f"sum by (namespace) (increase(swarm_sandbox_estimated_usd_total{{{_NS}}}[$__range]))",
+                "{{namespace}}",
+            ).instant()
+        ),
+    ]
+
+
+def _swarm_panels() -> list[Any]:
+    ready = f"swarm_ready_seconds_bucket{{{_OP}}}{_RATE}"
+    return [
+        _series(
+            "Swarms by phase",
+            "SwarmSandbox resources in each phase.",
+            "short",
+            _query(f"sum by (phase) (swarm_sandboxes{{{_NS}}})", "{{phase}}"),
+            stacked=True,
+        ),
+        heatmap.Panel()
+        .title("Apply → Ready latency")
+        .description("Time from a spec generation being applied to the resource being Ready with it.")
+        .datasource(_DS)
+        .height(8)
+        .span(12)
+        .calculate(False)
+        .with_target(_query(f"sum by (le) (increase({ready}))", "{{le}}").format(PromQueryFormat.HEATMAP)),
+        _series(
+            "Apply → Ready quantiles",
+            "p50 and p95 of the time from apply to Ready.",
+            "s",
+            _query(f"histogram_quantile(0.5, sum by (le) (rate({ready})))", "p50"),
+            _query(f"histogram_quantile(0.95, sum by (le) (rate({ready})))", "p95", ref="B"),
+        ),
+        _series(
+            "Agent restarts and orphans killed",
+            "Dead agents restarted by the health check; sandboxes killed because their resource was gone.",
+            "short",
+            _query(f"sum(increase(swarm_agent_restarts_total{{{_OP}}}{_RATE}))", "agent restarts"),
+            _query(f"sum(increase(swarm_orphans_killed_total{{{_OP}}}{_RATE}))", "orphans killed", ref="B"),
+        ),
+    ]
+
+
+def _e2b_panels() -> list[Any]:
+    return [
+        _series(
+            "E2B calls by operation and outcome",
+            "Calls to E2B per second (every attempt, every list page).",
+            "reqps",
+            _query(
+                f"sum by (operation, outcome) (rate(swarm_e2b_calls_total{{{_OP}}}{_RATE}))",
+                "{{operation}} {{outcome}}",
+            ),
+            stacked=True,
+        ),
+        _series(
+            "E2B errors by operation and outcome",
+            "Calls to E2B that did not succeed, per second.",
+            "reqps",
+            _query(
+                f'sum by (operation, outcome) (rate(swarm_e2b_calls_total{{{_OP}, outcome!="ok"}}{_RATE}))',
+                "{{operation}} {{outcome}}",
+            ),
+            stacked=True,
+        ),
+        _series(
+            "E2B call latency p95",
+            "95th percentile of one call's duration, by operation.",
+            "s",
+            _query(
+                "histogram_quantile(0.95, sum by (operation, le) "
+                f"(rate(swarm_e2b_call_seconds_bucket{{{_OP}}}{_RATE})))",
+                "{{operation}}",
+            ),
+            span=24,
+        ),
+    ]
 
 
 def render() -> str:

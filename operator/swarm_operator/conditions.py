@@ -35,6 +35,7 @@ from swarm_operator.model import Condition, Phase
 
 __all__ = [
     "TERMINAL_REASONS",
+    "TROUBLESHOOTING_DOC",
     "ConditionType",
     "Reason",
     "derive_phase",
@@ -43,6 +44,7 @@ __all__ = [
     "ready_condition",
     "refresh_ready",
     "set_condition",
+    "troubleshooting_pointer",
 ]
 
 Status = Literal["True", "False", "Unknown"]
@@ -214,6 +216,20 @@ TERMINAL_REASONS: Final = frozenset(
         Reason.BUDGET_EXCEEDED,
     }
 )
+
+
+#: Where every reason is explained: its ``### Reason`` section (tests/unit/test_docs.py keeps the
+#: sections and the reasons in step, and checks every pointer's anchor).
+TROUBLESHOOTING_DOC = "docs/troubleshooting.md"
+_REASON_VALUES: Final = frozenset(r.value for r in Reason)
+
+
+def troubleshooting_pointer(reason: str) -> str:
+    """The sentence that ends a problem's message: where its reason is explained, by the anchor
+    GitHub gives the section (``### InvalidSpec`` -> ``#invalidspec``). Empty for a reason the
+    operator does not define, which nothing documents."""
+    value = str(reason)
+    return f"See {TROUBLESHOOTING_DOC}#{value.lower()}." if value in _REASON_VALUES else ""
 
 
 def _now() -> datetime:

@@ -188,20 +188,15 @@ def api_key(swarm: Swarm) -> str:
     user who configured the operator differently can point this command at it the same way.
     """
     from swarm_operator.config import Settings, SettingsError
+    from swarm_operator.secrets import SecretKeyRef, api_key_ref
 
-    ref = ((swarm.body.get("spec") or {}).get("e2b") or {}).get("apiKeySecretRef")
-    if ref:
-        namespace, name, key = swarm.namespace, str(ref["name"]), str(ref.get("key") or "api-key")
-    else:
-        try:
-            settings = Settings.from_env()
-        except SettingsError as exc:
-            raise ConsoleError(f"bad setting: {exc}") from None
-        namespace, name, key = (
-            settings.namespace,
-            settings.default_api_key_secret,
-            settings.default_api_key_secret_key,
-        )
+    raw = ((swarm.body.get("spec") or {}).get("e2b") or {}).get("apiKeySecretRef")
+    own = SecretKeyRef(swarm.namespace, str(raw["name"]), str(raw.get("key") or "api-key")) if raw else None
+    try:
+        where = api_key_ref(swarm.namespace, own, Settings.from_env())
+    except SettingsError as exc:
+        raise ConsoleError(f"bad setting: {exc}") from None
+    namespace, name, key = where.namespace, where.name, where.key
     with _kube_errors(swarm.api, f"Secret {namespace}/{name}"):
         try:
             secret = cluster.read_secret(swarm.api, namespace, name, timeout=_KUBE_TIMEOUT)
@@ -212,10 +207,10 @@ def api_key(swarm: Swarm) -> str:
                 f"Secret {namespace}/{name} with the E2B API key not found; create it: kubectl create "
                 f"secret generic {name} -n {namespace} --from-literal={key}=<your E2B API key>"
             ) from None
-    raw = (secret.data or {}).get(key)
-    if raw is None:
+    value = (secret.data or {}).get(key)
+    if value is None:
         raise ConsoleError(f"Secret {namespace}/{name} has no key {key!r}; add the E2B API key under it")
-    return base64.b64decode(raw).decode().strip()
+    return base64.b64decode(value).decode().strip()
 
 
 # ----- status -------------------------------------------------------------------------------------

@@ -21,9 +21,12 @@ import functools
 import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from swarm_operator.logs import OPERATOR_WIDE, REDACTOR, Redactor
+
+if TYPE_CHECKING:
+    from swarm_operator.config import Settings
 
 #: Default bound on the bytes of all Secret values one resource's read may return (UTF-8, each
 #: distinct key once). The values are handed to the setup script on its stdin and the agent ones
@@ -42,6 +45,35 @@ class SecretKeyRef:
 
     def __str__(self) -> str:
         return f"Secret {self.namespace}/{self.name} key {self.key!r}"
+
+
+class _NamedKey(Protocol):
+    """A Secret's name and key: the spec's ``apiKeySecretRef`` (model.SecretRef), or the console's
+    reading of it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def key(self) -> str: ...
+
+
+def api_key_ref(namespace: str, own: _NamedKey | None, settings: Settings) -> SecretKeyRef:
+    """Where a resource's E2B API key lives: its own Secret (``spec.e2b.apiKeySecretRef``, in the
+    resource's namespace), else the operator's default one.
+
+    One function for the lifecycle (which reads the key to run the sandbox) and the console (which
+    reads it for ``logs``/``attach``), so that both always resolve the same Secret."""
+    if own is not None:
+        return SecretKeyRef(namespace, own.name, own.key)
+    return default_api_key_ref(settings)
+
+
+def default_api_key_ref(settings: Settings) -> SecretKeyRef:
+    """The operator-wide API key Secret, for resources that name none (and for the sweeper)."""
+    return SecretKeyRef(
+        settings.namespace, settings.default_api_key_secret, settings.default_api_key_secret_key
+    )
 
 
 class SecretNotFound(Exception):

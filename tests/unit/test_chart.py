@@ -421,7 +421,7 @@ def test_examples_apply_to_the_emulator(kube_emulator: Any) -> None:
 
 def test_alerts_use_metrics_the_operator_exports() -> None:
     """Every series an alert reads is defined in swarm_operator.metrics (or is Prometheus's own ``up``)."""
-    source = (ROOT / "operator" / "swarm_operator" / "metrics.py").read_text()
+    source = "".join(p.read_text() for p in (ROOT / "operator" / "swarm_operator" / "metrics").glob("*.py"))
     exported = set(re.findall(r'"((?:swarm|controller_runtime)_[a-z_]+)"', source))
     (rule,) = find(render(MODES["everything"]), "PrometheusRule")
     used = {

@@ -396,3 +396,23 @@ def test_untracked_sandboxes_gauge_reports_the_last_sweep() -> None:
     assert metrics.registry.get_sample_value("swarm_untracked_sandboxes") == 3
     metrics.untracked(-1)
     assert metrics.registry.get_sample_value("swarm_untracked_sandboxes") == 0
+
+
+def test_every_series_of_the_table_is_a_typed_attribute_and_scraped(served: tuple[Metrics, int]) -> None:
+    """The series are built from a table (metrics/_series.py): each row becomes the attribute its
+    class annotation declares (so mypy's view of Metrics is the truth), and each is served."""
+    from swarm_operator.metrics._series import SERIES
+
+    metrics, port = served
+    declared = {name for name, kind in Metrics.__annotations__.items() if name != "registry"}
+    assert declared == {s.attr for s in SERIES}
+    for series in SERIES:
+        assert type(getattr(metrics, series.attr)) is series.kind, series.attr
+    names = {family.name for family in text_string_to_metric_families(_raw(port))}
+    missing = {s.name.removesuffix("_total") for s in SERIES} - names
+    assert not missing
+
+
+def _raw(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        return str(response.read().decode())

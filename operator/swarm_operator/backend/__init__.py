@@ -18,15 +18,10 @@ holds the SDK calls of ``swarm-operator template`` (``_template.py``) and of the
 ``attach`` and ``pull``, which use the SDK's synchronous client at a terminal (``_terminal.py``).
 """
 
-from ._e2b import (
-    ALL_TRAFFIC,
-    DEFAULT_OUTPUT_LIMIT_BYTES,
-    BackendPool,
-    E2BBackend,
-    egress_entry_refusal,
-    key_fingerprint,
-    network_request,
-)
+from ._classify import classify
+from ._command import DEFAULT_OUTPUT_LIMIT_BYTES
+from ._e2b import E2BBackend
+from ._egress import ALL_TRAFFIC, egress_entry_refusal, network_request
 from ._errors import (
     AuthenticationFailed,
     BackendError,
@@ -39,9 +34,10 @@ from ._errors import (
     SandboxNotFound,
     TemplateAccessDenied,
     TemplateNotFound,
-    classify,
 )
+from ._key import key_fingerprint
 from ._mock import MockBackend, ScriptHandler
+from ._pool import BackendPool
 from ._protocol import (
     BackendTimeouts,
     CallObserver,

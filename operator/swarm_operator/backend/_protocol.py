@@ -1,8 +1,8 @@
 """The seam between the operator and whatever runs its sandboxes.
 
 Lifecycle code depends on :class:`SandboxBackend` only, never on the E2B SDK: the SDK's types stay
-inside ``_e2b.py``, and what crosses the seam is plain frozen data (:class:`SandboxInfo`,
-:class:`CommandResult`) and the classified errors of ``_errors.py``.
+inside ``_e2b.py`` and its private helpers, and what crosses the seam is plain frozen data
+(:class:`SandboxInfo`, :class:`CommandResult`) and the classified errors of ``_errors.py``.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._e2b import _STARTUP_ENV, command_line
+from ._command import _STARTUP_ENV, command_line
 from ._protocol import CommandResult
 
 #: Bound on envd confirming that a command started (the command's own run time is the caller's).

@@ -42,6 +42,8 @@ from swarm_operator.model import (
     WorkspaceStatus,
 )
 from swarm_operator.secrets import SecretKeyRef
+from swarm_operator.secrets import api_key_ref as _api_key_ref
+from swarm_operator.secrets import default_api_key_ref as default_api_key_ref  # re-exported
 
 logger = logging.getLogger("swarm_operator.lifecycle")
 
@@ -50,17 +52,9 @@ DEFAULT_WORKSPACE_PATH = "workspace"
 
 
 def api_key_ref(ref: ResourceRef, spec: SwarmSandboxSpec, settings: Settings) -> SecretKeyRef:
-    """Where the resource's E2B API key lives: its own Secret, else the operator's default one."""
-    if spec.e2b is not None and spec.e2b.api_key_secret_ref is not None:
-        return SecretKeyRef(ref.namespace, spec.e2b.api_key_secret_ref.name, spec.e2b.api_key_secret_ref.key)
-    return default_api_key_ref(settings)
-
-
-def default_api_key_ref(settings: Settings) -> SecretKeyRef:
-    """The operator-wide API key Secret, for resources that name none (and for the sweeper)."""
-    return SecretKeyRef(
-        settings.namespace, settings.default_api_key_secret, settings.default_api_key_secret_key
-    )
+    """Where the resource's E2B API key lives (:func:`swarm_operator.secrets.api_key_ref`, which the
+    console uses too)."""
+    return _api_key_ref(ref.namespace, spec.e2b.api_key_secret_ref if spec.e2b else None, settings)
 
 
 async def read_secrets(

@@ -23,6 +23,7 @@ from swarm_operator.conditions import (
     derive_phase,
     refresh_ready,
     set_condition,
+    troubleshooting_pointer,
 )
 from swarm_operator.lifecycle.runtime import GiveUp, ResourceRef, Runtime
 from swarm_operator.model import MetricsStatus, Phase, SwarmSandboxStatus
@@ -52,7 +53,9 @@ class StatusBook:
     def set(self, type_: ConditionType, status: Status, reason: str, message: str = "") -> None:
         # Messages quote sandbox text (step errors, stderr tails, gateway lines): every one goes
         # through the resource's redactor and a length bound before it reaches status.
-        message = logs.sandbox_text(message, self.ref.uid, limit=CONDITION_MESSAGE_LIMIT, keep="head")
+        # A problem's message ends with where its reason is explained (docs/troubleshooting.md).
+        pointed = reason in _WARNING_REASONS
+        message = _fit(message, self.ref.uid, CONDITION_MESSAGE_LIMIT, reason if pointed else "")
         self.status.conditions = set_condition(
             self.status.conditions,
             type_,
@@ -64,7 +67,7 @@ class StatusBook:
 
     def event(self, type_: str, reason: str, message: str) -> None:
         """Post a Kubernetes Event about this resource (never raises, never blocks)."""
-        message = logs.sandbox_text(message, self.ref.uid, limit=EVENT_MESSAGE_LIMIT, keep="head")
+        message = _fit(message, self.ref.uid, EVENT_MESSAGE_LIMIT, reason if type_ == "Warning" else "")
         self.runtime.events.record(self.ref, type_, reason, message)
 
     @contextlib.contextmanager
@@ -124,7 +127,12 @@ class StatusBook:
                     self.ref,
                     kind,
                     ready.reason,
-                    f"Phase {self._phase or 'None'} -> {self.status.phase}: {ready.message}"[:1024],
+                    _fit(
+                        f"Phase {self._phase or 'None'} -> {self.status.phase}: {ready.message}",
+                        self.ref.uid,
+                        EVENT_MESSAGE_LIMIT,
+                        ready.reason if kind == "Warning" else "",
+                    ),
                 )
             logger.info(
                 "phase %s -> %s (%s)",
@@ -162,6 +170,16 @@ _WARNING_REASONS = frozenset(TERMINAL_REASONS) | {
     Reason.COMMAND_TIMEOUT,
     Reason.PROBE_FAILED,
 }
+
+
+def _fit(message: str, uid: str, limit: int, reason: str) -> str:
+    """``message`` made fit for status or an Event (redacted, bounded: ``logs.sandbox_text``),
+    ending with the pointer to ``reason``'s section of docs/troubleshooting.md when one is given;
+    the pointer survives any cut, and a message that already ends with it is not pointed twice."""
+    pointer = troubleshooting_pointer(reason) if reason else ""
+    text = message.strip().removesuffix(pointer).rstrip() if pointer else message
+    text = logs.sandbox_text(text, uid, limit=limit - len(pointer) - 1 if pointer else limit, keep="head")
+    return f"{text} {pointer}" if text and pointer else text or pointer
 
 
 def _with_removals(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:

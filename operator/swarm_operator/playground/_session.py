@@ -1,25 +1,11 @@
-"""``swarm-operator dev``: the whole system on one laptop, in one command, gone again on Ctrl-C.
-
-Three child processes, each started the way a user would start it — ``swarm-operator emulate kube``,
-``swarm-operator emulate e2b`` (skipped with real E2B) and ``swarm-operator run`` — then the
-operator's namespace and default API-key Secret, then the manifests; then a live table of every
-SwarmSandbox until Ctrl-C.
-
-Clean-up is the point of the design, so it is layered:
-
-- children run in their own sessions, so the terminal's Ctrl-C reaches only us and we can stop them in
-  order: resources deleted first (the operator's finalizers kill the sandboxes), then the operator,
-  then the emulators (the E2B emulator kills whatever sandbox process is left);
-- each child asks the kernel for SIGTERM if we die without cleaning up (``PR_SET_PDEATHSIG``);
-- everything lives under one temp directory whose path is in every child's environment (and, through
-  ``PATH``, in every emulated sandbox process's), so a final sweep finds any straggler — a tmux server
-  included, which leaves its process group but not its environment — and the directory is removed.
+"""One ``swarm-operator dev`` session: start the children, apply the manifests, show progress,
+and tear everything down again however the session ends (see the package docstring for the layers
+of clean-up).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import re
 import secrets
@@ -41,7 +27,10 @@ import yaml
 from swarm_operator.cluster import user as cluster
 from swarm_operator.model import COORDINATOR_PIN
 
-__all__ = ["MARKER_VAR", "Playground", "PlaygroundError", "default_manifests", "stragglers"]
+from ._children import Child, die_with_parent, stragglers
+from ._progress import progress_row, render_table
+
+__all__ = ["MARKER_VAR", "Playground", "PlaygroundError", "default_manifests"]
 
 OPERATOR_NAMESPACE = "swarm-system"
 #: Set in every child's environment to the playground's temp dir; not ``SWARM_*``, which the operator
@@ -68,57 +57,11 @@ PLAYGROUND_EXAMPLES = ("secrets.yaml", "minimal.yaml")
 
 def default_manifests() -> list[Path]:
     """The playground examples of the checkout we run from (or the working directory), Secrets first."""
-    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
+    for root in (Path.cwd(), Path(__file__).resolve().parents[3]):
         found = [root / "examples" / name for name in PLAYGROUND_EXAMPLES]
         if all(path.is_file() for path in found):
             return found
     raise PlaygroundError("no examples/ directory here; pass manifests with -f FILE")
-
-
-def stragglers(marker: str) -> list[int]:
-    """Pids (not ours) of live processes whose environment mentions ``marker`` anywhere."""
-    needle, found = marker.encode(), []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/environ", "rb") as f:
-                if needle in f.read():
-                    with open(f"/proc/{entry.name}/stat", "rb") as s:
-                        if s.read().rsplit(b")", 1)[-1].split()[0] != b"Z":
-                            found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
-def _die_with_parent() -> None:
-    """preexec_fn: SIGTERM this child when the playground process dies, however it dies."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-@dataclass
-class _Child:
-    name: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def tail(self, lines: int = 15) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self, timeout: float) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
 
 
 @dataclass
@@ -132,7 +75,7 @@ class Playground:
     interval: float = 0.5
 
     _dir: Path = field(init=False)
-    _children: list[_Child] = field(init=False, default_factory=list)
+    _children: list[Child] = field(init=False, default_factory=list)
     _api: Any = field(init=False, default=None)
 
     def run(self) -> int:
@@ -180,7 +123,7 @@ class Playground:
         env["TMPDIR"] = str(self._dir / "tmp")  # emulator sandboxes' homes land inside our dir too
         return env
 
-    def _spawn(self, name: str, args: Sequence[str], env: Mapping[str, str]) -> _Child:
+    def _spawn(self, name: str, args: Sequence[str], env: Mapping[str, str]) -> Child:
         log = self._dir / f"{name}.log"
         with log.open("wb") as sink:
             proc = subprocess.Popen(
@@ -191,13 +134,13 @@ class Playground:
                 stdout=sink,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
-        child = _Child(name, proc, log)
+        child = Child(name, proc, log)
         self._children.append(child)
         return child
 
-    def _await_line(self, child: _Child, pattern: str) -> re.Match[str]:
+    def _await_line(self, child: Child, pattern: str) -> re.Match[str]:
         deadline = time.monotonic() + _STARTUP_TIMEOUT
         while time.monotonic() < deadline:
             match = re.search(pattern, child.log.read_text(errors="replace"))
@@ -215,54 +158,57 @@ class Playground:
         home = self._sandbox_home()
         kubeconfig = self._dir / "kubeconfig"
         self._say(f"swarm-operator playground in {self._dir}")
+        self._start_kube(kubeconfig)
+        exports = {"KUBECONFIG": str(kubeconfig)}
+        api_key = self._start_e2b(home, exports)
+        self._api = self._client(kubeconfig)
+        self._ensure_namespace(OPERATOR_NAMESPACE)
+        self._apply(_api_key_secret(api_key))
+        self._start_operator(exports)
+        env_file = self._dir / "env"
+        env_file.write_text("".join(f"export {k}={v}\n" for k, v in exports.items()))
+        for document in documents:
+            self._apply(document)
+        self._say_hints(kubeconfig, env_file)
 
+    def _start_kube(self, kubeconfig: Path) -> None:
         kube = self._spawn(
             "kubernetes-emulator", ["emulate", "kube", "--kubeconfig", str(kubeconfig)], self._env()
         )
         kube_url = self._await_line(kube, r"listening on (\S+)").group(1)
         self._say(f"  Kubernetes API emulator  {kube_url}")
 
-        exports = {"KUBECONFIG": str(kubeconfig)}
+    def _start_e2b(self, home: Path, exports: dict[str, str]) -> str:
+        """The E2B API key the operator gets: the user's with real E2B, else a fresh one of the
+        emulator started here (its URLs added to ``exports``)."""
         if self.e2b == "real":
-            api_key = os.environ["E2B_API_KEY"]
             self._say("  E2B                      the real service (E2B_API_KEY)")
-        else:
-            api_key = "e2b_" + secrets.token_hex(20)
-            # The demo home stands for a prebuilt template (tools on every template, identity at
-            # once): opt-ins by name until the operator provisions stock `base` and retries its
-            # identity check (issue 14 items 1 and 7).
-            e2b = self._spawn(
-                "e2b-emulator",
-                [
-                    "emulate",
-                    "e2b",
-                    "--home-template",
-                    str(home),
-                    "--no-stock-templates",
-                    "--identity-delay-seconds",
-                    "0",
-                ],
-                self._env(),
-            )
-            e2b_url = self._await_line(e2b, r"listening on (\S+)").group(1)
-            exports.update(E2B_API_URL=e2b_url, E2B_SANDBOX_URL=e2b_url)
-            self._say(
-                f"  E2B emulator             {e2b_url}  (sandboxes are local processes;"
-                " `claude` is a demo stand-in)"
-            )
-
-        self._api = self._client(kubeconfig)
-        self._ensure_namespace(OPERATOR_NAMESPACE)
-        self._apply(
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "type": "Opaque",
-                "metadata": {"name": "e2b-api-key", "namespace": OPERATOR_NAMESPACE},
-                "stringData": {"api-key": api_key},
-            }
+            return os.environ["E2B_API_KEY"]
+        # The demo home stands for a prebuilt template (tools on every template, identity at
+        # once): opt-ins by name until the operator provisions stock `base` and retries its
+        # identity check (issue 14 items 1 and 7).
+        e2b = self._spawn(
+            "e2b-emulator",
+            [
+                "emulate",
+                "e2b",
+                "--home-template",
+                str(home),
+                "--no-stock-templates",
+                "--identity-delay-seconds",
+                "0",
+            ],
+            self._env(),
         )
+        e2b_url = self._await_line(e2b, r"listening on (\S+)").group(1)
+        exports.update(E2B_API_URL=e2b_url, E2B_SANDBOX_URL=e2b_url)
+        self._say(
+            f"  E2B emulator             {e2b_url}  (sandboxes are local processes;"
+            " `claude` is a demo stand-in)"
+        )
+        return "e2b_" + secrets.token_hex(20)
 
+    def _start_operator(self, exports: Mapping[str, str]) -> None:
         env = {k: v for k, v in self._env().items() if not k.startswith("SWARM_") or k == MARKER_VAR}
         env.update(exports)
         env.update(
@@ -276,10 +222,7 @@ class Playground:
         self._await_line(operator, r"operator \S+ started")
         self._say(f"  operator                 log: {operator.log}")
 
-        env_file = self._dir / "env"
-        env_file.write_text("".join(f"export {k}={v}\n" for k, v in exports.items()))
-        for document in documents:
-            self._apply(document)
+    def _say_hints(self, kubeconfig: Path, env_file: Path) -> None:
         self._say("")
         self._say(f"kubeconfig: {kubeconfig}")
         self._say(
@@ -433,30 +376,12 @@ class Playground:
         self.out.flush()
 
 
-def progress_row(body: Mapping[str, Any]) -> dict[str, str]:
-    """One resource's line of the progress display."""
-    meta, status = body.get("metadata") or {}, body.get("status") or {}
-    agents = status.get("agents") or {}
-    steps = (status.get("metrics") or {}).get("stepSeconds") or {}
-    ready: Mapping[str, Any] = next(
-        (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {}
-    )
-    note = "" if ready.get("status") == "True" else (ready.get("message") or status.get("message") or "")
+def _api_key_secret(api_key: str) -> dict[str, Any]:
+    """The operator's default API-key Secret, in its own namespace."""
     return {
-        "resource": f"{meta.get('namespace', 'default')}/{meta.get('name')}",
-        "phase": str(status.get("phase") or "Pending"),
-        "agents": f"{agents.get('ready', 0)}/{agents.get('desired', (body.get('spec') or {}).get('agents', '?'))}",
-        "sandbox": str((status.get("sandbox") or {}).get("id") or "-"),
-        "steps": " ".join(f"{k} {float(v):.2f}s" for k, v in steps.items() if "." not in k) or "-",
-        "note": note[:60],
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {"name": "e2b-api-key", "namespace": OPERATOR_NAMESPACE},
+        "stringData": {"api-key": api_key},
     }
-
-
-def render_table(rows: Sequence[Mapping[str, str]]) -> list[str]:
-    """The progress table, column-aligned; a placeholder line while nothing exists."""
-    columns = ["resource", "phase", "agents", "sandbox", "steps", "note"]
-    if not rows:
-        return ["(no SwarmSandbox resources yet)"]
-    table = [[c.upper() for c in columns]] + [[row[c] for c in columns] for row in rows]
-    widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)).rstrip() for r in table]
