@@ -169,6 +169,11 @@ class Reason(str, enum.Enum):
     AGENT_RESTARTED = "AgentRestarted"  # a dead agent was restarted in place by the health check.
     #: The first setup run installed what the template lacks (tmux, the agent CLI, the coordinator).
     PROVISIONED = "Provisioned"
+    #: The workspace was pushed to spec.workspace.push.branch before the operator ended the sandbox.
+    RESULTS_PUSHED = "ResultsPushed"
+    #: A push of the workspace failed (retried; before a sandbox end, the end went ahead after
+    #: SWARM_PUSH_TIMEOUT_SECONDS and the message names what was lost). Also status.workspace.push.error.
+    PUSH_FAILED = "PushFailed"
 
     def __str__(self) -> str:
         return self.value

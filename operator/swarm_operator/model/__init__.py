@@ -68,6 +68,7 @@ from swarm_operator.model._vocab import _cel_args_size_rule as _cel_args_size_ru
 from swarm_operator.model._vocab import _cel_mcp_values_size_rule as _cel_mcp_values_size_rule
 from swarm_operator.model._vocab import _cel_reserved_env_rule as _cel_reserved_env_rule
 from swarm_operator.model._vocab import _cel_secret_references_rule as _cel_secret_references_rule
+from swarm_operator.model._push import PushSpec, PushStatus
 from swarm_operator.model._workspace import MCP_TOKEN_FIELDS, McpField, McpServerSpec, WorkspaceSpec
 
 __all__ = [
@@ -112,6 +113,8 @@ __all__ = [
     "SwarmSandboxSpec",
     "SwarmSandboxStatus",
     "Timestamp",
+    "PushSpec",
+    "PushStatus",
     "WorkspaceSpec",
     "WorkspaceStatus",
     "format_validation_error",

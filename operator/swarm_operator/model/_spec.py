@@ -291,6 +291,10 @@ class SwarmSandboxSpec(_Spec):
             refs.append(("spec.e2b.apiKeySecretRef", self.e2b.api_key_secret_ref))
         if self.workspace is not None and self.workspace.credentials_secret_ref is not None:
             refs.append(("spec.workspace.credentialsSecretRef", self.workspace.credentials_secret_ref))
+        if self.workspace is not None and self.workspace.push and self.workspace.push.credentials_secret_ref:
+            refs.append(
+                ("spec.workspace.push.credentialsSecretRef", self.workspace.push.credentials_secret_ref)
+            )
         for i, entry in enumerate(self.mcp):
             if entry.token_secret_ref is not None:
                 refs.append((f"spec.mcp[{i}].tokenSecretRef", entry.token_secret_ref))

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from swarm_operator.model._push import PushStatus
 from swarm_operator.model._vocab import (
     MAX_STEPS,
     STEP_NAME,
@@ -206,6 +207,7 @@ class WorkspaceStatus(_Status):
     ref: str | None = Field(default=None, max_length=255, description="The ref asked for.")
     commit: str | None = Field(default=None, max_length=64, description="Commit checked out (full SHA).")
     path: str | None = Field(default=None, max_length=4096, description="Where it is in the sandbox.")
+    push: PushStatus | None = Field(default=None, description="The last push (spec.workspace.push).")
 
 
 class McpServerStatus(_Status):
