@@ -172,7 +172,7 @@ class Reason(str, enum.Enum):
     #: The workspace was pushed to spec.workspace.push.branch before the operator ended the sandbox.
     RESULTS_PUSHED = "ResultsPushed"
     #: A push of the workspace failed (retried; before a sandbox end, the end went ahead after
-    #: SWARM_PUSH_TIMEOUT_SECONDS and the message names what was lost). Also status.workspace.push.error.
+    #: SWARM_DELETE_TIMEOUT_SECONDS and the message names what was lost). Also status.workspace.push.error.
     PUSH_FAILED = "PushFailed"
 
     def __str__(self) -> str:

@@ -125,13 +125,6 @@ class Settings(BaseModel):
         le=300,
         description="How long agents get to exit after Ctrl-C before their sandbox is killed.",
     )
-    push_timeout_seconds: float = Field(
-        default=60.0,
-        ge=5,
-        le=600,
-        description="Upper bound on saving the workspace (spec.workspace.push) before a sandbox "
-        "ends, retries included; past it the sandbox ends anyway and a Warning Event names the loss.",
-    )
     delete_timeout_seconds: float = Field(
         default=60.0, gt=0, description="Upper bound on one teardown before it is retried."
     )

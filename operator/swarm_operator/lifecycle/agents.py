@@ -28,7 +28,7 @@ from swarm_operator.backend import (
 )
 from swarm_operator.conditions import TERMINAL_REASONS, ConditionType, Reason
 from swarm_operator.config import Settings
-from swarm_operator.lifecycle import bounds
+from swarm_operator.lifecycle import bounds, results
 from swarm_operator.lifecycle.runtime import ResourceRef, Runtime
 from swarm_operator.lifecycle.sandbox import kill_and_record
 from swarm_operator.lifecycle.status import StatusBook, give_up
@@ -58,9 +58,8 @@ def api_key_ref(ref: ResourceRef, spec: SwarmSandboxSpec, settings: Settings) ->
 
 def default_api_key_ref(settings: Settings) -> SecretKeyRef:
     """The operator-wide API key Secret, for resources that name none (and for the sweeper)."""
-    return SecretKeyRef(
-        settings.namespace, settings.default_api_key_secret, settings.default_api_key_secret_key
-    )
+    s = settings
+    return SecretKeyRef(s.namespace, s.default_api_key_secret, s.default_api_key_secret_key)
 
 
 async def read_secrets(
@@ -242,7 +241,7 @@ async def initialise(
     """
     ref, settings = book.ref, book.runtime.settings
     try:
-        setup_plan = plan(ref, spec, envs, settings, files)
+        setup_plan = results.with_start(plan(ref, spec, envs, settings, files), book)
     except InvalidSpecError as exc:
         await give_up(book, Reason.INVALID_SPEC, f"invalid spec: {exc}")
     script = bootstrap.render_setup(setup_plan)
@@ -460,6 +459,7 @@ def record_tools(book: StatusBook, spec: SwarmSandboxSpec, report: bootstrap.Boo
             ref=text(workspace.ref, 255),
             commit=text(workspace.commit, 64),
             path=text(workspace.path, 4096),
+            push=book.status.workspace.push if book.status.workspace else None,  # lifecycle.results'
         )
     if not spec.mcp:
         book.status.mcp = None

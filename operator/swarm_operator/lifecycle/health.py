@@ -29,7 +29,7 @@ from swarm_operator.backend import (
     SandboxNotFound,
 )
 from swarm_operator.conditions import ConditionType, Reason
-from swarm_operator.lifecycle import budget, spend
+from swarm_operator.lifecycle import budget, results, spend
 from swarm_operator.lifecycle.agents import (
     agent_files,
     count_command,
@@ -56,6 +56,8 @@ MAX_PROBE_BACKOFF_S = 900.0
 #: The failures only the sandbox causes (see the module docstring); a ValueError is a report that
 #: could not be read.
 _FAULTS = (OutputLimitExceeded, CommandTimeout, ValueError)
+#: Phases in which no probe runs.
+_NOT_PROBED = frozenset({Phase.FAILED, Phase.INITIALIZING, Phase.CREATING, Phase.SUSPENDED})
 
 
 def probe_interval(spec: SwarmSandboxSpec | None, status: SwarmSandboxStatus | None = None) -> float:
@@ -96,12 +98,7 @@ async def check_health(
         api_key = runtime.api_key(ref.uid)
         if sandbox is None or sandbox.id is None or api_key is None:
             return
-        if spec.suspend or book.status.phase in (
-            Phase.FAILED,
-            Phase.INITIALIZING,
-            Phase.CREATING,
-            Phase.SUSPENDED,
-        ):
+        if spec.suspend or book.status.phase in _NOT_PROBED:
             return  # (a probe would resume a paused sandbox: E2B's connect does)
         backend = runtime.backends.for_key(api_key)
         if await budget.enforce(book, spec, backend, datetime.now(UTC)) is not None:
@@ -209,6 +206,7 @@ async def check_health(
             _count_probes(book, failed=False)
             book.status.health = verdict.model_copy(update={"last_probe_time": datetime.now(UTC)})
             await book.commit()
+        await results.push_due(book, spec, backend, sandbox.id)  # spec.workspace.push's cadence
 
 
 async def _heal(book: StatusBook, spec: SwarmSandboxSpec, backend: SandboxBackend, sandbox_id: str) -> None:
@@ -217,7 +215,8 @@ async def _heal(book: StatusBook, spec: SwarmSandboxSpec, backend: SandboxBacken
     if runtime.remember(ref.uid).verified != sandbox_id:
         return  # secrets go only into a sandbox verified from inside; the next reconcile does that
     _, envs = await read_secrets(ref, spec, runtime)
-    setup_plan = plan(ref, spec, envs, runtime.settings, await agent_files(ref, spec, runtime))
+    files = await agent_files(ref, spec, runtime)
+    setup_plan = results.with_start(plan(ref, spec, envs, runtime.settings, files), book)
     try:
         result = await backend.run(
             sandbox_id,

@@ -30,6 +30,7 @@ from swarm_operator.model._agent import (
     SecretKeySelector,
     SecretRef,
 )
+from swarm_operator.model._push import PUSH_BRANCH_RULE, PushSpec, PushStatus, push_branch_ok
 from swarm_operator.model._spec import BudgetSpec, HealthCheckSpec, IdleSpec, NetworkSpec, SwarmSandboxSpec
 from swarm_operator.model._status import (
     AgentItem,
@@ -68,7 +69,6 @@ from swarm_operator.model._vocab import _cel_args_size_rule as _cel_args_size_ru
 from swarm_operator.model._vocab import _cel_mcp_values_size_rule as _cel_mcp_values_size_rule
 from swarm_operator.model._vocab import _cel_reserved_env_rule as _cel_reserved_env_rule
 from swarm_operator.model._vocab import _cel_secret_references_rule as _cel_secret_references_rule
-from swarm_operator.model._push import PushSpec, PushStatus
 from swarm_operator.model._workspace import MCP_TOKEN_FIELDS, McpField, McpServerSpec, WorkspaceSpec
 
 __all__ = [
@@ -113,7 +113,9 @@ __all__ = [
     "SwarmSandboxSpec",
     "SwarmSandboxStatus",
     "Timestamp",
+    "PUSH_BRANCH_RULE",
     "PushSpec",
+    "push_branch_ok",
     "PushStatus",
     "WorkspaceSpec",
     "WorkspaceStatus",

@@ -17,6 +17,28 @@ from swarm_operator.model._vocab import _Spec
 #: API server refuses).
 PUSH_BRANCH: Final = r"^[A-Za-z0-9][A-Za-z0-9._/-]*$"
 #: Shortest and longest push cadence.
+#: The CEL rule (the API server's refusal) and its Python mirror (the model's, and _crd's).
+PUSH_BRANCH_RULE: Final = (
+    "!self.branch.startsWith('refs/') && self.branch != 'HEAD' && !self.branch.contains('..') "
+    "&& !self.branch.contains('//') && !self.branch.contains('/.') && !self.branch.endsWith('/') "
+    "&& !self.branch.endsWith('.') && !self.branch.endsWith('.lock')"
+)
+_BRANCH_MESSAGE: Final = (
+    "branch must be a plain git branch name (e.g. swarm/results): not refs/..., not HEAD, no '..', "
+    "'//' or '/.', not ending in '/', '.' or '.lock'"
+)
+
+
+def push_branch_ok(branch: str) -> bool:
+    """:data:`PUSH_BRANCH_RULE` in Python."""
+    return not (
+        branch.startswith("refs/")
+        or branch == "HEAD"
+        or any(bad in branch for bad in ("..", "//", "/."))
+        or branch.endswith(("/", ".", ".lock"))
+    )
+
+
 PUSH_INTERVAL_MIN_S: Final = 10
 PUSH_INTERVAL_MAX_S: Final = 86_400
 
@@ -28,18 +50,7 @@ class PushSpec(_Spec):
 
     model_config = ConfigDict(
         json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "!self.branch.startsWith('refs/') && self.branch != 'HEAD'",
-                    "message": "branch is a branch name (e.g. swarm/results), not refs/... or HEAD",
-                },
-                {
-                    "rule": "!self.branch.contains('..') && !self.branch.contains('//') "
-                    "&& !self.branch.contains('/.') && !self.branch.endsWith('/') "
-                    "&& !self.branch.endsWith('.') && !self.branch.endsWith('.lock')",
-                    "message": "branch is not a valid git branch name",
-                },
-            ]
+            "x-kubernetes-validations": [{"rule": PUSH_BRANCH_RULE, "message": _BRANCH_MESSAGE}]
         }
     )
 
@@ -71,11 +82,9 @@ class PushSpec(_Spec):
     @field_validator("branch")
     @classmethod
     def _branch_name(cls, branch: str) -> str:
-        # git check-ref-format's rules that the pattern cannot say (the CEL rules say the same).
-        if branch.startswith("refs/") or branch == "HEAD":
-            raise ValueError("branch is a branch name (e.g. swarm/results), not refs/... or HEAD")
-        if any(bad in branch for bad in ("..", "//", "/.")) or branch.endswith(("/", ".", ".lock")):
-            raise ValueError(f"{branch!r} is not a valid git branch name")
+        # git check-ref-format's rules that the pattern cannot say (the CEL rule says the same).
+        if not push_branch_ok(branch):
+            raise ValueError(_BRANCH_MESSAGE)
         return branch
 
 
