@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from swarm_operator import bootstrap, logs
 from swarm_operator.backend import NO_RETRY, BackendError, SandboxBackend, SandboxInfo, SandboxNotFound
 from swarm_operator.conditions import Reason
+from swarm_operator.config import Settings
 from swarm_operator.lifecycle.runtime import ResourceRef, Runtime
 from swarm_operator.lifecycle.status import StatusBook
 from swarm_operator.model import (
@@ -45,6 +46,8 @@ logger = logging.getLogger("swarm_operator.lifecycle")
 
 #: Tries of one push (a failed one waits 1 s, then 2 s), all within SWARM_DELETE_TIMEOUT_SECONDS.
 PUSH_ATTEMPTS = 3
+#: Time kept for the push before a ttlSeconds end, on top of one lease renewal interval.
+TTL_PUSH_MARGIN_S = 15.0
 #: Where the workspace is when spec.workspace.path is unset (lifecycle.agents' default).
 _DEFAULT_PATH = "workspace"
 #: Why a kill through kill_and_record happens, in the words of a push's Event.
@@ -53,6 +56,15 @@ _KILL_WHY = {
     Reason.BUDGET_EXCEEDED: "before the sandbox is killed by its budget (action Delete)",
     Reason.SANDBOX_QUARANTINED: "before the quarantined sandbox is killed",
 }
+
+
+def ttl_margin(spec: SwarmSandboxSpec, settings: Settings) -> float:
+    """How long before its ttlSeconds the operator ends a pushing swarm's sandbox itself: E2B ends
+    it at the ttl whatever happens (the lease never reaches past it), so the push must run before,
+    and the lease renewal that ends it comes at most one renewal interval late. Without a push: 0."""
+    if spec.workspace is None or spec.workspace.push is None:
+        return 0.0
+    return settings.lease_renew_seconds * 1.1 + TTL_PUSH_MARGIN_S
 
 
 def remember(runtime: Runtime, uid: str, spec: SwarmSandboxSpec) -> None:
