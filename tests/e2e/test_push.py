@@ -259,3 +259,36 @@ def test_a_failing_push_is_reported_and_the_delete_completes_after_its_bound(
     assert "DATA LOSS RISK" in event.message and sandbox_id in event.message
     assert "nothing was ever pushed" in event.message
     assert git_server.head(BRANCH) is None
+
+
+def test_a_pause_pushes_first_and_a_bad_branch_is_a_422(
+    cluster: Cluster, e2b: Any, e2b_api_key: str, git_server: SmartGitServer, start_operator: Any
+) -> None:
+    start_operator()
+    cluster.secret("default", "git-creds", {"token": TOKEN})
+    for bad in ("refs/heads/main", "a..b", "HEAD", "x.lock"):
+        refused = cluster.kubectl(
+            "apply",
+            "--validate=false",
+            "-f",
+            "-",
+            input=json.dumps(_pushing_swarm("bad", git_server, workspace={"push": {"branch": bad}})),
+            check=False,
+        )
+        assert refused.returncode != 0 and "branch" in refused.stderr, (bad, refused.stderr)
+        assert "422" in refused.stderr or "Invalid" in refused.stderr, refused.stderr
+    cluster.apply(_pushing_swarm("sleeper", git_server))
+    cluster.wait_condition("default", "sleeper", "Ready", timeout=60)
+    sandbox_id = cluster.status("default", "sleeper")["sandbox"]["id"]
+    agent_head = _agent_works(e2b, e2b_api_key, sandbox_id)
+
+    cluster.kubectl("patch", "swarm", "sleeper", "--type=merge", "-p", '{"spec": {"suspend": true}}')
+    cluster.wait_condition("default", "sleeper", "Suspended", timeout=60)
+    pushed = git_server.head(BRANCH)
+    assert pushed is not None
+    _assert_wip_on(git_server, pushed, agent_head)
+    assert cluster.status("default", "sleeper")["workspace"]["push"]["commit"] == pushed
+    assert any(
+        e.reason == "ResultsPushed" and "before the sandbox is paused" in e.message
+        for e in cluster.events("default", "sleeper")
+    )
