@@ -161,7 +161,8 @@ class Reason(str, enum.Enum):
     REPLACED = "Replaced"  # a template or egress change moved the agents to a new sandbox.
     #: The sandbox neared the E2B plan's lifetime cap (SWARM_SANDBOX_MAX_LIFETIME_SECONDS): the
     #: agents were moved to a new sandbox made Ready before the old one's end (Warning: the agents
-    #: started afresh: files written in the old sandbox are not carried over).
+    #: started afresh: files written in the old sandbox are not carried over, but for what
+    #: spec.workspace.push pushed before the switch: the new sandbox clones that commit).
     LIFETIME_HANDOVER = "LifetimeHandover"
     ORPHANED = "Orphaned"  # deletionPolicy Orphan: the sandbox was left running, untracked.
     SECRET_ROTATED = "SecretRotated"  # a Secret the resource uses changed.

@@ -412,7 +412,7 @@ async def replace(
             Reason.LIFETIME_HANDOVER,
             f"sandbox {old.id} neared the E2B plan's lifetime cap "
             f"({settings.sandbox_max_lifetime_seconds}s): the agents now run in sandbox "
-            f"{new.id}, started afresh (files written in {old.id} are gone)",
+            f"{new.id}, started afresh (files in {old.id} are gone, but for a workspace.push)",
         )
     else:
         book.event(
