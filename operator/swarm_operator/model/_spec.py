@@ -182,7 +182,9 @@ class SwarmSandboxSpec(_Spec):
         description="Hard cap on the sandbox's lifetime, in seconds. When reached the sandbox is killed "
         "and the resource is Failed with reason SandboxExpired. Unset: the operator's default "
         "(SWARM_DEFAULT_TTL_SECONDS, 2 h unless set); never more than its maximum "
-        "(SWARM_MAX_TTL_SECONDS, 8 h unless set). status.sandbox.ttlSeconds shows the one applied.",
+        "(SWARM_MAX_TTL_SECONDS, 8 h unless set). status.sandbox.ttlSeconds shows the one applied. "
+        "With workspace.push, the operator ends the sandbox up to one lease renewal interval + 15 s "
+        "early, after pushing: E2B would end it at the ttl before a later push could run.",
     )
     e2b: E2BSpec | None = Field(default=None, alias="e2b", description="E2B account settings.")
     coordinator: CoordinatorSpec = Field(
