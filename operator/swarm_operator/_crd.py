@@ -240,6 +240,7 @@ CEL_MIRRORS: Final[dict[str, Callable[[Any], bool]]] = {
         )
     ),
     model._cel_secret_references_rule(): lambda spec: _secret_references(spec) <= model.MAX_SECRET_REFERENCES,
+    model.PUSH_BRANCH_RULE: lambda push: model.push_branch_ok(str(push.get("branch", ""))),
     model._cel_args_size_rule(): lambda args: (
         sum(len(a) for a in args if isinstance(a, str)) <= model.MAX_ARGS_CHARS
     ),
@@ -270,7 +271,7 @@ def _secret_references(spec: dict[str, Any]) -> int:
     agent, e2b, workspace = (obj(spec.get(k)) for k in ("agent", "e2b", "workspace"))
     count = sum(1 for e in items(agent.get("env")) if "valueFrom" in e)
     count += ("apiKeySecretRef" in agent) + ("apiKeySecretRef" in e2b)
-    count += "credentialsSecretRef" in workspace
+    count += ("credentialsSecretRef" in workspace) + ("credentialsSecretRef" in obj(workspace.get("push")))
     for entry in items(spec.get("mcp")):
         count += "tokenSecretRef" in entry
         count += sum(1 for f in items(entry.get("fields")) if "valueFrom" in f)

@@ -180,7 +180,8 @@ class Reason(str, enum.Enum):
     REPLACED = "Replaced"  # a template or egress change moved the agents to a new sandbox.
     #: The sandbox neared the E2B plan's lifetime cap (SWARM_SANDBOX_MAX_LIFETIME_SECONDS): the
     #: agents were moved to a new sandbox made Ready before the old one's end (Warning: the agents
-    #: started afresh: files written in the old sandbox are not carried over).
+    #: started afresh: files written in the old sandbox are not carried over, but for what
+    #: spec.workspace.push pushed before the switch: the new sandbox clones that commit).
     LIFETIME_HANDOVER = "LifetimeHandover"
     ORPHANED = "Orphaned"  # deletionPolicy Orphan: the sandbox was left running, untracked.
     SECRET_ROTATED = "SecretRotated"  # a Secret the resource uses changed.
@@ -194,6 +195,11 @@ class Reason(str, enum.Enum):
     #: Warning: agent.command imitates Claude Code's name (a homoglyph, an invisible character):
     #: it runs as the generic command it is, never treated as Claude Code.
     SPOOFED_COMMAND = "SpoofedCommand"
+    #: The workspace was pushed to spec.workspace.push.branch before the operator ended the sandbox.
+    RESULTS_PUSHED = "ResultsPushed"
+    #: A push of the workspace failed (retried; before a sandbox end, the end went ahead after
+    #: SWARM_DELETE_TIMEOUT_SECONDS and the message names what was lost). Also status.workspace.push.error.
+    PUSH_FAILED = "PushFailed"
 
     def __str__(self) -> str:
         return self.value

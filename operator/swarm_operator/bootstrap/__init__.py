@@ -27,6 +27,7 @@ from swarm_operator.bootstrap._plan import (
     session_name,
     socket_name,
 )
+from swarm_operator.bootstrap._push import PUSH_AUTHOR, PUSH_EMAIL, PushReport, parse_push, render_push
 from swarm_operator.bootstrap._render import (
     MAX_SCRIPT_BYTES,
     render_probe,
@@ -78,6 +79,11 @@ __all__ = [
     "HealthReport",
     "PaneReport",
     "ProgressReport",
+    "PUSH_AUTHOR",
+    "PUSH_EMAIL",
+    "PushReport",
+    "parse_push",
+    "render_push",
     "RegistryReport",
     "StepError",
     "TaskPaneReport",

@@ -227,6 +227,9 @@ class BootstrapPlan(pydantic.BaseModel):
     workspace_ref: _Text = ""
     workspace_username: _Text = "x-access-token"
     workspace_allow_floating: bool = False
+    #: A new workspace's first commit instead of ``workspace_ref`` (the commit spec.workspace.push
+    #: pushed last: a new sandbox carries on the work). Never moves an existing workspace.
+    workspace_start: Annotated[str, pydantic.Field(pattern=r"^([0-9a-f]{40})?$")] = ""
     #: JSON for the agent-config step (Claude Code): ``{"claude_json": {...}, "settings": {...},
     #: "files": {"NAME": "text"}}``; empty: write no agent configuration.
     agent_config: _Text = ""

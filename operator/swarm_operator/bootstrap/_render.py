@@ -131,6 +131,7 @@ def render_setup(plan: BootstrapPlan, *, check: bool = True) -> str:
             "SWARM_WS_REF": plan.workspace_ref,
             "SWARM_WS_USERNAME": plan.workspace_username,
             "SWARM_WS_FLOATING_OK": plan.workspace_allow_floating,
+            "SWARM_WS_START": plan.workspace_start,
             "SWARM_AGENT_CONFIG": plan.agent_config,
             "SWARM_MCP": plan.mcp,
             "SWARM_MCP_GATEWAY": plan.mcp_gateway,

@@ -125,11 +125,21 @@ _sw_git() {
 _sw_ws_fail() { _sw_ws_error=$1; _sw_blocked=true; _sw_error workspace '' "$1"; }
 _sw_workspace() {
     local dir=$SWARM_WORKDIR want='' out sha name tag_sha='' head_sha='' exact_sha='' origin current
+    local cloned=$SWARM_STATE_DIR/workspace.cloned
     if ! command -v git >/dev/null 2>&1; then
         _sw_ws_fail "git is not installed in the sandbox (use a template that has it: swarm-operator template)"
         return 0
     fi
-    if [[ $SWARM_WS_REF =~ ^[0-9a-f]{40}$ ]]; then
+    # Cloned by an earlier run for this repo and ref: the agents own its HEAD since (their commits,
+    # a branch they made); a rerun (self-heal, scale) never moves it back.
+    if [[ -d $dir/.git && -f $cloned && "$(< "$cloned")" == "$SWARM_WS_REPO $SWARM_WS_REF "* \
+            && "$(git -C "$dir" config --get remote.origin.url 2>/dev/null)" == "$SWARM_WS_REPO" ]]; then
+        _sw_ws_commit=$(< "$cloned"); _sw_ws_commit=${_sw_ws_commit##* }
+        return 0
+    fi
+    if [[ -n $SWARM_WS_START && ! -d $dir/.git ]]; then
+        want=$SWARM_WS_START   # a new sandbox carries on from the commit pushed last (workspace.push)
+    elif [[ $SWARM_WS_REF =~ ^[0-9a-f]{40}$ ]]; then
         want=$SWARM_WS_REF
     elif [[ -d $dir/.git && -f $SWARM_STATE_DIR/workspace.resolved \
             && "$(< "$SWARM_STATE_DIR/workspace.resolved")" == "$SWARM_WS_REPO $SWARM_WS_REF "* ]]; then
@@ -172,6 +182,7 @@ _sw_workspace() {
         sha=$(git -C "$dir" rev-parse -q --verify "$want^{commit}" 2>/dev/null || true)
         if [[ -n $current && ( $current == "$want" || $current == "$sha" ) ]]; then
             _sw_ws_commit=$current
+            printf '%s %s %s' "$SWARM_WS_REPO" "$SWARM_WS_REF" "$current" > "$cloned"
             return 0
         fi
     elif [[ -e $dir && -n "$(ls -A -- "$dir" 2>/dev/null)" ]]; then
@@ -195,8 +206,9 @@ _sw_workspace() {
         return 0
     fi
     _sw_ws_commit=$(git -C "$dir" rev-parse HEAD)
-    [[ $SWARM_WS_REF =~ ^[0-9a-f]{40}$ ]] || printf '%s %s %s' "$SWARM_WS_REPO" "$SWARM_WS_REF" "$want" \
-        > "$SWARM_STATE_DIR/workspace.resolved"
+    [[ $SWARM_WS_REF =~ ^[0-9a-f]{40}$ || $want == "$SWARM_WS_START" ]] \
+        || printf '%s %s %s' "$SWARM_WS_REPO" "$SWARM_WS_REF" "$want" > "$SWARM_STATE_DIR/workspace.resolved"
+    printf '%s %s %s' "$SWARM_WS_REPO" "$SWARM_WS_REF" "$_sw_ws_commit" > "$cloned"
 }
 [[ -n $SWARM_WS_REPO ]] && _sw_workspace
 rm -f -- "$_sw_pw_file"

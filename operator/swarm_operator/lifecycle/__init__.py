@@ -22,6 +22,8 @@ Modules (imports flow downwards in this list):
 * :mod:`.budget` — the init budget (``status.sandbox.initAttempts``) and the bound it gives.
 * :mod:`.ownership` — ``status.sandbox.id`` is a hint: E2B's uid tag is confirmed before acting.
 * :mod:`.sandbox` — adopt/create/replace/suspend/identity, and the one kill-and-record path.
+* :mod:`.results` — ``spec.workspace.push``: the workspace pushed periodically and before every
+  sandbox end (``results.push`` is what other code calls).
 * :mod:`.status` — the status draft (:class:`~.status.StatusBook`).
 * :mod:`.runtime` — :class:`ResourceRef`, :class:`Runtime` and its Protocols, the per-resource
   :class:`Memory`, :class:`RetryLater`/:class:`GiveUp`.

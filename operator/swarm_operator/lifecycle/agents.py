@@ -28,7 +28,7 @@ from swarm_operator.backend import (
 )
 from swarm_operator.conditions import TERMINAL_REASONS, ConditionType, Reason
 from swarm_operator.config import Settings
-from swarm_operator.lifecycle import bounds
+from swarm_operator.lifecycle import bounds, results
 from swarm_operator.lifecycle.runtime import ResourceRef, Runtime
 from swarm_operator.lifecycle.sandbox import kill_and_record
 from swarm_operator.lifecycle.status import StatusBook, give_up
@@ -236,7 +236,7 @@ async def initialise(
     """
     ref, settings = book.ref, book.runtime.settings
     try:
-        setup_plan = plan(ref, spec, envs, settings, files)
+        setup_plan = results.with_start(plan(ref, spec, envs, settings, files), book)
     except InvalidSpecError as exc:
         await give_up(book, Reason.INVALID_SPEC, f"invalid spec: {exc}")
     script = bootstrap.render_setup(setup_plan)
@@ -454,6 +454,7 @@ def record_tools(book: StatusBook, spec: SwarmSandboxSpec, report: bootstrap.Boo
             ref=text(workspace.ref, 255),
             commit=text(workspace.commit, 64),
             path=text(workspace.path, 4096),
+            push=book.status.workspace.push if book.status.workspace else None,  # lifecycle.results'
         )
     if not spec.mcp:
         book.status.mcp = None

@@ -24,7 +24,7 @@ from swarm_operator.backend import (
 )
 from swarm_operator.conditions import Reason
 from swarm_operator.config import Settings
-from swarm_operator.lifecycle import spend
+from swarm_operator.lifecycle import results, spend
 from swarm_operator.lifecycle.agents import read_secrets, teardown_plan
 from swarm_operator.lifecycle.ownership import owned
 from swarm_operator.lifecycle.runtime import ResourceRef, RetryLater, Runtime, backoff
@@ -120,6 +120,7 @@ async def _delete(
             {s.id for s in tagged}
             | ({known_id} if known_id and await _still_ours(ref, backend, known_id, runtime) else set())
         )
+        await results.before_delete(ref, spec, status, runtime, backend, tagged, known_id)
         # SWARM_DELETE_TIMEOUT_SECONDS bounds one teardown pass; past it the pass is retried.
         await asyncio.wait_for(
             asyncio.gather(*(_teardown(ref, backend, sid, runtime.settings) for sid in ids)),
@@ -145,10 +146,9 @@ async def _delete(
         )
         raise RetryLater(exc.message, delay=delay, reason=exc.reason) from None
     runtime.remember(ref.uid).api_key = None
+    took = round(time.monotonic() - started, 3)
     logger.info(
-        "deleted %d sandbox(es)",
-        len(ids),
-        extra={**ref.log_extra, "step": "delete", "duration": round(time.monotonic() - started, 3)},
+        "deleted %d sandbox(es)", len(ids), extra={**ref.log_extra, "step": "delete", "duration": took}
     )
 
 

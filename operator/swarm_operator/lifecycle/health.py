@@ -27,7 +27,7 @@ from swarm_operator.backend import (
     SandboxNotFound,
 )
 from swarm_operator.conditions import ConditionType, Reason
-from swarm_operator.lifecycle import budget, progress, spend, task
+from swarm_operator.lifecycle import budget, progress, results, spend, task
 from swarm_operator.lifecycle.agents import (
     agent_files,
     count_command,
@@ -51,6 +51,8 @@ logger = logging.getLogger("swarm_operator.lifecycle")
 
 #: What the longest backed-off wait between two probes may be (or the spec's interval, if longer).
 MAX_PROBE_BACKOFF_S = 900.0
+#: Phases in which no probe runs.
+_NOT_PROBED = frozenset({Phase.FAILED, Phase.INITIALIZING, Phase.CREATING, Phase.SUSPENDED, Phase.SUCCEEDED})
 
 
 def probe_interval(spec: SwarmSandboxSpec | None, status: SwarmSandboxStatus | None = None) -> float:
@@ -91,13 +93,7 @@ async def check_health(
         api_key = runtime.api_key(ref.uid)
         if sandbox is None or sandbox.id is None or api_key is None:
             return
-        if spec.suspend or book.status.phase in (
-            Phase.FAILED,
-            Phase.INITIALIZING,
-            Phase.CREATING,
-            Phase.SUSPENDED,
-            Phase.SUCCEEDED,
-        ):
+        if spec.suspend or book.status.phase in _NOT_PROBED:
             return  # (a probe would resume a paused sandbox: E2B's connect does)
         backend = runtime.backends.for_key(api_key)
         if await budget.enforce(book, spec, backend, datetime.now(UTC)) is not None:
@@ -203,6 +199,7 @@ async def check_health(
             _count_probes(book, failed=False)
             book.status.health = verdict.model_copy(update={"last_probe_time": datetime.now(UTC)})
             await book.commit()
+        await results.push_due(book, spec, backend, sandbox.id)  # spec.workspace.push's cadence
 
 
 async def _stopped(
@@ -232,7 +229,8 @@ async def _heal(book: StatusBook, spec: SwarmSandboxSpec, backend: SandboxBacken
     if runtime.remember(ref.uid).verified != sandbox_id:
         return  # secrets go only into a sandbox verified from inside; the next reconcile does that
     _, envs = await read_secrets(ref, spec, runtime)
-    setup_plan = plan(ref, spec, envs, runtime.settings, await agent_files(ref, spec, runtime))
+    files = await agent_files(ref, spec, runtime)
+    setup_plan = results.with_start(plan(ref, spec, envs, runtime.settings, files), book)
     try:
         result = await backend.run(
             sandbox_id,

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from swarm_operator.backend import SandboxNotFound
 from swarm_operator.conditions import ConditionType, Reason
-from swarm_operator.lifecycle import bounds
+from swarm_operator.lifecycle import bounds, results
 from swarm_operator.lifecycle.ownership import disown, owned
 from swarm_operator.lifecycle.runtime import ResourceRef, Runtime
 from swarm_operator.lifecycle.sandbox import (
@@ -82,7 +82,7 @@ async def _renew(
     now = datetime.now(UTC)
     started_at = sandbox.started_at or now
     ttl = ttl_seconds(spec, settings)
-    if now >= started_at + timedelta(seconds=ttl):
+    if now >= started_at + timedelta(seconds=ttl - results.ttl_margin(spec, settings)):
         where = (
             "ttlSeconds"
             if spec.ttl_seconds is not None and ttl == spec.ttl_seconds

@@ -27,7 +27,7 @@ from swarm_operator.backend import (
     SandboxNotFound,
 )
 from swarm_operator.conditions import TERMINAL_REASONS, ConditionType, Reason, find
-from swarm_operator.lifecycle import bounds, budget, spend, task
+from swarm_operator.lifecycle import bounds, budget, results, spend, task
 from swarm_operator.lifecycle.agents import agent_files, initialise, plan, read_secrets, unusable
 from swarm_operator.lifecycle.rotation import restore, rotated, secrets_applied, stop_agents
 from swarm_operator.lifecycle.runtime import GiveUp, ResourceRef, RetryLater, Runtime, backoff
@@ -127,6 +127,7 @@ async def _reconcile(
             "Normal", Reason.SECRET_ROTATED, "the E2B API key Secret changed; the operator uses the new key"
         )
     memory.api_key = api_key
+    results.remember(runtime, ref.uid, spec)
     backend = runtime.backends.for_key(api_key)
     restore(runtime, ref, book.status)
     changed = rotated(runtime, ref, spec, envs)

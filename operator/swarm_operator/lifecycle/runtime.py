@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from swarm_operator.backend import SandboxBackend
 from swarm_operator.config import Settings
 from swarm_operator.metrics import Metrics, new_registry
-from swarm_operator.model import CostStatus
+from swarm_operator.model import CostStatus, WorkspaceSpec
 from swarm_operator.ratelimit import CreationLimiter
 from swarm_operator.secrets import SecretReader
 
@@ -145,6 +145,9 @@ class Memory:
     #: The sandbox whose lifetime hand-over failed for good (its new sandbox could not be made
     #: Ready): not tried again for it; it runs to its cap and the resource is then recreated.
     handover_failed: str | None = None
+    #: The spec's workspace as last reconciled or probed: where the kill and pause paths, which get
+    #: no spec, find spec.workspace.push (lifecycle.results). Learnt again by the first reconcile.
+    workspace: WorkspaceSpec | None = None
 
 
 @dataclass

@@ -26,7 +26,7 @@ from swarm_operator import network
 from swarm_operator.backend import EgressPolicy, SandboxBackend, SandboxInfo, SandboxNotFound
 from swarm_operator.conditions import ConditionType, Reason
 from swarm_operator.config import Settings
-from swarm_operator.lifecycle import spend
+from swarm_operator.lifecycle import results, spend
 from swarm_operator.lifecycle.runtime import GiveUp, ResourceRef, RetryLater, backoff
 from swarm_operator.lifecycle.status import StatusBook, give_up
 from swarm_operator.model import SandboxStatus, SwarmSandboxSpec, SwarmSandboxStatus
@@ -45,12 +45,8 @@ IDENTITY_SCRIPT = f'printf \'{_IDENTITY_MARK} %s %s\\n\' "${{E2B_SANDBOX_ID-}}" 
 
 
 def tags(ref: ResourceRef, settings: Settings) -> dict[str, str]:
-    return {
-        TAG_UID: ref.uid,
-        TAG_NAMESPACE: ref.namespace,
-        TAG_NAME: ref.name,
-        TAG_OPERATOR: settings.operator_id,
-    }
+    keys = (TAG_UID, TAG_NAMESPACE, TAG_NAME, TAG_OPERATOR)
+    return dict(zip(keys, (ref.uid, ref.namespace, ref.name, settings.operator_id), strict=True))
 
 
 def ttl_seconds(spec: SwarmSandboxSpec, settings: Settings) -> int:
@@ -140,8 +136,8 @@ async def kill_and_record(
     ``SandboxCreated=False`` (and ``AgentsReady=False`` when ``agents_message`` is given) with
     ``reason``. Nothing is committed here: the caller adds its own Synced verdict and commits, so a
     crash between the kill and the write leaves no billing sandbox, only a stale id the next
-    reconcile finds gone."""
-    await backend.kill(sandbox_id)
+    reconcile finds gone. A verified sandbox's workspace is pushed first (lifecycle.results)."""
+    await results.push_then_kill(book, backend, sandbox_id, reason)
     book.runtime.limiter.release(book.ref.uid)
     book.status.sandbox = None
     spend.meter(book, "Stopped")
@@ -416,7 +412,7 @@ async def replace(
             Reason.LIFETIME_HANDOVER,
             f"sandbox {old.id} neared the E2B plan's lifetime cap "
             f"({settings.sandbox_max_lifetime_seconds}s): the agents now run in sandbox "
-            f"{new.id}, started afresh (files written in {old.id} are gone)",
+            f"{new.id}, started afresh (files in {old.id} are gone, but for a workspace.push)",
         )
     else:
         book.event(
@@ -432,7 +428,7 @@ async def _admit_replacement(book: StatusBook, template: str) -> None:
     ``SWARM_REPLACE_DEBOUNCE_SECONDS`` old, read from status so a restart keeps it) and within the
     creation limiter's rate. Refused: ``Synced=False`` RateLimited and :class:`RetryLater`; the
     current sandbox keeps running the agents meanwhile. The namespace cap does not apply: the
-    resource already holds its slot, and the hand-over frees it again."""
+    resource already holds its slot, and the hand-over frees it again (admitted: results pushed)."""
     ref, runtime = book.ref, book.runtime
     settings = runtime.settings
     current = book.status.sandbox
@@ -448,7 +444,7 @@ async def _admit_replacement(book: StatusBook, template: str) -> None:
     if not message:
         admission = runtime.limiter.try_acquire(ref.uid, ref.namespace)
         if admission:
-            return
+            return await results.before_replace(book)
         runtime.metrics.throttled(admission.scope or "operator")
         message = f"moving to template {template} waits for a creation slot: {admission.message}"
         delay = admission.retry_after_s
@@ -511,6 +507,7 @@ async def pause(book: StatusBook, backend: SandboxBackend, reason: Reason, why: 
     message = absent
     if sandbox is not None and sandbox.id:
         started = time.monotonic()
+        await results.push(book, backend, sandbox.id, why="before the sandbox is paused")
         try:
             await backend.pause(sandbox.id)
             spend.meter(book, "Paused")

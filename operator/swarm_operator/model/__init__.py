@@ -31,6 +31,7 @@ from swarm_operator.model._agent import (
     SecretRef,
 )
 from swarm_operator.model._progress import AgentActivity, ProgressStatus, progress_lines
+from swarm_operator.model._push import PUSH_BRANCH_RULE, PushSpec, PushStatus, push_branch_ok
 from swarm_operator.model._spec import BudgetSpec, HealthCheckSpec, IdleSpec, NetworkSpec, SwarmSandboxSpec
 from swarm_operator.model._status import (
     AgentItem,
@@ -128,6 +129,10 @@ __all__ = [
     "TaskSpec",
     "TaskStatus",
     "Timestamp",
+    "PUSH_BRANCH_RULE",
+    "PushSpec",
+    "push_branch_ok",
+    "PushStatus",
     "WorkspaceSpec",
     "WorkspaceStatus",
     "format_validation_error",

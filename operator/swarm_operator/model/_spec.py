@@ -183,7 +183,9 @@ class SwarmSandboxSpec(_Spec):
         description="Hard cap on the sandbox's lifetime, in seconds. When reached the sandbox is killed "
         "and the resource is Failed with reason SandboxExpired. Unset: the operator's default "
         "(SWARM_DEFAULT_TTL_SECONDS, 2 h unless set); never more than its maximum "
-        "(SWARM_MAX_TTL_SECONDS, 8 h unless set). status.sandbox.ttlSeconds shows the one applied.",
+        "(SWARM_MAX_TTL_SECONDS, 8 h unless set). status.sandbox.ttlSeconds shows the one applied. "
+        "With workspace.push, the operator ends the sandbox up to one lease renewal interval + 15 s "
+        "early, after pushing: E2B would end it at the ttl before a later push could run.",
     )
     e2b: E2BSpec | None = Field(default=None, alias="e2b", description="E2B account settings.")
     coordinator: CoordinatorSpec = Field(
@@ -297,6 +299,10 @@ class SwarmSandboxSpec(_Spec):
             refs.append(("spec.e2b.apiKeySecretRef", self.e2b.api_key_secret_ref))
         if self.workspace is not None and self.workspace.credentials_secret_ref is not None:
             refs.append(("spec.workspace.credentialsSecretRef", self.workspace.credentials_secret_ref))
+        if self.workspace is not None and self.workspace.push and self.workspace.push.credentials_secret_ref:
+            refs.append(
+                ("spec.workspace.push.credentialsSecretRef", self.workspace.push.credentials_secret_ref)
+            )
         for i, entry in enumerate(self.mcp):
             if entry.token_secret_ref is not None:
                 refs.append((f"spec.mcp[{i}].tokenSecretRef", entry.token_secret_ref))

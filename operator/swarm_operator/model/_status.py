@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.alias_generators import to_camel
 
 from swarm_operator.model._progress import ProgressStatus
+from swarm_operator.model._push import PushStatus
 from swarm_operator.model._task import TaskStatus
 from swarm_operator.model._vocab import (
     MAX_STEPS,
@@ -210,6 +211,7 @@ class WorkspaceStatus(_Status):
     ref: str | None = Field(default=None, max_length=255, description="The ref asked for.")
     commit: str | None = Field(default=None, max_length=64, description="Commit checked out (full SHA).")
     path: str | None = Field(default=None, max_length=4096, description="Where it is in the sandbox.")
+    push: PushStatus | None = Field(default=None, description="The last push (spec.workspace.push).")
 
 
 class McpServerStatus(_Status):

@@ -211,6 +211,7 @@ def _cel_secret_references_rule() -> str:
         " + (has(self.agent) && has(self.agent.apiKeySecretRef) ? 1 : 0)"
         " + (has(self.e2b) && has(self.e2b.apiKeySecretRef) ? 1 : 0)"
         " + (has(self.workspace) && has(self.workspace.credentialsSecretRef) ? 1 : 0)"
+        " + (has(self.workspace) && has(self.workspace.push) && has(self.workspace.push.credentialsSecretRef) ? 1 : 0)"
         " + (has(self.mcp) ? self.mcp.map(m, (has(m.tokenSecretRef) ? 1 : 0)"
         " + (has(m.fields) ? size(m.fields.filter(f, has(f.valueFrom))) : 0)).sum() : 0)"
         f" <= {MAX_SECRET_REFERENCES}"

@@ -10,6 +10,7 @@ from swarm_operator.model._agent import (
     EnvVarSource,
     SecretRef,
 )
+from swarm_operator.model._push import PushSpec
 from swarm_operator.model._vocab import (
     _FULL_SHA,
     GIT_REF,
@@ -77,6 +78,13 @@ class WorkspaceSpec(_Spec):
         default=False,
         description="Accept a branch as ref. The workspace then follows whatever the branch pointed "
         "at when the setup script ran.",
+    )
+
+    push: PushSpec | None = Field(
+        default=None,
+        description="Push the agents' work (HEAD, uncommitted changes as a WIP commit) to a branch of "
+        "this repository periodically and before the operator ends the sandbox (delete, TTL, budget "
+        "Delete, template/egress/lifetime hand-over, pause). See docs/results.md.",
     )
 
     @field_validator("ref")
