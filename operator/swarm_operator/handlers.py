@@ -61,6 +61,33 @@ class _KopfEvents:
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config: Settings = getattr(memo, "settings", None) or Settings.from_env()
+    _kopf_settings(settings, config)
+    _watch_scope(settings, memo, ShardPlan.parse(config.shard))
+    # The kubernetes client is synchronous and runs in threads; asyncio's default pool (a few
+    # threads on a small node) would queue hundreds of resources' Secret reads and status writes.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=KUBE_THREADS, thread_name_prefix="kube")
+    )
+    client = api_client(pool_size=KUBE_THREADS)
+    metrics = Metrics(new_registry())
+    memo.metrics_close = start_server(config.metrics_port, metrics.registry)
+    memo.runtime = _runtime(config, client, metrics)
+    # Before any handler may create: the limiter replays what E2B knows of earlier processes.
+    await seed_limiter(memo.runtime, timeout_s=config.control_timeout_seconds * 2)
+    lister = KubeResourceLister(
+        client, namespaces=getattr(memo, "namespaces", None), timeout_s=config.kube_timeout_seconds
+    )
+    memo.sweeper_task = asyncio.create_task(_sweep_forever(memo.runtime, lister))
+    memo.shard_task = _start_labeller(config, memo, client)
+    # Set at cleanup. kopf can start a daemon for an event that arrives while it is shutting down,
+    # after its daemon killer is gone; such a daemon would never see ``stopped`` and would hold
+    # the exit until kopf cancels it as a hung task (and exits non-zero). They watch this too.
+    memo.shutdown = asyncio.Event()
+    logger.info("operator %s started", config.operator_id)
+
+
+def _kopf_settings(settings: kopf.OperatorSettings, config: Settings) -> None:
+    """kopf's persistence and networking, as ours."""
     # Our own names for kopf's bookkeeping, and annotations only: status is ours and schema-pruned.
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
@@ -72,16 +99,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.networking.connect_timeout = config.kube_timeout_seconds
     settings.watching.server_timeout = 300
     settings.posting.level = logging.INFO
-    _watch_scope(settings, memo, ShardPlan.parse(config.shard))
-    # The kubernetes client is synchronous and runs in threads; asyncio's default pool (a few
-    # threads on a small node) would queue hundreds of resources' Secret reads and status writes.
-    asyncio.get_running_loop().set_default_executor(
-        ThreadPoolExecutor(max_workers=KUBE_THREADS, thread_name_prefix="kube")
-    )
-    client = api_client(pool_size=KUBE_THREADS)
-    metrics = Metrics(new_registry())
-    memo.metrics_close = start_server(config.metrics_port, metrics.registry)
-    memo.runtime = Runtime(
+
+
+def _runtime(config: Settings, client: Any, metrics: Metrics) -> Runtime:
+    """The lifecycle's collaborators, each bounded by the operator's settings."""
+    return Runtime(
         settings=config,
         backends=BackendPool(
             timeouts=BackendTimeouts(
@@ -116,18 +138,6 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
             timeout_s=config.kube_timeout_seconds,
         ),
     )
-    # Before any handler may create: the limiter replays what E2B knows of earlier processes.
-    await seed_limiter(memo.runtime, timeout_s=config.control_timeout_seconds * 2)
-    lister = KubeResourceLister(
-        client, namespaces=getattr(memo, "namespaces", None), timeout_s=config.kube_timeout_seconds
-    )
-    memo.sweeper_task = asyncio.create_task(_sweep_forever(memo.runtime, lister))
-    memo.shard_task = _start_labeller(config, memo, client)
-    # Set at cleanup. kopf can start a daemon for an event that arrives while it is shutting down,
-    # after its daemon killer is gone; such a daemon would never see ``stopped`` and would hold
-    # the exit until kopf cancels it as a hung task (and exits non-zero). They watch this too.
-    memo.shutdown = asyncio.Event()
-    logger.info("operator %s started", config.operator_id)
 
 
 def _watch_scope(settings: kopf.OperatorSettings, memo: kopf.Memo, plan: ShardPlan | None) -> None:
@@ -216,15 +226,7 @@ async def reconcile(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> N
         await _translated(memo.runtime, "reconcile", lifecycle.refuse_spec(ref, exc, status, memo.runtime))
         return
     await _translated(
-        memo.runtime,
-        "reconcile",
-        lifecycle.reconcile(
-            ref,
-            spec,
-            status,
-            memo.runtime,
-            retry=retry,
-        ),
+        memo.runtime, "reconcile", lifecycle.reconcile(ref, spec, status, memo.runtime, retry=retry)
     )
 
 
@@ -237,13 +239,7 @@ async def resume_requested(body: kopf.Body, retry: int, memo: kopf.Memo, **_: An
     await _translated(
         memo.runtime,
         "reconcile",
-        lifecycle.resume(
-            ResourceRef.from_body(body),
-            spec,
-            _status(body),
-            memo.runtime,
-            retry=retry,
-        ),
+        lifecycle.resume(ResourceRef.from_body(body), spec, _status(body), memo.runtime, retry=retry),
     )
 
 
@@ -257,13 +253,7 @@ async def delete(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None
     await _translated(
         memo.runtime,
         "delete",
-        lifecycle.delete(
-            ResourceRef.from_body(body),
-            spec,
-            _status(body),
-            memo.runtime,
-            retry=retry,
-        ),
+        lifecycle.delete(ResourceRef.from_body(body), spec, _status(body), memo.runtime, retry=retry),
     )
 
 

@@ -25,9 +25,9 @@ from swarm_operator.cluster import user as cluster
 from swarm_operator.console import (
     ConsoleError,
     Swarm,
-    _e2b_errors,
-    _kube_errors,
     connect,
+    e2b_errors,
+    kube_errors,
     refuse_if_suspended,
 )
 from swarm_operator.names import RESUME_ANNOTATION
@@ -75,7 +75,7 @@ def resume(swarm: Swarm, now: datetime | None = None) -> str:
 
 
 def _patch(swarm: Swarm, patch: dict[str, Any]) -> None:
-    with _kube_errors(swarm.api, f"swarm {swarm.namespace}/{swarm.name}"):
+    with kube_errors(swarm.api, f"swarm {swarm.namespace}/{swarm.name}"):
         cluster.patch_swarm(swarm.api, swarm.namespace, swarm.name, patch, timeout=_KUBE_TIMEOUT)
 
 
@@ -106,7 +106,7 @@ def pull(swarm: Swarm, out_dir: Path, *, user: str | None = None) -> Pulled:
     out_dir.mkdir(parents=True, exist_ok=True)
     part = out_dir / f".{swarm.name}.bundle.part"
     try:
-        with _e2b_errors(swarm.sandbox_id):
+        with e2b_errors(swarm.sandbox_id):
             made = run_script(sandbox, _bundle_script(workdir), user=account, timeout=BUNDLE_TIMEOUT_S)
             head, remote = _made(swarm, workdir, made)
             try:

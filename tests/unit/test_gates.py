@@ -51,7 +51,7 @@ _VIOLATIONS = [
         "from swarm_operator import handlers",
         "The operator's layers",
     ),
-    ("operator/swarm_operator/console.py", "import e2b", "Only the backend imports the e2b SDK"),
+    ("operator/swarm_operator/console/_attach.py", "import e2b", "Only the backend imports the e2b SDK"),
     ("operator/swarm_operator/sweeper.py", "import kubernetes", "Only the cluster adapter imports"),
     (
         "operator/swarm_operator/handlers.py",

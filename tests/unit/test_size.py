@@ -17,14 +17,10 @@ FUNCTION_LINES = 60
 #: Known offenders (lines, after `ruff format`), to be split; never add to these.
 MODULES = {
     "config.py": 465,
-    "console.py": 661,
     "lifecycle/agents.py": 496,
     "lifecycle/sandbox.py": 613,
 }
 FUNCTIONS = {
-    "console.py:format_status": 80,
-    "console.py:attach": 100,
-    "handlers.py:startup": 74,
     "lifecycle/agents.py:initialise": 119,
     "lifecycle/delete.py:_delete": 71,
     "lifecycle/health.py:check_health": 140,
