@@ -25,7 +25,7 @@ from swarm_operator.backend import (
 from swarm_operator.bootstrap._report import MARK_BEGIN, MARK_END
 from swarm_operator.config import Settings
 from swarm_operator.lifecycle import GiveUp, ResourceRef, RetryLater, Runtime
-from swarm_operator.lifecycle.sandbox import IDENTITY_SCRIPT
+from swarm_operator.lifecycle.identity import IDENTITY_SCRIPT
 from swarm_operator.model import InvalidSpecError, SwarmSandboxSpec, SwarmSandboxStatus
 from swarm_operator.names import TAG_UID
 from swarm_operator.ratelimit import CreationLimiter
@@ -1090,15 +1090,15 @@ async def test_an_identity_that_appears_late_is_waited_for_within_a_bound() -> N
 async def test_an_identity_that_never_appears_is_a_mismatch_after_the_bounded_retries() -> None:
     import time
 
-    from swarm_operator.lifecycle import sandbox as sandbox_module
+    from swarm_operator.lifecycle import identity as identity_module
 
     backend, recorder = SlowIdentityBackend(blank_looks=1000), Recorder()
     started = time.monotonic()
     with pytest.raises(RetryLater) as info:
         await lifecycle.reconcile(REF, _spec(SPEC), _status(None), _runtime(backend, recorder))
-    assert time.monotonic() - started <= sandbox_module.IDENTITY_WAIT_S + 1
+    assert time.monotonic() - started <= identity_module.IDENTITY_WAIT_S + 1
     assert info.value.reason == "IdentityMismatch" and backend.killed == ["sbx-1"]
-    assert backend.identity_looks == sandbox_module.IDENTITY_ATTEMPTS and not backend.setup_timeouts
+    assert backend.identity_looks == identity_module.IDENTITY_ATTEMPTS and not backend.setup_timeouts
 
 
 async def test_the_setup_run_allows_the_provision_budget_and_names_the_step() -> None:

@@ -19,7 +19,6 @@ MODULES = {
     "config.py": 465,
     "console.py": 661,
     "lifecycle/agents.py": 496,
-    "lifecycle/sandbox.py": 613,
 }
 FUNCTIONS = {
     "console.py:format_status": 80,
@@ -30,8 +29,6 @@ FUNCTIONS = {
     "lifecycle/health.py:check_health": 140,
     "lifecycle/lease.py:_renew": 72,
     "lifecycle/reconcile.py:_run": 61,
-    "lifecycle/sandbox.py:ensure_sandbox": 65,
-    "lifecycle/sandbox.py:replace": 135,
 }
 
 
