@@ -491,13 +491,15 @@ async def test_success_clears_the_count_and_the_lease_stops_at_a_spent_budget() 
 
 
 def test_the_coordinator_install_fits_inside_the_setup_run() -> None:
-    from swarm_operator.lifecycle import agents, bounds
+    from swarm_operator.lifecycle import bounds, plan
 
     for env in ({}, {"SWARM_COMMAND_TIMEOUT_SECONDS": "20"}, {"SWARM_COMMAND_TIMEOUT_SECONDS": "900"}):
         settings = Settings.from_env(env)
-        plan = agents.plan(REF, _spec({**SPEC, "coordinator": {"enabled": True}}), {}, settings)
-        assert plan.install_timeout_s < settings.command_timeout_seconds
-        assert plan.install_timeout_s + plan.ready_timeout_s < bounds.setup_timeout_seconds(settings)
+        setup_plan = plan.plan(REF, _spec({**SPEC, "coordinator": {"enabled": True}}), {}, settings)
+        assert setup_plan.install_timeout_s < settings.command_timeout_seconds
+        assert setup_plan.install_timeout_s + setup_plan.ready_timeout_s < bounds.setup_timeout_seconds(
+            settings
+        )
 
 
 # -- issue 16, hole 2: everything the sandbox will be given is rendered and measured before create

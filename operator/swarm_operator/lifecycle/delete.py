@@ -25,8 +25,9 @@ from swarm_operator.backend import (
 from swarm_operator.conditions import Reason
 from swarm_operator.config import Settings
 from swarm_operator.lifecycle import results, spend
-from swarm_operator.lifecycle.agents import read_secrets, teardown_plan
+from swarm_operator.lifecycle.agents import read_secrets
 from swarm_operator.lifecycle.ownership import owned
+from swarm_operator.lifecycle.plan import teardown_plan
 from swarm_operator.lifecycle.runtime import ResourceRef, RetryLater, Runtime, backoff
 from swarm_operator.lifecycle.tenancy import refusal, uses_default_key
 from swarm_operator.model import InvalidSpecError, SwarmSandboxSpec, SwarmSandboxStatus

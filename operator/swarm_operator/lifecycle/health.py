@@ -28,20 +28,19 @@ from swarm_operator.backend import (
 )
 from swarm_operator.conditions import ConditionType, Reason
 from swarm_operator.lifecycle import budget, progress, results, spend, task
-from swarm_operator.lifecycle.agents import (
-    agent_files,
+from swarm_operator.lifecycle.agents import agent_files, read_secrets
+from swarm_operator.lifecycle.breaker import FAULTS, health_after, probe_failed, quarantine
+from swarm_operator.lifecycle.ownership import disown, owned
+from swarm_operator.lifecycle.plan import plan
+from swarm_operator.lifecycle.report import (
     count_command,
     mcp_down,
     mcp_items,
-    plan,
-    read_secrets,
     record_agents,
     record_tools,
     registry_shortfall,
     report_text,
 )
-from swarm_operator.lifecycle.breaker import FAULTS, health_after, probe_failed, quarantine
-from swarm_operator.lifecycle.ownership import disown, owned
 from swarm_operator.lifecycle.runtime import ResourceRef, Runtime
 from swarm_operator.lifecycle.status import StatusBook
 from swarm_operator.model import HealthCheckSpec, HealthStatus, Phase, SwarmSandboxSpec, SwarmSandboxStatus

@@ -28,9 +28,10 @@ from swarm_operator.backend import (
 )
 from swarm_operator.conditions import TERMINAL_REASONS, ConditionType, Reason, find
 from swarm_operator.lifecycle import bounds, budget, results, spend, task
-from swarm_operator.lifecycle.agents import agent_files, initialise, plan, read_secrets, unusable
+from swarm_operator.lifecycle.agents import agent_files, initialise, read_secrets
 from swarm_operator.lifecycle.handover import replace
 from swarm_operator.lifecycle.identity import verify_identity
+from swarm_operator.lifecycle.plan import plan, unusable
 from swarm_operator.lifecycle.rotation import restore, rotated, secrets_applied, stop_agents
 from swarm_operator.lifecycle.runtime import GiveUp, ResourceRef, RetryLater, Runtime, backoff
 from swarm_operator.lifecycle.sandbox import ensure_sandbox, kill_and_record, lifetime_handover_due, pause

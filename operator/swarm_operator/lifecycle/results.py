@@ -48,7 +48,7 @@ logger = logging.getLogger("swarm_operator.lifecycle")
 PUSH_ATTEMPTS = 3
 #: Time kept for the push before a ttlSeconds end, on top of one lease renewal interval.
 TTL_PUSH_MARGIN_S = 15.0
-#: Where the workspace is when spec.workspace.path is unset (lifecycle.agents' default).
+#: Where the workspace is when spec.workspace.path is unset (lifecycle.plan's default).
 _DEFAULT_PATH = "workspace"
 #: Why a kill through kill_and_record happens, in the words of a push's Event.
 _KILL_WHY = {
