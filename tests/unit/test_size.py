@@ -24,7 +24,6 @@ FUNCTIONS = {
     "console.py:attach": 100,
     "handlers.py:startup": 74,
     "lifecycle/delete.py:_delete": 71,
-    "lifecycle/health.py:check_health": 140,
     "lifecycle/lease.py:_renew": 72,
     "lifecycle/reconcile.py:_run": 61,
 }
