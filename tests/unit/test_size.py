@@ -23,9 +23,7 @@ FUNCTIONS = {
     "console.py:format_status": 80,
     "console.py:attach": 100,
     "handlers.py:startup": 74,
-    "lifecycle/delete.py:_delete": 71,
     "lifecycle/lease.py:_renew": 72,
-    "lifecycle/reconcile.py:_run": 61,
 }
 
 

@@ -215,11 +215,8 @@ async def _run(
         await bounds.charge_failure(book, backend, sandbox.id, exc)
         raise
     wanted = spec.template or book.runtime.settings.default_template
-    current = book.status.sandbox.template if book.status.sandbox else None
-    shown = network.network_status(policy)
-    if (current is not None and current != wanted) or (
-        book.status.network or NetworkStatus()
-    ).model_dump() != shown.model_dump():
+    why = _replacement(book, spec, policy, wanted)
+    if why is not None:
         sandbox = await replace(
             book,
             spec,
@@ -229,19 +226,7 @@ async def _run(
             policy,
             retry,
             lambda new: initialise(book, spec, backend, new, envs, files),
-        )
-        secrets_applied(book, spec, envs, changed, restarted=True)
-    elif lifetime_handover_due(book, spec):
-        sandbox = await replace(
-            book,
-            spec,
-            backend,
-            sandbox,
-            wanted,
-            policy,
-            retry,
-            lambda new: initialise(book, spec, backend, new, envs, files),
-            reason=Reason.LIFETIME_HANDOVER,
+            reason=why,
         )
         secrets_applied(book, spec, envs, changed, restarted=True)
     else:
@@ -258,6 +243,22 @@ async def _run(
             Reason.RESUMED,
             f"sandbox {sandbox.id} resumed and its agents verified",
         )
+
+
+def _replacement(
+    book: StatusBook, spec: SwarmSandboxSpec, policy: EgressPolicy, wanted: str
+) -> Reason | None:
+    """Why the sandbox must be replaced now, if it must: a template or egress policy only a new
+    sandbox can honour (Replaced), or the plan's lifetime cap ahead (LifetimeHandover)."""
+    current = book.status.sandbox.template if book.status.sandbox else None
+    shown = network.network_status(policy)
+    if (current is not None and current != wanted) or (
+        book.status.network or NetworkStatus()
+    ).model_dump() != shown.model_dump():
+        return Reason.REPLACED
+    if lifetime_handover_due(book, spec):
+        return Reason.LIFETIME_HANDOVER
+    return None
 
 
 async def _backend_failed(book: StatusBook, exc: BackendError, retry: int) -> SwarmSandboxStatus:
