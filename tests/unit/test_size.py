@@ -16,7 +16,6 @@ FUNCTION_LINES = 60
 
 #: Known offenders (lines, after `ruff format`), to be split; never add to these.
 MODULES = {
-    "config.py": 465,
     "console.py": 661,
 }
 FUNCTIONS = {
