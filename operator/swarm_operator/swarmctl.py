@@ -35,7 +35,7 @@ from swarm_operator.names import RESUME_ANNOTATION
 __all__ = ["Pulled", "pull", "resume", "suspend"]
 
 _KUBE_TIMEOUT = (5, 15)  # (connect, read) seconds for every Kubernetes call
-#: Where the operator clones the workspace when spec.workspace.path is unset (lifecycle.agents).
+#: Where the operator clones the workspace when spec.workspace.path is unset (lifecycle.plan).
 _DEFAULT_WORKSPACE_PATH = "workspace"
 #: Bound on ``git bundle create`` in the sandbox, and on downloading the bundle.
 BUNDLE_TIMEOUT_S = 300.0

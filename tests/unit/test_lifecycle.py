@@ -25,7 +25,7 @@ from swarm_operator.backend import (
 from swarm_operator.bootstrap._report import MARK_BEGIN, MARK_END
 from swarm_operator.config import Settings
 from swarm_operator.lifecycle import GiveUp, ResourceRef, RetryLater, Runtime
-from swarm_operator.lifecycle.sandbox import IDENTITY_SCRIPT
+from swarm_operator.lifecycle.identity import IDENTITY_SCRIPT
 from swarm_operator.model import InvalidSpecError, SwarmSandboxSpec, SwarmSandboxStatus
 from swarm_operator.names import TAG_UID
 from swarm_operator.ratelimit import CreationLimiter
@@ -491,13 +491,15 @@ async def test_success_clears_the_count_and_the_lease_stops_at_a_spent_budget() 
 
 
 def test_the_coordinator_install_fits_inside_the_setup_run() -> None:
-    from swarm_operator.lifecycle import agents, bounds
+    from swarm_operator.lifecycle import bounds, plan
 
     for env in ({}, {"SWARM_COMMAND_TIMEOUT_SECONDS": "20"}, {"SWARM_COMMAND_TIMEOUT_SECONDS": "900"}):
         settings = Settings.from_env(env)
-        plan = agents.plan(REF, _spec({**SPEC, "coordinator": {"enabled": True}}), {}, settings)
-        assert plan.install_timeout_s < settings.command_timeout_seconds
-        assert plan.install_timeout_s + plan.ready_timeout_s < bounds.setup_timeout_seconds(settings)
+        setup_plan = plan.plan(REF, _spec({**SPEC, "coordinator": {"enabled": True}}), {}, settings)
+        assert setup_plan.install_timeout_s < settings.command_timeout_seconds
+        assert setup_plan.install_timeout_s + setup_plan.ready_timeout_s < bounds.setup_timeout_seconds(
+            settings
+        )
 
 
 # -- issue 16, hole 2: everything the sandbox will be given is rendered and measured before create
@@ -1090,15 +1092,15 @@ async def test_an_identity_that_appears_late_is_waited_for_within_a_bound() -> N
 async def test_an_identity_that_never_appears_is_a_mismatch_after_the_bounded_retries() -> None:
     import time
 
-    from swarm_operator.lifecycle import sandbox as sandbox_module
+    from swarm_operator.lifecycle import identity as identity_module
 
     backend, recorder = SlowIdentityBackend(blank_looks=1000), Recorder()
     started = time.monotonic()
     with pytest.raises(RetryLater) as info:
         await lifecycle.reconcile(REF, _spec(SPEC), _status(None), _runtime(backend, recorder))
-    assert time.monotonic() - started <= sandbox_module.IDENTITY_WAIT_S + 1
+    assert time.monotonic() - started <= identity_module.IDENTITY_WAIT_S + 1
     assert info.value.reason == "IdentityMismatch" and backend.killed == ["sbx-1"]
-    assert backend.identity_looks == sandbox_module.IDENTITY_ATTEMPTS and not backend.setup_timeouts
+    assert backend.identity_looks == identity_module.IDENTITY_ATTEMPTS and not backend.setup_timeouts
 
 
 async def test_the_setup_run_allows_the_provision_budget_and_names_the_step() -> None:

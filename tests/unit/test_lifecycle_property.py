@@ -45,7 +45,7 @@ from swarm_operator.backend import (
 )
 from swarm_operator.config import Settings
 from swarm_operator.lifecycle import GiveUp, ResourceRef, RetryLater, Runtime, bounds
-from swarm_operator.lifecycle.sandbox import IDENTITY_SCRIPT
+from swarm_operator.lifecycle.identity import IDENTITY_SCRIPT
 from swarm_operator.model import SwarmSandboxSpec, SwarmSandboxStatus
 from swarm_operator.names import TAG_UID
 from swarm_operator.secrets import SecretReader

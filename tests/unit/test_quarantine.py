@@ -19,7 +19,7 @@ from swarm_operator.backend import (
     OutputLimitExceeded,
 )
 from swarm_operator.bootstrap._report import MARK_BEGIN, MARK_END
-from swarm_operator.lifecycle.agents import mcp_items, record_tools
+from swarm_operator.lifecycle.report import mcp_items, record_tools
 from swarm_operator.lifecycle.status import StatusBook
 from swarm_operator.model import SwarmSandboxSpec
 

@@ -15,19 +15,9 @@ MODULE_LINES = 400
 FUNCTION_LINES = 60
 
 #: Known offenders (lines, after `ruff format`), to be split; never add to these.
-MODULES = {
-    "config.py": 465,
-    "lifecycle/agents.py": 496,
-    "lifecycle/sandbox.py": 613,
-}
+MODULES: dict[str, int] = {}
 FUNCTIONS = {
-    "lifecycle/agents.py:initialise": 119,
-    "lifecycle/delete.py:_delete": 71,
-    "lifecycle/health.py:check_health": 140,
     "lifecycle/lease.py:_renew": 72,
-    "lifecycle/reconcile.py:_run": 61,
-    "lifecycle/sandbox.py:ensure_sandbox": 65,
-    "lifecycle/sandbox.py:replace": 135,
 }
 
 

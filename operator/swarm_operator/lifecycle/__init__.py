@@ -18,10 +18,15 @@ Modules (imports flow downwards in this list):
 * :mod:`.health` — ``check_health``: probe, report, self-heal (the health daemon).
 * :mod:`.rotation` — ``watch_secrets``: Secret rotation (the secrets daemon).
 * :mod:`.startup` — ``seed_limiter``: the creation limiter learns E2B's history at start.
-* :mod:`.agents` — spec → plan → setup run → ``status.agents/workspace/mcp``.
+* :mod:`.agents` — the spec's Secrets/ConfigMap → one setup run, retried → AgentsReady.
+* :mod:`.plan` — spec → setup plan, checked before any sandbox exists.
+* :mod:`.report` — a run's or probe's report → ``status.agents/workspace/mcp``.
 * :mod:`.budget` — the init budget (``status.sandbox.initAttempts``) and the bound it gives.
 * :mod:`.ownership` — ``status.sandbox.id`` is a hint: E2B's uid tag is confirmed before acting.
-* :mod:`.sandbox` — adopt/create/replace/suspend/identity, and the one kill-and-record path.
+* :mod:`.handover` — ``replace``: a new sandbox for a template/egress change or before the plan's
+  lifetime cap, made Ready before the old one is killed.
+* :mod:`.identity` — who a sandbox is, checked from inside before its first secret.
+* :mod:`.sandbox` — adopt/create, lease and lifetime, pause, and the one kill-and-record path.
 * :mod:`.results` — ``spec.workspace.push``: the workspace pushed periodically and before every
   sandbox end (``results.push`` is what other code calls).
 * :mod:`.status` — the status draft (:class:`~.status.StatusBook`).

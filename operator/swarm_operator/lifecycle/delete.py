@@ -25,8 +25,9 @@ from swarm_operator.backend import (
 from swarm_operator.conditions import Reason
 from swarm_operator.config import Settings
 from swarm_operator.lifecycle import results, spend
-from swarm_operator.lifecycle.agents import read_secrets, teardown_plan
+from swarm_operator.lifecycle.agents import read_secrets
 from swarm_operator.lifecycle.ownership import owned
+from swarm_operator.lifecycle.plan import teardown_plan
 from swarm_operator.lifecycle.runtime import ResourceRef, RetryLater, Runtime, backoff
 from swarm_operator.lifecycle.tenancy import refusal, uses_default_key
 from swarm_operator.model import InvalidSpecError, SwarmSandboxSpec, SwarmSandboxStatus
@@ -114,6 +115,26 @@ async def _delete(
             "deletionPolicy Orphan is not honoured with the default key: tearing down", extra=ref.log_extra
         )
     started = time.monotonic()
+    ids = await _teardown_pass(ref, spec, status, runtime, backend, known_id, retry)
+    runtime.remember(ref.uid).api_key = None
+    took = round(time.monotonic() - started, 3)
+    logger.info(
+        "deleted %d sandbox(es)", len(ids), extra={**ref.log_extra, "step": "delete", "duration": took}
+    )
+
+
+async def _teardown_pass(
+    ref: ResourceRef,
+    spec: SwarmSandboxSpec | UnusableSpec,
+    status: SwarmSandboxStatus,
+    runtime: Runtime,
+    backend: SandboxBackend,
+    known_id: str | None,
+    retry: int,
+) -> list[str]:
+    """One teardown pass over every sandbox of the resource (tagged, or in status and still ours),
+    its workspace pushed first, bounded by ``SWARM_DELETE_TIMEOUT_SECONDS``: the ids torn down.
+    A pass that times out or fails is retried with backoff (:class:`RetryLater`)."""
     try:
         tagged = await backend.list({TAG_UID: ref.uid})
         ids = sorted(
@@ -145,11 +166,7 @@ async def _delete(
             "teardown failed (%s: %s); retrying in %.1fs", exc.reason, exc.message, delay, extra=ref.log_extra
         )
         raise RetryLater(exc.message, delay=delay, reason=exc.reason) from None
-    runtime.remember(ref.uid).api_key = None
-    took = round(time.monotonic() - started, 3)
-    logger.info(
-        "deleted %d sandbox(es)", len(ids), extra={**ref.log_extra, "step": "delete", "duration": took}
-    )
+    return ids
 
 
 async def _still_ours(

@@ -28,20 +28,19 @@ from swarm_operator.backend import (
 )
 from swarm_operator.conditions import ConditionType, Reason
 from swarm_operator.lifecycle import budget, progress, results, spend, task
-from swarm_operator.lifecycle.agents import (
-    agent_files,
+from swarm_operator.lifecycle.agents import agent_files, read_secrets
+from swarm_operator.lifecycle.breaker import FAULTS, health_after, probe_failed, quarantine
+from swarm_operator.lifecycle.ownership import disown, owned
+from swarm_operator.lifecycle.plan import plan
+from swarm_operator.lifecycle.report import (
     count_command,
     mcp_down,
     mcp_items,
-    plan,
-    read_secrets,
     record_agents,
     record_tools,
     registry_shortfall,
     report_text,
 )
-from swarm_operator.lifecycle.breaker import FAULTS, health_after, probe_failed, quarantine
-from swarm_operator.lifecycle.ownership import disown, owned
 from swarm_operator.lifecycle.runtime import ResourceRef, Runtime
 from swarm_operator.lifecycle.status import StatusBook
 from swarm_operator.model import HealthCheckSpec, HealthStatus, Phase, SwarmSandboxSpec, SwarmSandboxStatus
@@ -89,117 +88,170 @@ async def check_health(
         return
     async with runtime.lock(ref.uid):
         book = StatusBook(ref, status, runtime)
-        sandbox = book.status.sandbox
-        api_key = runtime.api_key(ref.uid)
-        if sandbox is None or sandbox.id is None or api_key is None:
+        target = await _target(book, spec)
+        if target is None:
             return
-        if spec.suspend or book.status.phase in _NOT_PROBED:
-            return  # (a probe would resume a paused sandbox: E2B's connect does)
-        backend = runtime.backends.for_key(api_key)
-        if await budget.enforce(book, spec, backend, datetime.now(UTC)) is not None:
-            await book.commit()
-            return
-        probe_plan = plan(ref, spec, {}, runtime.settings)
+        backend, sandbox_id = target
         previous = book.status.health or HealthStatus()
-        if previous.sandbox_faults >= runtime.settings.quarantine_after:
-            # Counted out already (the kill failed, or the operator restarted before it): no probe.
-            await quarantine(book, backend, sandbox.id)
+        report = await _probe(book, spec, backend, sandbox_id, previous)
+        if report is None:
             return
-        try:
-            if not await owned(runtime, ref, backend, sandbox.id):
-                await disown(book, sandbox.id)  # probed nothing: the reconcile adopts or creates
-            result = await backend.run(
-                sandbox.id,
-                bootstrap.render_probe(probe_plan, base_commit=_pinned(book.status)),
-                timeout_s=runtime.settings.probe_timeout_seconds,
-            )
-            report = bootstrap.parse_health(report_text(result.stdout, ref.uid))
-        except SandboxNotFound:
-            if book.status.sandbox is None:
-                raise  # disowned: already recorded
-            _count_probes(book, failed=True)
-            book.set(
-                ConditionType.SANDBOX_CREATED,
-                "False",
-                Reason.SANDBOX_NOT_FOUND,
-                f"sandbox {sandbox.id} is gone; a new one will be created",
-            )
-            book.set(
-                ConditionType.AGENTS_READY,
-                "False",
-                Reason.SANDBOX_NOT_FOUND,
-                "the sandbox running the agents is gone",
-            )
-            book.status.health = health_after(previous, Reason.SANDBOX_NOT_FOUND)
-            spend.meter(book, "Stopped")
-            await book.commit()
-            raise
-        except (BackendError, ValueError) as exc:
-            _count_probes(book, failed=True)
-            await probe_failed(book, backend, sandbox.id, previous, exc)
-            return
-        if await _stopped(book, spec, backend, sandbox.id, report):
+        if await _stopped(book, spec, backend, sandbox_id, report):
             await book.commit()
             return
-        down = mcp_down(spec, report.mcp)
-        # A dead gateway is restarted like a dead agent, within the same per-item budget.
-        mcp_healable = (
-            down and report.mcp is not None and report.mcp.restarts < spec.health_check.max_restarts
+        verdict = await _judge(book, spec, backend, sandbox_id, report, previous)
+        if verdict is None:
+            return  # healed: the setup re-run recorded what it found
+        await _record(book, spec, report, previous, verdict)
+        await results.push_due(book, spec, backend, sandbox_id)  # spec.workspace.push's cadence
+
+
+async def _target(book: StatusBook, spec: SwarmSandboxSpec) -> tuple[SandboxBackend, str] | None:
+    """The backend and sandbox to probe, or None when this tick probes nothing: no sandbox or key
+    yet, a phase that is not probed, a budget that paused or killed it, a sandbox counted out."""
+    runtime = book.runtime
+    sandbox = book.status.sandbox
+    api_key = runtime.api_key(book.ref.uid)
+    if sandbox is None or sandbox.id is None or api_key is None:
+        return None
+    if spec.suspend or book.status.phase in _NOT_PROBED:
+        return None  # (a probe would resume a paused sandbox: E2B's connect does)
+    backend = runtime.backends.for_key(api_key)
+    if await budget.enforce(book, spec, backend, datetime.now(UTC)) is not None:
+        await book.commit()
+        return None
+    previous = book.status.health or HealthStatus()
+    if previous.sandbox_faults >= runtime.settings.quarantine_after:
+        # Counted out already (the kill failed, or the operator restarted before it): no probe.
+        await quarantine(book, backend, sandbox.id)
+        return None
+    return backend, sandbox.id
+
+
+async def _probe(
+    book: StatusBook, spec: SwarmSandboxSpec, backend: SandboxBackend, sandbox_id: str, previous: HealthStatus
+) -> bootstrap.HealthReport | None:
+    """The probe's report, or None when the probe failed (recorded by the circuit breaker).
+    A sandbox found gone is recorded and :class:`SandboxNotFound` raised."""
+    ref, runtime = book.ref, book.runtime
+    probe_plan = plan(ref, spec, {}, runtime.settings)
+    try:
+        if not await owned(runtime, ref, backend, sandbox_id):
+            await disown(book, sandbox_id)  # probed nothing: the reconcile adopts or creates
+        result = await backend.run(
+            sandbox_id,
+            bootstrap.render_probe(probe_plan, base_commit=_pinned(book.status)),
+            timeout_s=runtime.settings.probe_timeout_seconds,
         )
-        if spec.mcp and report.mcp is not None:
-            book.status.mcp = mcp_items(spec, report.mcp, ref.uid)
-        if report.healthy:
-            if mcp_healable and spec.health_check.restart_dead_agents:
-                await _heal(book, spec, backend, sandbox.id)  # restarts the gateway
-                return
-            verdict = health_after(previous, Reason.MCP_GATEWAY_UNAVAILABLE if down else None)
-            record_agents(book, spec, report.panes, report.agents.alive)
-            registered = _registered(spec, report)
-            if registered is not None:
-                verdict = health_after(previous, Reason.AGENTS_NOT_REGISTERED)
-                book.set(
-                    ConditionType.AGENTS_READY,
-                    "False",
-                    Reason.AGENTS_NOT_REGISTERED,
-                    f"{report.agents.alive}/{spec.agents} agents running, {registered}",
-                )
-            else:
-                book.set(
-                    ConditionType.AGENTS_READY,
-                    "True",
-                    Reason.AVAILABLE,
-                    f"{report.agents.alive}/{spec.agents} agents running",
-                )
-                await task.deliver(book, spec, backend, sandbox.id)  # spec.task, once per change
-        else:
-            dead = [p for p in report.panes if not p.alive]
-            healable = [p for p in dead if p.restarts < spec.health_check.max_restarts]
-            if spec.health_check.restart_dead_agents and (
-                healable or report.missing or not report.server or mcp_healable
-            ):
-                await _heal(book, spec, backend, sandbox.id)
-                return
-            record_agents(book, spec, report.panes, report.agents.alive)
-            detail = (
-                "; ".join(
-                    f"agent {p.index} dead (restarts {p.restarts}/{spec.health_check.max_restarts})"
-                    for p in dead
-                )
-                or f"{len(report.missing)} agent pane(s) missing"
-            )
-            message = f"{report.agents.alive}/{spec.agents} agents running: {detail}"
-            verdict = health_after(previous, Reason.AGENTS_DEGRADED)
-            book.set(ConditionType.AGENTS_READY, "False", Reason.AGENTS_DEGRADED, message)
-        # Compare without the probe time: a quiet tick must not write.
-        verdict = verdict.model_copy(update={"last_probe_time": previous.last_probe_time})
-        book.status.health = verdict
-        runtime.remember(ref.uid).quiet_probes += 1
-        _figures(book, spec, report)
-        if book.changed():
-            _count_probes(book, failed=False)
-            book.status.health = verdict.model_copy(update={"last_probe_time": datetime.now(UTC)})
-            await book.commit()
-        await results.push_due(book, spec, backend, sandbox.id)  # spec.workspace.push's cadence
+        return bootstrap.parse_health(report_text(result.stdout, ref.uid))
+    except SandboxNotFound:
+        if book.status.sandbox is None:
+            raise  # disowned: already recorded
+        _count_probes(book, failed=True)
+        book.set(
+            ConditionType.SANDBOX_CREATED,
+            "False",
+            Reason.SANDBOX_NOT_FOUND,
+            f"sandbox {sandbox_id} is gone; a new one will be created",
+        )
+        book.set(
+            ConditionType.AGENTS_READY,
+            "False",
+            Reason.SANDBOX_NOT_FOUND,
+            "the sandbox running the agents is gone",
+        )
+        book.status.health = health_after(previous, Reason.SANDBOX_NOT_FOUND)
+        spend.meter(book, "Stopped")
+        await book.commit()
+        raise
+    except (BackendError, ValueError) as exc:
+        _count_probes(book, failed=True)
+        await probe_failed(book, backend, sandbox_id, previous, exc)
+        return None
+
+
+async def _judge(
+    book: StatusBook,
+    spec: SwarmSandboxSpec,
+    backend: SandboxBackend,
+    sandbox_id: str,
+    report: bootstrap.HealthReport,
+    previous: HealthStatus,
+) -> HealthStatus | None:
+    """The probe's verdict, with AgentsReady set to match; None when something dead was restarted
+    instead (``healthCheck.restartDeadAgents``, within ``maxRestarts`` each)."""
+    down = mcp_down(spec, report.mcp)
+    # A dead gateway is restarted like a dead agent, within the same per-item budget.
+    mcp_healable = down and report.mcp is not None and report.mcp.restarts < spec.health_check.max_restarts
+    if spec.mcp and report.mcp is not None:
+        book.status.mcp = mcp_items(spec, report.mcp, book.ref.uid)
+    if spec.health_check.restart_dead_agents and _healable(spec, report, mcp_healable):
+        await _heal(book, spec, backend, sandbox_id)  # restarts the agents (or the gateway)
+        return None
+    record_agents(book, spec, report.panes, report.agents.alive)
+    if not report.healthy:
+        return _degraded(book, spec, report, previous)
+    registered = _registered(spec, report)
+    if registered is not None:
+        book.set(
+            ConditionType.AGENTS_READY,
+            "False",
+            Reason.AGENTS_NOT_REGISTERED,
+            f"{report.agents.alive}/{spec.agents} agents running, {registered}",
+        )
+        return health_after(previous, Reason.AGENTS_NOT_REGISTERED)
+    book.set(
+        ConditionType.AGENTS_READY,
+        "True",
+        Reason.AVAILABLE,
+        f"{report.agents.alive}/{spec.agents} agents running",
+    )
+    await task.deliver(book, spec, backend, sandbox_id)  # spec.task, once per change
+    return health_after(previous, Reason.MCP_GATEWAY_UNAVAILABLE if down else None)
+
+
+def _healable(spec: SwarmSandboxSpec, report: bootstrap.HealthReport, mcp_healable: bool) -> bool:
+    """Whether a setup re-run has something to restart: in a healthy swarm only the MCP gateway;
+    else a dead agent within its restarts, a missing pane, the tmux server, or the gateway."""
+    if report.healthy:
+        return mcp_healable
+    healable = [p for p in report.panes if not p.alive and p.restarts < spec.health_check.max_restarts]
+    return bool(healable or report.missing or not report.server or mcp_healable)
+
+
+def _degraded(
+    book: StatusBook, spec: SwarmSandboxSpec, report: bootstrap.HealthReport, previous: HealthStatus
+) -> HealthStatus:
+    """Agents dead past their restarts (or not restarted): Degraded, saying which and how often."""
+    dead = [p for p in report.panes if not p.alive]
+    detail = (
+        "; ".join(
+            f"agent {p.index} dead (restarts {p.restarts}/{spec.health_check.max_restarts})" for p in dead
+        )
+        or f"{len(report.missing)} agent pane(s) missing"
+    )
+    message = f"{report.agents.alive}/{spec.agents} agents running: {detail}"
+    book.set(ConditionType.AGENTS_READY, "False", Reason.AGENTS_DEGRADED, message)
+    return health_after(previous, Reason.AGENTS_DEGRADED)
+
+
+async def _record(
+    book: StatusBook,
+    spec: SwarmSandboxSpec,
+    report: bootstrap.HealthReport,
+    previous: HealthStatus,
+    verdict: HealthStatus,
+) -> None:
+    """Write the verdict and the figures, only when something a person would care about changed."""
+    # Compare without the probe time: a quiet tick must not write.
+    verdict = verdict.model_copy(update={"last_probe_time": previous.last_probe_time})
+    book.status.health = verdict
+    book.runtime.remember(book.ref.uid).quiet_probes += 1
+    _figures(book, spec, report)
+    if book.changed():
+        _count_probes(book, failed=False)
+        book.status.health = verdict.model_copy(update={"last_probe_time": datetime.now(UTC)})
+        await book.commit()
 
 
 async def _stopped(

@@ -28,17 +28,13 @@ from swarm_operator.backend import (
 )
 from swarm_operator.conditions import TERMINAL_REASONS, ConditionType, Reason, find
 from swarm_operator.lifecycle import bounds, budget, results, spend, task
-from swarm_operator.lifecycle.agents import agent_files, initialise, plan, read_secrets, unusable
+from swarm_operator.lifecycle.agents import agent_files, initialise, read_secrets
+from swarm_operator.lifecycle.handover import replace
+from swarm_operator.lifecycle.identity import verify_identity
+from swarm_operator.lifecycle.plan import plan, unusable
 from swarm_operator.lifecycle.rotation import restore, rotated, secrets_applied, stop_agents
 from swarm_operator.lifecycle.runtime import GiveUp, ResourceRef, RetryLater, Runtime, backoff
-from swarm_operator.lifecycle.sandbox import (
-    ensure_sandbox,
-    kill_and_record,
-    lifetime_handover_due,
-    pause,
-    replace,
-    verify_identity,
-)
+from swarm_operator.lifecycle.sandbox import ensure_sandbox, kill_and_record, lifetime_handover_due, pause
 from swarm_operator.lifecycle.status import StatusBook, give_up
 from swarm_operator.lifecycle.tenancy import Refusal, refusal
 from swarm_operator.model import InvalidSpecError, NetworkStatus, SwarmSandboxSpec, SwarmSandboxStatus
@@ -219,11 +215,8 @@ async def _run(
         await bounds.charge_failure(book, backend, sandbox.id, exc)
         raise
     wanted = spec.template or book.runtime.settings.default_template
-    current = book.status.sandbox.template if book.status.sandbox else None
-    shown = network.network_status(policy)
-    if (current is not None and current != wanted) or (
-        book.status.network or NetworkStatus()
-    ).model_dump() != shown.model_dump():
+    why = _replacement(book, spec, policy, wanted)
+    if why is not None:
         sandbox = await replace(
             book,
             spec,
@@ -233,19 +226,7 @@ async def _run(
             policy,
             retry,
             lambda new: initialise(book, spec, backend, new, envs, files),
-        )
-        secrets_applied(book, spec, envs, changed, restarted=True)
-    elif lifetime_handover_due(book, spec):
-        sandbox = await replace(
-            book,
-            spec,
-            backend,
-            sandbox,
-            wanted,
-            policy,
-            retry,
-            lambda new: initialise(book, spec, backend, new, envs, files),
-            reason=Reason.LIFETIME_HANDOVER,
+            reason=why,
         )
         secrets_applied(book, spec, envs, changed, restarted=True)
     else:
@@ -262,6 +243,22 @@ async def _run(
             Reason.RESUMED,
             f"sandbox {sandbox.id} resumed and its agents verified",
         )
+
+
+def _replacement(
+    book: StatusBook, spec: SwarmSandboxSpec, policy: EgressPolicy, wanted: str
+) -> Reason | None:
+    """Why the sandbox must be replaced now, if it must: a template or egress policy only a new
+    sandbox can honour (Replaced), or the plan's lifetime cap ahead (LifetimeHandover)."""
+    current = book.status.sandbox.template if book.status.sandbox else None
+    shown = network.network_status(policy)
+    if (current is not None and current != wanted) or (
+        book.status.network or NetworkStatus()
+    ).model_dump() != shown.model_dump():
+        return Reason.REPLACED
+    if lifetime_handover_due(book, spec):
+        return Reason.LIFETIME_HANDOVER
+    return None
 
 
 async def _backend_failed(book: StatusBook, exc: BackendError, retry: int) -> SwarmSandboxStatus:

@@ -8,7 +8,7 @@ index: see ``bootstrap/push.sh``):
   no extra call beyond the push itself;
 * **before every end the operator controls**: a delete (:func:`before_delete`), every kill through
   ``sandbox.kill_and_record`` (TTL, budget ``Delete``, quarantine: :func:`push_then_kill`), a
-  template/egress/lifetime hand-over (``sandbox.replace``, before the new sandbox is made: it
+  template/egress/lifetime hand-over (``handover.replace``, before the new sandbox is made: it
   starts from the pushed commit, :func:`with_start`) and a pause (``sandbox.pause``).
 
 Each push is one command, retried (:data:`PUSH_ATTEMPTS`) within ``SWARM_DELETE_TIMEOUT_SECONDS``;
@@ -48,7 +48,7 @@ logger = logging.getLogger("swarm_operator.lifecycle")
 PUSH_ATTEMPTS = 3
 #: Time kept for the push before a ttlSeconds end, on top of one lease renewal interval.
 TTL_PUSH_MARGIN_S = 15.0
-#: Where the workspace is when spec.workspace.path is unset (lifecycle.agents' default).
+#: Where the workspace is when spec.workspace.path is unset (lifecycle.plan's default).
 _DEFAULT_PATH = "workspace"
 #: Why a kill through kill_and_record happens, in the words of a push's Event.
 _KILL_WHY = {
@@ -179,7 +179,7 @@ async def before_delete(
 
 
 async def _delete_push(book: StatusBook, backend: SandboxBackend, sandbox: SandboxInfo) -> None:
-    from swarm_operator.lifecycle.sandbox import identity_ok  # it imports this module
+    from swarm_operator.lifecycle.identity import identity_ok  # it imports this module
 
     if not await identity_ok(book, backend, sandbox):
         book.event(

@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from swarm_operator import agentconfig, bootstrap
 from swarm_operator.backend import SandboxBackend
 from swarm_operator.conditions import Reason
-from swarm_operator.lifecycle.agents import read_secrets, teardown_plan
+from swarm_operator.lifecycle.agents import read_secrets
+from swarm_operator.lifecycle.plan import teardown_plan
 from swarm_operator.lifecycle.runtime import ResourceRef, Runtime
 from swarm_operator.lifecycle.status import StatusBook
 from swarm_operator.model import SecretsStatus, SwarmSandboxSpec, SwarmSandboxStatus

@@ -29,7 +29,8 @@ from datetime import UTC, datetime
 from swarm_operator import bootstrap
 from swarm_operator.backend import BackendError, SandboxBackend
 from swarm_operator.conditions import ConditionType, Reason, find
-from swarm_operator.lifecycle.agents import count_command, plan, report_text
+from swarm_operator.lifecycle.plan import plan
+from swarm_operator.lifecycle.report import count_command, report_text
 from swarm_operator.lifecycle.sandbox import kill_and_record
 from swarm_operator.lifecycle.sandbox import pause as pause_sandbox
 from swarm_operator.lifecycle.status import StatusBook
