@@ -165,8 +165,10 @@ def test_a_restart_neither_resets_nor_double_counts(
     continuous = accrue(before, later, "Stopped", None, PRICES)
     restarted = accrue(_reload(before), later, "Stopped", None, PRICES)
     assert restarted == continuous
+    # timedelta keeps whole microseconds (1.9999999999995 s is 2 s): the elapsed time is later - as_of.
+    elapsed = (later - before.as_of).total_seconds()  # type: ignore[operator]
     assert restarted.sandbox_seconds - before.sandbox_seconds == (
-        math.floor(downtime) if last.meter == "Running" else 0
+        math.floor(elapsed) if last.meter == "Running" else 0
     )
     # Reloading again and accruing at the same moment adds nothing.
     assert accrue(_reload(restarted), later, "Stopped", None, PRICES) == restarted
