@@ -33,7 +33,7 @@ from harness import RESOURCE, Bed, cpu_seconds, emit, finish, machine, swarm
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
 HEALTH_INTERVAL_S = 30  # the CRD's default spec.health.intervalSeconds
 LEASE_RENEW_S = 120  # the operator's default SWARM_LEASE_RENEW_SECONDS
-COST_REFRESH_S = 300  # the operator's default SWARM_COST_REFRESH_MINUTES (5)
+COST_REFRESH_S = 600  # the operator's default SWARM_COST_REFRESH_MINUTES (10)
 
 
 def vm_rss_mib(pid: int) -> float | None:

@@ -291,12 +291,12 @@ class Settings(BaseModel):
         ),
     )
     cost_refresh_minutes: float = Field(
-        default=5.0,
+        default=10.0,
         gt=0,
         le=1440,
         description=(
-            "How often status.cost is rewritten while nothing else changes (it is always rewritten"
-            " on a pause, resume, hand-over or size change); in between, spend is computed, not written."
+            "How often status.cost is rewritten while nothing else changes (always on a pause, resume,"
+            " hand-over, size change, and with the lease's expiresAt); in between it is computed."
         ),
     )
     max_usd_per_namespace_per_day: float | None = Field(

@@ -289,7 +289,8 @@ async def secrets(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo,
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0)
 async def health(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Probes the agents every ``healthCheck.intervalSeconds`` (jittered so probes spread out)."""
+    """Probes the agents every ``healthCheck.intervalSeconds`` (phased so probes spread out)."""
+    phased = _Phased()
 
     def interval() -> float:
         # Backs off while the sandbox misbehaves (status.health.sandboxFaults); sooner when a
@@ -298,11 +299,32 @@ async def health(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, 
             status: SwarmSandboxStatus | None = _status(body)
         except ValueError:  # a status the model cannot read: the plain interval
             status = None
-        return lifecycle.probe_interval(_spec(body), status) * random.uniform(0.85, 1.0)
+        return phased(lifecycle.probe_interval(_spec(body), status))
 
     await _periodically(
         stopped, memo.shutdown, body, memo.runtime, "health", lifecycle.check_health, interval
     )
+
+
+class _Phased:
+    """The pauses of one resource's probe loop: the first a random part of the interval, every
+    later one the whole interval.
+
+    The random phase spreads the probes of resources that start together (an operator restart
+    starts every daemon at once) over the interval; after it, a fixed pause keeps them spread and
+    never probes more than once per interval (E2B's budget: one probe per interval per resource).
+    A jitter on every pause either shortens some intervals or, if one-sided, all of them
+    (×0.85–1.0 cost 8 % more probes than one per interval).
+    """
+
+    def __init__(self) -> None:
+        self._first = True
+
+    def __call__(self, seconds: float) -> float:
+        if self._first:
+            self._first = False
+            return seconds * random.random()
+        return seconds
 
 
 async def _periodically(
