@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import os
+import signal
 import threading
 import time
 import traceback
@@ -121,6 +122,9 @@ def main() -> None:
         window = time.monotonic() - q0
         k8s = dict(bed.counter.snapshot())
         e2b = bed.e2b_stats()
+        if env.get("SWARM_BENCH_PROFILE"):  # profiled_operator.py: dump what the window ended with
+            os.kill(pid, signal.SIGUSR1)
+            time.sleep(20.0)
         cpu_quiet = (cpu_seconds(pid) or 0.0) - cpu_q0
         load_q1 = os.getloadavg()
         idle_samples = [v for t, v in rss if q0 <= t <= q0 + window]

@@ -248,11 +248,12 @@ class Bed:
         self.log_path = self.tmp / f"operator-{self.starts}.log"
         self.starts += 1
         with self.log_path.open("wb") as log:
+            # SWARM_BENCH_PROFILE: the same operator under an in-process profiler (SIGUSR1 dumps).
+            profiled = [str(Path(__file__).resolve().parent / "profiled_operator.py")]
             self.proc = subprocess.Popen(
                 [
                     sys.executable,
-                    "-m",
-                    "swarm_operator",
+                    *(profiled if env.get("SWARM_BENCH_PROFILE") else ["-m", "swarm_operator"]),
                     "run",
                     "--standalone",
                     "--all-namespaces",
