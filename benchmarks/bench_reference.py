@@ -70,7 +70,7 @@ def measure(which: str, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     env = {"SWARM_CREATIONS_PER_MINUTE": "100000", "SWARM_DELETE_GRACE_SECONDS": "1"}
     if args.profile and which == "ours":  # benchmarks/profiled_operator.py, dumped on SIGUSR1
-        env |= {"SWARM_BENCH_PROFILE": args.profile, "SWARM_BENCH_PROFILE_OUT": args.profile_out}
+        env |= {"BENCH_PROFILE": args.profile, "BENCH_PROFILE_OUT": args.profile_out}
     with Bed(operator_env=env) as bed:
         proc = bed.start_operator() if which == "ours" else bed.start_reference()
         # --- latency, one at a time, and writes per lifecycle over the same series

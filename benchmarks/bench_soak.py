@@ -76,6 +76,8 @@ def main() -> None:
     with Bed(operator_env=env, e2b_knobs={"canned_commands": True}) as bed:
         proc = bed.start_operator()
         pid = proc.pid
+        if env.get("BENCH_PROFILE") == "tracemalloc":  # profiled_operator.py: trace from now on
+            os.kill(pid, signal.SIGUSR2)
         rss: list[tuple[float, float]] = []
         stop = threading.Event()
 
@@ -122,9 +124,13 @@ def main() -> None:
         window = time.monotonic() - q0
         k8s = dict(bed.counter.snapshot())
         e2b = bed.e2b_stats()
-        if env.get("SWARM_BENCH_PROFILE"):  # profiled_operator.py: dump what the window ended with
+        if env.get("BENCH_PROFILE"):  # profiled_operator.py: dump what the window ended with
             os.kill(pid, signal.SIGUSR1)
-            time.sleep(20.0)
+            dump = Path(f"{env.get('BENCH_PROFILE_OUT', '/tmp/swarm-profile')}.0.txt")
+            deadline = time.monotonic() + 180
+            while not dump.exists() and time.monotonic() < deadline:
+                time.sleep(1.0)
+            time.sleep(2.0)
         cpu_quiet = (cpu_seconds(pid) or 0.0) - cpu_q0
         load_q1 = os.getloadavg()
         idle_samples = [v for t, v in rss if q0 <= t <= q0 + window]

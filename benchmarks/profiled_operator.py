@@ -1,19 +1,20 @@
 """The operator under an in-process profiler, for benchmarks only (``harness.Bed`` runs this instead
-of ``python -m swarm_operator`` when the operator's environment has ``SWARM_BENCH_PROFILE``).
+of ``python -m swarm_operator`` when the operator's environment has ``BENCH_PROFILE``).
 
 py-spy cannot attach in this container (ptrace reads are refused), and a profile written at exit
 never is: the operator leaves through ``os._exit``. So the profiler runs inside the process and the
 bench asks for its figures with SIGUSR1, at the moments it measures:
 
-* ``SWARM_BENCH_PROFILE=cprofile``: the event loop's thread (where every handler, kopf and the
+* ``BENCH_PROFILE=cprofile``: the event loop's thread (where every handler, kopf and the
   e2b SDK run; the kubernetes client's threads are not profiled). Each SIGUSR1 writes the calls
   since the previous one (pstats file ``<out>.<n>.pstats`` and the top 45 by cumulative and by own
   time, ``<out>.<n>.txt``), then starts afresh.
-* ``SWARM_BENCH_PROFILE=tracemalloc``: Python allocations still alive, by line and by 8-frame
-  traceback, plus a count of live objects by type (``<out>.<n>.txt``). Tracing doubles memory and
+* ``BENCH_PROFILE=tracemalloc``: Python allocations made since SIGUSR2 and still alive, by line
+  (one frame: deeper tracebacks made the operator too slow to keep its resources Ready), plus a
+  count of live objects by type (``<out>.<n>.txt``). Tracing doubles memory and
   slows the operator: RSS and CPU figures of such a run are not the operator's.
 
-``<out>`` is ``SWARM_BENCH_PROFILE_OUT`` (default ``/tmp/swarm-profile``).
+``<out>`` is ``BENCH_PROFILE_OUT`` (default ``/tmp/swarm-profile``).
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from types import FrameType
 
 
 def main() -> None:
-    mode = os.environ.get("SWARM_BENCH_PROFILE", "")
-    out = os.environ.get("SWARM_BENCH_PROFILE_OUT", "/tmp/swarm-profile")
+    mode = os.environ.get("BENCH_PROFILE", "")
+    out = os.environ.get("BENCH_PROFILE_OUT", "/tmp/swarm-profile")
     count = [0]
     profile = cProfile.Profile()
 
@@ -58,12 +59,10 @@ def main() -> None:
             [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, "<frozen *>")]
         )
         lines = [f"traced: {sum(s.size for s in snapshot.statistics('filename')) / 2**20:.1f} MiB"]
+        lines.append("\n== by file (top 25)")
+        lines += [str(s) for s in snapshot.statistics("filename")[:25]]
         lines.append("\n== by line (top 40)")
         lines += [str(s) for s in snapshot.statistics("lineno")[:40]]
-        lines.append("\n== by traceback (top 15)")
-        for stat in snapshot.statistics("traceback")[:15]:
-            lines.append(f"-- {stat.size / 2**20:.2f} MiB in {stat.count} blocks")
-            lines += [f"   {frame}" for frame in stat.traceback.format()[-16:]]
         types = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
         lines.append("\n== live gc objects by type (top 40)")
         lines += [f"{n:9d} {name}" for name, n in types.most_common(40)]
@@ -75,10 +74,13 @@ def main() -> None:
         signal.signal(signal.SIGUSR1, dump_cprofile)
         profile.enable()
     elif mode == "tracemalloc":
-        tracemalloc.start(8)
+        # Traced from SIGUSR2 on (the bench sends it once the operator started): under tracing the
+        # imports take minutes on a busy machine, and what the operator allocates after its
+        # start is what its resources hold, which is what we look for.
+        signal.signal(signal.SIGUSR2, lambda _s, _f: tracemalloc.start(1))
         signal.signal(signal.SIGUSR1, dump_tracemalloc)
     else:
-        raise SystemExit(f"SWARM_BENCH_PROFILE={mode!r}: use cprofile or tracemalloc")
+        raise SystemExit(f"BENCH_PROFILE={mode!r}: use cprofile or tracemalloc")
     sys.argv = ["swarm_operator", *sys.argv[1:]]
     runpy.run_module("swarm_operator", run_name="__main__", alter_sys=True)
 
