@@ -7,16 +7,20 @@ refresh in the same write; health probes never come more often than one per inte
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 import statistics
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import kopf
 import pytest
-from tests.unit.test_lifecycle import REF, SPEC, FakeBackend, Recorder, _ready, _spec, _status
+from tests.unit.test_lifecycle import REF, SPEC, FakeBackend, Recorder, _ready, _runtime, _spec, _status
 
 from swarm_operator import lifecycle
 from swarm_operator.config import Settings
-from swarm_operator.handlers import _Phased
+from swarm_operator.handlers import _Clock, _periodically, _Phased
 from swarm_operator.lifecycle.lease import expiry_due
 
 
@@ -104,3 +108,51 @@ async def test_ready_records_the_setup_runs_verdict_so_the_first_quiet_probe_wri
     backend.probes = [_probe(alive=2)]
     await _check(runtime, recorder)
     assert len(recorder.patches) == writes, "the first quiet probe after Ready wrote status"
+
+
+class _Flag:
+    """kopf's DaemonStopped as the keeper uses it: truthy once set, and a wait with a timeout."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    def __bool__(self) -> bool:
+        return self.event.is_set()
+
+    async def wait(self, timeout: float | None = None) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.event.wait(), timeout)
+
+
+async def test_one_keeper_runs_each_clock_at_its_own_cadence_one_at_a_time() -> None:
+    runtime = _runtime(FakeBackend(), Recorder())
+    body = {"metadata": {"namespace": "ns", "name": "swarm", "uid": "uid-1", "generation": 1}, "spec": SPEC}
+    runs: list[str] = []
+    busy = [False]
+
+    def work(name: str) -> Any:
+        async def run(*_: Any) -> None:
+            assert not busy[0], "two clocks ran at once"
+            busy[0] = True
+            runs.append(name)
+            await asyncio.sleep(0.01)
+            busy[0] = False
+
+        return run
+
+    clocks = [_Clock("fast", work("fast"), lambda: 0.05), _Clock("slow", work("slow"), lambda: 0.2)]
+    stopped = _Flag()
+    loop = asyncio.create_task(_periodically(stopped, asyncio.Event(), kopf.Body(body), runtime, clocks))
+    await asyncio.sleep(1.0)
+    stopped.event.set()
+    await asyncio.wait_for(loop, 1.0)  # ends as soon as the daemon is stopped
+    fast, slow = runs.count("fast"), runs.count("slow")
+    assert fast <= 1.0 / 0.05 and slow <= 1.0 / 0.2, runs  # never more often than its interval
+    assert fast > 2 * slow >= 4, runs  # each at its own cadence (late under load, never early)
+
+
+def test_the_operator_registers_one_daemon_per_resource() -> None:
+    import swarm_operator.handlers  # noqa: F401  (registers with kopf's default registry)
+
+    daemons = [h for h in kopf.get_default_registry()._spawning.get_all_handlers() if h.id]
+    assert [h.id for h in daemons] == ["keeper"]
