@@ -22,6 +22,7 @@ import argparse
 import concurrent.futures
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -59,9 +60,17 @@ def spy(pid: int, path: str) -> subprocess.Popen[bytes] | None:
     )
 
 
+def _dump(pid: int, args: argparse.Namespace, which: str) -> None:
+    if args.profile and which == "ours":
+        os.kill(pid, signal.SIGUSR1)
+        time.sleep(3.0)
+
+
 def measure(which: str, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     env = {"SWARM_CREATIONS_PER_MINUTE": "100000", "SWARM_DELETE_GRACE_SECONDS": "1"}
+    if args.profile and which == "ours":  # benchmarks/profiled_operator.py, dumped on SIGUSR1
+        env |= {"BENCH_PROFILE": args.profile, "BENCH_PROFILE_OUT": args.profile_out}
     with Bed(operator_env=env) as bed:
         proc = bed.start_operator() if which == "ours" else bed.start_reference()
         # --- latency, one at a time, and writes per lifecycle over the same series
@@ -86,6 +95,7 @@ def measure(which: str, args: argparse.Namespace) -> dict[str, Any]:
             gone.append(seen[name] - started)
         time.sleep(1.0)  # let trailing writes (finalizer removal) land before the counter is read
         ops = operator_writes(bed.counter.snapshot())
+        _dump(proc.pid, args, which)  # profile 0: the one-at-a-time series (creates and deletes)
         out["ready_p50_s"] = round(p50(ready), 3)
         out["ready_p99_s"] = round(percentile(ready, 99), 3)
         out["delete_p50_s"] = round(p50(gone), 3)
@@ -117,6 +127,7 @@ def measure(which: str, args: argparse.Namespace) -> dict[str, Any]:
         if recorder is not None:
             recorder.terminate()
             recorder.wait(60)
+        _dump(proc.pid, args, which)  # profile 1: the burst
         print(
             f"[{which}] burst {args.burst} at once (N={args.agents}): all Ready {out['burst_all_ready_s']}s; "
             f"operator CPU {out['burst_operator_cpu_s']}s; machine busy {out['burst_machine_busy']:.0%}",
@@ -139,6 +150,12 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=4)
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--py-spy", metavar="PATH", help="record our operator during the burst")
+    parser.add_argument(
+        "--profile",
+        choices=["cprofile", "tracemalloc"],
+        help="run ours under benchmarks/profiled_operator.py (timings then include its overhead)",
+    )
+    parser.add_argument("--profile-out", default="/tmp/swarm-profile", help="path prefix of the dumps")
     args = parser.parse_args()
     args.count = args.count or (8 if args.quick else 20)
     args.burst = args.burst or (30 if args.quick else 100)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import os
+import signal
 import threading
 import time
 import traceback
@@ -33,7 +34,7 @@ from harness import RESOURCE, Bed, cpu_seconds, emit, finish, machine, swarm
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
 HEALTH_INTERVAL_S = 30  # the CRD's default spec.health.intervalSeconds
 LEASE_RENEW_S = 120  # the operator's default SWARM_LEASE_RENEW_SECONDS
-COST_REFRESH_S = 300  # the operator's default SWARM_COST_REFRESH_MINUTES (5)
+COST_REFRESH_S = 600  # the operator's default SWARM_COST_REFRESH_MINUTES (10)
 
 
 def vm_rss_mib(pid: int) -> float | None:
@@ -75,6 +76,8 @@ def main() -> None:
     with Bed(operator_env=env, e2b_knobs={"canned_commands": True}) as bed:
         proc = bed.start_operator()
         pid = proc.pid
+        if env.get("BENCH_PROFILE") == "tracemalloc":  # profiled_operator.py: trace from now on
+            os.kill(pid, signal.SIGUSR2)
         rss: list[tuple[float, float]] = []
         stop = threading.Event()
 
@@ -121,6 +124,13 @@ def main() -> None:
         window = time.monotonic() - q0
         k8s = dict(bed.counter.snapshot())
         e2b = bed.e2b_stats()
+        if env.get("BENCH_PROFILE"):  # profiled_operator.py: dump what the window ended with
+            os.kill(pid, signal.SIGUSR1)
+            dump = Path(f"{env.get('BENCH_PROFILE_OUT', '/tmp/swarm-profile')}.0.txt")
+            deadline = time.monotonic() + 180
+            while not dump.exists() and time.monotonic() < deadline:
+                time.sleep(1.0)
+            time.sleep(2.0)
         cpu_quiet = (cpu_seconds(pid) or 0.0) - cpu_q0
         load_q1 = os.getloadavg()
         idle_samples = [v for t, v in rss if q0 <= t <= q0 + window]

@@ -248,11 +248,12 @@ class Bed:
         self.log_path = self.tmp / f"operator-{self.starts}.log"
         self.starts += 1
         with self.log_path.open("wb") as log:
+            # BENCH_PROFILE: the same operator under an in-process profiler (SIGUSR1 dumps).
+            profiled = [str(Path(__file__).resolve().parent / "profiled_operator.py")]
             self.proc = subprocess.Popen(
                 [
                     sys.executable,
-                    "-m",
-                    "swarm_operator",
+                    *(profiled if env.get("BENCH_PROFILE") else ["-m", "swarm_operator"]),
                     "run",
                     "--standalone",
                     "--all-namespaces",
@@ -263,7 +264,10 @@ class Bed:
                 cwd=self.tmp,
             )
         proc = self.proc
-        wait_for(lambda: "started" in self.log() or proc.poll() is not None, 60, message="operator start-up")
+        slow = 240 if env.get("BENCH_PROFILE") else 60  # tracemalloc slows the imports a lot
+        wait_for(
+            lambda: "started" in self.log() or proc.poll() is not None, slow, message="operator start-up"
+        )
         if proc.poll() is not None:
             raise RuntimeError(f"operator exited at start:\n{self.log()[-4000:]}")
         return proc

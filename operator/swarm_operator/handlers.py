@@ -8,6 +8,7 @@ does so before starting kopf.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -270,52 +271,70 @@ def _status(body: kopf.Body) -> SwarmSandboxStatus:
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0)
-async def lease(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Renews the sandbox's lease while the resource exists; recreates a sandbox found gone."""
+async def keeper(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """The resource's three clocks in one daemon: the lease (renewed while the resource exists; a
+    sandbox found gone is recreated), the Secrets it names (re-read by name, never a cluster-wide
+    Secret watch, so RBAC needs no list/watch on Secrets; a change reconciles) and the health probe
+    (every ``healthCheck.intervalSeconds``, phased so probes spread out).
+
+    One daemon, not three: each kopf daemon holds its own task, stopper, invocation context and
+    waiters (issue 19's tracemalloc profile); the three took ``runtime.lock`` in turn anyway.
+    """
     runtime: Runtime = memo.runtime
-    await _periodically(
-        stopped,
-        memo.shutdown,
-        body,
-        runtime,
-        "lease",
-        lifecycle.renew_lease,
-        lambda: runtime.settings.lease_renew_seconds * random.uniform(0.9, 1.1),
-    )
+    settings = runtime.settings
+    phased = _Phased()
 
-
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0)
-async def secrets(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Re-reads the Secrets this resource names (GET by name, never a cluster-wide Secret watch,
-    so RBAC needs no list/watch on Secrets) and reconciles when one changed."""
-    runtime: Runtime = memo.runtime
-    await _periodically(
-        stopped,
-        memo.shutdown,
-        body,
-        runtime,
-        "secrets",
-        lifecycle.watch_secrets,
-        lambda: runtime.settings.secret_check_seconds * random.uniform(0.9, 1.1),
-    )
-
-
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0)
-async def health(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Probes the agents every ``healthCheck.intervalSeconds`` (jittered so probes spread out)."""
-
-    def interval() -> float:
+    def probe_interval() -> float:
         # Backs off while the sandbox misbehaves (status.health.sandboxFaults); sooner when a
         # running sandbox will reach its budget before the next probe.
         try:
             status: SwarmSandboxStatus | None = _status(body)
         except ValueError:  # a status the model cannot read: the plain interval
             status = None
-        return lifecycle.probe_interval(_spec(body), status) * random.uniform(0.85, 1.0)
+        return phased(lifecycle.probe_interval(_spec(body), status))
 
-    await _periodically(
-        stopped, memo.shutdown, body, memo.runtime, "health", lifecycle.check_health, interval
-    )
+    clocks = [
+        _Clock(
+            "lease", lifecycle.renew_lease, lambda: settings.lease_renew_seconds * random.uniform(0.9, 1.1)
+        ),
+        _Clock(
+            "secrets",
+            lifecycle.watch_secrets,
+            lambda: settings.secret_check_seconds * random.uniform(0.9, 1.1),
+        ),
+        _Clock("health", lifecycle.check_health, probe_interval),
+    ]
+    await _periodically(stopped, memo.shutdown, body, runtime, clocks)
+
+
+class _Phased:
+    """The pauses of one resource's probe loop: the first a random part of the interval, every
+    later one the whole interval.
+
+    The random phase spreads the probes of resources that start together (an operator restart
+    starts every daemon at once) over the interval; after it, a fixed pause keeps them spread and
+    never probes more than once per interval (E2B's budget: one probe per interval per resource);
+    a jitter on every pause shortens some intervals (×0.85–1.0 cost 8 % more probes).
+    """
+
+    def __init__(self) -> None:
+        self._first = True
+
+    def __call__(self, seconds: float) -> float:
+        if self._first:
+            self._first = False
+            return seconds * random.random()
+        return seconds
+
+
+@dataclasses.dataclass
+class _Clock:
+    """One periodic duty of the keeper: ``work(ref, spec, status, runtime)`` every ``interval()``."""
+
+    name: str
+    work: Callable[..., Awaitable[object]]
+    interval: Callable[[], float]
+    due: float = 0.0
 
 
 async def _periodically(
@@ -323,42 +342,48 @@ async def _periodically(
     shutdown: asyncio.Event,
     body: kopf.Body,
     runtime: Runtime,
-    name: str,
-    work: Callable[..., Awaitable[object]],
-    interval: Callable[[], float],
+    clocks: list[_Clock],
 ) -> None:
-    """A per-resource loop: wait, then ``work(ref, spec, status, runtime)`` on the live body.
+    """The keeper's loop: wait for the clock due first, run its work on the live body, set it again.
 
     A spec the model refuses is skipped (the reconcile reports it). A sandbox found gone is
     recreated at once by a reconcile (the resource exists, so its sandbox must); any other failure
     is logged and counted, never allowed to end the daemon.
     """
+    for clock in clocks:
+        clock.due = time.monotonic() + clock.interval()
     while not stopped and not shutdown.is_set():
-        await _pause(stopped, shutdown, interval())
+        clock = min(clocks, key=lambda c: c.due)
+        await _pause(stopped, shutdown, max(0.0, clock.due - time.monotonic()))
         if stopped or shutdown.is_set() or body.get("metadata", {}).get("deletionTimestamp"):
             return
-        ref = ResourceRef.from_body(body)
-        started = time.monotonic()
-        result = "success"
+        await _tick(body, runtime, clock)
+        clock.due = time.monotonic() + clock.interval()
+
+
+async def _tick(body: kopf.Body, runtime: Runtime, clock: _Clock) -> None:
+    ref = ResourceRef.from_body(body)
+    started = time.monotonic()
+    result = "success"
+    try:
+        spec = _spec(body)
+        if spec is not None:
+            await clock.work(ref, spec, _status(body), runtime)
+    except SandboxNotFound:
+        assert spec is not None  # only the work raises it
+        result = "requeue"
         try:
-            spec = _spec(body)
-            if spec is not None:
-                await work(ref, spec, _status(body), runtime)
-        except SandboxNotFound:
-            assert spec is not None  # only the work raises it
-            result = "requeue"
-            try:
-                await lifecycle.reconcile(ref, spec, _status(body), runtime)
-            except (RetryLater, GiveUp) as exc:
-                logger.info("recreate deferred: %s", exc, extra=ref.log_extra)
+            await lifecycle.reconcile(ref, spec, _status(body), runtime)
         except (RetryLater, GiveUp) as exc:
-            result = "requeue"
-            logger.info("%s: reconcile deferred: %s", name, exc, extra=ref.log_extra)
-        except Exception as exc:  # one bad pass must not end the daemon
-            result = "error"
-            logger.warning("%s failed: %s", name, exc, extra=ref.log_extra)
-        finally:
-            runtime.metrics.reconciled(name, result, time.monotonic() - started)
+            logger.info("recreate deferred: %s", exc, extra=ref.log_extra)
+    except (RetryLater, GiveUp) as exc:
+        result = "requeue"
+        logger.info("%s: reconcile deferred: %s", clock.name, exc, extra=ref.log_extra)
+    except Exception as exc:  # one bad pass must not end the daemon
+        result = "error"
+        logger.warning("%s failed: %s", clock.name, exc, extra=ref.log_extra)
+    finally:
+        runtime.metrics.reconciled(clock.name, result, time.monotonic() - started)
 
 
 async def _pause(stopped: kopf.DaemonStopped, shutdown: asyncio.Event, seconds: float) -> None:

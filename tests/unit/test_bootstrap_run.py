@@ -150,7 +150,8 @@ def make_plan(**kw: object) -> BootstrapPlan:
         coordinator_enabled=False,
         ready_timeout_s=15,
         poll_interval_s=0.05,
-        settle_s=0.3,
+        # The operator's default settle: the crash-at-once tests below prove it still catches them.
+        settle_s=BootstrapPlan.model_fields["settle_s"].default,
     )
     return BootstrapPlan(**{**base, **kw})
 

@@ -845,12 +845,12 @@ async def test_probes_and_timed_out_probes_count_as_commands() -> None:
         [_probe(2, None), _probe(2, None), CommandTimeout("the probe ran past 60s"), _probe(2, None)], SPEC
     )
     metrics = recorder.status()["metrics"]
-    # One setup run, then four probes: the first (health now known) and the last (healthy again)
-    # are writes; the quiet second rode along with the timed-out third's write.
+    # One setup run (its verdict is the first health record), then four probes: the quiet first
+    # and second rode along with the timed-out third's write; the last (healthy again) is a write.
     assert metrics["commandsExecuted"] == 1 + 4 and metrics["commandsFailed"] == 1
     assert runtime.remember(REF.uid).quiet_probes == 0
     recorder, runtime = await _probed([_probe(2, None)] * 3, SPEC)
-    assert runtime.remember(REF.uid).quiet_probes == 2  # quiet ticks wait for the next write
+    assert runtime.remember(REF.uid).quiet_probes == 3  # quiet ticks wait for the next write
 
 
 async def test_a_probe_finding_fewer_agents_registered_than_desired_is_not_ready() -> None:

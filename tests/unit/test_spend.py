@@ -48,7 +48,8 @@ async def test_an_operator_restart_carries_the_ledger_on_and_charges_the_time_aw
     backend, recorder = PausingBackend(), Recorder()
     sid = backend.add(REF.uid)
     status = {"sandbox": {"id": sid}, "cost": _ledger(asOf=_ago(400))}  # read back after a restart
-    await lifecycle.reconcile(REF, _spec(SPEC), _status(status), _runtime(backend, recorder))
+    runtime = _runtime(backend, recorder, SWARM_COST_REFRESH_MINUTES="5")  # 400 s: a refresh is due
+    await lifecycle.reconcile(REF, _spec(SPEC), _status(status), runtime)
     cost = recorder.status()["cost"]
     assert 1400 <= cost["sandboxSeconds"] <= 1402  # the 400 s away were billed: charged, not reset
     assert cost["estimatedUSD"] == pytest.approx(

@@ -183,8 +183,11 @@ class BootstrapPlan(pydantic.BaseModel):
     coordinator_enabled: bool = True
     coordinator_install: Annotated[_Text, pydantic.Field(min_length=1)] = "preinstalled"
     ready_timeout_s: Annotated[float, pydantic.Field(gt=0, le=3600)] = 60.0
-    # An agent is "ready" once it has run this long; one that crashes at once is reported dead.
-    settle_s: Annotated[float, pydantic.Field(ge=0, le=60)] = 0.3
+    # An agent is "ready" once it has run this long (its age from the kernel's start time); one
+    # that crashes at once (command not found, bad arguments, a missing variable in a wrapper:
+    # all within milliseconds of exec) is reported dead. Anything that dies later is the first
+    # health probe's to find, as it would be after any wait: 0.1 s, not 0.3 s (issue 19).
+    settle_s: Annotated[float, pydantic.Field(ge=0, le=60)] = 0.1
     poll_interval_s: Annotated[float, pydantic.Field(ge=0.01, le=10)] = 0.05
     #: The bound on each installer the provision step runs (apt-get update, apt-get install, npm,
     #: the coordinator's venv and pip): cut by ``timeout``, reported, never a hang.

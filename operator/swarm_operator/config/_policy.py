@@ -101,12 +101,13 @@ class PolicySettings(BaseModel):
     )
 
     cost_refresh_minutes: float = Field(
-        default=5.0,
+        default=10.0,
         gt=0,
         le=1440,
         description=(
             "How often status.cost (at most: status.progress) is rewritten while nothing else changes"
-            " (cost always on a pause, resume, hand-over or size change); in between, none is written."
+            " (cost always on a pause, resume, hand-over, size change, and with the lease's expiresAt);"
+            " in between, none is written."
         ),
     )
 

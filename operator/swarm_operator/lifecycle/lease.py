@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from swarm_operator.backend import SandboxNotFound
 from swarm_operator.conditions import ConditionType, Reason
-from swarm_operator.lifecycle import bounds, results
+from swarm_operator.lifecycle import bounds, results, spend
 from swarm_operator.lifecycle.ownership import disown, owned
 from swarm_operator.lifecycle.runtime import ResourceRef, Runtime
 from swarm_operator.lifecycle.sandbox import (
@@ -125,12 +125,37 @@ async def _renew(
         await _gone(book, sandbox.id)
         raise
     # The real end: the lease's, which never reaches past the cap or the ttl.
-    expires = now + timedelta(seconds=lease)
-    # Written only when it moved noticeably: a renewal is not worth an API write every time.
-    if sandbox.expires_at is None or abs((sandbox.expires_at - expires).total_seconds()) > 60:
-        book.status.sandbox = sandbox.model_copy(update={"expires_at": expires})
-        await book.commit()
+    await _record_end(book, now, now + timedelta(seconds=lease))
     return book.status if due else None
+
+
+async def _record_end(book: StatusBook, now: datetime, expires: datetime) -> None:
+    """Write ``expiresAt`` when :func:`expiry_due`; the spend figures' coarse refresh rides in the
+    same write (restarting their cadence), so a quiet resource costs one status write per lease
+    horizon rather than one per renewal plus one per spend refresh."""
+    sandbox = book.status.sandbox
+    assert sandbox is not None
+    if expiry_due(sandbox.expires_at, expires, now, book.runtime.settings.lease_renew_seconds):
+        book.status.sandbox = sandbox.model_copy(update={"expires_at": expires})
+        ledger = book.status.cost
+        spend.meter(book, ledger.state if ledger is not None else "Running", now=now, refresh=True)
+        await book.commit()
+
+
+def expiry_due(written: datetime | None, expires: datetime, now: datetime, renew_s: float) -> bool:
+    """Whether a renewal must rewrite ``status.sandbox.expiresAt``.
+
+    A renewal alone moves the lease's end but writes nothing: ``expiresAt`` is the end as last
+    written, a lower bound of the real one (E2B keeps the sandbox at least until then). It is
+    rewritten only when the next renewal (due within ``renew_s`` + 10 % jitter) might come after
+    it, so it never shows a passed end while the operator renews; or when the real end moved
+    *earlier* than written (the ttl or the plan's cap shortened the lease), so it never promises
+    more than E2B will give. With the defaults (600 s lease, 120 s renewals) that is one write per
+    ~530 s instead of one per renewal.
+    """
+    if written is None or expires < written:
+        return True
+    return (written - now).total_seconds() <= renew_s * 1.1 + 1
 
 
 async def _gone(book: StatusBook, sandbox_id: str) -> None:

@@ -37,7 +37,13 @@ from swarm_operator.lifecycle.runtime import GiveUp, ResourceRef, RetryLater, Ru
 from swarm_operator.lifecycle.sandbox import ensure_sandbox, kill_and_record, lifetime_handover_due, pause
 from swarm_operator.lifecycle.status import StatusBook, give_up
 from swarm_operator.lifecycle.tenancy import Refusal, refusal
-from swarm_operator.model import InvalidSpecError, NetworkStatus, SwarmSandboxSpec, SwarmSandboxStatus
+from swarm_operator.model import (
+    HealthStatus,
+    InvalidSpecError,
+    NetworkStatus,
+    SwarmSandboxSpec,
+    SwarmSandboxStatus,
+)
 from swarm_operator.secrets import SecretNotFound
 
 logger = logging.getLogger("swarm_operator.lifecycle")
@@ -149,9 +155,19 @@ async def _reconcile(
             await _run(book, spec, backend, policy, envs, files, changed, retry)
     except BackendError as exc:
         return await _backend_failed(book, exc, retry)
+    _first_health(book)
     book.set(ConditionType.SYNCED, "True", Reason.RECONCILED, "")
     await book.commit()
     return book.status
+
+
+def _first_health(book: StatusBook) -> None:
+    """The setup run that made the agents Ready verified them running: that is the first probe's
+    verdict, written with Ready. Left empty, the first quiet probe would write ``status.health``:
+    one more API write per resource for what the Ready condition already says (issue 19)."""
+    agents = find(book.status.conditions, ConditionType.AGENTS_READY)
+    if book.status.health is None and agents is not None and agents.status == "True":
+        book.status.health = HealthStatus(status="Healthy", last_probe_time=datetime.now(UTC))
 
 
 #: Failures that killed the sandbox and say "change the spec to try again": a resume (operator

@@ -31,19 +31,27 @@ def size_of(sandbox: SandboxInfo | None) -> Size | None:
     return Size(sandbox.vcpu, sandbox.memory_mib)
 
 
-def meter(book: StatusBook, state: Meter, size: Size | None = None, *, now: datetime | None = None) -> None:
+def meter(
+    book: StatusBook,
+    state: Meter,
+    size: Size | None = None,
+    *,
+    now: datetime | None = None,
+    refresh: bool = False,
+) -> None:
     """From ``now`` on the resource's sandbox is ``state`` (and ``size``, None: unchanged).
 
     ``status.cost`` is brought up to date only when due (state or size changed, or the cadence
-    passed); otherwise it is left as written and the metrics extrapolate it. A resource that never
-    had a sandbox gets no ledger for being stopped."""
+    passed) or when the caller is writing status anyway (``refresh``: the write is paid already,
+    and it restarts the cadence); otherwise it is left as written and the metrics extrapolate it.
+    A resource that never had a sandbox gets no ledger for being stopped."""
     runtime = book.runtime
     written = book.status.cost
     if written is None and state == "Stopped":
         return
     now = now or datetime.now(UTC)
     cadence = runtime.settings.cost_refresh_minutes * 60.0
-    if should_refresh(written, now, cadence, state, size):
+    if refresh or should_refresh(written, now, cadence, state, size):
         ledger = accrue(written, now, state, size, Prices.from_settings(runtime.settings))
         book.status.cost = with_day(ledger, now, written)
     assert book.status.cost is not None

@@ -94,8 +94,10 @@ class SandboxStatus(_Status):
     )
     expires_at: Timestamp | None = Field(
         default=None,
-        description="When E2B will end the sandbox unless the operator renews its lease: never past "
-        "the plan's lifetime cap (SWARM_SANDBOX_MAX_LIFETIME_SECONDS from the sandbox's start).",
+        description="E2B keeps the sandbox at least until then, renewed or not: the lease's end as "
+        "last written. Renewals move the real end further without a status write; this is rewritten "
+        "before the next renewal could find it passed, and whenever the real end comes earlier. Never "
+        "past the plan's lifetime cap (SWARM_SANDBOX_MAX_LIFETIME_SECONDS from the sandbox's start).",
     )
     ttl_seconds: int | None = Field(
         default=None,
