@@ -8,18 +8,17 @@ does so before starting kopf.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sized
+from collections.abc import Sized
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
 
 from swarm_operator import lifecycle
-from swarm_operator.backend import BackendPool, BackendTimeouts, SandboxNotFound
+from swarm_operator.backend import BackendPool, BackendTimeouts
 from swarm_operator.cluster import (
     ConfigMapReleaseRecord,
     KubeResourceLister,
@@ -30,10 +29,11 @@ from swarm_operator.cluster import (
 )
 from swarm_operator.config import Settings
 from swarm_operator.lifecycle import GiveUp, ResourceRef, RetryLater, Runtime
+from swarm_operator.lifecycle import keeper as lifecycle_keeper
 from swarm_operator.lifecycle.shard import ShardPlan, assign_forever
 from swarm_operator.lifecycle.startup import seed_limiter
 from swarm_operator.metrics import Metrics, new_registry, start_server
-from swarm_operator.model import InvalidSpecError, SwarmSandboxSpec, SwarmSandboxStatus
+from swarm_operator.model import InvalidSpecError, SwarmSandboxSpec
 from swarm_operator.names import FINALIZER, GROUP, PLURAL, RESUME_ANNOTATION, VERSION
 from swarm_operator.ratelimit import CreationLimiter
 from swarm_operator.secrets import SecretKeyRef, SecretReader
@@ -220,7 +220,7 @@ async def _sweep_forever(runtime: Runtime, lister: KubeResourceLister) -> None:
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 async def reconcile(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
-    ref, status = ResourceRef.from_body(body), _status(body)
+    ref, status = ResourceRef.from_body(body), lifecycle_keeper.status_of(body)
     try:
         spec = SwarmSandboxSpec.from_body(body.get("spec"))
     except InvalidSpecError as exc:
@@ -234,13 +234,15 @@ async def reconcile(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> N
 @kopf.on.field(GROUP, VERSION, PLURAL, field=("metadata", "annotations", RESUME_ANNOTATION))
 async def resume_requested(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
     """``swarm-operator resume`` set the annotation: lift an idle pause and reconcile."""
-    spec = _spec(body)
+    spec = lifecycle_keeper.spec_of(body)
     if spec is None:
         return  # the reconcile reports the spec
     await _translated(
         memo.runtime,
         "reconcile",
-        lifecycle.resume(ResourceRef.from_body(body), spec, _status(body), memo.runtime, retry=retry),
+        lifecycle.resume(
+            ResourceRef.from_body(body), spec, lifecycle_keeper.status_of(body), memo.runtime, retry=retry
+        ),
     )
 
 
@@ -254,147 +256,17 @@ async def delete(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None
     await _translated(
         memo.runtime,
         "delete",
-        lifecycle.delete(ResourceRef.from_body(body), spec, _status(body), memo.runtime, retry=retry),
+        lifecycle.delete(
+            ResourceRef.from_body(body), spec, lifecycle_keeper.status_of(body), memo.runtime, retry=retry
+        ),
     )
-
-
-def _spec(body: kopf.Body) -> SwarmSandboxSpec | None:
-    """The parsed spec, or None when the model refuses it (the reconcile reports InvalidSpec)."""
-    try:
-        return SwarmSandboxSpec.from_body(body.get("spec"))
-    except InvalidSpecError:
-        return None
-
-
-def _status(body: kopf.Body) -> SwarmSandboxStatus:
-    return SwarmSandboxStatus.model_validate(dict(body.get("status") or {}))
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0)
 async def keeper(stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """The resource's three clocks in one daemon: the lease (renewed while the resource exists; a
-    sandbox found gone is recreated), the Secrets it names (re-read by name, never a cluster-wide
-    Secret watch, so RBAC needs no list/watch on Secrets; a change reconciles) and the health probe
-    (every ``healthCheck.intervalSeconds``, phased so probes spread out).
-
-    One daemon, not three: each kopf daemon holds its own task, stopper, invocation context and
-    waiters (issue 19's tracemalloc profile); the three took ``runtime.lock`` in turn anyway.
-    """
+    """The resource's three clocks (lease, Secrets, health) in one daemon: see lifecycle/keeper.py."""
     runtime: Runtime = memo.runtime
-    settings = runtime.settings
-    phased = _Phased()
-
-    def probe_interval() -> float:
-        # Backs off while the sandbox misbehaves (status.health.sandboxFaults); sooner when a
-        # running sandbox will reach its budget before the next probe.
-        try:
-            status: SwarmSandboxStatus | None = _status(body)
-        except ValueError:  # a status the model cannot read: the plain interval
-            status = None
-        return phased(lifecycle.probe_interval(_spec(body), status))
-
-    clocks = [
-        _Clock(
-            "lease", lifecycle.renew_lease, lambda: settings.lease_renew_seconds * random.uniform(0.9, 1.1)
-        ),
-        _Clock(
-            "secrets",
-            lifecycle.watch_secrets,
-            lambda: settings.secret_check_seconds * random.uniform(0.9, 1.1),
-        ),
-        _Clock("health", lifecycle.check_health, probe_interval),
-    ]
-    await _periodically(stopped, memo.shutdown, body, runtime, clocks)
-
-
-class _Phased:
-    """The pauses of one resource's probe loop: the first a random part of the interval, every
-    later one the whole interval.
-
-    The random phase spreads the probes of resources that start together (an operator restart
-    starts every daemon at once) over the interval; after it, a fixed pause keeps them spread and
-    never probes more than once per interval (E2B's budget: one probe per interval per resource);
-    a jitter on every pause shortens some intervals (×0.85–1.0 cost 8 % more probes).
-    """
-
-    def __init__(self) -> None:
-        self._first = True
-
-    def __call__(self, seconds: float) -> float:
-        if self._first:
-            self._first = False
-            return seconds * random.random()
-        return seconds
-
-
-@dataclasses.dataclass
-class _Clock:
-    """One periodic duty of the keeper: ``work(ref, spec, status, runtime)`` every ``interval()``."""
-
-    name: str
-    work: Callable[..., Awaitable[object]]
-    interval: Callable[[], float]
-    due: float = 0.0
-
-
-async def _periodically(
-    stopped: kopf.DaemonStopped,
-    shutdown: asyncio.Event,
-    body: kopf.Body,
-    runtime: Runtime,
-    clocks: list[_Clock],
-) -> None:
-    """The keeper's loop: wait for the clock due first, run its work on the live body, set it again.
-
-    A spec the model refuses is skipped (the reconcile reports it). A sandbox found gone is
-    recreated at once by a reconcile (the resource exists, so its sandbox must); any other failure
-    is logged and counted, never allowed to end the daemon.
-    """
-    for clock in clocks:
-        clock.due = time.monotonic() + clock.interval()
-    while not stopped and not shutdown.is_set():
-        clock = min(clocks, key=lambda c: c.due)
-        await _pause(stopped, shutdown, max(0.0, clock.due - time.monotonic()))
-        if stopped or shutdown.is_set() or body.get("metadata", {}).get("deletionTimestamp"):
-            return
-        await _tick(body, runtime, clock)
-        clock.due = time.monotonic() + clock.interval()
-
-
-async def _tick(body: kopf.Body, runtime: Runtime, clock: _Clock) -> None:
-    ref = ResourceRef.from_body(body)
-    started = time.monotonic()
-    result = "success"
-    try:
-        spec = _spec(body)
-        if spec is not None:
-            await clock.work(ref, spec, _status(body), runtime)
-    except SandboxNotFound:
-        assert spec is not None  # only the work raises it
-        result = "requeue"
-        try:
-            await lifecycle.reconcile(ref, spec, _status(body), runtime)
-        except (RetryLater, GiveUp) as exc:
-            logger.info("recreate deferred: %s", exc, extra=ref.log_extra)
-    except (RetryLater, GiveUp) as exc:
-        result = "requeue"
-        logger.info("%s: reconcile deferred: %s", clock.name, exc, extra=ref.log_extra)
-    except Exception as exc:  # one bad pass must not end the daemon
-        result = "error"
-        logger.warning("%s failed: %s", clock.name, exc, extra=ref.log_extra)
-    finally:
-        runtime.metrics.reconciled(clock.name, result, time.monotonic() - started)
-
-
-async def _pause(stopped: kopf.DaemonStopped, shutdown: asyncio.Event, seconds: float) -> None:
-    """Sleep ``seconds``, or less if the daemon is stopped or the operator shuts down."""
-    waiters = {asyncio.ensure_future(stopped.wait(seconds)), asyncio.ensure_future(shutdown.wait())}
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-        await asyncio.gather(*waiters, return_exceptions=True)
+    await lifecycle_keeper.run(stopped, memo.shutdown, body, runtime, lifecycle_keeper.clocks(body, runtime))
 
 
 async def _translated(runtime: Runtime, handler: str, work: Any) -> None:

@@ -20,7 +20,7 @@ from tests.unit.test_lifecycle import REF, SPEC, FakeBackend, Recorder, _ready, 
 
 from swarm_operator import lifecycle
 from swarm_operator.config import Settings
-from swarm_operator.handlers import _Clock, _periodically, _Phased
+from swarm_operator.lifecycle.keeper import Clock, _Phased, run
 from swarm_operator.lifecycle.lease import expiry_due
 
 
@@ -140,9 +140,9 @@ async def test_one_keeper_runs_each_clock_at_its_own_cadence_one_at_a_time() -> 
 
         return run
 
-    clocks = [_Clock("fast", work("fast"), lambda: 0.05), _Clock("slow", work("slow"), lambda: 0.2)]
+    clocks = [Clock("fast", work("fast"), lambda: 0.05), Clock("slow", work("slow"), lambda: 0.2)]
     stopped = _Flag()
-    loop = asyncio.create_task(_periodically(stopped, asyncio.Event(), kopf.Body(body), runtime, clocks))
+    loop = asyncio.create_task(run(stopped, asyncio.Event(), kopf.Body(body), runtime, clocks))
     await asyncio.sleep(1.0)
     stopped.event.set()
     await asyncio.wait_for(loop, 1.0)  # ends as soon as the daemon is stopped

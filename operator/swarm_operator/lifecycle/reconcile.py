@@ -98,6 +98,17 @@ async def refuse_spec(
         await give_up(StatusBook(ref, status, runtime), Reason.INVALID_SPEC, f"invalid spec: {error}")
 
 
+def _remember_key(book: StatusBook, api_key: str) -> None:
+    """Keep the resource's E2B key in memory; a changed one is used from now on, and announced."""
+    memory = book.runtime.remember(book.ref.uid)
+    if memory.api_key is not None and memory.api_key != api_key:
+        logger.info("the E2B API key changed; later calls use the new one", extra=book.ref.log_extra)
+        book.event(
+            "Normal", Reason.SECRET_ROTATED, "the E2B API key Secret changed; the operator uses the new key"
+        )
+    memory.api_key = api_key
+
+
 async def _reconcile(
     ref: ResourceRef, spec: SwarmSandboxSpec, book: StatusBook, retry: int
 ) -> SwarmSandboxStatus:
@@ -122,13 +133,7 @@ async def _reconcile(
     problems += network.egress_problems(spec, runtime.settings)
     if problems:
         return await give_up(book, Reason.INVALID_SPEC, f"invalid spec: {'; '.join(problems)}")
-    memory = runtime.remember(ref.uid)
-    if memory.api_key is not None and memory.api_key != api_key:
-        logger.info("the E2B API key changed; later calls use the new one", extra=ref.log_extra)
-        book.event(
-            "Normal", Reason.SECRET_ROTATED, "the E2B API key Secret changed; the operator uses the new key"
-        )
-    memory.api_key = api_key
+    _remember_key(book, api_key)
     results.remember(runtime, ref.uid, spec)
     backend = runtime.backends.for_key(api_key)
     restore(runtime, ref, book.status)
