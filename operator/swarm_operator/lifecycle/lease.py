@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from swarm_operator.backend import SandboxNotFound
+from swarm_operator.backend import SandboxBackend, SandboxNotFound
 from swarm_operator.conditions import ConditionType, Reason
 from swarm_operator.lifecycle import bounds, results, spend
 from swarm_operator.lifecycle.ownership import disown, owned
@@ -83,27 +83,7 @@ async def _renew(
     started_at = sandbox.started_at or now
     ttl = ttl_seconds(spec, settings)
     if now >= started_at + timedelta(seconds=ttl - results.ttl_margin(spec, settings)):
-        where = (
-            "ttlSeconds"
-            if spec.ttl_seconds is not None and ttl == spec.ttl_seconds
-            else "the operator's default lifetime"
-            if spec.ttl_seconds is None
-            else "the operator's maximum lifetime"
-        )
-        await kill_and_record(
-            book,
-            backend,
-            sandbox.id,
-            Reason.SANDBOX_EXPIRED,
-            f"sandbox {sandbox.id} reached {where} ({ttl}s) and was killed",
-        )
-        book.set(
-            ConditionType.SYNCED,
-            "False",
-            Reason.SANDBOX_EXPIRED,
-            f"the sandbox lived {where} ({ttl}s); change the spec to start a new one",
-        )
-        await book.commit()
+        await _expire(book, backend, sandbox.id, spec, ttl)
         return None
     if bounds.spent(book, sandbox.id):
         # Its initialisation budget is spent and the kill has not gone through yet: no new
@@ -127,6 +107,34 @@ async def _renew(
     # The real end: the lease's, which never reaches past the cap or the ttl.
     await _record_end(book, now, now + timedelta(seconds=lease))
     return book.status if due else None
+
+
+async def _expire(
+    book: StatusBook, backend: SandboxBackend, sandbox_id: str, spec: SwarmSandboxSpec, ttl: int
+) -> None:
+    """The sandbox reached its lifetime (``ttlSeconds``, else the operator's default or maximum):
+    pushed and killed through the one kill path, and Synced=False until the spec changes."""
+    where = (
+        "ttlSeconds"
+        if spec.ttl_seconds is not None and ttl == spec.ttl_seconds
+        else "the operator's default lifetime"
+        if spec.ttl_seconds is None
+        else "the operator's maximum lifetime"
+    )
+    await kill_and_record(
+        book,
+        backend,
+        sandbox_id,
+        Reason.SANDBOX_EXPIRED,
+        f"sandbox {sandbox_id} reached {where} ({ttl}s) and was killed",
+    )
+    book.set(
+        ConditionType.SYNCED,
+        "False",
+        Reason.SANDBOX_EXPIRED,
+        f"the sandbox lived {where} ({ttl}s); change the spec to start a new one",
+    )
+    await book.commit()
 
 
 async def _record_end(book: StatusBook, now: datetime, expires: datetime) -> None:
