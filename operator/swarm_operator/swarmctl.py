@@ -63,13 +63,11 @@ def resume(swarm: Swarm, now: datetime | None = None) -> str:
     if (swarm.body.get("spec") or {}).get("suspend") is True:
         patch["spec"] = {"suspend": False}
     _patch(swarm, patch)
-    paused: dict[str, Any] = next(
-        (c for c in swarm.status.get("conditions") or [] if c.get("type") == "Suspended"), {}
-    )
-    if paused.get("status") == "True" and paused.get("reason") not in ("Idle", "Suspended"):
+    paused = next((c for c in swarm.observed.status.conditions if c.type == "Suspended"), None)
+    if paused and paused.status == "True" and paused.reason not in ("Idle", "Suspended"):
         return (
             f"resume requested for {swarm.namespace}/{swarm.name}, but it is paused for "
-            f"{paused.get('reason')}: {paused.get('message', '')}"
+            f"{paused.reason}: {paused.message}"
         )
     return f"resume requested for {swarm.namespace}/{swarm.name}"
 
@@ -126,7 +124,7 @@ def pull(swarm: Swarm, out_dir: Path, *, user: str | None = None) -> Pulled:
 
 def _workdir(swarm: Swarm) -> str:
     """The workspace's path in the sandbox, once the resource says the sandbox is up with it."""
-    spec, status = swarm.body.get("spec") or {}, swarm.status
+    spec, observed = swarm.body.get("spec") or {}, swarm.observed
     where = f"{swarm.namespace}/{swarm.name}"
     if not spec.get("workspace"):
         raise ConsoleError(
@@ -134,8 +132,8 @@ def _workdir(swarm: Swarm) -> str:
             "(the agents' work is only kept in a workspace)"
         )
     refuse_if_suspended(swarm)  # before "not Ready": a suspended swarm says how to resume it
-    phase = status.get("phase") or "Pending"
-    if phase not in _PULLABLE_PHASES or not (status.get("workspace") or {}).get("commit"):
+    phase, workspace = observed.phase, observed.status.workspace
+    if phase not in _PULLABLE_PHASES or not (workspace and workspace.commit):
         raise ConsoleError(
             f"swarm {where} is not Ready (phase {phase}), so its workspace is not there to pull; wait: "
             f"kubectl wait --for=condition=Ready swarm/{swarm.name} -n {swarm.namespace}"

@@ -21,12 +21,14 @@ from swarm_operator.bootstrap import (
     render_probe,
 )
 from swarm_operator.bootstrap._report import MARK_BEGIN, MARK_END
+from swarm_operator.console import read_status
 from swarm_operator.lifecycle import progress
 from swarm_operator.model import (
     AgentActivity,
     MetricsStatus,
     ProgressStatus,
     SwarmSandboxSpec,
+    SwarmSandboxStatus,
     progress_lines,
 )
 
@@ -219,12 +221,17 @@ def test_the_cadence_decides_when_changed_figures_are_written() -> None:
     assert not progress.same(out, _status(1, NOW))
 
 
+def _read(**status: Any) -> SwarmSandboxStatus:
+    """A stored status as the console reads it (per field: an unreadable one is left unset)."""
+    return read_status(status).status
+
+
 def test_status_page_lines() -> None:
     raw = _status(7, NOW - timedelta(seconds=90), NOW - timedelta(seconds=5)).model_dump(
         by_alias=True, mode="json"
     )
     raw.update(commits=3, filesChanged=4, lastMessageTime=(NOW - timedelta(hours=2)).isoformat())
-    assert progress_lines(raw, NOW) == [
+    assert progress_lines(_read(progress=raw).progress, NOW) == [
         "Progress:   7 messages (last 2h ago), 3 commits, 4 files changed (as of 1m ago)",
         "Output:     agent-0 5s ago",
         "",
@@ -232,23 +239,26 @@ def test_status_page_lines() -> None:
     many = ProgressStatus(
         agents=[AgentActivity(id=i, last_output_time=NOW) for i in range(12)], updated_at=NOW
     )
-    assert progress_lines(many.model_dump(by_alias=True, mode="json"), NOW)[1].endswith(
-        "agent-7 0s ago, and 4 more"
-    )
+    assert progress_lines(_read(progress=many.model_dump(by_alias=True, mode="json")).progress, NOW)[
+        1
+    ].endswith("agent-7 0s ago, and 4 more")
     assert progress_lines(None, NOW) == ["Progress:   -", ""]
-    assert progress_lines({"messages": "many"}, NOW) == ["Progress:   -", ""]
+    unreadable = _read(progress={"messages": "many"})
+    assert progress_lines(unreadable.progress, NOW) == ["Progress:   -", ""]
 
 
 def test_the_status_page_says_what_of_the_task_was_delivered() -> None:
     task = {"generation": 2, "deliveredAt": (NOW - timedelta(seconds=30)).isoformat(), "agents": [0, 1]}
-    assert progress_lines(None, NOW, task=task) == [
+    assert progress_lines(None, NOW, task=_read(task=task).task) == [
         "Task:       generation 2, delivered 30s ago to 2 pane(s)",
         "Progress:   -",
         "",
     ]
     failed = {"generation": 1, "agents": [0], "message": "pane 1 gone"}
-    assert progress_lines(None, NOW, task=failed)[0].endswith("— last delivery failed: pane 1 gone")
-    assert progress_lines(None, NOW, task={"generation": "x"})[0] == "Progress:   -"
+    assert progress_lines(None, NOW, task=_read(task=failed).task)[0].endswith(
+        "— last delivery failed: pane 1 gone"
+    )
+    assert progress_lines(None, NOW, task=_read(task={"generation": "x"}).task)[0] == "Progress:   -"
 
 
 def _health(messages: int) -> Any:

@@ -21,11 +21,12 @@ from swarm_operator.console._kube import api_key, events, kube_client, kube_erro
 from swarm_operator.console._logs import logs
 from swarm_operator.console._sandbox import connect, e2b_errors, refuse_if_suspended
 from swarm_operator.console._status import format_status, status_json
-from swarm_operator.console._swarm import ConsoleError, Swarm
+from swarm_operator.console._swarm import ConsoleError, Observed, Swarm, read_status
 
 __all__ = [
     "DETACH_KEY",
     "ConsoleError",
+    "Observed",
     "Swarm",
     "api_key",
     "attach",
@@ -37,6 +38,7 @@ __all__ = [
     "kube_errors",
     "load_swarm",
     "logs",
+    "read_status",
     "refuse_if_suspended",
     "status_json",
 ]

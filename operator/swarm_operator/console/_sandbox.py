@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from swarm_operator import model
 from swarm_operator.console._kube import api_key
 from swarm_operator.console._swarm import ConsoleError, Swarm, first_line
 
@@ -23,11 +24,10 @@ _E2B_CONTROL_TIMEOUT = 15.0  # seconds for one control-plane call (get_info)
 
 def _suspended(swarm: Swarm) -> str:
     """``resume`` advice if the resource says it is (or is being) suspended, else ``""``."""
-    status = swarm.status
-    conditions = status.get("conditions") or []
+    status = swarm.observed.status
     if (
-        status.get("phase") == "Suspended"
-        or any(c.get("type") == "Suspended" and c.get("status") == "True" for c in conditions)
+        status.phase is model.Phase.SUSPENDED
+        or any(c.type == "Suspended" and c.status == "True" for c in status.conditions)
         or (swarm.body.get("spec") or {}).get("suspend") is True
     ):
         return (

@@ -9,25 +9,33 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from swarm_operator import model
-from swarm_operator.console._swarm import Swarm
+from swarm_operator.console._swarm import Observed, Swarm
 
 __all__ = ["format_status", "status_json"]
 
 
 def format_status(swarm: Swarm, recent: Sequence[Mapping[str, Any]], now: datetime | None = None) -> str:
-    """A ``kubectl describe``-like page: summary, sandbox, health, agents, conditions, steps, Events."""
+    """A ``kubectl describe``-like page: summary, sandbox, health, agents, conditions, steps, Events.
+
+    The status is read through the status model (:func:`read_status`), so each field's name and type
+    are defined once; a field it cannot read shows as ``-`` and is named on an ``Unreadable:`` line.
+    """
     now = now or datetime.now(UTC)
-    status = swarm.status
-    steps = (status.get("metrics") or {}).get("stepSeconds") or {}
+    observed = swarm.observed
+    status, bad = observed.status, observed.unreadable
+    steps = status.metrics.step_seconds if status.metrics else {}
     lines = [
-        *_summary(swarm, now),
-        *model.progress_lines(status.get("progress"), now, task=status.get("task")),  # + a blank line
-        *_agent_table((status.get("agents") or {}).get("items") or []),
+        *_summary(swarm, observed, now),
+        *_unreadable(swarm, bad),
+        *model.progress_lines(_given(status.progress), now, task=_given(status.task)),  # + a blank line
+        *(["Agents: -"] if "agents" in bad else _agent_table(status.agents.items if status.agents else [])),
         "",
-        *_condition_table(status.get("conditions") or [], now),
+        *(["Conditions: -", ""] if "conditions" in bad else _condition_table(status.conditions, now)),
         "Steps:      " + (", ".join(f"{k} {float(v):.2f}s" for k, v in steps.items()) or "-"),
         "",
         *_event_table(recent, now),
@@ -36,72 +44,66 @@ def format_status(swarm: Swarm, recent: Sequence[Mapping[str, Any]], now: dateti
 
 
 def status_json(swarm: Swarm) -> str:
+    """The status as stored, unread: what a newer operator wrote is shown whole."""
     return json.dumps(swarm.status, indent=2, sort_keys=True)
 
 
-def _summary(swarm: Swarm, now: datetime) -> list[str]:
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _given(part: _M | None) -> _M | None:
+    """``part`` unless it was stored empty (``{}``), which the page shows as absent."""
+    return part if part is not None and part.model_fields_set else None
+
+
+def _summary(swarm: Swarm, observed: Observed, now: datetime) -> list[str]:
     """The page's head: name, phase, agent count, sandbox and its times, health, cost."""
-    status = swarm.status
-    agents = status.get("agents") or {}
-    sandbox = status.get("sandbox") or {}
+    status, bad = observed.status, observed.unreadable
+    agents = status.agents or model.AgentsStatus()
+    sandbox = status.sandbox or model.SandboxStatus()
     return [
         f"Name:       {swarm.namespace}/{swarm.name}",
-        f"Phase:      {status.get('phase') or 'Pending'}"
-        + (f" — {status['message']}" if status.get("message") else ""),
-        f"Agents:     {agents.get('ready', 0)}/{agents.get('desired', 0)} ready",
-        f"Sandbox:    {sandbox.get('id') or '-'}"
-        + (f"  (template {sandbox['template']})" if sandbox.get("template") else ""),
-        f"Started:    {_when(sandbox.get('startedAt'), now)}",
-        f"Expires:    {_when(sandbox.get('expiresAt'), now)}",
-        f"Health:     {_health(status.get('health') or {}, now)}",
-        f"Cost:       {_cost(status.get('cost'), now)}",
+        f"Phase:      {observed.phase}" + (f" — {status.message}" if status.message else ""),
+        "Agents:     " + ("-" if "agents" in bad else f"{agents.ready}/{agents.desired} ready"),
+        f"Sandbox:    {sandbox.id or '-'}" + (f"  (template {sandbox.template})" if sandbox.template else ""),
+        f"Started:    {_when(sandbox.started_at, now)}",
+        f"Expires:    {_when(sandbox.expires_at, now)}",
+        "Health:     " + ("-" if "health" in bad else _health(status.health or model.HealthStatus(), now)),
+        f"Cost:       {_cost(_given(status.cost), now)}",
     ]
 
 
-def _health(health: Mapping[str, Any], now: datetime) -> str:
+def _unreadable(swarm: Swarm, bad: frozenset[str]) -> list[str]:
+    """One line naming the fields shown as ``-`` because the status model could not read them."""
+    if not bad:
+        return []
+    fields = ", ".join("status" if name == "status" else f"status.{name}" for name in sorted(bad))
+    return [f"Unreadable: {fields} (see: swarm-operator status {swarm.name} -o json)"]
+
+
+def _health(health: model.HealthStatus, now: datetime) -> str:
     return (
-        str(health.get("status", "Unknown"))
-        + (f", last probe {_when(health.get('lastProbeTime'), now)}" if health.get("lastProbeTime") else "")
-        + (
-            f", {health['consecutiveFailures']} failures in a row"
-            if health.get("consecutiveFailures")
-            else ""
-        )
-        + (f" — {health['reason']}" if health.get("reason") else "")
+        health.status
+        + (f", last probe {_when(health.last_probe_time, now)}" if health.last_probe_time else "")
+        + (f", {health.consecutive_failures} failures in a row" if health.consecutive_failures else "")
+        + (f" — {health.reason}" if health.reason else "")
     )
 
 
-def _agent_table(items: Sequence[Mapping[str, Any]]) -> list[str]:
+def _agent_table(items: Sequence[model.AgentItem]) -> list[str]:
     if not items:
         return ["Agents: none reported yet"]
     return _table(
         ["AGENT", "PANE", "STATE", "RESTARTS"],
-        [
-            [
-                f"agent-{i.get('id')}",
-                i.get("pane") or "-",
-                i.get("state") or "Unknown",
-                str(i.get("restarts", 0)),
-            ]
-            for i in items
-        ],
+        [[f"agent-{i.id}", i.pane or "-", i.state, str(i.restarts)] for i in items],
     )
 
 
-def _condition_table(conditions: Sequence[Mapping[str, Any]], now: datetime) -> list[str]:
+def _condition_table(conditions: Sequence[model.Condition], now: datetime) -> list[str]:
     """The conditions and a blank line after them; nothing at all when there are none."""
     if not conditions:
         return []
-    rows = [
-        [
-            c.get("type", ""),
-            c.get("status", ""),
-            c.get("reason", ""),
-            _ago(c.get("lastTransitionTime"), now),
-            c.get("message", ""),
-        ]
-        for c in conditions
-    ]
+    rows = [[c.type, c.status, c.reason, _ago(c.last_transition_time, now), c.message] for c in conditions]
     return [*_table(["CONDITION", "STATUS", "REASON", "SINCE", "MESSAGE"], rows), ""]
 
 
@@ -122,19 +124,16 @@ def _event_table(recent: Sequence[Mapping[str, Any]], now: datetime) -> list[str
     )
 
 
-def _cost(ledger: Any, now: datetime) -> str:
+def _cost(ledger: model.CostStatus | None, now: datetime) -> str:
     """Spend and rate as of ``now``: the written ledger (status.cost) extrapolated at its rate, the
     way the operator's metrics and budget checks see it between two status writes."""
-    from pydantic import ValidationError
-
     from swarm_operator.cost import estimate
-    from swarm_operator.model import CostStatus
 
-    if not ledger:
+    if ledger is None:
         return "-"
     try:
-        figures = estimate(CostStatus.model_validate(ledger), now)
-    except (ValidationError, ValueError):
+        figures = estimate(ledger, now)
+    except ValueError:  # pydantic's ValidationError included: a ledger that cannot be carried forward
         return "unreadable status.cost"
     size = f", {figures.vcpu} vCPU / {figures.memory_mib} MiB" if figures.vcpu is not None else ""
     return (

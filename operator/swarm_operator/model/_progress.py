@@ -8,7 +8,6 @@ figures' own), so busy swarms do not turn into a status write per probe.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -84,12 +83,8 @@ class ProgressStatus(_Status):
         return self.model_dump(exclude={"updated_at"})
 
 
-def _task_line(raw: Mapping[str, Any] | None, now: datetime) -> list[str]:
+def _task_line(task: TaskStatus | None, now: datetime) -> list[str]:
     """``Task:`` with the delivered generation, when, and to how many panes; a failure's reason."""
-    try:
-        task = TaskStatus.model_validate(raw) if raw else None
-    except ValueError:
-        task = None
     if task is None:
         return []
     when = (
@@ -100,18 +95,15 @@ def _task_line(raw: Mapping[str, Any] | None, now: datetime) -> list[str]:
 
 
 def progress_lines(
-    raw: Mapping[str, Any] | None, now: datetime, *, task: Mapping[str, Any] | None = None
+    progress: ProgressStatus | None, now: datetime, *, task: TaskStatus | None = None
 ) -> list[str]:
     """``swarm-operator status``'s progress lines, then the blank line that ends its summary.
 
     Kept beside the fields it shows, so a new figure is shown where it is defined (the status page
-    itself is on a size ratchet). ``raw`` is the stored ``status.progress``; unreadable is "-".
-    ``task`` (the stored ``status.task``), when given, adds what of ``spec.task`` was delivered."""
+    itself is on a size ratchet). ``progress`` is ``status.progress`` as the status model read it;
+    ``None`` (absent, or unreadable) is "-". ``task`` (``status.task``), when given, adds what of
+    ``spec.task`` was delivered."""
     head = _task_line(task, now)
-    try:
-        progress = ProgressStatus.model_validate(raw) if raw else None
-    except ValueError:
-        progress = None
     if progress is None:
         return [*head, "Progress:   -", ""]
 

@@ -202,8 +202,8 @@ class MetricsStatus(_Status):
             and math.isfinite(v)
             and v >= 0
         }
-        ordered = sorted(kept, key=lambda k: "." in k)  # stable: keeps the order within each group
-        return {k: kept[k] for k in ordered[:MAX_STEPS]}
+        chosen = set(sorted(kept, key=lambda k: "." in k)[:MAX_STEPS])  # stable sort: the first in each group
+        return {k: v for k, v in kept.items() if k in chosen}  # in the order given: the page shows it so
 
 
 class WorkspaceStatus(_Status):
