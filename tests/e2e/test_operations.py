@@ -125,8 +125,10 @@ def test_quiet_health_ticks_write_nothing(cluster: Cluster, e2b: Any, start_oper
     # Ready records the setup run's verdict as the first health; the first probe then records the
     # first progress figures (new information, written once); from then on nothing changes.
     wait_for(
-        lambda: cluster.status("default", "quiet").get("health", {}).get("status") == "Healthy"
-        and "progress" in cluster.status("default", "quiet"),
+        lambda: (
+            cluster.status("default", "quiet").get("health", {}).get("status") == "Healthy"
+            and "progress" in cluster.status("default", "quiet")
+        ),
         15,
         message="first health verdict and progress figures",
     )
