@@ -20,6 +20,7 @@ A flag file next to a stand-in makes it hang (or fail), for the installers' boun
 
 from __future__ import annotations
 
+import atexit
 import base64
 import hashlib
 import json
@@ -46,9 +47,25 @@ from swarm_operator.bootstrap import (
     render_setup,
 )
 from swarm_operator.model import COORDINATOR_PIN
-from swarm_testbed.e2b import STANDIN_BIN
+from swarm_testbed.e2b import STANDIN_BIN as _TESTBED_BIN
 
-FIXTURE_BIN = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "bin"
+
+def _readable_copy(source: pathlib.Path) -> pathlib.Path:
+    """The stand-ins, copied (symlinks followed) where ``nobody`` can run them.
+
+    The script runs as ``nobody``, which cannot reach into a checkout below a private directory (a
+    clone inside ``mktemp -d``, mode 0700); a copy in a 0755 temporary directory works wherever the
+    checkout is. One copy per test process, removed at exit."""
+    target = pathlib.Path(tempfile.mkdtemp(prefix="swarm-standins-"))
+    atexit.register(shutil.rmtree, target, True)
+    target.chmod(0o755)
+    copy = target / source.name
+    shutil.copytree(source, copy, symlinks=False)
+    return copy
+
+
+FIXTURE_BIN = _readable_copy(pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "bin")
+STANDIN_BIN = _readable_copy(_TESTBED_BIN)
 NOBODY = 65534
 COORD_REQ = "claudeswarm-standin==1.0.0"
 MISSING = {"tmux", "claude", "claudeswarm", "sudo", "apt-get", "npm", "mcp-gateway"}
