@@ -252,3 +252,23 @@ SW_MCP_PY
 
 P_ID=() P_PID=() P_DEAD=() P_STATUS=() P_SIGNAL=() P_TARGET=() P_RESTARTS=() P_CMD=() EXTRA_IDS=()
 # ---- end of shared helpers ----
+
+# -- git with the workspace credential (the setup's workspace step and the push script) --
+# git asks a helper that prints the password from $_sw_pw_file (0600, in the 0700 state directory,
+# written by a builtin); the helper's text (on git's command line) holds a path only, and
+# -c credential.helper= clears any configured helper, so nothing reaches .git/config or a credential
+# store. Hooks are off. Every network git call is bounded (SWARM_GIT_TIMEOUT_S): a server that accepts
+# and never answers fails the step by name, well inside the script's own timeout.
+_sw_cred_helper='!f() { test "$1" = get || exit 0; test -s "$_SW_GIT_PWFILE" || exit 0; printf "username=%s\npassword=%s\n" "$_SW_GIT_USER" "$(cat "$_SW_GIT_PWFILE")"; }; f'
+_sw_git() {
+    local rc=0 bound=()
+    command -v timeout >/dev/null 2>&1 && bound=(timeout "$SWARM_GIT_TIMEOUT_S")
+    GIT_TERMINAL_PROMPT=0 GIT_ASKPASS=/bin/false SSH_ASKPASS=/bin/false _SW_GIT_USER=$SWARM_WS_USERNAME \
+        _SW_GIT_PWFILE=$_sw_pw_file \
+        ${bound[@]+"${bound[@]}"} \
+        git -c credential.helper= -c "credential.helper=$_sw_cred_helper" -c core.hooksPath=/dev/null "$@" 9>&- || rc=$?
+    if ((rc == 124)); then
+        printf 'git %s timed out after %ss (the server did not answer)\n' "$1" "$SWARM_GIT_TIMEOUT_S" >&2
+    fi
+    return "$rc"
+}

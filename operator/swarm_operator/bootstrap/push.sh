@@ -32,20 +32,6 @@ if [[ -n ${SWARM_SECRET_GIT_PASSWORD-} ]]; then
     printf '%s' "$SWARM_SECRET_GIT_PASSWORD" > "$_sw_pw_file"   # umask 077: 0600
 fi
 unset -v SWARM_SECRET_GIT_PASSWORD
-_sw_cred_helper='!f() { test "$1" = get || exit 0; test -s "$_SW_GIT_PWFILE" || exit 0; printf "username=%s\npassword=%s\n" "$_SW_GIT_USER" "$(cat "$_SW_GIT_PWFILE")"; }; f'
-_sw_git_timeout=()
-command -v timeout >/dev/null 2>&1 && _sw_git_timeout=(timeout "$SWARM_GIT_TIMEOUT_S")
-_sw_git() {
-    local rc=0
-    GIT_TERMINAL_PROMPT=0 GIT_ASKPASS=/bin/false SSH_ASKPASS=/bin/false _SW_GIT_USER=$SWARM_WS_USERNAME \
-        _SW_GIT_PWFILE=$_sw_pw_file \
-        ${_sw_git_timeout[@]+"${_sw_git_timeout[@]}"} \
-        git -c credential.helper= -c "credential.helper=$_sw_cred_helper" -c core.hooksPath=/dev/null "$@" 9>&- || rc=$?
-    if ((rc == 124)); then
-        printf 'git %s timed out after %ss (the server did not answer)\n' "$1" "$SWARM_GIT_TIMEOUT_S" >&2
-    fi
-    return "$rc"
-}
 _sw_tail() { local s=$1; REPLY=${s:$(( ${#s} > 300 ? ${#s} - 300 : 0 ))}; }
 
 _sw_head='' _sw_commit='' _sw_pushed='' _sw_wip=false _sw_err='' _sw_skipped=''

@@ -106,22 +106,6 @@ if [[ -n $SWARM_WS_REPO && -n ${SWARM_SECRET_GIT_PASSWORD-} ]]; then
     printf '%s' "$SWARM_SECRET_GIT_PASSWORD" > "$_sw_pw_file"   # umask 077: 0600
 fi
 unset -v SWARM_SECRET_GIT_PASSWORD
-_sw_cred_helper='!f() { test "$1" = get || exit 0; test -s "$_SW_GIT_PWFILE" || exit 0; printf "username=%s\npassword=%s\n" "$_SW_GIT_USER" "$(cat "$_SW_GIT_PWFILE")"; }; f'
-# Every network git call is bounded (SWARM_GIT_TIMEOUT_S): a server that accepts and never answers
-# fails the workspace step by name, well inside the setup run's own timeout.
-_sw_git_timeout=()
-command -v timeout >/dev/null 2>&1 && _sw_git_timeout=(timeout "$SWARM_GIT_TIMEOUT_S")
-_sw_git() {
-    local rc=0
-    GIT_TERMINAL_PROMPT=0 GIT_ASKPASS=/bin/false SSH_ASKPASS=/bin/false _SW_GIT_USER=$SWARM_WS_USERNAME \
-        _SW_GIT_PWFILE=$_sw_pw_file \
-        ${_sw_git_timeout[@]+"${_sw_git_timeout[@]}"} \
-        git -c credential.helper= -c "credential.helper=$_sw_cred_helper" -c core.hooksPath=/dev/null "$@" 9>&- || rc=$?
-    if ((rc == 124)); then
-        printf 'git %s timed out after %ss (the server did not answer)\n' "$1" "$SWARM_GIT_TIMEOUT_S" >&2
-    fi
-    return "$rc"
-}
 _sw_ws_fail() { _sw_ws_error=$1; _sw_blocked=true; _sw_error workspace '' "$1"; }
 _sw_workspace() {
     local dir=$SWARM_WORKDIR want='' out sha name tag_sha='' head_sha='' exact_sha='' origin current

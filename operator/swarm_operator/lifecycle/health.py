@@ -42,6 +42,7 @@ from swarm_operator.lifecycle.report import (
     report_text,
 )
 from swarm_operator.lifecycle.runtime import ResourceRef, Runtime
+from swarm_operator.lifecycle.sandbox import record_gone
 from swarm_operator.lifecycle.status import StatusBook
 from swarm_operator.model import HealthCheckSpec, HealthStatus, Phase, SwarmSandboxSpec, SwarmSandboxStatus
 
@@ -148,18 +149,7 @@ async def _probe(
         if book.status.sandbox is None:
             raise  # disowned: already recorded
         _count_probes(book, failed=True)
-        book.set(
-            ConditionType.SANDBOX_CREATED,
-            "False",
-            Reason.SANDBOX_NOT_FOUND,
-            f"sandbox {sandbox_id} is gone; a new one will be created",
-        )
-        book.set(
-            ConditionType.AGENTS_READY,
-            "False",
-            Reason.SANDBOX_NOT_FOUND,
-            "the sandbox running the agents is gone",
-        )
+        record_gone(book, sandbox_id)
         book.status.health = health_after(previous, Reason.SANDBOX_NOT_FOUND)
         spend.meter(book, "Stopped")
         await book.commit()

@@ -24,6 +24,7 @@ from swarm_operator.lifecycle.sandbox import (
     lease_seconds,
     lifetime_handover_due,
     lifetime_start,
+    record_gone,
     ttl_seconds,
 )
 from swarm_operator.lifecycle.status import StatusBook
@@ -167,17 +168,6 @@ def expiry_due(written: datetime | None, expires: datetime, now: datetime, renew
 
 
 async def _gone(book: StatusBook, sandbox_id: str) -> None:
-    book.set(
-        ConditionType.SANDBOX_CREATED,
-        "False",
-        Reason.SANDBOX_NOT_FOUND,
-        f"sandbox {sandbox_id} is gone; a new one will be created",
-    )
-    book.set(
-        ConditionType.AGENTS_READY,
-        "False",
-        Reason.SANDBOX_NOT_FOUND,
-        "the sandbox running the agents is gone",
-    )
+    record_gone(book, sandbox_id)
     book.status.agents = None
     await book.commit()

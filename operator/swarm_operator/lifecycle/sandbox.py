@@ -136,6 +136,23 @@ async def kill_and_record(
         book.set(ConditionType.AGENTS_READY, "False", reason, agents_message)
 
 
+def record_gone(book: StatusBook, sandbox_id: str) -> None:
+    """The sandbox was found gone (E2B ended it, or someone killed it): SandboxCreated and
+    AgentsReady False with SandboxNotFound; the caller commits, and a reconcile creates a new one."""
+    book.set(
+        ConditionType.SANDBOX_CREATED,
+        "False",
+        Reason.SANDBOX_NOT_FOUND,
+        f"sandbox {sandbox_id} is gone; a new one will be created",
+    )
+    book.set(
+        ConditionType.AGENTS_READY,
+        "False",
+        Reason.SANDBOX_NOT_FOUND,
+        "the sandbox running the agents is gone",
+    )
+
+
 async def ensure_sandbox(
     book: StatusBook, spec: SwarmSandboxSpec, backend: SandboxBackend, policy: EgressPolicy
 ) -> SandboxInfo:
