@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 from tests.e2e.conftest import FIXTURE_BIN, REPO, Cluster, swarm, wait_for
+from tests.e2e.gitserver import git
 
 from swarm_operator import bootstrap
 from swarm_testbed.e2b import STANDIN_BIN
@@ -38,19 +39,6 @@ EXA_KEY = "exa-mcp-51d7a3"
 NOTION_TOKEN = "ntn-mcp-9e2a44"
 ANTHROPIC_KEY = "sk-ant-e2e-3b8d1f"
 PIN = "claudeswarm==0.4.2"
-
-
-def _git(*args: str, cwd: Path | None = None) -> str:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.com",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.com",
-    }
-    return subprocess.run(
-        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
-    ).stdout.strip()
 
 
 @dataclass
@@ -89,19 +77,19 @@ class _AuthHandler(http.server.SimpleHTTPRequestHandler):
 def git_server(tmp_path: Path) -> Iterator[GitServer]:
     work = tmp_path / "src"
     work.mkdir()
-    _git("init", "-q", "-b", "main", cwd=work)
+    git("init", "-q", "-b", "main", cwd=work)
     (work / "README.md").write_text("version one\n")
-    _git("add", ".", cwd=work)
-    _git("commit", "-qm", "one", cwd=work)
-    _git("tag", "-a", "v1.0.0", "-m", "release", cwd=work)
-    tag_commit = _git("rev-parse", "HEAD", cwd=work)
+    git("add", ".", cwd=work)
+    git("commit", "-qm", "one", cwd=work)
+    git("tag", "-a", "v1.0.0", "-m", "release", cwd=work)
+    tag_commit = git("rev-parse", "HEAD", cwd=work)
     (work / "README.md").write_text("version two\n")
-    _git("commit", "-qam", "two", cwd=work)
-    head_commit = _git("rev-parse", "HEAD", cwd=work)
+    git("commit", "-qam", "two", cwd=work)
+    head_commit = git("rev-parse", "HEAD", cwd=work)
     root = tmp_path / "served"
     root.mkdir()
-    _git("clone", "-q", "--bare", str(work), str(root / "repo.git"))
-    _git("update-server-info", cwd=root / "repo.git")
+    git("clone", "-q", "--bare", str(work), str(root / "repo.git"))
+    git("update-server-info", cwd=root / "repo.git")
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(
         [

@@ -11,14 +11,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from swarm_operator import __version__
 
 from ._async import run_async
 from ._emulate import add_dev, add_emulate
-from ._swarm import add_commands, kubectl_main
+from ._swarm import add_commands, dispatch, kubectl_main
 from ._tools import add_doctor, add_template
 
 __all__ = ["kubectl_main", "main", "run_async"]
@@ -26,16 +26,7 @@ __all__ = ["kubectl_main", "main", "run_async"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen subcommand; returns the process exit code."""
-    parser = _build_parser()
-    args = parser.parse_args(argv)
-    handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
-    if handler is None:
-        parser.print_help(sys.stderr)
-        return 2
-    try:
-        return handler(args)
-    except KeyboardInterrupt:
-        return 130
+    return dispatch(_build_parser(), argv)
 
 
 def _build_parser() -> argparse.ArgumentParser:

@@ -81,6 +81,12 @@ def kubectl_main(argv: Sequence[str] | None = None) -> int:
     _add_location(parser, None)
     parser.set_defaults(program=KUBECTL_SWARM)
     add_commands(parser.add_subparsers(metavar="COMMAND", dest="command"))
+    return dispatch(parser, argv)
+
+
+def dispatch(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    """Parse ``argv`` and run the chosen subcommand's handler (both command lines): help and 2 when
+    none was chosen, 130 on Ctrl-C."""
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
     if handler is None:
